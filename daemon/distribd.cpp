@@ -1,0 +1,194 @@
+// distribd: the reference daemon. A composition root: it reads configuration, builds the
+// services from libdistrib and runs them. No business logic lives here.
+#include <distrib/error.h>
+#include <distrib/net/http.h>
+#include <distrib/services/agent.h>
+#include <distrib/services/manager.h>
+#include <distrib/store/store.h>
+#include <distrib/version.h>
+
+#include <boost/program_options.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <pthread.h>
+#include <thread>
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr int kExitConfig = 2;
+constexpr int kExitRuntime = 1;
+
+[[noreturn]] void die(int code, const std::string& message) {
+  std::fprintf(stderr, "distribd: %s\n", message.c_str());
+  std::exit(code);
+}
+
+po::options_description all_options() {
+  po::options_description general("General");
+  general.add_options()
+      ("role", po::value<std::string>(), "manager or agent")
+      ("state-dir", po::value<std::string>(), "state directory (database, chunks, identity)")
+      ("log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
+  po::options_description manager("Manager");
+  manager.add_options()
+      ("listen", po::value<std::string>()->default_value("127.0.0.1"), "address to serve on")
+      ("port", po::value<int>()->default_value(8640), "port to serve on (0: any free port)")
+      ("threads", po::value<int>()->default_value(2), "network threads")
+      ("store-threads", po::value<int>()->default_value(4), "database threads")
+      ("tls-cert", po::value<std::string>(), "PEM certificate chain; enables HTTPS")
+      ("tls-key", po::value<std::string>(), "PEM private key")
+      ("key-mode", po::value<std::string>()->default_value("name"), "ID key for operations: name, ip or host-id")
+      ("database", po::value<std::string>()->default_value("sqlite"), "database backend")
+      ("database-path", po::value<std::string>(), "sqlite file (default STATE_DIR/distrib.db)")
+      ("poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open");
+  po::options_description agent("Agent");
+  agent.add_options()
+      ("server", po::value<std::string>(), "parent URL, http(s)://host:port")
+      ("ca-file", po::value<std::string>(), "CA bundle that verifies an https parent")
+      ("bind-address", po::value<std::string>(), "local address for connections to the parent")
+      ("host-name", po::value<std::string>(), "host name to register (default: the system's)")
+      ("packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)");
+  po::options_description out;
+  out.add(general).add(manager).add(agent);
+  return out;
+}
+
+template <class T>
+T get(const po::variables_map& vm, const char* key, T fallback = T{}) {
+  return vm.count(key) ? vm[key].as<T>() : fallback;
+}
+
+// Blocks SIGINT/SIGTERM in every thread; main waits for them with sigwait.
+sigset_t block_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description cmdline("distribd --role manager|agent [--config FILE] [options]");
+  cmdline.add_options()
+      ("help,h", "show this help")
+      ("version", "print the version")
+      ("config,c", po::value<std::string>(), "INI-style configuration file (keys as the long options)")
+      ("check-config", "validate the configuration and exit");
+  const auto opts = all_options();
+  cmdline.add(opts);
+
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, cmdline), vm);
+    if (vm.count("config")) {
+      const auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) die(kExitConfig, "cannot read configuration file " + path);
+      po::store(po::parse_config_file(in, opts, false), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    die(kExitConfig, std::string(e.what()) + " (see distribd --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << cmdline << "\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "distribd " << distrib::version() << "\n";
+    return 0;
+  }
+
+  const auto level = spdlog::level::from_str(get<std::string>(vm, "log-level"));
+  if (level == spdlog::level::off && get<std::string>(vm, "log-level") != "off")
+    die(kExitConfig, "unknown log level \"" + get<std::string>(vm, "log-level") + "\"");
+  spdlog::set_level(level);
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+
+  const auto role = get<std::string>(vm, "role");
+  const bool check_only = vm.count("check-config") > 0;
+  if (role.empty()) die(kExitConfig, "--role is required (manager or agent)");
+  if (!vm.count("state-dir")) die(kExitConfig, "--state-dir is required");
+
+  try {
+    const auto sigs = block_signals();
+    if (role == "manager") {
+      distrib::ManagerSettings s;
+      s.state_dir = get<std::string>(vm, "state-dir");
+      s.listen_address = get<std::string>(vm, "listen");
+      const int port = get<int>(vm, "port");
+      if (port < 0 || port > 65535) die(kExitConfig, "--port must be between 0 and 65535");
+      s.port = static_cast<std::uint16_t>(port);
+      s.network_threads = get<int>(vm, "threads");
+      s.store_threads = get<int>(vm, "store-threads");
+      s.tls_cert_file = get<std::string>(vm, "tls-cert");
+      s.tls_key_file = get<std::string>(vm, "tls-key");
+      if (s.tls_cert_file.empty() != s.tls_key_file.empty())
+        die(kExitConfig, "--tls-cert and --tls-key go together");
+      s.key_mode = distrib::parse_host_key_mode(get<std::string>(vm, "key-mode"));
+      s.store.backend = get<std::string>(vm, "database");
+      s.store.path = get<std::string>(vm, "database-path");
+      s.poll_timeout_seconds = get<int>(vm, "poll-timeout");
+      for (const char* agent_only : {"server", "ca-file", "bind-address", "host-name", "packages-dir"})
+        if (vm.count(agent_only)) die(kExitConfig, std::string("--") + agent_only + " is an agent option");
+      distrib::StoreRegistry stores;
+      distrib::register_builtin_stores(stores);
+      if (check_only) {
+        if (std::find(stores.names().begin(), stores.names().end(), s.store.backend) == stores.names().end()) {
+          stores.open(s.store);  // throws the "unknown backend" error listing the known ones
+        }
+        std::cout << "configuration is valid (manager)\n";
+        return 0;
+      }
+      distrib::Manager manager(s, stores);
+      manager.start();
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      spdlog::info("signal {} received; stopping", sig);
+      manager.stop();
+      return 0;
+    }
+    if (role == "agent") {
+      distrib::AgentSettings s;
+      s.state_dir = get<std::string>(vm, "state-dir");
+      s.server_url = get<std::string>(vm, "server");
+      s.ca_file = get<std::string>(vm, "ca-file");
+      s.bind_address = get<std::string>(vm, "bind-address");
+      s.host_name = get<std::string>(vm, "host-name");
+      s.packages_dir = get<std::string>(vm, "packages-dir");
+      s.poll_timeout_seconds = get<int>(vm, "poll-timeout");
+      for (const char* manager_only : {"tls-cert", "tls-key", "database-path"})
+        if (vm.count(manager_only)) die(kExitConfig, std::string("--") + manager_only + " is a manager option");
+      if (check_only) {
+        if (s.server_url.empty()) die(kExitConfig, "agent needs --server");
+        distrib::parse_base_url(s.server_url);
+        std::cout << "configuration is valid (agent)\n";
+        return 0;
+      }
+      distrib::Agent agent(s);
+      spdlog::info("agent {} starting; parent {}", agent.host_id(), s.server_url);
+      std::thread runner([&] { agent.run(); });
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      spdlog::info("signal {} received; stopping", sig);
+      agent.stop();
+      runner.join();
+      return 0;
+    }
+    die(kExitConfig, "unknown role \"" + role + "\" (expected manager or agent)");
+  } catch (const distrib::Error& e) {
+    die(e.kind() == distrib::ErrorKind::invalid_argument ? kExitConfig : kExitRuntime, e.what());
+  } catch (const std::exception& e) {
+    die(kExitRuntime, e.what());
+  }
+}

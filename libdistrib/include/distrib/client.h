@@ -1,0 +1,65 @@
+#pragma once
+// AdminClient: the admin REST API as a C++ API. distribctl is a thin shell over it; integrators
+// can drive a manager from their own tools the same way.
+#include <distrib/content/packager.h>
+#include <distrib/model/host.h>
+#include <distrib/model/job.h>
+#include <distrib/model/package.h>
+#include <distrib/net/http.h>
+#include <distrib/store/store.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace distrib {
+
+struct AdminClientSettings {
+  HttpClientSettings http;
+  std::string token;  ///< the manager's admin bearer token
+};
+
+/// Result of uploading a package.
+struct UploadResult {
+  Manifest manifest;
+  std::size_t chunks_total = 0;
+  std::size_t chunks_uploaded = 0;  ///< chunks the manager did not have yet
+  std::uint64_t bytes_uploaded = 0;  ///< compressed bytes sent
+  bool already_registered = false;  ///< identical package was already there
+};
+
+struct JobDetails {
+  Job job;
+  std::vector<JobEntry> entries;
+  JobProgress progress;
+};
+
+class AdminClient {
+public:
+  explicit AdminClient(AdminClientSettings settings);
+
+  std::vector<Host> list_hosts();
+  std::vector<PackageSummary> list_packages();
+  Manifest show_package(const std::string& name, const std::string& version);
+  /// Packages `spec` into a temporary chunk store and uploads what the manager lacks.
+  /// `progress(done, total)` is called after each chunk.
+  UploadResult upload_package(const PackageSpec& spec,
+                              const std::function<void(std::size_t, std::size_t)>& progress = {});
+  Job create_install_job(const std::string& name, const std::string& version,
+                         const std::vector<std::string>& destinations);
+  std::vector<JobListing> list_jobs(int limit = 100);
+  JobDetails show_job(std::int64_t job_id);
+  /// Returns the number of entries cancelled.
+  std::int64_t cancel_job(std::int64_t job_id);
+
+  /// Raw call returning the parsed response body as JSON text; throws Error with the server's
+  /// message (and its kind from the status) for any non-2xx answer.
+  std::string call(std::string_view method, std::string_view target, std::string_view body = {},
+                   std::string_view content_type = "application/json");
+
+private:
+  AdminClientSettings settings_;
+  HttpClient http_;
+};
+
+}  // namespace distrib

@@ -1,0 +1,46 @@
+#pragma once
+// Content-addressed chunk store: each chunk is kept zstd-compressed in a file named by the
+// SHA-256 of its uncompressed bytes. Writes are atomic (temporary file + rename), so a chunk is
+// either wholly present and verified or absent.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace distrib {
+
+/// Compresses bytes for transfer and storage (zstd).
+std::string compress_chunk(std::string_view raw, int level = 3);
+/// Decompresses a stored/transferred chunk; throws Error(integrity) on corrupt input or when the
+/// result would exceed `max_size`.
+std::string decompress_chunk(std::string_view compressed, std::uint64_t max_size);
+
+class ChunkStore {
+public:
+  /// Creates `root` when missing; throws Error when it cannot.
+  explicit ChunkStore(std::filesystem::path root);
+
+  const std::filesystem::path& root() const noexcept { return root_; }
+  bool contains(std::string_view digest) const;
+  /// Path of the compressed chunk file (whether or not it exists).
+  std::filesystem::path path_of(std::string_view digest) const;
+
+  /// Stores raw bytes under their digest; returns the digest. No-op when already present.
+  std::string put_raw(std::string_view raw);
+  /// Stores a compressed chunk after checking that it decompresses to bytes with `digest`.
+  /// Throws Error(integrity) naming the digest when it does not.
+  void put_compressed(std::string_view digest, std::string_view compressed,
+                      std::uint64_t max_size);
+  /// Reads the compressed bytes as stored (no verification).
+  std::string read_compressed(std::string_view digest) const;
+  /// Reads, decompresses and verifies; throws Error(integrity) when the stored bytes are bad.
+  std::string read_verified(std::string_view digest, std::uint64_t max_size) const;
+  /// Removes a chunk (used when verification found it corrupt).
+  void remove(std::string_view digest);
+
+private:
+  std::filesystem::path root_;
+};
+
+}  // namespace distrib

@@ -1,0 +1,43 @@
+#pragma once
+// Packaging a directory and unpacking a payload safely.
+#include <distrib/content/chunk_store.h>
+#include <distrib/model/package.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace distrib {
+
+/// Payload chunk size for ordinary distribution.
+inline constexpr std::uint64_t kDefaultChunkSize = 1024 * 1024;
+/// No chunk is ever larger than this, whatever a manifest says.
+inline constexpr std::uint64_t kMaxChunkSize = 16 * 1024 * 1024;
+
+/// What to package.
+struct PackageSpec {
+  std::filesystem::path source_dir;
+  std::string name;
+  std::string version;
+  InstallInstructions install;
+  std::uint64_t chunk_size = kDefaultChunkSize;
+};
+
+/// Archives `spec.source_dir` (tar, deterministic order, owner and times normalised), cuts the
+/// archive into chunks stored in `chunks`, and returns the manifest. Refuses (Error
+/// invalid_argument) names or versions that are not valid, special files, and symlinks whose
+/// target is absolute or escapes the directory.
+Manifest create_package(const PackageSpec& spec, ChunkStore& chunks);
+
+/// Writes the payload of `manifest` from `chunks` to `out`, verifying every chunk and the whole
+/// payload digest. Throws Error(integrity) naming the first chunk or digest that does not match.
+void assemble_payload(const Manifest& manifest, const ChunkStore& chunks,
+                      const std::filesystem::path& out);
+
+/// Extracts a payload archive into `target_dir` (which must not exist yet), refusing absolute
+/// paths, "..", hard links, device files and symlinks that escape the directory. On any refusal
+/// the partially extracted directory is removed and Error(integrity) names the entry.
+void extract_payload(const std::filesystem::path& archive, const std::filesystem::path& target_dir);
+
+}  // namespace distrib

@@ -1,0 +1,78 @@
+#pragma once
+// Packages: an immutable, content-addressed payload plus install instructions.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace distrib {
+
+/// One file inside a package payload.
+struct ManifestFile {
+  std::string path;    ///< relative, '/'-separated, never absolute, never containing ".."
+  std::uint64_t size = 0;
+  std::string sha256;  ///< empty for directories and symlinks
+  std::uint32_t mode = 0644;
+  std::string type = "file";  ///< "file", "dir" or "symlink"
+  std::string link_target;    ///< for symlinks
+};
+
+/// One content-addressed piece of the payload archive.
+struct ChunkRef {
+  std::string digest;  ///< SHA-256 of the uncompressed bytes, lower-case hex
+  std::uint64_t size = 0;
+};
+
+/// What the agent does once the payload is verified.
+struct InstallInstructions {
+  std::string command;            ///< run through /bin/sh in the install directory; may be empty
+  std::string directory;          ///< where the payload goes; empty: the agent's own package dir
+  std::uint32_t timeout_seconds = 600;
+};
+
+/// The description of a package; its payload is the concatenation of `chunks`.
+struct Manifest {
+  std::string name;
+  std::string version;
+  std::string payload_digest;  ///< SHA-256 of the whole payload archive
+  std::uint64_t payload_size = 0;
+  std::string format = "tar";  ///< payload archive format
+  std::vector<ManifestFile> files;
+  std::vector<ChunkRef> chunks;
+  InstallInstructions install;
+  std::int64_t created_at = 0;
+};
+
+/// A registered package as listed by the manager.
+struct PackageSummary {
+  std::string name;
+  std::string version;
+  std::string payload_digest;
+  std::uint64_t payload_size = 0;
+  std::uint64_t file_count = 0;
+  std::int64_t created_at = 0;
+};
+
+/// Package names: 1-128 of [A-Za-z0-9._+-], starting with a letter or digit.
+bool is_valid_package_name(std::string_view name) noexcept;
+/// Versions: 1-64 of [A-Za-z0-9._+~-], starting with a letter or digit.
+bool is_valid_package_version(std::string_view version) noexcept;
+/// A relative archive path that stays inside its root: no leading '/', no "..", no empty or "."
+/// components, no NUL or backslash.
+bool is_safe_relative_path(std::string_view path) noexcept;
+/// Would a symlink at `link_path` (relative) pointing to `target` stay inside the root?
+bool is_contained_symlink(std::string_view link_path, std::string_view target) noexcept;
+
+/// Checks a manifest's internal consistency (names, paths, chunk sizes add up to the payload
+/// size, digests are well-formed). Throws Error(invalid_argument) naming the first problem.
+void validate_manifest(const Manifest& manifest);
+
+/// Serialises a manifest to JSON text, and back (throws Error(invalid_argument) on bad JSON).
+std::string manifest_to_json(const Manifest& manifest);
+Manifest manifest_from_json(std::string_view json);
+
+/// True for 64 lower-case hex characters.
+bool is_sha256_hex(std::string_view text) noexcept;
+
+}  // namespace distrib

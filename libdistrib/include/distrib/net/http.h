@@ -1,0 +1,133 @@
+#pragma once
+// HTTP/1.1 (+TLS) server and client. Boost.Beast and Asio stay inside libdistrib's sources; this
+// header uses plain types only.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace distrib {
+
+struct HttpRequest {
+  std::string method;  ///< "GET", "POST", ...
+  std::string target;  ///< path and query as sent
+  std::string path;    ///< percent-decoded path without the query
+  std::map<std::string, std::string> query;
+  std::string content_type;   ///< media type without parameters, lower-case
+  std::string authorization;  ///< the Authorization header, verbatim
+  std::string body;
+  std::string remote_address;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  /// When set, the body is streamed from this file instead of `body`.
+  std::string file_path;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+/// Completes one request. Move-only; call exactly once, from any thread. Destroying it without a
+/// call answers 500, so a handler that forgets can never leave a client hanging.
+class Responder {
+public:
+  struct State;
+  explicit Responder(std::shared_ptr<State> state) noexcept;
+  Responder(Responder&&) noexcept;
+  Responder& operator=(Responder&&) noexcept;
+  Responder(const Responder&) = delete;
+  Responder& operator=(const Responder&) = delete;
+  ~Responder();
+  void operator()(HttpResponse response);
+  /// False once the client has gone away (the response would be discarded).
+  bool client_connected() const noexcept;
+
+private:
+  std::shared_ptr<State> state_;
+};
+
+/// A request handler. It must not block: hand blocking work to another thread and call the
+/// responder from there.
+using HttpHandler = std::function<void(HttpRequest&&, Responder)>;
+
+struct HttpServerSettings {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;  ///< 0 picks a free port; see HttpServer::port()
+  int threads = 2;
+  std::string tls_cert_file;  ///< PEM; TLS is on when both files are set
+  std::string tls_key_file;
+  std::uint64_t body_limit = 1024 * 1024;  ///< bytes, for requests not matched below
+  /// Optional per-request limit (method, path) → bytes; 0 means "use body_limit".
+  std::function<std::uint64_t(std::string_view, std::string_view)> body_limit_for;
+  int idle_timeout_seconds = 300;  ///< a connection silent this long is closed
+};
+
+class HttpServer {
+public:
+  HttpServer(HttpServerSettings settings, HttpHandler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  /// Binds and starts the threads. Throws Error naming the address when it cannot bind or when
+  /// the TLS files cannot be loaded.
+  void start();
+  /// Stops accepting, closes connections and joins the threads. Idempotent.
+  void stop();
+  std::uint16_t port() const noexcept;
+  std::uint64_t open_connections() const noexcept;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct HttpClientSettings {
+  std::string base_url;      ///< "http://host:port" or "https://host:port"
+  std::string ca_file;       ///< PEM bundle to verify the server; empty: system default paths
+  std::string bind_address;  ///< local address for outgoing connections (optional)
+  int connect_timeout_seconds = 10;
+  int timeout_seconds = 120;  ///< per request, covering long polls
+};
+
+/// A blocking client keeping one connection alive between requests. Not thread-safe; use one
+/// per thread.
+class HttpClient {
+public:
+  explicit HttpClient(HttpClientSettings settings);
+  ~HttpClient();
+  HttpClient(HttpClient&&) noexcept;
+  HttpClient& operator=(HttpClient&&) noexcept;
+  /// Sends a request and returns any response, whatever its status. Throws Error(unavailable)
+  /// when the server cannot be reached or the connection fails (naming the URL and the cause).
+  HttpResponse request(std::string_view method, std::string_view target, std::string_view body = {},
+                       std::string_view content_type = "application/json",
+                       std::string_view bearer_token = {});
+  /// Breaks off a request blocked in another thread (it fails with Error(unavailable)).
+  /// The only member that may be called concurrently with request().
+  void abort() noexcept;
+  /// Per-request timeout for subsequent requests.
+  void set_timeout(int seconds);
+  const HttpClientSettings& settings() const noexcept;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Splits "scheme://host:port" into its parts; throws Error(invalid_argument) on anything else.
+struct ParsedUrl {
+  bool tls = false;
+  std::string host;
+  std::uint16_t port = 0;
+};
+ParsedUrl parse_base_url(std::string_view url);
+
+/// Percent-encodes a path segment or query value.
+std::string url_encode(std::string_view text);
+
+}  // namespace distrib

@@ -1,0 +1,136 @@
+#include <distrib/client.h>
+#include <distrib/error.h>
+
+#include "model/json_codec.h"
+
+#include <unistd.h>
+
+namespace distrib {
+
+namespace bj = boost::json;
+namespace stdfs = std::filesystem;
+
+namespace {
+ErrorKind kind_of_status(int status) {
+  switch (status) {
+    case 400: case 413: case 415: return ErrorKind::invalid_argument;
+    case 401: return ErrorKind::unauthorized;
+    case 403: return ErrorKind::forbidden;
+    case 404: return ErrorKind::not_found;
+    case 409: return ErrorKind::conflict;
+    case 422: return ErrorKind::integrity;
+    case 503: return ErrorKind::unavailable;
+    default: return ErrorKind::internal;
+  }
+}
+}  // namespace
+
+AdminClient::AdminClient(AdminClientSettings settings)
+    : settings_(std::move(settings)), http_(settings_.http) {}
+
+std::string AdminClient::call(std::string_view method, std::string_view target, std::string_view body,
+                              std::string_view content_type) {
+  auto res = http_.request(method, target, body, content_type, settings_.token);
+  if (res.status / 100 == 2) return res.body;
+  std::string message = "HTTP " + std::to_string(res.status);
+  try {
+    auto o = json::parse_object(res.body);
+    message = json::get_string(o.at("error").as_object(), "message");
+  } catch (...) {
+  }
+  throw Error(kind_of_status(res.status), message);
+}
+
+std::vector<Host> AdminClient::list_hosts() {
+  auto o = json::parse_object(call("GET", "/v1/hosts"));
+  std::vector<Host> out;
+  for (const auto& v : json::get_array(o, "hosts")) out.push_back(json::host_from_json(v.as_object()));
+  return out;
+}
+
+std::vector<PackageSummary> AdminClient::list_packages() {
+  auto o = json::parse_object(call("GET", "/v1/packages"));
+  std::vector<PackageSummary> out;
+  for (const auto& v : json::get_array(o, "packages"))
+    out.push_back(json::package_summary_from_json(v.as_object()));
+  return out;
+}
+
+Manifest AdminClient::show_package(const std::string& name, const std::string& version) {
+  return manifest_from_json(call("GET", "/v1/packages/" + url_encode(name) + "/" + url_encode(version)));
+}
+
+UploadResult AdminClient::upload_package(const PackageSpec& spec,
+                                         const std::function<void(std::size_t, std::size_t)>& progress) {
+  // Chunks are cut into a private temporary store, then only the missing ones travel.
+  char tmpl[] = "/tmp/distrib-package-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw Error("cannot create a temporary directory under /tmp");
+  const stdfs::path tmp(tmpl);
+  struct Cleanup {
+    stdfs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      stdfs::remove_all(p, ec);
+    }
+  } cleanup{tmp};
+  ChunkStore store(tmp);
+  UploadResult result;
+  result.manifest = create_package(spec, store);
+  result.chunks_total = result.manifest.chunks.size();
+
+  bj::array digests;
+  for (const auto& c : result.manifest.chunks) digests.emplace_back(c.digest);
+  auto missing_obj = json::parse_object(
+      call("POST", "/v1/chunks/missing", bj::serialize(bj::object{{"digests", digests}})));
+  const auto missing = json::get_string_array(missing_obj, "missing");
+  std::size_t done = 0;
+  for (const auto& d : missing) {
+    const auto bytes = store.read_compressed(d);
+    call("PUT", "/v1/chunks/" + d, bytes, "application/zstd");
+    result.bytes_uploaded += bytes.size();
+    ++result.chunks_uploaded;
+    if (progress) progress(++done, missing.size());
+  }
+  if (missing.empty() && progress) progress(0, 0);
+  auto reg = json::parse_object(call("POST", "/v1/packages", manifest_to_json(result.manifest)));
+  if (auto it = reg.find("created"); it != reg.end() && it->value().is_bool())
+    result.already_registered = !it->value().as_bool();
+  return result;
+}
+
+Job AdminClient::create_install_job(const std::string& name, const std::string& version,
+                                    const std::vector<std::string>& destinations) {
+  bj::array dests;
+  for (const auto& d : destinations) dests.emplace_back(d);
+  bj::object body{{"type", "install"},
+                  {"package", bj::object{{"name", name}, {"version", version}}},
+                  {"destinations", dests}};
+  auto o = json::parse_object(call("POST", "/v1/jobs", bj::serialize(body)));
+  return json::job_from_json(o.at("job").as_object());
+}
+
+std::vector<JobListing> AdminClient::list_jobs(int limit) {
+  auto o = json::parse_object(call("GET", "/v1/jobs?limit=" + std::to_string(limit)));
+  std::vector<JobListing> out;
+  for (const auto& v : json::get_array(o, "jobs")) {
+    const auto& jo = v.as_object();
+    out.push_back({json::job_from_json(jo), json::progress_from_json(jo.at("progress").as_object())});
+  }
+  return out;
+}
+
+JobDetails AdminClient::show_job(std::int64_t job_id) {
+  auto o = json::parse_object(call("GET", "/v1/jobs/" + std::to_string(job_id)));
+  JobDetails d;
+  d.job = json::job_from_json(o.at("job").as_object());
+  for (const auto& v : json::get_array(o, "entries")) d.entries.push_back(json::entry_from_json(v.as_object()));
+  d.progress = summarize(d.entries);
+  return d;
+}
+
+std::int64_t AdminClient::cancel_job(std::int64_t job_id) {
+  auto o = json::parse_object(call("POST", "/v1/jobs/" + std::to_string(job_id) + "/cancel", "{}"));
+  return json::get_int(o, "cancelled", 0);
+}
+
+}  // namespace distrib

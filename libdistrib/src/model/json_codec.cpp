@@ -1,0 +1,275 @@
+#include "model/json_codec.h"
+
+#include <distrib/error.h>
+
+namespace distrib::json {
+
+bj::object parse_object(std::string_view text) {
+  boost::system::error_code ec;
+  bj::value v = bj::parse(text, ec);
+  if (ec) throw Error(ErrorKind::invalid_argument, "malformed JSON: " + ec.message());
+  if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "malformed JSON: expected an object");
+  return std::move(v.as_object());
+}
+
+namespace {
+[[noreturn]] void bad_field(std::string_view key, std::string_view expected) {
+  throw Error(ErrorKind::invalid_argument,
+              "field \"" + std::string(key) + "\" " + std::string(expected));
+}
+}  // namespace
+
+std::string get_string(const bj::object& o, std::string_view key, bool required) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) {
+    if (required) bad_field(key, "is missing");
+    return {};
+  }
+  if (!it->value().is_string()) bad_field(key, "must be a string");
+  return std::string(it->value().as_string());
+}
+
+std::int64_t get_int(const bj::object& o, std::string_view key, std::optional<std::int64_t> fallback) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) {
+    if (!fallback) bad_field(key, "is missing");
+    return *fallback;
+  }
+  const auto& v = it->value();
+  if (v.is_int64()) return v.as_int64();
+  if (v.is_uint64() && v.as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    return static_cast<std::int64_t>(v.as_uint64());
+  bad_field(key, "must be an integer");
+}
+
+const bj::array& get_array(const bj::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end()) bad_field(key, "is missing");
+  if (!it->value().is_array()) bad_field(key, "must be an array");
+  return it->value().as_array();
+}
+
+std::vector<std::string> get_string_array(const bj::object& o, std::string_view key, bool required) {
+  std::vector<std::string> out;
+  if (!required && !o.contains(key)) return out;
+  for (const auto& v : get_array(o, key)) {
+    if (!v.is_string()) bad_field(key, "must be an array of strings");
+    out.emplace_back(v.as_string());
+  }
+  return out;
+}
+
+namespace {
+const bj::object& as_obj(const bj::value& v, std::string_view what) {
+  if (!v.is_object()) bad_field(what, "must contain objects");
+  return v.as_object();
+}
+std::uint64_t get_u64(const bj::object& o, std::string_view key) {
+  const auto v = get_int(o, key, 0);
+  if (v < 0) bad_field(key, "must not be negative");
+  return static_cast<std::uint64_t>(v);
+}
+bj::array strings(const std::vector<std::string>& v) {
+  bj::array a;
+  for (const auto& s : v) a.emplace_back(s);
+  return a;
+}
+}  // namespace
+
+bj::object to_json(const Host& h) {
+  return {{"host_id", h.host_id},         {"name", h.name},
+          {"addresses", strings(h.addresses)}, {"os", h.os},
+          {"role", std::string(to_string(h.role))}, {"parent", h.parent},
+          {"agent_version", h.agent_version}, {"registered_at", h.registered_at},
+          {"last_seen", h.last_seen}};
+}
+
+Host host_from_json(const bj::object& o) {
+  Host h;
+  h.host_id = get_string(o, "host_id");
+  h.name = get_string(o, "name");
+  h.addresses = get_string_array(o, "addresses", false);
+  h.os = get_string(o, "os", false);
+  const auto role = get_string(o, "role", false);
+  h.role = role.empty() ? HostRole::agent : parse_host_role(role);
+  h.parent = get_string(o, "parent", false);
+  h.agent_version = get_string(o, "agent_version", false);
+  h.registered_at = get_int(o, "registered_at", 0);
+  h.last_seen = get_int(o, "last_seen", 0);
+  return h;
+}
+
+bj::object to_json(const Manifest& m) {
+  bj::array files;
+  for (const auto& f : m.files) {
+    bj::object fo{{"path", f.path}, {"type", f.type}, {"size", f.size}, {"mode", f.mode}};
+    if (!f.sha256.empty()) fo["sha256"] = f.sha256;
+    if (!f.link_target.empty()) fo["link_target"] = f.link_target;
+    files.push_back(std::move(fo));
+  }
+  bj::array chunks;
+  for (const auto& c : m.chunks) chunks.push_back(bj::object{{"digest", c.digest}, {"size", c.size}});
+  return {{"name", m.name},
+          {"version", m.version},
+          {"format", m.format},
+          {"payload_digest", m.payload_digest},
+          {"payload_size", m.payload_size},
+          {"created_at", m.created_at},
+          {"install", bj::object{{"command", m.install.command},
+                                 {"directory", m.install.directory},
+                                 {"timeout_seconds", m.install.timeout_seconds}}},
+          {"files", std::move(files)},
+          {"chunks", std::move(chunks)}};
+}
+
+Manifest manifest_from_json_object(const bj::object& o) {
+  Manifest m;
+  m.name = get_string(o, "name");
+  m.version = get_string(o, "version");
+  m.format = get_string(o, "format", false);
+  if (m.format.empty()) m.format = "tar";
+  m.payload_digest = get_string(o, "payload_digest");
+  m.payload_size = get_u64(o, "payload_size");
+  m.created_at = get_int(o, "created_at", 0);
+  if (auto it = o.find("install"); it != o.end()) {
+    const auto& io = as_obj(it->value(), "install");
+    m.install.command = get_string(io, "command", false);
+    m.install.directory = get_string(io, "directory", false);
+    m.install.timeout_seconds = static_cast<std::uint32_t>(get_int(io, "timeout_seconds", 600));
+  }
+  for (const auto& fv : get_array(o, "files")) {
+    const auto& fo = as_obj(fv, "files");
+    ManifestFile f;
+    f.path = get_string(fo, "path");
+    f.type = get_string(fo, "type", false);
+    if (f.type.empty()) f.type = "file";
+    f.size = get_u64(fo, "size");
+    f.mode = static_cast<std::uint32_t>(get_int(fo, "mode", 0644));
+    f.sha256 = get_string(fo, "sha256", false);
+    f.link_target = get_string(fo, "link_target", false);
+    m.files.push_back(std::move(f));
+  }
+  for (const auto& cv : get_array(o, "chunks")) {
+    const auto& co = as_obj(cv, "chunks");
+    m.chunks.push_back({get_string(co, "digest"), get_u64(co, "size")});
+  }
+  return m;
+}
+
+bj::object to_json(const PackageSummary& p) {
+  return {{"name", p.name}, {"version", p.version}, {"payload_digest", p.payload_digest},
+          {"payload_size", p.payload_size}, {"file_count", p.file_count},
+          {"created_at", p.created_at}};
+}
+
+PackageSummary package_summary_from_json(const bj::object& o) {
+  PackageSummary p;
+  p.name = get_string(o, "name");
+  p.version = get_string(o, "version");
+  p.payload_digest = get_string(o, "payload_digest", false);
+  p.payload_size = get_u64(o, "payload_size");
+  p.file_count = get_u64(o, "file_count");
+  p.created_at = get_int(o, "created_at", 0);
+  return p;
+}
+
+bj::object to_json(const Job& j) {
+  return {{"id", j.id},
+          {"type", std::string(to_string(j.type))},
+          {"package", bj::object{{"name", j.package_name}, {"version", j.package_version}}},
+          {"destinations", strings(j.destinations)},
+          {"key_mode", j.key_mode},
+          {"created_by", j.created_by},
+          {"created_at", j.created_at},
+          {"cancel_requested", j.cancel_requested}};
+}
+
+Job job_from_json(const bj::object& o) {
+  Job j;
+  j.id = get_int(o, "id", 0);
+  j.type = parse_job_type(get_string(o, "type"));
+  auto it = o.find("package");
+  if (it == o.end()) bad_field("package", "is missing");
+  const auto& po = as_obj(it->value(), "package");
+  j.package_name = get_string(po, "name");
+  j.package_version = get_string(po, "version");
+  j.destinations = get_string_array(o, "destinations");
+  j.key_mode = get_string(o, "key_mode", false);
+  j.created_by = get_string(o, "created_by", false);
+  j.created_at = get_int(o, "created_at", 0);
+  if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
+    j.cancel_requested = c->value().as_bool();
+  return j;
+}
+
+bj::object to_json(const JobEntry& e) {
+  bj::object o{{"id", e.id},
+               {"job_id", e.job_id},
+               {"host_id", e.host_id},
+               {"host_name", e.host_name},
+               {"state", std::string(to_string(e.state))},
+               {"attempt", e.attempt},
+               {"message", e.message},
+               {"output_tail", e.output_tail},
+               {"updated_at", e.updated_at}};
+  if (e.exit_code) o["exit_code"] = *e.exit_code;
+  else o["exit_code"] = nullptr;
+  return o;
+}
+
+JobEntry entry_from_json(const bj::object& o) {
+  JobEntry e;
+  e.id = get_int(o, "id");
+  e.job_id = get_int(o, "job_id", 0);
+  e.host_id = get_string(o, "host_id");
+  e.host_name = get_string(o, "host_name", false);
+  e.state = parse_entry_state(get_string(o, "state"));
+  e.attempt = static_cast<std::int32_t>(get_int(o, "attempt", 1));
+  e.message = get_string(o, "message", false);
+  e.output_tail = get_string(o, "output_tail", false);
+  e.updated_at = get_int(o, "updated_at", 0);
+  if (auto it = o.find("exit_code"); it != o.end() && !it->value().is_null())
+    e.exit_code = static_cast<int>(get_int(o, "exit_code"));
+  return e;
+}
+
+bj::object to_json(const JobProgress& p) {
+  bj::object o{{"total", p.total}, {"final", p.final_count}};
+  for (auto s : kAllEntryStates) o[to_string(s)] = p.count(s);
+  return o;
+}
+
+JobProgress progress_from_json(const bj::object& o) {
+  JobProgress p;
+  p.total = get_int(o, "total", 0);
+  p.final_count = get_int(o, "final", 0);
+  for (auto s : kAllEntryStates) p.by_state[static_cast<int>(s)] = get_int(o, to_string(s), 0);
+  return p;
+}
+
+bj::object to_json(const EntryReport& r) {
+  bj::object o{{"entry_id", r.entry_id}, {"attempt", r.attempt}, {"seq", r.seq},
+               {"state", std::string(to_string(r.state))}, {"message", r.message},
+               {"output_tail", r.output_tail}};
+  if (r.exit_code) o["exit_code"] = *r.exit_code;
+  return o;
+}
+
+EntryReport report_from_json(const bj::object& o) {
+  EntryReport r;
+  r.entry_id = get_int(o, "entry_id");
+  r.attempt = static_cast<std::int32_t>(get_int(o, "attempt", 1));
+  r.seq = get_int(o, "seq");
+  r.state = parse_entry_state(get_string(o, "state"));
+  r.message = get_string(o, "message", false);
+  r.output_tail = get_string(o, "output_tail", false);
+  if (auto it = o.find("exit_code"); it != o.end() && !it->value().is_null())
+    r.exit_code = static_cast<int>(get_int(o, "exit_code"));
+  return r;
+}
+
+std::string error_body(std::string_view kind, std::string_view message) {
+  return bj::serialize(bj::object{{"error", bj::object{{"kind", kind}, {"message", message}}}});
+}
+
+}  // namespace distrib::json

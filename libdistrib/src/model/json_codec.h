@@ -1,0 +1,52 @@
+#pragma once
+// JSON forms of the model types, shared by the manager's routes, the agent and AdminClient so that
+// the wire format is defined once. Readers throw Error(invalid_argument) naming the bad field.
+#include <distrib/model/host.h>
+#include <distrib/model/job.h>
+#include <distrib/model/package.h>
+#include <distrib/store/store.h>
+
+#include <boost/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace distrib::json {
+
+namespace bj = boost::json;
+
+/// Parses text into an object; throws Error(invalid_argument) "malformed JSON: ..." otherwise.
+bj::object parse_object(std::string_view text);
+
+// Field readers: `what` names the enclosing object in error messages.
+std::string get_string(const bj::object& o, std::string_view key, bool required = true);
+std::int64_t get_int(const bj::object& o, std::string_view key, std::optional<std::int64_t> fallback = {});
+const bj::array& get_array(const bj::object& o, std::string_view key);
+std::vector<std::string> get_string_array(const bj::object& o, std::string_view key, bool required = true);
+
+bj::object to_json(const Host& host);
+Host host_from_json(const bj::object& o);
+
+bj::object to_json(const Manifest& m);
+Manifest manifest_from_json_object(const bj::object& o);
+
+bj::object to_json(const PackageSummary& p);
+PackageSummary package_summary_from_json(const bj::object& o);
+
+bj::object to_json(const Job& job);
+Job job_from_json(const bj::object& o);
+
+bj::object to_json(const JobEntry& e);
+JobEntry entry_from_json(const bj::object& o);
+
+bj::object to_json(const JobProgress& p);
+JobProgress progress_from_json(const bj::object& o);
+
+bj::object to_json(const EntryReport& r);
+EntryReport report_from_json(const bj::object& o);
+
+/// {"error": {"kind": ..., "message": ...}}
+std::string error_body(std::string_view kind, std::string_view message);
+
+}  // namespace distrib::json

@@ -1,0 +1,223 @@
+// Blocking HTTP/1.1 client on Beast with one kept-alive connection (plain or TLS).
+#include <distrib/error.h>
+#include <distrib/net/http.h>
+
+#include "net/asio_fwd.h"
+
+#include <atomic>
+#include <optional>
+#include <sys/socket.h>
+
+namespace distrib {
+
+using namespace net;
+
+ParsedUrl parse_base_url(std::string_view url) {
+  ParsedUrl out;
+  std::string_view rest;
+  if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  } else if (url.starts_with("https://")) {
+    out.tls = true;
+    rest = url.substr(8);
+  } else {
+    throw Error(ErrorKind::invalid_argument,
+                "server URL \"" + std::string(url) + "\" must start with http:// or https://");
+  }
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos)
+    throw Error(ErrorKind::invalid_argument, "server URL \"" + std::string(url) + "\" must not have a path");
+  std::string_view port_text;
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos)
+      throw Error(ErrorKind::invalid_argument, "server URL \"" + std::string(url) + "\" is malformed");
+    out.host = std::string(rest.substr(1, close - 1));
+    if (close + 1 < rest.size() && rest[close + 1] == ':') port_text = rest.substr(close + 2);
+  } else {
+    const auto colon = rest.rfind(':');
+    out.host = std::string(rest.substr(0, colon));
+    if (colon != std::string_view::npos) port_text = rest.substr(colon + 1);
+  }
+  if (out.host.empty())
+    throw Error(ErrorKind::invalid_argument, "server URL \"" + std::string(url) + "\" has no host");
+  if (port_text.empty()) {
+    out.port = out.tls ? 443 : 80;
+  } else {
+    unsigned long p = 0;
+    for (char c : port_text) {
+      if (c < '0' || c > '9' || p > 65535)
+        throw Error(ErrorKind::invalid_argument, "server URL \"" + std::string(url) + "\" has a bad port");
+      p = p * 10 + static_cast<unsigned long>(c - '0');
+    }
+    if (p == 0 || p > 65535)
+      throw Error(ErrorKind::invalid_argument, "server URL \"" + std::string(url) + "\" has a bad port");
+    out.port = static_cast<std::uint16_t>(p);
+  }
+  return out;
+}
+
+std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+struct HttpClient::Impl {
+  HttpClientSettings settings;
+  ParsedUrl url;
+  asio::io_context io;
+  std::optional<asio::ssl::context> tls;
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  beast::flat_buffer buffer;
+  bool connected = false;
+  std::atomic<int> fd{-1};
+  std::atomic<bool> aborted{false};
+
+  beast::tcp_stream& lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
+
+  void reset() {
+    fd = -1;
+    secure.reset();
+    plain.reset();
+    buffer.clear();
+    connected = false;
+  }
+
+  [[noreturn]] void fail(std::string_view what, const beast::error_code& ec) {
+    reset();
+    throw Error(ErrorKind::unavailable, "cannot reach " + settings.base_url + ": " +
+                                            std::string(what) + ": " + ec.message());
+  }
+
+  void connect() {
+    reset();
+    beast::error_code ec;
+    tcp::resolver resolver(io);
+    auto results = resolver.resolve(url.host, std::to_string(url.port), ec);
+    if (ec) fail("name resolution failed", ec);
+    beast::tcp_stream stream(io);
+    if (!settings.bind_address.empty()) {
+      auto addr = asio::ip::make_address(settings.bind_address, ec);
+      if (ec) throw Error(ErrorKind::invalid_argument, "bind address \"" + settings.bind_address + "\" is not an IP address");
+      stream.socket().open(addr.is_v4() ? tcp::v4() : tcp::v6(), ec);
+      if (!ec) stream.socket().bind(tcp::endpoint(addr, 0), ec);
+      if (ec) fail("cannot bind to " + settings.bind_address, ec);
+    }
+    stream.expires_after(std::chrono::seconds(settings.connect_timeout_seconds));
+    if (!settings.bind_address.empty()) {
+      ec = asio::error::host_not_found;
+      for (const auto& r : results) {
+        stream.socket().connect(r.endpoint(), ec);
+        if (!ec) break;
+      }
+    } else {
+      stream.connect(results, ec);
+    }
+    if (ec) fail("connect failed", ec);
+    stream.socket().set_option(tcp::no_delay(true), ec);
+    fd = stream.socket().native_handle();
+    if (aborted) fail("aborted", asio::error::operation_aborted);
+    if (url.tls) {
+      secure.emplace(std::move(stream), *tls);
+      if (!SSL_set_tlsext_host_name(secure->native_handle(), url.host.c_str())) {
+        // Host is an IP address: SNI is optional.
+      }
+      secure->set_verify_mode(asio::ssl::verify_peer);
+      secure->set_verify_callback(asio::ssl::host_name_verification(url.host));
+      secure->handshake(asio::ssl::stream_base::client, ec);
+      if (ec) fail("TLS handshake failed", ec);
+    } else {
+      plain.emplace(std::move(stream));
+    }
+    connected = true;
+  }
+
+  template <class Stream>
+  HttpResponse exchange(Stream& stream, http::request<http::string_body>& req) {
+    beast::error_code ec;
+    lowest().expires_after(std::chrono::seconds(settings.timeout_seconds));
+    http::write(stream, req, ec);
+    if (ec) fail("sending the request failed", ec);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64ull * 1024 * 1024);
+    http::read(stream, buffer, parser, ec);
+    if (ec) fail("reading the response failed", ec);
+    auto res = parser.release();
+    HttpResponse out;
+    out.status = static_cast<int>(res.result_int());
+    out.content_type = std::string(res[http::field::content_type]);
+    for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    out.body = std::move(res.body());
+    if (!res.keep_alive()) reset();
+    return out;
+  }
+};
+
+HttpClient::HttpClient(HttpClientSettings settings) : impl_(std::make_unique<Impl>()) {
+  impl_->settings = std::move(settings);
+  impl_->url = parse_base_url(impl_->settings.base_url);
+  if (impl_->url.tls) {
+    impl_->tls.emplace(asio::ssl::context::tls_client);
+    beast::error_code ec;
+    if (impl_->settings.ca_file.empty()) {
+      impl_->tls->set_default_verify_paths(ec);
+    } else {
+      impl_->tls->load_verify_file(impl_->settings.ca_file, ec);
+      if (ec)
+        throw Error(ErrorKind::invalid_argument,
+                    "cannot load CA file " + impl_->settings.ca_file + ": " + ec.message());
+    }
+  }
+}
+HttpClient::~HttpClient() = default;
+HttpClient::HttpClient(HttpClient&&) noexcept = default;
+HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
+
+void HttpClient::abort() noexcept {
+  impl_->aborted = true;
+  const int fd = impl_->fd.load();
+  if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+}
+
+void HttpClient::set_timeout(int seconds) { impl_->settings.timeout_seconds = seconds; }
+const HttpClientSettings& HttpClient::settings() const noexcept { return impl_->settings; }
+
+HttpResponse HttpClient::request(std::string_view method, std::string_view target,
+                                 std::string_view body, std::string_view content_type,
+                                 std::string_view bearer_token) {
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, impl_->url.host + ":" + std::to_string(impl_->url.port));
+  req.set(http::field::user_agent, "distrib");
+  if (!bearer_token.empty()) req.set(http::field::authorization, "Bearer " + std::string(bearer_token));
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    req.set(http::field::content_type, content_type);
+    req.body() = std::string(body);
+  }
+  req.keep_alive(true);
+  req.prepare_payload();
+  // A kept-alive connection may have been closed by the server meanwhile: one fresh retry.
+  const bool reused = impl_->connected;
+  for (int attempt = 0;; ++attempt) {
+    if (impl_->aborted) throw Error(ErrorKind::unavailable, "request to " + impl_->settings.base_url + " aborted");
+    if (!impl_->connected) impl_->connect();
+    try {
+      return impl_->secure ? impl_->exchange(*impl_->secure, req) : impl_->exchange(*impl_->plain, req);
+    } catch (const Error&) {
+      if (!reused || attempt > 0) throw;
+    }
+  }
+}
+
+}  // namespace distrib

@@ -1,0 +1,332 @@
+// HTTP/1.1 server on Beast with C++20 coroutines. One coroutine per connection on its own strand;
+// handlers complete requests through a Responder from any thread.
+#include <distrib/error.h>
+#include <distrib/net/http.h>
+
+#include "model/json_codec.h"
+#include "net/asio_fwd.h"
+
+#include <boost/url/parse.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <sys/resource.h>
+#include <thread>
+
+namespace distrib {
+
+using namespace net;
+
+struct Responder::State {
+  explicit State(asio::any_io_executor ex, std::shared_ptr<asio::io_context> keep)
+      : timer(ex, asio::steady_timer::time_point::max()), io(std::move(keep)) {}
+  std::mutex mutex;
+  std::optional<HttpResponse> response;
+  asio::steady_timer timer;
+  std::shared_ptr<asio::io_context> io;  // keeps the executor valid for late responders
+  std::atomic<bool> closed{false};
+};
+
+Responder::Responder(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
+Responder::Responder(Responder&&) noexcept = default;
+Responder& Responder::operator=(Responder&& other) noexcept {
+  if (this != &other) {
+    if (state_) (*this)(HttpResponse{500, "application/json", json::error_body("internal", "request was not answered"), {}, {}});
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+Responder::~Responder() {
+  if (state_) {
+    try {
+      (*this)(HttpResponse{500, "application/json",
+                           json::error_body("internal", "request was not answered"), {}, {}});
+    } catch (...) {
+    }
+  }
+}
+
+void Responder::operator()(HttpResponse response) {
+  auto state = std::move(state_);
+  if (!state) return;
+  {
+    std::lock_guard lock(state->mutex);
+    if (state->response) return;
+    state->response = std::move(response);
+  }
+  asio::post(state->timer.get_executor(), [state] { state->timer.cancel(); });
+}
+
+bool Responder::client_connected() const noexcept { return state_ && !state_->closed; }
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+HttpResponse error_response(int status, std::string_view kind, std::string_view message) {
+  return HttpResponse{status, "application/json", json::error_body(kind, message), {}, {}};
+}
+
+// Fills the plain request from Beast's; returns false when the target cannot be parsed.
+bool convert(const http::request<http::string_body>& in, HttpRequest& out) {
+  out.method = std::string(in.method_string());
+  out.target = std::string(in.target());
+  auto parsed = boost::urls::parse_origin_form(in.target());
+  if (!parsed) return false;
+  out.path = parsed->path();
+  for (auto param : parsed->params()) out.query[param.key] = param.value;
+  auto ct = lower(in[http::field::content_type]);
+  if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
+  while (!ct.empty() && ct.back() == ' ') ct.pop_back();
+  out.content_type = std::move(ct);
+  out.authorization = std::string(in[http::field::authorization]);
+  return true;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  HttpServerSettings settings;
+  HttpHandler handler;
+  std::shared_ptr<asio::io_context> io = std::make_shared<asio::io_context>();
+  std::optional<asio::ssl::context> tls;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<std::uint64_t> connections{0};
+  std::uint16_t port = 0;
+  bool running = false;
+
+  template <class Stream>
+  asio::awaitable<bool> write_response(Stream& stream, HttpResponse&& r, unsigned version,
+                                       bool keep_alive) {
+    beast::error_code ec;
+    if (!r.file_path.empty()) {
+      http::response<http::file_body> res{static_cast<http::status>(r.status), version};
+      res.body().open(r.file_path.c_str(), beast::file_mode::scan, ec);
+      if (ec) {
+        co_return co_await write_response(
+            stream, error_response(404, "not_found", "content is not available"), version, keep_alive);
+      }
+      res.set(http::field::content_type, r.content_type);
+      for (auto& [k, v] : r.headers) res.set(k, v);
+      res.keep_alive(keep_alive);
+      res.prepare_payload();
+      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+      res.set(http::field::content_type, r.content_type);
+      for (auto& [k, v] : r.headers) res.set(k, v);
+      res.body() = std::move(r.body);
+      res.keep_alive(keep_alive);
+      res.prepare_payload();
+      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_return !ec;
+  }
+
+  template <class Stream>
+  asio::awaitable<void> serve(Stream& stream, std::string remote) {
+    beast::flat_buffer buffer;
+    const auto idle = std::chrono::seconds(settings.idle_timeout_seconds);
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(16 * 1024);
+      beast::error_code ec;
+      beast::get_lowest_layer(stream).expires_after(idle);
+      co_await http::async_read_header(stream, buffer, parser,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+            ec == asio::error::operation_aborted || ec == asio::error::eof ||
+            ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated)
+          co_return;
+        co_await write_response(stream, error_response(400, "invalid_argument", "malformed HTTP request: " + ec.message()), 11, false);
+        co_return;
+      }
+      const auto& head = parser.get();
+      std::uint64_t limit = 0;
+      if (settings.body_limit_for)
+        limit = settings.body_limit_for(head.method_string(), head.target());
+      if (limit == 0) limit = settings.body_limit;
+      parser.body_limit(limit);
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      beast::get_lowest_layer(stream).expires_never();
+      if (ec == http::error::body_limit) {
+        co_await write_response(stream,
+                                error_response(413, "invalid_argument",
+                                               "request body exceeds the limit of " +
+                                                   std::to_string(limit) + " bytes"),
+                                head.version(), false);
+        co_return;
+      }
+      if (ec) {
+        if (ec == asio::error::operation_aborted || ec == asio::error::eof ||
+            ec == http::error::end_of_stream || ec == asio::error::connection_reset)
+          co_return;
+        co_await write_response(stream, error_response(400, "invalid_argument", "malformed HTTP request: " + ec.message()), 11, false);
+        co_return;
+      }
+      auto req = parser.release();
+      const bool keep_alive = req.keep_alive();
+      const unsigned version = req.version();
+
+      HttpRequest plain;
+      HttpResponse response;
+      if (!convert(req, plain)) {
+        response = error_response(400, "invalid_argument", "malformed request target");
+      } else {
+        plain.body = std::move(req.body());
+        plain.remote_address = remote;
+        auto state = std::make_shared<Responder::State>(co_await asio::this_coro::executor, io);
+        try {
+          handler(std::move(plain), Responder(state));
+        } catch (const std::exception& e) {
+          Responder{state}(error_response(500, "internal", e.what()));
+        }
+        for (;;) {
+          {
+            std::lock_guard lock(state->mutex);
+            if (state->response) break;
+          }
+          co_await state->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        response = std::move(*state->response);
+      }
+      beast::get_lowest_layer(stream).expires_after(idle);
+      if (!co_await write_response(stream, std::move(response), version, keep_alive)) co_return;
+      if (!keep_alive) co_return;
+    }
+  }
+
+  asio::awaitable<void> session(tcp::socket socket) {
+    ++connections;
+    struct Count {
+      std::atomic<std::uint64_t>& n;
+      ~Count() { --n; }
+    } count{connections};
+    beast::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    std::string remote = ec ? std::string() : ep.address().to_string();
+    socket.set_option(tcp::no_delay(true), ec);
+    try {
+      if (tls) {
+        beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls);
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+        co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          spdlog::debug("TLS handshake with {} failed: {}", remote, ec.message());
+          co_return;
+        }
+        co_await serve(stream, remote);
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+        co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        beast::tcp_stream stream(std::move(socket));
+        co_await serve(stream, remote);
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("connection from {} ended with an error: {}", remote, e.what());
+    }
+  }
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      beast::error_code ec;
+      tcp::socket socket = co_await acceptor->async_accept(
+          asio::make_strand(*io), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+        // Out of descriptors and similar: back off briefly rather than spin.
+        spdlog::warn("accept failed: {}", ec.message());
+        asio::steady_timer t(*io, std::chrono::milliseconds(50));
+        co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      auto ex = socket.get_executor();
+      asio::co_spawn(ex, session(std::move(socket)), asio::detached);
+    }
+  }
+};
+
+HttpServer::HttpServer(HttpServerSettings settings, HttpHandler handler)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->settings = std::move(settings);
+  impl_->handler = std::move(handler);
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+  auto& s = impl_->settings;
+  // Every connected agent holds a descriptor: raise the soft limit as far as allowed.
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (!s.tls_cert_file.empty() || !s.tls_key_file.empty()) {
+    if (s.tls_cert_file.empty() || s.tls_key_file.empty())
+      throw Error(ErrorKind::invalid_argument, "TLS needs both a certificate file and a key file");
+    impl_->tls.emplace(asio::ssl::context::tls_server);
+    impl_->tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                            asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                            asio::ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    impl_->tls->use_certificate_chain_file(s.tls_cert_file, ec);
+    if (ec) throw Error(ErrorKind::invalid_argument, "cannot load TLS certificate " + s.tls_cert_file + ": " + ec.message());
+    impl_->tls->use_private_key_file(s.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec) throw Error(ErrorKind::invalid_argument, "cannot load TLS key " + s.tls_key_file + ": " + ec.message());
+  }
+  beast::error_code ec;
+  auto address = asio::ip::make_address(s.address, ec);
+  if (ec) throw Error(ErrorKind::invalid_argument, "listen address \"" + s.address + "\" is not an IP address");
+  tcp::endpoint ep(address, s.port);
+  auto& acc = impl_->acceptor.emplace(*impl_->io);
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw Error(ErrorKind::unavailable, "cannot listen on " + s.address + ":" + std::to_string(s.port) + ": " + ec.message());
+  impl_->port = acc.local_endpoint().port();
+  asio::co_spawn(*impl_->io, impl_->accept_loop(), asio::detached);
+  impl_->running = true;
+  for (int i = 0; i < std::max(1, s.threads); ++i)
+    impl_->threads.emplace_back([io = impl_->io] {
+      for (;;) {
+        try {
+          io->run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("network thread: {}", e.what());
+        }
+      }
+    });
+}
+
+void HttpServer::stop() {
+  if (!impl_ || !impl_->running) return;
+  impl_->running = false;
+  asio::post(*impl_->io, [this] {
+    beast::error_code ec;
+    impl_->acceptor->close(ec);
+  });
+  impl_->io->stop();
+  for (auto& t : impl_->threads)
+    if (t.joinable()) t.join();
+  impl_->threads.clear();
+}
+
+std::uint16_t HttpServer::port() const noexcept { return impl_->port; }
+std::uint64_t HttpServer::open_connections() const noexcept { return impl_->connections; }
+
+}  // namespace distrib

@@ -1,0 +1,467 @@
+// The agent: register, long-poll, fetch and verify, install, report through a durable outbox.
+#include <distrib/content/chunk_store.h>
+#include <distrib/content/packager.h>
+#include <distrib/error.h>
+#include <distrib/net/http.h>
+#include <distrib/services/agent.h>
+#include <distrib/version.h>
+
+#include "model/json_codec.h"
+#include "services/process.h"
+#include "util/fs.h"
+
+#include <spdlog/spdlog.h>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <condition_variable>
+#include <ifaddrs.h>
+#include <map>
+#include <mutex>
+#include <net/if.h>
+#include <set>
+#include <sys/utsname.h>
+#include <thread>
+#include <unistd.h>
+
+namespace distrib {
+
+namespace bj = boost::json;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+std::string system_host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+std::vector<std::string> system_addresses() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (auto* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr || (a->ifa_flags & IFF_LOOPBACK)) continue;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (a->ifa_addr->sa_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(a->ifa_addr);
+      if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr)) continue;
+      ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    } else {
+      continue;
+    }
+    out.emplace_back(text);
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+std::string os_description() {
+  std::string pretty = "Linux";
+  try {
+    const auto text = fs::read_file("/etc/os-release");
+    const auto pos = text.find("PRETTY_NAME=");
+    if (pos != std::string::npos) {
+      auto end = text.find('\n', pos);
+      pretty = text.substr(pos + 12, end == std::string::npos ? std::string::npos : end - pos - 12);
+      std::erase(pretty, '"');
+    }
+  } catch (const Error&) {
+  }
+  utsname u{};
+  if (::uname(&u) == 0) pretty += std::string(" (") + u.machine + ", kernel " + u.release + ")";
+  return pretty;
+}
+
+// Thrown inside entry processing when the manager says the entry is no longer ours to run.
+struct EntryWithdrawn {
+  EntryState state;
+};
+
+}  // namespace
+
+struct Agent::Impl {
+  AgentSettings settings;
+  std::string host_id;
+  std::unique_ptr<ChunkStore> chunks;
+  std::unique_ptr<HttpClient> http;
+  std::atomic<bool> stopping{false};
+  std::mutex sleep_mutex;
+  std::condition_variable sleep_cv;
+  bool registered = false;
+  int backoff_ms = 0;
+  std::int64_t next_seq = 1;
+  // Entry id → state the manager last confirmed (from report results).
+  std::map<std::int64_t, EntryState> confirmed;
+
+  stdfs::path outbox_dir() const { return settings.state_dir / "outbox"; }
+  stdfs::path journal_dir() const { return settings.state_dir / "entries"; }
+  stdfs::path installed_file() const { return settings.state_dir / "installed.json"; }
+
+  // --- small utilities ----------------------------------------------------------------
+
+  void sleep_ms(int ms) {
+    std::unique_lock lock(sleep_mutex);
+    sleep_cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping.load(); });
+  }
+
+  void failed_contact(const std::string& why) {
+    backoff_ms = backoff_ms == 0 ? settings.retry_min_ms : std::min(backoff_ms * 2, settings.retry_max_ms);
+    spdlog::warn("{}; retrying in {} ms", why, backoff_ms);
+    sleep_ms(backoff_ms);
+  }
+
+  bj::object call(std::string_view method, std::string_view target, const bj::value& body) {
+    const auto text = body.is_null() ? std::string() : bj::serialize(body);
+    auto res = http->request(method, target, text);
+    if (res.status / 100 != 2) {
+      std::string message = res.body;
+      try {
+        auto o = json::parse_object(res.body);
+        message = json::get_string(o.at("error").as_object(), "message");
+      } catch (...) {
+      }
+      throw Error(res.status == 404 ? ErrorKind::not_found : ErrorKind::unavailable,
+                  std::string(method) + " " + std::string(target) + ": " + std::to_string(res.status) + " " + message);
+    }
+    return json::parse_object(res.body);
+  }
+
+  // --- durable records ----------------------------------------------------------------
+
+  bj::object load_installed() {
+    try {
+      return json::parse_object(fs::read_file(installed_file()));
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::not_found) spdlog::warn("installed package record unreadable: {}", e.what());
+      return {};
+    }
+  }
+
+  std::optional<EntryState> journal_state(std::int64_t entry_id, std::int32_t attempt) {
+    try {
+      auto o = json::parse_object(fs::read_file(journal_dir() / (std::to_string(entry_id) + ".json")));
+      if (json::get_int(o, "attempt", 1) != attempt) return std::nullopt;
+      return parse_entry_state(json::get_string(o, "state"));
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+
+  void write_journal(std::int64_t entry_id, std::int32_t attempt, EntryState state) {
+    fs::write_file_atomic(journal_dir() / (std::to_string(entry_id) + ".json"),
+                          bj::serialize(bj::object{{"entry_id", entry_id},
+                                                   {"attempt", attempt},
+                                                   {"state", std::string(to_string(state))}}));
+  }
+
+  // Queues a report durably (journal first, then outbox), then tries to deliver it.
+  void report(std::int64_t entry_id, std::int32_t attempt, EntryState state, std::string message = {},
+              std::optional<int> exit_code = {}, std::string output_tail = {}) {
+    EntryReport r;
+    r.entry_id = entry_id;
+    r.attempt = attempt;
+    r.seq = next_seq++;
+    r.state = state;
+    r.message = std::move(message);
+    r.exit_code = exit_code;
+    r.output_tail = std::move(output_tail);
+    fs::write_file_atomic(settings.state_dir / "seq", std::to_string(next_seq));
+    write_journal(entry_id, attempt, state);
+    char name[32];
+    std::snprintf(name, sizeof name, "%016lld.json", static_cast<long long>(r.seq));
+    fs::write_file_atomic(outbox_dir() / name, bj::serialize(json::to_json(r)));
+    try {
+      flush_outbox();
+    } catch (const Error& e) {
+      spdlog::warn("report for entry {} kept in the outbox: {}", entry_id, e.what());
+    }
+    if (auto it = confirmed.find(entry_id); it != confirmed.end() && is_final(it->second) &&
+                                            it->second != state)
+      throw EntryWithdrawn{it->second};
+  }
+
+  // Sends every queued report in order; deletes those the manager acknowledged.
+  void flush_outbox() {
+    std::vector<stdfs::path> files;
+    for (const auto& e : stdfs::directory_iterator(outbox_dir()))
+      if (e.path().extension() == ".json") files.push_back(e.path());
+    if (files.empty()) return;
+    std::sort(files.begin(), files.end());
+    for (std::size_t start = 0; start < files.size(); start += 500) {
+      const auto end = std::min(files.size(), start + 500);
+      bj::array reports;
+      for (std::size_t i = start; i < end; ++i) {
+        try {
+          reports.push_back(json::parse_object(fs::read_file(files[i])));
+        } catch (const Error& e) {
+          spdlog::error("dropping unreadable outbox record {}: {}", files[i].string(), e.what());
+          stdfs::remove(files[i]);
+        }
+      }
+      auto res = call("POST", "/v1/agent/report", bj::object{{"host_id", host_id}, {"reports", reports}});
+      for (const auto& v : json::get_array(res, "results")) {
+        const auto& o = v.as_object();
+        const auto entry = json::get_int(o, "entry_id");
+        const auto state = parse_entry_state(json::get_string(o, "state"));
+        confirmed[entry] = state;
+        if (json::get_string(o, "outcome") == "refused")
+          spdlog::info("entry {} is {} at the manager; report not applied", entry, to_string(state));
+      }
+      for (std::size_t i = start; i < end; ++i) {
+        std::error_code ec;
+        stdfs::remove(files[i], ec);
+      }
+    }
+  }
+
+  // --- work ---------------------------------------------------------------------------
+
+  void register_with_parent() {
+    Host me;
+    me.host_id = host_id;
+    me.name = settings.host_name.empty() ? system_host_name() : settings.host_name;
+    me.addresses = system_addresses();
+    if (!settings.bind_address.empty()) me.addresses.insert(me.addresses.begin(), settings.bind_address);
+    me.os = os_description();
+    me.role = HostRole::agent;
+    me.agent_version = distrib::version();
+    call("POST", "/v1/agent/register", json::to_json(me));
+    registered = true;
+    spdlog::info("registered with {} as {} ({})", settings.server_url, me.name, host_id);
+  }
+
+  void fetch_chunk(const Manifest& m, const ChunkRef& c) {
+    std::string last_error;
+    for (int attempt = 1; attempt <= std::max(1, settings.chunk_retries); ++attempt) {
+      auto res = http->request("GET", "/v1/content/chunks/" + c.digest);
+      if (res.status != 200)
+        throw Error(res.status == 404 ? ErrorKind::not_found : ErrorKind::unavailable,
+                    "chunk " + c.digest + ": server answered " + std::to_string(res.status));
+      try {
+        chunks->put_compressed(c.digest, res.body, std::min<std::uint64_t>(c.size, kMaxChunkSize));
+        return;
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::integrity) throw;
+        last_error = e.what();
+        spdlog::warn("package {} {}: {} (attempt {})", m.name, m.version, last_error, attempt);
+      }
+    }
+    throw Error(ErrorKind::integrity, last_error);
+  }
+
+  stdfs::path install_target(const Manifest& m) const {
+    if (!m.install.directory.empty()) return m.install.directory;
+    const auto root = settings.packages_dir.empty() ? settings.state_dir / "packages" : settings.packages_dir;
+    return root / m.name / m.version;
+  }
+
+  // Puts the verified payload into place: extract beside the target, then swap directories.
+  void place_payload(const stdfs::path& archive, const stdfs::path& target, std::int64_t entry_id) {
+    std::error_code ec;
+    stdfs::create_directories(target.parent_path(), ec);
+    auto staging = target;
+    staging += ".distrib-staging-" + std::to_string(entry_id);
+    auto old = target;
+    old += ".distrib-old-" + std::to_string(entry_id);
+    stdfs::remove_all(staging, ec);
+    extract_payload(archive, staging);
+    const bool had = stdfs::exists(target, ec);
+    if (had) stdfs::rename(target, old);
+    try {
+      stdfs::rename(staging, target);
+    } catch (...) {
+      if (had) stdfs::rename(old, target, ec);
+      throw;
+    }
+    stdfs::remove_all(old, ec);
+  }
+
+  void process(const bj::object& item) {
+    const auto entry_id = json::get_int(item, "entry_id");
+    const auto attempt = static_cast<std::int32_t>(json::get_int(item, "attempt", 1));
+    const auto& pkg = item.at("package").as_object();
+    const auto name = json::get_string(pkg, "name");
+    const auto version = json::get_string(pkg, "version");
+    const auto digest = json::get_string(pkg, "payload_digest", false);
+
+    if (auto s = journal_state(entry_id, attempt); s && is_final(*s)) return;  // re-delivered work
+    try {
+      auto installed = load_installed();
+      if (!digest.empty() && installed.contains(digest)) {
+        report(entry_id, attempt, EntryState::succeeded, "already installed; nothing to do");
+        return;
+      }
+      report(entry_id, attempt, EntryState::transferring);
+      Manifest m = manifest_from_json(
+          bj::serialize(call("GET", "/v1/content/manifests/" + url_encode(name) + "/" + url_encode(version), nullptr)));
+      validate_manifest(m);
+      if (!digest.empty() && m.payload_digest != digest)
+        throw Error(ErrorKind::integrity, "manifest payload digest does not match the job's");
+
+      std::size_t fetched = 0;
+      for (const auto& c : m.chunks) {
+        if (stopping) return;  // resumes from the chunks already held at next start
+        if (chunks->contains(c.digest)) continue;
+        fetch_chunk(m, c);
+        ++fetched;
+      }
+      const auto work = settings.state_dir / "work";
+      stdfs::create_directories(work);
+      const auto archive = work / (std::to_string(entry_id) + ".tar");
+      try {
+        assemble_payload(m, *chunks, archive);
+      } catch (const Error& e) {
+        // A chunk that went bad on our disk is dropped so the next attempt fetches it again.
+        for (const auto& c : m.chunks) {
+          try {
+            chunks->read_verified(c.digest, kMaxChunkSize);
+          } catch (const Error&) {
+            chunks->remove(c.digest);
+          }
+        }
+        throw;
+      }
+      report(entry_id, attempt, EntryState::transferred,
+             std::to_string(fetched) + " of " + std::to_string(m.chunks.size()) + " chunk(s) fetched");
+      report(entry_id, attempt, EntryState::installing);
+
+      const auto target = install_target(m);
+      std::error_code ec;
+      place_payload(archive, target, entry_id);
+      stdfs::remove(archive, ec);
+
+      std::optional<int> exit_code;
+      std::string tail;
+      if (!m.install.command.empty()) {
+        auto result = run_command(m.install.command, target,
+                                  {{"DISTRIB_PACKAGE_NAME", m.name},
+                                   {"DISTRIB_PACKAGE_VERSION", m.version},
+                                   {"DISTRIB_INSTALL_DIR", target.string()},
+                                   {"DISTRIB_ENTRY_ID", std::to_string(entry_id)}},
+                                  std::chrono::seconds(m.install.timeout_seconds), settings.output_tail_bytes);
+        exit_code = result.exit_code;
+        tail = result.output_tail;
+        if (result.timed_out) {
+          report(entry_id, attempt, EntryState::failed,
+                 "install command timed out after " + std::to_string(m.install.timeout_seconds) + " s",
+                 exit_code, tail);
+          return;
+        }
+        if (result.exit_code != 0) {
+          report(entry_id, attempt, EntryState::failed,
+                 "install command exited with " + std::to_string(result.exit_code), exit_code, tail);
+          return;
+        }
+      }
+      installed[m.payload_digest] = bj::object{{"name", m.name}, {"version", m.version},
+                                               {"directory", target.string()},
+                                               {"installed_at", fs::now_unix()}};
+      fs::write_file_atomic(installed_file(), bj::serialize(installed));
+      report(entry_id, attempt, EntryState::succeeded, "installed in " + target.string(), exit_code, tail);
+    } catch (const EntryWithdrawn& w) {
+      write_journal(entry_id, attempt, w.state);
+      spdlog::info("entry {} was {} by the manager; stopped", entry_id, to_string(w.state));
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::unavailable) throw;  // transient: retried on the next poll
+      spdlog::error("entry {}: {}", entry_id, e.what());
+      try {
+        report(entry_id, attempt, EntryState::failed, e.what());
+      } catch (const EntryWithdrawn& w) {
+        write_journal(entry_id, attempt, w.state);
+      }
+    }
+  }
+
+  void run() {
+    while (!stopping) {
+      try {
+        if (!registered) register_with_parent();
+        flush_outbox();
+        http->set_timeout(settings.poll_timeout_seconds + 15);
+        auto res = call("GET", "/v1/agent/work?host_id=" + host_id + "&wait=" + std::to_string(settings.poll_timeout_seconds), nullptr);
+        http->set_timeout(120);
+        backoff_ms = 0;
+        const auto& work = json::get_array(res, "work");
+        bool did_something = false;
+        for (const auto& item : work) {
+          if (stopping) break;
+          const auto& o = item.as_object();
+          const auto before = journal_state(json::get_int(o, "entry_id"), static_cast<std::int32_t>(json::get_int(o, "attempt", 1)));
+          if (before && is_final(*before)) continue;
+          process(o);
+          did_something = true;
+        }
+        // Work the manager still lists but this agent already finished: let reports catch up.
+        if (!work.empty() && !did_something) sleep_ms(settings.retry_max_ms);
+      } catch (const Error& e) {
+        if (stopping) break;
+        if (e.kind() == ErrorKind::not_found && !registered) registered = false;
+        failed_contact(e.what());
+      } catch (const std::exception& e) {
+        if (stopping) break;
+        failed_contact(std::string("unexpected: ") + e.what());
+      }
+    }
+    try {
+      flush_outbox();
+    } catch (...) {
+    }
+  }
+};
+
+Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>()) {
+  auto& i = *impl_;
+  i.settings = std::move(settings);
+  auto& s = i.settings;
+  if (s.server_url.empty()) throw Error(ErrorKind::invalid_argument, "agent needs a server URL (--server)");
+  parse_base_url(s.server_url);
+  fs::ensure_writable_dir(s.state_dir, "state directory");
+  fs::ensure_writable_dir(i.outbox_dir(), "outbox directory");
+  fs::ensure_writable_dir(i.journal_dir(), "entry journal directory");
+  i.chunks = std::make_unique<ChunkStore>(s.state_dir / "chunks");
+
+  const auto id_file = s.state_dir / "host-id";
+  std::error_code ec;
+  if (stdfs::exists(id_file, ec)) {
+    auto text = fs::read_file(id_file);
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    if (!is_valid_host_id(text))
+      throw Error(ErrorKind::invalid_argument, "host identifier in " + id_file.string() + " is not a UUID");
+    i.host_id = text;
+  } else {
+    i.host_id = make_host_id();
+    fs::write_file_atomic(id_file, i.host_id + "\n");
+  }
+  try {
+    i.next_seq = std::stoll(fs::read_file(s.state_dir / "seq"));
+  } catch (...) {
+    i.next_seq = 1;
+  }
+  // Sequence numbers only grow, even if the seq file was lost: never below a queued report's.
+  for (const auto& e : stdfs::directory_iterator(i.outbox_dir())) {
+    try {
+      i.next_seq = std::max<std::int64_t>(i.next_seq, std::stoll(e.path().stem().string()) + 1);
+    } catch (...) {
+    }
+  }
+  HttpClientSettings hs;
+  hs.base_url = s.server_url;
+  hs.ca_file = s.ca_file;
+  hs.bind_address = s.bind_address;
+  i.http = std::make_unique<HttpClient>(hs);
+}
+
+Agent::~Agent() = default;
+const std::string& Agent::host_id() const noexcept { return impl_->host_id; }
+void Agent::run() { impl_->run(); }
+void Agent::stop() {
+  impl_->stopping = true;
+  impl_->sleep_cv.notify_all();
+  impl_->http->abort();
+}
+
+}  // namespace distrib

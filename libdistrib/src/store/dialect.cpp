@@ -1,0 +1,64 @@
+#include "store/dialect.h"
+
+namespace distrib::store {
+
+std::string Dialect::limit(long n) const { return " LIMIT " + std::to_string(n); }
+
+const Dialect& sqlite_dialect() {
+  static const Dialect d = [] {
+    Dialect x;
+    x.name = "sqlite";
+    x.identity_pk = "INTEGER PRIMARY KEY AUTOINCREMENT";
+    x.text_type = "TEXT";
+    x.connection_setup = {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                          "PRAGMA foreign_keys=ON"};
+    x.serialize_writes = true;
+    x.upsert_host =
+        "INSERT INTO hosts (host_id, name, addresses, os, role, parent, agent_version, "
+        "registered_at, last_seen) VALUES (:host_id, :name, :addresses, :os, :role, :parent, "
+        ":agent_version, :registered_at, :last_seen) ON CONFLICT(host_id) DO UPDATE SET "
+        "name=excluded.name, addresses=excluded.addresses, os=excluded.os, role=excluded.role, "
+        "parent=excluded.parent, agent_version=excluded.agent_version, "
+        "last_seen=excluded.last_seen";
+    x.last_insert_id = "SELECT last_insert_rowid()";
+    return x;
+  }();
+  return d;
+}
+
+const std::vector<Migration>& migrations() {
+  static const std::vector<Migration> m = {
+      {1,
+       {"CREATE TABLE hosts (host_id VARCHAR(36) PRIMARY KEY, name VARCHAR(255) NOT NULL, "
+        "addresses ${TEXT} NOT NULL, os ${TEXT}, role VARCHAR(16) NOT NULL, parent VARCHAR(36), "
+        "agent_version VARCHAR(64), registered_at BIGINT NOT NULL, last_seen BIGINT NOT NULL)",
+        "CREATE INDEX hosts_name ON hosts (name)",
+        "CREATE TABLE packages (name VARCHAR(128) NOT NULL, version VARCHAR(64) NOT NULL, "
+        "payload_digest CHAR(64) NOT NULL, payload_size BIGINT NOT NULL, file_count BIGINT NOT "
+        "NULL, manifest ${TEXT} NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (name, version))",
+        "CREATE TABLE jobs (id ${PK}, type VARCHAR(32) NOT NULL, package_name VARCHAR(128) NOT "
+        "NULL, package_version VARCHAR(64) NOT NULL, destinations ${TEXT} NOT NULL, key_mode "
+        "VARCHAR(16) NOT NULL, created_by VARCHAR(255), created_at BIGINT NOT NULL, "
+        "cancel_requested INTEGER NOT NULL)",
+        "CREATE TABLE job_entries (id ${PK}, job_id BIGINT NOT NULL REFERENCES jobs (id), "
+        "host_id VARCHAR(36) NOT NULL, state VARCHAR(16) NOT NULL, attempt INTEGER NOT NULL, "
+        "last_seq BIGINT NOT NULL, exit_code INTEGER, message ${TEXT}, output_tail ${TEXT}, "
+        "updated_at BIGINT NOT NULL)",
+        "CREATE INDEX job_entries_job ON job_entries (job_id)",
+        "CREATE INDEX job_entries_host ON job_entries (host_id, state)"}},
+  };
+  return m;
+}
+
+std::string render(const std::string& statement, const Dialect& dialect) {
+  std::string out = statement;
+  auto replace_all = [&](const std::string& from, const std::string& to) {
+    for (std::size_t pos = 0; (pos = out.find(from, pos)) != std::string::npos; pos += to.size())
+      out.replace(pos, from.size(), to);
+  };
+  replace_all("${PK}", dialect.identity_pk);
+  replace_all("${TEXT}", dialect.text_type);
+  return out;
+}
+
+}  // namespace distrib::store

@@ -1,0 +1,91 @@
+#include "util/fs.h"
+
+#include <distrib/error.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <random>
+#include <unistd.h>
+
+namespace distrib::fs {
+
+namespace stdfs = std::filesystem;
+
+std::string read_file(const stdfs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw Error(errno == ENOENT ? ErrorKind::not_found : ErrorKind::internal,
+                "cannot read " + path.string() + ": " + std::strerror(errno));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const auto n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      throw Error("cannot read " + path.string() + ": " + std::strerror(err));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+void write_file_atomic(const stdfs::path& path, std::string_view data) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto tmp = path;
+  tmp += ".tmp" + std::to_string(rng() % 1000000000);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot write " + tmp.string() + ": " + std::strerror(errno));
+  const char* p = data.data();
+  std::size_t left = data.size();
+  while (left > 0) {
+    const auto n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw Error("cannot write " + tmp.string() + ": " + std::strerror(err));
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw Error("cannot write " + path.string() + ": " + std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw Error("cannot write " + path.string() + ": " + std::strerror(err));
+  }
+}
+
+void ensure_writable_dir(const stdfs::path& dir, std::string_view what) {
+  if (dir.empty()) throw Error(ErrorKind::invalid_argument, std::string(what) + " is not set");
+  std::error_code ec;
+  stdfs::create_directories(dir, ec);
+  if (ec)
+    throw Error(ErrorKind::invalid_argument, std::string(what) + " " + dir.string() +
+                                                 " cannot be created: " + ec.message());
+  if (!stdfs::is_directory(dir))
+    throw Error(ErrorKind::invalid_argument,
+                std::string(what) + " " + dir.string() + " is not a directory");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw Error(ErrorKind::invalid_argument, std::string(what) + " " + dir.string() +
+                                                 " is not writable: " + std::strerror(errno));
+}
+
+std::int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace distrib::fs

@@ -1,0 +1,17 @@
+#pragma once
+// Small file helpers with error messages that name the path.
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace distrib::fs {
+
+std::string read_file(const std::filesystem::path& path);
+/// Writes via a temporary file in the same directory, fsync and rename: readers see the old
+/// content or the new, never a torn file.
+void write_file_atomic(const std::filesystem::path& path, std::string_view data);
+/// Creates the directory (and parents) and checks that it is writable; throws Error naming it.
+void ensure_writable_dir(const std::filesystem::path& dir, std::string_view what);
+std::int64_t now_unix();
+
+}  // namespace distrib::fs

@@ -90,7 +90,7 @@ std::vector<SourceEntry> walk(const stdfs::path& root, const std::string& label)
     if (ec) throw Error(ErrorKind::invalid_argument, "cannot read " + root.string() + ": " + ec.message());
     SourceEntry e;
     e.abs = it->path();
-    e.rel = stdfs::relative(e.abs, root).generic_string();
+    e.rel = e.abs.lexically_relative(root).generic_string();  // never resolves symlinks
     if (::lstat(e.abs.c_str(), &e.st) != 0)
       throw Error(ErrorKind::invalid_argument, "cannot stat " + e.abs.string() + ": " + std::strerror(errno));
     if (!is_safe_relative_path(e.rel))

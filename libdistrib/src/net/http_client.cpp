@@ -149,11 +149,14 @@ struct HttpClient::Impl {
     beast::error_code ec;
     lowest().expires_after(std::chrono::seconds(settings.timeout_seconds));
     http::write(stream, req, ec);
-    if (ec) fail("sending the request failed", ec);
+    const auto write_error = ec;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64ull * 1024 * 1024);
+    // A server refusing a request early (413) answers before reading it all: read the answer
+    // even when sending failed.
     http::read(stream, buffer, parser, ec);
-    if (ec) fail("reading the response failed", ec);
+    if (ec) fail(write_error ? "sending the request failed" : "reading the response failed",
+                 write_error ? write_error : ec);
     auto res = parser.release();
     HttpResponse out;
     out.status = static_cast<int>(res.result_int());

@@ -130,6 +130,21 @@ struct HttpServer::Impl {
     co_return !ec;
   }
 
+  // Reads and discards what the client is still sending (briefly), so that closing does not
+  // reset the connection before the client has read our error response.
+  template <class Stream>
+  asio::awaitable<void> linger(Stream& stream) {
+    beast::error_code ec;
+    beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ec);
+    std::vector<char> sink(64 * 1024);
+    std::uint64_t total = 0;
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+    while (!ec && total < 64ull * 1024 * 1024) {
+      total += co_await beast::get_lowest_layer(stream).async_read_some(
+          asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
   template <class Stream>
   asio::awaitable<void> serve(Stream& stream, std::string remote) {
     beast::flat_buffer buffer;
@@ -137,6 +152,7 @@ struct HttpServer::Impl {
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(16 * 1024);
+      parser.body_limit(boost::none);  // the real limit depends on the route; set after the header
       beast::error_code ec;
       beast::get_lowest_layer(stream).expires_after(idle);
       co_await http::async_read_header(stream, buffer, parser,
@@ -155,15 +171,19 @@ struct HttpServer::Impl {
         limit = settings.body_limit_for(head.method_string(), head.target());
       if (limit == 0) limit = settings.body_limit;
       parser.body_limit(limit);
-      co_await http::async_read(stream, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      // The declared length was parsed with the header, before the limit was known.
+      const auto declared = parser.content_length();
+      if (!(declared && *declared > limit))
+        co_await http::async_read(stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
       beast::get_lowest_layer(stream).expires_never();
-      if (ec == http::error::body_limit) {
+      if (ec == http::error::body_limit || (declared && *declared > limit)) {
         co_await write_response(stream,
                                 error_response(413, "invalid_argument",
                                                "request body exceeds the limit of " +
                                                    std::to_string(limit) + " bytes"),
                                 head.version(), false);
+        co_await linger(stream);
         co_return;
       }
       if (ec) {

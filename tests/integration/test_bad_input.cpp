@@ -1,0 +1,175 @@
+// Bad input gets a clear error and changes nothing; the daemon keeps serving.
+#include <distrib/net/http.h>
+
+#include "harness.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+using namespace distrib;
+using namespace distrib::test;
+
+namespace {
+int line_count(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+}  // namespace
+
+TEST_CASE("malformed requests get a 4xx JSON error and the manager keeps serving", "[integration]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  const auto token = read_file(m.token_file()).substr(0, 64);
+  HttpClient c({m.url(), "", "", 5, 10});
+  auto alive = [&] { return c.request("GET", "/v1/status").status == 200; };
+
+  struct Case {
+    std::string name, method, target, body, type;
+    bool admin;
+    int status;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"malformed JSON", "POST", "/v1/jobs", "{\"type\": ", "application/json", true, 400, "malformed JSON"},
+      {"JSON that is not an object", "POST", "/v1/jobs", "[1,2]", "application/json", true, 400, "expected an object"},
+      {"missing field", "POST", "/v1/jobs", "{\"type\":\"install\"}", "application/json", true, 400, "\\\"package\\\" is missing"},
+      {"unknown job type", "POST", "/v1/jobs", "{\"type\":\"reboot\",\"package\":{\"name\":\"a\",\"version\":\"1\"},\"destinations\":[\"x\"]}", "application/json", true, 400, "unknown job type"},
+      {"unknown route", "GET", "/v1/nothing-here", "", "", true, 404, "no route"},
+      {"unknown route outside v1", "GET", "/admin", "", "", false, 404, "no route"},
+      {"wrong content type", "POST", "/v1/jobs", "{}", "text/plain", true, 400, "content type must be application/json"},
+      {"oversized body", "POST", "/v1/jobs", std::string(5 * 1024 * 1024, ' '), "application/json", true, 413, "exceeds the limit"},
+      {"no token on an admin route", "GET", "/v1/hosts", "", "", false, 401, "admin bearer token"},
+      {"bad job id", "GET", "/v1/jobs/abc", "", "", true, 400, "not a job id"},
+      {"missing job", "GET", "/v1/jobs/999", "", "", true, 404, "does not exist"},
+      {"bad chunk digest", "GET", "/v1/content/chunks/xyz", "", "", false, 400, "not a chunk digest"},
+      {"missing chunk", "GET", "/v1/content/chunks/" + std::string(64, 'a'), "", "", false, 404, "not available"},
+      {"chunk not matching its digest", "PUT", "/v1/chunks/" + std::string(64, 'a'), "garbage", "application/zstd", true, 422, "zstd"},
+      {"agent poll without host id", "GET", "/v1/agent/work", "", "", false, 400, "host_id"},
+      {"registration with a bad host id", "POST", "/v1/agent/register", "{\"host_id\":\"x\",\"name\":\"n\"}", "application/json", false, 400, "not a UUID"},
+      {"report with a bad state", "POST", "/v1/agent/report", "{\"host_id\":\"11111111-1111-4111-8111-111111111111\",\"reports\":[{\"entry_id\":1,\"seq\":1,\"state\":\"done\"}]}", "application/json", false, 400, "unknown entry state"},
+  };
+  for (const auto& k : cases) {
+    INFO(k.name);
+    HttpClient one({m.url(), "", "", 5, 10});
+    auto r = one.request(k.method, k.target, k.body, k.type, k.admin ? token : "");
+    CHECK(r.status == k.status);
+    CHECK(r.content_type == "application/json");
+    CHECK(r.body.find("\"error\"") != std::string::npos);
+    CHECK(r.body.find(k.says) != std::string::npos);
+    CHECK(alive());
+  }
+  // An agent (no token) cannot use admin routes; a wrong token is refused the same way.
+  CHECK(c.request("GET", "/v1/jobs", "", "", "0000").status == 401);
+  CHECK(c.request("POST", "/v1/jobs", "{}", "application/json").status == 401);
+  // Nothing was created by any of it.
+  CHECK(m.ctl({"job", "list"}, true).out == "{\"jobs\":[]}\n");
+}
+
+TEST_CASE("jobs to unknown destinations are refused whole", "[integration]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  AgentProc a(tmp / "agent", m.url(), "known", "127.0.0.81");
+  REQUIRE(wait_until([&] { return host_count(m) == 1; }, 15s));
+  write_file(tmp / "p/f", "x");
+  REQUIRE(m.ctl({"package", "create", (tmp / "p").string(), "--name", "p", "--version", "1"}).exit_code == 0);
+  auto r = m.ctl({"job", "create", "install", "p", "1", "known", "ghost1", "ghost2"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("unknown destination(s) by name: ghost1, ghost2") != std::string::npos);
+  CHECK(r.err.find("no job was created") != std::string::npos);
+  auto missing = m.ctl({"job", "create", "install", "nopkg", "1", "known"});
+  CHECK(missing.exit_code == 4);
+  CHECK(missing.err.find("package \"nopkg\" 1 does not exist") != std::string::npos);
+  CHECK(m.ctl({"job", "list"}, true).out == "{\"jobs\":[]}\n");
+}
+
+TEST_CASE("packages are immutable and bad package trees are refused", "[integration]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  write_file(tmp / "p/f", "one");
+  REQUIRE(m.ctl({"package", "create", (tmp / "p").string(), "--name", "p", "--version", "1"}).exit_code == 0);
+  write_file(tmp / "p/f", "two");
+  auto r = m.ctl({"package", "create", (tmp / "p").string(), "--name", "p", "--version", "1"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("already exists with other content") != std::string::npos);
+  CHECK(r.err.find("choose a new version") != std::string::npos);
+
+  stdfs::create_symlink("/etc/passwd", tmp / "p/escape");
+  auto esc = m.ctl({"package", "create", (tmp / "p").string(), "--name", "p", "--version", "2"});
+  CHECK(esc.exit_code == 1);
+  CHECK(esc.err.find("escapes the package directory") != std::string::npos);
+  auto list = m.ctl({"package", "list"}, true);
+  CHECK(json_at(list.out, "/packages/0/version") == "1");
+  CHECK(json_at(list.out, "/packages/1") == "");
+}
+
+TEST_CASE("distribd refuses bad configuration with a one-line reason", "[integration]") {
+  TempDir tmp;
+  write_file(tmp / "file", "not a directory");
+  struct Case {
+    std::string name;
+    std::vector<std::string> args;
+    std::string says;
+  };
+  write_file(tmp / "garbage/distrib.db", std::string(10000, 'g'));
+  write_file(tmp / "bad.conf", "role = manager\nstate-dir = " + (tmp / "m").string() + "\nno-such-key = 1\n");
+  const std::vector<Case> cases = {
+      {"unknown option", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--frobnicate"}, "unrecognised option"},
+      {"unknown key in the config file", {"--config", (tmp / "bad.conf").string()}, "no-such-key"},
+      {"missing config file", {"--config", (tmp / "nope.conf").string()}, "cannot read configuration file"},
+      {"no role", {"--state-dir", (tmp / "m").string()}, "--role is required"},
+      {"unknown role", {"--role", "toaster", "--state-dir", (tmp / "m").string()}, "unknown role"},
+      {"state dir that cannot be created", {"--role", "manager", "--state-dir", (tmp / "file/sub").string()}, "cannot be created"},
+      {"unreadable database", {"--role", "manager", "--state-dir", (tmp / "garbage").string(), "--port", "0"}, "database"},
+      {"unknown key mode", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--key-mode", "mac"}, "unknown host key mode"},
+      {"unknown database", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--database", "mysql", "--port", "0"}, "known: sqlite"},
+      {"agent without a server", {"--role", "agent", "--state-dir", (tmp / "a").string()}, "server URL"},
+      {"agent with a bad server URL", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "ftp://x"}, "must start with http"},
+      {"agent with a manager option", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--tls-cert", "x"}, "manager option"},
+  };
+  for (const auto& k : cases) {
+    INFO(k.name);
+    std::vector<std::string> argv = {distribd_path()};
+    argv.insert(argv.end(), k.args.begin(), k.args.end());
+    auto r = run(argv, 20s);
+    CHECK(r.exit_code != 0);
+    CHECK(r.exit_code > 0);  // exited, did not crash
+    CHECK(r.err.find(k.says) != std::string::npos);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.starts_with("distribd: "));
+  }
+  // The garbage database file was not touched.
+  CHECK(read_file(tmp / "garbage/distrib.db") == std::string(10000, 'g'));
+
+  auto ok = run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "m").string(), "--check-config"});
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("configuration is valid") != std::string::npos);
+}
+
+TEST_CASE("a port in use is a clear start-up error", "[integration]") {
+  TempDir tmp;
+  ManagerProc first(tmp / "m1");
+  auto r = run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "m2").string(), "--port",
+                std::to_string(first.port())}, 20s);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
+}
+
+TEST_CASE("distribctl exit codes and messages", "[integration]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  CHECK(m.ctl({"frobnicate", "now"}).exit_code == 2);
+  CHECK(m.ctl({"job", "show", "12"}).exit_code == 4);
+  CHECK(m.ctl({"job", "show", "twelve"}).exit_code == 2);
+  auto no_token = run({distribctl_path(), "--server", m.url(), "hosts", "list"}, 20s, {{"DISTRIB_TOKEN", ""}, {"DISTRIB_TOKEN_FILE", ""}});
+  CHECK(no_token.exit_code == 2);
+  CHECK(no_token.err.find("no admin token") != std::string::npos);
+  auto wrong = run({distribctl_path(), "--server", m.url(), "--token", std::string(64, 'f'), "hosts", "list"});
+  CHECK(wrong.exit_code == 1);
+  CHECK(wrong.err.find("not valid") != std::string::npos);
+  auto down = run({distribctl_path(), "--server", "http://127.0.0.1:1", "--token", "x", "hosts", "list"});
+  CHECK(down.exit_code == 3);
+  CHECK(down.err.find("is the manager running?") != std::string::npos);
+  auto empty = m.ctl({"hosts", "list"});
+  CHECK(empty.exit_code == 0);
+  CHECK(empty.out.find("(none)") != std::string::npos);
+}

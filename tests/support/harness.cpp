@@ -1,0 +1,236 @@
+#include "harness.h"
+
+#include <boost/json.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace distrib::test {
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/distrib-test-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+TempDir::~TempDir() {
+  std::error_code ec;
+  stdfs::remove_all(path_, ec);
+}
+
+namespace {
+pid_t spawn(const std::vector<std::string>& argv, int out_fd, int err_fd,
+            const std::map<std::string, std::string>& env) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(out_fd, 1);
+    ::dup2(err_fd, 2);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+int decode(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return -1;
+}
+}  // namespace
+
+Process::Process(std::vector<std::string> argv, stdfs::path log) : log_(std::move(log)) {
+  const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open log " + log_.string());
+  pid_ = spawn(argv, fd, fd, {});
+  ::close(fd);
+}
+
+Process::~Process() {
+  if (!status_) stop(3000ms);
+}
+
+bool Process::running() {
+  if (status_) return false;
+  int st = 0;
+  const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = decode(st);
+    return false;
+  }
+  return true;
+}
+
+int Process::stop(std::chrono::milliseconds grace) {
+  if (status_) return *status_;
+  ::kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!running()) return *status_;
+    std::this_thread::sleep_for(20ms);
+  }
+  kill_now();
+  return status_.value_or(-9);
+}
+
+void Process::kill_now() {
+  if (status_) return;
+  ::kill(pid_, SIGKILL);
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+  status_ = decode(st);
+}
+
+std::string Process::log() const { return read_file(log_); }
+
+RunResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout,
+              const std::map<std::string, std::string>& env) {
+  TempDir tmp;
+  const auto out_path = tmp / "out", err_path = tmp / "err";
+  const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  const pid_t pid = spawn(argv, out, err, env);
+  ::close(out);
+  ::close(err);
+  RunResult r;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int st = 0;
+  for (;;) {
+    const pid_t w = ::waitpid(pid, &st, WNOHANG);
+    if (w == pid) {
+      r.exit_code = decode(st);
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+      r.exit_code = -9;
+      break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds deadline,
+                std::chrono::milliseconds every) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= end) return pred();
+    std::this_thread::sleep_for(every);
+  }
+}
+
+std::string read_file(const stdfs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const stdfs::path& p, const std::string& content, bool executable) {
+  stdfs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << content;
+  if (executable) ::chmod(p.c_str(), 0755);
+}
+
+const std::string& distribd_path() {
+  static const std::string p = DISTRIB_TEST_DISTRIBD;
+  return p;
+}
+const std::string& distribctl_path() {
+  static const std::string p = DISTRIB_TEST_DISTRIBCTL;
+  return p;
+}
+const stdfs::path& examples_dir() {
+  static const stdfs::path p = DISTRIB_TEST_EXAMPLES;
+  return p;
+}
+
+ManagerProc::ManagerProc(const stdfs::path& state_dir, std::vector<std::string> extra,
+                         std::string address, int port)
+    : state_dir_(state_dir), extra_(std::move(extra)), address_(std::move(address)), port_(port) {
+  start();
+}
+
+void ManagerProc::start() {
+  proc_.reset();
+  std::error_code ec;
+  stdfs::remove(state_dir_ / "endpoint", ec);
+  std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", state_dir_.string(),
+                                   "--listen", address_, "--port", std::to_string(port_),
+                                   "--poll-timeout", "10", "--log-level", "debug"};
+  argv.insert(argv.end(), extra_.begin(), extra_.end());
+  stdfs::create_directories(state_dir_.parent_path());
+  proc_ = std::make_unique<Process>(argv, state_dir_.string() + ".log");
+  if (!wait_until([&] { return stdfs::exists(state_dir_ / "endpoint") || !proc_->running(); }, 10s, 20ms) ||
+      !proc_->running())
+    throw std::runtime_error("manager did not start: " + proc_->log());
+  url_ = read_file(state_dir_ / "endpoint");
+  while (!url_.empty() && url_.back() == '\n') url_.pop_back();
+  port_ = std::stoi(url_.substr(url_.rfind(':') + 1));
+}
+
+RunResult ManagerProc::ctl(std::vector<std::string> args, bool json, std::chrono::seconds timeout) const {
+  std::vector<std::string> argv = {distribctl_path(), "--server", url_, "--token-file", token_file().string()};
+  if (json) argv.push_back("--json");
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, timeout);
+}
+
+AgentProc::AgentProc(const stdfs::path& state_dir, std::string server_url, std::string name,
+                     std::string address, std::vector<std::string> extra)
+    : state_dir_(state_dir), server_(std::move(server_url)), name_(std::move(name)),
+      address_(std::move(address)), extra_(std::move(extra)) {
+  start();
+}
+
+void AgentProc::start() {
+  proc_.reset();
+  std::vector<std::string> argv = {distribd_path(), "--role", "agent", "--state-dir", state_dir_.string(),
+                                   "--server", server_, "--bind-address", address_, "--host-name", name_,
+                                   "--poll-timeout", "5", "--log-level", "debug"};
+  argv.insert(argv.end(), extra_.begin(), extra_.end());
+  stdfs::create_directories(state_dir_.parent_path());
+  proc_ = std::make_unique<Process>(argv, state_dir_.string() + ".log");
+}
+
+std::string json_at(const std::string& json, const std::string& pointer) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(json, ec);
+  if (ec) return "";
+  auto* p = v.find_pointer(pointer, ec);
+  if (!p || ec) return "";
+  if (p->is_string()) return std::string(p->as_string());
+  return boost::json::serialize(*p);
+}
+
+int host_count(const ManagerProc& m) {
+  auto r = m.ctl({"hosts", "list"}, true);
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.out, ec);
+  if (ec) return -1;
+  return static_cast<int>(v.at("hosts").as_array().size());
+}
+
+std::string wait_job(const ManagerProc& m, const std::string& id, std::chrono::seconds timeout) {
+  auto r = m.ctl({"job", "show", id, "--wait", "--timeout", std::to_string(timeout.count())}, true,
+                 timeout + 10s);
+  return r.out;
+}
+
+}  // namespace distrib::test

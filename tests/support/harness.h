@@ -1,0 +1,124 @@
+#pragma once
+// Shared test helpers: temporary directories, real processes with hard deadlines, a manager and
+// agents on loopback addresses, and running distribctl. Every process started here is killed by
+// pid when its owner goes out of scope.
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace distrib::test {
+
+namespace stdfs = std::filesystem;
+using namespace std::chrono_literals;
+
+/// A fresh directory under /tmp, removed with its contents at scope exit.
+class TempDir {
+public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const stdfs::path& path() const { return path_; }
+  stdfs::path operator/(const std::string& p) const { return path_ / p; }
+
+private:
+  stdfs::path path_;
+};
+
+/// A child process with stdout+stderr to a log file.
+class Process {
+public:
+  Process(std::vector<std::string> argv, stdfs::path log);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  int pid() const { return pid_; }
+  bool running();
+  /// SIGTERM, then SIGKILL after `grace`; returns the exit status (or -signal).
+  int stop(std::chrono::milliseconds grace = 5000ms);
+  void kill_now();
+  std::string log() const;
+
+private:
+  int pid_ = -1;
+  std::optional<int> status_;
+  stdfs::path log_;
+};
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+/// Runs a command to completion (killed after `timeout`).
+RunResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout = 60s,
+              const std::map<std::string, std::string>& env = {});
+
+/// Polls `pred` until it is true or the deadline passes; returns its last value.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds deadline,
+                std::chrono::milliseconds every = 100ms);
+
+std::string read_file(const stdfs::path& p);
+void write_file(const stdfs::path& p, const std::string& content, bool executable = false);
+
+const std::string& distribd_path();
+const std::string& distribctl_path();
+const stdfs::path& examples_dir();
+
+/// A manager process on a loopback address with its own state directory.
+class ManagerProc {
+public:
+  explicit ManagerProc(const stdfs::path& state_dir, std::vector<std::string> extra = {},
+                       std::string address = "127.0.0.1", int port = 0);
+  void start();
+  void stop() { proc_.reset(); }
+  const std::string& url() const { return url_; }
+  int port() const { return port_; }
+  stdfs::path state_dir() const { return state_dir_; }
+  stdfs::path token_file() const { return state_dir_ / "admin.token"; }
+  /// distribctl against this manager; `json` adds --json.
+  RunResult ctl(std::vector<std::string> args, bool json = false,
+                std::chrono::seconds timeout = 60s) const;
+  std::string log() const { return proc_ ? proc_->log() : ""; }
+
+private:
+  stdfs::path state_dir_;
+  std::vector<std::string> extra_;
+  std::string address_;
+  int port_;
+  std::string url_;
+  std::unique_ptr<Process> proc_;
+};
+
+/// An agent process bound to its own 127.0.0.x address.
+class AgentProc {
+public:
+  AgentProc(const stdfs::path& state_dir, std::string server_url, std::string name,
+            std::string address, std::vector<std::string> extra = {});
+  void start();
+  void stop() { proc_.reset(); }
+  stdfs::path state_dir() const { return state_dir_; }
+  const std::string& name() const { return name_; }
+  std::string log() const { return proc_ ? proc_->log() : ""; }
+
+private:
+  stdfs::path state_dir_;
+  std::string server_;
+  std::string name_;
+  std::string address_;
+  std::vector<std::string> extra_;
+  std::unique_ptr<Process> proc_;
+};
+
+/// Parses JSON text and returns the value at a "/"-separated path as text ("" when absent).
+std::string json_at(const std::string& json, const std::string& pointer);
+/// Number of hosts `distribctl hosts list` shows.
+int host_count(const ManagerProc& m);
+/// Waits until job `id` has every entry final; returns `job show --json` output.
+std::string wait_job(const ManagerProc& m, const std::string& id, std::chrono::seconds timeout = 60s);
+
+}  // namespace distrib::test

@@ -1,0 +1,197 @@
+#include <distrib/content/chunk_store.h>
+#include <distrib/content/digest.h>
+#include <distrib/content/packager.h>
+#include <distrib/error.h>
+
+#include "harness.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <unistd.h>
+
+using namespace distrib;
+using namespace distrib::test;
+
+namespace {
+std::string random_bytes(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng() & 0xFF);
+  return s;
+}
+
+// Writes a tar archive with hand-made entries, the way an attacker would.
+struct CraftedEntry {
+  std::string path;
+  char type = 'f';  // f file, d dir, l symlink, h hardlink
+  std::string data_or_target;
+};
+void write_tar(const stdfs::path& out, const std::vector<CraftedEntry>& entries) {
+  struct archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  REQUIRE(archive_write_open_filename(a, out.c_str()) == ARCHIVE_OK);
+  for (const auto& e : entries) {
+    struct archive_entry* en = archive_entry_new();
+    archive_entry_set_pathname(en, e.path.c_str());
+    archive_entry_set_perm(en, 0644);
+    if (e.type == 'f') {
+      archive_entry_set_filetype(en, AE_IFREG);
+      archive_entry_set_size(en, static_cast<la_int64_t>(e.data_or_target.size()));
+    } else if (e.type == 'd') {
+      archive_entry_set_filetype(en, AE_IFDIR);
+    } else if (e.type == 'l') {
+      archive_entry_set_filetype(en, AE_IFLNK);
+      archive_entry_set_symlink(en, e.data_or_target.c_str());
+    } else {
+      archive_entry_set_filetype(en, AE_IFREG);
+      archive_entry_set_hardlink(en, e.data_or_target.c_str());
+    }
+    archive_write_header(a, en);
+    if (e.type == 'f') archive_write_data(a, e.data_or_target.data(), e.data_or_target.size());
+    archive_entry_free(en);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+}
+}  // namespace
+
+TEST_CASE("SHA-256 matches the published test vectors", "[content]") {
+  CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  Sha256 h;
+  h.update("a");
+  h.update("bc");
+  CHECK(h.finish() == sha256_hex("abc"));
+}
+
+TEST_CASE("chunk store keeps verified, compressed chunks", "[content]") {
+  TempDir tmp;
+  ChunkStore store(tmp / "chunks");
+  const auto raw = random_bytes(100000, 1);
+  const auto digest = store.put_raw(raw);
+  CHECK(digest == sha256_hex(raw));
+  CHECK(store.contains(digest));
+  CHECK(store.read_verified(digest, kMaxChunkSize) == raw);
+
+  SECTION("an upload that does not match its digest is refused and not stored") {
+    ChunkStore other(tmp / "other");
+    const auto wrong = compress_chunk(random_bytes(1000, 2));
+    CHECK_THROWS_WITH(other.put_compressed(digest, wrong, kMaxChunkSize), Catch::Contains("failed verification"));
+    CHECK_FALSE(other.contains(digest));
+  }
+  SECTION("garbage is not a chunk") {
+    ChunkStore other(tmp / "other");
+    CHECK_THROWS_AS(other.put_compressed(digest, "not zstd at all", kMaxChunkSize), Error);
+    CHECK_FALSE(other.contains(digest));
+  }
+  SECTION("a chunk corrupted on disk fails verification") {
+    write_file(store.path_of(digest), compress_chunk("something else"));
+    CHECK_THROWS_WITH(store.read_verified(digest, kMaxChunkSize), Catch::Contains("failed verification"));
+  }
+  SECTION("a chunk declaring more than the limit is refused before decompression") {
+    CHECK_THROWS_WITH(decompress_chunk(compress_chunk(raw), 1000), Catch::Contains("more than the allowed"));
+  }
+}
+
+TEST_CASE("a directory packages, assembles and extracts to the same tree", "[content]") {
+  TempDir tmp;
+  const auto src = tmp / "src";
+  write_file(src / "bin/tool", "#!/bin/sh\necho hi\n", true);
+  write_file(src / "data/big.bin", random_bytes(3 * 1024 * 1024 + 17, 3));
+  write_file(src / "empty", "");
+  stdfs::create_directories(src / "emptydir");
+  stdfs::create_symlink("../bin/tool", src / "data/tool-link");
+
+  ChunkStore chunks(tmp / "chunks");
+  PackageSpec spec{src, "tool", "1.0", {"./bin/tool", "", 60}, kDefaultChunkSize};
+  auto m = create_package(spec, chunks);
+  CHECK(m.chunks.size() == 4);  // ~3 MiB of payload in 1 MiB chunks
+  CHECK(m.files.size() == 7);
+  CHECK(m.install.command == "./bin/tool");
+
+  SECTION("packaging is reproducible") {
+    auto again = create_package(spec, chunks);
+    CHECK(again.payload_digest == m.payload_digest);
+  }
+
+  const auto archive = tmp / "payload.tar";
+  assemble_payload(m, chunks, archive);
+  CHECK(sha256_file(archive) == m.payload_digest);
+  extract_payload(archive, tmp / "out");
+  CHECK(read_file(tmp / "out/data/big.bin") == read_file(src / "data/big.bin"));
+  CHECK(stdfs::is_symlink(tmp / "out/data/tool-link"));
+  CHECK(stdfs::is_directory(tmp / "out/emptydir"));
+  CHECK(::access((tmp / "out/bin/tool").c_str(), X_OK) == 0);
+
+  SECTION("a corrupted chunk stops assembly with the chunk's digest") {
+    write_file(chunks.path_of(m.chunks[1].digest), compress_chunk(random_bytes(1024 * 1024, 9)));
+    CHECK_THROWS_WITH(assemble_payload(m, chunks, tmp / "again.tar"),
+                      Catch::Contains(m.chunks[1].digest) && Catch::Contains("failed verification"));
+  }
+  SECTION("extraction never overwrites an existing directory") {
+    CHECK_THROWS_WITH(extract_payload(archive, tmp / "out"), Catch::Contains("already exists"));
+  }
+}
+
+TEST_CASE("packaging refuses what cannot be distributed safely", "[content]") {
+  TempDir tmp;
+  ChunkStore chunks(tmp / "chunks");
+  const auto src = tmp / "src";
+  write_file(src / "a", "a");
+  PackageSpec spec{src, "x", "1", {}, kDefaultChunkSize};
+  SECTION("a symlink escaping the directory") {
+    stdfs::create_symlink("../../etc/passwd", src / "evil");
+    CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("escapes the package directory"));
+  }
+  SECTION("an absolute symlink") {
+    stdfs::create_symlink("/etc/passwd", src / "evil");
+    CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("escapes"));
+  }
+  SECTION("a FIFO") {
+    REQUIRE(::mkfifo((src / "fifo").c_str(), 0644) == 0);
+    CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("not a regular file"));
+  }
+  SECTION("a bad name") {
+    spec.name = "../x";
+    CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("invalid package name"));
+  }
+  SECTION("a missing directory") {
+    spec.source_dir = tmp / "nope";
+    CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("is not a directory"));
+  }
+}
+
+TEST_CASE("extraction refuses hostile archives and leaves nothing behind", "[content]") {
+  TempDir tmp;
+  const auto archive = tmp / "evil.tar";
+  const auto target = tmp / "target";
+  std::vector<CraftedEntry> entries;
+  std::string expect;
+  SECTION("absolute path") {
+    entries = {{"ok.txt", 'f', "fine"}, {(tmp / "escaped").string(), 'f', "x"}};
+    expect = "unsafe path";
+  }
+  SECTION("dot-dot") {
+    entries = {{"ok.txt", 'f', "fine"}, {"../escaped", 'f', "x"}};
+    expect = "unsafe path";
+  }
+  SECTION("symlink out of the directory") {
+    entries = {{"link", 'l', "../../etc"}};
+    expect = "points outside";
+  }
+  SECTION("file written through a symlink") {
+    entries = {{"dir", 'l', "."}, {"dir/../../escaped", 'f', "x"}};
+    expect = "unsafe path";
+  }
+  SECTION("hard link") {
+    entries = {{"ok.txt", 'f', "fine"}, {"hl", 'h', "/etc/passwd"}};
+    expect = "hard link";
+  }
+  write_tar(archive, entries);
+  CHECK_THROWS_WITH(extract_payload(archive, target), Catch::Contains(expect));
+  CHECK_FALSE(stdfs::exists(target));
+  CHECK_FALSE(stdfs::exists(tmp / "escaped"));
+}

@@ -1,5 +1,5 @@
 include(CMakePackageConfigHelpers)
-install(TARGETS distrib EXPORT distribTargets
+install(TARGETS distrib distrib_c EXPORT distribTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}

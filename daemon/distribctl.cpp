@@ -102,7 +102,7 @@ public:
     std::vector<std::size_t> w(headers_.size());
     auto width = [](const std::string& s) {
       std::size_t n = 0;
-      for (unsigned char c : s) n += (c & 0xC0) != 0x80;  // count UTF-8 code points
+      for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // UTF-8 code points
       return n;
     };
     for (std::size_t i = 0; i < headers_.size(); ++i) w[i] = width(headers_[i]);

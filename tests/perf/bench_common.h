@@ -1,0 +1,45 @@
+#pragma once
+// Helpers shared by the benchmarks: process memory readings and a machine description.
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/resource.h>
+#include <unistd.h>
+
+namespace bench {
+
+/// A field of /proc/PID/status in KiB (VmRSS, VmHWM), or -1.
+inline long proc_status_kib(int pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  return -1;
+}
+
+inline std::string machine() {
+  std::ifstream cpu("/proc/cpuinfo");
+  std::string line, model;
+  int cores = 0;
+  while (std::getline(cpu, line)) {
+    if (line.rfind("model name", 0) == 0 && model.empty()) model = line.substr(line.find(':') + 2);
+    if (line.rfind("processor", 0) == 0) ++cores;
+  }
+  long mem_kib = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  while (std::getline(meminfo, line))
+    if (line.rfind("MemTotal:", 0) == 0) mem_kib = std::stol(line.substr(9));
+  std::ostringstream out;
+  out << cores << " x " << model << ", " << mem_kib / 1024 / 1024 << " GiB RAM";
+  return out.str();
+}
+
+inline void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace bench

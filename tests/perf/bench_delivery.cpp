@@ -1,0 +1,162 @@
+// Delivery throughput: C concurrent clients fetch a P MiB package from a real distribd manager
+// (every chunk, kept-alive connections, as agents do), then fetch the same bytes as one static
+// file from nginx in the same run. Prints aggregate MB/s for both and the ratio.
+//
+// usage: bench_delivery [CLIENTS=50] [PAYLOAD_MIB=100]
+#include "bench_common.h"
+#include "harness.h"
+#include "net/asio_fwd.h"
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <thread>
+
+using namespace distrib::net;
+using namespace distrib::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// GETs each target on one kept-alive connection, discarding the body; returns bytes received.
+std::uint64_t fetch_all(int port, const std::vector<std::string>& targets) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  beast::flat_buffer buf;
+  std::vector<char> sink(256 * 1024);
+  std::uint64_t total = 0;
+  for (const auto& t : targets) {
+    http::request<http::empty_body> req{http::verb::get, t, 11};
+    req.set(http::field::host, "bench");
+    http::write(stream, req);
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    http::read_header(stream, buf, parser);
+    if (parser.get().result_int() != 200) throw std::runtime_error("GET " + t + " answered " + std::to_string(parser.get().result_int()));
+    while (!parser.is_done()) {
+      parser.get().body().data = sink.data();
+      parser.get().body().size = sink.size();
+      beast::error_code ec;
+      http::read(stream, buf, parser, ec);
+      if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+      total += sink.size() - parser.get().body().size;
+    }
+  }
+  return total;
+}
+
+double run_clients(int clients, int port, const std::vector<std::string>& targets, std::uint64_t& bytes) {
+  std::atomic<std::uint64_t> total{0};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < clients; ++i)
+    threads.emplace_back([&] {
+      try {
+        total += fetch_all(port, targets);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "client failed: %s\n", e.what());
+        ++failures;
+      }
+    });
+  for (auto& t : threads) t.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  bytes = total;
+  if (failures) std::fprintf(stderr, "%d client(s) failed\n", failures.load());
+  return secs;
+}
+
+int free_port() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int clients = argc > 1 ? std::atoi(argv[1]) : 50;
+  const int mib = argc > 2 ? std::atoi(argv[2]) : 100;
+  bench::raise_fd_limit();
+  TempDir tmp;
+  std::printf("machine: %s\n", bench::machine().c_str());
+
+  // A payload of random (incompressible) bytes, the worst case for transfer.
+  {
+    std::mt19937_64 rng(42);
+    stdfs::create_directories(tmp / "pkg");
+    std::ofstream out2(tmp / "pkg/payload.bin", std::ios::binary);
+    std::vector<std::uint64_t> block(1 << 17);
+    for (int i = 0; i < mib; ++i) {
+      for (auto& w : block) w = rng();
+      out2.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(block.size() * 8));
+    }
+  }
+  ManagerProc m(tmp / "manager", {"--log-level", "warn"});
+  auto created = m.ctl({"package", "create", (tmp / "pkg").string(), "--name", "big", "--version", "1"}, true, 600s);
+  if (created.exit_code != 0) {
+    std::fprintf(stderr, "package create failed: %s\n", created.err.c_str());
+    return 1;
+  }
+  auto manifest = boost::json::parse(m.ctl({"package", "show", "big", "1"}, true).out).as_object();
+  std::vector<std::string> chunk_targets;
+  stdfs::create_directories(tmp / "www");
+  std::ofstream file(tmp / "www/payload.bin", std::ios::binary);
+  for (const auto& c : manifest.at("chunks").as_array()) {
+    const std::string d(c.as_object().at("digest").as_string());
+    chunk_targets.push_back("/v1/content/chunks/" + d);
+    file << read_file(m.state_dir() / "chunks" / d.substr(0, 2) / (d + ".zst"));
+  }
+  file.close();
+  const auto file_bytes = stdfs::file_size(tmp / "www/payload.bin");
+  std::printf("package: %d MiB payload, %zu chunks, %.1f MiB on the wire\n", mib, chunk_targets.size(),
+              static_cast<double>(file_bytes) / 1048576.0);
+
+  std::uint64_t bytes = 0;
+  const double secs = run_clients(clients, m.port(), chunk_targets, bytes);
+  const double distrib_mbs = static_cast<double>(bytes) / 1e6 / secs;
+  std::printf("distribd: %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
+              static_cast<double>(bytes) / 1e6, secs, distrib_mbs);
+  m.stop();
+
+  // nginx serving the same bytes as one static file, same clients, same machine, same run.
+  const int port = free_port();
+  stdfs::create_directories(tmp / "nginx/logs");
+  write_file(tmp / "nginx/nginx.conf",
+             "user root;\nworker_processes 2;\ndaemon off;\nerror_log " + (tmp / "nginx/error.log").string() +
+                 ";\npid " + (tmp / "nginx/nginx.pid").string() +
+                 ";\nevents { worker_connections 4096; }\nhttp {\n access_log off;\n sendfile on;\n"
+                 " keepalive_requests 100000;\n client_body_temp_path " + (tmp / "nginx").string() +
+                 ";\n proxy_temp_path " + (tmp / "nginx").string() + ";\n fastcgi_temp_path " +
+                 (tmp / "nginx").string() + ";\n uwsgi_temp_path " + (tmp / "nginx").string() +
+                 ";\n scgi_temp_path " + (tmp / "nginx").string() + ";\n server {\n  listen 127.0.0.1:" +
+                 std::to_string(port) + ";\n  root " + (tmp / "www").string() + ";\n }\n}\n");
+  Process nginx({"/usr/sbin/nginx", "-p", (tmp / "nginx").string(), "-c", (tmp / "nginx/nginx.conf").string()},
+                tmp / "nginx/stdout.log");
+  if (!wait_until([&] {
+        try {
+          asio::io_context io;
+          tcp::socket s(io);
+          s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+          return true;
+        } catch (...) {
+          return false;
+        }
+      }, 10s)) {
+    std::fprintf(stderr, "nginx did not start: %s\n", read_file(tmp / "nginx/error.log").c_str());
+    return 1;
+  }
+  std::uint64_t nbytes = 0;
+  const double nsecs = run_clients(clients, port, {"/payload.bin"}, nbytes);
+  const double nginx_mbs = static_cast<double>(nbytes) / 1e6 / nsecs;
+  std::printf("nginx:    %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
+              static_cast<double>(nbytes) / 1e6, nsecs, nginx_mbs);
+  std::printf("RESULT clients=%d payload_mib=%d distrib_mb_s=%.0f nginx_mb_s=%.0f ratio=%.2f\n", clients, mib,
+              distrib_mbs, nginx_mbs, distrib_mbs / nginx_mbs);
+  return 0;
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the benchmarks against a build in ./build and prints their figures (see docs/PERFORMANCE.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "== bench_poll (simulated agents: register + poll)"
+build/tests/perf/bench_poll "${AGENTS:-10000}" "${POLL_SECONDS:-10}"
+echo
+echo "== bench_delivery (concurrent package fetch vs nginx)"
+build/tests/perf/bench_delivery "${CLIENTS:-50}" "${PAYLOAD_MIB:-100}"

@@ -120,8 +120,9 @@ int main(int argc, char** argv) {
   while (Clock::now() < poll_end) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const double poll_s = std::chrono::duration<double>(Clock::now() - p0).count();
-  std::printf("polling: %ld polls in %.1f s = %.0f polls/s with %ld agents connected\n", st.polls.load(),
-              poll_s, st.polls / poll_s, st.registered.load());
+  const long polls = st.polls.load();
+  std::printf("polling: %ld polls in %.1f s = %.0f polls/s with %ld agents connected\n", polls, poll_s,
+              static_cast<double>(polls) / poll_s, st.registered.load());
 
   phase = 2;
   const auto h0 = Clock::now();
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
   std::printf("long poll: %ld agents holding a poll open; manager RSS %.1f MiB\n", st.holding.load(),
               bench::proc_status_kib(pid, "VmRSS") / 1024.0);
   std::printf("RESULT agents=%d registrations_per_s=%.0f polls_per_s=%.0f peak_rss_mib=%.1f errors=%ld\n",
-              agents, st.registered / reg_s, st.polls / poll_s, bench::proc_status_kib(pid, "VmHWM") / 1024.0,
+              agents, st.registered / reg_s, static_cast<double>(polls) / poll_s, bench::proc_status_kib(pid, "VmHWM") / 1024.0,
               st.errors.load());
   m.stop();
   io.stop();

@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -172,8 +174,10 @@ void ManagerProc::start() {
   std::error_code ec;
   stdfs::remove(state_dir_ / "endpoint", ec);
   std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", state_dir_.string(),
-                                   "--listen", address_, "--port", std::to_string(port_),
-                                   "--poll-timeout", "10", "--log-level", "debug"};
+                                   "--listen", address_, "--port", std::to_string(port_)};
+  // Test defaults, unless the caller chose otherwise.
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{"--poll-timeout", "10"}, {"--log-level", "debug"}})
+    if (std::find(extra_.begin(), extra_.end(), key) == extra_.end()) argv.insert(argv.end(), {key, value});
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   stdfs::create_directories(state_dir_.parent_path());
   proc_ = std::make_unique<Process>(argv, state_dir_.string() + ".log");

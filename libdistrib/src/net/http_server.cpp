@@ -12,7 +12,11 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <thread>
 
 namespace distrib {
@@ -107,17 +111,63 @@ struct HttpServer::Impl {
                                        bool keep_alive) {
     beast::error_code ec;
     if (!r.file_path.empty()) {
-      http::response<http::file_body> res{static_cast<http::status>(r.status), version};
-      res.body().open(r.file_path.c_str(), beast::file_mode::scan, ec);
-      if (ec) {
+      const int fd = ::open(r.file_path.c_str(), O_RDONLY | O_CLOEXEC);
+      struct stat st {};
+      if (fd < 0 || ::fstat(fd, &st) != 0) {
+        if (fd >= 0) ::close(fd);
         co_return co_await write_response(
             stream, error_response(404, "not_found", "content is not available"), version, keep_alive);
       }
-      res.set(http::field::content_type, r.content_type);
-      for (auto& [k, v] : r.headers) res.set(k, v);
-      res.keep_alive(keep_alive);
-      res.prepare_payload();
-      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+      } closer{fd};
+      const auto size = static_cast<std::uint64_t>(st.st_size);
+      if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+        // Plain TCP: headers through Beast, the body with sendfile(2), as static file servers do.
+        http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
+        res.set(http::field::content_type, r.content_type);
+        for (auto& [k, v] : r.headers) res.set(k, v);
+        res.keep_alive(keep_alive);
+        res.content_length(size);
+        http::response_serializer<http::empty_body> sr(res);
+        co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return false;
+        auto& sock = stream.socket();
+        sock.native_non_blocking(true, ec);
+        off_t offset = 0;
+        while (!ec && static_cast<std::uint64_t>(offset) < size) {
+          const auto n = ::sendfile(sock.native_handle(), fd, &offset, size - static_cast<std::uint64_t>(offset));
+          if (n > 0) continue;
+          if (n == 0) co_return false;  // file shrank underneath us
+          if (errno == EINTR) continue;
+          if (errno != EAGAIN) co_return false;
+          // A stalled reader gets the idle timeout, like every other wait.
+          asio::steady_timer guard(sock.get_executor(), std::chrono::seconds(settings.idle_timeout_seconds));
+          guard.async_wait([&sock](const beast::error_code& e) {
+            if (!e) sock.cancel();
+          });
+          co_await sock.async_wait(tcp::socket::wait_write, asio::redirect_error(asio::use_awaitable, ec));
+          guard.cancel();
+        }
+      } else {
+        // TLS: the bytes must pass through the encryption layer; one read, one write.
+        std::string body(size, '\0');
+        std::size_t got = 0;
+        while (got < size) {
+          const auto n = ::pread(fd, body.data() + got, size - got, static_cast<off_t>(got));
+          if (n <= 0) break;
+          got += static_cast<std::size_t>(n);
+        }
+        body.resize(got);
+        http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+        res.set(http::field::content_type, r.content_type);
+        for (auto& [k, v] : r.headers) res.set(k, v);
+        res.body() = std::move(body);
+        res.keep_alive(keep_alive);
+        res.prepare_payload();
+        co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      }
     } else {
       http::response<http::string_body> res{static_cast<http::status>(r.status), version};
       res.set(http::field::content_type, r.content_type);

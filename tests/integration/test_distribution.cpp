@@ -104,6 +104,23 @@ TEST_CASE("a failing install command is reported with its exit code and output",
   CHECK(entry_field(out, 0, "message").find("exited with 3") != std::string::npos);
 }
 
+TEST_CASE("an install command that runs past its timeout is killed and reported", "[integration]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  AgentProc a(tmp / "agent", m.url(), "slowpoke", "127.0.0.22");
+  wait_hosts(m, 1);
+  write_file(tmp / "hang/README", "x");
+  REQUIRE(m.ctl({"package", "create", (tmp / "hang").string(), "--name", "hang", "--version", "1",
+                 "--install-command", "echo started; sleep 30", "--install-timeout", "1"}).exit_code == 0);
+  auto job = m.ctl({"job", "create", "install", "hang", "1", "slowpoke"}, true);
+  const auto started = std::chrono::steady_clock::now();
+  const auto out = wait_job(m, json_at(job.out, "/job/id"));
+  CHECK(std::chrono::steady_clock::now() - started < 20s);
+  CHECK(entry_field(out, 0, "state") == "failed");
+  CHECK(entry_field(out, 0, "message").find("timed out after 1 s") != std::string::npos);
+  CHECK(entry_field(out, 0, "output_tail").find("started") != std::string::npos);
+}
+
 TEST_CASE("an agent that is down when the job is created installs when it returns", "[integration]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager");

@@ -124,12 +124,7 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
   m.version = spec.version;
   m.install = spec.install;
   const std::string label = "package \"" + spec.name + "\" " + spec.version;
-  if (!is_valid_package_name(spec.name))
-    throw Error(ErrorKind::invalid_argument, "invalid package name \"" + spec.name +
-                                                 "\" (letters, digits and ._+- only)");
-  if (!is_valid_package_version(spec.version))
-    throw Error(ErrorKind::invalid_argument, "invalid package version \"" + spec.version +
-                                                 "\" (letters, digits and ._+~- only)");
+  validate_package_identity(spec.name, spec.version);
   if (spec.chunk_size == 0 || spec.chunk_size > kMaxChunkSize)
     throw Error(ErrorKind::invalid_argument, "chunk size must be between 1 byte and 16 MiB");
   if (!stdfs::is_directory(spec.source_dir))

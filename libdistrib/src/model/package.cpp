@@ -37,6 +37,15 @@ bool is_valid_package_version(std::string_view version) noexcept {
   return valid_token(version, 64, "._+~-");
 }
 
+void validate_package_identity(std::string_view name, std::string_view version) {
+  if (!is_valid_package_name(name))
+    throw Error(ErrorKind::invalid_argument, "invalid package name \"" + std::string(name) +
+                                                 "\" (letters, digits and ._+- only)");
+  if (!is_valid_package_version(version))
+    throw Error(ErrorKind::invalid_argument, "invalid package version \"" + std::string(version) +
+                                                 "\" (letters, digits and ._+~- only)");
+}
+
 bool is_safe_relative_path(std::string_view path) noexcept {
   if (path.empty() || path.front() == '/') return false;
   if (path.find('\0') != std::string_view::npos || path.find('\\') != std::string_view::npos)
@@ -75,12 +84,7 @@ void validate_manifest(const Manifest& m) {
     throw Error(ErrorKind::invalid_argument,
                 "package \"" + m.name + "\" " + m.version + ": " + what);
   };
-  if (!is_valid_package_name(m.name))
-    throw Error(ErrorKind::invalid_argument, "invalid package name \"" + m.name +
-                                                 "\" (letters, digits and ._+- only)");
-  if (!is_valid_package_version(m.version))
-    throw Error(ErrorKind::invalid_argument, "invalid package version \"" + m.version +
-                                                 "\" (letters, digits and ._+~- only)");
+  validate_package_identity(m.name, m.version);
   if (m.format != "tar") fail("unsupported payload format \"" + m.format + "\"");
   if (!is_sha256_hex(m.payload_digest)) fail("payload digest is not a SHA-256 hex string");
   std::uint64_t total = 0;

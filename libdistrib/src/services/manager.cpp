@@ -102,6 +102,9 @@ struct Manager::Impl {
   std::unordered_set<std::string> hosts_with_work;
   std::unordered_map<std::string, std::vector<Waiter>> waiters;
   std::unordered_map<std::string, std::int64_t> last_contact;
+  // Bumped whenever a host gets new work, so that a reader who saw no open entries only clears
+  // the host's flag if no job arrived meanwhile (no lost wake-ups).
+  std::unordered_map<std::string, std::uint64_t> work_generation;
   std::condition_variable sweeper_cv;
   std::thread sweeper;
   bool stopping = false;
@@ -153,7 +156,20 @@ struct Manager::Impl {
 
   // --- work cache -------------------------------------------------------------------------
 
+  std::uint64_t generation_of(const std::string& host_id) {
+    std::lock_guard lock(mutex);
+    return work_generation[host_id];
+  }
+
+  // Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
+  void settle(const std::string& host_id, std::uint64_t seen, bool has_open_entries) {
+    if (has_open_entries) return;
+    std::lock_guard lock(mutex);
+    if (work_generation[host_id] == seen) hosts_with_work.erase(host_id);
+  }
+
   HttpResponse work_for(const std::string& host_id) {
+    const auto seen = generation_of(host_id);
     auto entries = store->open_entries_for_host(host_id);
     bj::array work;
     std::map<std::pair<std::string, std::string>, std::string> digests;
@@ -175,10 +191,7 @@ struct Manager::Impl {
                                  {"version", job->package_version},
                                  {"payload_digest", digests[key]}}}});
     }
-    if (entries.empty()) {
-      std::lock_guard lock(mutex);
-      hosts_with_work.erase(host_id);
-    }
+    settle(host_id, seen, !entries.empty());
     return json_response(200, bj::object{{"work", std::move(work)}});
   }
 
@@ -187,7 +200,10 @@ struct Manager::Impl {
     {
       std::lock_guard lock(mutex);
       for (const auto& h : host_ids) {
-        if (has_work) hosts_with_work.insert(h);
+        if (has_work) {
+          hosts_with_work.insert(h);
+          ++work_generation[h];
+        }
         auto it = waiters.find(h);
         if (it == waiters.end()) continue;
         for (auto& w : it->second) woken.emplace_back(h, std::move(w.responder));
@@ -348,10 +364,8 @@ struct Manager::Impl {
                                        {"state", std::string(to_string(outcome.current))}});
         }
         note_contact(host_id);
-        if (store->open_entries_for_host(host_id).empty()) {
-          std::lock_guard lock(mutex);
-          hosts_with_work.erase(host_id);
-        }
+        const auto seen = generation_of(host_id);
+        settle(host_id, seen, !store->open_entries_for_host(host_id).empty());
         return json_response(200, bj::object{{"results", std::move(results)}});
       });
     }

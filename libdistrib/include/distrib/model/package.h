@@ -58,6 +58,8 @@ struct PackageSummary {
 bool is_valid_package_name(std::string_view name) noexcept;
 /// Versions: 1-64 of [A-Za-z0-9._+~-], starting with a letter or digit.
 bool is_valid_package_version(std::string_view version) noexcept;
+/// Throws Error(invalid_argument) naming the rule when the name or the version is not valid.
+void validate_package_identity(std::string_view name, std::string_view version);
 /// A relative archive path that stays inside its root: no leading '/', no "..", no empty or "."
 /// components, no NUL or backslash.
 bool is_safe_relative_path(std::string_view path) noexcept;

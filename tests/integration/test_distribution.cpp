@@ -158,9 +158,11 @@ TEST_CASE("a manager restarted in the middle of a job loses nothing", "[integrat
   }, 30s, 100ms));
   const int port = m->port();
   m->stop();
-  std::this_thread::sleep_for(4s);  // installs finish while the manager is away; reports wait in outboxes
-  CHECK(stdfs::exists(tmp / "a1/packages/slow/1/installed.marker"));
-  CHECK_FALSE(stdfs::is_empty(tmp / "a1/outbox"));
+  // The installs finish while the manager is away; their reports wait in the agents' outboxes.
+  CHECK(wait_until([&] {
+    return stdfs::exists(tmp / "a1/packages/slow/1/installed.marker") &&
+           stdfs::exists(tmp / "a2/packages/slow/1/installed.marker") && !stdfs::is_empty(tmp / "a1/outbox");
+  }, 30s));
   m = std::make_unique<ManagerProc>(tmp / "manager", std::vector<std::string>{}, "127.0.0.1", port);
   const auto out = wait_job(*m, id);
   CHECK(json_at(out, "/progress/succeeded") == "2");

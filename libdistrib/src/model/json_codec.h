@@ -19,7 +19,7 @@ namespace bj = boost::json;
 /// Parses text into an object; throws Error(invalid_argument) "malformed JSON: ..." otherwise.
 bj::object parse_object(std::string_view text);
 
-// Field readers: `what` names the enclosing object in error messages.
+// Field readers; errors name the field.
 std::string get_string(const bj::object& o, std::string_view key, bool required = true);
 std::int64_t get_int(const bj::object& o, std::string_view key, std::optional<std::int64_t> fallback = {});
 const bj::array& get_array(const bj::object& o, std::string_view key);

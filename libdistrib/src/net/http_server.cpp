@@ -30,7 +30,6 @@ struct Responder::State {
   std::optional<HttpResponse> response;
   asio::steady_timer timer;
   std::shared_ptr<asio::io_context> io;  // keeps the executor valid for late responders
-  std::atomic<bool> closed{false};
 };
 
 Responder::Responder(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
@@ -62,8 +61,6 @@ void Responder::operator()(HttpResponse response) {
   }
   asio::post(state->timer.get_executor(), [state] { state->timer.cancel(); });
 }
-
-bool Responder::client_connected() const noexcept { return state_ && !state_->closed; }
 
 namespace {
 

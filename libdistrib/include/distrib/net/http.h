@@ -44,8 +44,6 @@ public:
   Responder& operator=(const Responder&) = delete;
   ~Responder();
   void operator()(HttpResponse response);
-  /// False once the client has gone away (the response would be discarded).
-  bool client_connected() const noexcept;
 
 private:
   std::shared_ptr<State> state_;

@@ -52,6 +52,13 @@ TEST_CASE("a manager and three agents distribute and install a package", "[integ
   CHECK(json_at(again.out, "/chunks_uploaded") == "0");  // only missing chunks travel
   CHECK(json_at(again.out, "/already_registered") == "true");
 
+  auto show = m.ctl({"package", "show", "hello", "1.0"});
+  CHECK(show.exit_code == 0);
+  CHECK(show.out.find("share/hello-link -> ../bin/hello") != std::string::npos);
+  CHECK(show.out.find("command: sh install.sh") != std::string::npos);
+  CHECK(json_at(m.ctl({"package", "show", "hello", "1.0"}, true).out, "/install/command") == "sh install.sh");
+  CHECK(m.ctl({"package", "show", "hello", "9.9"}).exit_code == 4);
+
   auto job = m.ctl({"job", "create", "install", "hello", "1.0", "host1", "host2", "host3", "host2"}, true);
   REQUIRE(job.exit_code == 0);
   const auto id = json_at(job.out, "/job/id");

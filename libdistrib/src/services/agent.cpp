@@ -399,7 +399,6 @@ struct Agent::Impl {
         if (!work.empty() && !did_something) sleep_ms(settings.retry_max_ms);
       } catch (const Error& e) {
         if (stopping) break;
-        if (e.kind() == ErrorKind::not_found && !registered) registered = false;
         failed_contact(e.what());
       } catch (const std::exception& e) {
         if (stopping) break;

@@ -172,9 +172,13 @@ struct Manager::Impl {
     const auto seen = generation_of(host_id);
     auto entries = store->open_entries_for_host(host_id);
     bj::array work;
+    // One lookup per job and per package, however many of the host's entries share them.
+    std::map<std::int64_t, std::optional<Job>> jobs;
     std::map<std::pair<std::string, std::string>, std::string> digests;
     for (const auto& e : entries) {
-      auto job = store->find_job(e.job_id);
+      auto [it, fresh] = jobs.try_emplace(e.job_id);
+      if (fresh) it->second = store->find_job(e.job_id);
+      const auto& job = it->second;
       if (!job) continue;
       auto key = std::make_pair(job->package_name, job->package_version);
       if (!digests.count(key)) {

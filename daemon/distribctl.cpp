@@ -1,6 +1,7 @@
 // distribctl: the administrator's command-line tool, a thin shell over distrib::AdminClient.
 #include <distrib/client.h>
 #include <distrib/error.h>
+#include <distrib/model/units.h>
 #include <distrib/version.h>
 
 #include <boost/json.hpp>
@@ -12,6 +13,9 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <set>
 #include <iostream>
 #include <thread>
 #include <unistd.h>
@@ -34,12 +38,17 @@ constexpr int kWaitTimeout = 6;   // job show --wait: timed out
 const char* kUsageText = R"(usage: distribctl [global options] COMMAND ...
 
 Commands:
-  hosts list
+  hosts list                    every host this manager knows (with relays' subtrees)
+  hosts tree                    the hierarchy: relays and what is below them, online or not
+  hosts approve HOST...         approve hosts waiting for approval (auto-register off)
+  stats                         content counters: chunks served per requester, relay cache
   package create DIR --name N --version V [--install-command CMD] [--install-dir PATH]
                  [--install-timeout SECONDS] [--chunk-size BYTES]
   package list
   package show NAME VERSION
   job create install NAME VERSION DESTINATION...   (destinations by the manager's key mode)
+  job create transfer-to-relay NAME VERSION RELAY...   pre-stage a package in relays' caches
+  job create delete-package NAME VERSION RELAY...      remove a package from relays' caches
   job list [--limit N]
   job show ID [--wait [--timeout SECONDS]]
   job cancel ID
@@ -75,16 +84,7 @@ std::string format_time(std::int64_t t) {
   return buf;
 }
 
-std::string format_size(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, units[u]);
-}
+std::string format_size(std::uint64_t bytes) { return distrib::format_byte_size(bytes); }
 
 std::string one_line(std::string s, std::size_t max) {
   for (auto& c : s)
@@ -141,6 +141,7 @@ std::string progress_line(const JobProgress& p) {
 
 bj::object entry_json(const JobEntry& e) {
   bj::object o{{"id", e.id}, {"host_id", e.host_id}, {"host_name", e.host_name},
+               {"parent_id", e.parent_id}, {"parent_name", e.parent_name},
                {"state", std::string(to_string(e.state))}, {"attempt", e.attempt},
                {"message", e.message}, {"output_tail", e.output_tail}, {"updated_at", e.updated_at}};
   o["exit_code"] = e.exit_code ? bj::value(*e.exit_code) : bj::value(nullptr);
@@ -190,26 +191,146 @@ struct Cli {
     return AdminClient(s);
   }
 
+  // The manager's /v1/hosts answer: hosts plus what only the manager knows (online, itself).
+  bj::object hosts_answer() { return bj::parse(client().call("GET", "/v1/hosts")).as_object(); }
+
+  static std::string ago(std::int64_t t) {
+    if (t == 0) return "never";
+    const auto d = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::time(nullptr)) - t);
+    if (d < 120) return fmt::format("{} s ago", d);
+    if (d < 7200) return fmt::format("{} min ago", d / 60);
+    if (d < 172800) return fmt::format("{} h ago", d / 3600);
+    return fmt::format("{} days ago", d / 86400);
+  }
+
+  static std::string str(const bj::object& o, std::string_view key) {
+    auto it = o.find(key);
+    return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
+  }
+  static bool flag(const bj::object& o, std::string_view key) {
+    auto it = o.find(key);
+    return it != o.end() && it->value().is_bool() && it->value().as_bool();
+  }
+  static std::int64_t num(const bj::object& o, std::string_view key) {
+    auto it = o.find(key);
+    return it != o.end() && it->value().is_int64() ? it->value().as_int64() : 0;
+  }
+
   int hosts_list() {
     expect_args(2, "hosts list");
-    auto hosts = client().list_hosts();
+    auto answer = hosts_answer();
     if (json) {
-      bj::array a;
-      for (const auto& h : hosts) {
-        bj::array addrs;
-        for (const auto& x : h.addresses) addrs.emplace_back(x);
-        a.push_back(bj::object{{"host_id", h.host_id}, {"name", h.name}, {"addresses", addrs},
-                               {"os", h.os}, {"role", std::string(to_string(h.role))},
-                               {"agent_version", h.agent_version},
-                               {"registered_at", h.registered_at}, {"last_seen", h.last_seen}});
-      }
-      print_json(bj::object{{"hosts", a}});
+      print_json(answer);
       return kOk;
     }
-    Table t({"NAME", "ADDRESS", "HOST ID", "ROLE", "OS", "LAST SEEN"});
-    for (const auto& h : hosts)
-      t.add({h.name, h.addresses.empty() ? "-" : h.addresses.front(), h.host_id,
-             std::string(to_string(h.role)), one_line(h.os, 40), format_time(h.last_seen)});
+    std::map<std::string, std::string> names;
+    for (const auto& v : answer.at("hosts").as_array()) names[str(v.as_object(), "host_id")] = str(v.as_object(), "name");
+    Table t({"NAME", "ADDRESS", "HOST ID", "ROLE", "PARENT", "STATUS", "OS", "LAST SEEN"});
+    for (const auto& v : answer.at("hosts").as_array()) {
+      const auto& h = v.as_object();
+      const auto parent = str(h, "parent");
+      const auto& addrs = h.at("addresses").as_array();
+      t.add({str(h, "name"), addrs.empty() ? "-" : std::string(addrs[0].as_string()), str(h, "host_id"),
+             str(h, "role"), parent.empty() ? "-" : (names.count(parent) ? names[parent] : parent.substr(0, 8)),
+             !flag(h, "approved") ? "awaiting approval" : flag(h, "online") ? "online" : "offline",
+             one_line(str(h, "os"), 40), format_time(num(h, "last_seen"))});
+    }
+    t.print();
+    const auto& dups = answer.at("duplicate_keys").as_array();
+    if (!dups.empty()) {
+      std::cout << "\nconflict: these " << str(answer, "key_mode")
+                << " keys are claimed by more than one host identifier and cannot be used as destinations:\n";
+      for (const auto& d : dups) std::cout << "  " << d.as_string() << "\n";
+      std::cout << "hint: rename or readdress one of the machines, or use --key-mode host-id\n";
+    }
+    return kOk;
+  }
+
+  int hosts_tree() {
+    expect_args(2, "hosts tree");
+    auto answer = hosts_answer();
+    if (json) {
+      print_json(answer);
+      return kOk;
+    }
+    std::map<std::string, std::vector<const bj::object*>> children;
+    std::set<std::string> known;
+    for (const auto& v : answer.at("hosts").as_array()) known.insert(str(v.as_object(), "host_id"));
+    for (const auto& v : answer.at("hosts").as_array()) {
+      const auto& h = v.as_object();
+      auto parent = str(h, "parent");
+      if (!parent.empty() && !known.count(parent)) parent.clear();  // parent not (yet) reported
+      children[parent].push_back(&h);
+    }
+    for (auto& [p, list] : children)
+      std::sort(list.begin(), list.end(), [](auto* a, auto* b) {
+        const bool ra = str(*a, "role") == "relay", rb = str(*b, "role") == "relay";
+        return ra != rb ? ra : str(*a, "name") < str(*b, "name");
+      });
+    const auto& me = answer.at("manager").as_object();
+    std::cout << "this " << str(me, "role") << " (" << str(me, "host_id") << ")\n";
+    std::size_t online = 0, total = 0;
+    std::function<void(const std::string&, const std::string&)> walk = [&](const std::string& id, const std::string& indent) {
+      auto it = children.find(id);
+      if (it == children.end()) return;
+      for (std::size_t i = 0; i < it->second.size(); ++i) {
+        const auto& h = *it->second[i];
+        const bool last = i + 1 == it->second.size();
+        const bool up = flag(h, "online");
+        ++total;
+        online += up;
+        std::cout << indent << (last ? "└── " : "├── ") << str(h, "name") << "  " << str(h, "role") << "  "
+                  << (!flag(h, "approved") ? "awaiting approval" : up ? "online" : "offline")
+                  << "  last seen " << ago(num(h, "last_seen")) << "\n";
+        walk(str(h, "host_id"), indent + (last ? "    " : "│   "));
+      }
+    };
+    walk("", "");
+    std::cout << fmt::format("\n{} host(s), {} online\n", total, online);
+    return kOk;
+  }
+
+  int hosts_approve() {
+    if (args.size() < 3) throw UsageError("usage: distribctl hosts approve HOST...");
+    const int n = client().approve_hosts(std::vector<std::string>(args.begin() + 2, args.end()));
+    if (json) print_json(bj::object{{"approved", n}});
+    else std::cout << fmt::format("{} host(s) approved\n", n);
+    return kOk;
+  }
+
+  int stats() {
+    expect_args(1, "stats");
+    auto answer = bj::parse(client().call("GET", "/v1/stats")).as_object();
+    if (json) {
+      print_json(answer);
+      return kOk;
+    }
+    const auto& c = answer.at("content").as_object();
+    auto count = [&](std::string_view k) {
+      auto it = c.find(k);
+      return it == c.end() ? std::uint64_t{0} : it->value().to_number<std::uint64_t>();
+    };
+    std::cout << fmt::format("{} {}\nchunks served {} ({}) · cache hits {} · misses {}\n", str(answer, "role"),
+                             str(answer, "host_id"), count("chunks_served"), format_size(count("bytes_served")),
+                             count("cache_hits"), count("cache_misses"));
+    if (c.contains("upstream_fetches"))
+      std::cout << fmt::format("fetched from the parent: {} chunk(s), {} · requests that joined a fetch under way: {}\n",
+                               count("upstream_fetches"), format_size(count("upstream_bytes")), count("upstream_joined"));
+    std::map<std::string, std::string> names;
+    try {
+      const auto hosts = hosts_answer();
+      for (const auto& v : hosts.at("hosts").as_array())
+        names[str(v.as_object(), "host_id")] = str(v.as_object(), "name");
+    } catch (const Error&) {
+    }
+    std::cout << "\n";
+    Table t({"REQUESTER", "HOST ID", "CHUNKS", "BYTES"});
+    for (const auto& v : c.at("by_requester").as_array()) {
+      const auto& o = v.as_object();
+      const auto id = str(o, "host_id");
+      t.add({names.count(id) ? names[id] : "-", id, std::to_string(o.at("chunks").to_number<std::uint64_t>()),
+             format_size(o.at("bytes").to_number<std::uint64_t>())});
+    }
     t.print();
     return kOk;
   }
@@ -297,15 +418,21 @@ struct Cli {
   }
 
   int job_create() {
-    if (args.size() < 6 || args[2] != "install")
-      throw UsageError("usage: distribctl job create install NAME VERSION DESTINATION...");
+    if (args.size() < 6)
+      throw UsageError("usage: distribctl job create install|transfer-to-relay|delete-package NAME VERSION DESTINATION...");
+    JobType type;
+    try {
+      type = parse_job_type(args[2]);
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
     std::vector<std::string> dests(args.begin() + 5, args.end());
-    auto job = client().create_install_job(args[3], args[4], dests);
+    auto job = client().create_job(type, args[3], args[4], dests);
     if (json) {
       print_json(bj::object{{"job", job_json(job)}});
       return kOk;
     }
-    std::cout << fmt::format("job {} created: install {} {} on {} destination(s)\n", job.id,
+    std::cout << fmt::format("job {} created: {} {} {} on {} destination(s)\n", job.id, to_string(type),
                              job.package_name, job.package_version, dests.size());
     return kOk;
   }
@@ -386,9 +513,15 @@ struct Cli {
                              j.package_name, j.package_version, format_time(j.created_at),
                              details.progress.final_count, details.progress.total,
                              j.cancel_requested ? " · cancel requested" : "");
-    Table t({"HOST", "STATE", "EXIT", "UPDATED", "MESSAGE"});
-    for (const auto& e : details.entries)
-      t.add({e.host_name.empty() ? e.host_id : e.host_name, std::string(to_string(e.state)),
+    // Grouped by the relay each host is under (hosts directly under this manager first).
+    auto entries = details.entries;
+    std::stable_sort(entries.begin(), entries.end(), [](const JobEntry& a, const JobEntry& b) {
+      return a.parent_name < b.parent_name;
+    });
+    Table t({"RELAY", "HOST", "STATE", "EXIT", "UPDATED", "MESSAGE"});
+    for (const auto& e : entries)
+      t.add({e.parent_id.empty() ? "-" : (e.parent_name.empty() ? e.parent_id.substr(0, 8) : e.parent_name),
+             e.host_name.empty() ? e.host_id : e.host_name, std::string(to_string(e.state)),
              e.exit_code ? std::to_string(*e.exit_code) : "-", format_time(e.updated_at),
              one_line(e.message, 60)});
     t.print();
@@ -408,10 +541,13 @@ struct Cli {
   }
 
   int dispatch() {
+    if (args.size() == 1 && args[0] == "stats") return stats();
     if (args.size() < 2) throw UsageError("missing command (see distribctl --help)");
     const auto& a = args[0];
     const auto& b = args[1];
     if (a == "hosts" && b == "list") return hosts_list();
+    if (a == "hosts" && b == "tree") return hosts_tree();
+    if (a == "hosts" && b == "approve") return hosts_approve();
     if (a == "package" && b == "create") return package_create();
     if (a == "package" && b == "list") return package_list();
     if (a == "package" && b == "show") return package_show();

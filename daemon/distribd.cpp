@@ -1,6 +1,7 @@
 // distribd: the reference daemon. A composition root: it reads configuration, builds the
 // services from libdistrib and runs them. No business logic lives here.
 #include <distrib/error.h>
+#include <distrib/model/units.h>
 #include <distrib/net/http.h>
 #include <distrib/services/agent.h>
 #include <distrib/services/manager.h>
@@ -32,7 +33,7 @@ constexpr int kExitRuntime = 1;
 po::options_description all_options() {
   po::options_description general("General");
   general.add_options()
-      ("role", po::value<std::string>(), "manager or agent")
+      ("role", po::value<std::string>(), "manager, relay or agent")
       ("state-dir", po::value<std::string>(), "state directory (database, chunks, identity)")
       ("log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::options_description manager("Manager");
@@ -46,16 +47,28 @@ po::options_description all_options() {
       ("key-mode", po::value<std::string>()->default_value("name"), "ID key for operations: name, ip or host-id")
       ("database", po::value<std::string>()->default_value("sqlite"), "database backend")
       ("database-path", po::value<std::string>(), "sqlite file (default STATE_DIR/distrib.db)")
-      ("poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open");
+      ("poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open")
+      ("auto-register", po::value<bool>()->default_value(true),
+       "accept new hosts at once (false: they wait for distribctl hosts approve)");
+  po::options_description relay("Relay (a manager with a parent)");
+  relay.add_options()
+      ("parent", po::value<std::vector<std::string>>()->composing(),
+       "parent URL; repeat for fallback parents, in order of preference (relay and agent)")
+      ("cache-limit", po::value<std::string>(), "relay content cache size limit, e.g. 20GiB (default: none)")
+      ("package-expiry-days", po::value<double>()->default_value(90),
+       "drop cached packages unused this many days (0: never)")
+      ("sync-interval-ms", po::value<int>()->default_value(1000), "longest a change waits before it is reported upward")
+      ("parent-recheck", po::value<int>()->default_value(30),
+       "seconds between probes of the first parent while using a fallback (relay and agent)");
   po::options_description agent("Agent");
   agent.add_options()
-      ("server", po::value<std::string>(), "parent URL, http(s)://host:port")
+      ("server", po::value<std::vector<std::string>>()->composing(), "parent URL, http(s)://host:port (same as --parent)")
       ("ca-file", po::value<std::string>(), "CA bundle that verifies an https parent")
       ("bind-address", po::value<std::string>(), "local address for connections to the parent")
       ("host-name", po::value<std::string>(), "host name to register (default: the system's)")
       ("packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)");
   po::options_description out;
-  out.add(general).add(manager).add(agent);
+  out.add(general).add(manager).add(relay).add(agent);
   return out;
 }
 
@@ -78,7 +91,7 @@ sigset_t block_signals() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  po::options_description cmdline("distribd --role manager|agent [--config FILE] [options]");
+  po::options_description cmdline("distribd --role manager|relay|agent [--config FILE] [options]");
   cmdline.add_options()
       ("help,h", "show this help")
       ("version", "print the version")
@@ -117,12 +130,14 @@ int main(int argc, char** argv) {
 
   const auto role = get<std::string>(vm, "role");
   const bool check_only = vm.count("check-config") > 0;
-  if (role.empty()) die(kExitConfig, "--role is required (manager or agent)");
+  if (role.empty()) die(kExitConfig, "--role is required (manager, relay or agent)");
+  std::vector<std::string> parents = get<std::vector<std::string>>(vm, "parent");
+  for (const auto& u : get<std::vector<std::string>>(vm, "server")) parents.push_back(u);
   if (!vm.count("state-dir")) die(kExitConfig, "--state-dir is required");
 
   try {
     const auto sigs = block_signals();
-    if (role == "manager") {
+    if (role == "manager" || role == "relay") {
       distrib::ManagerSettings s;
       s.state_dir = get<std::string>(vm, "state-dir");
       s.listen_address = get<std::string>(vm, "listen");
@@ -139,15 +154,33 @@ int main(int argc, char** argv) {
       s.store.backend = get<std::string>(vm, "database");
       s.store.path = get<std::string>(vm, "database-path");
       s.poll_timeout_seconds = get<int>(vm, "poll-timeout");
-      for (const char* agent_only : {"server", "ca-file", "bind-address", "host-name", "packages-dir"})
-        if (vm.count(agent_only)) die(kExitConfig, std::string("--") + agent_only + " is an agent option");
+      s.auto_register = get<bool>(vm, "auto-register");
+      if (role == "relay") {
+        if (parents.empty()) die(kExitConfig, "a relay needs --parent URL (its parent manager or relay)");
+        s.parents = parents;
+        s.ca_file = get<std::string>(vm, "ca-file");
+        s.bind_address = get<std::string>(vm, "bind-address");
+        s.host_name = get<std::string>(vm, "host-name");
+        if (vm.count("cache-limit")) s.cache_limit_bytes = distrib::parse_byte_size(get<std::string>(vm, "cache-limit"));
+        s.package_expiry_days = get<double>(vm, "package-expiry-days");
+        if (s.package_expiry_days < 0) die(kExitConfig, "--package-expiry-days must not be negative");
+        s.sync_interval_ms = get<int>(vm, "sync-interval-ms");
+        s.parent_recheck_seconds = get<int>(vm, "parent-recheck");
+        for (const auto& u : parents) distrib::parse_base_url(u);
+      } else {
+        for (const char* relay_or_agent : {"parent", "server", "ca-file", "bind-address", "host-name", "cache-limit"})
+          if (vm.count(relay_or_agent))
+            die(kExitConfig, std::string("--") + relay_or_agent +
+                                 " is a relay or agent option (a manager with a parent is a relay: --role relay)");
+      }
+      if (vm.count("packages-dir")) die(kExitConfig, "--packages-dir is an agent option");
       distrib::StoreRegistry stores;
       distrib::register_builtin_stores(stores);
       if (check_only) {
         if (std::find(stores.names().begin(), stores.names().end(), s.store.backend) == stores.names().end()) {
           stores.open(s.store);  // throws the "unknown backend" error listing the known ones
         }
-        std::cout << "configuration is valid (manager)\n";
+        std::cout << "configuration is valid (" << role << ")\n";
         return 0;
       }
       distrib::Manager manager(s, stores);
@@ -161,7 +194,8 @@ int main(int argc, char** argv) {
     if (role == "agent") {
       distrib::AgentSettings s;
       s.state_dir = get<std::string>(vm, "state-dir");
-      s.server_url = get<std::string>(vm, "server");
+      s.parents = parents;
+      s.parent_recheck_seconds = get<int>(vm, "parent-recheck");
       s.ca_file = get<std::string>(vm, "ca-file");
       s.bind_address = get<std::string>(vm, "bind-address");
       s.host_name = get<std::string>(vm, "host-name");
@@ -170,13 +204,13 @@ int main(int argc, char** argv) {
       for (const char* manager_only : {"tls-cert", "tls-key", "database-path"})
         if (vm.count(manager_only)) die(kExitConfig, std::string("--") + manager_only + " is a manager option");
       if (check_only) {
-        if (s.server_url.empty()) die(kExitConfig, "agent needs --server");
-        distrib::parse_base_url(s.server_url);
+        if (s.parents.empty()) die(kExitConfig, "agent needs --server (or --parent) URL");
+        for (const auto& u : s.parents) distrib::parse_base_url(u);
         std::cout << "configuration is valid (agent)\n";
         return 0;
       }
       distrib::Agent agent(s);
-      spdlog::info("agent {} starting; parent {}", agent.host_id(), s.server_url);
+      spdlog::info("agent {} starting; parent {}", agent.host_id(), s.parents.front());
       std::thread runner([&] { agent.run(); });
       int sig = 0;
       sigwait(&sigs, &sig);
@@ -185,7 +219,7 @@ int main(int argc, char** argv) {
       runner.join();
       return 0;
     }
-    die(kExitConfig, "unknown role \"" + role + "\" (expected manager or agent)");
+    die(kExitConfig, "unknown role \"" + role + "\" (expected manager, relay or agent)");
   } catch (const distrib::Error& e) {
     die(e.kind() == distrib::ErrorKind::invalid_argument ? kExitConfig : kExitRuntime, e.what());
   } catch (const std::exception& e) {

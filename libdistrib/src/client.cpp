@@ -100,13 +100,25 @@ UploadResult AdminClient::upload_package(const PackageSpec& spec,
 
 Job AdminClient::create_install_job(const std::string& name, const std::string& version,
                                     const std::vector<std::string>& destinations) {
+  return create_job(JobType::install, name, version, destinations);
+}
+
+Job AdminClient::create_job(JobType type, const std::string& name, const std::string& version,
+                            const std::vector<std::string>& destinations) {
   bj::array dests;
   for (const auto& d : destinations) dests.emplace_back(d);
-  bj::object body{{"type", "install"},
+  bj::object body{{"type", std::string(to_string(type))},
                   {"package", bj::object{{"name", name}, {"version", version}}},
                   {"destinations", dests}};
   auto o = json::parse_object(call("POST", "/v1/jobs", bj::serialize(body)));
   return json::job_from_json(o.at("job").as_object());
+}
+
+int AdminClient::approve_hosts(const std::vector<std::string>& keys) {
+  bj::array a;
+  for (const auto& k : keys) a.emplace_back(k);
+  auto o = json::parse_object(call("POST", "/v1/hosts/approve", bj::serialize(bj::object{{"hosts", a}})));
+  return static_cast<int>(json::get_int(o, "approved"));
 }
 
 std::vector<JobListing> AdminClient::list_jobs(int limit) {

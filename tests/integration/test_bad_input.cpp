@@ -122,7 +122,11 @@ TEST_CASE("distribd refuses bad configuration with a one-line reason", "[integra
       {"unreadable database", {"--role", "manager", "--state-dir", (tmp / "garbage").string(), "--port", "0"}, "database"},
       {"unknown key mode", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--key-mode", "mac"}, "unknown host key mode"},
       {"unknown database", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--database", "mysql", "--port", "0"}, "known: sqlite"},
-      {"agent without a server", {"--role", "agent", "--state-dir", (tmp / "a").string()}, "server URL"},
+      {"agent without a server", {"--role", "agent", "--state-dir", (tmp / "a").string()}, "parent URL"},
+      {"relay without a parent", {"--role", "relay", "--state-dir", (tmp / "r").string()}, "a relay needs --parent"},
+      {"relay with a bad parent URL", {"--role", "relay", "--state-dir", (tmp / "r").string(), "--parent", "relay1:8640"}, "must start with http"},
+      {"relay with a bad cache limit", {"--role", "relay", "--state-dir", (tmp / "r").string(), "--parent", "http://127.0.0.1:1", "--cache-limit", "lots"}, "is not a size"},
+      {"manager with a parent", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--parent", "http://127.0.0.1:1"}, "--role relay"},
       {"agent with a bad server URL", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "ftp://x"}, "must start with http"},
       {"agent with a manager option", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--tls-cert", "x"}, "manager option"},
   };

@@ -173,7 +173,9 @@ void ManagerProc::start() {
   proc_.reset();
   std::error_code ec;
   stdfs::remove(state_dir_ / "endpoint", ec);
-  std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", state_dir_.string(),
+  // A manager given a parent is a relay.
+  const bool relay = std::find(extra_.begin(), extra_.end(), "--parent") != extra_.end();
+  std::vector<std::string> argv = {distribd_path(), "--role", relay ? "relay" : "manager", "--state-dir", state_dir_.string(),
                                    "--listen", address_, "--port", std::to_string(port_)};
   // Test defaults, unless the caller chose otherwise.
   for (const auto& [key, value] : {std::pair<std::string, std::string>{"--poll-timeout", "10"}, {"--log-level", "debug"}})

@@ -1,6 +1,7 @@
 #include <distrib/error.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
+#include <distrib/model/units.h>
 #include <distrib/model/package.h>
 
 #include <catch2/catch.hpp>
@@ -105,6 +106,57 @@ TEST_CASE("every entry state transition is allowed or refused as specified", "[m
   for (auto s : {S::succeeded, S::failed, S::cancelled, S::expired}) CHECK(is_final(s));
   for (auto s : {S::waiting, S::transferring, S::transferred, S::installing, S::suspended})
     CHECK_FALSE(is_final(s));
+}
+
+TEST_CASE("a relay's batched reports may skip states, never go back", "[model]") {
+  using S = EntryState;
+  CHECK(can_reach(S::waiting, S::installing));
+  CHECK(can_reach(S::waiting, S::succeeded));
+  CHECK(can_reach(S::transferring, S::installing));
+  CHECK(can_reach(S::suspended, S::succeeded));
+  CHECK_FALSE(can_reach(S::installing, S::waiting));
+  CHECK_FALSE(can_reach(S::installing, S::cancelled));
+  CHECK_FALSE(can_reach(S::succeeded, S::failed));
+  for (auto s : kAllEntryStates)
+    if (is_final(s)) CHECK_FALSE(can_reach(s, s));
+  // Everything one step allows, several steps allow too.
+  for (auto from : kAllEntryStates)
+    for (auto to : kAllEntryStates)
+      if (can_transition(from, to)) CHECK(can_reach(from, to));
+}
+
+TEST_CASE("the parent path follows parents to the top and stops at cycles", "[model]") {
+  auto h = [](std::string id, std::string parent) {
+    Host x;
+    x.host_id = std::move(id);
+    x.parent = std::move(parent);
+    return x;
+  };
+  std::vector<Host> hosts = {h("agent", "relay2"), h("relay2", "relay1"), h("relay1", ""),
+                             h("loop-a", "loop-b"), h("loop-b", "loop-a")};
+  CHECK(parent_path(hosts, "agent") == std::vector<std::string>{"agent", "relay2", "relay1"});
+  CHECK(parent_path(hosts, "relay1") == std::vector<std::string>{"relay1"});
+  CHECK(parent_path(hosts, "loop-a") == std::vector<std::string>{"loop-a", "loop-b"});
+  CHECK(parent_path(hosts, "ghost") == std::vector<std::string>{"ghost"});
+}
+
+TEST_CASE("byte sizes parse with binary units", "[model]") {
+  CHECK(parse_byte_size("1048576") == 1048576);
+  CHECK(parse_byte_size("512KiB") == 512 * 1024);
+  CHECK(parse_byte_size("100 MiB") == 100ull << 20);
+  CHECK(parse_byte_size("10GiB") == 10ull << 30);
+  CHECK(parse_byte_size("2g") == 2ull << 30);
+  CHECK(parse_byte_size("1TB") == 1ull << 40);
+  for (auto bad : {"", "MiB", "10 parsecs", "-5", "99999999999999999999", "20000000TiB"})
+    CHECK_THROWS_WITH(parse_byte_size(bad), Catch::Contains("is not a size"));
+  CHECK(format_byte_size(17) == "17 B");
+  CHECK(format_byte_size(3ull << 29) == "1.5 GiB");
+}
+
+TEST_CASE("job types parse by name", "[model]") {
+  for (auto t : {JobType::install, JobType::transfer_to_relay, JobType::delete_package})
+    CHECK(parse_job_type(to_string(t)) == t);
+  CHECK_THROWS_WITH(parse_job_type("reboot"), Catch::Contains("transfer-to-relay"));
 }
 
 TEST_CASE("entry states parse by name", "[model]") {

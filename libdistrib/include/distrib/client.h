@@ -47,6 +47,11 @@ public:
                               const std::function<void(std::size_t, std::size_t)>& progress = {});
   Job create_install_job(const std::string& name, const std::string& version,
                          const std::vector<std::string>& destinations);
+  /// Any job type: install (agents), transfer-to-relay or delete-package (relays).
+  Job create_job(JobType type, const std::string& name, const std::string& version,
+                 const std::vector<std::string>& destinations);
+  /// Approves hosts waiting for approval (by the manager's key mode or host id); returns how many.
+  int approve_hosts(const std::vector<std::string>& keys);
   std::vector<JobListing> list_jobs(int limit = 100);
   JobDetails show_job(std::int64_t job_id);
   /// Returns the number of entries cancelled.

@@ -43,6 +43,21 @@ HostRole parse_host_role(std::string_view text) {
               "unknown role \"" + std::string(text) + "\" (expected manager, relay or agent)");
 }
 
+std::vector<std::string> parent_path(const std::vector<Host>& hosts, const std::string& host_id) {
+  std::map<std::string, const Host*> by_id;
+  for (const auto& h : hosts) by_id[h.host_id] = &h;
+  std::vector<std::string> path;
+  std::set<std::string> seen;
+  std::string at = host_id;
+  while (!at.empty() && seen.insert(at).second) {
+    path.push_back(at);
+    auto it = by_id.find(at);
+    if (it == by_id.end()) break;
+    at = it->second->parent;
+  }
+  return path;
+}
+
 bool is_valid_host_id(std::string_view text) noexcept {
   if (text.size() != 36) return false;
   for (std::size_t i = 0; i < text.size(); ++i) {

@@ -6,14 +6,19 @@ namespace distrib {
 std::string_view to_string(JobType type) noexcept {
   switch (type) {
     case JobType::install: return "install";
+    case JobType::transfer_to_relay: return "transfer-to-relay";
+    case JobType::delete_package: return "delete-package";
   }
   return "?";
 }
 
 JobType parse_job_type(std::string_view text) {
   if (text == "install") return JobType::install;
+  if (text == "transfer-to-relay") return JobType::transfer_to_relay;
+  if (text == "delete-package") return JobType::delete_package;
   throw Error(ErrorKind::invalid_argument,
-              "unknown job type \"" + std::string(text) + "\" (expected install)");
+              "unknown job type \"" + std::string(text) +
+                  "\" (expected install, transfer-to-relay or delete-package)");
 }
 
 std::string_view to_string(EntryState state) noexcept {
@@ -73,6 +78,25 @@ bool can_transition(EntryState from, EntryState to) noexcept {
       return to == S::transferring || to == S::waiting || to == S::cancelled || to == S::expired;
     default: return false;
   }
+}
+
+bool can_reach(EntryState from, EntryState to) noexcept {
+  // Breadth-first over the (small) transition graph.
+  bool seen[std::size(kAllEntryStates)] = {};
+  EntryState queue[std::size(kAllEntryStates)];
+  std::size_t head = 0, tail = 0;
+  queue[tail++] = from;
+  seen[static_cast<int>(from)] = true;
+  while (head < tail) {
+    const auto s = queue[head++];
+    for (auto next : kAllEntryStates) {
+      if (seen[static_cast<int>(next)] || !can_transition(s, next)) continue;
+      if (next == to) return true;
+      seen[static_cast<int>(next)] = true;
+      queue[tail++] = next;
+    }
+  }
+  return false;
 }
 
 EntryState transition(EntryState from, EntryState to) {

@@ -81,7 +81,7 @@ bj::object to_json(const Host& h) {
           {"addresses", strings(h.addresses)}, {"os", h.os},
           {"role", std::string(to_string(h.role))}, {"parent", h.parent},
           {"agent_version", h.agent_version}, {"registered_at", h.registered_at},
-          {"last_seen", h.last_seen}};
+          {"last_seen", h.last_seen}, {"via", h.via}, {"approved", h.approved}};
 }
 
 Host host_from_json(const bj::object& o) {
@@ -96,6 +96,8 @@ Host host_from_json(const bj::object& o) {
   h.agent_version = get_string(o, "agent_version", false);
   h.registered_at = get_int(o, "registered_at", 0);
   h.last_seen = get_int(o, "last_seen", 0);
+  h.via = get_string(o, "via", false);
+  if (auto it = o.find("approved"); it != o.end() && it->value().is_bool()) h.approved = it->value().as_bool();
   return h;
 }
 
@@ -159,7 +161,7 @@ Manifest manifest_from_json_object(const bj::object& o) {
 bj::object to_json(const PackageSummary& p) {
   return {{"name", p.name}, {"version", p.version}, {"payload_digest", p.payload_digest},
           {"payload_size", p.payload_size}, {"file_count", p.file_count},
-          {"created_at", p.created_at}};
+          {"created_at", p.created_at}, {"last_used", p.last_used}};
 }
 
 PackageSummary package_summary_from_json(const bj::object& o) {
@@ -170,6 +172,7 @@ PackageSummary package_summary_from_json(const bj::object& o) {
   p.payload_size = get_u64(o, "payload_size");
   p.file_count = get_u64(o, "file_count");
   p.created_at = get_int(o, "created_at", 0);
+  p.last_used = get_int(o, "last_used", 0);
   return p;
 }
 
@@ -207,6 +210,8 @@ bj::object to_json(const JobEntry& e) {
                {"job_id", e.job_id},
                {"host_id", e.host_id},
                {"host_name", e.host_name},
+               {"parent_id", e.parent_id},
+               {"parent_name", e.parent_name},
                {"state", std::string(to_string(e.state))},
                {"attempt", e.attempt},
                {"message", e.message},
@@ -223,6 +228,8 @@ JobEntry entry_from_json(const bj::object& o) {
   e.job_id = get_int(o, "job_id", 0);
   e.host_id = get_string(o, "host_id");
   e.host_name = get_string(o, "host_name", false);
+  e.parent_id = get_string(o, "parent_id", false);
+  e.parent_name = get_string(o, "parent_name", false);
   e.state = parse_entry_state(get_string(o, "state"));
   e.attempt = static_cast<std::int32_t>(get_int(o, "attempt", 1));
   e.message = get_string(o, "message", false);
@@ -265,6 +272,39 @@ EntryReport report_from_json(const bj::object& o) {
   r.output_tail = get_string(o, "output_tail", false);
   if (auto it = o.find("exit_code"); it != o.end() && !it->value().is_null())
     r.exit_code = static_cast<int>(get_int(o, "exit_code"));
+  return r;
+}
+
+bj::object to_json(const RoutedEntry& r) {
+  return {{"entry_id", r.entry.id},
+          {"job_id", r.job.id},
+          {"host_id", r.entry.host_id},
+          {"state", std::string(to_string(r.entry.state))},
+          {"attempt", r.entry.attempt},
+          {"type", std::string(to_string(r.job.type))},
+          {"package", bj::object{{"name", r.job.package_name}, {"version", r.job.package_version}}},
+          {"created_at", r.job.created_at},
+          {"cancel_requested", r.job.cancel_requested}};
+}
+
+RoutedEntry routed_entry_from_json(const bj::object& o) {
+  RoutedEntry r;
+  r.entry.id = get_int(o, "entry_id");
+  r.entry.job_id = r.job.id = get_int(o, "job_id");
+  r.entry.host_id = get_string(o, "host_id");
+  if (!is_valid_host_id(r.entry.host_id)) bad_field("host_id", "must be a host UUID");
+  r.entry.state = parse_entry_state(get_string(o, "state"));
+  r.entry.attempt = static_cast<std::int32_t>(get_int(o, "attempt", 1));
+  r.job.type = parse_job_type(get_string(o, "type"));
+  auto it = o.find("package");
+  if (it == o.end()) bad_field("package", "is missing");
+  const auto& po = as_obj(it->value(), "package");
+  r.job.package_name = get_string(po, "name");
+  r.job.package_version = get_string(po, "version");
+  validate_package_identity(r.job.package_name, r.job.package_version);
+  r.job.created_at = get_int(o, "created_at", 0);
+  if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
+    r.job.cancel_requested = c->value().as_bool();
   return r;
 }
 

@@ -46,6 +46,9 @@ JobProgress progress_from_json(const bj::object& o);
 bj::object to_json(const EntryReport& r);
 EntryReport report_from_json(const bj::object& o);
 
+bj::object to_json(const RoutedEntry& r);
+RoutedEntry routed_entry_from_json(const bj::object& o);
+
 /// {"error": {"kind": ..., "message": ...}}
 std::string error_body(std::string_view kind, std::string_view message);
 

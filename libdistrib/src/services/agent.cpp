@@ -7,7 +7,9 @@
 #include <distrib/version.h>
 
 #include "model/json_codec.h"
+#include "services/parent_link.h"
 #include "services/process.h"
+#include "services/system_info.h"
 #include "util/fs.h"
 
 #include <spdlog/spdlog.h>
@@ -31,51 +33,6 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-std::string system_host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
-}
-
-std::vector<std::string> system_addresses() {
-  std::vector<std::string> out;
-  ifaddrs* list = nullptr;
-  if (::getifaddrs(&list) != 0) return out;
-  for (auto* a = list; a; a = a->ifa_next) {
-    if (!a->ifa_addr || (a->ifa_flags & IFF_LOOPBACK)) continue;
-    char text[INET6_ADDRSTRLEN] = {};
-    if (a->ifa_addr->sa_family == AF_INET) {
-      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
-    } else if (a->ifa_addr->sa_family == AF_INET6) {
-      auto* in6 = reinterpret_cast<sockaddr_in6*>(a->ifa_addr);
-      if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr)) continue;
-      ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-    } else {
-      continue;
-    }
-    out.emplace_back(text);
-  }
-  ::freeifaddrs(list);
-  return out;
-}
-
-std::string os_description() {
-  std::string pretty = "Linux";
-  try {
-    const auto text = fs::read_file("/etc/os-release");
-    const auto pos = text.find("PRETTY_NAME=");
-    if (pos != std::string::npos) {
-      auto end = text.find('\n', pos);
-      pretty = text.substr(pos + 12, end == std::string::npos ? std::string::npos : end - pos - 12);
-      std::erase(pretty, '"');
-    }
-  } catch (const Error&) {
-  }
-  utsname u{};
-  if (::uname(&u) == 0) pretty += std::string(" (") + u.machine + ", kernel " + u.release + ")";
-  return pretty;
-}
-
 // Thrown inside entry processing when the manager says the entry is no longer ours to run.
 struct EntryWithdrawn {
   EntryState state;
@@ -87,7 +44,11 @@ struct Agent::Impl {
   AgentSettings settings;
   std::string host_id;
   std::unique_ptr<ChunkStore> chunks;
-  std::unique_ptr<HttpClient> http;
+  std::unique_ptr<ParentLink> link;
+  std::unique_ptr<ClientSet> clients;
+  HttpClient* http = nullptr;  // the current parent's client
+  std::string parent_url;      // the parent registered with
+  std::string server_id;       // its identifier: entry ids are only unique per server
   std::atomic<bool> stopping{false};
   std::mutex sleep_mutex;
   std::condition_variable sleep_cv;
@@ -98,7 +59,9 @@ struct Agent::Impl {
   std::map<std::int64_t, EntryState> confirmed;
 
   stdfs::path outbox_dir() const { return settings.state_dir / "outbox"; }
-  stdfs::path journal_dir() const { return settings.state_dir / "entries"; }
+  stdfs::path journal_dir() const {
+    return settings.state_dir / "entries" / (server_id.empty() ? std::string("default") : server_id);
+  }
   stdfs::path installed_file() const { return settings.state_dir / "installed.json"; }
 
   // --- small utilities ----------------------------------------------------------------
@@ -109,12 +72,19 @@ struct Agent::Impl {
   }
 
   void failed_contact(const std::string& why) {
+    // Another parent to try: go to it at once; back off only when every parent failed.
+    registered = false;
+    if (!link->failed(link->current())) {
+      spdlog::warn("{}; trying the next parent", why);
+      return;
+    }
     backoff_ms = backoff_ms == 0 ? settings.retry_min_ms : std::min(backoff_ms * 2, settings.retry_max_ms);
     spdlog::warn("{}; retrying in {} ms", why, backoff_ms);
     sleep_ms(backoff_ms);
   }
 
   bj::object call(std::string_view method, std::string_view target, const bj::value& body) {
+    if (!http) throw Error(ErrorKind::unavailable, "not registered with a parent yet");
     const auto text = body.is_null() ? std::string() : bj::serialize(body);
     auto res = http->request(method, target, text);
     if (res.status / 100 != 2) {
@@ -173,7 +143,9 @@ struct Agent::Impl {
     write_journal(entry_id, attempt, state);
     char name[32];
     std::snprintf(name, sizeof name, "%016lld.json", static_cast<long long>(r.seq));
-    fs::write_file_atomic(outbox_dir() / name, bj::serialize(json::to_json(r)));
+    auto record = json::to_json(r);
+    record["server_id"] = server_id;
+    fs::write_file_atomic(outbox_dir() / name, bj::serialize(record));
     try {
       flush_outbox();
     } catch (const Error& e) {
@@ -194,14 +166,21 @@ struct Agent::Impl {
     for (std::size_t start = 0; start < files.size(); start += 500) {
       const auto end = std::min(files.size(), start + 500);
       bj::array reports;
+      std::vector<stdfs::path> sent;
       for (std::size_t i = start; i < end; ++i) {
         try {
-          reports.push_back(json::parse_object(fs::read_file(files[i])));
+          auto record = json::parse_object(fs::read_file(files[i]));
+          // Entry ids are only unique per server: a report waits for the server it belongs to.
+          const auto owner = json::get_string(record, "server_id", false);
+          if (!owner.empty() && owner != server_id) continue;
+          reports.push_back(std::move(record));
+          sent.push_back(files[i]);
         } catch (const Error& e) {
           spdlog::error("dropping unreadable outbox record {}: {}", files[i].string(), e.what());
           stdfs::remove(files[i]);
         }
       }
+      if (reports.empty()) continue;
       auto res = call("POST", "/v1/agent/report", bj::object{{"host_id", host_id}, {"reports", reports}});
       for (const auto& v : json::get_array(res, "results")) {
         const auto& o = v.as_object();
@@ -211,9 +190,9 @@ struct Agent::Impl {
         if (json::get_string(o, "outcome") == "refused")
           spdlog::info("entry {} is {} at the manager; report not applied", entry, to_string(state));
       }
-      for (std::size_t i = start; i < end; ++i) {
+      for (const auto& f : sent) {
         std::error_code ec;
-        stdfs::remove(files[i], ec);
+        stdfs::remove(f, ec);
       }
     }
   }
@@ -221,6 +200,9 @@ struct Agent::Impl {
   // --- work ---------------------------------------------------------------------------
 
   void register_with_parent() {
+    parent_url = link->current();
+    http = &clients->get(parent_url);
+    http->set_timeout(120);
     Host me;
     me.host_id = host_id;
     me.name = settings.host_name.empty() ? system_host_name() : settings.host_name;
@@ -229,15 +211,20 @@ struct Agent::Impl {
     me.os = os_description();
     me.role = HostRole::agent;
     me.agent_version = distrib::version();
-    call("POST", "/v1/agent/register", json::to_json(me));
+    auto res = call("POST", "/v1/agent/register", json::to_json(me));
+    server_id = json::get_string(res, "server_id", false);
+    if (!server_id.empty() && !is_valid_host_id(server_id))
+      throw Error(ErrorKind::unavailable, "parent " + parent_url + " sent a malformed server_id");
+    stdfs::create_directories(journal_dir());
+    confirmed.clear();
     registered = true;
-    spdlog::info("registered with {} as {} ({})", settings.server_url, me.name, host_id);
+    spdlog::info("registered with {} as {} ({})", parent_url, me.name, host_id);
   }
 
   void fetch_chunk(const Manifest& m, const ChunkRef& c) {
     std::string last_error;
     for (int attempt = 1; attempt <= std::max(1, settings.chunk_retries); ++attempt) {
-      auto res = http->request("GET", "/v1/content/chunks/" + c.digest);
+      auto res = http->request("GET", "/v1/content/chunks/" + c.digest + "?host_id=" + host_id);
       if (res.status != 200)
         throw Error(res.status == 404 ? ErrorKind::not_found : ErrorKind::unavailable,
                     "chunk " + c.digest + ": server answered " + std::to_string(res.status));
@@ -379,6 +366,7 @@ struct Agent::Impl {
   void run() {
     while (!stopping) {
       try {
+        if (link->maybe_return_to_primary()) registered = false;
         if (!registered) register_with_parent();
         flush_outbox();
         http->set_timeout(settings.poll_timeout_seconds + 15);
@@ -416,25 +404,20 @@ Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>()) {
   auto& i = *impl_;
   i.settings = std::move(settings);
   auto& s = i.settings;
-  if (s.server_url.empty()) throw Error(ErrorKind::invalid_argument, "agent needs a server URL (--server)");
-  parse_base_url(s.server_url);
+  if (s.parents.empty()) throw Error(ErrorKind::invalid_argument, "agent needs a parent URL (--server)");
+  ParentLink::Settings ls;
+  ls.urls = s.parents;
+  ls.ca_file = s.ca_file;
+  ls.bind_address = s.bind_address;
+  ls.recheck_seconds = s.parent_recheck_seconds;
+  i.link = std::make_unique<ParentLink>(ls);
+  i.clients = std::make_unique<ClientSet>(*i.link);
   fs::ensure_writable_dir(s.state_dir, "state directory");
   fs::ensure_writable_dir(i.outbox_dir(), "outbox directory");
-  fs::ensure_writable_dir(i.journal_dir(), "entry journal directory");
+  fs::ensure_writable_dir(s.state_dir / "entries", "entry journal directory");
   i.chunks = std::make_unique<ChunkStore>(s.state_dir / "chunks");
 
-  const auto id_file = s.state_dir / "host-id";
-  std::error_code ec;
-  if (stdfs::exists(id_file, ec)) {
-    auto text = fs::read_file(id_file);
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    if (!is_valid_host_id(text))
-      throw Error(ErrorKind::invalid_argument, "host identifier in " + id_file.string() + " is not a UUID");
-    i.host_id = text;
-  } else {
-    i.host_id = make_host_id();
-    fs::write_file_atomic(id_file, i.host_id + "\n");
-  }
+  i.host_id = fs::load_or_create_host_id(s.state_dir / "host-id");
   try {
     i.next_seq = std::stoll(fs::read_file(s.state_dir / "seq"));
   } catch (...) {
@@ -447,11 +430,6 @@ Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>()) {
     } catch (...) {
     }
   }
-  HttpClientSettings hs;
-  hs.base_url = s.server_url;
-  hs.ca_file = s.ca_file;
-  hs.bind_address = s.bind_address;
-  i.http = std::make_unique<HttpClient>(hs);
 }
 
 Agent::~Agent() = default;
@@ -460,7 +438,7 @@ void Agent::run() { impl_->run(); }
 void Agent::stop() {
   impl_->stopping = true;
   impl_->sleep_cv.notify_all();
-  impl_->http->abort();
+  impl_->clients->abort();
 }
 
 }  // namespace distrib

@@ -7,6 +7,9 @@
 #include <distrib/version.h>
 
 #include "model/json_codec.h"
+#include "services/parent_link.h"
+#include "services/system_info.h"
+#include "services/upstream.h"
 #include "util/blocking_pool.h"
 #include "util/fs.h"
 
@@ -14,6 +17,7 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -110,6 +114,35 @@ struct Manager::Impl {
   bool stopping = false;
   bool started = false;
 
+  std::string my_id;               // this manager's host identifier
+  std::vector<std::string> tree_path;  // host ids from this manager up to the top
+  // Hosts that moved away from a relay below: told to that relay in its next work answer.
+  std::unordered_map<std::string, std::set<std::string>> released;
+
+  // Content counters (GET /v1/stats).
+  struct Served {
+    std::uint64_t chunks = 0, bytes = 0;
+  };
+  std::mutex stats_mutex;
+  std::map<std::string, Served> served_by;
+  std::atomic<std::uint64_t> cache_hits{0}, cache_misses{0};
+
+  // --- relay manager: the link to the parent and the threads that use it
+  std::unique_ptr<ParentLink> link;
+  std::unique_ptr<UpstreamFetcher> upstream;
+  std::unique_ptr<ClientSet> poll_clients, sync_clients;
+  std::thread poller, syncer, maintainer;
+  std::mutex relay_mutex;
+  std::condition_variable relay_cv;
+  bool sync_wanted = false;
+  bool maintain_wanted = false;
+  std::string registered_url;                 // the parent we are registered with; empty: none
+  std::unordered_map<std::string, std::int64_t> seen_since_sync;  // last contacts not yet reported up
+  std::int64_t own_seq = 1;                   // sequence of this relay's reports on its own entries
+  std::vector<EntryReport> own_unsent;        // those not yet acknowledged by the parent
+
+  bool is_relay() const noexcept { return !settings.parents.empty(); }
+
   // --- helpers --------------------------------------------------------------------------
 
   // Runs `fn` on the store pool and answers with its result or its error.
@@ -149,9 +182,53 @@ struct Manager::Impl {
                   "content type must be application/json, not \"" + req.content_type + "\"");
   }
 
-  void note_contact(const std::string& host_id) {
-    std::lock_guard lock(mutex);
-    last_contact[host_id] = fs::now_unix();
+  void note_contact(const std::string& id) {
+    {
+      std::lock_guard lock(mutex);
+      last_contact[id] = fs::now_unix();
+    }
+    if (is_relay()) {
+      std::lock_guard lock(relay_mutex);
+      seen_since_sync[id] = fs::now_unix();
+    }
+  }
+
+  // Wakes the relay's syncer: something is to be reported upward.
+  void notify_sync() {
+    if (!is_relay()) return;
+    {
+      std::lock_guard lock(relay_mutex);
+      sync_wanted = true;
+    }
+    relay_cv.notify_all();
+  }
+
+  // `host` now lives elsewhere: the relay `via` it was reached through forgets it.
+  void release(const std::string& via, const std::string& host) {
+    {
+      std::lock_guard lock(mutex);
+      released[via].insert(host);
+    }
+    wake({via}, true);
+  }
+
+  // Registers or updates a host reached through the direct child `via`; releases it from the
+  // relay it was reached through before.
+  HostChange record_host(Host host, const std::string& via) {
+    host.via = via;
+    host.approved = settings.auto_register;
+    const auto change = store->upsert_host(host);
+    if (!change.previous_via.empty() && change.previous_via != via &&
+        change.previous_via != host.host_id) {
+      spdlog::info("host {} ({}) moved from below {} to below {}", host.name, host.host_id,
+                   change.previous_via, via);
+      release(change.previous_via, host.host_id);
+    }
+    if (change.created && !settings.auto_register)
+      spdlog::warn("host {} ({}) registered and waits for approval (distribctl hosts approve {})",
+                   host.name, host.host_id, host.name);
+    if (change.changed) notify_sync();
+    return change;
   }
 
   // --- work cache -------------------------------------------------------------------------
@@ -195,8 +272,22 @@ struct Manager::Impl {
                                  {"version", job->package_version},
                                  {"payload_digest", digests[key]}}}});
     }
-    settle(host_id, seen, !entries.empty());
-    return json_response(200, bj::object{{"work", std::move(work)}});
+    // Entries of the subtree below a relay that it has not stored yet (none for an agent).
+    bj::array routed;
+    for (const auto& x : store->entries_to_push(host_id, 500)) routed.push_back(json::to_json(x));
+    bj::array gone;
+    {
+      std::lock_guard lock(mutex);
+      if (auto it = released.find(host_id); it != released.end()) {
+        for (const auto& h : it->second) gone.emplace_back(h);
+        released.erase(it);
+      }
+    }
+    settle(host_id, seen, !entries.empty() || !routed.empty());
+    bj::object out{{"work", std::move(work)}};
+    if (!routed.empty()) out["routed"] = std::move(routed);
+    if (!gone.empty()) out["released"] = std::move(gone);
+    return json_response(200, out);
   }
 
   void wake(const std::vector<std::string>& host_ids, bool has_work) {
@@ -277,17 +368,28 @@ struct Manager::Impl {
     const auto& area = p[1];
 
     if (area == "status" && p.size() == 2 && m == "GET") {
+      bj::array up;
+      {
+        std::lock_guard lock(relay_mutex);
+        for (const auto& h : tree_path) up.emplace_back(h);
+      }
       r(json_response(200, bj::object{{"status", "active"},
                                       {"version", distrib::version()},
                                       {"protocol", kProtocolVersion},
+                                      {"role", is_relay() ? "relay" : "manager"},
+                                      {"host_id", my_id},
+                                      {"path", std::move(up)},
                                       {"key_mode", std::string(to_string(settings.key_mode))}}));
       return;
     }
     if (area == "agent") return agent_route(std::move(req), r, p);
+    if (area == "relay") return relay_route(std::move(req), r, p);
     if (area == "content") return content_route(std::move(req), r, p);
 
     require_admin(req);
     if (area == "hosts" && p.size() == 2 && m == "GET") return list_hosts(r);
+    if (area == "hosts" && p.size() == 3 && p[2] == "approve" && m == "POST") return approve_hosts(std::move(req), r);
+    if (area == "stats" && p.size() == 2 && m == "GET") return stats(r);
     if (area == "chunks") return chunk_route(std::move(req), r, p);
     if (area == "packages") return package_route(std::move(req), r, p);
     if (area == "jobs") return job_route(std::move(req), r, p);
@@ -303,6 +405,16 @@ struct Manager::Impl {
       if (!is_valid_host_id(host.host_id))
         throw Error(ErrorKind::invalid_argument, "host_id \"" + host.host_id + "\" is not a UUID");
       if (host.name.empty()) throw Error(ErrorKind::invalid_argument, "host name is empty");
+      if (host.host_id == my_id)
+        throw Error(ErrorKind::conflict, "host " + host.host_id +
+                                             " is this manager itself: a relay cannot be its own parent");
+      {
+        std::lock_guard lock(relay_mutex);
+        if (std::find(tree_path.begin(), tree_path.end(), host.host_id) != tree_path.end())
+          throw Error(ErrorKind::conflict, "host " + host.host_id +
+                                               " is above this manager in the tree: registering here would make a loop");
+      }
+      host.parent.clear();  // directly under this manager
       // The address the manager sees comes first; it is what operators mostly know.
       if (!req.remote_address.empty()) {
         std::erase(host.addresses, req.remote_address);
@@ -310,11 +422,19 @@ struct Manager::Impl {
       }
       host.last_seen = fs::now_unix();
       return blocking(std::move(r), [this, host] {
-        store->upsert_host(host);
+        const auto change = record_host(host, host.host_id);
         note_contact(host.host_id);
-        spdlog::info("host {} ({}) registered from {}", host.name, host.host_id,
+        spdlog::info("{} {} ({}) registered from {}", to_string(host.role), host.name, host.host_id,
                      host.addresses.empty() ? "?" : host.addresses.front());
+        bj::array up;
+        {
+          std::lock_guard lock(relay_mutex);
+          for (const auto& h : tree_path) up.emplace_back(h);
+        }
         return json_response(200, bj::object{{"host_id", host.host_id},
+                                             {"server_id", my_id},
+                                             {"path", std::move(up)},
+                                             {"approved", change.created ? settings.auto_register : true},
                                              {"poll_timeout_seconds", settings.poll_timeout_seconds},
                                              {"key_mode", std::string(to_string(settings.key_mode))}});
       });
@@ -331,8 +451,8 @@ struct Manager::Impl {
           throw Error(ErrorKind::invalid_argument, "query parameter wait must be a number of seconds");
         }
       }
+      note_contact(host_id);
       std::unique_lock lock(mutex);
-      last_contact[host_id] = fs::now_unix();
       if (hosts_with_work.count(host_id)) {
         lock.unlock();
         return blocking(std::move(r), [this, host_id] { return work_for(host_id); });
@@ -368,33 +488,190 @@ struct Manager::Impl {
                                        {"state", std::string(to_string(outcome.current))}});
         }
         note_contact(host_id);
+        notify_sync();
         const auto seen = generation_of(host_id);
-        settle(host_id, seen, !store->open_entries_for_host(host_id).empty());
+        settle(host_id, seen, !store->open_entries_for_host(host_id).empty() ||
+                                  !store->entries_to_push(host_id, 1).empty());
         return json_response(200, bj::object{{"results", std::move(results)}});
       });
     }
     no_route(req);
   }
 
+  HttpResponse chunk_response(const std::string& digest, const std::string& requester) {
+    HttpResponse res;
+    res.content_type = "application/zstd";
+    res.file_path = chunks->path_of(digest).string();
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(res.file_path, ec);
+    std::lock_guard lock(stats_mutex);
+    auto& s = served_by[requester.empty() ? "unknown" : requester];
+    ++s.chunks;
+    s.bytes += ec ? 0 : size;
+    return res;
+  }
+
   void content_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
     if (req.method != "GET") no_route(req);
     if (p.size() == 4 && p[2] == "chunks") {
-      if (!is_sha256_hex(p[3]))
-        throw Error(ErrorKind::invalid_argument, "\"" + p[3] + "\" is not a chunk digest");
-      HttpResponse res;
-      res.content_type = "application/zstd";
-      res.file_path = chunks->path_of(p[3]).string();
-      r(std::move(res));
+      const auto& digest = p[3];
+      if (!is_sha256_hex(digest))
+        throw Error(ErrorKind::invalid_argument, "\"" + digest + "\" is not a chunk digest");
+      const auto requester = req.query["host_id"];
+      if (chunks->contains(digest) || !upstream) {
+        ++cache_hits;
+        r(chunk_response(digest, requester));
+        return;
+      }
+      // A relay without the chunk: one fetch from the parent, however many ask meanwhile.
+      ++cache_misses;
+      auto shared = std::make_shared<Responder>(std::move(r));
+      upstream->fetch(digest, [this, shared, digest, requester](const std::string& error) {
+        if (!error.empty()) {
+          (*shared)(error_response(Error(ErrorKind::unavailable, "chunk " + digest +
+                                                                     " is not available from this relay's parent yet: " +
+                                                                     error + "; retry later")));
+          return;
+        }
+        (*shared)(chunk_response(digest, requester));
+        maybe_maintain();
+      });
       return;
     }
     if (p.size() == 5 && p[2] == "manifests") {
       return blocking(std::move(r), [this, name = p[3], version = p[4]] {
-        auto m = store->find_package(name, version);
+        auto m = is_relay() ? ensure_manifest(name, version) : store->find_package(name, version);
         if (!m) throw Error(ErrorKind::not_found, "package \"" + name + "\" " + version + " does not exist");
+        if (is_relay()) store->touch_package(name, version, fs::now_unix());
         return json_response(200, json::to_json(*m));
       });
     }
     no_route(req);
+  }
+
+  // --- relay route: what a relay below reports (hosts, last contacts, entry states, acks)
+
+  void relay_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
+    if (!(p.size() == 3 && p[2] == "sync" && req.method == "POST")) no_route(req);
+    require_json(req);
+    auto body = json::parse_object(req.body);
+    const auto relay = json::get_string(body, "host_id");
+    if (!is_valid_host_id(relay)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
+    std::vector<Host> hosts;
+    if (body.contains("hosts"))
+      for (const auto& v : json::get_array(body, "hosts")) {
+        if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "hosts must contain objects");
+        auto h = json::host_from_json(v.as_object());
+        if (!is_valid_host_id(h.host_id) || h.name.empty() || !is_valid_host_id(h.parent))
+          throw Error(ErrorKind::invalid_argument,
+                      "host \"" + h.name + "\": host_id and parent must be host UUIDs and the name must not be empty");
+        hosts.push_back(std::move(h));
+      }
+    std::vector<std::pair<std::string, std::int64_t>> seen;
+    if (body.contains("seen"))
+      for (const auto& v : json::get_array(body, "seen")) {
+        if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "seen must contain objects");
+        seen.emplace_back(json::get_string(v.as_object(), "host_id"), json::get_int(v.as_object(), "last_seen"));
+      }
+    std::vector<EntryReport> reports;
+    if (body.contains("reports"))
+      for (const auto& v : json::get_array(body, "reports")) {
+        if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "reports must contain objects");
+        reports.push_back(json::report_from_json(v.as_object()));
+      }
+    std::vector<std::pair<std::int64_t, EntryState>> acks;
+    if (body.contains("acks"))
+      for (const auto& v : json::get_array(body, "acks")) {
+        if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "acks must contain objects");
+        acks.emplace_back(json::get_int(v.as_object(), "entry_id"),
+                          parse_entry_state(json::get_string(v.as_object(), "state")));
+      }
+    return blocking(std::move(r), [this, relay, hosts, seen, reports, acks] {
+      auto me = store->find_host(relay);
+      if (!me || me->role != HostRole::relay || me->via != relay)
+        throw Error(ErrorKind::forbidden, "host " + relay +
+                                              " is not a relay registered directly with this manager; it must register first");
+      note_contact(relay);
+      const auto gen = generation_of(relay);
+      store->mark_pushed(relay, acks);
+      for (const auto& h : hosts) {
+        if (h.host_id == my_id || h.host_id == relay) continue;
+        const auto change = record_host(h, relay);
+        if (change.changed)
+          spdlog::info("{} {} ({}) registered below relay {}", to_string(h.role), h.name, h.host_id, me->name);
+      }
+      store->touch_hosts(seen);
+      if (is_relay()) {
+        std::lock_guard lock(relay_mutex);
+        for (const auto& [h, t] : seen) seen_since_sync[h] = std::max(seen_since_sync[h], t);
+      }
+      bj::array results;
+      for (const auto& rep : reports) {
+        const auto outcome = store->apply_report(relay, rep, true);
+        if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state))
+          spdlog::info("entry {} below relay {}: {}", rep.entry_id, me->name, to_string(rep.state));
+        results.push_back(bj::object{{"entry_id", rep.entry_id},
+                                     {"outcome", std::string(to_string(outcome.kind))},
+                                     {"state", std::string(to_string(outcome.current))}});
+      }
+      if (!reports.empty()) notify_sync();
+      settle(relay, gen, !store->open_entries_for_host(relay).empty() ||
+                             !store->entries_to_push(relay, 1).empty());
+      return json_response(200, bj::object{{"results", std::move(results)}, {"hosts", hosts.size()}});
+    });
+  }
+
+  void stats(Responder& r) {
+    bj::array by;
+    std::uint64_t chunks_total = 0, bytes_total = 0;
+    {
+      std::lock_guard lock(stats_mutex);
+      for (const auto& [h, s] : served_by) {
+        by.push_back(bj::object{{"host_id", h}, {"chunks", s.chunks}, {"bytes", s.bytes}});
+        chunks_total += s.chunks;
+        bytes_total += s.bytes;
+      }
+    }
+    bj::object content{{"chunks_served", chunks_total},
+                       {"bytes_served", bytes_total},
+                       {"by_requester", std::move(by)},
+                       {"cache_hits", cache_hits.load()},
+                       {"cache_misses", cache_misses.load()}};
+    if (upstream) {
+      content["upstream_fetches"] = upstream->fetches();
+      content["upstream_bytes"] = upstream->bytes();
+      content["upstream_joined"] = upstream->joined();
+    }
+    r(json_response(200, bj::object{{"host_id", my_id},
+                                    {"role", is_relay() ? "relay" : "manager"},
+                                    {"content", std::move(content)}}));
+  }
+
+  void approve_hosts(HttpRequest&& req, Responder& r) {
+    require_json(req);
+    auto keys = json::get_string_array(json::parse_object(req.body), "hosts");
+    if (keys.empty()) throw Error(ErrorKind::invalid_argument, "name at least one host to approve");
+    return blocking(std::move(r), [this, keys] {
+      auto all = store->list_hosts();
+      std::vector<std::string> ids, unknown;
+      for (const auto& k : keys) {
+        bool found = false;
+        for (const auto& h : all)
+          if (h.host_id == k || host_matches(h, settings.key_mode, k)) {
+            ids.push_back(h.host_id);
+            found = true;
+          }
+        if (!found) unknown.push_back(k);
+      }
+      if (!unknown.empty()) {
+        std::string list;
+        for (const auto& u : unknown) list += (list.empty() ? "" : ", ") + u;
+        throw Error(ErrorKind::not_found, "no host answers to " + list + "; nothing was approved");
+      }
+      const int n = store->approve_hosts(ids);
+      spdlog::info("{} host(s) approved", n);
+      return json_response(200, bj::object{{"approved", n}});
+    });
   }
 
   void list_hosts(Responder& r) {
@@ -407,10 +684,18 @@ struct Manager::Impl {
             h.last_seen = std::max(h.last_seen, it->second);
       }
       bj::array arr;
-      for (const auto& h : hosts) arr.push_back(json::to_json(h));
+      const auto now = fs::now_unix();
+      const auto window = 2 * settings.poll_timeout_seconds + 15;
+      for (const auto& h : hosts) {
+        auto o = json::to_json(h);
+        o["online"] = now - h.last_seen <= window;
+        arr.push_back(std::move(o));
+      }
       bj::array dups;
       for (auto& d : duplicate_keys(hosts, settings.key_mode)) dups.emplace_back(d);
       return json_response(200, bj::object{{"hosts", std::move(arr)},
+                                           {"manager", bj::object{{"host_id", my_id},
+                                                                  {"role", is_relay() ? "relay" : "manager"}}},
                                            {"key_mode", std::string(to_string(settings.key_mode))},
                                            {"duplicate_keys", std::move(dups)}});
     });
@@ -495,7 +780,27 @@ struct Manager::Impl {
         if (!store->find_package(job.package_name, job.package_version))
           throw Error(ErrorKind::not_found, "package \"" + job.package_name + "\" " +
                                                 job.package_version + " does not exist");
-        auto res = resolve_destinations(store->list_hosts(), settings.key_mode, job.destinations);
+        const auto all = store->list_hosts();
+        std::vector<Host> approved;
+        for (const auto& h : all)
+          if (h.approved) approved.push_back(h);
+        auto res = resolve_destinations(approved, settings.key_mode, job.destinations);
+        // A key only a host waiting for approval answers to gets its own message.
+        std::vector<std::string> pending;
+        std::erase_if(res.unknown, [&](const std::string& k) {
+          for (const auto& h : all)
+            if (!h.approved && host_matches(h, settings.key_mode, k)) {
+              pending.push_back(k);
+              return true;
+            }
+          return false;
+        });
+        if (!pending.empty()) {
+          std::string list;
+          for (const auto& k : pending) list += (list.empty() ? "" : ", ") + k;
+          throw Error(ErrorKind::invalid_argument, "host(s) waiting for approval: " + list +
+                                                       " (distribctl hosts approve ...); no job was created");
+        }
         if (!res.ok()) {
           std::string msg;
           auto list = [](const std::vector<std::string>& v) {
@@ -511,10 +816,24 @@ struct Manager::Impl {
                    list(res.ambiguous);
           throw Error(ErrorKind::invalid_argument, msg + "; no job was created");
         }
+        // Installs go to agents; cache jobs to relays.
+        std::map<std::string, const Host*> by_id;
+        for (const auto& h : all) by_id[h.host_id] = &h;
+        std::set<std::string> vias;
+        for (const auto& id : res.host_ids) {
+          const auto& h = *by_id.at(id);
+          const bool relay = h.role == HostRole::relay;
+          if (job.type == JobType::install && relay)
+            throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is a relay; install jobs go to agents (use transfer-to-relay to pre-stage a package on a relay); no job was created");
+          if (job.type != JobType::install && !relay)
+            throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is not a relay; " +
+                                                         std::string(to_string(job.type)) + " jobs go to relays; no job was created");
+          vias.insert(h.via.empty() ? h.host_id : h.via);
+        }
         auto created = store->create_job(job, res.host_ids);
-        spdlog::info("job {} created: install {} {} on {} host(s)", created.id, job.package_name,
-                     job.package_version, res.host_ids.size());
-        wake(res.host_ids, true);
+        spdlog::info("job {} created: {} {} {} on {} host(s)", created.id, to_string(job.type),
+                     job.package_name, job.package_version, res.host_ids.size());
+        wake(std::vector<std::string>(vias.begin(), vias.end()), true);
         return json_response(201, bj::object{{"job", json::to_json(created)},
                                              {"entries", res.host_ids.size()}});
       });
@@ -561,13 +880,402 @@ struct Manager::Impl {
       }
       if (p.size() == 4 && p[3] == "cancel" && req.method == "POST") {
         return blocking(std::move(r), [this, id] {
-          auto hosts = store->cancel_job(id);
-          spdlog::info("job {} cancelled ({} entries)", id, hosts.size());
-          return json_response(200, bj::object{{"job_id", id}, {"cancelled", hosts.size()}});
+          std::int64_t cancellable = 0;
+          for (const auto& e : store->job_entries(id))
+            if (can_transition(e.state, EntryState::cancelled)) ++cancellable;
+          // Relays below hear of it in their next work answer and cancel down their subtree.
+          auto vias = store->cancel_job(id);
+          wake(vias, true);
+          spdlog::info("job {} cancelled ({} entries)", id, cancellable);
+          return json_response(200, bj::object{{"job_id", id}, {"cancelled", cancellable}});
         });
       }
     }
     no_route(req);
+  }
+  // --- relay manager ----------------------------------------------------------------------
+
+  // The package's manifest, fetched from the parent and recorded here when missing.
+  std::optional<Manifest> ensure_manifest(const std::string& name, const std::string& version) {
+    if (auto m = store->find_package(name, version)) return m;
+    std::string text;
+    try {
+      text = upstream->get("/v1/content/manifests/" + url_encode(name) + "/" + url_encode(version));
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::not_found) return std::nullopt;
+      throw;
+    }
+    Manifest m = manifest_from_json(text);
+    if (m.name != name || m.version != version)
+      throw Error(ErrorKind::integrity, "parent sent the manifest of another package");
+    validate_manifest(m);
+    store->insert_package(m);
+    store->touch_package(name, version, fs::now_unix());
+    return m;
+  }
+
+  void maybe_maintain() {
+    if (!is_relay() || (settings.cache_limit_bytes == 0 && settings.package_expiry_days <= 0)) return;
+    {
+      std::lock_guard lock(relay_mutex);
+      maintain_wanted = true;
+    }
+    relay_cv.notify_all();
+  }
+
+  // Removes the package's chunks that no other cached package uses. Returns how many.
+  std::size_t remove_package_chunks(const Manifest& gone) {
+    std::set<std::string> keep;
+    for (const auto& p : store->list_packages())
+      if (auto m = store->find_package(p.name, p.version))
+        for (const auto& c : m->chunks) keep.insert(c.digest);
+    std::size_t removed = 0;
+    for (const auto& c : gone.chunks)
+      if (!keep.count(c.digest) && chunks->contains(c.digest)) {
+        chunks->remove(c.digest);
+        ++removed;
+      }
+    return removed;
+  }
+
+  // Drops a cached package unless a job that is not over still needs it.
+  bool evict(const PackageSummary& p, const char* why) {
+    auto m = store->find_package(p.name, p.version);
+    try {
+      if (!m || !store->delete_package(p.name, p.version)) return false;
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::conflict) return false;  // still needed: keep it
+      throw;
+    }
+    const auto n = remove_package_chunks(*m);
+    spdlog::info("relay cache: package {} {} dropped ({}; {} chunk(s) freed)", p.name, p.version, why, n);
+    return true;
+  }
+
+  std::uint64_t cache_bytes() const {
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(chunks->root(), ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+      if (it->is_regular_file(ec)) total += it->file_size(ec);
+    return total;
+  }
+
+  // Expiry first, then least recently used packages until the cache fits its limit.
+  void maintain_cache() {
+    auto packages = store->list_packages();
+    const auto now = fs::now_unix();
+    if (settings.package_expiry_days > 0) {
+      const auto max_age = static_cast<std::int64_t>(settings.package_expiry_days * 86400.0);
+      for (const auto& p : packages)
+        if (now - std::max(p.last_used, p.created_at) > max_age) evict(p, "expired");
+    }
+    if (settings.cache_limit_bytes == 0) return;
+    auto used = cache_bytes();
+    if (used <= settings.cache_limit_bytes) return;
+    packages = store->list_packages();
+    std::sort(packages.begin(), packages.end(), [](const auto& a, const auto& b) {
+      return std::max(a.last_used, a.created_at) < std::max(b.last_used, b.created_at);
+    });
+    for (const auto& p : packages) {
+      if (used <= settings.cache_limit_bytes) break;
+      if (evict(p, "cache over its limit")) used = cache_bytes();
+    }
+    if (used > settings.cache_limit_bytes)
+      spdlog::warn("relay cache holds {} bytes, over its limit of {}: what is left is needed by active jobs",
+                   used, settings.cache_limit_bytes);
+  }
+
+  void maintain_loop() {
+    std::unique_lock lock(relay_mutex);
+    while (!relay_stopping_flag) {
+      relay_cv.wait_for(lock, std::chrono::seconds(30), [&] { return relay_stopping_flag || maintain_wanted; });
+      if (relay_stopping_flag) break;
+      maintain_wanted = false;
+      lock.unlock();
+      try {
+        maintain_cache();
+      } catch (const std::exception& e) {
+        spdlog::error("relay cache maintenance: {}", e.what());
+      }
+      lock.lock();
+    }
+  }
+
+  void relay_sleep(int ms) {
+    std::unique_lock lock(relay_mutex);
+    relay_cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return relay_stopping_flag.load(); });
+  }
+  std::atomic<bool> relay_stopping_flag{false};
+
+  bj::object parent_call(ClientSet& clients, const std::string& url, std::string_view method,
+                         const std::string& target, const bj::value& body, int timeout = 120) {
+    auto& c = clients.get(url);
+    c.set_timeout(timeout);
+    auto res = c.request(method, target, body.is_null() ? std::string() : bj::serialize(body));
+    if (res.status / 100 != 2) {
+      std::string message = res.body;
+      try {
+        message = json::get_string(json::parse_object(res.body).at("error").as_object(), "message");
+      } catch (...) {
+      }
+      throw Error(res.status == 409 ? ErrorKind::conflict : ErrorKind::unavailable,
+                  "parent " + url + ": " + std::string(method) + " " + target + ": " +
+                      std::to_string(res.status) + " " + message);
+    }
+    return json::parse_object(res.body);
+  }
+
+  // Registers this relay with `url`; refuses a parent that is this relay or below it.
+  void register_up(const std::string& url) {
+    Host me;
+    me.host_id = my_id;
+    me.name = settings.host_name.empty() ? system_host_name() : settings.host_name;
+    me.addresses = system_addresses();
+    if (!settings.bind_address.empty()) me.addresses.insert(me.addresses.begin(), settings.bind_address);
+    else if (settings.listen_address != "0.0.0.0" && settings.listen_address != "::")
+      me.addresses.insert(me.addresses.begin(), settings.listen_address);
+    me.os = os_description();
+    me.role = HostRole::relay;
+    me.agent_version = distrib::version();
+    auto res = parent_call(*poll_clients, url, "POST", "/v1/agent/register", json::to_json(me));
+    std::vector<std::string> up = json::get_string_array(res, "path", false);
+    check_not_below(url, up);
+    {
+      std::lock_guard lock(relay_mutex);
+      tree_path = {my_id};
+      tree_path.insert(tree_path.end(), up.begin(), up.end());
+      registered_url = url;
+      sync_wanted = true;
+    }
+    relay_cv.notify_all();
+    spdlog::info("relay {} registered with parent {} ({} level(s) below the top)", me.name, url, up.size());
+  }
+
+  void check_not_below(const std::string& url, const std::vector<std::string>& parent_path) const {
+    if (!parent_path.empty() && parent_path.front() == my_id)
+      throw Error(ErrorKind::invalid_argument, "parent " + url + " is this relay itself; a relay's parent must be above it");
+    if (std::find(parent_path.begin(), parent_path.end(), my_id) != parent_path.end())
+      throw Error(ErrorKind::invalid_argument, "parent " + url +
+                                                   " is below this relay in the tree; choosing it would make a loop");
+  }
+
+  // Sends acks, hosts, last contacts and entry states upward. Returns true when more is queued.
+  bool sync_once(const std::vector<std::pair<std::int64_t, EntryState>>& acks) {
+    std::string url;
+    {
+      std::lock_guard lock(relay_mutex);
+      url = registered_url;
+    }
+    if (url.empty()) return false;
+    auto hosts = acks.empty() ? store->hosts_to_report(500) : std::vector<PendingHost>{};
+    auto reports = acks.empty() ? store->reports_to_forward(500) : std::vector<PendingReport>{};
+    std::unordered_map<std::string, std::int64_t> seen;
+    if (acks.empty()) {
+      std::lock_guard lock(relay_mutex);
+      seen.swap(seen_since_sync);
+    }
+    if (acks.empty() && hosts.empty() && reports.empty() && seen.empty()) return false;
+    bj::array ha, sa, ra, aa;
+    for (auto& h : hosts) {
+      Host up = h.host;
+      if (up.parent.empty()) up.parent = my_id;  // directly below this relay
+      ha.push_back(json::to_json(up));
+    }
+    for (const auto& [h, t] : seen) sa.push_back(bj::object{{"host_id", h}, {"last_seen", t}});
+    for (const auto& r : reports) ra.push_back(json::to_json(r.report));
+    for (const auto& [e, st] : acks) aa.push_back(bj::object{{"entry_id", e}, {"state", std::string(to_string(st))}});
+    try {
+      parent_call(*sync_clients, url, "POST", "/v1/relay/sync",
+                  bj::object{{"host_id", my_id}, {"hosts", ha}, {"seen", sa}, {"reports", ra}, {"acks", aa}});
+    } catch (...) {
+      std::lock_guard lock(relay_mutex);
+      for (const auto& [h, t] : seen) seen_since_sync.try_emplace(h, t);
+      throw;
+    }
+    std::vector<std::pair<std::string, std::int64_t>> hd;
+    for (const auto& h : hosts) hd.emplace_back(h.host.host_id, h.version);
+    store->hosts_reported(hd);
+    std::vector<std::pair<std::int64_t, std::int64_t>> rd;
+    for (const auto& r : reports) rd.emplace_back(r.local_id, r.version);
+    store->reports_forwarded(rd);
+    return hosts.size() == 500 || reports.size() == 500;
+  }
+
+  void sync_loop() {
+    int backoff = 0;
+    while (!relay_stopping_flag) {
+      {
+        std::unique_lock lock(relay_mutex);
+        relay_cv.wait_for(lock, std::chrono::milliseconds(backoff ? backoff : settings.sync_interval_ms),
+                          [&] { return relay_stopping_flag.load() || (sync_wanted && backoff == 0); });
+        sync_wanted = false;
+      }
+      if (relay_stopping_flag) break;
+      // A short pause lets a burst of changes travel in one batch.
+      relay_sleep(50);
+      try {
+        while (sync_once({}) && !relay_stopping_flag) {
+        }
+        backoff = 0;
+      } catch (const std::exception& e) {
+        backoff = std::min(backoff ? backoff * 2 : 250, 5000);
+        spdlog::warn("reporting to the parent failed: {}; retrying in {} ms", e.what(), backoff);
+      }
+    }
+  }
+
+  void send_own_report(EntryReport rep) {
+    rep.seq = own_seq++;
+    fs::write_file_atomic(settings.state_dir / "seq", std::to_string(own_seq));
+    own_unsent.push_back(std::move(rep));
+    flush_own_reports();
+  }
+
+  void flush_own_reports() {
+    if (own_unsent.empty()) return;
+    bj::array arr;
+    for (const auto& r : own_unsent) arr.push_back(json::to_json(r));
+    parent_call(*poll_clients, link->current(), "POST", "/v1/agent/report",
+                bj::object{{"host_id", my_id}, {"reports", std::move(arr)}});
+    own_unsent.clear();
+  }
+
+  // Work addressed to this relay itself: pre-stage or drop a package in its cache.
+  void process_own(const bj::object& item) {
+    EntryReport rep;
+    rep.entry_id = json::get_int(item, "entry_id");
+    rep.attempt = static_cast<std::int32_t>(json::get_int(item, "attempt", 1));
+    const auto type = parse_job_type(json::get_string(item, "type"));
+    const auto& pkg = item.at("package").as_object();
+    const auto name = json::get_string(pkg, "name");
+    const auto version = json::get_string(pkg, "version");
+    try {
+      if (type == JobType::transfer_to_relay) {
+        rep.state = EntryState::transferring;
+        send_own_report(rep);
+        auto m = ensure_manifest(name, version);
+        if (!m) throw Error(ErrorKind::not_found, "package \"" + name + "\" " + version + " does not exist at the parent");
+        std::vector<std::string> digests;
+        for (const auto& c : m->chunks) digests.push_back(c.digest);
+        const auto before = upstream->fetches();
+        upstream->fetch_all(digests);
+        store->touch_package(name, version, fs::now_unix());
+        rep.state = EntryState::succeeded;
+        rep.message = "cached: " + std::to_string(upstream->fetches() - before) + " of " +
+                      std::to_string(digests.size()) + " chunk(s) fetched";
+        maybe_maintain();
+      } else if (type == JobType::delete_package) {
+        auto m = store->find_package(name, version);
+        if (m && store->delete_package(name, version)) {
+          const auto n = remove_package_chunks(*m);
+          rep.message = "removed from the cache (" + std::to_string(n) + " chunk(s) freed)";
+        } else {
+          rep.message = "was not in this relay's cache";
+        }
+        rep.state = EntryState::succeeded;
+      } else {
+        throw Error(ErrorKind::invalid_argument, "relays do not install packages");
+      }
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::unavailable) throw;  // transient: the entry comes again
+      rep.state = EntryState::failed;
+      rep.message = e.what();
+    }
+    send_own_report(rep);
+  }
+
+  void poll_loop() {
+    int backoff = 0;
+    std::set<std::pair<std::int64_t, std::int64_t>> done_own;  // (entry, attempt) finished here
+    while (!relay_stopping_flag) {
+      const auto url = link->current();
+      try {
+        if (link->maybe_return_to_primary()) {
+          std::lock_guard lock(relay_mutex);
+          registered_url.clear();
+        }
+        bool registered;
+        {
+          std::lock_guard lock(relay_mutex);
+          registered = registered_url == link->current();
+        }
+        if (!registered) register_up(link->current());
+        flush_own_reports();
+        auto res = parent_call(*poll_clients, link->current(), "GET",
+                               "/v1/agent/work?host_id=" + my_id + "&wait=" + std::to_string(settings.poll_timeout_seconds),
+                               nullptr, settings.poll_timeout_seconds + 15);
+        backoff = 0;
+        if (auto it = res.find("routed"); it != res.end() && it->value().is_array()) {
+          std::vector<RoutedEntry> routed;
+          for (const auto& v : it->value().as_array()) routed.push_back(json::routed_entry_from_json(v.as_object()));
+          auto vias = store->import_entries(routed);
+          wake(vias, true);
+          std::vector<std::pair<std::int64_t, EntryState>> acks;
+          for (const auto& x : routed) acks.emplace_back(x.entry.id, x.entry.state);
+          sync_once(acks);
+          spdlog::debug("{} entr(ies) received from the parent", routed.size());
+        }
+        if (auto it = res.find("released"); it != res.end() && it->value().is_array()) {
+          for (const auto& v : it->value().as_array()) {
+            const std::string h(v.as_string());
+            if (auto known = store->find_host(h)) {
+              if (!known->via.empty() && known->via != h) release(known->via, h);
+              store->remove_host(h);
+              spdlog::info("host {} ({}) now lives under another parent; forgotten here", known->name, h);
+            }
+          }
+        }
+        bool fresh = false;
+        for (const auto& v : json::get_array(res, "work")) {
+          const auto& o = v.as_object();
+          const auto key = std::make_pair(json::get_int(o, "entry_id"), json::get_int(o, "attempt", 1));
+          if (done_own.count(key)) continue;
+          process_own(o);
+          done_own.insert(key);
+          fresh = true;
+        }
+        if (!fresh && !json::get_array(res, "work").empty()) relay_sleep(1000);
+      } catch (const Error& e) {
+        if (relay_stopping_flag) break;
+        {
+          std::lock_guard lock(relay_mutex);
+          registered_url.clear();
+        }
+        const bool wrapped = link->failed(url);
+        if (wrapped || e.kind() != ErrorKind::unavailable) {
+          backoff = std::min(backoff ? backoff * 2 : 200, 5000);
+          spdlog::warn("{}; retrying in {} ms", e.what(), backoff);
+          relay_sleep(backoff);
+        } else {
+          spdlog::warn("{}; trying the next parent", e.what());
+        }
+      } catch (const std::exception& e) {
+        if (relay_stopping_flag) break;
+        backoff = std::min(backoff ? backoff * 2 : 200, 5000);
+        spdlog::error("relay uplink: {}; retrying in {} ms", e.what(), backoff);
+        relay_sleep(backoff);
+      }
+    }
+  }
+
+  // At start: a parent that answers and lists this relay on its way to the top is refused.
+  void check_parents_at_start() {
+    for (const auto& url : settings.parents) {
+      try {
+        HttpClientSettings cs = link->client_settings(url);
+        cs.connect_timeout_seconds = 3;
+        cs.timeout_seconds = 5;
+        HttpClient probe(cs);
+        auto res = probe.request("GET", "/v1/status");
+        if (res.status != 200) continue;
+        auto o = json::parse_object(res.body);
+        check_not_below(url, json::get_string_array(o, "path", false));
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::invalid_argument && std::string_view(e.what()).starts_with("parent ")) throw;
+        spdlog::warn("parent {} is not reachable now ({}); will keep trying", url, e.what());
+      }
+    }
   }
 };
 
@@ -593,6 +1301,22 @@ Manager::Manager(ManagerSettings settings, const StoreRegistry& stores)
     ::chmod(token_file.c_str(), 0600);
   }
   impl_->chunks = std::make_unique<ChunkStore>(s.state_dir / "chunks");
+  impl_->my_id = fs::load_or_create_host_id(s.state_dir / "host-id");
+  impl_->tree_path = {impl_->my_id};
+  if (!s.parents.empty()) {
+    ParentLink::Settings ls;
+    ls.urls = s.parents;
+    ls.ca_file = s.ca_file;
+    ls.bind_address = s.bind_address;
+    ls.recheck_seconds = s.parent_recheck_seconds;
+    impl_->link = std::make_unique<ParentLink>(ls);
+    if (s.sync_interval_ms < 10) throw Error(ErrorKind::invalid_argument, "sync interval must be at least 10 ms");
+    try {
+      impl_->own_seq = std::stoll(fs::read_file(s.state_dir / "seq"));
+    } catch (...) {
+      impl_->own_seq = 1;
+    }
+  }
   impl_->store = stores.open(s.store);
 }
 
@@ -601,7 +1325,7 @@ Manager::~Manager() { stop(); }
 void Manager::start() {
   auto& i = *impl_;
   if (i.started) return;
-  for (auto& h : i.store->hosts_with_open_entries()) i.hosts_with_work.insert(h);
+  for (auto& h : i.store->children_with_work()) i.hosts_with_work.insert(h);
   i.pool = std::make_unique<BlockingPool>(i.settings.store_threads);
   HttpServerSettings hs;
   hs.address = i.settings.listen_address;
@@ -621,15 +1345,42 @@ void Manager::start() {
   i.server->start();
   i.sweeper = std::thread([this] { impl_->sweep_loop(); });
   i.started = true;
+  if (i.is_relay()) {
+    i.poll_clients = std::make_unique<ClientSet>(*i.link);
+    i.sync_clients = std::make_unique<ClientSet>(*i.link);
+    i.upstream = std::make_unique<UpstreamFetcher>(*i.chunks, *i.link, i.my_id, i.settings.upstream_threads);
+    try {
+      i.check_parents_at_start();
+    } catch (...) {
+      stop();
+      throw;
+    }
+    i.poller = std::thread([this] { impl_->poll_loop(); });
+    i.syncer = std::thread([this] { impl_->sync_loop(); });
+    i.maintainer = std::thread([this] { impl_->maintain_loop(); });
+    i.maybe_maintain();
+  }
   fs::write_file_atomic(i.settings.state_dir / "endpoint", url() + "\n");
-  spdlog::info("manager listening on {} (database: {}, key mode: {}, {} host(s) with open work)",
-               url(), i.settings.store.backend, to_string(i.settings.key_mode), i.hosts_with_work.size());
+  spdlog::info("{} {} listening on {} (database: {}, key mode: {}, {} host(s) with open work)",
+               i.is_relay() ? "relay" : "manager", i.my_id, url(), i.settings.store.backend, to_string(i.settings.key_mode), i.hosts_with_work.size());
 }
 
 void Manager::stop() {
   auto& i = *impl_;
   if (!i.started) return;
   i.started = false;
+  if (i.is_relay() && i.poll_clients) {
+    {
+      std::lock_guard lock(i.relay_mutex);
+      i.relay_stopping_flag = true;
+    }
+    i.relay_cv.notify_all();
+    i.poll_clients->abort();
+    i.sync_clients->abort();
+    i.upstream->stop();
+    for (auto* t : {&i.poller, &i.syncer, &i.maintainer})
+      if (t->joinable()) t->join();
+  }
   {
     std::lock_guard lock(i.mutex);
     i.stopping = true;
@@ -660,5 +1411,6 @@ std::string Manager::url() const {
 
 std::filesystem::path Manager::admin_token_file() const { return impl_->settings.state_dir / "admin.token"; }
 Store& Manager::store() noexcept { return *impl_->store; }
+const std::string& Manager::host_id() const noexcept { return impl_->my_id; }
 
 }  // namespace distrib

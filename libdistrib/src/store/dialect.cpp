@@ -13,13 +13,6 @@ const Dialect& sqlite_dialect() {
     x.connection_setup = {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                           "PRAGMA foreign_keys=ON"};
     x.serialize_writes = true;
-    x.upsert_host =
-        "INSERT INTO hosts (host_id, name, addresses, os, role, parent, agent_version, "
-        "registered_at, last_seen) VALUES (:host_id, :name, :addresses, :os, :role, :parent, "
-        ":agent_version, :registered_at, :last_seen) ON CONFLICT(host_id) DO UPDATE SET "
-        "name=excluded.name, addresses=excluded.addresses, os=excluded.os, role=excluded.role, "
-        "parent=excluded.parent, agent_version=excluded.agent_version, "
-        "last_seen=excluded.last_seen";
     x.last_insert_id = "SELECT last_insert_rowid()";
     return x;
   }();
@@ -46,6 +39,21 @@ const std::vector<Migration>& migrations() {
         "updated_at BIGINT NOT NULL)",
         "CREATE INDEX job_entries_job ON job_entries (job_id)",
         "CREATE INDEX job_entries_host ON job_entries (host_id, state)"}},
+      // Relays: routing down the tree (via, pushed_to), reporting up (upstream ids, change
+      // counters), approval, and the relay cache's LRU clock.
+      {2,
+       {"ALTER TABLE hosts ADD via VARCHAR(36) DEFAULT '' NOT NULL",
+        "ALTER TABLE hosts ADD approved INTEGER DEFAULT 1 NOT NULL",
+        "ALTER TABLE hosts ADD up_version BIGINT DEFAULT 0 NOT NULL",
+        "UPDATE hosts SET via = host_id WHERE via = ''",
+        "CREATE INDEX hosts_via ON hosts (via)",
+        "ALTER TABLE jobs ADD upstream_id BIGINT DEFAULT 0 NOT NULL",
+        "CREATE INDEX jobs_upstream ON jobs (upstream_id)",
+        "ALTER TABLE job_entries ADD pushed_to VARCHAR(36) DEFAULT '' NOT NULL",
+        "ALTER TABLE job_entries ADD upstream_id BIGINT DEFAULT 0 NOT NULL",
+        "ALTER TABLE job_entries ADD up_version BIGINT DEFAULT 0 NOT NULL",
+        "CREATE INDEX job_entries_upstream ON job_entries (upstream_id)",
+        "ALTER TABLE packages ADD last_used BIGINT DEFAULT 0 NOT NULL"}},
   };
   return m;
 }

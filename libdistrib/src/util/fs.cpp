@@ -1,6 +1,7 @@
 #include "util/fs.h"
 
 #include <distrib/error.h>
+#include <distrib/model/host.h>
 
 #include <cerrno>
 #include <chrono>
@@ -86,6 +87,20 @@ std::int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string load_or_create_host_id(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec)) {
+    auto text = read_file(file);
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    if (!is_valid_host_id(text))
+      throw Error(ErrorKind::invalid_argument, "host identifier in " + file.string() + " is not a UUID");
+    return text;
+  }
+  auto id = make_host_id();
+  write_file_atomic(file, id + "\n");
+  return id;
 }
 
 }  // namespace distrib::fs

@@ -8,7 +8,9 @@
 
 namespace distrib {
 
-enum class JobType { install };
+/// install: deliver and install a package on agents. transfer_to_relay: pre-stage a package in
+/// relays' caches. delete_package: remove a package from relays' caches.
+enum class JobType { install, transfer_to_relay, delete_package };
 std::string_view to_string(JobType type) noexcept;
 JobType parse_job_type(std::string_view text);
 
@@ -44,6 +46,9 @@ EntryState parse_entry_state(std::string_view text);
 bool is_final(EntryState state) noexcept;
 /// Is `from` → `to` an allowed transition? Staying in the same state is not a transition.
 bool can_transition(EntryState from, EntryState to) noexcept;
+/// Can an entry get from `from` to `to` through allowed transitions (one or more)? A relay that
+/// reports upward in batches may skip the states in between.
+bool can_reach(EntryState from, EntryState to) noexcept;
 /// Returns `to` when allowed; throws Error(conflict) naming both states otherwise.
 EntryState transition(EntryState from, EntryState to);
 
@@ -58,6 +63,7 @@ struct Job {
   std::string created_by;
   std::int64_t created_at = 0;
   bool cancel_requested = false;
+  std::int64_t upstream_id = 0;  ///< at a relay: the job's id at the parent (0: created here)
 };
 
 /// One host's part of a job.
@@ -66,6 +72,8 @@ struct JobEntry {
   std::int64_t job_id = 0;
   std::string host_id;
   std::string host_name;  ///< filled in by queries for display
+  std::string parent_id;    ///< the host's parent (empty: directly under this manager)
+  std::string parent_name;  ///< the parent's name, for display
   EntryState state = EntryState::waiting;
   std::int32_t attempt = 1;
   std::int64_t last_seq = 0;  ///< highest report sequence applied (idempotency)

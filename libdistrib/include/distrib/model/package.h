@@ -52,6 +52,7 @@ struct PackageSummary {
   std::uint64_t payload_size = 0;
   std::uint64_t file_count = 0;
   std::int64_t created_at = 0;
+  std::int64_t last_used = 0;  ///< at a relay: last time an agent or job asked for it (LRU)
 };
 
 /// Package names: 1-128 of [A-Za-z0-9._+-], starting with a letter or digit.

@@ -4,12 +4,16 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace distrib {
 
 struct AgentSettings {
   std::filesystem::path state_dir;  ///< host-id, outbox, chunk cache, install records
-  std::string server_url;           ///< the parent, "http(s)://host:port"
+  /// Parents in order of preference, "http(s)://host:port". The agent talks to the first that
+  /// answers and goes back to the first as soon as it answers again.
+  std::vector<std::string> parents;
+  int parent_recheck_seconds = 30;  ///< how often the first parent is probed while away from it
   std::string ca_file;              ///< verifies an https parent
   std::string bind_address;         ///< local address for outgoing connections (optional)
   std::string host_name;            ///< overrides the system host name (tests, containers)

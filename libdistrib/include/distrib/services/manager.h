@@ -1,5 +1,7 @@
 #pragma once
-// The central manager: registration, package repository, job engine and admin API.
+// The manager: registration, package repository, job engine and admin API. With parents set it
+// is a relay manager: it registers upward, runs the jobs of its subtree from its own database,
+// caches content for it, and reports hosts and results up the tree.
 #include <distrib/model/host.h>
 #include <distrib/store/store.h>
 
@@ -7,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace distrib {
 
@@ -22,6 +25,19 @@ struct ManagerSettings {
   StoreSettings store;               ///< store.path defaults to state_dir/distrib.db
   int poll_timeout_seconds = 30;     ///< longest an agent's poll is held open
   int poll_interval_seconds = 5;     ///< agents wait this long between failed contacts
+  /// Off: hosts registering for the first time wait for `distribctl hosts approve`.
+  bool auto_register = true;
+
+  // --- relay manager (parents set)
+  std::vector<std::string> parents;  ///< parent URLs in order of preference; empty: central manager
+  std::string ca_file;               ///< verifies an https parent
+  std::string bind_address;          ///< local address for connections to the parent
+  std::string host_name;             ///< name registered upward (default: the system's)
+  std::uint64_t cache_limit_bytes = 0;  ///< content cache size limit; 0: unlimited
+  double package_expiry_days = 90;      ///< cached packages unused this long are dropped; 0: never
+  int sync_interval_ms = 1000;          ///< longest a change waits before it is reported upward
+  int parent_recheck_seconds = 30;      ///< how often the first parent is probed while away from it
+  int upstream_threads = 4;             ///< concurrent chunk fetches from the parent
 };
 
 class Manager {
@@ -43,6 +59,8 @@ public:
   /// Path of the file holding the admin bearer token.
   std::filesystem::path admin_token_file() const;
   Store& store() noexcept;
+  /// This manager's own host identifier (kept in state_dir/host-id).
+  const std::string& host_id() const noexcept;
 
 private:
   struct Impl;

@@ -1,0 +1,72 @@
+#include "services/parent_link.h"
+
+#include <distrib/error.h>
+
+#include <spdlog/spdlog.h>
+
+namespace distrib {
+
+ParentLink::ParentLink(Settings settings) : settings_(std::move(settings)) {
+  if (settings_.urls.empty()) throw Error(ErrorKind::invalid_argument, "no parent URL is configured");
+  for (const auto& u : settings_.urls) parse_base_url(u);
+  last_probe_ = std::chrono::steady_clock::now();
+}
+
+std::string ParentLink::current() const {
+  std::lock_guard lock(mutex_);
+  return settings_.urls[index_];
+}
+
+bool ParentLink::failed(const std::string& url) {
+  std::lock_guard lock(mutex_);
+  if (settings_.urls[index_] != url || settings_.urls.size() == 1) return true;
+  index_ = (index_ + 1) % settings_.urls.size();
+  last_probe_ = std::chrono::steady_clock::now();
+  spdlog::warn("parent {} unreachable; switching to {}", url, settings_.urls[index_]);
+  return index_ == 0;
+}
+
+bool ParentLink::maybe_return_to_primary() {
+  {
+    std::lock_guard lock(mutex_);
+    if (index_ == 0) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_probe_ < std::chrono::seconds(settings_.recheck_seconds)) return false;
+    last_probe_ = now;
+  }
+  auto s = client_settings(settings_.urls[0]);
+  s.connect_timeout_seconds = 3;
+  s.timeout_seconds = 5;
+  try {
+    HttpClient probe(s);
+    if (probe.request("GET", "/v1/status").status != 200) return false;
+  } catch (const Error&) {
+    return false;
+  }
+  std::lock_guard lock(mutex_);
+  spdlog::info("first parent {} answers again; going back to it", settings_.urls[0]);
+  index_ = 0;
+  return true;
+}
+
+HttpClientSettings ParentLink::client_settings(const std::string& url) const {
+  HttpClientSettings s;
+  s.base_url = url;
+  s.ca_file = settings_.ca_file;
+  s.bind_address = settings_.bind_address;
+  return s;
+}
+
+HttpClient& ClientSet::get(const std::string& url) {
+  std::lock_guard lock(mutex_);
+  auto& c = clients_[url];
+  if (!c) c = std::make_unique<HttpClient>(link_.client_settings(url));
+  return *c;
+}
+
+void ClientSet::abort() noexcept {
+  std::lock_guard lock(mutex_);
+  for (auto& [u, c] : clients_) c->abort();
+}
+
+}  // namespace distrib

@@ -1,0 +1,59 @@
+#pragma once
+// Parent fallback for agents and relays: an ordered list of parents. Requests go to the current
+// parent; a failed contact moves on to the next; while away from the first, the first is probed
+// every `recheck_seconds` and taken back as soon as it answers (the BigFix relay-failover rule).
+#include <distrib/net/http.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace distrib {
+
+class ParentLink {
+public:
+  struct Settings {
+    std::vector<std::string> urls;  ///< in order of preference; at least one
+    std::string ca_file;
+    std::string bind_address;
+    int recheck_seconds = 30;
+  };
+  /// Validates every URL; throws Error(invalid_argument) naming a bad one.
+  explicit ParentLink(Settings settings);
+
+  /// The parent to talk to now. Thread-safe.
+  std::string current() const;
+  std::size_t size() const noexcept { return settings_.urls.size(); }
+  /// A contact with `url` failed: if it is still the current parent, the next one becomes
+  /// current. Returns true when that wrapped around (every parent failed once: back off).
+  bool failed(const std::string& url);
+  /// Away from the first parent and the recheck interval has passed: probes the first and
+  /// returns true when it answered and became current again.
+  bool maybe_return_to_primary();
+  /// Settings for a client of `url` (CA file, bind address).
+  HttpClientSettings client_settings(const std::string& url) const;
+
+private:
+  Settings settings_;
+  mutable std::mutex mutex_;
+  std::size_t index_ = 0;
+  std::chrono::steady_clock::time_point last_probe_{};
+};
+
+/// One HttpClient per parent URL, for one thread. abort() may be called from any thread.
+class ClientSet {
+public:
+  explicit ClientSet(const ParentLink& link) : link_(link) {}
+  HttpClient& get(const std::string& url);
+  void abort() noexcept;
+
+private:
+  const ParentLink& link_;
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<HttpClient>> clients_;
+};
+
+}  // namespace distrib

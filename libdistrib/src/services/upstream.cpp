@@ -1,0 +1,141 @@
+#include "services/upstream.h"
+
+#include <distrib/content/chunk_store.h>
+#include <distrib/content/packager.h>
+#include <distrib/error.h>
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+
+namespace distrib {
+
+UpstreamFetcher::UpstreamFetcher(ChunkStore& chunks, ParentLink& link, std::string host_id, int threads)
+    : chunks_(chunks), link_(link), host_id_(std::move(host_id)), pool_(threads) {}
+
+UpstreamFetcher::~UpstreamFetcher() { stop(); }
+
+void UpstreamFetcher::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto* c : busy_) c->abort();
+  }
+  pool_.stop();
+  // Anyone still waiting hears that the relay is going away.
+  decltype(inflight_) left;
+  {
+    std::lock_guard lock(mutex_);
+    left.swap(inflight_);
+  }
+  for (auto& [d, waiters] : left)
+    for (auto& w : waiters) w("relay is stopping");
+}
+
+std::unique_ptr<ClientSet> UpstreamFetcher::checkout() {
+  std::lock_guard lock(mutex_);
+  std::unique_ptr<ClientSet> c;
+  if (!idle_.empty()) {
+    c = std::move(idle_.back());
+    idle_.pop_back();
+  } else {
+    c = std::make_unique<ClientSet>(link_);
+  }
+  if (stopping_) c->abort();
+  busy_.push_back(c.get());
+  return c;
+}
+
+void UpstreamFetcher::checkin(std::unique_ptr<ClientSet> c) {
+  std::lock_guard lock(mutex_);
+  std::erase(busy_, c.get());
+  idle_.push_back(std::move(c));
+}
+
+std::string UpstreamFetcher::get(const std::string& target) {
+  auto clients = checkout();
+  const auto url = link_.current();
+  try {
+    auto res = clients->get(url).request("GET", target);
+    checkin(std::move(clients));
+    if (res.status == 404) throw Error(ErrorKind::not_found, "parent " + url + ": " + target + " not found");
+    if (res.status != 200)
+      throw Error(ErrorKind::unavailable,
+                  "parent " + url + " answered " + std::to_string(res.status) + " for " + target);
+    return std::move(res.body);
+  } catch (const Error& e) {
+    if (clients) {
+      checkin(std::move(clients));
+      if (e.kind() == ErrorKind::unavailable) link_.failed(url);
+    }
+    throw;
+  }
+}
+
+void UpstreamFetcher::fetch(const std::string& digest, Done done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) {
+      done("relay is stopping");
+      return;
+    }
+    auto [it, first] = inflight_.try_emplace(digest);
+    it->second.push_back(std::move(done));
+    if (!first) {
+      ++joined_;
+      return;
+    }
+  }
+  pool_.submit([this, digest] { run_fetch(digest); });
+}
+
+void UpstreamFetcher::run_fetch(const std::string& digest) {
+  std::string error;
+  try {
+    if (!chunks_.contains(digest)) {
+      const auto body = get("/v1/content/chunks/" + digest + "?host_id=" + host_id_);
+      chunks_.put_compressed(digest, body, kMaxChunkSize);
+      ++fetches_;
+      bytes_ += body.size();
+    }
+  } catch (const Error& e) {
+    error = e.what();
+    spdlog::warn("chunk {} from parent: {}", digest.substr(0, 12), error);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  std::vector<Done> waiters;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = inflight_.find(digest);
+    if (it != inflight_.end()) {
+      waiters = std::move(it->second);
+      inflight_.erase(it);
+    }
+  }
+  for (auto& w : waiters) w(error);
+}
+
+void UpstreamFetcher::fetch_all(const std::vector<std::string>& digests) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t pending = 0;
+  std::string first_error;
+  for (const auto& d : digests) {
+    if (chunks_.contains(d)) continue;
+    {
+      std::lock_guard lock(m);
+      ++pending;
+    }
+    fetch(d, [&](const std::string& err) {
+      std::lock_guard lock(m);
+      if (!err.empty() && first_error.empty()) first_error = err;
+      if (--pending == 0) cv.notify_all();
+    });
+  }
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return pending == 0; });
+  if (!first_error.empty()) throw Error(ErrorKind::unavailable, first_error);
+}
+
+}  // namespace distrib

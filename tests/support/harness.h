@@ -76,6 +76,10 @@ public:
                        std::string address = "127.0.0.1", int port = 0);
   void start();
   void stop() { proc_.reset(); }
+  /// SIGKILL: no orderly shutdown.
+  void kill() {
+    if (proc_) proc_->kill_now();
+  }
   const std::string& url() const { return url_; }
   int port() const { return port_; }
   stdfs::path state_dir() const { return state_dir_; }
@@ -101,6 +105,7 @@ public:
             std::string address, std::vector<std::string> extra = {});
   void start();
   void stop() { proc_.reset(); }
+  bool running() { return proc_ && proc_->running(); }
   stdfs::path state_dir() const { return state_dir_; }
   const std::string& name() const { return name_; }
   std::string log() const { return proc_ ? proc_->log() : ""; }

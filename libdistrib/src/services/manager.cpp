@@ -217,7 +217,13 @@ struct Manager::Impl {
   HostChange record_host(Host host, const std::string& via) {
     host.via = via;
     host.approved = settings.auto_register;
-    const auto change = store->upsert_host(host);
+    // A host registering directly may have been below another parent meanwhile: tell upward.
+    const auto change = store->upsert_host(host, via == host.host_id);
+    if (via != host.host_id) {
+      // Back below a relay that was told to forget it: that news is stale now.
+      std::lock_guard lock(mutex);
+      if (auto it = released.find(via); it != released.end()) it->second.erase(host.host_id);
+    }
     if (!change.previous_via.empty() && change.previous_via != via &&
         change.previous_via != host.host_id) {
       spdlog::info("host {} ({}) moved from below {} to below {}", host.name, host.host_id,
@@ -227,7 +233,7 @@ struct Manager::Impl {
     if (change.created && !settings.auto_register)
       spdlog::warn("host {} ({}) registered and waits for approval (distribctl hosts approve {})",
                    host.name, host.host_id, host.name);
-    if (change.changed) notify_sync();
+    if (change.changed || via == host.host_id) notify_sync();
     return change;
   }
 
@@ -989,7 +995,11 @@ struct Manager::Impl {
   void maintain_loop() {
     std::unique_lock lock(relay_mutex);
     while (!relay_stopping_flag) {
-      relay_cv.wait_for(lock, std::chrono::seconds(30), [&] { return relay_stopping_flag || maintain_wanted; });
+      // Every 30 s, or more often when packages expire sooner than that.
+      const double expiry_s = settings.package_expiry_days * 86400.0;
+      const auto every = std::chrono::milliseconds(static_cast<std::int64_t>(
+          expiry_s > 0 ? std::clamp(expiry_s * 500.0, 1000.0, 30000.0) : 30000.0));
+      relay_cv.wait_for(lock, every, [&] { return relay_stopping_flag || maintain_wanted; });
       if (relay_stopping_flag) break;
       maintain_wanted = false;
       lock.unlock();

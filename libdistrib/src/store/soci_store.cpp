@@ -185,7 +185,7 @@ public:
     return guarded([&](soci::session& sql) { return read_version(sql); });
   }
 
-  HostChange upsert_host(const Host& h) override {
+  HostChange upsert_host(const Host& h, bool report_upward) override {
     return write([&](soci::session& sql) {
       HostChange out;
       std::optional<Host> old = select_host(sql, h.host_id);
@@ -210,7 +210,7 @@ public:
       Host updated = h;
       updated.via = via;
       out.changed = host_differs(*old, updated);
-      const int bump = out.changed ? 1 : 0;
+      const int bump = out.changed || report_upward ? 1 : 0;
       sql << "UPDATE hosts SET name = :n, addresses = :a, os = :o, role = :r, parent = :p, "
              "agent_version = :v, last_seen = :s, via = :w, up_version = up_version + :b "
              "WHERE host_id = :i",

@@ -89,8 +89,9 @@ public:
 
   // --- hosts
   /// Inserts the host or updates it by host_id. registered_at and approved are kept from the
-  /// first insert. A change other than last_seen marks the host for reporting upward.
-  virtual HostChange upsert_host(const Host& host) = 0;
+  /// first insert. A change other than last_seen marks the host for reporting upward, and so
+  /// does `report_upward` (a host registering again may have been elsewhere meanwhile).
+  virtual HostChange upsert_host(const Host& host, bool report_upward = false) = 0;
   virtual std::optional<Host> find_host(const std::string& host_id) = 0;
   virtual std::vector<Host> list_hosts() = 0;
   /// Approves hosts waiting for approval; returns how many changed.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The distrib demo: installs what is missing, builds, then starts a manager and three agents on
-# loopback addresses with the embedded database, packages examples/hello-app, distributes it,
-# shows progress and the per-host result, and stops every process it started.
+# The distrib demo: installs what is missing, builds, then starts a manager, a relay (a branch
+# office) and three agents on loopback addresses with the embedded database, packages
+# examples/hello-app, distributes it through the hierarchy, shows progress and the per-host
+# result, and stops every process it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -29,18 +30,29 @@ url="$(cat "$state/manager/endpoint")"
 export DISTRIB_SERVER="$url" DISTRIB_TOKEN_FILE="$state/manager/admin.token"
 echo "   manager at $url"
 
+echo "== starting a relay (branch office) on 127.0.0.20 below the manager"
+"$bin/distribd" --role relay --state-dir "$state/relay" --listen 127.0.0.20 --port 0 --parent "$url" \
+  --host-name demo-branch-relay --sync-interval-ms 200 >"$state/relay.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$state/relay/endpoint" ] && break; sleep 0.1; done
+relay_url="$(cat "$state/relay/endpoint")"
+echo "   relay at $relay_url"
+
+# demo-agent1 talks to the manager; demo-agent2 and demo-agent3 sit in the branch office.
 for i in 1 2 3; do
-  "$bin/distribd" --role agent --state-dir "$state/agent$i" --server "$url" \
+  parent="$relay_url"
+  [ "$i" = 1 ] && parent="$url"
+  "$bin/distribd" --role agent --state-dir "$state/agent$i" --server "$parent" \
     --bind-address "127.0.0.$((10 + i))" --host-name "demo-agent$i" >"$state/agent$i.log" 2>&1 &
   pids+=($!)
 done
-echo "== three agents started on 127.0.0.11-13; waiting for them to register"
+echo "== three agents started on 127.0.0.11-13; waiting for the tree to reach the manager"
 for _ in $(seq 100); do
   n=$("$bin/distribctl" hosts list --json | grep -o '"host_id"' | wc -l)
-  [ "$n" -ge 3 ] && break
+  [ "$n" -ge 4 ] && break
   sleep 0.1
 done
-"$bin/distribctl" hosts list
+"$bin/distribctl" hosts tree
 
 echo
 echo "== packaging examples/hello-app"
@@ -55,6 +67,10 @@ job=$("$bin/distribctl" job create install hello-app 1.0.0 demo-agent1 demo-agen
 echo "   job $job created"
 status=0
 "$bin/distribctl" job show "$job" --wait --timeout 90 || status=$?
+
+echo
+echo "== content: each chunk left the manager once for the whole branch office"
+"$bin/distribctl" stats
 
 echo
 echo "== installed on the agents:"

@@ -8,3 +8,6 @@ build/tests/perf/bench_poll "${AGENTS:-10000}" "${POLL_SECONDS:-10}"
 echo
 echo "== bench_delivery (concurrent package fetch vs nginx)"
 build/tests/perf/bench_delivery "${CLIENTS:-50}" "${PAYLOAD_MIB:-100}"
+echo
+echo "== bench_relay (agents under relays vs straight from the manager)"
+build/tests/perf/bench_relay "${RELAY_AGENTS:-200}" "${RELAYS:-4}" "${RELAY_PAYLOAD_MIB:-100}"

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 namespace distrib::test {
@@ -37,6 +38,8 @@ pid_t spawn(const std::vector<std::string>& argv, int out_fd, int err_fd,
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
+    // A test that crashes takes its processes with it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::dup2(out_fd, 1);
     ::dup2(err_fd, 2);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);

@@ -5,7 +5,7 @@
 // usage: bench_delivery [CLIENTS=50] [PAYLOAD_MIB=100]
 #include "bench_common.h"
 #include "harness.h"
-#include "net/asio_fwd.h"
+#include "bench_fetch.h"
 
 #include <boost/json.hpp>
 
@@ -22,34 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// GETs each target on one kept-alive connection, discarding the body; returns bytes received.
-std::uint64_t fetch_all(int port, const std::vector<std::string>& targets) {
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
-  beast::flat_buffer buf;
-  std::vector<char> sink(256 * 1024);
-  std::uint64_t total = 0;
-  for (const auto& t : targets) {
-    http::request<http::empty_body> req{http::verb::get, t, 11};
-    req.set(http::field::host, "bench");
-    http::write(stream, req);
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
-    http::read_header(stream, buf, parser);
-    if (parser.get().result_int() != 200) throw std::runtime_error("GET " + t + " answered " + std::to_string(parser.get().result_int()));
-    while (!parser.is_done()) {
-      parser.get().body().data = sink.data();
-      parser.get().body().size = sink.size();
-      beast::error_code ec;
-      http::read(stream, buf, parser, ec);
-      if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
-      total += sink.size() - parser.get().body().size;
-    }
-  }
-  return total;
-}
-
 double run_clients(int clients, int port, const std::vector<std::string>& targets, std::uint64_t& bytes) {
   std::atomic<std::uint64_t> total{0};
   std::atomic<int> failures{0};
@@ -58,7 +30,7 @@ double run_clients(int clients, int port, const std::vector<std::string>& target
   for (int i = 0; i < clients; ++i)
     threads.emplace_back([&] {
       try {
-        total += fetch_all(port, targets);
+        total += bench::fetch_all("127.0.0.1", port, targets);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "client failed: %s\n", e.what());
         ++failures;
@@ -86,17 +58,7 @@ int main(int argc, char** argv) {
   TempDir tmp;
   std::printf("machine: %s\n", bench::machine().c_str());
 
-  // A payload of random (incompressible) bytes, the worst case for transfer.
-  {
-    std::mt19937_64 rng(42);
-    stdfs::create_directories(tmp / "pkg");
-    std::ofstream out2(tmp / "pkg/payload.bin", std::ios::binary);
-    std::vector<std::uint64_t> block(1 << 17);
-    for (int i = 0; i < mib; ++i) {
-      for (auto& w : block) w = rng();
-      out2.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(block.size() * 8));
-    }
-  }
+  bench::write_random_payload(tmp / "pkg/payload.bin", mib, 42);
   ManagerProc m(tmp / "manager", {"--log-level", "warn"});
   auto created = m.ctl({"package", "create", (tmp / "pkg").string(), "--name", "big", "--version", "1"}, true, 600s);
   if (created.exit_code != 0) {

@@ -7,7 +7,7 @@
 // usage: bench_relay [AGENTS=200] [RELAYS=4] [PAYLOAD_MIB=100]
 #include "bench_common.h"
 #include "harness.h"
-#include "net/asio_fwd.h"
+#include "bench_fetch.h"
 
 #include <boost/json.hpp>
 
@@ -25,44 +25,6 @@ namespace bj = boost::json;
 
 namespace {
 
-// GETs each target on one kept-alive connection, discarding the body; returns bytes received.
-std::uint64_t fetch_all(const std::string& address, int port, const std::vector<std::string>& targets) {
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(asio::ip::make_address(address), static_cast<unsigned short>(port)));
-  beast::flat_buffer buf;
-  std::vector<char> sink(256 * 1024);
-  std::uint64_t total = 0;
-  for (const auto& t : targets) {
-    for (int attempt = 0;; ++attempt) {
-      http::request<http::empty_body> req{http::verb::get, t, 11};
-      req.set(http::field::host, "bench");
-      http::write(stream, req);
-      http::response_parser<http::buffer_body> parser;
-      parser.body_limit(boost::none);
-      http::read_header(stream, buf, parser);
-      const int status = parser.get().result_int();
-      std::uint64_t got = 0;
-      while (!parser.is_done()) {
-        parser.get().body().data = sink.data();
-        parser.get().body().size = sink.size();
-        beast::error_code ec;
-        http::read(stream, buf, parser, ec);
-        if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
-        got += sink.size() - parser.get().body().size;
-      }
-      if (status == 200) {
-        total += got;
-        break;
-      }
-      // 503 from a relay whose parent fetch failed: agents retry after a pause.
-      if (attempt >= 20) throw std::runtime_error("GET " + t + " answered " + std::to_string(status));
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  return total;
-}
-
 struct Target {
   std::string address;
   int port;
@@ -78,7 +40,7 @@ double run_agents(int agents, const std::vector<Target>& servers, const std::vec
     threads.emplace_back([&, i] {
       const auto& s = servers[static_cast<std::size_t>(i) % servers.size()];
       try {
-        total += fetch_all(s.address, s.port, targets);
+        total += bench::fetch_all(s.address, s.port, targets);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "agent failed: %s\n", e.what());
         ++failures;
@@ -106,16 +68,7 @@ int main(int argc, char** argv) {
   bench::raise_fd_limit();
   TempDir tmp;
   std::printf("machine: %s\n", bench::machine().c_str());
-  {
-    std::mt19937_64 rng(7);
-    stdfs::create_directories(tmp / "pkg");
-    std::ofstream out(tmp / "pkg/payload.bin", std::ios::binary);
-    std::vector<std::uint64_t> block(1 << 17);
-    for (int i = 0; i < mib; ++i) {
-      for (auto& w : block) w = rng();
-      out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(block.size() * 8));
-    }
-  }
+  bench::write_random_payload(tmp / "pkg/payload.bin", mib, 7);
   ManagerProc m(tmp / "manager", {"--log-level", "warn"});
   auto created = m.ctl({"package", "create", (tmp / "pkg").string(), "--name", "big", "--version", "1"}, true, 600s);
   if (created.exit_code != 0) {

@@ -1,0 +1,68 @@
+#pragma once
+// What the delivery benchmarks share: a random payload and simulated agents fetching chunks.
+#include "net/asio_fwd.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace bench {
+
+using namespace distrib::net;
+
+/// Writes `mib` MiB of random (incompressible) bytes, the worst case for transfer.
+inline void write_random_payload(const std::filesystem::path& file, int mib, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::filesystem::create_directories(file.parent_path());
+  std::ofstream out(file, std::ios::binary);
+  std::vector<std::uint64_t> block(1 << 17);
+  for (int i = 0; i < mib; ++i) {
+    for (auto& w : block) w = rng();
+    out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(block.size() * 8));
+  }
+}
+
+// GETs each target on one kept-alive connection, discarding the body; returns bytes received.
+inline std::uint64_t fetch_all(const std::string& address, int port, const std::vector<std::string>& targets) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address(address), static_cast<unsigned short>(port)));
+  beast::flat_buffer buf;
+  std::vector<char> sink(256 * 1024);
+  std::uint64_t total = 0;
+  for (const auto& t : targets) {
+    for (int attempt = 0;; ++attempt) {
+      http::request<http::empty_body> req{http::verb::get, t, 11};
+      req.set(http::field::host, "bench");
+      http::write(stream, req);
+      http::response_parser<http::buffer_body> parser;
+      parser.body_limit(boost::none);
+      http::read_header(stream, buf, parser);
+      const int status = parser.get().result_int();
+      std::uint64_t got = 0;
+      while (!parser.is_done()) {
+        parser.get().body().data = sink.data();
+        parser.get().body().size = sink.size();
+        beast::error_code ec;
+        http::read(stream, buf, parser, ec);
+        if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+        got += sink.size() - parser.get().body().size;
+      }
+      if (status == 200) {
+        total += got;
+        break;
+      }
+      // 503 from a relay whose parent fetch failed: agents retry after a pause.
+      if (attempt >= 20) throw std::runtime_error("GET " + t + " answered " + std::to_string(status));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  return total;
+}
+
+}  // namespace bench

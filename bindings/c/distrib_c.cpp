@@ -107,16 +107,23 @@ int distrib_client_upload_package(distrib_client* client, const char* dir, const
   });
 }
 
+int64_t distrib_client_create_job(distrib_client* client, const char* type, const char* name,
+                                  const char* version, const char* const* destinations,
+                                  size_t destination_count, char* err, size_t errlen) {
+  return guarded(err, errlen, [&]() -> int64_t {
+    if (!client || !type || !name || !version || (!destinations && destination_count))
+      throw distrib::Error(distrib::ErrorKind::invalid_argument,
+                           "client, type, name, version and destinations are required");
+    std::vector<std::string> dests;
+    for (size_t i = 0; i < destination_count; ++i) dests.push_back(str(destinations[i]));
+    return client->client.create_job(distrib::parse_job_type(type), name, version, dests).id;
+  });
+}
+
 int64_t distrib_client_create_install_job(distrib_client* client, const char* name, const char* version,
                                           const char* const* destinations, size_t destination_count,
                                           char* err, size_t errlen) {
-  return guarded(err, errlen, [&]() -> int64_t {
-    if (!client || !name || !version || (!destinations && destination_count))
-      throw distrib::Error(distrib::ErrorKind::invalid_argument, "client, name, version and destinations are required");
-    std::vector<std::string> dests;
-    for (size_t i = 0; i < destination_count; ++i) dests.push_back(str(destinations[i]));
-    return client->client.create_install_job(name, version, dests).id;
-  });
+  return distrib_client_create_job(client, "install", name, version, destinations, destination_count, err, errlen);
 }
 
 int distrib_client_job_status(distrib_client* client, int64_t job_id, distrib_job_status* out, char* err,

@@ -39,6 +39,11 @@ TEST_CASE("C API: package, upload, job, status", "[integration][bindings]") {
   const char* ghosts[] = {"ghost"};
   CHECK(distrib_client_create_install_job(c, "capi", "1", ghosts, 1, err, sizeof err) == DISTRIB_E_INVALID);
   CHECK(std::string(err).find("ghost") != std::string::npos);
+  CHECK(distrib_client_create_job(c, "reboot", "capi", "1", dests, 1, err, sizeof err) == DISTRIB_E_INVALID);
+  CHECK(std::string(err).find("transfer-to-relay") != std::string::npos);
+  // Cache jobs go to relays: an agent destination is refused, naming it.
+  CHECK(distrib_client_create_job(c, "transfer-to-relay", "capi", "1", dests, 1, err, sizeof err) == DISTRIB_E_INVALID);
+  CHECK(std::string(err).find("is not a relay") != std::string::npos);
   distrib_job_status st{};
   REQUIRE(wait_until([&] {
     return distrib_client_job_status(c, job, &st, err, sizeof err) == DISTRIB_OK && st.done == st.total;

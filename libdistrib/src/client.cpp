@@ -32,13 +32,7 @@ std::string AdminClient::call(std::string_view method, std::string_view target, 
                               std::string_view content_type) {
   auto res = http_.request(method, target, body, content_type, settings_.token);
   if (res.status / 100 == 2) return res.body;
-  std::string message = "HTTP " + std::to_string(res.status);
-  try {
-    auto o = json::parse_object(res.body);
-    message = json::get_string(o.at("error").as_object(), "message");
-  } catch (...) {
-  }
-  throw Error(kind_of_status(res.status), message);
+  throw Error(kind_of_status(res.status), json::error_message(res.body, res.status));
 }
 
 std::vector<Host> AdminClient::list_hosts() {

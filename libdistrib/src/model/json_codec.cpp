@@ -308,6 +308,15 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
   return r;
 }
 
+std::string error_message(std::string_view body, int status) {
+  try {
+    auto o = parse_object(body);
+    return get_string(o.at("error").as_object(), "message");
+  } catch (...) {
+    return "HTTP " + std::to_string(status);
+  }
+}
+
 std::string error_body(std::string_view kind, std::string_view message) {
   return bj::serialize(bj::object{{"error", bj::object{{"kind", kind}, {"message", message}}}});
 }

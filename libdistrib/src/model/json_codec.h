@@ -49,6 +49,9 @@ EntryReport report_from_json(const bj::object& o);
 bj::object to_json(const RoutedEntry& r);
 RoutedEntry routed_entry_from_json(const bj::object& o);
 
+/// The message of an {"error": {...}} answer, or "HTTP <status>" when the body is not one.
+std::string error_message(std::string_view body, int status);
+
 /// {"error": {"kind": ..., "message": ...}}
 std::string error_body(std::string_view kind, std::string_view message);
 

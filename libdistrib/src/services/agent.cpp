@@ -85,19 +85,7 @@ struct Agent::Impl {
 
   bj::object call(std::string_view method, std::string_view target, const bj::value& body) {
     if (!http) throw Error(ErrorKind::unavailable, "not registered with a parent yet");
-    const auto text = body.is_null() ? std::string() : bj::serialize(body);
-    auto res = http->request(method, target, text);
-    if (res.status / 100 != 2) {
-      std::string message = res.body;
-      try {
-        auto o = json::parse_object(res.body);
-        message = json::get_string(o.at("error").as_object(), "message");
-      } catch (...) {
-      }
-      throw Error(res.status == 404 ? ErrorKind::not_found : ErrorKind::unavailable,
-                  std::string(method) + " " + std::string(target) + ": " + std::to_string(res.status) + " " + message);
-    }
-    return json::parse_object(res.body);
+    return call_parent(*http, method, target, body);
   }
 
   // --- durable records ----------------------------------------------------------------
@@ -203,14 +191,7 @@ struct Agent::Impl {
     parent_url = link->current();
     http = &clients->get(parent_url);
     http->set_timeout(120);
-    Host me;
-    me.host_id = host_id;
-    me.name = settings.host_name.empty() ? system_host_name() : settings.host_name;
-    me.addresses = system_addresses();
-    if (!settings.bind_address.empty()) me.addresses.insert(me.addresses.begin(), settings.bind_address);
-    me.os = os_description();
-    me.role = HostRole::agent;
-    me.agent_version = distrib::version();
+    const Host me = describe_this_host(host_id, HostRole::agent, settings.host_name, settings.bind_address);
     auto res = call("POST", "/v1/agent/register", json::to_json(me));
     server_id = json::get_string(res, "server_id", false);
     if (!server_id.empty() && !is_valid_host_id(server_id))
@@ -225,9 +206,7 @@ struct Agent::Impl {
     std::string last_error;
     for (int attempt = 1; attempt <= std::max(1, settings.chunk_retries); ++attempt) {
       auto res = http->request("GET", "/v1/content/chunks/" + c.digest + "?host_id=" + host_id);
-      if (res.status != 200)
-        throw Error(res.status == 404 ? ErrorKind::not_found : ErrorKind::unavailable,
-                    "chunk " + c.digest + ": server answered " + std::to_string(res.status));
+      require_ok(res, "chunk " + c.digest);
       try {
         chunks->put_compressed(c.digest, res.body, std::min<std::uint64_t>(c.size, kMaxChunkSize));
         return;

@@ -187,10 +187,14 @@ struct Manager::Impl {
       std::lock_guard lock(mutex);
       last_contact[id] = fs::now_unix();
     }
-    if (is_relay()) {
-      std::lock_guard lock(relay_mutex);
-      seen_since_sync[id] = fs::now_unix();
-    }
+    note_for_sync(id);
+  }
+
+  // At a relay: the contact goes upward with the next sync.
+  void note_for_sync(const std::string& id) {
+    if (!is_relay()) return;
+    std::lock_guard lock(relay_mutex);
+    seen_since_sync[id] = fs::now_unix();
   }
 
   // Wakes the relay's syncer: something is to be reported upward.
@@ -242,6 +246,11 @@ struct Manager::Impl {
   std::uint64_t generation_of(const std::string& host_id) {
     std::lock_guard lock(mutex);
     return work_generation[host_id];
+  }
+
+  // Does the direct child have work: its own open entries, or entries to push below it?
+  bool has_work(const std::string& child) {
+    return !store->open_entries_for_host(child).empty() || !store->entries_to_push(child, 1).empty();
   }
 
   // Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
@@ -457,8 +466,9 @@ struct Manager::Impl {
           throw Error(ErrorKind::invalid_argument, "query parameter wait must be a number of seconds");
         }
       }
-      note_contact(host_id);
+      note_for_sync(host_id);
       std::unique_lock lock(mutex);
+      last_contact[host_id] = fs::now_unix();
       if (hosts_with_work.count(host_id)) {
         lock.unlock();
         return blocking(std::move(r), [this, host_id] { return work_for(host_id); });
@@ -496,8 +506,7 @@ struct Manager::Impl {
         note_contact(host_id);
         notify_sync();
         const auto seen = generation_of(host_id);
-        settle(host_id, seen, !store->open_entries_for_host(host_id).empty() ||
-                                  !store->entries_to_push(host_id, 1).empty());
+        settle(host_id, seen, has_work(host_id));
         return json_response(200, bj::object{{"results", std::move(results)}});
       });
     }
@@ -621,8 +630,7 @@ struct Manager::Impl {
                                      {"state", std::string(to_string(outcome.current))}});
       }
       if (!reports.empty()) notify_sync();
-      settle(relay, gen, !store->open_entries_for_host(relay).empty() ||
-                             !store->entries_to_push(relay, 1).empty());
+      settle(relay, gen, has_work(relay));
       return json_response(200, bj::object{{"results", std::move(results)}, {"hosts", hosts.size()}});
     });
   }
@@ -921,7 +929,7 @@ struct Manager::Impl {
   }
 
   void maybe_maintain() {
-    if (!is_relay() || (settings.cache_limit_bytes == 0 && settings.package_expiry_days <= 0)) return;
+    if (!is_relay() || settings.cache_limit_bytes == 0) return;  // expiry alone: the periodic run
     {
       std::lock_guard lock(relay_mutex);
       maintain_wanted = true;
@@ -929,33 +937,41 @@ struct Manager::Impl {
     relay_cv.notify_all();
   }
 
-  // Removes the package's chunks that no other cached package uses. Returns how many.
-  std::size_t remove_package_chunks(const Manifest& gone) {
+  struct Freed {
+    std::size_t chunks = 0;
+    std::uint64_t bytes = 0;
+  };
+  // Removes the package's chunks that no other cached package uses.
+  Freed remove_package_chunks(const Manifest& gone) {
     std::set<std::string> keep;
     for (const auto& p : store->list_packages())
       if (auto m = store->find_package(p.name, p.version))
         for (const auto& c : m->chunks) keep.insert(c.digest);
-    std::size_t removed = 0;
-    for (const auto& c : gone.chunks)
-      if (!keep.count(c.digest) && chunks->contains(c.digest)) {
-        chunks->remove(c.digest);
-        ++removed;
-      }
-    return removed;
+    Freed freed;
+    for (const auto& c : gone.chunks) {
+      if (keep.count(c.digest)) continue;
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(chunks->path_of(c.digest), ec);
+      if (ec) continue;  // not cached here
+      chunks->remove(c.digest);
+      ++freed.chunks;
+      freed.bytes += size;
+    }
+    return freed;
   }
 
   // Drops a cached package unless a job that is not over still needs it.
-  bool evict(const PackageSummary& p, const char* why) {
+  std::optional<Freed> evict(const PackageSummary& p, const char* why) {
     auto m = store->find_package(p.name, p.version);
     try {
-      if (!m || !store->delete_package(p.name, p.version)) return false;
+      if (!m || !store->delete_package(p.name, p.version)) return std::nullopt;
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::conflict) return false;  // still needed: keep it
+      if (e.kind() == ErrorKind::conflict) return std::nullopt;  // still needed: keep it
       throw;
     }
-    const auto n = remove_package_chunks(*m);
-    spdlog::info("relay cache: package {} {} dropped ({}; {} chunk(s) freed)", p.name, p.version, why, n);
-    return true;
+    const auto freed = remove_package_chunks(*m);
+    spdlog::info("relay cache: package {} {} dropped ({}; {} chunk(s) freed)", p.name, p.version, why, freed.chunks);
+    return freed;
   }
 
   std::uint64_t cache_bytes() const {
@@ -985,7 +1001,7 @@ struct Manager::Impl {
     });
     for (const auto& p : packages) {
       if (used <= settings.cache_limit_bytes) break;
-      if (evict(p, "cache over its limit")) used = cache_bytes();
+      if (auto freed = evict(p, "cache over its limit")) used -= std::min(used, freed->bytes);
     }
     if (used > settings.cache_limit_bytes)
       spdlog::warn("relay cache holds {} bytes, over its limit of {}: what is left is needed by active jobs",
@@ -1022,32 +1038,16 @@ struct Manager::Impl {
                          const std::string& target, const bj::value& body, int timeout = 120) {
     auto& c = clients.get(url);
     c.set_timeout(timeout);
-    auto res = c.request(method, target, body.is_null() ? std::string() : bj::serialize(body));
-    if (res.status / 100 != 2) {
-      std::string message = res.body;
-      try {
-        message = json::get_string(json::parse_object(res.body).at("error").as_object(), "message");
-      } catch (...) {
-      }
-      throw Error(res.status == 409 ? ErrorKind::conflict : ErrorKind::unavailable,
-                  "parent " + url + ": " + std::string(method) + " " + target + ": " +
-                      std::to_string(res.status) + " " + message);
-    }
-    return json::parse_object(res.body);
+    return call_parent(c, method, target, body);
   }
 
   // Registers this relay with `url`; refuses a parent that is this relay or below it.
   void register_up(const std::string& url) {
-    Host me;
-    me.host_id = my_id;
-    me.name = settings.host_name.empty() ? system_host_name() : settings.host_name;
-    me.addresses = system_addresses();
-    if (!settings.bind_address.empty()) me.addresses.insert(me.addresses.begin(), settings.bind_address);
-    else if (settings.listen_address != "0.0.0.0" && settings.listen_address != "::")
-      me.addresses.insert(me.addresses.begin(), settings.listen_address);
-    me.os = os_description();
-    me.role = HostRole::relay;
-    me.agent_version = distrib::version();
+    const bool wildcard = settings.listen_address == "0.0.0.0" || settings.listen_address == "::";
+    const Host me = describe_this_host(my_id, HostRole::relay, settings.host_name,
+                                       !settings.bind_address.empty() ? settings.bind_address
+                                       : wildcard                     ? std::string()
+                                                                      : settings.listen_address);
     auto res = parent_call(*poll_clients, url, "POST", "/v1/agent/register", json::to_json(me));
     std::vector<std::string> up = json::get_string_array(res, "path", false);
     check_not_below(url, up);
@@ -1178,8 +1178,8 @@ struct Manager::Impl {
       } else if (type == JobType::delete_package) {
         auto m = store->find_package(name, version);
         if (m && store->delete_package(name, version)) {
-          const auto n = remove_package_chunks(*m);
-          rep.message = "removed from the cache (" + std::to_string(n) + " chunk(s) freed)";
+          const auto freed = remove_package_chunks(*m);
+          rep.message = "removed from the cache (" + std::to_string(freed.chunks) + " chunk(s) freed)";
         } else {
           rep.message = "was not in this relay's cache";
         }
@@ -1272,19 +1272,18 @@ struct Manager::Impl {
   // At start: a parent that answers and lists this relay on its way to the top is refused.
   void check_parents_at_start() {
     for (const auto& url : settings.parents) {
+      std::vector<std::string> parent_path;
       try {
         HttpClientSettings cs = link->client_settings(url);
         cs.connect_timeout_seconds = 3;
         cs.timeout_seconds = 5;
         HttpClient probe(cs);
-        auto res = probe.request("GET", "/v1/status");
-        if (res.status != 200) continue;
-        auto o = json::parse_object(res.body);
-        check_not_below(url, json::get_string_array(o, "path", false));
+        parent_path = json::get_string_array(call_parent(probe, "GET", "/v1/status", nullptr), "path", false);
       } catch (const Error& e) {
-        if (e.kind() == ErrorKind::invalid_argument && std::string_view(e.what()).starts_with("parent ")) throw;
         spdlog::warn("parent {} is not reachable now ({}); will keep trying", url, e.what());
+        continue;
       }
+      check_not_below(url, parent_path);
     }
   }
 };

@@ -2,6 +2,8 @@
 
 #include <distrib/error.h>
 
+#include "model/json_codec.h"
+
 #include <spdlog/spdlog.h>
 
 namespace distrib {
@@ -55,6 +57,22 @@ HttpClientSettings ParentLink::client_settings(const std::string& url) const {
   s.ca_file = settings_.ca_file;
   s.bind_address = settings_.bind_address;
   return s;
+}
+
+void require_ok(const HttpResponse& res, std::string_view what) {
+  if (res.status / 100 == 2) return;
+  const auto kind = res.status == 404 ? ErrorKind::not_found
+                    : res.status == 409 ? ErrorKind::conflict
+                                        : ErrorKind::unavailable;
+  throw Error(kind, std::string(what) + ": " + std::to_string(res.status) + " " +
+                        json::error_message(res.body, res.status));
+}
+
+boost::json::object call_parent(HttpClient& client, std::string_view method, std::string_view target,
+                                const boost::json::value& body) {
+  auto res = client.request(method, target, body.is_null() ? std::string() : boost::json::serialize(body));
+  require_ok(res, client.settings().base_url + ": " + std::string(method) + " " + std::string(target));
+  return json::parse_object(res.body);
 }
 
 HttpClient& ClientSet::get(const std::string& url) {

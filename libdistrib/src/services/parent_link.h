@@ -4,6 +4,8 @@
 // every `recheck_seconds` and taken back as soon as it answers (the BigFix relay-failover rule).
 #include <distrib/net/http.h>
 
+#include <boost/json.hpp>
+
 #include <chrono>
 #include <map>
 #include <memory>
@@ -42,6 +44,14 @@ private:
   std::size_t index_ = 0;
   std::chrono::steady_clock::time_point last_probe_{};
 };
+
+/// Throws unless `res` is a 2xx: not_found (404), conflict (409), otherwise unavailable (worth
+/// retrying later), naming `what` and the parent's message.
+void require_ok(const HttpResponse& res, std::string_view what);
+
+/// Sends a JSON request to a parent and returns its JSON answer (see require_ok).
+boost::json::object call_parent(HttpClient& client, std::string_view method, std::string_view target,
+                                const boost::json::value& body);
 
 /// One HttpClient per parent URL, for one thread. abort() may be called from any thread.
 class ClientSet {

@@ -1,6 +1,7 @@
 #include "services/system_info.h"
 
 #include <distrib/error.h>
+#include <distrib/version.h>
 
 #include "util/fs.h"
 
@@ -55,6 +56,19 @@ std::string os_description() {
   utsname u{};
   if (::uname(&u) == 0) pretty += std::string(" (") + u.machine + ", kernel " + u.release + ")";
   return pretty;
+}
+
+Host describe_this_host(const std::string& host_id, HostRole role, const std::string& name,
+                        const std::string& preferred_address) {
+  Host me;
+  me.host_id = host_id;
+  me.name = name.empty() ? system_host_name() : name;
+  me.addresses = system_addresses();
+  if (!preferred_address.empty()) me.addresses.insert(me.addresses.begin(), preferred_address);
+  me.os = os_description();
+  me.role = role;
+  me.agent_version = distrib::version();
+  return me;
 }
 
 }  // namespace distrib

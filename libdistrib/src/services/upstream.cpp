@@ -58,10 +58,7 @@ std::string UpstreamFetcher::get(const std::string& target) {
   try {
     auto res = clients->get(url).request("GET", target);
     checkin(std::move(clients));
-    if (res.status == 404) throw Error(ErrorKind::not_found, "parent " + url + ": " + target + " not found");
-    if (res.status != 200)
-      throw Error(ErrorKind::unavailable,
-                  "parent " + url + " answered " + std::to_string(res.status) + " for " + target);
+    require_ok(res, "parent " + url + ": GET " + target);
     return std::move(res.body);
   } catch (const Error& e) {
     if (clients) {

@@ -60,19 +60,12 @@ int main(int argc, char** argv) {
 
   bench::write_random_payload(tmp / "pkg/payload.bin", mib, 42);
   ManagerProc m(tmp / "manager", {"--log-level", "warn"});
-  auto created = m.ctl({"package", "create", (tmp / "pkg").string(), "--name", "big", "--version", "1"}, true, 600s);
-  if (created.exit_code != 0) {
-    std::fprintf(stderr, "package create failed: %s\n", created.err.c_str());
-    return 1;
-  }
-  auto manifest = boost::json::parse(m.ctl({"package", "show", "big", "1"}, true).out).as_object();
   std::vector<std::string> chunk_targets;
   stdfs::create_directories(tmp / "www");
   std::ofstream file(tmp / "www/payload.bin", std::ios::binary);
-  for (const auto& c : manifest.at("chunks").as_array()) {
-    const std::string d(c.as_object().at("digest").as_string());
+  for (const auto& d : bench::register_package(m, tmp / "pkg")) {
     chunk_targets.push_back("/v1/content/chunks/" + d);
-    file << read_file(m.state_dir() / "chunks" / d.substr(0, 2) / (d + ".zst"));
+    file << read_file(bench::chunk_file(m, d));
   }
   file.close();
   const auto file_bytes = stdfs::file_size(tmp / "www/payload.bin");

@@ -1,6 +1,9 @@
 #pragma once
 // What the delivery benchmarks share: a random payload and simulated agents fetching chunks.
+#include "harness.h"
 #include "net/asio_fwd.h"
+
+#include <boost/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -63,6 +66,23 @@ inline std::uint64_t fetch_all(const std::string& address, int port, const std::
     }
   }
   return total;
+}
+
+/// Registers the directory `dir` as package "big" 1 at `m` and returns its chunk digests.
+inline std::vector<std::string> register_package(const distrib::test::ManagerProc& m,
+                                                 const std::filesystem::path& dir) {
+  using namespace std::chrono_literals;
+  auto created = m.ctl({"package", "create", dir.string(), "--name", "big", "--version", "1"}, true, 600s);
+  if (created.exit_code != 0) throw std::runtime_error("package create failed: " + created.err);
+  const auto manifest = boost::json::parse(m.ctl({"package", "show", "big", "1"}, true).out);
+  std::vector<std::string> digests;
+  for (const auto& c : manifest.at("chunks").as_array()) digests.emplace_back(c.at("digest").as_string());
+  return digests;
+}
+
+/// Where the manager keeps a chunk.
+inline std::filesystem::path chunk_file(const distrib::test::ManagerProc& m, const std::string& digest) {
+  return m.state_dir() / "chunks" / digest.substr(0, 2) / (digest + ".zst");
 }
 
 }  // namespace bench

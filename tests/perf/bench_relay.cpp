@@ -70,18 +70,11 @@ int main(int argc, char** argv) {
   std::printf("machine: %s\n", bench::machine().c_str());
   bench::write_random_payload(tmp / "pkg/payload.bin", mib, 7);
   ManagerProc m(tmp / "manager", {"--log-level", "warn"});
-  auto created = m.ctl({"package", "create", (tmp / "pkg").string(), "--name", "big", "--version", "1"}, true, 600s);
-  if (created.exit_code != 0) {
-    std::fprintf(stderr, "package create failed: %s\n", created.err.c_str());
-    return 1;
-  }
-  auto manifest = bj::parse(m.ctl({"package", "show", "big", "1"}, true).out).as_object();
   std::vector<std::string> targets;
   std::uint64_t wire = 0;
-  for (const auto& c : manifest.at("chunks").as_array()) {
-    const std::string d(c.as_object().at("digest").as_string());
+  for (const auto& d : bench::register_package(m, tmp / "pkg")) {
     targets.push_back("/v1/content/chunks/" + d);
-    wire += stdfs::file_size(m.state_dir() / "chunks" / d.substr(0, 2) / (d + ".zst"));
+    wire += stdfs::file_size(bench::chunk_file(m, d));
   }
   std::printf("package: %d MiB payload, %zu chunks, %.1f MiB on the wire; %d agents, %d relays\n", mib,
               targets.size(), static_cast<double>(wire) / 1048576.0, agents, relays);

@@ -37,6 +37,16 @@ Manifest manifest(const std::string& name, const std::string& version, char dige
   return m;
 }
 
+// An install job of app 1.0 to `destinations` (names).
+Job app_job(std::vector<std::string> destinations) {
+  Job job;
+  job.package_name = "app";
+  job.package_version = "1.0";
+  job.destinations = std::move(destinations);
+  job.key_mode = "name";
+  return job;
+}
+
 std::unique_ptr<Store> open_store(const std::string& backend, const TempDir& tmp) {
   StoreRegistry registry;
   register_builtin_stores(registry);
@@ -87,11 +97,7 @@ TEST_CASE("store conformance", "[store]") {
     store->upsert_host(host(kA, "web1"));
     store->upsert_host(host(kB, "web2"));
     store->insert_package(manifest("app", "1.0"));
-    Job job;
-    job.package_name = "app";
-    job.package_version = "1.0";
-    job.destinations = {"web1", "web2"};
-    job.key_mode = "name";
+    const auto job = app_job({"web1", "web2"});
     auto created = store->create_job(job, {kA, kB});
     CHECK(created.id > 0);
     auto entries = store->job_entries(created.id);
@@ -182,11 +188,7 @@ TEST_CASE("store conformance", "[store]") {
     store->upsert_host(below);
     store->upsert_host(host(kA, "web1"));
     store->insert_package(manifest("app", "1.0"));
-    Job job;
-    job.package_name = "app";
-    job.package_version = "1.0";
-    job.destinations = {"branch-pc", "web1"};
-    job.key_mode = "name";
+    const auto job = app_job({"branch-pc", "web1"});
     auto created = store->create_job(job, {kC, kA});
     auto children = store->children_with_work();
     std::sort(children.begin(), children.end());
@@ -288,11 +290,7 @@ TEST_CASE("store conformance", "[store]") {
     store->upsert_host(host(kA, "web1"));
     store->insert_package(manifest("app", "1.0"));
     store->insert_package(manifest("app", "2.0", 'e'));
-    Job job;
-    job.package_name = "app";
-    job.package_version = "1.0";
-    job.destinations = {"web1"};
-    store->create_job(job, {kA});
+    store->create_job(app_job({"web1"}), {kA});
     CHECK_THROWS_WITH(store->delete_package("app", "1.0"), Catch::Contains("still needed by job"));
     CHECK(store->delete_package("app", "2.0"));
     CHECK_FALSE(store->delete_package("app", "2.0"));

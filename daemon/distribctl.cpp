@@ -46,12 +46,27 @@ Commands:
                  [--install-timeout SECONDS] [--chunk-size BYTES]
   package list
   package show NAME VERSION
-  job create install NAME VERSION DESTINATION...   (destinations by the manager's key mode)
+  job create install NAME VERSION DESTINATION... [schedule and rollout options]
   job create transfer-to-relay NAME VERSION RELAY...   pre-stage a package in relays' caches
   job create delete-package NAME VERSION RELAY...      remove a package from relays' caches
+      destinations: HOST (by the manager's key mode), group:NAME (host group),
+      id:NAME (ID group: standing, later members receive it too), relay:RELAY (every host below)
+      --start TIME --expires TIME      TIME: +10m, +2h, @UNIX, 2026-12-01T22:00:00Z, "2026-12-01 22:00"
+      --timing immediate|at-start|at-stop|window   --window HH:MM-HH:MM (server's local time)
+      --retries N [--retry-backoff SECONDS] [--retry-installs]   automatic retries with backoff
+      --waves 5,25,100 [--success-threshold PCT] [--error-threshold PCT]   staged rollout
   job list [--limit N]
   job show ID [--wait [--timeout SECONDS]]
   job cancel ID
+  job retry ID                  failed entries get a new attempt
+  group create NAME [HOST...] [--description TEXT]   host groups: named sets of hosts
+  group add|remove NAME HOST...
+  group list | group show NAME | group delete NAME
+  idgroup create NAME [--password P] [--match-name GLOB] [--match-ip CIDR] [--description TEXT]
+  idgroup add|remove NAME HOST...   the administrator joins hosts or removes them
+  idgroup list | idgroup show NAME | idgroup delete NAME
+      (hosts also join from their own machine: distribd --role agent ... --join-group NAME,
+       or with id-group = NAME[:PASSWORD] in the agent configuration)
 
 Global options:
   --server URL        manager URL (env DISTRIB_SERVER; default http://127.0.0.1:8640)
@@ -426,15 +441,226 @@ struct Cli {
     } catch (const Error& e) {
       throw UsageError(e.what());
     }
-    std::vector<std::string> dests(args.begin() + 5, args.end());
-    auto job = client().create_job(type, args[3], args[4], dests);
+    Job spec;
+    spec.type = type;
+    spec.package_name = args[3];
+    spec.package_version = args[4];
+    spec.destinations.assign(args.begin() + 5, args.end());
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    auto& sc = spec.schedule;
+    try {
+      if (vm.count("start")) sc.start_at = parse_time_spec(opt("start"), now);
+      if (vm.count("expires")) sc.expires_at = parse_time_spec(opt("expires"), now);
+      if (vm.count("timing")) sc.timing = parse_install_timing(opt("timing"));
+      if (vm.count("window")) {
+        sc.window = parse_daily_window(opt("window"));
+        if (!vm.count("timing")) sc.timing = InstallTiming::window;
+      }
+      if (sc.timing == InstallTiming::window && !vm.count("window"))
+        throw UsageError("--timing window needs --window HH:MM-HH:MM");
+      if (vm.count("retries")) sc.max_retries = vm["retries"].as<int>();
+      if (vm.count("retry-backoff")) sc.retry_backoff_seconds = static_cast<int>(parse_duration_seconds(opt("retry-backoff")));
+      sc.retry_installs = vm.count("retry-installs") > 0;
+      if (vm.count("waves")) spec.rollout.waves = parse_waves(opt("waves"));
+      if (vm.count("success-threshold")) spec.rollout.success_threshold = vm["success-threshold"].as<int>();
+      if (vm.count("error-threshold")) spec.rollout.error_threshold = vm["error-threshold"].as<int>();
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
+    auto job = client().create_job(spec);
     if (json) {
       print_json(bj::object{{"job", job_json(job)}});
       return kOk;
     }
-    std::cout << fmt::format("job {} created: {} {} {} on {} destination(s)\n", job.id, to_string(type),
-                             job.package_name, job.package_version, dests.size());
+    std::cout << fmt::format("job {} created: {} {} {} for {}\n", job.id, to_string(type), job.package_name,
+                             job.package_version, one_line(join(spec.destinations), 80));
+    if (!job.id_groups.empty())
+      std::cout << "standing job: hosts joining " << join(job.id_groups) << " later receive it too\n";
+    if (job.schedule.start_at) std::cout << "starts " << format_time(job.schedule.start_at) << "\n";
+    if (job.schedule.expires_at) std::cout << "expires " << format_time(job.schedule.expires_at) << "\n";
+    if (!job.rollout.waves.empty())
+      std::cout << fmt::format("rollout in {} waves ({} %), next wave at {} % success, stop above {} % errors\n",
+                               job.rollout.waves.size(), waves_text(job.rollout.waves),
+                               job.rollout.success_threshold, job.rollout.error_threshold);
     return kOk;
+  }
+
+  static std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
+    return out;
+  }
+  static std::string waves_text(const std::vector<int>& w) {
+    std::string out;
+    for (int x : w) out += (out.empty() ? "" : " → ") + std::to_string(x);
+    return out;
+  }
+
+  int job_retry() {
+    expect_args(3, "job retry ID");
+    const auto n = client().retry_job(parse_id(args[2]));
+    if (json) print_json(bj::object{{"job_id", parse_id(args[2])}, {"retried", n}});
+    else std::cout << fmt::format("job {}: {} failed entr{} retried\n", args[2], n, n == 1 ? "y" : "ies");
+    return kOk;
+  }
+
+  // --- host groups and ID groups -------------------------------------------------------------
+
+  std::vector<std::string> rest(std::size_t from) const {
+    return from < args.size() ? std::vector<std::string>(args.begin() + static_cast<long>(from), args.end())
+                              : std::vector<std::string>{};
+  }
+
+  static std::string host_names(const bj::object& g) {
+    std::string out;
+    if (auto it = g.find("hosts"); it != g.end() && it->value().is_array())
+      for (const auto& v : it->value().as_array()) {
+        const auto& h = v.as_object();
+        const auto n = str(h, "name");
+        out += (out.empty() ? "" : ", ") + (n.empty() ? str(h, "host_id") : n);
+      }
+    return out;
+  }
+
+  int group_cmd() {
+    const auto& sub = args[1];
+    auto c = client();
+    if (sub == "list") {
+      expect_args(2, "group list");
+      auto o = bj::parse(c.call("GET", "/v1/groups")).as_object();
+      if (json) return print_json(o), kOk;
+      Table t({"GROUP", "HOSTS", "MEMBERS", "DESCRIPTION"});
+      for (const auto& v : o.at("groups").as_array()) {
+        const auto& g = v.as_object();
+        t.add({str(g, "name"), std::to_string(g.at("members").as_array().size()), one_line(host_names(g), 60),
+               one_line(str(g, "description"), 40)});
+      }
+      t.print();
+      return kOk;
+    }
+    if (args.size() < 3) throw UsageError("usage: distribctl group create|add|remove|show|delete NAME ...");
+    const auto& name = args[2];
+    if (sub == "create") {
+      c.create_host_group(name, rest(3), opt("description"));
+      if (json) return print_json(bj::object{{"created", name}}), kOk;
+      std::cout << fmt::format("host group {} created with {} host(s)\n", name, args.size() - 3);
+      return kOk;
+    }
+    if (sub == "add" || sub == "remove") {
+      if (args.size() < 4) throw UsageError("usage: distribctl group " + sub + " NAME HOST...");
+      c.change_members(false, name, sub == "add" ? rest(3) : std::vector<std::string>{},
+                       sub == "remove" ? rest(3) : std::vector<std::string>{});
+      if (!json) std::cout << fmt::format("host group {}: {} host(s) {}\n", name, args.size() - 3, sub == "add" ? "added" : "removed");
+      else print_json(bj::object{{"group", name}});
+      return kOk;
+    }
+    if (sub == "show") {
+      expect_args(3, "group show NAME");
+      auto o = bj::parse(c.call("GET", "/v1/groups/" + url_encode(name))).as_object();
+      if (json) return print_json(o), kOk;
+      std::cout << fmt::format("host group {} · {} host(s) · created {}\n", name, o.at("members").as_array().size(),
+                               format_time(num(o, "created_at")));
+      if (!str(o, "description").empty()) std::cout << str(o, "description") << "\n";
+      std::cout << "\n";
+      Table t({"HOST", "HOST ID"});
+      for (const auto& v : o.at("hosts").as_array()) t.add({str(v.as_object(), "name"), str(v.as_object(), "host_id")});
+      t.print();
+      return kOk;
+    }
+    if (sub == "delete") {
+      expect_args(3, "group delete NAME");
+      c.call("DELETE", "/v1/groups/" + url_encode(name));
+      if (json) print_json(bj::object{{"deleted", name}});
+      else std::cout << "host group " << name << " deleted\n";
+      return kOk;
+    }
+    throw UsageError("unknown command \"group " + sub + "\" (see distribctl --help)");
+  }
+
+  int idgroup_cmd() {
+    const auto& sub = args[1];
+    auto c = client();
+    if (sub == "list") {
+      expect_args(2, "idgroup list");
+      auto o = bj::parse(c.call("GET", "/v1/id-groups")).as_object();
+      if (json) return print_json(o), kOk;
+      Table t({"ID GROUP", "MEMBERS", "STANDING JOBS", "PASSWORD", "JOIN POLICY", "DESCRIPTION"});
+      for (const auto& v : o.at("id_groups").as_array()) {
+        const auto& g = v.as_object();
+        const auto& pol = g.at("policy").as_object();
+        std::string policy;
+        if (!str(pol, "name_pattern").empty()) policy = "name " + str(pol, "name_pattern");
+        if (!str(pol, "ip_range").empty()) policy += (policy.empty() ? "" : " or ") + std::string("ip ") + str(pol, "ip_range");
+        t.add({str(g, "name"), std::to_string(num(g, "member_count")), std::to_string(num(g, "standing_jobs")),
+               flag(g, "password") ? "yes" : "no", policy.empty() ? "-" : policy, one_line(str(g, "description"), 40)});
+      }
+      t.print();
+      return kOk;
+    }
+    if (args.size() < 3) throw UsageError("usage: distribctl idgroup create|add|remove|show|delete NAME ...");
+    const auto& name = args[2];
+    if (sub == "create") {
+      expect_args(3, "idgroup create NAME [--password P] [--match-name GLOB] [--match-ip CIDR]");
+      JoinPolicy policy{opt("match-name"), opt("match-ip")};
+      auto g = c.create_id_group(name, opt("password"), policy, opt("description"));
+      if (json) return print_json(bj::object{{"created", name}, {"members", g.members.size()}}), kOk;
+      std::cout << fmt::format("ID group {} created{}{}\n", name, g.has_password() || vm.count("password") ? " (join password set)" : "",
+                               policy.empty() ? "" : fmt::format("; {} host(s) joined by its policy", g.members.size()));
+      return kOk;
+    }
+    if (sub == "add" || sub == "remove") {
+      if (args.size() < 4) throw UsageError("usage: distribctl idgroup " + sub + " NAME HOST...");
+      bj::array hosts;
+      for (const auto& h : rest(3)) hosts.emplace_back(h);
+      auto o = bj::parse(c.call("POST", "/v1/id-groups/" + url_encode(name) + "/members",
+                                bj::serialize(bj::object{{sub, hosts}})))
+                   .as_object();
+      if (json) return print_json(o), kOk;
+      if (sub == "add")
+        std::cout << fmt::format("ID group {}: {} host(s) joined; {} standing job entr{} created\n", name,
+                                 num(o, "joined"), num(o, "entries"), num(o, "entries") == 1 ? "y" : "ies");
+      else
+        std::cout << fmt::format("ID group {}: {} host(s) left; {} pending entr{} cancelled\n", name, num(o, "left"),
+                                 num(o, "cancelled"), num(o, "cancelled") == 1 ? "y" : "ies");
+      return kOk;
+    }
+    if (sub == "show") {
+      expect_args(3, "idgroup show NAME");
+      auto o = bj::parse(c.call("GET", "/v1/id-groups/" + url_encode(name))).as_object();
+      if (json) return print_json(o), kOk;
+      const auto& pol = o.at("policy").as_object();
+      std::cout << fmt::format("ID group {} · {} member(s) · password {} · created {}\n", name,
+                               o.at("members").as_array().size(), flag(o, "password") ? "yes" : "no",
+                               format_time(num(o, "created_at")));
+      if (!str(pol, "name_pattern").empty() || !str(pol, "ip_range").empty())
+        std::cout << "join policy: " << (str(pol, "name_pattern").empty() ? "" : "name " + str(pol, "name_pattern") + " ")
+                  << (str(pol, "ip_range").empty() ? "" : "ip " + str(pol, "ip_range")) << "\n";
+      std::cout << "\nMembers\n";
+      Table t({"HOST", "HOST ID", "JOINED BY", "JOINED"});
+      for (const auto& v : o.at("members").as_array()) {
+        const auto& m = v.as_object();
+        t.add({str(m, "host_name"), str(m, "host_id"), str(m, "how"), format_time(num(m, "joined_at"))});
+      }
+      t.print();
+      std::cout << "\nStanding jobs (oldest first)\n";
+      Table jt({"JOB", "TYPE", "PACKAGE", "CREATED"});
+      for (const auto& v : o.at("jobs").as_array()) {
+        const auto& j = v.as_object();
+        const auto& pkg = j.at("package").as_object();
+        jt.add({std::to_string(num(j, "id")), str(j, "type"), str(pkg, "name") + " " + str(pkg, "version"),
+                format_time(num(j, "created_at"))});
+      }
+      jt.print();
+      return kOk;
+    }
+    if (sub == "delete") {
+      expect_args(3, "idgroup delete NAME");
+      c.call("DELETE", "/v1/id-groups/" + url_encode(name));
+      if (json) print_json(bj::object{{"deleted", name}});
+      else std::cout << "ID group " << name << " deleted (its jobs stop standing)\n";
+      return kOk;
+    }
+    throw UsageError("unknown command \"idgroup " + sub + "\" (see distribctl --help)");
   }
 
   int job_list() {
@@ -509,7 +735,7 @@ struct Cli {
       return code;
     }
     const auto& j = details.job;
-    std::cout << fmt::format("job {}: {} {} {} · created {} · {}/{} done{}\n\n", j.id, to_string(j.type),
+    std::cout << fmt::format("job {}: {} {} {} · created {} · {}/{} done{}\n", j.id, to_string(j.type),
                              j.package_name, j.package_version, format_time(j.created_at),
                              details.progress.final_count, details.progress.total,
                              j.cancel_requested ? " · cancel requested" : "");
@@ -518,12 +744,52 @@ struct Cli {
     std::stable_sort(entries.begin(), entries.end(), [](const JobEntry& a, const JobEntry& b) {
       return a.parent_name < b.parent_name;
     });
-    Table t({"RELAY", "HOST", "STATE", "EXIT", "UPDATED", "MESSAGE"});
-    for (const auto& e : entries)
-      t.add({e.parent_id.empty() ? "-" : (e.parent_name.empty() ? e.parent_id.substr(0, 8) : e.parent_name),
-             e.host_name.empty() ? e.host_id : e.host_name, std::string(to_string(e.state)),
-             e.exit_code ? std::to_string(*e.exit_code) : "-", format_time(e.updated_at),
-             one_line(e.message, 60)});
+    if (!j.id_groups.empty()) std::cout << "standing for ID group(s) " << join(j.id_groups) << "\n";
+    if (j.schedule.start_at || j.schedule.expires_at || j.schedule.timing != InstallTiming::immediate ||
+        j.schedule.max_retries)
+      std::cout << fmt::format("schedule: start {} · expires {} · timing {}{} · retries {}{}\n",
+                               j.schedule.start_at ? format_time(j.schedule.start_at) : "now",
+                               j.schedule.expires_at ? format_time(j.schedule.expires_at) : "never",
+                               to_string(j.schedule.timing),
+                               j.schedule.timing == InstallTiming::window ? " " + to_string(j.schedule.window) : "",
+                               j.schedule.max_retries, j.schedule.retry_installs ? " (installs too)" : "");
+    if (!j.rollout.waves.empty()) {
+      std::cout << fmt::format("rollout {}: waves {} % · next wave at {} % success · stop above {} % errors{}\n",
+                               to_string(j.rollout_state), waves_text(j.rollout.waves), j.rollout.success_threshold,
+                               j.rollout.error_threshold, j.rollout_message.empty() ? "" : " · " + j.rollout_message);
+      Table w({"WAVE", "SHARE", "STATE", "HOSTS", "SUCCEEDED", "FAILED", "DONE"});
+      for (const auto& wc : details.waves) {
+        const char* state = wc.wave <= j.current_wave ? (wc.final_count == wc.total ? "done" : "running")
+                            : j.rollout_state == RolloutState::stopped ? "stopped"
+                                                                       : "held";
+        const auto share = wc.wave >= 1 && wc.wave <= static_cast<int>(j.rollout.waves.size())
+                               ? j.rollout.waves[static_cast<std::size_t>(wc.wave - 1)]
+                               : 0;
+        w.add({std::to_string(wc.wave), std::to_string(share) + " %", state, std::to_string(wc.total),
+               std::to_string(wc.succeeded), std::to_string(wc.failed), std::to_string(wc.final_count)});
+      }
+      w.print();
+    }
+    std::cout << "\n";
+    const bool waves = !j.rollout.waves.empty();
+    std::vector<std::string> headers{"RELAY", "HOST"};
+    if (waves) headers.push_back("WAVE");
+    for (const char* h : {"STATE", "TRY", "EXIT", "UPDATED", "MESSAGE"}) headers.push_back(h);
+    Table t(headers);
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    for (const auto& e : entries) {
+      std::string state(to_string(e.state));
+      if (e.state == EntryState::waiting && e.ready_at >= kHeldUntilReleased) state = "held";
+      else if (e.state == EntryState::waiting && e.ready_at > now) state = "waiting until " + format_time(e.ready_at);
+      std::vector<std::string> row{
+          e.parent_id.empty() ? "-" : (e.parent_name.empty() ? e.parent_id.substr(0, 8) : e.parent_name),
+          (e.host_name.empty() ? e.host_id : e.host_name) + (e.late_join ? " (joined later)" : "")};
+      if (waves) row.push_back(std::to_string(e.wave));
+      for (auto& x : {state, std::to_string(e.attempt), e.exit_code ? std::to_string(*e.exit_code) : std::string("-"),
+                      format_time(e.updated_at), one_line(e.message, 60)})
+        row.push_back(x);
+      t.add(std::move(row));
+    }
     t.print();
     for (const auto& e : details.entries)
       if (e.state == EntryState::failed && !e.output_tail.empty())
@@ -555,6 +821,9 @@ struct Cli {
     if (a == "job" && b == "list") return job_list();
     if (a == "job" && b == "show") return job_show();
     if (a == "job" && b == "cancel") return job_cancel();
+    if (a == "job" && b == "retry") return job_retry();
+    if (a == "group") return group_cmd();
+    if (a == "idgroup") return idgroup_cmd();
     throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
   }
 };
@@ -579,6 +848,13 @@ int main(int argc, char** argv) {
       ("install-command", po::value<std::string>())("install-dir", po::value<std::string>())
       ("install-timeout", po::value<int>())("chunk-size", po::value<std::uint64_t>())
       ("timeout", po::value<int>())("limit", po::value<int>())
+      ("description", po::value<std::string>())("password", po::value<std::string>())
+      ("match-name", po::value<std::string>())("match-ip", po::value<std::string>())
+      ("start", po::value<std::string>())("expires", po::value<std::string>())
+      ("timing", po::value<std::string>())("window", po::value<std::string>())
+      ("retries", po::value<int>())("retry-backoff", po::value<std::string>())("retry-installs", "")
+      ("waves", po::value<std::string>())("success-threshold", po::value<int>())
+      ("error-threshold", po::value<int>())
       ("args", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("args", -1);

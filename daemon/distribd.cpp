@@ -1,6 +1,7 @@
 // distribd: the reference daemon. A composition root: it reads configuration, builds the
 // services from libdistrib and runs them. No business logic lives here.
 #include <distrib/error.h>
+#include <distrib/model/group.h>
 #include <distrib/model/units.h>
 #include <distrib/net/http.h>
 #include <distrib/services/agent.h>
@@ -66,7 +67,11 @@ po::options_description all_options() {
       ("ca-file", po::value<std::string>(), "CA bundle that verifies an https parent")
       ("bind-address", po::value<std::string>(), "local address for connections to the parent")
       ("host-name", po::value<std::string>(), "host name to register (default: the system's)")
-      ("packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)");
+      ("packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)")
+      ("id-group", po::value<std::vector<std::string>>()->composing(),
+       "ID group joined at every registration, NAME or NAME:PASSWORD (repeatable)")
+      ("stop-install-seconds", po::value<int>()->default_value(60),
+       "longest an orderly stop spends on installs timed at agent stop (0: none)");
   po::options_description out;
   out.add(general).add(manager).add(relay).add(agent);
   return out;
@@ -96,7 +101,10 @@ int main(int argc, char** argv) {
       ("help,h", "show this help")
       ("version", "print the version")
       ("config,c", po::value<std::string>(), "INI-style configuration file (keys as the long options)")
-      ("check-config", "validate the configuration and exit");
+      ("check-config", "validate the configuration and exit")
+      ("join-group", po::value<std::string>(), "agent: join this ID group now (with --group-password) and exit")
+      ("leave-group", po::value<std::string>(), "agent: leave this ID group now and exit")
+      ("group-password", po::value<std::string>(), "password for --join-group");
   const auto opts = all_options();
   cmdline.add(opts);
 
@@ -201,6 +209,14 @@ int main(int argc, char** argv) {
       s.host_name = get<std::string>(vm, "host-name");
       s.packages_dir = get<std::string>(vm, "packages-dir");
       s.poll_timeout_seconds = get<int>(vm, "poll-timeout");
+      s.stop_install_seconds = get<int>(vm, "stop-install-seconds");
+      if (s.stop_install_seconds < 0) die(kExitConfig, "--stop-install-seconds must not be negative");
+      for (const auto& g : get<std::vector<std::string>>(vm, "id-group")) {
+        const auto colon = g.find(':');
+        distrib::GroupJoin j{g.substr(0, colon), colon == std::string::npos ? std::string() : g.substr(colon + 1)};
+        distrib::validate_group_name(j.name, "ID group");
+        s.id_groups.push_back(std::move(j));
+      }
       for (const char* manager_only : {"tls-cert", "tls-key", "database-path"})
         if (vm.count(manager_only)) die(kExitConfig, std::string("--") + manager_only + " is a manager option");
       if (check_only) {
@@ -210,6 +226,21 @@ int main(int argc, char** argv) {
         return 0;
       }
       distrib::Agent agent(s);
+      if (vm.count("join-group") || vm.count("leave-group")) {
+        // A command on the agent's machine: join or leave an ID group now.
+        const bool leave = vm.count("leave-group") > 0;
+        const auto group = get<std::string>(vm, leave ? "leave-group" : "join-group");
+        distrib::validate_group_name(group, "ID group");
+        const auto r = agent.join_group(group, get<std::string>(vm, "group-password"), leave);
+        if (leave)
+          std::cout << (r.changed ? "left" : "was not a member of") << " ID group " << group << " ("
+                    << r.entries << " pending entr" << (r.entries == 1 ? "y" : "ies") << " cancelled)\n";
+        else
+          std::cout << (r.changed ? "joined" : "already a member of") << " ID group " << group << " ("
+                    << r.entries << " standing job" << (r.entries == 1 ? "" : "s") << " to receive)\n";
+        return 0;
+      }
+      if (vm.count("group-password")) die(kExitConfig, "--group-password goes with --join-group");
       spdlog::info("agent {} starting; parent {}", agent.host_id(), s.parents.front());
       std::thread runner([&] { agent.run(); });
       int sig = 0;

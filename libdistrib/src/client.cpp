@@ -99,13 +99,54 @@ Job AdminClient::create_install_job(const std::string& name, const std::string& 
 
 Job AdminClient::create_job(JobType type, const std::string& name, const std::string& version,
                             const std::vector<std::string>& destinations) {
-  bj::array dests;
-  for (const auto& d : destinations) dests.emplace_back(d);
-  bj::object body{{"type", std::string(to_string(type))},
-                  {"package", bj::object{{"name", name}, {"version", version}}},
-                  {"destinations", dests}};
+  Job spec;
+  spec.type = type;
+  spec.package_name = name;
+  spec.package_version = version;
+  spec.destinations = destinations;
+  return create_job(spec);
+}
+
+Job AdminClient::create_job(const Job& spec) {
+  auto body = json::to_json(spec);
+  body.erase("id");
+  body.erase("id_groups");
   auto o = json::parse_object(call("POST", "/v1/jobs", bj::serialize(body)));
   return json::job_from_json(o.at("job").as_object());
+}
+
+std::int64_t AdminClient::retry_job(std::int64_t job_id) {
+  auto o = json::parse_object(call("POST", "/v1/jobs/" + std::to_string(job_id) + "/retry", "{}"));
+  return json::get_int(o, "retried", 0);
+}
+
+void AdminClient::create_host_group(const std::string& name, const std::vector<std::string>& hosts,
+                                    const std::string& description) {
+  bj::array a;
+  for (const auto& h : hosts) a.emplace_back(h);
+  call("POST", "/v1/groups", bj::serialize(bj::object{{"name", name}, {"description", description}, {"hosts", a}}));
+}
+
+IdGroup AdminClient::create_id_group(const std::string& name, const std::string& password,
+                                     const JoinPolicy& policy, const std::string& description) {
+  bj::object body{{"name", name},
+                  {"description", description},
+                  {"password", password},
+                  {"policy", bj::object{{"name_pattern", policy.name_pattern}, {"ip_range", policy.ip_range}}}};
+  return json::id_group_from_json(json::parse_object(call("POST", "/v1/id-groups", bj::serialize(body))));
+}
+
+IdGroup AdminClient::show_id_group(const std::string& name) {
+  return json::id_group_from_json(json::parse_object(call("GET", "/v1/id-groups/" + url_encode(name))));
+}
+
+void AdminClient::change_members(bool id_group, const std::string& name, const std::vector<std::string>& add,
+                                 const std::vector<std::string>& remove) {
+  bj::array a, r;
+  for (const auto& h : add) a.emplace_back(h);
+  for (const auto& h : remove) r.emplace_back(h);
+  call("POST", std::string(id_group ? "/v1/id-groups/" : "/v1/groups/") + url_encode(name) + "/members",
+       bj::serialize(bj::object{{"add", a}, {"remove", r}}));
 }
 
 int AdminClient::approve_hosts(const std::vector<std::string>& keys) {
@@ -131,6 +172,12 @@ JobDetails AdminClient::show_job(std::int64_t job_id) {
   d.job = json::job_from_json(o.at("job").as_object());
   for (const auto& v : json::get_array(o, "entries")) d.entries.push_back(json::entry_from_json(v.as_object()));
   d.progress = summarize(d.entries);
+  if (o.contains("waves"))
+    for (const auto& v : json::get_array(o, "waves")) {
+      const auto& w = v.as_object();
+      d.waves.push_back({static_cast<int>(json::get_int(w, "wave")), json::get_int(w, "total", 0),
+                         json::get_int(w, "succeeded", 0), json::get_int(w, "failed", 0), json::get_int(w, "final", 0)});
+    }
   return d;
 }
 

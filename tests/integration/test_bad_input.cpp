@@ -74,7 +74,7 @@ TEST_CASE("jobs to unknown destinations are refused whole", "[integration]") {
   REQUIRE(m.ctl({"package", "create", (tmp / "p").string(), "--name", "p", "--version", "1"}).exit_code == 0);
   auto r = m.ctl({"job", "create", "install", "p", "1", "known", "ghost1", "ghost2"});
   CHECK(r.exit_code == 1);
-  CHECK(r.err.find("unknown destination(s) by name: ghost1, ghost2") != std::string::npos);
+  CHECK(r.err.find("unknown destination(s): ghost1 (no host answers to it by name), ghost2") != std::string::npos);
   CHECK(r.err.find("no job was created") != std::string::npos);
   auto missing = m.ctl({"job", "create", "install", "nopkg", "1", "known"});
   CHECK(missing.exit_code == 4);

@@ -98,7 +98,7 @@ TEST_CASE("store conformance", "[store]") {
     store->upsert_host(host(kB, "web2"));
     store->insert_package(manifest("app", "1.0"));
     const auto job = app_job({"web1", "web2"});
-    auto created = store->create_job(job, {kA, kB});
+    auto created = store->create_job(job, {kA, kB}).job;
     CHECK(created.id > 0);
     auto entries = store->job_entries(created.id);
     REQUIRE(entries.size() == 2);
@@ -189,7 +189,7 @@ TEST_CASE("store conformance", "[store]") {
     store->upsert_host(host(kA, "web1"));
     store->insert_package(manifest("app", "1.0"));
     const auto job = app_job({"branch-pc", "web1"});
-    auto created = store->create_job(job, {kC, kA});
+    auto created = store->create_job(job, {kC, kA}).job;
     auto children = store->children_with_work();
     std::sort(children.begin(), children.end());
     CHECK(children == std::vector<std::string>{kA, kR});
@@ -220,7 +220,7 @@ TEST_CASE("store conformance", "[store]") {
     CHECK(vias == std::vector<std::string>{kA});  // the relay's entry is installing: not cancellable
 
     // A waiting entry below the relay that gets cancelled is pushed again, as cancelled.
-    auto second = store->create_job(job, {kC});
+    auto second = store->create_job(job, {kC}).job;
     auto p2 = store->entries_to_push(kR, 100);
     REQUIRE(p2.size() == 1);
     store->mark_pushed(kR, {{p2[0].entry.id, EntryState::waiting}});

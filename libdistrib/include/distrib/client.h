@@ -2,6 +2,7 @@
 // AdminClient: the admin REST API as a C++ API. distribctl is a thin shell over it; integrators
 // can drive a manager from their own tools the same way.
 #include <distrib/content/packager.h>
+#include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
@@ -32,6 +33,7 @@ struct JobDetails {
   Job job;
   std::vector<JobEntry> entries;
   JobProgress progress;
+  std::vector<WaveCounts> waves;  ///< per wave of a staged rollout (empty otherwise)
 };
 
 class AdminClient {
@@ -50,6 +52,22 @@ public:
   /// Any job type: install (agents), transfer-to-relay or delete-package (relays).
   Job create_job(JobType type, const std::string& name, const std::string& version,
                  const std::vector<std::string>& destinations);
+  /// A job with everything set: destinations may mix host keys, "group:NAME" (host group),
+  /// "id:NAME" (ID group: a standing job) and "relay:KEY" (every host below a relay); schedule
+  /// and rollout as in `spec`.
+  Job create_job(const Job& spec);
+  /// Failed entries of the job get a new attempt; returns how many.
+  std::int64_t retry_job(std::int64_t job_id);
+  /// Host groups: named sets of hosts (by the manager's key mode or host id).
+  void create_host_group(const std::string& name, const std::vector<std::string>& hosts,
+                         const std::string& description = {});
+  /// ID groups owned by the server this client talks to; `password` empty: none.
+  IdGroup create_id_group(const std::string& name, const std::string& password = {},
+                          const JoinPolicy& policy = {}, const std::string& description = {});
+  IdGroup show_id_group(const std::string& name);
+  /// Adds and removes members of a host group (id_group false) or an ID group (true).
+  void change_members(bool id_group, const std::string& name, const std::vector<std::string>& add,
+                      const std::vector<std::string>& remove = {});
   /// Approves hosts waiting for approval (by the manager's key mode or host id); returns how many.
   int approve_hosts(const std::vector<std::string>& keys);
   std::vector<JobListing> list_jobs(int limit = 100);

@@ -1,6 +1,9 @@
 #include <distrib/error.h>
 #include <distrib/model/job.h>
 
+#include <algorithm>
+#include <cstdio>
+
 namespace distrib {
 
 std::string_view to_string(JobType type) noexcept {
@@ -114,6 +117,184 @@ JobProgress summarize(const std::vector<JobEntry>& entries) {
     if (is_final(e.state)) ++p.final_count;
   }
   return p;
+}
+
+std::string_view to_string(InstallTiming timing) noexcept {
+  switch (timing) {
+    case InstallTiming::immediate: return "immediate";
+    case InstallTiming::at_start: return "at-start";
+    case InstallTiming::at_stop: return "at-stop";
+    case InstallTiming::window: return "window";
+  }
+  return "?";
+}
+
+InstallTiming parse_install_timing(std::string_view text) {
+  for (auto t : {InstallTiming::immediate, InstallTiming::at_start, InstallTiming::at_stop, InstallTiming::window})
+    if (to_string(t) == text) return t;
+  throw Error(ErrorKind::invalid_argument, "unknown install timing \"" + std::string(text) +
+                                               "\" (expected immediate, at-start, at-stop or window)");
+}
+
+bool DailyWindow::contains(int minute) const noexcept {
+  if (start_minute <= end_minute) return minute >= start_minute && minute < end_minute;
+  return minute >= start_minute || minute < end_minute;  // wraps past midnight
+}
+
+DailyWindow parse_daily_window(std::string_view text) {
+  auto bad = [&] {
+    return Error(ErrorKind::invalid_argument,
+                 "window \"" + std::string(text) + "\" is not HH:MM-HH:MM (for example 22:00-05:30)");
+  };
+  int h1 = 0, m1 = 0, h2 = 0, m2 = 0;
+  char tail = 0;
+  const std::string t(text);
+  if (std::sscanf(t.c_str(), "%2d:%2d-%2d:%2d%c", &h1, &m1, &h2, &m2, &tail) != 4) throw bad();
+  if (h1 < 0 || h1 > 24 || h2 < 0 || h2 > 24 || m1 < 0 || m1 > 59 || m2 < 0 || m2 > 59) throw bad();
+  DailyWindow w{h1 * 60 + m1, h2 * 60 + m2};
+  if (w.start_minute > 1440 || w.end_minute > 1440) throw bad();
+  if (w.start_minute == w.end_minute)
+    throw Error(ErrorKind::invalid_argument, "window \"" + t + "\" is empty (start equals end)");
+  return w;
+}
+
+std::string to_string(const DailyWindow& w) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%02d:%02d-%02d:%02d", w.start_minute / 60, w.start_minute % 60,
+                w.end_minute / 60, w.end_minute % 60);
+  return buf;
+}
+
+void validate_schedule(const JobSchedule& s, std::int64_t now) {
+  if (s.start_at < 0 || s.expires_at < 0)
+    throw Error(ErrorKind::invalid_argument, "start and expiry times must be unix seconds");
+  if (s.expires_at && s.start_at && s.start_at >= s.expires_at)
+    throw Error(ErrorKind::invalid_argument,
+                "the start time (" + std::to_string(s.start_at) + ") is not before the expiry (" +
+                    std::to_string(s.expires_at) + "): no entry could ever run");
+  if (s.expires_at && s.expires_at <= now)
+    throw Error(ErrorKind::invalid_argument,
+                "the expiry (" + std::to_string(s.expires_at) + ") is already past");
+  if (s.max_retries < 0 || s.max_retries > 100)
+    throw Error(ErrorKind::invalid_argument, "retries must be between 0 and 100");
+  if (s.retry_backoff_seconds < 1 || s.retry_backoff_seconds > 86400)
+    throw Error(ErrorKind::invalid_argument, "retry backoff must be between 1 s and one day");
+  if (s.timing == InstallTiming::window && s.window.start_minute == s.window.end_minute)
+    throw Error(ErrorKind::invalid_argument, "install timing \"window\" needs a window (HH:MM-HH:MM)");
+}
+
+std::int64_t retry_delay(const JobSchedule& s, int next_attempt) noexcept {
+  std::int64_t d = std::max(1, s.retry_backoff_seconds);
+  for (int i = 2; i < next_attempt && d < 3600; ++i) d *= 2;
+  return std::min<std::int64_t>(d, 3600);
+}
+
+std::vector<int> parse_waves(std::string_view text) {
+  std::vector<int> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string part(text.substr(start, end - start));
+    if (!part.empty() && part.back() == '%') part.pop_back();
+    try {
+      std::size_t used = 0;
+      const int v = std::stoi(part, &used);
+      if (used != part.size()) throw std::invalid_argument(part);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::invalid_argument, "waves \"" + std::string(text) +
+                                                   "\" must be percentages separated by commas, e.g. 5,25,100");
+    }
+    start = end + 1;
+  }
+  Rollout r;
+  r.waves = out;
+  validate_rollout(r);
+  return out;
+}
+
+void validate_rollout(const Rollout& r) {
+  if (r.waves.empty()) return;
+  int prev = 0;
+  for (int w : r.waves) {
+    if (w <= prev || w > 100)
+      throw Error(ErrorKind::invalid_argument,
+                  "waves must be increasing percentages between 1 and 100 (got " + std::to_string(w) + ")");
+    prev = w;
+  }
+  if (r.waves.back() != 100)
+    throw Error(ErrorKind::invalid_argument, "the last wave must be 100 (every host)");
+  if (r.waves.size() > 20) throw Error(ErrorKind::invalid_argument, "at most 20 waves");
+  if (r.success_threshold < 0 || r.success_threshold > 100 || r.error_threshold < 0 || r.error_threshold > 100)
+    throw Error(ErrorKind::invalid_argument, "thresholds are percentages between 0 and 100");
+}
+
+std::vector<int> assign_waves(std::size_t n, const std::vector<int>& waves) {
+  std::vector<int> out(n, 1);
+  if (waves.empty()) return out;
+  std::size_t from = 0;
+  for (std::size_t w = 0; w < waves.size(); ++w) {
+    // Hosts up to the cumulative share, rounded up; at least one more per wave while any remain.
+    std::size_t upto = (n * static_cast<std::size_t>(waves[w]) + 99) / 100;
+    if (upto <= from && from < n) upto = from + 1;
+    upto = std::min(upto, n);
+    for (std::size_t i = from; i < upto; ++i) out[i] = static_cast<int>(w + 1);
+    from = upto;
+  }
+  return out;
+}
+
+std::string_view to_string(RolloutState s) noexcept {
+  switch (s) {
+    case RolloutState::none: return "none";
+    case RolloutState::running: return "running";
+    case RolloutState::stopped: return "stopped";
+    case RolloutState::completed: return "completed";
+  }
+  return "?";
+}
+
+RolloutState parse_rollout_state(std::string_view text) {
+  for (auto s : {RolloutState::none, RolloutState::running, RolloutState::stopped, RolloutState::completed})
+    if (to_string(s) == text) return s;
+  if (text.empty()) return RolloutState::none;
+  throw Error(ErrorKind::invalid_argument, "unknown rollout state \"" + std::string(text) + "\"");
+}
+
+RolloutVerdict evaluate_rollout(const Rollout& r, int current, const std::vector<WaveCounts>& waves) {
+  RolloutVerdict v;
+  std::int64_t released = 0, failed = 0;
+  for (const auto& w : waves)
+    if (w.wave >= 1 && w.wave <= current) {
+      released += w.total;
+      failed += w.failed;
+    }
+  if (released > 0 && failed * 100 > static_cast<std::int64_t>(r.error_threshold) * released) {
+    v.action = RolloutVerdict::Action::stop;
+    v.reason = "error threshold exceeded: " + std::to_string(failed) + " of " + std::to_string(released) +
+               " released entries failed (limit " + std::to_string(r.error_threshold) + " %)";
+    return v;
+  }
+  if (current >= static_cast<int>(r.waves.size())) return v;  // every wave is out
+  const WaveCounts* cur = nullptr;
+  for (const auto& w : waves)
+    if (w.wave == current) cur = &w;
+  if (!cur || cur->total == 0) {
+    v.action = RolloutVerdict::Action::advance;  // an empty wave (few hosts): move on
+    return v;
+  }
+  if (cur->succeeded * 100 >= static_cast<std::int64_t>(r.success_threshold) * cur->total) {
+    v.action = RolloutVerdict::Action::advance;
+    return v;
+  }
+  if (cur->final_count == cur->total) {
+    v.action = RolloutVerdict::Action::stop;
+    v.reason = "wave " + std::to_string(current) + " ended with " + std::to_string(cur->succeeded) +
+               " of " + std::to_string(cur->total) + " succeeded, below the " +
+               std::to_string(r.success_threshold) + " % needed to go on";
+  }
+  return v;
 }
 
 }  // namespace distrib

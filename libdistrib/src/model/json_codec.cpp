@@ -176,15 +176,55 @@ PackageSummary package_summary_from_json(const bj::object& o) {
   return p;
 }
 
+bj::object to_json(const JobSchedule& s) {
+  bj::object o{{"start_at", s.start_at},
+               {"expires_at", s.expires_at},
+               {"timing", std::string(to_string(s.timing))},
+               {"max_retries", s.max_retries},
+               {"retry_installs", s.retry_installs},
+               {"retry_backoff_seconds", s.retry_backoff_seconds}};
+  if (s.timing == InstallTiming::window) o["window"] = to_string(s.window);
+  return o;
+}
+
+JobSchedule schedule_from_json(const bj::object& o) {
+  JobSchedule s;
+  s.start_at = get_int(o, "start_at", 0);
+  s.expires_at = get_int(o, "expires_at", 0);
+  const auto timing = get_string(o, "timing", false);
+  if (!timing.empty()) s.timing = parse_install_timing(timing);
+  const auto window = get_string(o, "window", false);
+  if (!window.empty()) s.window = parse_daily_window(window);
+  s.max_retries = static_cast<int>(get_int(o, "max_retries", 0));
+  if (auto it = o.find("retry_installs"); it != o.end()) {
+    if (!it->value().is_bool()) bad_field("retry_installs", "must be true or false");
+    s.retry_installs = it->value().as_bool();
+  }
+  s.retry_backoff_seconds = static_cast<int>(get_int(o, "retry_backoff_seconds", 30));
+  return s;
+}
+
 bj::object to_json(const Job& j) {
-  return {{"id", j.id},
-          {"type", std::string(to_string(j.type))},
-          {"package", bj::object{{"name", j.package_name}, {"version", j.package_version}}},
-          {"destinations", strings(j.destinations)},
-          {"key_mode", j.key_mode},
-          {"created_by", j.created_by},
-          {"created_at", j.created_at},
-          {"cancel_requested", j.cancel_requested}};
+  bj::array waves;
+  for (int w : j.rollout.waves) waves.emplace_back(w);
+  bj::object o{{"id", j.id},
+               {"type", std::string(to_string(j.type))},
+               {"package", bj::object{{"name", j.package_name}, {"version", j.package_version}}},
+               {"destinations", strings(j.destinations)},
+               {"key_mode", j.key_mode},
+               {"created_by", j.created_by},
+               {"created_at", j.created_at},
+               {"cancel_requested", j.cancel_requested},
+               {"schedule", to_json(j.schedule)},
+               {"id_groups", strings(j.id_groups)}};
+  if (!j.rollout.waves.empty())
+    o["rollout"] = bj::object{{"waves", std::move(waves)},
+                              {"success_threshold", j.rollout.success_threshold},
+                              {"error_threshold", j.rollout.error_threshold},
+                              {"state", std::string(to_string(j.rollout_state))},
+                              {"current_wave", j.current_wave},
+                              {"message", j.rollout_message}};
+  return o;
 }
 
 Job job_from_json(const bj::object& o) {
@@ -202,6 +242,23 @@ Job job_from_json(const bj::object& o) {
   j.created_at = get_int(o, "created_at", 0);
   if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
     j.cancel_requested = c->value().as_bool();
+  if (auto sit = o.find("schedule"); sit != o.end()) j.schedule = schedule_from_json(as_obj(sit->value(), "schedule"));
+  if (auto rit = o.find("rollout"); rit != o.end()) {
+    const auto& r = as_obj(rit->value(), "rollout");
+    if (auto w = r.find("waves"); w != r.end()) {
+      if (!w->value().is_array()) bad_field("rollout.waves", "must be an array of percentages");
+      for (const auto& v : w->value().as_array()) {
+        if (!v.is_int64()) bad_field("rollout.waves", "must be an array of percentages");
+        j.rollout.waves.push_back(static_cast<int>(v.as_int64()));
+      }
+    }
+    j.rollout.success_threshold = static_cast<int>(get_int(r, "success_threshold", 90));
+    j.rollout.error_threshold = static_cast<int>(get_int(r, "error_threshold", 10));
+    j.rollout_state = parse_rollout_state(get_string(r, "state", false));
+    j.current_wave = static_cast<int>(get_int(r, "current_wave", 0));
+    j.rollout_message = get_string(r, "message", false);
+  }
+  if (o.contains("id_groups")) j.id_groups = get_string_array(o, "id_groups");
   return j;
 }
 
@@ -216,7 +273,10 @@ bj::object to_json(const JobEntry& e) {
                {"attempt", e.attempt},
                {"message", e.message},
                {"output_tail", e.output_tail},
-               {"updated_at", e.updated_at}};
+               {"updated_at", e.updated_at},
+               {"wave", e.wave},
+               {"late_join", e.late_join},
+               {"ready_at", e.ready_at}};
   if (e.exit_code) o["exit_code"] = *e.exit_code;
   else o["exit_code"] = nullptr;
   return o;
@@ -235,6 +295,9 @@ JobEntry entry_from_json(const bj::object& o) {
   e.message = get_string(o, "message", false);
   e.output_tail = get_string(o, "output_tail", false);
   e.updated_at = get_int(o, "updated_at", 0);
+  e.wave = static_cast<int>(get_int(o, "wave", 0));
+  if (auto it = o.find("late_join"); it != o.end() && it->value().is_bool()) e.late_join = it->value().as_bool();
+  e.ready_at = get_int(o, "ready_at", 0);
   if (auto it = o.find("exit_code"); it != o.end() && !it->value().is_null())
     e.exit_code = static_cast<int>(get_int(o, "exit_code"));
   return e;
@@ -284,7 +347,8 @@ bj::object to_json(const RoutedEntry& r) {
           {"type", std::string(to_string(r.job.type))},
           {"package", bj::object{{"name", r.job.package_name}, {"version", r.job.package_version}}},
           {"created_at", r.job.created_at},
-          {"cancel_requested", r.job.cancel_requested}};
+          {"cancel_requested", r.job.cancel_requested},
+          {"schedule", to_json(r.job.schedule)}};
 }
 
 RoutedEntry routed_entry_from_json(const bj::object& o) {
@@ -305,7 +369,51 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
   r.job.created_at = get_int(o, "created_at", 0);
   if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
     r.job.cancel_requested = c->value().as_bool();
+  if (auto sit = o.find("schedule"); sit != o.end()) r.job.schedule = schedule_from_json(as_obj(sit->value(), "schedule"));
   return r;
+}
+
+bj::object to_json(const HostGroup& g) {
+  return {{"name", g.name}, {"description", g.description}, {"created_at", g.created_at},
+          {"members", strings(g.members)}};
+}
+
+bj::object to_json(const IdGroup& g) {
+  bj::array members;
+  for (const auto& m : g.members)
+    members.push_back(bj::object{{"host_id", m.host_id}, {"host_name", m.host_name},
+                                 {"how", std::string(to_string(m.how))}, {"joined_at", m.joined_at}});
+  return {{"name", g.name},
+          {"description", g.description},
+          {"owner", g.owner},
+          {"password", g.has_password()},
+          {"policy", bj::object{{"name_pattern", g.policy.name_pattern}, {"ip_range", g.policy.ip_range}}},
+          {"created_at", g.created_at},
+          {"members", std::move(members)}};
+}
+
+IdGroup id_group_from_json(const bj::object& o) {
+  IdGroup g;
+  g.name = get_string(o, "name");
+  g.description = get_string(o, "description", false);
+  g.owner = get_string(o, "owner", false);
+  g.created_at = get_int(o, "created_at", 0);
+  if (auto it = o.find("policy"); it != o.end() && !it->value().is_null()) {
+    const auto& p = as_obj(it->value(), "policy");
+    g.policy.name_pattern = get_string(p, "name_pattern", false);
+    g.policy.ip_range = get_string(p, "ip_range", false);
+  }
+  if (auto it = o.find("members"); it != o.end() && it->value().is_array())
+    for (const auto& v : it->value().as_array()) {
+      const auto& m = as_obj(v, "members");
+      IdGroupMember x;
+      x.host_id = get_string(m, "host_id");
+      x.host_name = get_string(m, "host_name", false);
+      x.how = parse_join_method(get_string(m, "how", false).empty() ? "admin" : get_string(m, "how"));
+      x.joined_at = get_int(m, "joined_at", 0);
+      g.members.push_back(std::move(x));
+    }
+  return g;
 }
 
 std::string error_message(std::string_view body, int status) {

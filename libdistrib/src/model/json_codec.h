@@ -1,6 +1,7 @@
 #pragma once
 // JSON forms of the model types, shared by the manager's routes, the agent and AdminClient so that
 // the wire format is defined once. Readers throw Error(invalid_argument) naming the bad field.
+#include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
@@ -34,6 +35,9 @@ Manifest manifest_from_json_object(const bj::object& o);
 bj::object to_json(const PackageSummary& p);
 PackageSummary package_summary_from_json(const bj::object& o);
 
+bj::object to_json(const JobSchedule& s);
+JobSchedule schedule_from_json(const bj::object& o);
+
 bj::object to_json(const Job& job);
 Job job_from_json(const bj::object& o);
 
@@ -48,6 +52,11 @@ EntryReport report_from_json(const bj::object& o);
 
 bj::object to_json(const RoutedEntry& r);
 RoutedEntry routed_entry_from_json(const bj::object& o);
+
+bj::object to_json(const HostGroup& g);
+/// The password hash is never part of the JSON form (only whether there is one).
+bj::object to_json(const IdGroup& g);
+IdGroup id_group_from_json(const bj::object& o);
 
 /// The message of an {"error": {...}} answer, or "HTTP <status>" when the body is not one.
 std::string error_message(std::string_view body, int status);

@@ -50,6 +50,11 @@ struct Agent::Impl {
   std::string parent_url;      // the parent registered with
   std::string server_id;       // its identifier: entry ids are only unique per server
   std::atomic<bool> stopping{false};
+  // Orderly stop: installs timed "at agent stop" run until the deadline.
+  std::atomic<bool> in_stop_phase{false};
+  std::chrono::steady_clock::time_point stop_deadline;
+  bool fresh_start = true;  // the first work answer after starting (at-start installs are due)
+  std::unique_ptr<HttpClient> stop_client;
   std::mutex sleep_mutex;
   std::condition_variable sleep_cv;
   bool registered = false;
@@ -65,6 +70,12 @@ struct Agent::Impl {
   stdfs::path installed_file() const { return settings.state_dir / "installed.json"; }
 
   // --- small utilities ----------------------------------------------------------------
+
+  // Should entry processing give up (a stop, or the stop phase's time is over)?
+  bool abandoning() const {
+    if (!stopping) return false;
+    return !in_stop_phase || std::chrono::steady_clock::now() > stop_deadline;
+  }
 
   void sleep_ms(int ms) {
     std::unique_lock lock(sleep_mutex);
@@ -200,6 +211,22 @@ struct Agent::Impl {
     confirmed.clear();
     registered = true;
     spdlog::info("registered with {} as {} ({})", parent_url, me.name, host_id);
+    // ID groups from the configuration: joined at every registration (joining twice is a no-op).
+    for (const auto& g : settings.id_groups) {
+      try {
+        auto o = join_call(g.name, g.password, false, "config");
+        if (json::get_int(o, "entries", 0) > 0 || (o.contains("joined") && o.at("joined").is_bool() && o.at("joined").as_bool()))
+          spdlog::info("joined ID group {} ({} standing job(s) to receive)", g.name, json::get_int(o, "entries", 0));
+      } catch (const Error& e) {
+        // Never fatal: work from the parent goes on; the join is tried again at the next registration.
+        spdlog::error("cannot join ID group {} named in the configuration: {}", g.name, e.what());
+      }
+    }
+  }
+
+  bj::object join_call(const std::string& group, const std::string& password, bool leave, const char* how) {
+    return call("POST", "/v1/agent/join",
+                bj::object{{"host_id", host_id}, {"group", group}, {"password", password}, {"leave", leave}, {"how", how}});
   }
 
   void fetch_chunk(const Manifest& m, const ChunkRef& c) {
@@ -255,6 +282,7 @@ struct Agent::Impl {
     const auto digest = json::get_string(pkg, "payload_digest", false);
 
     if (auto s = journal_state(entry_id, attempt); s && is_final(*s)) return;  // re-delivered work
+    confirmed.erase(entry_id);  // a new attempt: what the server said of the last one is over
     try {
       auto installed = load_installed();
       if (!digest.empty() && installed.contains(digest)) {
@@ -270,7 +298,7 @@ struct Agent::Impl {
 
       std::size_t fetched = 0;
       for (const auto& c : m.chunks) {
-        if (stopping) return;  // resumes from the chunks already held at next start
+        if (abandoning()) return;  // resumes from the chunks already held at next start
         if (chunks->contains(c.digest)) continue;
         fetch_chunk(m, c);
         ++fetched;
@@ -303,17 +331,23 @@ struct Agent::Impl {
       std::optional<int> exit_code;
       std::string tail;
       if (!m.install.command.empty()) {
+        auto timeout = std::chrono::seconds(m.install.timeout_seconds);
+        if (in_stop_phase) {
+          // An install during shutdown gets what is left of the stop budget at most.
+          const auto left = std::chrono::duration_cast<std::chrono::seconds>(stop_deadline - std::chrono::steady_clock::now());
+          timeout = std::max(std::chrono::seconds(1), std::min(timeout, left));
+        }
         auto result = run_command(m.install.command, target,
                                   {{"DISTRIB_PACKAGE_NAME", m.name},
                                    {"DISTRIB_PACKAGE_VERSION", m.version},
                                    {"DISTRIB_INSTALL_DIR", target.string()},
                                    {"DISTRIB_ENTRY_ID", std::to_string(entry_id)}},
-                                  std::chrono::seconds(m.install.timeout_seconds), settings.output_tail_bytes);
+                                  timeout, settings.output_tail_bytes);
         exit_code = result.exit_code;
         tail = result.output_tail;
         if (result.timed_out) {
           report(entry_id, attempt, EntryState::failed,
-                 "install command timed out after " + std::to_string(m.install.timeout_seconds) + " s",
+                 "install command timed out after " + std::to_string(timeout.count()) + " s",
                  exit_code, tail);
           return;
         }
@@ -349,21 +383,17 @@ struct Agent::Impl {
         if (!registered) register_with_parent();
         flush_outbox();
         http->set_timeout(settings.poll_timeout_seconds + 15);
-        auto res = call("GET", "/v1/agent/work?host_id=" + host_id + "&wait=" + std::to_string(settings.poll_timeout_seconds), nullptr);
+        // The first contact after starting asks for at-start installs too, and does not wait.
+        const auto target = "/v1/agent/work?host_id=" + host_id +
+                            (fresh_start ? std::string("&start=1&wait=0")
+                                         : "&wait=" + std::to_string(settings.poll_timeout_seconds));
+        auto res = call("GET", target, nullptr);
         http->set_timeout(120);
         backoff_ms = 0;
-        const auto& work = json::get_array(res, "work");
-        bool did_something = false;
-        for (const auto& item : work) {
-          if (stopping) break;
-          const auto& o = item.as_object();
-          const auto before = journal_state(json::get_int(o, "entry_id"), static_cast<std::int32_t>(json::get_int(o, "attempt", 1)));
-          if (before && is_final(*before)) continue;
-          process(o);
-          did_something = true;
-        }
+        const bool did_something = process_work(json::get_array(res, "work"));
+        fresh_start = false;
         // Work the manager still lists but this agent already finished: let reports catch up.
-        if (!work.empty() && !did_something) sleep_ms(settings.retry_max_ms);
+        if (!json::get_array(res, "work").empty() && !did_something) sleep_ms(settings.retry_max_ms);
       } catch (const Error& e) {
         if (stopping) break;
         failed_contact(e.what());
@@ -372,10 +402,50 @@ struct Agent::Impl {
         failed_contact(std::string("unexpected: ") + e.what());
       }
     }
+    stop_phase();
     try {
       flush_outbox();
     } catch (...) {
     }
+  }
+
+  // Processes work items in order; returns whether any was new.
+  bool process_work(const bj::array& work) {
+    bool did_something = false;
+    for (const auto& item : work) {
+      if (abandoning()) break;
+      const auto& o = item.as_object();
+      const auto before = journal_state(json::get_int(o, "entry_id"), static_cast<std::int32_t>(json::get_int(o, "attempt", 1)));
+      if (before && is_final(*before)) continue;
+      process(o);
+      did_something = true;
+    }
+    return did_something;
+  }
+
+  // Orderly stop: one last contact asks for installs timed "at agent stop" and runs them within
+  // the stop budget. A parent that cannot be reached ends it: they run at the next stop.
+  void stop_phase() {
+    if (settings.stop_install_seconds <= 0 || !registered || parent_url.empty()) return;
+    stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(settings.stop_install_seconds);
+    in_stop_phase = true;
+    try {
+      auto cs = link->client_settings(parent_url);
+      cs.connect_timeout_seconds = 3;
+      cs.timeout_seconds = 15;
+      stop_client = std::make_unique<HttpClient>(cs);
+      http = stop_client.get();
+      flush_outbox();
+      auto res = call("GET", "/v1/agent/work?host_id=" + host_id + "&stopping=1&wait=0", nullptr);
+      const auto& work = json::get_array(res, "work");
+      if (!work.empty()) {
+        spdlog::info("stopping: {} install(s) timed at agent stop (up to {} s)", work.size(), settings.stop_install_seconds);
+        process_work(work);
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("stopping: installs timed at agent stop not run now ({}); they run at the next stop", e.what());
+    }
+    in_stop_phase = false;
   }
 };
 
@@ -414,6 +484,28 @@ Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>()) {
 Agent::~Agent() = default;
 const std::string& Agent::host_id() const noexcept { return impl_->host_id; }
 void Agent::run() { impl_->run(); }
+JoinOutcome Agent::join_group(const std::string& group, const std::string& password, bool leave) {
+  auto& i = *impl_;
+  for (std::size_t tries = 0;; ++tries) {
+    try {
+      i.register_with_parent();
+      break;
+    } catch (const Error& e) {
+      i.registered = false;
+      if (e.kind() != ErrorKind::unavailable || tries + 1 >= i.settings.parents.size()) throw;
+      i.link->failed(i.link->current());
+    }
+  }
+  auto o = i.join_call(group, password, leave, "command");
+  JoinOutcome out;
+  out.group = group;
+  out.owner = json::get_string(o, "owner", false);
+  const char* key = leave ? "left" : "joined";
+  out.changed = o.contains(key) && o.at(key).is_bool() && o.at(key).as_bool();
+  out.entries = json::get_int(o, leave ? "cancelled" : "entries", 0);
+  return out;
+}
+
 void Agent::stop() {
   impl_->stopping = true;
   impl_->sleep_cv.notify_all();

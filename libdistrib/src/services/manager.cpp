@@ -86,6 +86,13 @@ std::string trim(std::string s) {
   return s;
 }
 
+// What kind of contact a poll is: the first after the agent started (at-start installs are
+// due), or its last before an orderly stop (at-stop installs are due).
+struct PollFlags {
+  bool start = false;
+  bool stopping = false;
+};
+
 }  // namespace
 
 struct Manager::Impl {
@@ -140,6 +147,15 @@ struct Manager::Impl {
   std::unordered_map<std::string, std::int64_t> seen_since_sync;  // last contacts not yet reported up
   std::int64_t own_seq = 1;                   // sequence of this relay's reports on its own entries
   std::vector<EntryReport> own_unsent;        // those not yet acknowledged by the parent
+
+  // Scheduler: expiry, start times and retry backoff, daily windows, rollout waves.
+  std::thread scheduler;
+  std::mutex sched_mutex;
+  std::condition_variable sched_cv;
+  bool sched_poked = false;
+  bool sched_stopping = false;
+  std::unique_ptr<ClientSet> join_clients;  // relay: joins forwarded to the parent
+  std::mutex join_mutex;
 
   bool is_relay() const noexcept { return !settings.parents.empty(); }
 
@@ -238,7 +254,29 @@ struct Manager::Impl {
       spdlog::warn("host {} ({}) registered and waits for approval (distribctl hosts approve {})",
                    host.name, host.host_id, host.name);
     if (change.changed || via == host.host_id) notify_sync();
+    if (change.changed) apply_join_policies(host.host_id);
     return change;
+  }
+
+  // ID groups whose join policy the host matches take it in (evaluated at registration, when a
+  // host's name or addresses change, at approval and when a group is created).
+  void apply_join_policies(const std::string& host_id) {
+    auto host = store->find_host(host_id);
+    if (!host || !host->approved) return;
+    std::vector<std::string> member_of;
+    bool loaded = false;
+    for (const auto& g : store->list_id_groups()) {
+      if (g.policy.empty() || !policy_matches(g.policy, *host)) continue;
+      if (!loaded) {
+        member_of = store->id_groups_of(host_id);
+        loaded = true;
+      }
+      if (std::find(member_of.begin(), member_of.end(), g.name) != member_of.end()) continue;
+      auto change = store->join_id_group(g.name, {host_id}, JoinMethod::policy);
+      spdlog::info("host {} joined ID group {} by its join policy ({} standing job(s))", host->name, g.name,
+                   change.entries);
+      wake(change.vias, true);
+    }
   }
 
   // --- work cache -------------------------------------------------------------------------
@@ -248,9 +286,44 @@ struct Manager::Impl {
     return work_generation[host_id];
   }
 
-  // Does the direct child have work: its own open entries, or entries to push below it?
+  static int minute_of_day_now() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    return tm.tm_hour * 60 + tm.tm_min;
+  }
+
+  // Is the entry due on this contact: ready (start time, retry backoff, released wave) and its
+  // install timing met?
+  static bool due(const JobEntry& e, const Job& job, PollFlags flags, std::int64_t now, int minute) {
+    if (e.ready_at > now) return false;
+    switch (job.schedule.timing) {
+      case InstallTiming::immediate: return !flags.stopping;
+      case InstallTiming::at_start: return flags.start;
+      case InstallTiming::at_stop: return flags.stopping;
+      case InstallTiming::window: return !flags.stopping && job.schedule.window.contains(minute);
+    }
+    return false;
+  }
+
+  // The host's open entries due on this contact, with their jobs.
+  std::vector<std::pair<JobEntry, Job>> due_entries(const std::string& host_id, PollFlags flags) {
+    std::vector<std::pair<JobEntry, Job>> out;
+    std::map<std::int64_t, std::optional<Job>> jobs;  // one lookup per job
+    const auto now = fs::now_unix();
+    const int minute = minute_of_day_now();
+    for (auto& e : store->open_entries_for_host(host_id)) {
+      auto [it, fresh] = jobs.try_emplace(e.job_id);
+      if (fresh) it->second = store->find_job(e.job_id);
+      if (!it->second || !due(e, *it->second, flags, now, minute)) continue;
+      out.emplace_back(std::move(e), *it->second);
+    }
+    return out;
+  }
+
+  // Does the direct child have work due: its own entries, or entries to push below it?
   bool has_work(const std::string& child) {
-    return !store->open_entries_for_host(child).empty() || !store->entries_to_push(child, 1).empty();
+    return !due_entries(child, {}).empty() || !store->entries_to_push(child, 1).empty();
   }
 
   // Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
@@ -260,21 +333,15 @@ struct Manager::Impl {
     if (work_generation[host_id] == seen) hosts_with_work.erase(host_id);
   }
 
-  HttpResponse work_for(const std::string& host_id) {
+  HttpResponse work_for(const std::string& host_id, PollFlags flags = {}) {
     const auto seen = generation_of(host_id);
-    auto entries = store->open_entries_for_host(host_id);
+    const auto entries = due_entries(host_id, flags);
     bj::array work;
-    // One lookup per job and per package, however many of the host's entries share them.
-    std::map<std::int64_t, std::optional<Job>> jobs;
-    std::map<std::pair<std::string, std::string>, std::string> digests;
-    for (const auto& e : entries) {
-      auto [it, fresh] = jobs.try_emplace(e.job_id);
-      if (fresh) it->second = store->find_job(e.job_id);
-      const auto& job = it->second;
-      if (!job) continue;
-      auto key = std::make_pair(job->package_name, job->package_version);
+    std::map<std::pair<std::string, std::string>, std::string> digests;  // one lookup per package
+    for (const auto& [e, job] : entries) {
+      auto key = std::make_pair(job.package_name, job.package_version);
       if (!digests.count(key)) {
-        auto m = store->find_package(job->package_name, job->package_version);
+        auto m = store->find_package(job.package_name, job.package_version);
         digests[key] = m ? m->payload_digest : "";
       }
       work.push_back(bj::object{
@@ -282,9 +349,10 @@ struct Manager::Impl {
           {"job_id", e.job_id},
           {"attempt", e.attempt},
           {"state", std::string(to_string(e.state))},
-          {"type", std::string(to_string(job->type))},
-          {"package", bj::object{{"name", job->package_name},
-                                 {"version", job->package_version},
+          {"type", std::string(to_string(job.type))},
+          {"timing", std::string(to_string(job.schedule.timing))},
+          {"package", bj::object{{"name", job.package_name},
+                                 {"version", job.package_version},
                                  {"payload_digest", digests[key]}}}});
     }
     // Entries of the subtree below a relay that it has not stored yet (none for an agent).
@@ -298,7 +366,7 @@ struct Manager::Impl {
         released.erase(it);
       }
     }
-    settle(host_id, seen, !entries.empty() || !routed.empty());
+    if (!flags.start && !flags.stopping) settle(host_id, seen, !entries.empty() || !routed.empty());
     bj::object out{{"work", std::move(work)}};
     if (!routed.empty()) out["routed"] = std::move(routed);
     if (!gone.empty()) out["released"] = std::move(gone);
@@ -357,6 +425,75 @@ struct Manager::Impl {
     }
   }
 
+  // --- scheduler ------------------------------------------------------------------------
+
+  void poke_scheduler() {
+    {
+      std::lock_guard lock(sched_mutex);
+      sched_poked = true;
+    }
+    sched_cv.notify_all();
+  }
+
+  struct SchedulerState {
+    std::int64_t expired_upto = 0;  // expiries up to here are done (0: every past one at start)
+    std::int64_t ready_upto = 0;
+    std::map<std::int64_t, bool> window_open;
+  };
+
+  void schedule_tick(SchedulerState& st) {
+    const auto now = fs::now_unix();
+    if (auto vias = store->expire_entries(st.expired_upto, now); !vias.empty()) {
+      spdlog::info("entries expired below {} host(s)", vias.size());
+      wake(vias, true);
+    }
+    st.expired_upto = now;
+    if (auto vias = store->vias_ready_between(st.ready_upto, now); !vias.empty()) wake(vias, true);
+    st.ready_upto = now;
+    const int minute = minute_of_day_now();
+    std::map<std::int64_t, bool> open_now;
+    for (const auto& job : store->open_window_jobs()) {
+      const bool open = job.schedule.window.contains(minute);
+      if (open && !st.window_open[job.id]) {
+        spdlog::info("job {}: install window {} opened", job.id, to_string(job.schedule.window));
+        wake(store->vias_with_open_entries(job.id), true);
+      }
+      open_now[job.id] = open;
+    }
+    st.window_open.swap(open_now);
+    for (const auto& job : store->running_rollouts()) {
+      const auto verdict = evaluate_rollout(job.rollout, job.current_wave, store->wave_counts(job.id));
+      if (verdict.action == RolloutVerdict::Action::advance) {
+        const int next = job.current_wave + 1;
+        auto vias = store->release_wave(job.id, next);
+        spdlog::info("job {}: wave {} of {} released ({} %)", job.id, next, job.rollout.waves.size(),
+                     job.rollout.waves[static_cast<std::size_t>(next - 1)]);
+        wake(vias, true);
+      } else if (verdict.action == RolloutVerdict::Action::stop) {
+        store->stop_rollout(job.id, verdict.reason);
+        spdlog::warn("job {}: rollout stopped at wave {}: {}", job.id, job.current_wave, verdict.reason);
+      }
+    }
+  }
+
+  void schedule_loop() {
+    SchedulerState st;
+    st.ready_upto = fs::now_unix();  // entries ready before the start are in the work cache already
+    std::unique_lock lock(sched_mutex);
+    while (!sched_stopping) {
+      sched_cv.wait_for(lock, std::chrono::seconds(1), [&] { return sched_stopping || sched_poked; });
+      if (sched_stopping) break;
+      sched_poked = false;
+      lock.unlock();
+      try {
+        schedule_tick(st);
+      } catch (const std::exception& e) {
+        spdlog::error("scheduler: {}", e.what());
+      }
+      lock.lock();
+    }
+  }
+
   // --- routes ---------------------------------------------------------------------------
 
   void handle(HttpRequest&& req, Responder r) {
@@ -408,6 +545,8 @@ struct Manager::Impl {
     if (area == "chunks") return chunk_route(std::move(req), r, p);
     if (area == "packages") return package_route(std::move(req), r, p);
     if (area == "jobs") return job_route(std::move(req), r, p);
+    if (area == "groups") return group_route(std::move(req), r, p);
+    if (area == "id-groups") return id_group_route(std::move(req), r, p);
     no_route(req);
   }
 
@@ -466,9 +605,17 @@ struct Manager::Impl {
           throw Error(ErrorKind::invalid_argument, "query parameter wait must be a number of seconds");
         }
       }
+      PollFlags flags;
+      flags.start = req.query["start"] == "1";
+      flags.stopping = req.query["stopping"] == "1";
       note_for_sync(host_id);
       std::unique_lock lock(mutex);
       last_contact[host_id] = fs::now_unix();
+      if (flags.start || flags.stopping) {
+        // The first contact after a start and the last before a stop are answered at once.
+        lock.unlock();
+        return blocking(std::move(r), [this, host_id, flags] { return work_for(host_id, flags); });
+      }
       if (hosts_with_work.count(host_id)) {
         lock.unlock();
         return blocking(std::move(r), [this, host_id] { return work_for(host_id); });
@@ -481,6 +628,31 @@ struct Manager::Impl {
       waiters[host_id].push_back({std::make_shared<Responder>(std::move(r)),
                                   Clock::now() + std::chrono::seconds(wait)});
       return;
+    }
+    if (p[2] == "join" && req.method == "POST") {
+      require_json(req);
+      auto body = json::parse_object(req.body);
+      JoinRequest j;
+      j.host_id = json::get_string(body, "host_id");
+      if (!is_valid_host_id(j.host_id)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
+      j.group = json::get_string(body, "group");
+      validate_group_name(j.group, "ID group");
+      j.password = json::get_string(body, "password", false);
+      if (auto it = body.find("leave"); it != body.end()) {
+        if (!it->value().is_bool()) throw Error(ErrorKind::invalid_argument, "field \"leave\" must be true or false");
+        j.leave = it->value().as_bool();
+      }
+      const auto how = json::get_string(body, "how", false);
+      j.how = parse_join_method(how.empty() ? "command" : how);
+      if (j.how == JoinMethod::admin || j.how == JoinMethod::policy)
+        throw Error(ErrorKind::invalid_argument, "an agent joins by \"config\" or \"command\"");
+      j.relay = json::get_string(body, "relay", false);
+      if (!j.relay.empty()) {
+        if (!is_valid_host_id(j.relay)) throw Error(ErrorKind::invalid_argument, "relay must be a host UUID");
+        if (auto it = body.find("host"); it != body.end() && it->value().is_object())
+          j.record = json::host_from_json(it->value().as_object());
+      }
+      return blocking(std::move(r), [this, j] { return json_response(200, join(j)); });
     }
     if (p[2] == "report" && req.method == "POST") {
       require_json(req);
@@ -495,9 +667,13 @@ struct Manager::Impl {
         bj::array results;
         for (const auto& rep : reports) {
           const auto outcome = store->apply_report(host_id, rep);
-          if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state))
+          if (outcome.retried)
+            spdlog::info("entry {} on host {}: failed ({}); retried at {}", rep.entry_id, host_id,
+                         rep.message, outcome.retry_at);
+          else if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state))
             spdlog::info("entry {} on host {}: {}{}", rep.entry_id, host_id, to_string(rep.state),
                          rep.message.empty() ? "" : " (" + rep.message + ")");
+          if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state)) poke_scheduler();
           results.push_back(bj::object{{"entry_id", rep.entry_id},
                                        {"seq", rep.seq},
                                        {"outcome", std::string(to_string(outcome.kind))},
@@ -623,8 +799,10 @@ struct Manager::Impl {
       bj::array results;
       for (const auto& rep : reports) {
         const auto outcome = store->apply_report(relay, rep, true);
-        if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state))
+        if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state)) {
           spdlog::info("entry {} below relay {}: {}", rep.entry_id, me->name, to_string(rep.state));
+          poke_scheduler();
+        }
         results.push_back(bj::object{{"entry_id", rep.entry_id},
                                      {"outcome", std::string(to_string(outcome.kind))},
                                      {"state", std::string(to_string(outcome.current))}});
@@ -684,6 +862,7 @@ struct Manager::Impl {
       }
       const int n = store->approve_hosts(ids);
       spdlog::info("{} host(s) approved", n);
+      for (const auto& id : ids) apply_join_policies(id);
       return json_response(200, bj::object{{"approved", n}});
     });
   }
@@ -781,75 +960,169 @@ struct Manager::Impl {
     no_route(req);
   }
 
+  static std::string joined(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  }
+
+  // Host ids for keys by the manager's key mode (or host ids); throws naming every unknown key.
+  std::vector<std::string> resolve_host_keys(const std::vector<std::string>& keys, const std::string& what) {
+    const auto all = store->list_hosts();
+    std::vector<std::string> ids, unknown;
+    for (const auto& k : keys) {
+      std::vector<std::string> found;
+      for (const auto& h : all)
+        if (h.host_id == k || host_matches(h, settings.key_mode, k)) found.push_back(h.host_id);
+      if (found.empty()) unknown.push_back(k);
+      else if (found.size() > 1)
+        throw Error(ErrorKind::invalid_argument, "\"" + k + "\" is claimed by several hosts; name it by host id; " + what);
+      else ids.push_back(found.front());
+    }
+    if (!unknown.empty())
+      throw Error(ErrorKind::not_found, "no host answers to " + joined(unknown) + "; " + what);
+    return ids;
+  }
+
+  // Destinations of a job: host keys, "group:NAME" (host group), "id:NAME" (ID group, standing)
+  // and "relay:KEY" (every host below that relay). Everything is checked before anything is
+  // created; the answer names every destination that is wrong.
+  struct Expansion {
+    std::vector<std::string> host_ids;
+    std::vector<std::string> id_groups;
+    std::size_t skipped = 0;  // group members of the wrong role or awaiting approval
+  };
+  Expansion expand_destinations(const Job& job) {
+    const auto all = store->list_hosts();
+    std::map<std::string, const Host*> by_id;
+    for (const auto& h : all) by_id[h.host_id] = &h;
+    const bool install = job.type == JobType::install;
+    auto fits = [&](const Host& h) { return h.approved && (h.role == HostRole::relay) != install; };
+    Expansion out;
+    std::set<std::string> seen;
+    std::vector<std::string> unknown, plain;
+    auto add = [&](const std::string& id) {
+      if (seen.insert(id).second) out.host_ids.push_back(id);
+    };
+    for (const auto& d : job.destinations) {
+      if (d.starts_with("group:")) {
+        const auto name = d.substr(6);
+        auto g = store->find_host_group(name);
+        if (!g) {
+          unknown.push_back(d + " (no such host group)");
+          continue;
+        }
+        for (const auto& id : g->members) {
+          auto it = by_id.find(id);
+          if (it != by_id.end() && fits(*it->second)) add(id);
+          else ++out.skipped;
+        }
+      } else if (d.starts_with("id:")) {
+        const auto name = d.substr(3);
+        if (!store->find_id_group(name)) {
+          unknown.push_back(d + " (no such ID group here)");
+          continue;
+        }
+        if (std::find(out.id_groups.begin(), out.id_groups.end(), name) == out.id_groups.end())
+          out.id_groups.push_back(name);
+      } else if (d.starts_with("relay:")) {
+        const auto key = d.substr(6);
+        const Host* relay = nullptr;
+        for (const auto& h : all)
+          if (h.role == HostRole::relay && (h.host_id == key || host_matches(h, settings.key_mode, key))) relay = &h;
+        if (!relay) {
+          unknown.push_back(d + " (no such relay)");
+          continue;
+        }
+        for (const auto& h : all) {
+          if (h.host_id == relay->host_id) continue;
+          const auto path = parent_path(all, h.host_id);
+          if (std::find(path.begin() + 1, path.end(), relay->host_id) == path.end()) continue;
+          if (fits(h)) add(h.host_id);
+          else ++out.skipped;
+        }
+      } else {
+        plain.push_back(d);
+      }
+    }
+    if (!plain.empty()) {
+      std::vector<Host> approved;
+      for (const auto& h : all)
+        if (h.approved) approved.push_back(h);
+      auto res = resolve_destinations(approved, settings.key_mode, plain);
+      // A key only a host waiting for approval answers to gets its own message.
+      std::vector<std::string> pending;
+      std::erase_if(res.unknown, [&](const std::string& k) {
+        for (const auto& h : all)
+          if (!h.approved && host_matches(h, settings.key_mode, k)) {
+            pending.push_back(k);
+            return true;
+          }
+        return false;
+      });
+      if (!pending.empty())
+        throw Error(ErrorKind::invalid_argument, "host(s) waiting for approval: " + joined(pending) +
+                                                     " (distribctl hosts approve ...); no job was created");
+      for (const auto& k : res.unknown)
+        unknown.push_back(k + " (no host answers to it by " + std::string(to_string(settings.key_mode)) + ")");
+      if (!res.ambiguous.empty())
+        throw Error(ErrorKind::invalid_argument, "ambiguous destination(s), claimed by several hosts: " +
+                                                     joined(res.ambiguous) + "; no job was created");
+      // Installs go to agents; cache jobs to relays.
+      for (const auto& id : res.host_ids) {
+        const auto& h = *by_id.at(id);
+        const bool relay = h.role == HostRole::relay;
+        if (install && relay)
+          throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is a relay; install jobs go to agents (use transfer-to-relay to pre-stage a package on a relay); no job was created");
+        if (!install && !relay)
+          throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is not a relay; " +
+                                                       std::string(to_string(job.type)) + " jobs go to relays; no job was created");
+        add(id);
+      }
+    }
+    if (!unknown.empty())
+      throw Error(ErrorKind::invalid_argument, "unknown destination(s): " + joined(unknown) + "; no job was created");
+    if (out.host_ids.empty() && out.id_groups.empty())
+      throw Error(ErrorKind::invalid_argument,
+                  "the destinations name no " + std::string(install ? "agent" : "relay") +
+                      " (groups empty, or members of another role or awaiting approval); no job was created");
+    return out;
+  }
+
   void job_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
     if (p.size() == 2 && req.method == "POST") {
       require_json(req);
       auto body = json::parse_object(req.body);
       Job job = json::job_from_json(body);
       if (job.destinations.empty())
-        throw Error(ErrorKind::invalid_argument, "a job needs at least one destination");
+        throw Error(ErrorKind::invalid_argument, "a job needs at least one destination; no job was created");
+      validate_schedule(job.schedule, fs::now_unix());
+      validate_rollout(job.rollout);
+      if (job.type != JobType::install && (job.schedule.timing == InstallTiming::at_start ||
+                                           job.schedule.timing == InstallTiming::at_stop))
+        throw Error(ErrorKind::invalid_argument, "install timing " + std::string(to_string(job.schedule.timing)) +
+                                                     " applies to install jobs only; no job was created");
       job.key_mode = std::string(to_string(settings.key_mode));
       job.created_by = req.remote_address;
-      return blocking(std::move(r), [this, job] {
+      job.id = 0;
+      job.upstream_id = 0;
+      job.id_groups.clear();
+      return blocking(std::move(r), [this, job]() mutable {
         if (!store->find_package(job.package_name, job.package_version))
           throw Error(ErrorKind::not_found, "package \"" + job.package_name + "\" " +
-                                                job.package_version + " does not exist");
-        const auto all = store->list_hosts();
-        std::vector<Host> approved;
-        for (const auto& h : all)
-          if (h.approved) approved.push_back(h);
-        auto res = resolve_destinations(approved, settings.key_mode, job.destinations);
-        // A key only a host waiting for approval answers to gets its own message.
-        std::vector<std::string> pending;
-        std::erase_if(res.unknown, [&](const std::string& k) {
-          for (const auto& h : all)
-            if (!h.approved && host_matches(h, settings.key_mode, k)) {
-              pending.push_back(k);
-              return true;
-            }
-          return false;
-        });
-        if (!pending.empty()) {
-          std::string list;
-          for (const auto& k : pending) list += (list.empty() ? "" : ", ") + k;
-          throw Error(ErrorKind::invalid_argument, "host(s) waiting for approval: " + list +
-                                                       " (distribctl hosts approve ...); no job was created");
-        }
-        if (!res.ok()) {
-          std::string msg;
-          auto list = [](const std::vector<std::string>& v) {
-            std::string s;
-            for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-            return s;
-          };
-          if (!res.unknown.empty())
-            msg = "unknown destination(s) by " + std::string(to_string(settings.key_mode)) + ": " +
-                  list(res.unknown);
-          if (!res.ambiguous.empty())
-            msg += (msg.empty() ? "" : "; ") + std::string("ambiguous destination(s), claimed by several hosts: ") +
-                   list(res.ambiguous);
-          throw Error(ErrorKind::invalid_argument, msg + "; no job was created");
-        }
-        // Installs go to agents; cache jobs to relays.
-        std::map<std::string, const Host*> by_id;
-        for (const auto& h : all) by_id[h.host_id] = &h;
-        std::set<std::string> vias;
-        for (const auto& id : res.host_ids) {
-          const auto& h = *by_id.at(id);
-          const bool relay = h.role == HostRole::relay;
-          if (job.type == JobType::install && relay)
-            throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is a relay; install jobs go to agents (use transfer-to-relay to pre-stage a package on a relay); no job was created");
-          if (job.type != JobType::install && !relay)
-            throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is not a relay; " +
-                                                         std::string(to_string(job.type)) + " jobs go to relays; no job was created");
-          vias.insert(h.via.empty() ? h.host_id : h.via);
-        }
-        auto created = store->create_job(job, res.host_ids);
-        spdlog::info("job {} created: {} {} {} on {} host(s)", created.id, to_string(job.type),
-                     job.package_name, job.package_version, res.host_ids.size());
-        wake(std::vector<std::string>(vias.begin(), vias.end()), true);
-        return json_response(201, bj::object{{"job", json::to_json(created)},
-                                             {"entries", res.host_ids.size()}});
+                                                job.package_version + " does not exist; no job was created");
+        auto ex = expand_destinations(job);
+        job.id_groups = ex.id_groups;
+        auto created = store->create_job(job, ex.host_ids);
+        spdlog::info("job {} created: {} {} {} on {} host(s){}{}", created.job.id, to_string(job.type),
+                     job.package_name, job.package_version, created.entries,
+                     job.id_groups.empty() ? "" : ", standing for ID group(s) " + joined(job.id_groups),
+                     job.rollout.waves.empty() ? "" : " in " + std::to_string(job.rollout.waves.size()) + " waves");
+        wake(created.vias, true);
+        poke_scheduler();
+        return json_response(201, bj::object{{"job", json::to_json(created.job)},
+                                             {"entries", created.entries},
+                                             {"skipped", ex.skipped}});
       });
     }
     if (p.size() == 2 && req.method == "GET") {
@@ -887,9 +1160,43 @@ struct Manager::Impl {
           auto entries = store->job_entries(id);
           bj::array arr;
           for (const auto& e : entries) arr.push_back(json::to_json(e));
-          return json_response(200, bj::object{{"job", json::to_json(*job)},
-                                               {"progress", json::to_json(summarize(entries))},
-                                               {"entries", std::move(arr)}});
+          bj::object out{{"job", json::to_json(*job)},
+                         {"progress", json::to_json(summarize(entries))},
+                         {"entries", std::move(arr)}};
+          if (!job->rollout.waves.empty()) {
+            bj::array waves;
+            const auto counts = store->wave_counts(id);
+            for (std::size_t w = 1; w <= job->rollout.waves.size(); ++w) {
+              WaveCounts c;
+              for (const auto& x : counts)
+                if (x.wave == static_cast<int>(w)) c = x;
+              const int wave_no = static_cast<int>(w);
+              const char* state = wave_no <= job->current_wave ? (c.final_count == c.total ? "done" : "running")
+                                  : job->rollout_state == RolloutState::stopped ? "stopped"
+                                                                                : "held";
+              waves.push_back(bj::object{{"wave", wave_no},
+                                         {"percent", job->rollout.waves[w - 1]},
+                                         {"state", state},
+                                         {"total", c.total},
+                                         {"succeeded", c.succeeded},
+                                         {"failed", c.failed},
+                                         {"final", c.final_count}});
+            }
+            out["waves"] = std::move(waves);
+          }
+          return json_response(200, out);
+        });
+      }
+      if (p.size() == 4 && p[3] == "retry" && req.method == "POST") {
+        return blocking(std::move(r), [this, id] {
+          auto job = store->find_job(id);
+          if (!job) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
+          if (job->schedule.expires_at && job->schedule.expires_at <= fs::now_unix())
+            throw Error(ErrorKind::conflict, "job " + std::to_string(id) + " has expired; create a new job instead");
+          auto [n, vias] = store->retry_failed(id);
+          wake(vias, true);
+          spdlog::info("job {}: {} failed entr(ies) retried", id, n);
+          return json_response(200, bj::object{{"job_id", id}, {"retried", n}});
         });
       }
       if (p.size() == 4 && p[3] == "cancel" && req.method == "POST") {
@@ -907,6 +1214,218 @@ struct Manager::Impl {
     }
     no_route(req);
   }
+  // --- ID group membership asked by hosts (agent configuration or a command on the host) ---
+
+  struct JoinRequest {
+    std::string host_id, group, password, relay;
+    bool leave = false;
+    JoinMethod how = JoinMethod::command;
+    std::optional<Host> record;  // forwarded by a relay: the host as it knows it
+  };
+
+  bj::object join(const JoinRequest& j) {
+    if (!j.relay.empty()) {
+      auto relay = store->find_host(j.relay);
+      if (!relay || relay->role != HostRole::relay || relay->via != j.relay)
+        throw Error(ErrorKind::forbidden, "host " + j.relay + " is not a relay registered directly with this manager");
+      auto known = store->find_host(j.host_id);
+      if (!known && j.record && j.record->host_id == j.host_id && is_valid_host_id(j.record->parent))
+        record_host(*j.record, j.relay);  // its registration has not arrived yet
+      else if (known && known->via != j.relay)
+        throw Error(ErrorKind::forbidden, "host " + j.host_id + " is not below relay " + relay->name);
+    }
+    auto host = store->find_host(j.host_id);
+    if (!host) throw Error(ErrorKind::not_found, "host " + j.host_id + " is not registered here; it must register first");
+    auto group = store->find_id_group(j.group);
+    if (!group) {
+      if (!is_relay())
+        throw Error(ErrorKind::not_found, "no ID group \"" + j.group +
+                                              "\" at this manager or the relays on the way to it (create it with distribctl idgroup create)");
+      // Owned above: the parent decides (and keeps the membership).
+      Host up = *host;
+      if (up.parent.empty()) up.parent = my_id;
+      bj::object body{{"host_id", j.host_id}, {"group", j.group},       {"password", j.password},
+                      {"leave", j.leave},     {"how", std::string(to_string(j.how))},
+                      {"relay", my_id},       {"host", json::to_json(up)}};
+      std::lock_guard lock(join_mutex);
+      auto& c = join_clients->get(link->current());
+      c.set_timeout(30);
+      return call_parent(c, "POST", "/v1/agent/join", body);
+    }
+    if (j.leave) {
+      auto change = store->leave_id_group(j.group, {j.host_id});
+      wake(change.vias, true);
+      if (change.changed) spdlog::info("host {} left ID group {}", host->name, j.group);
+      return bj::object{{"group", j.group}, {"owner", my_id}, {"left", change.changed > 0}, {"cancelled", change.entries}};
+    }
+    if (group->has_password() && !check_join_password(j.password, group->password_hash))
+      throw Error(ErrorKind::forbidden, j.password.empty()
+                                            ? "ID group \"" + j.group + "\" needs a password to join; the host did not join"
+                                            : "wrong password for ID group \"" + j.group + "\"; the host did not join");
+    auto change = store->join_id_group(j.group, {j.host_id}, j.how);
+    wake(change.vias, true);
+    if (change.changed)
+      spdlog::info("host {} joined ID group {} ({}; {} standing job(s) to receive)", host->name, j.group,
+                   to_string(j.how), change.entries);
+    return bj::object{{"group", j.group}, {"owner", my_id}, {"joined", change.changed > 0}, {"entries", change.entries}};
+  }
+
+  // --- host groups and ID groups (admin) -----------------------------------------------------
+
+  bj::array host_refs(const std::vector<std::string>& ids) {
+    std::map<std::string, std::string> names;
+    for (const auto& h : store->list_hosts()) names[h.host_id] = h.name;
+    bj::array out;
+    for (const auto& id : ids) out.push_back(bj::object{{"host_id", id}, {"name", names.count(id) ? names[id] : ""}});
+    return out;
+  }
+
+  static std::vector<std::string> optional_strings(const bj::object& o, std::string_view key) {
+    return o.contains(key) ? json::get_string_array(o, key) : std::vector<std::string>{};
+  }
+
+  void group_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
+    const auto& m = req.method;
+    if (p.size() == 2 && m == "GET") {
+      return blocking(std::move(r), [this] {
+        bj::array arr;
+        for (const auto& g : store->list_host_groups()) {
+          auto o = json::to_json(g);
+          o["hosts"] = host_refs(g.members);
+          arr.push_back(std::move(o));
+        }
+        return json_response(200, bj::object{{"groups", std::move(arr)}});
+      });
+    }
+    if (p.size() == 2 && m == "POST") {
+      require_json(req);
+      auto body = json::parse_object(req.body);
+      HostGroup g;
+      g.name = json::get_string(body, "name");
+      validate_group_name(g.name, "host group");
+      g.description = json::get_string(body, "description", false);
+      auto keys = optional_strings(body, "hosts");
+      return blocking(std::move(r), [this, g, keys]() mutable {
+        g.members = resolve_host_keys(keys, "the host group was not created");
+        store->create_host_group(g);
+        spdlog::info("host group {} created with {} host(s)", g.name, g.members.size());
+        return json_response(201, json::to_json(g));
+      });
+    }
+    if (p.size() < 3) no_route(req);
+    const auto name = p[2];
+    if (p.size() == 3 && m == "GET") {
+      return blocking(std::move(r), [this, name] {
+        auto g = store->find_host_group(name);
+        if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+        auto o = json::to_json(*g);
+        o["hosts"] = host_refs(g->members);
+        return json_response(200, o);
+      });
+    }
+    if (p.size() == 3 && m == "DELETE") {
+      return blocking(std::move(r), [this, name] {
+        if (!store->delete_host_group(name)) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+        spdlog::info("host group {} deleted", name);
+        return json_response(200, bj::object{{"deleted", name}});
+      });
+    }
+    if (p.size() == 4 && p[3] == "members" && m == "POST") {
+      require_json(req);
+      auto body = json::parse_object(req.body);
+      auto add = optional_strings(body, "add");
+      auto remove = optional_strings(body, "remove");
+      if (add.empty() && remove.empty()) throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
+      return blocking(std::move(r), [this, name, add, remove] {
+        if (!store->find_host_group(name)) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+        const auto a = resolve_host_keys(add, "nothing was changed");
+        const auto d = resolve_host_keys(remove, "nothing was changed");
+        const int n = store->change_host_group(name, a, d);
+        return json_response(200, bj::object{{"group", name}, {"changed", n}});
+      });
+    }
+    no_route(req);
+  }
+
+  void id_group_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
+    const auto& m = req.method;
+    if (p.size() == 2 && m == "GET") {
+      return blocking(std::move(r), [this] {
+        std::map<std::string, std::int64_t> counts;
+        bj::array arr;
+        for (const auto& g : store->list_id_groups(&counts)) {
+          auto o = json::to_json(g);
+          o["member_count"] = counts.count(g.name) ? counts[g.name] : 0;
+          o["standing_jobs"] = store->standing_jobs(g.name).size();
+          arr.push_back(std::move(o));
+        }
+        return json_response(200, bj::object{{"id_groups", std::move(arr)}, {"owner", my_id}});
+      });
+    }
+    if (p.size() == 2 && m == "POST") {
+      require_json(req);
+      auto body = json::parse_object(req.body);
+      IdGroup g = json::id_group_from_json(body);
+      validate_group_name(g.name, "ID group");
+      validate_join_policy(g.policy);
+      const auto password = json::get_string(body, "password", false);
+      if (!password.empty()) g.password_hash = hash_join_password(password);
+      g.owner = my_id;
+      g.members.clear();
+      return blocking(std::move(r), [this, g] {
+        store->create_id_group(g);
+        spdlog::info("ID group {} created{}{}", g.name, g.has_password() ? " (join password set)" : "",
+                     g.policy.empty() ? "" : " with a join policy");
+        if (!g.policy.empty())
+          for (const auto& h : store->list_hosts()) apply_join_policies(h.host_id);
+        auto created = store->find_id_group(g.name);
+        return json_response(201, json::to_json(*created));
+      });
+    }
+    if (p.size() < 3) no_route(req);
+    const auto name = p[2];
+    if (p.size() == 3 && m == "GET") {
+      return blocking(std::move(r), [this, name] {
+        auto g = store->find_id_group(name);
+        if (!g) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
+        auto o = json::to_json(*g);
+        bj::array jobs;
+        for (const auto& j : store->standing_jobs(name)) jobs.push_back(json::to_json(j));
+        o["jobs"] = std::move(jobs);
+        return json_response(200, o);
+      });
+    }
+    if (p.size() == 3 && m == "DELETE") {
+      return blocking(std::move(r), [this, name] {
+        if (!store->delete_id_group(name)) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
+        spdlog::info("ID group {} deleted", name);
+        return json_response(200, bj::object{{"deleted", name}});
+      });
+    }
+    if (p.size() == 4 && p[3] == "members" && m == "POST") {
+      require_json(req);
+      auto body = json::parse_object(req.body);
+      auto add = optional_strings(body, "add");
+      auto remove = optional_strings(body, "remove");
+      if (add.empty() && remove.empty()) throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
+      return blocking(std::move(r), [this, name, add, remove] {
+        if (!store->find_id_group(name)) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
+        const auto a = resolve_host_keys(add, "nothing was changed");
+        const auto d = resolve_host_keys(remove, "nothing was changed");
+        auto joined_change = store->join_id_group(name, a, JoinMethod::admin);
+        auto left_change = store->leave_id_group(name, d);
+        wake(joined_change.vias, true);
+        wake(left_change.vias, true);
+        return json_response(200, bj::object{{"group", name},
+                                             {"joined", joined_change.changed},
+                                             {"entries", joined_change.entries},
+                                             {"left", left_change.changed},
+                                             {"cancelled", left_change.entries}});
+      });
+    }
+    no_route(req);
+  }
+
   // --- relay manager ----------------------------------------------------------------------
 
   // The package's manifest, fetched from the parent and recorded here when missing.
@@ -1353,10 +1872,12 @@ void Manager::start() {
   });
   i.server->start();
   i.sweeper = std::thread([this] { impl_->sweep_loop(); });
+  i.scheduler = std::thread([this] { impl_->schedule_loop(); });
   i.started = true;
   if (i.is_relay()) {
     i.poll_clients = std::make_unique<ClientSet>(*i.link);
     i.sync_clients = std::make_unique<ClientSet>(*i.link);
+    i.join_clients = std::make_unique<ClientSet>(*i.link);
     i.upstream = std::make_unique<UpstreamFetcher>(*i.chunks, *i.link, i.my_id, i.settings.upstream_threads);
     try {
       i.check_parents_at_start();
@@ -1386,6 +1907,7 @@ void Manager::stop() {
     i.relay_cv.notify_all();
     i.poll_clients->abort();
     i.sync_clients->abort();
+    i.join_clients->abort();
     i.upstream->stop();
     for (auto* t : {&i.poller, &i.syncer, &i.maintainer})
       if (t->joinable()) t->join();
@@ -1396,6 +1918,12 @@ void Manager::stop() {
   }
   i.sweeper_cv.notify_all();
   if (i.sweeper.joinable()) i.sweeper.join();
+  {
+    std::lock_guard lock(i.sched_mutex);
+    i.sched_stopping = true;
+  }
+  i.sched_cv.notify_all();
+  if (i.scheduler.joinable()) i.scheduler.join();
   // Agents in a long poll get an empty answer and come back to whoever serves next.
   decltype(i.waiters) waiting;
   {

@@ -61,7 +61,9 @@ HttpClientSettings ParentLink::client_settings(const std::string& url) const {
 
 void require_ok(const HttpResponse& res, std::string_view what) {
   if (res.status / 100 == 2) return;
-  const auto kind = res.status == 404 ? ErrorKind::not_found
+  const auto kind = res.status == 400   ? ErrorKind::invalid_argument
+                    : res.status == 403 ? ErrorKind::forbidden
+                    : res.status == 404 ? ErrorKind::not_found
                     : res.status == 409 ? ErrorKind::conflict
                                         : ErrorKind::unavailable;
   throw Error(kind, std::string(what) + ": " + std::to_string(res.status) + " " +

@@ -54,6 +54,41 @@ const std::vector<Migration>& migrations() {
         "ALTER TABLE job_entries ADD up_version BIGINT DEFAULT 0 NOT NULL",
         "CREATE INDEX job_entries_upstream ON job_entries (upstream_id)",
         "ALTER TABLE packages ADD last_used BIGINT DEFAULT 0 NOT NULL"}},
+      // Host groups, ID groups with standing jobs, scheduling and staged rollouts.
+      {3,
+       {"CREATE TABLE host_groups (name VARCHAR(64) PRIMARY KEY, description ${TEXT}, created_at "
+        "BIGINT NOT NULL)",
+        "CREATE TABLE host_group_members (group_name VARCHAR(64) NOT NULL, host_id VARCHAR(36) NOT "
+        "NULL, PRIMARY KEY (group_name, host_id))",
+        "CREATE TABLE id_groups (name VARCHAR(64) PRIMARY KEY, description ${TEXT}, owner "
+        "VARCHAR(36) NOT NULL, password_hash VARCHAR(128) NOT NULL, name_pattern VARCHAR(255) NOT "
+        "NULL, ip_range VARCHAR(64) NOT NULL, created_at BIGINT NOT NULL)",
+        "CREATE TABLE id_group_members (group_name VARCHAR(64) NOT NULL, host_id VARCHAR(36) NOT "
+        "NULL, how VARCHAR(16) NOT NULL, joined_at BIGINT NOT NULL, PRIMARY KEY (group_name, host_id))",
+        "CREATE INDEX id_group_members_host ON id_group_members (host_id)",
+        "CREATE TABLE job_id_groups (group_name VARCHAR(64) NOT NULL, job_id BIGINT NOT NULL, "
+        "PRIMARY KEY (group_name, job_id))",
+        "ALTER TABLE jobs ADD start_at BIGINT DEFAULT 0 NOT NULL",
+        "ALTER TABLE jobs ADD expires_at BIGINT DEFAULT 0 NOT NULL",
+        "ALTER TABLE jobs ADD timing VARCHAR(16) DEFAULT 'immediate' NOT NULL",
+        "ALTER TABLE jobs ADD window_spec VARCHAR(16) DEFAULT '' NOT NULL",
+        "ALTER TABLE jobs ADD max_retries INTEGER DEFAULT 0 NOT NULL",
+        "ALTER TABLE jobs ADD retry_installs INTEGER DEFAULT 0 NOT NULL",
+        "ALTER TABLE jobs ADD retry_backoff INTEGER DEFAULT 30 NOT NULL",
+        "ALTER TABLE jobs ADD waves VARCHAR(128) DEFAULT '' NOT NULL",
+        "ALTER TABLE jobs ADD success_threshold INTEGER DEFAULT 90 NOT NULL",
+        "ALTER TABLE jobs ADD error_threshold INTEGER DEFAULT 10 NOT NULL",
+        "ALTER TABLE jobs ADD rollout_state VARCHAR(16) DEFAULT 'none' NOT NULL",
+        "ALTER TABLE jobs ADD current_wave INTEGER DEFAULT 0 NOT NULL",
+        "ALTER TABLE jobs ADD rollout_message ${TEXT}",
+        "ALTER TABLE jobs ADD id_groups ${TEXT}",
+        "CREATE INDEX jobs_expires ON jobs (expires_at)",
+        "ALTER TABLE job_entries ADD wave INTEGER DEFAULT 0 NOT NULL",
+        "ALTER TABLE job_entries ADD late_join INTEGER DEFAULT 0 NOT NULL",
+        "ALTER TABLE job_entries ADD ready_at BIGINT DEFAULT 0 NOT NULL",
+        "DROP INDEX job_entries_job",
+        "CREATE INDEX job_entries_job_host ON job_entries (job_id, host_id)",
+        "CREATE INDEX job_entries_ready ON job_entries (ready_at)"}},
   };
   return m;
 }

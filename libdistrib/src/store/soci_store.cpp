@@ -9,7 +9,10 @@
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 
+#include <algorithm>
 #include <map>
+#include <random>
+#include <unordered_set>
 #include <mutex>
 #include <set>
 #include <unistd.h>
@@ -114,7 +117,7 @@ Host host_from_row(const soci::row& r) {
 
 const char* kEntryColumns =
     "e.id, e.job_id, e.host_id, h.name, e.state, e.attempt, e.last_seq, e.exit_code, e.message, "
-    "e.output_tail, e.updated_at, h.parent, p.name";
+    "e.output_tail, e.updated_at, h.parent, p.name, e.wave, e.late_join, e.ready_at";
 const char* kEntryFrom =
     " FROM job_entries e LEFT JOIN hosts h ON h.host_id = e.host_id LEFT JOIN hosts p ON "
     "p.host_id = h.parent ";
@@ -133,12 +136,23 @@ JobEntry entry_from_row(const soci::row& r) {
   e.updated_at = get_i64(r, 10);
   e.parent_id = get_str(r, 11);
   e.parent_name = get_str(r, 12);
+  e.wave = static_cast<int>(get_i64(r, 13));
+  e.late_join = get_i64(r, 14) != 0;
+  e.ready_at = get_i64(r, 15);
   return e;
 }
 
 const char* kJobColumns =
     "id, type, package_name, package_version, destinations, key_mode, created_by, created_at, "
-    "cancel_requested, upstream_id";
+    "cancel_requested, upstream_id, start_at, expires_at, timing, window_spec, max_retries, "
+    "retry_installs, retry_backoff, waves, success_threshold, error_threshold, rollout_state, "
+    "current_wave, rollout_message, id_groups";
+
+std::string join_waves(const std::vector<int>& waves) {
+  std::string out;
+  for (int w : waves) out += (out.empty() ? "" : ",") + std::to_string(w);
+  return out;
+}
 Job job_from_row(const soci::row& r) {
   Job j;
   j.id = get_i64(r, 0);
@@ -151,6 +165,20 @@ Job job_from_row(const soci::row& r) {
   j.created_at = get_i64(r, 7);
   j.cancel_requested = get_i64(r, 8) != 0;
   j.upstream_id = get_i64(r, 9);
+  j.schedule.start_at = get_i64(r, 10);
+  j.schedule.expires_at = get_i64(r, 11);
+  j.schedule.timing = parse_install_timing(get_str(r, 12));
+  if (const auto w = get_str(r, 13); !w.empty()) j.schedule.window = parse_daily_window(w);
+  j.schedule.max_retries = static_cast<int>(get_i64(r, 14));
+  j.schedule.retry_installs = get_i64(r, 15) != 0;
+  j.schedule.retry_backoff_seconds = static_cast<int>(get_i64(r, 16));
+  if (const auto w = get_str(r, 17); !w.empty()) j.rollout.waves = parse_waves(w);
+  j.rollout.success_threshold = static_cast<int>(get_i64(r, 18));
+  j.rollout.error_threshold = static_cast<int>(get_i64(r, 19));
+  j.rollout_state = parse_rollout_state(get_str(r, 20));
+  j.current_wave = static_cast<int>(get_i64(r, 21));
+  j.rollout_message = get_str(r, 22);
+  j.id_groups = split_addresses(get_str(r, 23));
   return j;
 }
 
@@ -355,40 +383,103 @@ public:
     });
   }
 
-  Job create_job(const Job& job, const std::vector<std::string>& host_ids) override {
-    return write([&](soci::session& sql) { return insert_job(sql, job, host_ids); });
+  JobCreated create_job(const Job& job, const std::vector<std::string>& host_ids) override {
+    return write([&](soci::session& sql) {
+      std::vector<std::string> ids;
+      std::unordered_set<std::string> seen;
+      ids.reserve(host_ids.size());
+      for (const auto& h : host_ids)
+        if (seen.insert(h).second) ids.push_back(h);
+      const std::string role = job.type == JobType::install ? "agent" : "relay";
+      for (const auto& g : job.id_groups) {
+        soci::rowset<soci::row> rs =
+            (sql.prepare << "SELECT m.host_id FROM id_group_members m JOIN hosts h ON h.host_id = "
+                            "m.host_id WHERE m.group_name = :g AND h.approved = 1 AND h.role = :r "
+                            "ORDER BY m.joined_at, m.host_id",
+             soci::use(g), soci::use(role));
+        for (const auto& r : rs) {
+          auto id = get_str(r, 0);
+          if (seen.insert(id).second) ids.push_back(std::move(id));
+        }
+      }
+      std::vector<int> waves;
+      if (!job.rollout.waves.empty()) {
+        // Drawn at random, not in registration order.
+        std::mt19937_64 rng(std::random_device{}());
+        std::shuffle(ids.begin(), ids.end(), rng);
+        waves = assign_waves(ids.size(), job.rollout.waves);
+      }
+      JobCreated out;
+      out.job = insert_job(sql, job, ids, waves);
+      out.entries = static_cast<std::int64_t>(ids.size());
+      for (const auto& g : job.id_groups)
+        sql << "INSERT INTO job_id_groups (group_name, job_id) VALUES (:g, :j)", soci::use(g),
+            soci::use(static_cast<ll>(out.job.id));
+      const ll id = out.job.id, now = fs::now_unix();
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT DISTINCT COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN "
+                          "hosts h ON h.host_id = e.host_id WHERE e.job_id = :j AND e.ready_at <= :n",
+           soci::use(id), soci::use(now));
+      for (const auto& r : rs) out.vias.push_back(get_str(r, 0));
+      return out;
+    });
   }
 
-  Job insert_job(soci::session& sql, const Job& job, const std::vector<std::string>& host_ids) {
-    {
-      Job out = job;
-      out.created_at = job.created_at ? job.created_at : fs::now_unix();
-      const std::string type(to_string(job.type));
-      const auto dests = join_addresses(job.destinations);
-      const ll created = out.created_at;
-      const int cancel = 0;
-      const ll upstream = job.upstream_id;
-      sql << "INSERT INTO jobs (type, package_name, package_version, destinations, key_mode, "
-             "created_by, created_at, cancel_requested, upstream_id) VALUES (:t, :n, :v, :d, :k, "
-             ":b, :c, :x, :u)",
-          soci::use(type), soci::use(job.package_name), soci::use(job.package_version),
-          soci::use(dests), soci::use(job.key_mode), soci::use(job.created_by),
-          soci::use(created), soci::use(cancel), soci::use(upstream);
-      ll id = 0;
-      sql << dialect_.last_insert_id, soci::into(id);
-      out.id = id;
-      std::string host;
-      const std::string state = "waiting";
-      soci::statement st =
-          (sql.prepare << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, "
-                          "message, output_tail, updated_at) VALUES (:j, :h, :s, 1, 0, '', '', :u)",
-           soci::use(id), soci::use(host), soci::use(state), soci::use(created));
-      for (const auto& h : host_ids) {
-        host = h;
-        st.execute(true);
-      }
-      return out;
+  // Inserts the job and its entries; `waves` (when not empty) gives each host's wave.
+  Job insert_job(soci::session& sql, const Job& job, const std::vector<std::string>& host_ids,
+                 const std::vector<int>& waves = {}) {
+    Job out = job;
+    out.created_at = job.created_at ? job.created_at : fs::now_unix();
+    const bool rollout = !job.rollout.waves.empty();
+    out.rollout_state = rollout ? RolloutState::running : RolloutState::none;
+    out.current_wave = rollout ? 1 : 0;
+    const std::string type(to_string(job.type));
+    const auto dests = join_addresses(job.destinations);
+    const ll created = out.created_at;
+    const int cancel = 0;
+    const ll upstream = job.upstream_id;
+    const auto& sc = job.schedule;
+    const ll start = sc.start_at, expires = sc.expires_at;
+    const std::string timing(to_string(sc.timing));
+    const std::string window = sc.timing == InstallTiming::window ? to_string(sc.window) : std::string();
+    const int retries = sc.max_retries, retry_installs = sc.retry_installs ? 1 : 0,
+              backoff = sc.retry_backoff_seconds;
+    const std::string wave_text = join_waves(job.rollout.waves);
+    const int success = job.rollout.success_threshold, errors = job.rollout.error_threshold;
+    const std::string rstate(to_string(out.rollout_state));
+    const int current = out.current_wave;
+    const std::string groups = join_addresses(job.id_groups);
+    sql << "INSERT INTO jobs (type, package_name, package_version, destinations, key_mode, "
+           "created_by, created_at, cancel_requested, upstream_id, start_at, expires_at, timing, "
+           "window_spec, max_retries, retry_installs, retry_backoff, waves, success_threshold, "
+           "error_threshold, rollout_state, current_wave, rollout_message, id_groups) VALUES (:t, "
+           ":n, :v, :d, :k, :b, :c, :x, :u, :sa, :ea, :ti, :wi, :mr, :ri, :rb, :wv, :st, :et, :rs, "
+           ":cw, '', :ig)",
+        soci::use(type), soci::use(job.package_name), soci::use(job.package_version),
+        soci::use(dests), soci::use(job.key_mode), soci::use(job.created_by), soci::use(created),
+        soci::use(cancel), soci::use(upstream), soci::use(start), soci::use(expires),
+        soci::use(timing), soci::use(window), soci::use(retries), soci::use(retry_installs),
+        soci::use(backoff), soci::use(wave_text), soci::use(success), soci::use(errors),
+        soci::use(rstate), soci::use(current), soci::use(groups);
+    ll id = 0;
+    sql << dialect_.last_insert_id, soci::into(id);
+    out.id = id;
+    if (host_ids.empty()) return out;
+    std::string host;
+    int wave = 0;
+    ll ready = 0;
+    soci::statement st =
+        (sql.prepare << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, "
+                        "message, output_tail, updated_at, wave, ready_at) VALUES (:j, :h, "
+                        "'waiting', 1, 0, '', '', :u, :w, :r)",
+         soci::use(id), soci::use(host), soci::use(created), soci::use(wave), soci::use(ready));
+    for (std::size_t i = 0; i < host_ids.size(); ++i) {
+      host = host_ids[i];
+      wave = waves.empty() ? 0 : waves[i];
+      ready = wave > 1 ? kHeldUntilReleased : start;
+      st.execute(true);
     }
+    return out;
   }
 
   std::optional<Job> find_job(std::int64_t job_id) override {
@@ -471,13 +562,15 @@ public:
       ReportOutcome out;
       const ll id = rep.entry_id;
       std::string owner, state_text, via;
-      int attempt = 0;
+      int attempt = 0, max_retries = 0, retry_installs = 0, backoff = 30;
       ll last_seq = 0;
       soci::indicator ind = soci::i_null, via_ind = soci::i_null;
-      sql << "SELECT e.host_id, e.state, e.attempt, e.last_seq, h.via FROM job_entries e LEFT "
-             "JOIN hosts h ON h.host_id = e.host_id WHERE e.id = :id",
+      sql << "SELECT e.host_id, e.state, e.attempt, e.last_seq, h.via, j.max_retries, "
+             "j.retry_installs, j.retry_backoff FROM job_entries e JOIN jobs j ON j.id = e.job_id "
+             "LEFT JOIN hosts h ON h.host_id = e.host_id WHERE e.id = :id",
           soci::into(owner, ind), soci::into(state_text), soci::into(attempt),
-          soci::into(last_seq), soci::into(via, via_ind), soci::use(id);
+          soci::into(last_seq), soci::into(via, via_ind), soci::into(max_retries),
+          soci::into(retry_installs), soci::into(backoff), soci::use(id);
       if (via_ind != soci::i_ok) via.clear();
       const bool ours = forwarded ? (sql.got_data() && via == reporter && owner != reporter)
                                   : (sql.got_data() && owner == reporter);
@@ -487,24 +580,54 @@ public:
       }
       const auto current = parse_entry_state(state_text);
       out.current = current;
-      if (rep.attempt != attempt || rep.seq <= last_seq) {
+      // A relay that retried an entry reports its new attempt: it restarts the entry here too,
+      // unless the entry was ended here (cancelled, expired).
+      const bool new_attempt = forwarded && rep.attempt > attempt &&
+                               (!is_final(current) || current == EntryState::failed);
+      if ((rep.attempt != attempt && !new_attempt) || rep.seq <= last_seq) {
         out.kind = ReportOutcome::Kind::duplicate;
         return out;
       }
-      const bool allowed = forwarded ? can_reach(current, rep.state) : can_transition(current, rep.state);
+      const bool allowed = new_attempt || (forwarded ? can_reach(current, rep.state)
+                                                     : can_transition(current, rep.state));
       if (rep.state != current && !allowed) {
         out.kind = ReportOutcome::Kind::refused;
         return out;
       }
-      const std::string state(to_string(rep.state));
       const ll seq = rep.seq;
       const ll now = fs::now_unix();
       int exit_code = rep.exit_code.value_or(0);
       soci::indicator exit_ind = rep.exit_code ? soci::i_ok : soci::i_null;
-      sql << "UPDATE job_entries SET state = :s, last_seq = :q, exit_code = :x, message = :m, "
-             "output_tail = :o, updated_at = :u, up_version = CASE WHEN upstream_id <> 0 THEN "
-             "up_version + 1 ELSE 0 END WHERE id = :id",
-          soci::use(state), soci::use(seq), soci::use(exit_code, exit_ind),
+      // A transfer failure (or, when the job asks, a failed install) is retried with backoff by
+      // the server the agent reports to; a relay's forwarded failure means it gave up.
+      const bool transfer_failure = current != EntryState::installing;
+      if (!forwarded && rep.state == EntryState::failed && attempt <= max_retries &&
+          (transfer_failure || retry_installs)) {
+        JobSchedule sc;
+        sc.retry_backoff_seconds = backoff;
+        const int next = attempt + 1;
+        const ll retry_at = now + retry_delay(sc, next);
+        const std::string message = "attempt " + std::to_string(attempt) + " failed (" + rep.message +
+                                    "); attempt " + std::to_string(next) + " of " +
+                                    std::to_string(max_retries + 1) + " in " +
+                                    std::to_string(retry_at - now) + " s";
+        sql << "UPDATE job_entries SET state = 'waiting', attempt = :a, last_seq = :q, exit_code = "
+               ":x, message = :m, output_tail = :o, updated_at = :u, ready_at = :r, pushed_to = '', "
+               "up_version = CASE WHEN upstream_id <> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
+            soci::use(next), soci::use(seq), soci::use(exit_code, exit_ind), soci::use(message),
+            soci::use(rep.output_tail), soci::use(now), soci::use(retry_at), soci::use(id);
+        out.kind = ReportOutcome::Kind::applied;
+        out.current = EntryState::waiting;
+        out.retried = true;
+        out.retry_at = retry_at;
+        return out;
+      }
+      const std::string state(to_string(rep.state));
+      const int new_attempt_no = new_attempt ? rep.attempt : attempt;
+      sql << "UPDATE job_entries SET state = :s, attempt = :a, last_seq = :q, exit_code = :x, "
+             "message = :m, output_tail = :o, updated_at = :u, up_version = CASE WHEN upstream_id "
+             "<> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
+          soci::use(state), soci::use(new_attempt_no), soci::use(seq), soci::use(exit_code, exit_ind),
           soci::use(rep.message), soci::use(rep.output_tail), soci::use(now), soci::use(id);
       out.kind = ReportOutcome::Kind::applied;
       out.current = rep.state;
@@ -527,7 +650,11 @@ public:
            soci::use(id));
       for (const auto& r : rs) hosts.push_back(get_str(r, 0));
       const ll now = fs::now_unix();
-      sql << "UPDATE jobs SET cancel_requested = 1 WHERE id = :id", soci::use(id);
+      sql << "UPDATE jobs SET cancel_requested = 1, rollout_state = CASE WHEN rollout_state = "
+             "'running' THEN 'stopped' ELSE rollout_state END, rollout_message = CASE WHEN "
+             "rollout_state = 'running' THEN 'cancelled by operator' ELSE rollout_message END "
+             "WHERE id = :id",
+          soci::use(id);
       sql << "UPDATE job_entries SET state = 'cancelled', message = 'cancelled by operator', "
              "pushed_to = '', updated_at = :u WHERE job_id = :id AND state IN "
           << kCancellable,
@@ -539,14 +666,17 @@ public:
   std::vector<RoutedEntry> entries_to_push(const std::string& via, int limit) override {
     return guarded([&](soci::session& sql) {
       std::vector<RoutedEntry> out;
+      const ll now = fs::now_unix();
       soci::rowset<soci::row> rs =
           (sql.prepare << "SELECT e.id, e.job_id, e.host_id, e.state, e.attempt, j.type, "
-                          "j.package_name, j.package_version, j.created_at, j.cancel_requested "
+                          "j.package_name, j.package_version, j.created_at, j.cancel_requested, "
+                          "j.expires_at, j.timing, j.window_spec, j.max_retries, j.retry_installs, "
+                          "j.retry_backoff "
                           "FROM job_entries e JOIN hosts h ON h.host_id = e.host_id JOIN jobs j "
                           "ON j.id = e.job_id WHERE h.via = :v AND e.host_id <> :v2 AND "
-                          "e.pushed_to <> :v3 ORDER BY e.id"
+                          "e.pushed_to <> :v3 AND e.ready_at <= :n ORDER BY e.id"
                        << dialect_.limit(std::max(1, limit)),
-           soci::use(via), soci::use(via), soci::use(via));
+           soci::use(via), soci::use(via), soci::use(via), soci::use(now));
       for (const auto& r : rs) {
         RoutedEntry x;
         x.entry.id = get_i64(r, 0);
@@ -559,6 +689,13 @@ public:
         x.job.package_version = get_str(r, 7);
         x.job.created_at = get_i64(r, 8);
         x.job.cancel_requested = get_i64(r, 9) != 0;
+        auto& sc = x.job.schedule;
+        sc.expires_at = get_i64(r, 10);
+        sc.timing = parse_install_timing(get_str(r, 11));
+        if (const auto w = get_str(r, 12); !w.empty()) sc.window = parse_daily_window(w);
+        sc.max_retries = static_cast<int>(get_i64(r, 13));
+        sc.retry_installs = get_i64(r, 14) != 0;
+        sc.retry_backoff_seconds = static_cast<int>(get_i64(r, 15));
         out.push_back(std::move(x));
       }
       return out;
@@ -589,19 +726,34 @@ public:
       for (const auto& x : entries) {
         const ll up_entry = x.entry.id;
         ll local_id = 0;
+        int local_attempt = 1;
         std::string local_state;
         soci::indicator ind = soci::i_null;
-        sql << "SELECT id, state FROM job_entries WHERE upstream_id = :u", soci::into(local_id, ind),
-            soci::into(local_state), soci::use(up_entry);
+        sql << "SELECT id, state, attempt FROM job_entries WHERE upstream_id = :u",
+            soci::into(local_id, ind), soci::into(local_state), soci::into(local_attempt),
+            soci::use(up_entry);
         const bool known = sql.got_data() && ind == soci::i_ok;
         const ll now = fs::now_unix();
         if (known) {
-          if (x.entry.state != EntryState::cancelled) continue;
           const auto current = parse_entry_state(local_state);
-          if (!can_transition(current, EntryState::cancelled)) continue;
-          sql << "UPDATE job_entries SET state = 'cancelled', message = 'cancelled by operator', "
-                 "pushed_to = '', updated_at = :u WHERE id = :id",
-              soci::use(now), soci::use(local_id);
+          if (x.entry.attempt > local_attempt && x.entry.state == EntryState::waiting) {
+            // The operator asked the parent to retry: a new attempt starts here.
+            const int a = x.entry.attempt;
+            sql << "UPDATE job_entries SET state = 'waiting', attempt = :a, ready_at = 0, message = "
+                   "'retry requested', exit_code = NULL, output_tail = '', pushed_to = '', "
+                   "up_version = 0, updated_at = :u WHERE id = :id",
+                soci::use(a), soci::use(now), soci::use(local_id);
+          } else if ((x.entry.state == EntryState::cancelled || x.entry.state == EntryState::expired) &&
+                     can_transition(current, x.entry.state)) {
+            const std::string st(to_string(x.entry.state));
+            const std::string why = x.entry.state == EntryState::cancelled ? "cancelled by operator"
+                                                                           : "expired before it could finish";
+            sql << "UPDATE job_entries SET state = :s, message = :m, pushed_to = '', updated_at = :u "
+                   "WHERE id = :id",
+                soci::use(st), soci::use(why), soci::use(now), soci::use(local_id);
+          } else {
+            continue;
+          }
         } else {
           if (is_final(x.entry.state)) continue;  // never seen here and already over
           auto [it, fresh] = local_jobs.try_emplace(x.job.id, 0);
@@ -703,6 +855,433 @@ public:
         version = v;
         st.execute(true);
       }
+    });
+  }
+
+  // --- host groups ---------------------------------------------------------------------
+
+  void create_host_group(const HostGroup& g) override {
+    write([&](soci::session& sql) {
+      int exists = 0;
+      sql << "SELECT COUNT(*) FROM host_groups WHERE name = :n", soci::into(exists), soci::use(g.name);
+      if (exists) throw Error(ErrorKind::conflict, "host group \"" + g.name + "\" already exists");
+      const ll now = g.created_at ? g.created_at : fs::now_unix();
+      sql << "INSERT INTO host_groups (name, description, created_at) VALUES (:n, :d, :c)",
+          soci::use(g.name), soci::use(g.description), soci::use(now);
+      add_host_group_members(sql, g.name, g.members);
+    });
+  }
+
+  int add_host_group_members(soci::session& sql, const std::string& name, const std::vector<std::string>& ids) {
+    int changed = 0;
+    for (const auto& h : ids) {
+      int exists = 0;
+      sql << "SELECT COUNT(*) FROM host_group_members WHERE group_name = :g AND host_id = :h",
+          soci::into(exists), soci::use(name), soci::use(h);
+      if (exists) continue;
+      sql << "INSERT INTO host_group_members (group_name, host_id) VALUES (:g, :h)", soci::use(name), soci::use(h);
+      ++changed;
+    }
+    return changed;
+  }
+
+  std::vector<HostGroup> select_host_groups(soci::session& sql, const std::string* only) {
+    std::vector<HostGroup> out;
+    std::map<std::string, std::size_t> index;
+    const std::string name = only ? *only : std::string();
+    const int all = only ? 0 : 1;
+    soci::rowset<soci::row> rs = (sql.prepare << "SELECT name, description, created_at FROM host_groups "
+                                                 "WHERE name = :n OR 1 = :a ORDER BY name",
+                                  soci::use(name), soci::use(all));
+    for (const auto& r : rs) {
+      index[get_str(r, 0)] = out.size();
+      out.push_back({get_str(r, 0), get_str(r, 1), get_i64(r, 2), {}});
+    }
+    if (out.empty()) return out;
+    soci::rowset<soci::row> ms = (sql.prepare << "SELECT m.group_name, m.host_id FROM host_group_members m "
+                                                 "LEFT JOIN hosts h ON h.host_id = m.host_id WHERE "
+                                                 "m.group_name = :n OR 1 = :a ORDER BY h.name, m.host_id",
+                                  soci::use(name), soci::use(all));
+    for (const auto& r : ms)
+      if (auto it = index.find(get_str(r, 0)); it != index.end()) out[it->second].members.push_back(get_str(r, 1));
+    return out;
+  }
+
+  std::optional<HostGroup> find_host_group(const std::string& name) override {
+    return guarded([&](soci::session& sql) -> std::optional<HostGroup> {
+      auto v = select_host_groups(sql, &name);
+      if (v.empty()) return std::nullopt;
+      return std::move(v.front());
+    });
+  }
+
+  std::vector<HostGroup> list_host_groups() override {
+    return guarded([&](soci::session& sql) { return select_host_groups(sql, nullptr); });
+  }
+
+  int change_host_group(const std::string& name, const std::vector<std::string>& add,
+                        const std::vector<std::string>& remove) override {
+    return write([&](soci::session& sql) {
+      int exists = 0;
+      sql << "SELECT COUNT(*) FROM host_groups WHERE name = :n", soci::into(exists), soci::use(name);
+      if (!exists) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+      int changed = add_host_group_members(sql, name, add);
+      for (const auto& h : remove) {
+        soci::statement st = (sql.prepare << "DELETE FROM host_group_members WHERE group_name = :g AND host_id = :h",
+                              soci::use(name), soci::use(h));
+        st.execute(true);
+        changed += static_cast<int>(st.get_affected_rows());
+      }
+      return changed;
+    });
+  }
+
+  bool delete_host_group(const std::string& name) override {
+    return write([&](soci::session& sql) {
+      sql << "DELETE FROM host_group_members WHERE group_name = :n", soci::use(name);
+      soci::statement st = (sql.prepare << "DELETE FROM host_groups WHERE name = :n", soci::use(name));
+      st.execute(true);
+      return st.get_affected_rows() > 0;
+    });
+  }
+
+  // --- ID groups -----------------------------------------------------------------------
+
+  void create_id_group(const IdGroup& g) override {
+    write([&](soci::session& sql) {
+      int exists = 0;
+      sql << "SELECT COUNT(*) FROM id_groups WHERE name = :n", soci::into(exists), soci::use(g.name);
+      if (exists) throw Error(ErrorKind::conflict, "ID group \"" + g.name + "\" already exists");
+      const ll now = g.created_at ? g.created_at : fs::now_unix();
+      sql << "INSERT INTO id_groups (name, description, owner, password_hash, name_pattern, ip_range, "
+             "created_at) VALUES (:n, :d, :o, :p, :np, :ip, :c)",
+          soci::use(g.name), soci::use(g.description), soci::use(g.owner), soci::use(g.password_hash),
+          soci::use(g.policy.name_pattern), soci::use(g.policy.ip_range), soci::use(now);
+    });
+  }
+
+  static IdGroup id_group_from_row(const soci::row& r) {
+    IdGroup g;
+    g.name = get_str(r, 0);
+    g.description = get_str(r, 1);
+    g.owner = get_str(r, 2);
+    g.password_hash = get_str(r, 3);
+    g.policy.name_pattern = get_str(r, 4);
+    g.policy.ip_range = get_str(r, 5);
+    g.created_at = get_i64(r, 6);
+    return g;
+  }
+  static constexpr const char* kIdGroupColumns =
+      "name, description, owner, password_hash, name_pattern, ip_range, created_at";
+
+  std::optional<IdGroup> find_id_group(const std::string& name) override {
+    return guarded([&](soci::session& sql) -> std::optional<IdGroup> {
+      std::optional<IdGroup> g;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT " << kIdGroupColumns << " FROM id_groups WHERE name = :n", soci::use(name));
+      for (const auto& r : rs) g = id_group_from_row(r);
+      if (!g) return g;
+      soci::rowset<soci::row> ms =
+          (sql.prepare << "SELECT m.host_id, h.name, m.how, m.joined_at FROM id_group_members m LEFT "
+                          "JOIN hosts h ON h.host_id = m.host_id WHERE m.group_name = :n ORDER BY "
+                          "m.joined_at, h.name",
+           soci::use(name));
+      for (const auto& r : ms)
+        g->members.push_back({get_str(r, 0), get_str(r, 1), parse_join_method(get_str(r, 2)), get_i64(r, 3)});
+      return g;
+    });
+  }
+
+  std::vector<IdGroup> list_id_groups(std::map<std::string, std::int64_t>* counts) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<IdGroup> out;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT " << kIdGroupColumns << " FROM id_groups ORDER BY name");
+      for (const auto& r : rs) out.push_back(id_group_from_row(r));
+      if (counts) {
+        soci::rowset<soci::row> cs = (sql.prepare << "SELECT group_name, COUNT(*) FROM id_group_members GROUP BY group_name");
+        for (const auto& r : cs) (*counts)[get_str(r, 0)] = get_i64(r, 1);
+      }
+      return out;
+    });
+  }
+
+  bool delete_id_group(const std::string& name) override {
+    return write([&](soci::session& sql) {
+      sql << "DELETE FROM id_group_members WHERE group_name = :n", soci::use(name);
+      sql << "DELETE FROM job_id_groups WHERE group_name = :n", soci::use(name);
+      soci::statement st = (sql.prepare << "DELETE FROM id_groups WHERE name = :n", soci::use(name));
+      st.execute(true);
+      return st.get_affected_rows() > 0;
+    });
+  }
+
+  std::vector<Job> select_standing(soci::session& sql, const std::string& name, bool only_open) {
+    std::vector<Job> out;
+    const ll now = fs::now_unix();
+    const int open = only_open ? 1 : 0;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT " << prefixed_job_columns()
+                     << " FROM job_id_groups g JOIN jobs j ON j.id = g.job_id WHERE g.group_name = "
+                        ":n AND (0 = :o OR (j.cancel_requested = 0 AND (j.expires_at = 0 OR "
+                        "j.expires_at > :t) AND j.rollout_state <> 'stopped')) ORDER BY j.id",
+         soci::use(name), soci::use(open), soci::use(now));
+    for (const auto& r : rs) out.push_back(job_from_row(r));
+    return out;
+  }
+
+  static const std::string& prefixed_job_columns() {
+    static const std::string cols = [] {
+      std::string out, col;
+      for (const char* c = kJobColumns;; ++c) {
+        if (*c == ',' || *c == 0) {
+          while (!col.empty() && col.front() == ' ') col.erase(col.begin());
+          out += (out.empty() ? "j." : ", j.") + col;
+          col.clear();
+          if (*c == 0) break;
+        } else {
+          col.push_back(*c);
+        }
+      }
+      return out;
+    }();
+    return cols;
+  }
+
+  std::vector<Job> standing_jobs(const std::string& name) override {
+    return guarded([&](soci::session& sql) { return select_standing(sql, name, false); });
+  }
+
+  std::vector<std::string> id_groups_of(const std::string& host_id) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<std::string> out;
+      soci::rowset<soci::row> rs = (sql.prepare << "SELECT group_name FROM id_group_members WHERE host_id = :h "
+                                                   "ORDER BY group_name",
+                                    soci::use(host_id));
+      for (const auto& r : rs) out.push_back(get_str(r, 0));
+      return out;
+    });
+  }
+
+  std::string via_of(soci::session& sql, const std::string& host_id) {
+    std::string via;
+    soci::indicator ind = soci::i_null;
+    sql << "SELECT via FROM hosts WHERE host_id = :h", soci::into(via, ind), soci::use(host_id);
+    return sql.got_data() && ind == soci::i_ok && !via.empty() ? via : host_id;
+  }
+
+  MembershipChange join_id_group(const std::string& name, const std::vector<std::string>& host_ids,
+                                 JoinMethod how) override {
+    return write([&](soci::session& sql) {
+      MembershipChange out;
+      int exists = 0;
+      sql << "SELECT COUNT(*) FROM id_groups WHERE name = :n", soci::into(exists), soci::use(name);
+      if (!exists) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist");
+      const auto standing = select_standing(sql, name, true);
+      const ll now = fs::now_unix();
+      const std::string how_text(to_string(how));
+      std::set<std::string> vias;
+      for (const auto& h : host_ids) {
+        std::string role;
+        soci::indicator rind = soci::i_null;
+        sql << "SELECT role FROM hosts WHERE host_id = :h", soci::into(role, rind), soci::use(h);
+        if (!sql.got_data() || rind != soci::i_ok)
+          throw Error(ErrorKind::not_found, "host " + h + " is not registered here");
+        int member = 0;
+        sql << "SELECT COUNT(*) FROM id_group_members WHERE group_name = :g AND host_id = :h",
+            soci::into(member), soci::use(name), soci::use(h);
+        if (member) continue;
+        sql << "INSERT INTO id_group_members (group_name, host_id, how, joined_at) VALUES (:g, :h, :w, :t)",
+            soci::use(name), soci::use(h), soci::use(how_text), soci::use(now);
+        ++out.changed;
+        // Every standing job of the group the host has no entry in yet, oldest first.
+        for (const auto& job : standing) {
+          if ((job.type == JobType::install) != (role == "agent")) continue;
+          const ll jid = job.id;
+          int has = 0;
+          sql << "SELECT COUNT(*) FROM job_entries WHERE job_id = :j AND host_id = :h", soci::into(has),
+              soci::use(jid), soci::use(h);
+          if (has) continue;
+          const int wave = job.rollout.waves.empty() ? 0 : std::max(1, job.current_wave);
+          const ll ready = job.schedule.start_at;
+          sql << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, "
+                 "output_tail, updated_at, wave, late_join, ready_at) VALUES (:j, :h, 'waiting', 1, 0, "
+                 "'', '', :u, :w, 1, :r)",
+              soci::use(jid), soci::use(h), soci::use(now), soci::use(wave), soci::use(ready);
+          ++out.entries;
+          vias.insert(via_of(sql, h));
+        }
+      }
+      out.vias.assign(vias.begin(), vias.end());
+      return out;
+    });
+  }
+
+  MembershipChange leave_id_group(const std::string& name, const std::vector<std::string>& host_ids) override {
+    return write([&](soci::session& sql) {
+      MembershipChange out;
+      int exists = 0;
+      sql << "SELECT COUNT(*) FROM id_groups WHERE name = :n", soci::into(exists), soci::use(name);
+      if (!exists) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist");
+      const ll now = fs::now_unix();
+      const std::string why = "host left ID group " + name;
+      std::set<std::string> vias;
+      for (const auto& h : host_ids) {
+        soci::statement del = (sql.prepare << "DELETE FROM id_group_members WHERE group_name = :g AND host_id = :h",
+                               soci::use(name), soci::use(h));
+        del.execute(true);
+        if (del.get_affected_rows() == 0) continue;
+        ++out.changed;
+        soci::statement st =
+            (sql.prepare << "UPDATE job_entries SET state = 'cancelled', message = :m, pushed_to = '', "
+                            "updated_at = :u WHERE host_id = :h AND state = 'waiting' AND job_id IN "
+                            "(SELECT job_id FROM job_id_groups WHERE group_name = :g)",
+             soci::use(why), soci::use(now), soci::use(h), soci::use(name));
+        st.execute(true);
+        if (st.get_affected_rows() > 0) {
+          out.entries += static_cast<std::int64_t>(st.get_affected_rows());
+          vias.insert(via_of(sql, h));
+        }
+      }
+      out.vias.assign(vias.begin(), vias.end());
+      return out;
+    });
+  }
+
+  // --- retries and scheduling --------------------------------------------------------------
+
+  std::vector<std::string> distinct_vias(soci::session& sql, const std::string& where, ll a, ll b) {
+    std::vector<std::string> out;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT DISTINCT COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN hosts h "
+                        "ON h.host_id = e.host_id WHERE "
+                     << where,
+         soci::use(a), soci::use(b));
+    for (const auto& r : rs) out.push_back(get_str(r, 0));
+    return out;
+  }
+
+  std::pair<std::int64_t, std::vector<std::string>> retry_failed(std::int64_t job_id) override {
+    return write([&](soci::session& sql) {
+      const ll id = job_id, now = fs::now_unix();
+      int exists = 0;
+      sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
+      if (!exists) throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " does not exist");
+      auto vias = distinct_vias(sql, "e.job_id = :j AND e.state = 'failed' AND 0 = :z", id, 0);
+      soci::statement st =
+          (sql.prepare << "UPDATE job_entries SET state = 'waiting', attempt = attempt + 1, ready_at = :n, "
+                          "message = 'retry requested by operator', exit_code = NULL, output_tail = '', "
+                          "pushed_to = '', updated_at = :u WHERE job_id = :j AND state = 'failed'",
+           soci::use(now), soci::use(now), soci::use(id));
+      st.execute(true);
+      return std::make_pair(static_cast<std::int64_t>(st.get_affected_rows()), vias);
+    });
+  }
+
+  std::vector<std::string> expire_entries(std::int64_t after, std::int64_t upto) override {
+    return write([&](soci::session& sql) {
+      const ll a = after, u = upto;
+      auto vias = distinct_vias(sql,
+                                std::string("e.state IN ") + kCancellable +
+                                    " AND e.job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND "
+                                    "expires_at <= :u)",
+                                a, u);
+      if (vias.empty()) return vias;
+      sql << "UPDATE job_entries SET state = 'expired', message = 'expired before it could finish', "
+             "pushed_to = '', updated_at = :n, up_version = CASE WHEN upstream_id <> 0 THEN up_version "
+             "+ 1 ELSE 0 END WHERE state IN "
+          << kCancellable << " AND job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND expires_at <= :u)",
+          soci::use(u), soci::use(a), soci::use(u);
+      return vias;
+    });
+  }
+
+  std::vector<std::string> vias_ready_between(std::int64_t after, std::int64_t upto) override {
+    return guarded([&](soci::session& sql) {
+      return distinct_vias(sql, std::string("e.ready_at > :a AND e.ready_at <= :u AND e.state IN ") + kOpen,
+                           after, upto);
+    });
+  }
+
+  std::vector<Job> open_window_jobs() override {
+    return guarded([&](soci::session& sql) {
+      std::vector<Job> out;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT " << kJobColumns
+                       << " FROM jobs WHERE timing = 'window' AND EXISTS (SELECT 1 FROM job_entries e "
+                          "WHERE e.job_id = jobs.id AND e.state IN "
+                       << kOpen << ")");
+      for (const auto& r : rs) out.push_back(job_from_row(r));
+      return out;
+    });
+  }
+
+  std::vector<std::string> vias_with_open_entries(std::int64_t job_id) override {
+    return guarded([&](soci::session& sql) {
+      return distinct_vias(sql, std::string("e.job_id = :j AND 0 = :z AND e.state IN ") + kOpen, job_id, 0);
+    });
+  }
+
+  std::vector<Job> running_rollouts() override {
+    return guarded([&](soci::session& sql) {
+      std::vector<Job> out;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT " << kJobColumns << " FROM jobs WHERE rollout_state = 'running' ORDER BY id");
+      for (const auto& r : rs) out.push_back(job_from_row(r));
+      return out;
+    });
+  }
+
+  std::vector<WaveCounts> wave_counts(std::int64_t job_id) override {
+    return guarded([&](soci::session& sql) {
+      std::map<int, WaveCounts> by;
+      const ll id = job_id;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT wave, state, COUNT(*) FROM job_entries WHERE job_id = :j GROUP BY wave, state",
+           soci::use(id));
+      for (const auto& r : rs) {
+        const int wave = static_cast<int>(get_i64(r, 0));
+        const auto state = parse_entry_state(get_str(r, 1));
+        const auto n = get_i64(r, 2);
+        auto& w = by[wave];
+        w.wave = wave;
+        w.total += n;
+        if (state == EntryState::succeeded) w.succeeded += n;
+        if (state == EntryState::failed || state == EntryState::expired) w.failed += n;
+        if (is_final(state)) w.final_count += n;
+      }
+      std::vector<WaveCounts> out;
+      for (auto& [k, v] : by) out.push_back(v);
+      return out;
+    });
+  }
+
+  std::vector<std::string> release_wave(std::int64_t job_id, int wave) override {
+    return write([&](soci::session& sql) {
+      const ll id = job_id, now = fs::now_unix();
+      std::string waves_text;
+      ll start = 0;
+      sql << "SELECT waves, start_at FROM jobs WHERE id = :j", soci::into(waves_text), soci::into(start), soci::use(id);
+      const auto waves = waves_text.empty() ? std::vector<int>{} : parse_waves(waves_text);
+      const ll ready = std::max(now, start);
+      sql << "UPDATE job_entries SET ready_at = :r WHERE job_id = :j AND wave = :w AND ready_at >= :h",
+          soci::use(ready), soci::use(id), soci::use(wave), soci::use(static_cast<ll>(kHeldUntilReleased));
+      const std::string state = wave >= static_cast<int>(waves.size()) ? "completed" : "running";
+      sql << "UPDATE jobs SET current_wave = :w, rollout_state = :s WHERE id = :j", soci::use(wave),
+          soci::use(state), soci::use(id);
+      return distinct_vias(sql, "e.job_id = :j AND e.wave = :w AND e.state = 'waiting'", id, wave);
+    });
+  }
+
+  void stop_rollout(std::int64_t job_id, const std::string& reason) override {
+    write([&](soci::session& sql) {
+      const ll id = job_id, now = fs::now_unix();
+      const std::string why = "rollout stopped: " + reason;
+      sql << "UPDATE job_entries SET state = 'cancelled', message = :m, updated_at = :u WHERE job_id = "
+             ":j AND state = 'waiting' AND ready_at >= :h",
+          soci::use(why), soci::use(now), soci::use(id), soci::use(static_cast<ll>(kHeldUntilReleased));
+      sql << "UPDATE jobs SET rollout_state = 'stopped', rollout_message = :m WHERE id = :j",
+          soci::use(reason), soci::use(id);
     });
   }
 

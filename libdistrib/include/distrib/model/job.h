@@ -52,6 +52,75 @@ bool can_reach(EntryState from, EntryState to) noexcept;
 /// Returns `to` when allowed; throws Error(conflict) naming both states otherwise.
 EntryState transition(EntryState from, EntryState to);
 
+/// When an agent installs what it received.
+///  immediate: as soon as the entry is ready. at_start: at the agent's next start (its first
+///  contact after starting). at_stop: during the agent's orderly shutdown. window: only while
+///  the daily window is open (clock of the server the agent polls).
+enum class InstallTiming { immediate, at_start, at_stop, window };
+std::string_view to_string(InstallTiming timing) noexcept;
+/// Parses "immediate", "at-start", "at-stop" or "window"; throws Error listing them.
+InstallTiming parse_install_timing(std::string_view text);
+
+/// A daily time window in minutes after midnight; end < start wraps past midnight.
+struct DailyWindow {
+  int start_minute = 0;
+  int end_minute = 0;
+  bool contains(int minute_of_day) const noexcept;
+};
+/// Parses "HH:MM-HH:MM"; throws Error(invalid_argument) naming the text.
+DailyWindow parse_daily_window(std::string_view text);
+std::string to_string(const DailyWindow& window);
+
+/// Time rules of a job. Times are unix seconds; 0 means "not set".
+struct JobSchedule {
+  std::int64_t start_at = 0;    ///< entries are not delivered before this
+  std::int64_t expires_at = 0;  ///< entries not final (and not installing) by then become expired
+  InstallTiming timing = InstallTiming::immediate;
+  DailyWindow window;           ///< used when timing is window
+  int max_retries = 0;          ///< automatic retries of an entry after a transfer failure
+  bool retry_installs = false;  ///< ... and after a failed install
+  int retry_backoff_seconds = 30;  ///< first retry delay, doubled each attempt (at most 1 h)
+};
+/// Throws Error(invalid_argument) when the schedule cannot work: a start time after its expiry,
+/// an expiry already past at `now`, negative retry counts, an empty window.
+void validate_schedule(const JobSchedule& schedule, std::int64_t now);
+/// Seconds to wait before attempt `next_attempt` (2 = the first retry).
+std::int64_t retry_delay(const JobSchedule& schedule, int next_attempt) noexcept;
+
+/// A staged rollout: entries are released in waves. `waves` are cumulative percentages of the
+/// job's hosts (for example 5, 25, 100), hosts drawn at random. The next wave starts once
+/// `success_threshold` % of the current wave succeeded; the rollout stops (held entries are
+/// cancelled) once more than `error_threshold` % of the released entries failed or expired, or
+/// when a wave ends below its success threshold.
+struct Rollout {
+  std::vector<int> waves;  ///< empty: no rollout, every entry at once
+  int success_threshold = 90;
+  int error_threshold = 10;
+};
+/// Parses "5,25,100" (strictly increasing percentages ending at 100).
+std::vector<int> parse_waves(std::string_view text);
+void validate_rollout(const Rollout& rollout);
+/// Wave number (1-based) of each of `n` hosts in the order given; callers shuffle first. Every
+/// wave that covers a non-zero share gets at least one host while hosts remain.
+std::vector<int> assign_waves(std::size_t n, const std::vector<int>& waves);
+
+enum class RolloutState { none, running, stopped, completed };
+std::string_view to_string(RolloutState state) noexcept;
+RolloutState parse_rollout_state(std::string_view text);
+
+/// Entry counts of one wave.
+struct WaveCounts {
+  int wave = 0;
+  std::int64_t total = 0, succeeded = 0, failed = 0, final_count = 0;
+};
+/// What a rollout should do next, given its waves' counts (index = wave - 1).
+struct RolloutVerdict {
+  enum class Action { wait, advance, stop } action = Action::wait;
+  std::string reason;  ///< for stop: why, in words an operator reads in `job show`
+};
+RolloutVerdict evaluate_rollout(const Rollout& rollout, int current_wave,
+                                const std::vector<WaveCounts>& waves);
+
 /// A job as created by an operator.
 struct Job {
   std::int64_t id = 0;
@@ -64,7 +133,17 @@ struct Job {
   std::int64_t created_at = 0;
   bool cancel_requested = false;
   std::int64_t upstream_id = 0;  ///< at a relay: the job's id at the parent (0: created here)
+  JobSchedule schedule;
+  Rollout rollout;
+  RolloutState rollout_state = RolloutState::none;
+  int current_wave = 0;         ///< highest wave released (rollouts)
+  std::string rollout_message;  ///< why a rollout stopped
+  /// ID groups the job stands for: hosts joining them later receive it too.
+  std::vector<std::string> id_groups;
 };
+
+/// An entry that is not delivered yet because its wave is held.
+inline constexpr std::int64_t kHeldUntilReleased = std::int64_t{1} << 62;
 
 /// One host's part of a job.
 struct JobEntry {
@@ -81,6 +160,9 @@ struct JobEntry {
   std::string message;
   std::string output_tail;
   std::int64_t updated_at = 0;
+  int wave = 0;               ///< rollout wave (0: the job has no waves)
+  bool late_join = false;     ///< created when the host joined an ID group after the job
+  std::int64_t ready_at = 0;  ///< not delivered before (start time, retry backoff, held wave)
 };
 
 /// Counts of a job's entries by state, for tables and progress bars.

@@ -12,4 +12,12 @@ std::uint64_t parse_byte_size(std::string_view text);
 /// "1.5 GiB", "512 KiB", "17 B".
 std::string format_byte_size(std::uint64_t bytes);
 
+/// Parses a point in time as operators write it, relative to `now` (unix seconds):
+/// "+90s", "+10m", "+2h", "+1d" (from now), "@1767225600" (unix seconds),
+/// "2026-12-01T22:00:00Z" (UTC) or "2026-12-01 22:00" / "2026-12-01T22:00:00" (local time).
+/// Throws Error(invalid_argument) naming the text.
+std::int64_t parse_time_spec(std::string_view text, std::int64_t now);
+/// Parses a duration: "90", "90s", "10m", "2h", "1d". Throws Error(invalid_argument).
+std::int64_t parse_duration_seconds(std::string_view text);
+
 }  // namespace distrib

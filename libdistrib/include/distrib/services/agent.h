@@ -8,6 +8,12 @@
 
 namespace distrib {
 
+/// An ID group the agent joins at every registration (agent configuration).
+struct GroupJoin {
+  std::string name;
+  std::string password;
+};
+
 struct AgentSettings {
   std::filesystem::path state_dir;  ///< host-id, outbox, chunk cache, install records
   /// Parents in order of preference, "http(s)://host:port". The agent talks to the first that
@@ -23,6 +29,17 @@ struct AgentSettings {
   int retry_max_ms = 5000;
   int chunk_retries = 3;     ///< fetches of a chunk that fails verification before giving up
   std::size_t output_tail_bytes = 4096;
+  std::vector<GroupJoin> id_groups;  ///< ID groups joined at registration
+  /// Longest an orderly stop spends on installs timed "at agent stop" before exiting.
+  int stop_install_seconds = 60;
+};
+
+/// What a join or leave asked from the agent's machine did.
+struct JoinOutcome {
+  std::string group;
+  std::string owner;        ///< host id of the manager or relay that owns the group
+  bool changed = false;     ///< joined (was not a member) or left (was one)
+  std::int64_t entries = 0;  ///< standing jobs this host receives (join) or entries cancelled (leave)
 };
 
 class Agent {
@@ -37,8 +54,14 @@ public:
   const std::string& host_id() const noexcept;
   /// Runs until stop() is called. Network failures are retried with backoff, never thrown.
   void run();
-  /// Asks run() to return; safe from any thread and from a signal-handling thread.
+  /// Asks run() to return; safe from any thread and from a signal-handling thread. Before it
+  /// returns, run() installs what is timed "at agent stop" (bounded by stop_install_seconds).
   void stop();
+
+  /// Registers with the first parent that answers and joins (or leaves) an ID group owned by it
+  /// or a server above it; the command run on the agent's machine. Throws Error with the
+  /// server's reason (unknown group, wrong password) when refused.
+  JoinOutcome join_group(const std::string& group, const std::string& password, bool leave = false);
 
 private:
   struct Impl;

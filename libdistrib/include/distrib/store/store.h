@@ -9,6 +9,7 @@
 //  - Failures throw distrib::Error: ErrorKind::unavailable when the database cannot be reached or
 //    is busy beyond its timeout (retrying later may work), conflict / not_found for domain
 //    refusals, internal otherwise. A call that throws changed nothing (each is one transaction).
+#include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
@@ -46,6 +47,9 @@ struct EntryReport {
 struct ReportOutcome {
   enum class Kind { applied, duplicate, refused, unknown_entry } kind = Kind::applied;
   EntryState current = EntryState::waiting;  ///< the entry's state after the call
+  /// The failure was turned into a retry: the entry waits (next attempt) until `retry_at`.
+  bool retried = false;
+  std::int64_t retry_at = 0;
 };
 std::string_view to_string(ReportOutcome::Kind kind) noexcept;
 
@@ -72,6 +76,20 @@ struct PendingReport {
   EntryReport report;  ///< entry_id is the parent's id of the entry
   std::int64_t local_id = 0;
   std::int64_t version = 0;
+};
+
+/// What creating a job made.
+struct JobCreated {
+  Job job;
+  std::int64_t entries = 0;
+  std::vector<std::string> vias;  ///< direct children with new work
+};
+
+/// What joining or leaving an ID group changed.
+struct MembershipChange {
+  int changed = 0;                 ///< hosts that joined (were not members) or left (were)
+  std::int64_t entries = 0;        ///< entries created for standing jobs, or cancelled on leaving
+  std::vector<std::string> vias;   ///< direct children whose work changed
 };
 
 /// A job with its entry counts, for listings.
@@ -114,9 +132,45 @@ public:
   /// an entry that is not final still needs it.
   virtual bool delete_package(const std::string& name, const std::string& version) = 0;
 
+  // --- host groups (administrator-defined sets of hosts)
+  /// Throws Error(conflict) when the name is taken.
+  virtual void create_host_group(const HostGroup& group) = 0;
+  virtual std::optional<HostGroup> find_host_group(const std::string& name) = 0;
+  virtual std::vector<HostGroup> list_host_groups() = 0;
+  /// Adds and removes members; throws Error(not_found) for an unknown group. Returns the number
+  /// of memberships that changed.
+  virtual int change_host_group(const std::string& name, const std::vector<std::string>& add,
+                                const std::vector<std::string>& remove) = 0;
+  virtual bool delete_host_group(const std::string& name) = 0;
+
+  // --- ID groups (hosts join; jobs addressed to them are standing)
+  /// Throws Error(conflict) when the name is taken. `group.members` is ignored.
+  virtual void create_id_group(const IdGroup& group) = 0;
+  /// With members (and their names).
+  virtual std::optional<IdGroup> find_id_group(const std::string& name) = 0;
+  /// Without members; `member_counts` (if given) receives the count per group.
+  virtual std::vector<IdGroup> list_id_groups(std::map<std::string, std::int64_t>* member_counts = nullptr) = 0;
+  /// Deletes the group and its memberships; its jobs stop standing (their entries stay).
+  virtual bool delete_id_group(const std::string& name) = 0;
+  /// Makes the hosts members. Each new member receives every standing job of the group it has
+  /// no entry in yet (not cancelled, not expired, rollout not stopped), oldest first, marked
+  /// late-join. Throws Error(not_found) for an unknown group.
+  virtual MembershipChange join_id_group(const std::string& name, const std::vector<std::string>& host_ids,
+                                         JoinMethod how) = 0;
+  /// Ends memberships; the hosts' entries of the group's jobs that have not started are
+  /// cancelled ("left ID group").
+  virtual MembershipChange leave_id_group(const std::string& name, const std::vector<std::string>& host_ids) = 0;
+  /// ID groups the host is a member of.
+  virtual std::vector<std::string> id_groups_of(const std::string& host_id) = 0;
+  /// Standing jobs of the group, oldest first.
+  virtual std::vector<Job> standing_jobs(const std::string& name) = 0;
+
   // --- jobs
-  /// Creates the job and one waiting entry per host, atomically. Returns the job with its id.
-  virtual Job create_job(const Job& job, const std::vector<std::string>& host_ids) = 0;
+  /// Creates the job and one waiting entry per host, atomically: the hosts given plus the
+  /// current approved members of `job.id_groups` of the role the job type needs (agents for
+  /// installs, relays otherwise), each host once. With waves, hosts are drawn at random into
+  /// them and only the first is ready. Entries wait until `job.schedule.start_at`.
+  virtual JobCreated create_job(const Job& job, const std::vector<std::string>& host_ids) = 0;
   virtual std::optional<Job> find_job(std::int64_t job_id) = 0;
   virtual std::vector<JobListing> list_jobs(int limit) = 0;
   virtual std::vector<JobEntry> job_entries(std::int64_t job_id) = 0;
@@ -149,9 +203,31 @@ public:
   virtual std::vector<PendingReport> reports_to_forward(int limit) = 0;
   /// (local entry id, version) pairs the parent acknowledged.
   virtual void reports_forwarded(const std::vector<std::pair<std::int64_t, std::int64_t>>& done) = 0;
-  /// Marks the job cancel-requested and moves its cancellable entries to cancelled. Returns the
-  /// hosts whose entries changed.
+  /// Marks the job cancel-requested and moves its cancellable entries to cancelled (a rollout
+  /// stops). Returns the hosts whose entries changed.
   virtual std::vector<std::string> cancel_job(std::int64_t job_id) = 0;
+  /// Failed entries of the job wait again for a new attempt, ready now. Returns how many and
+  /// the direct children to wake.
+  virtual std::pair<std::int64_t, std::vector<std::string>> retry_failed(std::int64_t job_id) = 0;
+
+  // --- scheduling (the manager's scheduler calls these every second or so)
+  /// Entries of jobs whose expiry fell in (after, upto] that can still expire become expired
+  /// (after = 0 at start covers every past expiry). Returns the direct children to wake.
+  virtual std::vector<std::string> expire_entries(std::int64_t after, std::int64_t upto) = 0;
+  /// Direct children with open entries that became ready in (after, upto].
+  virtual std::vector<std::string> vias_ready_between(std::int64_t after, std::int64_t upto) = 0;
+  /// Jobs with install timing `window` that still have open entries.
+  virtual std::vector<Job> open_window_jobs() = 0;
+  /// Direct children with open entries of the job.
+  virtual std::vector<std::string> vias_with_open_entries(std::int64_t job_id) = 0;
+  /// Jobs whose rollout is running.
+  virtual std::vector<Job> running_rollouts() = 0;
+  virtual std::vector<WaveCounts> wave_counts(std::int64_t job_id) = 0;
+  /// Releases wave `wave` (ready now); the rollout completes when it is the last. Returns the
+  /// direct children to wake.
+  virtual std::vector<std::string> release_wave(std::int64_t job_id, int wave) = 0;
+  /// Stops the rollout: entries of waves not released are cancelled with `reason`.
+  virtual void stop_rollout(std::int64_t job_id, const std::string& reason) = 0;
 };
 
 /// Maps a backend name to a factory. Implementations are registered where the program is

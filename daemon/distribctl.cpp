@@ -154,15 +154,6 @@ std::string progress_line(const JobProgress& p) {
   return fmt::format("{} {}/{} done ·{}", bar, p.final_count, p.total, states);
 }
 
-bj::object entry_json(const JobEntry& e) {
-  bj::object o{{"id", e.id}, {"host_id", e.host_id}, {"host_name", e.host_name},
-               {"parent_id", e.parent_id}, {"parent_name", e.parent_name},
-               {"state", std::string(to_string(e.state))}, {"attempt", e.attempt},
-               {"message", e.message}, {"output_tail", e.output_tail}, {"updated_at", e.updated_at}};
-  o["exit_code"] = e.exit_code ? bj::value(*e.exit_code) : bj::value(nullptr);
-  return o;
-}
-
 bj::object progress_json(const JobProgress& p) {
   bj::object o{{"total", p.total}, {"final", p.final_count}};
   for (auto s : kAllEntryStates) o[to_string(s)] = p.count(s);
@@ -728,10 +719,8 @@ struct Cli {
         code = kJobFailed;
     }
     if (json) {
-      bj::array entries;
-      for (const auto& e : details.entries) entries.push_back(entry_json(e));
-      print_json(bj::object{{"job", job_json(details.job)}, {"progress", progress_json(details.progress)},
-                            {"entries", entries}});
+      // The manager's answer as is: entries, schedule, rollout and waves.
+      std::cout << c.call("GET", "/v1/jobs/" + std::to_string(id)) << "\n";
       return code;
     }
     const auto& j = details.job;

@@ -1,5 +1,6 @@
 // Relay managers, automatic registration of system configuration and host identity, on real
 // processes: a manager, relays (nested) and agents on their own 127.0.0.x addresses.
+#include "ctl_json.h"
 #include "harness.h"
 
 #include <boost/json.hpp>
@@ -15,28 +16,6 @@ using namespace distrib::test;
 namespace bj = boost::json;
 
 namespace {
-
-bj::object ctl_json(const ManagerProc& m, std::vector<std::string> args) {
-  auto r = m.ctl(std::move(args), true);
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  return bj::parse(r.out).as_object();
-}
-
-// Host id → host object of `hosts list --json` at `m`.
-std::map<std::string, bj::object> hosts_of(const ManagerProc& m) {
-  std::map<std::string, bj::object> out;
-  const auto answer = ctl_json(m, {"hosts", "list"});
-  for (const auto& v : answer.at("hosts").as_array())
-    out[std::string(v.at("host_id").as_string())] = v.as_object();
-  return out;
-}
-
-std::string id_by_name(const ManagerProc& m, const std::string& name) {
-  for (const auto& [id, h] : hosts_of(m))
-    if (h.at("name").as_string() == name) return id;
-  return {};
-}
 
 std::string host_id_of(const ManagerProc& relay) {
   return read_file(relay.state_dir() / "host-id").substr(0, 36);
@@ -71,19 +50,6 @@ std::string make_package(const ManagerProc& m, const TempDir& tmp, const std::st
 // Number of chunks of a registered package.
 std::uint64_t chunk_count(const ManagerProc& m, const std::string& name) {
   return ctl_json(m, {"package", "show", name, "1"}).at("chunks").as_array().size();
-}
-
-std::string create_job(const ManagerProc& m, std::vector<std::string> args) {
-  std::vector<std::string> a = {"job", "create"};
-  a.insert(a.end(), args.begin(), args.end());
-  auto o = ctl_json(m, a);
-  return std::to_string(o.at("job").at("id").as_int64());
-}
-
-bool all_succeeded(const std::string& show_json) {
-  auto o = bj::parse(show_json).as_object();
-  const auto& p = o.at("progress").as_object();
-  return p.at("total").as_int64() > 0 && p.at("succeeded").as_int64() == p.at("total").as_int64();
 }
 
 const std::vector<std::string> kRelayOpts = {"--poll-timeout", "5", "--sync-interval-ms", "200"};

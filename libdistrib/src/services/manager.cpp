@@ -1108,7 +1108,10 @@ struct Manager::Impl {
       job.upstream_id = 0;
       job.id_groups.clear();
       return blocking(std::move(r), [this, job]() mutable {
-        if (!store->find_package(job.package_name, job.package_version))
+        // A relay's own jobs use packages of its parent: the manifest is fetched on demand.
+        const auto package = is_relay() ? ensure_manifest(job.package_name, job.package_version)
+                                        : store->find_package(job.package_name, job.package_version);
+        if (!package)
           throw Error(ErrorKind::not_found, "package \"" + job.package_name + "\" " +
                                                 job.package_version + " does not exist; no job was created");
         auto ex = expand_destinations(job);

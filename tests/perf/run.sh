@@ -11,3 +11,6 @@ build/tests/perf/bench_delivery "${CLIENTS:-50}" "${PAYLOAD_MIB:-100}"
 echo
 echo "== bench_relay (agents under relays vs straight from the manager)"
 build/tests/perf/bench_relay "${RELAY_AGENTS:-200}" "${RELAYS:-4}" "${RELAY_PAYLOAD_MIB:-100}"
+echo
+echo "== bench_groups (ID group of 100,000 hosts: job expansion vs raw SQLite; late join to first work)"
+build/tests/perf/bench_groups "${GROUP_HOSTS:-100000}" "${GROUP_JOINS:-20}"

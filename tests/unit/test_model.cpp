@@ -1,4 +1,5 @@
 #include <distrib/error.h>
+#include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
 #include <distrib/model/units.h>
@@ -6,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <ctime>
 #include <set>
 
 using namespace distrib;
@@ -242,5 +245,400 @@ TEST_CASE("manifests round-trip through JSON and are validated", "[model]") {
   SECTION("malformed JSON is a clear error") {
     CHECK_THROWS_WITH(manifest_from_json("{\"name\": "), Catch::Contains("malformed JSON"));
     CHECK_THROWS_WITH(manifest_from_json("{\"name\": 3}"), Catch::Contains("\"name\" must be a string"));
+  }
+}
+
+TEST_CASE("install timings parse and print", "[model]") {
+  for (auto t : {InstallTiming::immediate, InstallTiming::at_start, InstallTiming::at_stop, InstallTiming::window})
+    CHECK(parse_install_timing(to_string(t)) == t);
+  CHECK(to_string(InstallTiming::at_start) == "at-start");
+  CHECK(to_string(InstallTiming::at_stop) == "at-stop");
+  CHECK(parse_install_timing("window") == InstallTiming::window);
+  CHECK_THROWS_WITH(parse_install_timing("at_start"), Catch::Contains("expected immediate, at-start"));
+  CHECK_THROWS_AS(parse_install_timing(""), Error);
+}
+
+TEST_CASE("daily windows parse, print and may wrap past midnight", "[model]") {
+  SECTION("a window within one day") {
+    auto w = parse_daily_window("08:00-17:30");
+    CHECK(w.start_minute == 8 * 60);
+    CHECK(w.end_minute == 17 * 60 + 30);
+    CHECK(to_string(w) == "08:00-17:30");
+    CHECK(w.contains(8 * 60));
+    CHECK(w.contains(12 * 60));
+    CHECK_FALSE(w.contains(17 * 60 + 30));  // the end is not inside
+    CHECK_FALSE(w.contains(7 * 60 + 59));
+    CHECK_FALSE(w.contains(23 * 60));
+  }
+  SECTION("a window that wraps past midnight") {
+    auto w = parse_daily_window("22:00-05:30");
+    CHECK(w.start_minute == 22 * 60);
+    CHECK(w.end_minute == 5 * 60 + 30);
+    CHECK(to_string(w) == "22:00-05:30");
+    CHECK(w.contains(22 * 60));
+    CHECK(w.contains(23 * 60 + 59));
+    CHECK(w.contains(0));
+    CHECK(w.contains(5 * 60 + 29));
+    CHECK_FALSE(w.contains(5 * 60 + 30));
+    CHECK_FALSE(w.contains(12 * 60));
+    CHECK_FALSE(w.contains(21 * 60 + 59));
+  }
+  SECTION("bad texts are refused, naming the text") {
+    for (auto bad : {"25:00-01:00", "abc", "", "10:60-11:00", "10:00-11:00x", "10:00", "24:30-01:00"}) {
+      INFO(bad);
+      CHECK_THROWS_WITH(parse_daily_window(bad), Catch::Contains("is not HH:MM-HH:MM"));
+    }
+    CHECK_THROWS_WITH(parse_daily_window("25:00-01:00"), Catch::Contains("\"25:00-01:00\""));
+    CHECK_THROWS_WITH(parse_daily_window("10:00-10:00"), Catch::Contains("is empty"));
+  }
+}
+
+TEST_CASE("schedules that cannot work are refused", "[model]") {
+  const std::int64_t now = 1'000'000;
+  JobSchedule s;
+  validate_schedule(s, now);  // nothing set: fine
+  SECTION("a start and expiry in the right order are accepted") {
+    s.start_at = now + 60;
+    s.expires_at = now + 3600;
+    CHECK_NOTHROW(validate_schedule(s, now));
+    s.start_at = now - 60;  // a start in the past only means "now"
+    CHECK_NOTHROW(validate_schedule(s, now));
+  }
+  SECTION("a start after the expiry is refused") {
+    s.start_at = now + 7200;
+    s.expires_at = now + 3600;
+    CHECK_THROWS_WITH(validate_schedule(s, now), Catch::Contains("is not before the expiry"));
+    s.start_at = s.expires_at;
+    CHECK_THROWS_WITH(validate_schedule(s, now), Catch::Contains("is not before the expiry"));
+  }
+  SECTION("an expiry in the past is refused") {
+    s.expires_at = now - 1;
+    CHECK_THROWS_WITH(validate_schedule(s, now), Catch::Contains("already past"));
+    s.expires_at = now;
+    CHECK_THROWS_WITH(validate_schedule(s, now), Catch::Contains("already past"));
+  }
+  SECTION("retries, backoff and windows are checked") {
+    s.max_retries = -1;
+    CHECK_THROWS_WITH(validate_schedule(s, now), Catch::Contains("retries"));
+    s.max_retries = 3;
+    s.retry_backoff_seconds = 0;
+    CHECK_THROWS_WITH(validate_schedule(s, now), Catch::Contains("backoff"));
+    s.retry_backoff_seconds = 30;
+    s.timing = InstallTiming::window;
+    CHECK_THROWS_WITH(validate_schedule(s, now), Catch::Contains("needs a window"));
+    s.window = parse_daily_window("22:00-05:30");
+    CHECK_NOTHROW(validate_schedule(s, now));
+  }
+}
+
+TEST_CASE("retry delays double from the backoff and stop at one hour", "[model]") {
+  JobSchedule s;
+  s.retry_backoff_seconds = 30;
+  CHECK(retry_delay(s, 2) == 30);
+  CHECK(retry_delay(s, 3) == 60);
+  CHECK(retry_delay(s, 4) == 120);
+  CHECK(retry_delay(s, 5) == 240);
+  CHECK(retry_delay(s, 8) == 1920);
+  CHECK(retry_delay(s, 9) == 3600);  // 3840 capped
+  CHECK(retry_delay(s, 100) == 3600);
+  s.retry_backoff_seconds = 3000;
+  CHECK(retry_delay(s, 2) == 3000);
+  CHECK(retry_delay(s, 3) == 3600);
+  s.retry_backoff_seconds = 7200;  // even the first retry waits at most an hour
+  CHECK(retry_delay(s, 2) == 3600);
+}
+
+TEST_CASE("rollout waves are increasing percentages ending at 100", "[model]") {
+  CHECK(parse_waves("5,25,100") == std::vector<int>{5, 25, 100});
+  CHECK(parse_waves("100") == std::vector<int>{100});
+  CHECK(parse_waves("10%,100%") == std::vector<int>{10, 100});
+  CHECK_THROWS_WITH(parse_waves("50,20"), Catch::Contains("increasing"));
+  CHECK_THROWS_WITH(parse_waves("5,25"), Catch::Contains("last wave must be 100"));
+  CHECK_THROWS_WITH(parse_waves("0,100"), Catch::Contains("increasing"));
+  CHECK_THROWS_WITH(parse_waves("25,25,100"), Catch::Contains("increasing"));
+  CHECK_THROWS_WITH(parse_waves("5,150"), Catch::Contains("between 1 and 100"));
+  for (auto bad : {"a,b", "", "5,,100", "5x,100"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(parse_waves(bad), Catch::Contains("must be percentages"));
+  }
+  Rollout r;
+  r.waves = {50, 100};
+  r.success_threshold = 101;
+  CHECK_THROWS_WITH(validate_rollout(r), Catch::Contains("thresholds"));
+}
+
+TEST_CASE("hosts are assigned to waves by cumulative share", "[model]") {
+  auto count = [](const std::vector<int>& v, int wave) { return std::count(v.begin(), v.end(), wave); };
+  SECTION("10 hosts in 20, 60, 100") {
+    auto v = assign_waves(10, {20, 60, 100});
+    REQUIRE(v.size() == 10);
+    CHECK(count(v, 1) == 2);
+    CHECK(count(v, 2) == 4);
+    CHECK(count(v, 3) == 4);
+    CHECK(v == std::vector<int>{1, 1, 2, 2, 2, 2, 3, 3, 3, 3});  // in the order given
+  }
+  SECTION("200 hosts in 5, 25, 100") {
+    auto v = assign_waves(200, {5, 25, 100});
+    CHECK(count(v, 1) == 10);
+    CHECK(count(v, 2) == 40);
+    CHECK(count(v, 3) == 150);
+    CHECK(std::is_sorted(v.begin(), v.end()));
+  }
+  SECTION("a single host goes out in the first wave") {
+    CHECK(assign_waves(1, {5, 25, 100}) == std::vector<int>{1});
+  }
+  SECTION("few hosts: every wave gets one while hosts remain") {
+    CHECK(assign_waves(3, {5, 25, 100}) == std::vector<int>{1, 2, 3});
+    CHECK(assign_waves(2, {5, 25, 100}) == std::vector<int>{1, 2});
+  }
+  SECTION("no hosts, or no waves") {
+    CHECK(assign_waves(0, {5, 25, 100}).empty());
+    CHECK(assign_waves(3, {}) == std::vector<int>{1, 1, 1});
+  }
+}
+
+namespace {
+WaveCounts counts(int wave, std::int64_t total, std::int64_t succeeded, std::int64_t failed,
+                  std::int64_t final_count) {
+  WaveCounts w;
+  w.wave = wave;
+  w.total = total;
+  w.succeeded = succeeded;
+  w.failed = failed;
+  w.final_count = final_count;
+  return w;
+}
+}  // namespace
+
+TEST_CASE("a rollout advances, waits or stops by its thresholds", "[model]") {
+  using A = RolloutVerdict::Action;
+  Rollout r;
+  r.waves = {20, 60, 100};
+  r.success_threshold = 90;
+  r.error_threshold = 10;
+  SECTION("advance once the wave's success share reaches the threshold") {
+    auto v = evaluate_rollout(r, 1, {counts(1, 2, 2, 0, 2), counts(2, 4, 0, 0, 0), counts(3, 4, 0, 0, 0)});
+    CHECK(v.action == A::advance);
+    // Exactly at the threshold, with the rest still running.
+    v = evaluate_rollout(r, 1, {counts(1, 10, 9, 0, 9), counts(2, 20, 0, 0, 0)});
+    CHECK(v.action == A::advance);
+  }
+  SECTION("wait while the wave is under way") {
+    auto v = evaluate_rollout(r, 1, {counts(1, 10, 5, 0, 5), counts(2, 20, 0, 0, 0)});
+    CHECK(v.action == A::wait);
+    CHECK(v.reason.empty());
+    // Failures at (not above) the error threshold do not stop it.
+    v = evaluate_rollout(r, 2, {counts(1, 10, 10, 0, 10), counts(2, 10, 1, 2, 3)});
+    CHECK(v.action == A::wait);
+  }
+  SECTION("stop when the failed share of released entries exceeds the error threshold") {
+    auto v = evaluate_rollout(r, 2, {counts(1, 10, 10, 0, 10), counts(2, 10, 1, 3, 4), counts(3, 30, 0, 0, 0)});
+    CHECK(v.action == A::stop);
+    CHECK_THAT(v.reason, Catch::StartsWith("error threshold exceeded"));
+    CHECK_THAT(v.reason, Catch::Contains("3 of 20"));
+    // Held waves do not dilute the share: the same failures in wave 1 alone stop it too.
+    v = evaluate_rollout(r, 1, {counts(1, 2, 0, 1, 1), counts(2, 4, 0, 0, 0), counts(3, 4, 0, 0, 0)});
+    CHECK(v.action == A::stop);
+    CHECK_THAT(v.reason, Catch::StartsWith("error threshold exceeded"));
+  }
+  SECTION("stop when a wave is all final below the success threshold") {
+    r.error_threshold = 50;
+    auto v = evaluate_rollout(r, 1, {counts(1, 10, 8, 1, 10), counts(2, 20, 0, 0, 0)});
+    CHECK(v.action == A::stop);
+    CHECK_THAT(v.reason, Catch::Contains("wave 1 ended with 8 of 10 succeeded"));
+  }
+  SECTION("an empty wave is passed over") {
+    CHECK(evaluate_rollout(r, 1, {counts(2, 4, 0, 0, 0)}).action == A::advance);
+  }
+  SECTION("no advance past the last wave") {
+    auto v = evaluate_rollout(r, 3, {counts(1, 2, 2, 0, 2), counts(2, 4, 4, 0, 4), counts(3, 4, 4, 0, 4)});
+    CHECK(v.action == A::wait);
+    // ... but it still stops on errors.
+    v = evaluate_rollout(r, 3, {counts(1, 2, 2, 0, 2), counts(2, 4, 4, 0, 4), counts(3, 4, 0, 4, 4)});
+    CHECK(v.action == A::stop);
+  }
+}
+
+TEST_CASE("group names are letters, digits, dots, dashes and underscores", "[model]") {
+  CHECK_NOTHROW(validate_group_name("web-servers", "host group"));
+  CHECK_NOTHROW(validate_group_name("a", "host group"));
+  CHECK_NOTHROW(validate_group_name("1st.floor_pcs", "ID group"));
+  CHECK_NOTHROW(validate_group_name(std::string(64, 'x'), "ID group"));
+  CHECK_THROWS_WITH(validate_group_name("", "host group"), Catch::Contains("host group name \"\" must be 1 to 64"));
+  CHECK_THROWS_WITH(validate_group_name(std::string(65, 'x'), "ID group"), Catch::Contains("1 to 64"));
+  CHECK_THROWS_WITH(validate_group_name("-web", "ID group"), Catch::Contains("must start with a letter or digit"));
+  CHECK_THROWS_WITH(validate_group_name(".web", "ID group"), Catch::Contains("must start with a letter or digit"));
+  CHECK_THROWS_WITH(validate_group_name("web servers", "ID group"), Catch::Contains("may only hold"));
+  CHECK_THROWS_WITH(validate_group_name("web/1", "ID group"), Catch::Contains("may only hold"));
+  CHECK_THROWS_AS(validate_group_name("web;drop", "ID group"), Error);
+}
+
+TEST_CASE("globs match case-insensitively with stars, marks and classes", "[model]") {
+  CHECK(glob_matches("web-*", "web-01"));
+  CHECK(glob_matches("web-*", "WEB-01"));
+  CHECK(glob_matches("WEB-*", "web-"));
+  CHECK_FALSE(glob_matches("web-*", "db-01"));
+  CHECK(glob_matches("*", ""));
+  CHECK(glob_matches("*", "anything"));
+  CHECK(glob_matches("*.example.com", "a.b.example.com"));
+  CHECK_FALSE(glob_matches("*.example.com", "example.com"));
+  CHECK(glob_matches("web-?", "web-1"));
+  CHECK_FALSE(glob_matches("web-?", "web-12"));
+  CHECK_FALSE(glob_matches("web-?", "web-"));
+  CHECK(glob_matches("web[a-c]", "webb"));
+  CHECK(glob_matches("web[a-c]", "webB"));
+  CHECK_FALSE(glob_matches("web[a-c]", "webd"));
+  CHECK(glob_matches("web[xyz]1", "webY1"));
+  CHECK(glob_matches("web[!x]", "weby"));
+  CHECK_FALSE(glob_matches("web[!x]", "webx"));
+  CHECK_FALSE(glob_matches("web[!x]", "webX"));
+  CHECK(glob_matches("*-[0-9][0-9]", "branch-pc-42"));
+  CHECK_FALSE(glob_matches("*-[0-9][0-9]", "branch-pc-4x"));
+  CHECK(glob_matches("", ""));
+  CHECK_FALSE(glob_matches("", "x"));
+  CHECK_FALSE(glob_matches("web", "web1"));  // the whole name must match
+}
+
+TEST_CASE("addresses are matched against IPv4 and IPv6 ranges", "[model]") {
+  CHECK(address_in_range("10.1.2.3", "10.1.0.0/16"));
+  CHECK(address_in_range("10.1.255.255", "10.1.0.0/16"));
+  CHECK_FALSE(address_in_range("10.2.0.1", "10.1.0.0/16"));
+  CHECK(address_in_range("10.1.2.3", "10.1.2.3"));  // a single address
+  CHECK(address_in_range("10.1.2.3", "10.1.2.3/32"));
+  CHECK_FALSE(address_in_range("10.1.2.4", "10.1.2.3"));
+  CHECK(address_in_range("192.168.7.9", "0.0.0.0/0"));
+  CHECK(address_in_range("172.16.5.4", "172.16.0.0/12"));
+  CHECK_FALSE(address_in_range("172.32.0.1", "172.16.0.0/12"));
+  CHECK(address_in_range("fd00:1:2:3::5", "fd00:1:2:3::/64"));
+  CHECK(address_in_range("FD00:1:2:3:ffff:ffff:ffff:ffff", "fd00:1:2:3::/64"));
+  CHECK_FALSE(address_in_range("fd00:1:2:4::5", "fd00:1:2:3::/64"));
+  CHECK(address_in_range("fd12::1", "fd00::/8"));
+  // Families do not mix.
+  CHECK_FALSE(address_in_range("10.1.2.3", "fd00::/8"));
+  CHECK_FALSE(address_in_range("fd00::1", "10.0.0.0/8"));
+  CHECK_FALSE(address_in_range("::ffff:10.1.2.3", "10.1.0.0/16"));
+  // Garbage on either side is no match.
+  CHECK_FALSE(address_in_range("garbage", "10.0.0.0/8"));
+  CHECK_FALSE(address_in_range("", "10.0.0.0/8"));
+  CHECK_FALSE(address_in_range("10.1.2.3", "garbage"));
+  CHECK_FALSE(address_in_range("10.1.2.3", "10.0.0.0/33"));
+  CHECK_FALSE(address_in_range("10.1.2.3", "10.0.0.0/"));
+  CHECK_FALSE(address_in_range("10.1.2.3", "10.0.0.0/x"));
+  CHECK_FALSE(address_in_range("10.1.2.3", "fd00::/129"));
+}
+
+TEST_CASE("join policies match hosts by name or address", "[model]") {
+  JoinPolicy by_name;
+  by_name.name_pattern = "web-*";
+  JoinPolicy by_range;
+  by_range.ip_range = "10.1.0.0/16";
+  JoinPolicy both = by_name;
+  both.ip_range = "fd00::/8";
+  CHECK(JoinPolicy{}.empty());
+  CHECK_FALSE(by_name.empty());
+  CHECK_NOTHROW(validate_join_policy(by_name));
+  CHECK_NOTHROW(validate_join_policy(by_range));
+  CHECK_NOTHROW(validate_join_policy(both));
+  CHECK_NOTHROW(validate_join_policy(JoinPolicy{}));
+
+  SECTION("bad ranges are refused") {
+    JoinPolicy bad;
+    bad.ip_range = "10.1.0.0/40";
+    CHECK_THROWS_WITH(validate_join_policy(bad), Catch::Contains("is not an address or CIDR range"));
+    bad.ip_range = "ten.one/16";
+    CHECK_THROWS_WITH(validate_join_policy(bad), Catch::Contains("\"ten.one/16\""));
+    bad.ip_range.clear();
+    bad.name_pattern = std::string(256, '*');
+    CHECK_THROWS_WITH(validate_join_policy(bad), Catch::Contains("longer than 255"));
+  }
+  SECTION("matching") {
+    const auto web = host(kA, "Web-7", {"192.168.0.1"});
+    const auto db = host(kB, "db1", {"192.168.0.2", "10.1.5.5"});
+    const auto v6 = host(kC, "db2", {"fd00::9"});
+    CHECK(policy_matches(by_name, web));
+    CHECK_FALSE(policy_matches(by_name, db));
+    CHECK_FALSE(policy_matches(by_range, web));
+    CHECK(policy_matches(by_range, db));  // any address counts
+    CHECK(policy_matches(both, web));
+    CHECK(policy_matches(both, v6));
+    CHECK_FALSE(policy_matches(both, db));
+    CHECK_FALSE(policy_matches(JoinPolicy{}, web));  // an empty policy matches nobody
+  }
+}
+
+TEST_CASE("join passwords are salted hashes checked in constant time", "[model]") {
+  const auto h1 = hash_join_password("s3cret");
+  const auto h2 = hash_join_password("s3cret");
+  CHECK_THAT(h1, Catch::StartsWith("sha256$"));
+  CHECK(h1.find("s3cret") == std::string::npos);
+  CHECK(h1 != h2);  // a new salt each time
+  CHECK(check_join_password("s3cret", h1));
+  CHECK(check_join_password("s3cret", h2));
+  CHECK_FALSE(check_join_password("S3cret", h1));
+  CHECK_FALSE(check_join_password("s3cret ", h1));
+  CHECK_FALSE(check_join_password("", h1));
+  CHECK_FALSE(check_join_password("s3cret", ""));
+  CHECK_FALSE(check_join_password("s3cret", "garbage"));
+  CHECK_FALSE(check_join_password("s3cret", "sha256$nodollar"));
+  CHECK_FALSE(check_join_password("s3cret", h1.substr(0, h1.size() - 1)));
+  const auto empty = hash_join_password("");
+  CHECK(check_join_password("", empty));
+  CHECK_FALSE(check_join_password("x", empty));
+}
+
+TEST_CASE("time specs parse relative, unix and calendar forms", "[model]") {
+  const std::int64_t now = 1'700'000'000;
+  CHECK(parse_time_spec("+90s", now) == now + 90);
+  CHECK(parse_time_spec("+90", now) == now + 90);
+  CHECK(parse_time_spec("+10m", now) == now + 600);
+  CHECK(parse_time_spec("+2h", now) == now + 7200);
+  CHECK(parse_time_spec("+1d", now) == now + 86400);
+  CHECK(parse_time_spec("@1767225600", now) == 1767225600);
+  CHECK(parse_time_spec("@0", now) == 0);
+
+  std::tm utc{};
+  utc.tm_year = 2026 - 1900;
+  utc.tm_mon = 11;
+  utc.tm_mday = 1;
+  utc.tm_hour = 22;
+  const auto expected = static_cast<std::int64_t>(timegm(&utc));
+  CHECK(expected == 1796162400);
+  CHECK(parse_time_spec("2026-12-01T22:00:00Z", now) == expected);
+  CHECK(parse_time_spec("2026-12-01T22:00:30Z", now) == expected + 30);
+
+  // Without a zone: local time, as mktime sees it.
+  std::tm local{};
+  local.tm_year = 2026 - 1900;
+  local.tm_mon = 11;
+  local.tm_mday = 1;
+  local.tm_hour = 22;
+  local.tm_isdst = -1;
+  const auto expected_local = static_cast<std::int64_t>(std::mktime(&local));
+  CHECK(parse_time_spec("2026-12-01 22:00", now) == expected_local);
+  CHECK(parse_time_spec("2026-12-01T22:00:00", now) == expected_local);
+
+  for (auto bad : {"", "tomorrow", "@", "@12ab", "@-5", "2026-13-01T00:00:00Z", "2026-12-32T00:00:00Z",
+                   "2026-12-01T24:00:00Z", "2026-12-01T22:60:00Z", "2026-12-01X22:00",
+                   "2026-12-01T22:00:00+01", "2026-12-01T22:00:00Zulu", "2026-12-01T-1:00:00Z",
+                   "2026-12-01T22:-5:00Z"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(parse_time_spec(bad, now), Catch::Contains("is not a time"));
+  }
+  for (auto bad : {"+", "+5x", "+-5m", "+1.5h"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(parse_time_spec(bad, now), Error);
+  }
+}
+
+TEST_CASE("durations parse in seconds, minutes, hours and days", "[model]") {
+  CHECK(parse_duration_seconds("90") == 90);
+  CHECK(parse_duration_seconds("90s") == 90);
+  CHECK(parse_duration_seconds("10m") == 600);
+  CHECK(parse_duration_seconds("2h") == 7200);
+  CHECK(parse_duration_seconds("1d") == 86400);
+  CHECK(parse_duration_seconds("0") == 0);
+  for (auto bad : {"", "s", "m", "-5", "5w", "1.5h", "10 m", " 10m", "9999999999", "h2"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(parse_duration_seconds(bad), Catch::Contains("is not a duration"));
   }
 }

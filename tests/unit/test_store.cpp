@@ -8,6 +8,11 @@
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <set>
+
 using namespace distrib;
 using namespace distrib::test;
 
@@ -54,6 +59,40 @@ std::unique_ptr<Store> open_store(const std::string& backend, const TempDir& tmp
   s.backend = backend;
   s.path = (tmp / "test.db").string();
   return registry.open(s);
+}
+
+// The kind of the Error `fn` throws; nullopt when it throws none.
+template <class Fn>
+std::optional<ErrorKind> error_kind(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  return std::nullopt;
+}
+
+std::int64_t now_unix() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+// Registers `n` agents "pc000", "pc001", ... and returns their ids in that order.
+std::vector<std::string> register_agents(Store& store, int n) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) {
+    char id[40], name[16];
+    std::snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", i);
+    std::snprintf(name, sizeof name, "pc%03d", i);
+    store.upsert_host(host(id, name));
+    ids.emplace_back(id);
+  }
+  return ids;
+}
+
+// The entry of `host_id` in the job.
+JobEntry entry_of(Store& store, std::int64_t job_id, const std::string& host_id) {
+  for (auto& e : store.job_entries(job_id))
+    if (e.host_id == host_id) return e;
+  FAIL("job " << job_id << " has no entry for host " << host_id);
+  return {};
 }
 }  // namespace
 
@@ -329,4 +368,454 @@ TEST_CASE("a file that is not a database is a clear error", "[store]") {
   TempDir tmp;
   write_file(tmp / "test.db", std::string(8192, 'x'));
   CHECK_THROWS_WITH(open_store("sqlite", tmp), Catch::Contains("database"));
+}
+
+TEST_CASE("store conformance: host groups", "[store]") {
+  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  store->upsert_host(host(kA, "web1"));
+  store->upsert_host(host(kB, "web2"));
+  store->upsert_host(host(kR, "relay1"));
+
+  HostGroup web;
+  web.name = "web";
+  web.description = "web servers";
+  web.members = {kB, kA};
+  store->create_host_group(web);
+  CHECK(error_kind([&] { store->create_host_group(web); }) == ErrorKind::conflict);
+  HostGroup empty;
+  empty.name = "empty";
+  store->create_host_group(empty);
+
+  auto found = store->find_host_group("web");
+  REQUIRE(found);
+  CHECK(found->description == "web servers");
+  CHECK(found->created_at > 0);
+  CHECK(found->members == std::vector<std::string>{kA, kB});  // by host name
+  CHECK_FALSE(store->find_host_group("nosuch"));
+
+  auto all = store->list_host_groups();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].name == "empty");
+  CHECK(all[0].members.empty());
+  CHECK(all[1].name == "web");
+  CHECK(all[1].members == std::vector<std::string>{kA, kB});
+
+  CHECK(store->change_host_group("web", {kA}, {}) == 0);       // already a member
+  CHECK(store->change_host_group("web", {kR}, {kB}) == 2);     // one in, one out
+  CHECK(store->change_host_group("web", {}, {kB}) == 0);       // not a member any more
+  CHECK(store->change_host_group("web", {kR, kB}, {kA}) == 2);
+  CHECK(store->find_host_group("web")->members == std::vector<std::string>{kR, kB});
+  CHECK(store->find_host_group("empty")->members.empty());
+  CHECK(error_kind([&] { store->change_host_group("nosuch", {kA}, {}); }) == ErrorKind::not_found);
+
+  CHECK(store->delete_host_group("web"));
+  CHECK_FALSE(store->delete_host_group("web"));
+  CHECK_FALSE(store->find_host_group("web"));
+  CHECK(store->list_host_groups().size() == 1);
+  // The name is free again, and the old memberships went with the group.
+  HostGroup again;
+  again.name = "web";
+  store->create_host_group(again);
+  CHECK(store->find_host_group("web")->members.empty());
+}
+
+TEST_CASE("store conformance: ID groups and standing jobs", "[store]") {
+  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  store->upsert_host(host(kA, "web1"));
+  store->upsert_host(host(kB, "web2"));
+  auto relay = host(kR, "relay1");
+  relay.role = HostRole::relay;
+  store->upsert_host(relay);
+  store->insert_package(manifest("app", "1.0"));
+
+  IdGroup g;
+  g.name = "g";
+  g.owner = kR;
+  store->create_id_group(g);
+  CHECK(error_kind([&] { store->create_id_group(g); }) == ErrorKind::conflict);
+  CHECK(error_kind([&] { store->join_id_group("nosuch", {kA}, JoinMethod::admin); }) == ErrorKind::not_found);
+  CHECK(error_kind([&] { store->leave_id_group("nosuch", {kA}); }) == ErrorKind::not_found);
+  CHECK(error_kind([&] { store->join_id_group("g", {"55555555-5555-4555-8555-555555555555"}, JoinMethod::admin); }) ==
+        ErrorKind::not_found);
+
+  auto standing = app_job({"id:g"});
+  standing.id_groups = {"g"};
+  // No members yet: the jobs stand, with no entries.
+  auto first = store->create_job(standing, {});
+  auto second = store->create_job(standing, {});
+  CHECK(first.entries == 0);
+  CHECK(second.entries == 0);
+  CHECK(first.vias.empty());
+  CHECK(store->find_job(first.job.id)->id_groups == std::vector<std::string>{"g"});
+  auto jobs = store->standing_jobs("g");
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].id == first.job.id);
+  CHECK(jobs[1].id == second.job.id);
+
+  // A host joining receives every standing job, oldest first, marked late-join.
+  auto joined = store->join_id_group("g", {kA}, JoinMethod::command);
+  CHECK(joined.changed == 1);
+  CHECK(joined.entries == 2);
+  CHECK(joined.vias == std::vector<std::string>{kA});
+  auto open = store->open_entries_for_host(kA);
+  REQUIRE(open.size() == 2);
+  CHECK(open[0].job_id == first.job.id);
+  CHECK(open[1].job_id == second.job.id);
+  for (const auto& e : open) {
+    CHECK(e.late_join);
+    CHECK(e.state == EntryState::waiting);
+  }
+  CHECK(store->id_groups_of(kA) == std::vector<std::string>{"g"});
+  auto found = store->find_id_group("g");
+  REQUIRE(found);
+  CHECK(found->owner == kR);
+  REQUIRE(found->members.size() == 1);
+  CHECK(found->members[0].host_id == kA);
+  CHECK(found->members[0].host_name == "web1");
+  CHECK(found->members[0].how == JoinMethod::command);
+  std::map<std::string, std::int64_t> member_counts;
+  CHECK(store->list_id_groups(&member_counts).size() == 1);
+  CHECK(member_counts["g"] == 1);
+
+  // Joining again changes nothing.
+  auto again = store->join_id_group("g", {kA}, JoinMethod::command);
+  CHECK(again.changed == 0);
+  CHECK(again.entries == 0);
+  CHECK(again.vias.empty());
+  CHECK(store->open_entries_for_host(kA).size() == 2);
+
+  // A job created after the join includes the member directly, once.
+  auto third = store->create_job(standing, {kA});
+  CHECK(third.entries == 1);
+  CHECK(third.vias == std::vector<std::string>{kA});
+  CHECK_FALSE(entry_of(*store, third.job.id, kA).late_join);
+
+  // Members must be of the role the job needs: a relay gets no install entry...
+  auto relay_joined = store->join_id_group("g", {kR}, JoinMethod::admin);
+  CHECK(relay_joined.changed == 1);
+  CHECK(relay_joined.entries == 0);
+  CHECK(store->open_entries_for_host(kR).empty());
+  auto fourth = store->create_job(standing, {});
+  CHECK(fourth.entries == 1);
+  CHECK(store->job_entries(fourth.job.id).size() == 1);
+  CHECK(store->job_entries(fourth.job.id)[0].host_id == kA);
+  // ...and an agent no transfer to a relay.
+  auto staging = standing;
+  staging.type = JobType::transfer_to_relay;
+  auto staged = store->create_job(staging, {});
+  CHECK(staged.entries == 1);
+  CHECK(store->job_entries(staged.job.id)[0].host_id == kR);
+
+  // Leaving cancels the host's entries of the group's jobs that have not started.
+  const auto started = entry_of(*store, second.job.id, kA).id;
+  REQUIRE(store->apply_report(kA, {started, 1, 1, EntryState::transferring, {}, "", ""}).kind ==
+          ReportOutcome::Kind::applied);
+  auto other = store->create_job(app_job({"web1"}), {kA});  // not a job of the group
+  auto left = store->leave_id_group("g", {kA});
+  CHECK(left.changed == 1);
+  CHECK(left.entries == 3);
+  CHECK(left.vias == std::vector<std::string>{kA});
+  for (auto id : {first.job.id, third.job.id, fourth.job.id}) {
+    const auto e = entry_of(*store, id, kA);
+    INFO("job " << id);
+    CHECK(e.state == EntryState::cancelled);
+    CHECK_THAT(e.message, Catch::Contains("left ID group"));
+  }
+  CHECK(entry_of(*store, second.job.id, kA).state == EntryState::transferring);
+  CHECK(entry_of(*store, other.job.id, kA).state == EntryState::waiting);
+  CHECK(store->id_groups_of(kA).empty());
+  auto left_again = store->leave_id_group("g", {kA});
+  CHECK(left_again.changed == 0);
+  CHECK(left_again.entries == 0);
+
+  // Later jobs to the group do not include the host that left.
+  auto later = store->create_job(standing, {});
+  CHECK(later.entries == 0);
+
+  // Deleting the group ends its standing jobs; their entries stay.
+  CHECK(store->delete_id_group("g"));
+  CHECK_FALSE(store->delete_id_group("g"));
+  CHECK_FALSE(store->find_id_group("g"));
+  CHECK(store->standing_jobs("g").empty());
+  CHECK(store->job_entries(first.job.id).size() == 1);
+}
+
+TEST_CASE("store conformance: staged rollouts", "[store]") {
+  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  store->insert_package(manifest("app", "1.0"));
+
+  SECTION("waves are held until released and the last release completes the rollout") {
+    const auto ids = register_agents(*store, 10);
+    auto job = app_job({});
+    job.rollout.waves = {20, 60, 100};
+    const auto created = store->create_job(job, ids);
+    const auto id = created.job.id;
+    CHECK(created.entries == 10);
+    CHECK(created.vias.size() == 2);  // only the first wave is woken
+    auto found = store->find_job(id);
+    REQUIRE(found);
+    CHECK(found->rollout_state == RolloutState::running);
+    CHECK(found->current_wave == 1);
+    CHECK(found->rollout.waves == std::vector<int>{20, 60, 100});
+
+    auto counts = store->wave_counts(id);
+    REQUIRE(counts.size() == 3);
+    CHECK(counts[0].wave == 1);
+    CHECK(counts[0].total == 2);
+    CHECK(counts[1].wave == 2);
+    CHECK(counts[1].total == 4);
+    CHECK(counts[2].wave == 3);
+    CHECK(counts[2].total == 4);
+    for (const auto& e : store->job_entries(id)) {
+      INFO("wave " << e.wave);
+      if (e.wave == 1) {
+        CHECK(e.ready_at == 0);
+      } else {
+        CHECK(e.ready_at == kHeldUntilReleased);
+      }
+    }
+    auto running = store->running_rollouts();
+    REQUIRE(running.size() == 1);
+    CHECK(running[0].id == id);
+
+    const auto before = now_unix();
+    CHECK(store->release_wave(id, 2).size() == 4);
+    const auto after = now_unix();
+    for (const auto& e : store->job_entries(id)) {
+      INFO("wave " << e.wave);
+      if (e.wave == 2) {
+        CHECK(e.ready_at >= before);
+        CHECK(e.ready_at <= after);
+      }
+      if (e.wave == 3) CHECK(e.ready_at == kHeldUntilReleased);
+    }
+    CHECK(store->find_job(id)->current_wave == 2);
+    CHECK(store->find_job(id)->rollout_state == RolloutState::running);
+    REQUIRE(store->running_rollouts().size() == 1);
+    CHECK(store->running_rollouts()[0].id == id);
+
+    CHECK(store->release_wave(id, 3).size() == 4);
+    found = store->find_job(id);
+    CHECK(found->rollout_state == RolloutState::completed);
+    CHECK(found->current_wave == 3);
+    CHECK(store->running_rollouts().empty());
+    for (const auto& e : store->job_entries(id)) CHECK(e.ready_at < kHeldUntilReleased);
+  }
+
+  SECTION("hosts are drawn into waves at random") {
+    const auto ids = register_agents(*store, 200);
+    auto job = app_job({});
+    job.rollout.waves = {5, 25, 100};
+    const auto id = store->create_job(job, ids).job.id;
+    auto counts = store->wave_counts(id);
+    REQUIRE(counts.size() == 3);
+    CHECK(counts[0].total == 10);
+    CHECK(counts[1].total == 40);
+    CHECK(counts[2].total == 150);
+    std::set<std::string> first_wave, first_given(ids.begin(), ids.begin() + 10);
+    for (const auto& e : store->job_entries(id))
+      if (e.wave == 1) first_wave.insert(e.host_id);
+    CHECK(first_wave.size() == 10);
+    CHECK(first_wave != first_given);  // not the registration order (odds of a fluke: 1 in 2e16)
+  }
+
+  SECTION("stopping a rollout cancels the held entries") {
+    const auto ids = register_agents(*store, 10);
+    auto job = app_job({});
+    job.rollout.waves = {20, 60, 100};
+    const auto id = store->create_job(job, ids).job.id;
+    const std::string reason = "error threshold exceeded: 2 of 2 released entries failed (limit 10 %)";
+    store->stop_rollout(id, reason);
+    for (const auto& e : store->job_entries(id)) {
+      INFO("wave " << e.wave);
+      if (e.wave == 1) {
+        CHECK(e.state == EntryState::waiting);  // released entries run on
+      } else {
+        CHECK(e.state == EntryState::cancelled);
+        CHECK_THAT(e.message, Catch::StartsWith("rollout stopped: "));
+        CHECK_THAT(e.message, Catch::Contains(reason));
+      }
+    }
+    auto found = store->find_job(id);
+    CHECK(found->rollout_state == RolloutState::stopped);
+    CHECK(found->rollout_message == reason);
+    CHECK(store->running_rollouts().empty());
+  }
+}
+
+TEST_CASE("store conformance: expiry and start times", "[store]") {
+  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  store->upsert_host(host(kA, "web1"));
+  store->upsert_host(host(kB, "web2"));
+  store->insert_package(manifest("app", "1.0"));
+  const auto now = now_unix();
+
+  // Validation is the manager's; the store takes an expiry already past.
+  auto expiring = app_job({"web1", "web2"});
+  expiring.schedule.expires_at = now - 60;
+  const auto expired_id = store->create_job(expiring, {kA, kB}).job.id;
+  // web2's entry is installing: an install under way is never expired.
+  const auto b_entry = entry_of(*store, expired_id, kB).id;
+  EntryReport r{b_entry, 1, 1, EntryState::transferring, {}, "", ""};
+  REQUIRE(store->apply_report(kB, r).kind == ReportOutcome::Kind::applied);
+  r.seq = 2;
+  r.state = EntryState::transferred;
+  REQUIRE(store->apply_report(kB, r).kind == ReportOutcome::Kind::applied);
+  r.seq = 3;
+  r.state = EntryState::installing;
+  REQUIRE(store->apply_report(kB, r).kind == ReportOutcome::Kind::applied);
+
+  auto later = app_job({"web1"});
+  later.schedule.start_at = now + 3600;
+  const auto later_created = store->create_job(later, {kA});
+  CHECK(later_created.vias.empty());  // nothing to deliver yet
+  const auto waiting = entry_of(*store, later_created.job.id, kA);
+  CHECK(waiting.ready_at == now + 3600);
+  CHECK(store->vias_ready_between(now + 3599, now + 3600) == std::vector<std::string>{kA});
+  CHECK(store->vias_ready_between(now, now + 3599).empty());
+  CHECK(store->vias_ready_between(now + 3600, now + 7200).empty());  // (after, upto]
+
+  CHECK(store->expire_entries(now, now + 60).empty());  // no expiry in that span
+  CHECK(store->expire_entries(0, now) == std::vector<std::string>{kA});
+  const auto expired = entry_of(*store, expired_id, kA);
+  CHECK(expired.state == EntryState::expired);
+  CHECK_THAT(expired.message, Catch::Contains("expired"));
+  CHECK(entry_of(*store, expired_id, kB).state == EntryState::installing);
+  CHECK(entry_of(*store, later_created.job.id, kA).state == EntryState::waiting);  // no expiry set
+  CHECK(store->expire_entries(0, now).empty());  // nothing left to expire
+  auto open = store->open_entries_for_host(kA);
+  REQUIRE(open.size() == 1);
+  CHECK(open[0].job_id == later_created.job.id);
+}
+
+TEST_CASE("store conformance: automatic and operator retries", "[store]") {
+  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  store->upsert_host(host(kA, "web1"));
+  store->upsert_host(host(kB, "web2"));
+  store->insert_package(manifest("app", "1.0"));
+
+  SECTION("a transfer failure is retried with backoff until the retries are used up") {
+    auto job = app_job({"web1"});
+    job.schedule.max_retries = 1;
+    job.schedule.retry_backoff_seconds = 30;
+    const auto id = store->create_job(job, {kA}).job.id;
+    const auto entry = entry_of(*store, id, kA).id;
+    const auto before = now_unix();
+    EntryReport r{entry, 1, 1, EntryState::transferring, {}, "", ""};
+    REQUIRE(store->apply_report(kA, r).kind == ReportOutcome::Kind::applied);
+    r.seq = 2;
+    r.state = EntryState::failed;
+    r.message = "connection reset";
+    auto out = store->apply_report(kA, r);
+    CHECK(out.kind == ReportOutcome::Kind::applied);
+    CHECK(out.retried);
+    CHECK(out.current == EntryState::waiting);
+    CHECK(out.retry_at >= before + 30);
+    auto e = entry_of(*store, id, kA);
+    CHECK(e.state == EntryState::waiting);
+    CHECK(e.attempt == 2);
+    CHECK(e.ready_at == out.retry_at);
+    CHECK(e.ready_at > now_unix());
+    CHECK_THAT(e.message, Catch::Contains("attempt 1 failed (connection reset)"));
+    CHECK(store->open_entries_for_host(kA).size() == 1);
+
+    // A late report of the first attempt changes nothing.
+    r.seq = 3;
+    r.state = EntryState::transferring;
+    CHECK(store->apply_report(kA, r).kind == ReportOutcome::Kind::duplicate);
+
+    // The second attempt fails too: that is final.
+    r.attempt = 2;
+    r.seq = 4;
+    REQUIRE(store->apply_report(kA, r).kind == ReportOutcome::Kind::applied);
+    r.seq = 5;
+    r.state = EntryState::failed;
+    out = store->apply_report(kA, r);
+    CHECK(out.kind == ReportOutcome::Kind::applied);
+    CHECK_FALSE(out.retried);
+    CHECK(out.current == EntryState::failed);
+    e = entry_of(*store, id, kA);
+    CHECK(e.state == EntryState::failed);
+    CHECK(e.attempt == 2);
+    CHECK(store->open_entries_for_host(kA).empty());
+  }
+
+  SECTION("an install failure is retried only when the job asks") {
+    auto fail_install = [&](std::int64_t job_id, std::int64_t first_seq) {
+      const auto entry = entry_of(*store, job_id, kA).id;
+      EntryReport r{entry, 1, first_seq, EntryState::transferring, {}, "", ""};
+      for (auto s : {EntryState::transferring, EntryState::transferred, EntryState::installing}) {
+        r.state = s;
+        REQUIRE(store->apply_report(kA, r).kind == ReportOutcome::Kind::applied);
+        ++r.seq;
+      }
+      r.state = EntryState::failed;
+      r.exit_code = 1;
+      return store->apply_report(kA, r);
+    };
+    auto job = app_job({"web1"});
+    job.schedule.max_retries = 3;
+    const auto plain = store->create_job(job, {kA}).job.id;
+    auto out = fail_install(plain, 1);
+    CHECK(out.kind == ReportOutcome::Kind::applied);
+    CHECK_FALSE(out.retried);
+    CHECK(entry_of(*store, plain, kA).state == EntryState::failed);
+    CHECK(entry_of(*store, plain, kA).exit_code == 1);
+
+    job.schedule.retry_installs = true;
+    const auto retrying = store->create_job(job, {kA}).job.id;
+    CHECK(store->find_job(retrying)->schedule.retry_installs);
+    out = fail_install(retrying, 10);
+    CHECK(out.kind == ReportOutcome::Kind::applied);
+    CHECK(out.retried);
+    const auto e = entry_of(*store, retrying, kA);
+    CHECK(e.state == EntryState::waiting);
+    CHECK(e.attempt == 2);
+    CHECK(e.ready_at > now_unix());
+  }
+
+  SECTION("an operator's retry puts failed entries back to waiting") {
+    const auto id = store->create_job(app_job({"web1", "web2"}), {kA, kB}).job.id;
+    EntryReport r{entry_of(*store, id, kA).id, 1, 1, EntryState::failed, 2, "no space", ""};
+    REQUIRE(store->apply_report(kA, r).kind == ReportOutcome::Kind::applied);  // no retries set
+    EntryReport ok{entry_of(*store, id, kB).id, 1, 1, EntryState::succeeded, 0, "", ""};
+    REQUIRE(store->apply_report(kB, ok).kind == ReportOutcome::Kind::applied);
+    CHECK(entry_of(*store, id, kA).state == EntryState::failed);
+
+    const auto before = now_unix();
+    auto [count, vias] = store->retry_failed(id);
+    CHECK(count == 1);
+    CHECK(vias == std::vector<std::string>{kA});
+    const auto e = entry_of(*store, id, kA);
+    CHECK(e.state == EntryState::waiting);
+    CHECK(e.attempt == 2);
+    CHECK(e.ready_at >= before);
+    CHECK(e.ready_at <= now_unix());
+    CHECK_FALSE(e.exit_code);
+    CHECK(e.message == "retry requested by operator");
+    CHECK(entry_of(*store, id, kB).state == EntryState::succeeded);
+    CHECK(store->retry_failed(id).first == 0);
+    CHECK(error_kind([&] { store->retry_failed(id + 100); }) == ErrorKind::not_found);
+
+    // The new attempt is reported under its number.
+    r.attempt = 2;
+    r.seq = 2;
+    r.state = EntryState::transferring;
+    CHECK(store->apply_report(kA, r).kind == ReportOutcome::Kind::applied);
+  }
 }

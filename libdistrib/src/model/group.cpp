@@ -2,8 +2,9 @@
 #include <distrib/error.h>
 #include <distrib/model/group.h>
 
+#include "util/random.h"
+
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include <arpa/inet.h>
 #include <cctype>
@@ -145,14 +146,7 @@ bool policy_matches(const JoinPolicy& p, const Host& host) {
 }
 
 std::string hash_join_password(std::string_view password) {
-  unsigned char raw[12];
-  if (RAND_bytes(raw, sizeof raw) != 1) throw Error("cannot generate a random salt");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string salt;
-  for (auto c : raw) {
-    salt.push_back(kHex[c >> 4]);
-    salt.push_back(kHex[c & 15]);
-  }
+  const auto salt = util::random_hex(12, "salt");
   return "sha256$" + salt + "$" + sha256_hex(salt + std::string(password));
 }
 

@@ -93,7 +93,8 @@ std::int64_t parse_time_spec(std::string_view text, std::int64_t now) {
   const int n = std::sscanf(t.c_str(), "%4d-%2d-%2d%c%2d:%2d:%2d%3s", &y, &mo, &d, &sep, &h, &mi, &s, zone);
   if (n < 6 || (sep != 'T' && sep != ' ')) throw bad();
   if (n == 6) s = 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) throw bad();
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60)
+    throw bad();
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;
   tm.tm_mday = d;

@@ -12,9 +12,9 @@
 #include "services/upstream.h"
 #include "util/blocking_pool.h"
 #include "util/fs.h"
+#include "util/random.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -69,17 +69,7 @@ std::vector<std::string> split_path(std::string_view path) {
   return parts;
 }
 
-std::string random_token() {
-  unsigned char b[32];
-  if (RAND_bytes(b, sizeof b) != 1) throw Error("cannot generate a random admin token");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (auto c : b) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
+std::string random_token() { return util::random_hex(32, "admin token"); }
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -1287,6 +1277,24 @@ struct Manager::Impl {
     return o.contains(key) ? json::get_string_array(o, key) : std::vector<std::string>{};
   }
 
+  // {"add": [keys], "remove": [keys]} of a members request; at least one host.
+  static std::pair<std::vector<std::string>, std::vector<std::string>> member_change(const HttpRequest& req) {
+    require_json(req);
+    auto body = json::parse_object(req.body);
+    auto add = optional_strings(body, "add");
+    auto remove = optional_strings(body, "remove");
+    if (add.empty() && remove.empty()) throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
+    return {std::move(add), std::move(remove)};
+  }
+
+  void delete_group(Responder& r, const char* what, const std::string& name, std::function<bool()> erase) {
+    blocking(std::move(r), [what, name, erase = std::move(erase)] {
+      if (!erase()) throw Error(ErrorKind::not_found, std::string(what) + " \"" + name + "\" does not exist");
+      spdlog::info("{} {} deleted", what, name);
+      return json_response(200, bj::object{{"deleted", name}});
+    });
+  }
+
   void group_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
     const auto& m = req.method;
     if (p.size() == 2 && m == "GET") {
@@ -1326,19 +1334,10 @@ struct Manager::Impl {
         return json_response(200, o);
       });
     }
-    if (p.size() == 3 && m == "DELETE") {
-      return blocking(std::move(r), [this, name] {
-        if (!store->delete_host_group(name)) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
-        spdlog::info("host group {} deleted", name);
-        return json_response(200, bj::object{{"deleted", name}});
-      });
-    }
+    if (p.size() == 3 && m == "DELETE")
+      return delete_group(r, "host group", name, [this, name] { return store->delete_host_group(name); });
     if (p.size() == 4 && p[3] == "members" && m == "POST") {
-      require_json(req);
-      auto body = json::parse_object(req.body);
-      auto add = optional_strings(body, "add");
-      auto remove = optional_strings(body, "remove");
-      if (add.empty() && remove.empty()) throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
+      auto [add, remove] = member_change(req);
       return blocking(std::move(r), [this, name, add, remove] {
         if (!store->find_host_group(name)) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
         const auto a = resolve_host_keys(add, "nothing was changed");
@@ -1398,19 +1397,10 @@ struct Manager::Impl {
         return json_response(200, o);
       });
     }
-    if (p.size() == 3 && m == "DELETE") {
-      return blocking(std::move(r), [this, name] {
-        if (!store->delete_id_group(name)) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
-        spdlog::info("ID group {} deleted", name);
-        return json_response(200, bj::object{{"deleted", name}});
-      });
-    }
+    if (p.size() == 3 && m == "DELETE")
+      return delete_group(r, "ID group", name, [this, name] { return store->delete_id_group(name); });
     if (p.size() == 4 && p[3] == "members" && m == "POST") {
-      require_json(req);
-      auto body = json::parse_object(req.body);
-      auto add = optional_strings(body, "add");
-      auto remove = optional_strings(body, "remove");
-      if (add.empty() && remove.empty()) throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
+      auto [add, remove] = member_change(req);
       return blocking(std::move(r), [this, name, add, remove] {
         if (!store->find_id_group(name)) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
         const auto a = resolve_host_keys(add, "nothing was changed");

@@ -73,9 +73,30 @@ echo "== content: each chunk left the manager once for the whole branch office"
 "$bin/distribctl" stats
 
 echo
+echo "== an ID group: the branch office's machines join it by a policy on their names"
+"$bin/distribctl" idgroup create branch --match-name 'demo-agent[23]'
+cp -r examples/hello-app "$state/hello-app-1.0.1" && echo "1.0.1" >"$state/hello-app-1.0.1/VERSION"
+"$bin/distribctl" package create "$state/hello-app-1.0.1" --name hello-app --version 1.0.1 \
+  --install-command "sh install.sh" >/dev/null
+echo "== a standing job to the group, rolled out in two waves (50 % then everyone)"
+job2=$("$bin/distribctl" job create install hello-app 1.0.1 id:branch --waves 50,100 --json \
+  | sed -E 's/.*"id":([0-9]+).*/\1/')
+"$bin/distribctl" job show "$job2" --wait --timeout 90 >/dev/null || status=$?
+echo "== demo-agent1 joins the group from its own machine, and receives the standing job"
+"$bin/distribd" --role agent --state-dir "$state/agent1" --server "$url" --bind-address 127.0.0.11 \
+  --host-name demo-agent1 --join-group branch --log-level warn
+for _ in $(seq 100); do
+  "$bin/distribctl" job show "$job2" --json | grep -q '"final":3' && break
+  sleep 0.1
+done
+"$bin/distribctl" job show "$job2" || status=$?
+
+echo
 echo "== installed on the agents:"
 for i in 1 2 3; do
-  dir="$state/agent$i/packages/hello-app/1.0.0"
-  printf '   demo-agent%s: %s -> %s\n' "$i" "$dir" "$("$dir/bin/hello" 2>/dev/null || echo missing)"
+  for v in 1.0.0 1.0.1; do
+    dir="$state/agent$i/packages/hello-app/$v"
+    printf '   demo-agent%s: %s -> %s\n' "$i" "$dir" "$("$dir/bin/hello" 2>/dev/null || echo missing)"
+  done
 done
 exit $status

@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <ctime>
 #include <thread>
 
 using namespace distrib::test;
@@ -231,6 +233,30 @@ TEST_CASE("install timing, start time, expiry and retries", "[groups]") {
     pc.stop();  // SIGTERM: the stop phase installs it before the process exits
     CHECK(only_state(m, job) == "succeeded");
     CHECK(installs(pc) == "bye 1\n");
+  }
+
+  SECTION("a window job installs only while its daily window is open") {
+    // Minutes of the manager's local day: a window that opened a minute ago, one two hours away.
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    const int now_min = tm.tm_hour * 60 + tm.tm_min;
+    auto hhmm = [](int minute) {
+      minute = ((minute % 1440) + 1440) % 1440;
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "%02d:%02d", minute / 60 % 24, minute % 60);
+      return std::string(buf);
+    };
+    make_app(m, tmp, "night", "1");
+    make_app(m, tmp, "open", "1");
+    const auto closed = create_job(m, {"install", "night", "1", "pc", "--window",
+                                       hhmm(now_min + 120) + "-" + hhmm(now_min + 180)});
+    const auto open = create_job(m, {"install", "open", "1", "pc", "--window",
+                                     hhmm(now_min - 1) + "-" + hhmm(now_min + 60)});
+    REQUIRE(wait_until([&] { return only_state(m, open) == "succeeded"; }, 20s));
+    std::this_thread::sleep_for(2s);
+    CHECK(only_state(m, closed) == "waiting");
+    CHECK(installs(pc) == "open 1\n");
   }
 
   SECTION("entries wait for their start time; an entry not final by its expiry becomes expired") {

@@ -46,7 +46,10 @@ int distrib_client_upload_package(distrib_client* client, const char* dir, const
                                   const char* version, const char* install_command, char* err,
                                   size_t errlen);
 
-/* Creates an install job; returns the job id (> 0) or a negative distrib_status. */
+/* Creates an install job; returns the job id (> 0) or a negative distrib_status. Destinations
+   are host keys (the manager's key mode, or host ids), "group:NAME" (host group), "id:NAME"
+   (ID group: a standing job, later members receive it too) or "relay:NAME" (every host below a
+   relay). */
 int64_t distrib_client_create_install_job(distrib_client* client, const char* name,
                                           const char* version, const char* const* destinations,
                                           size_t destination_count, char* err, size_t errlen);

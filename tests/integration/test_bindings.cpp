@@ -44,6 +44,10 @@ TEST_CASE("C API: package, upload, job, status", "[integration][bindings]") {
   // Cache jobs go to relays: an agent destination is refused, naming it.
   CHECK(distrib_client_create_job(c, "transfer-to-relay", "capi", "1", dests, 1, err, sizeof err) == DISTRIB_E_INVALID);
   CHECK(std::string(err).find("is not a relay") != std::string::npos);
+  // Group destinations pass through as they are: an unknown host group refuses the job.
+  const char* groups[] = {"c-agent", "group:nope"};
+  CHECK(distrib_client_create_install_job(c, "capi", "1", groups, 2, err, sizeof err) == DISTRIB_E_INVALID);
+  CHECK(std::string(err).find("group:nope (no such host group)") != std::string::npos);
   distrib_job_status st{};
   REQUIRE(wait_until([&] {
     return distrib_client_job_status(c, job, &st, err, sizeof err) == DISTRIB_OK && st.done == st.total;

@@ -154,12 +154,6 @@ std::string progress_line(const JobProgress& p) {
   return fmt::format("{} {}/{} done ·{}", bar, p.final_count, p.total, states);
 }
 
-bj::object progress_json(const JobProgress& p) {
-  bj::object o{{"total", p.total}, {"final", p.final_count}};
-  for (auto s : kAllEntryStates) o[to_string(s)] = p.count(s);
-  return o;
-}
-
 bj::object job_json(const Job& j) {
   bj::array dests;
   for (const auto& d : j.destinations) dests.emplace_back(d);
@@ -657,17 +651,13 @@ struct Cli {
   int job_list() {
     expect_args(2, "job list [--limit N]");
     const int limit = vm.count("limit") ? vm["limit"].as<int>() : 50;
-    auto jobs = client().list_jobs(limit);
+    auto c = client();
     if (json) {
-      bj::array a;
-      for (const auto& l : jobs) {
-        auto o = job_json(l.job);
-        o["progress"] = progress_json(l.progress);
-        a.push_back(std::move(o));
-      }
-      print_json(bj::object{{"jobs", a}});
+      // The manager's answer as is: schedules, rollouts and ID groups included.
+      std::cout << c.call("GET", "/v1/jobs?limit=" + std::to_string(limit)) << "\n";
       return kOk;
     }
+    auto jobs = c.list_jobs(limit);
     Table t({"ID", "TYPE", "PACKAGE", "HOSTS", "DONE", "SUCCEEDED", "FAILED", "CREATED"});
     for (const auto& l : jobs)
       t.add({std::to_string(l.job.id), std::string(to_string(l.job.type)),
@@ -748,13 +738,10 @@ struct Cli {
                                j.rollout.error_threshold, j.rollout_message.empty() ? "" : " · " + j.rollout_message);
       Table w({"WAVE", "SHARE", "STATE", "HOSTS", "SUCCEEDED", "FAILED", "DONE"});
       for (const auto& wc : details.waves) {
-        const char* state = wc.wave <= j.current_wave ? (wc.final_count == wc.total ? "done" : "running")
-                            : j.rollout_state == RolloutState::stopped ? "stopped"
-                                                                       : "held";
         const auto share = wc.wave >= 1 && wc.wave <= static_cast<int>(j.rollout.waves.size())
                                ? j.rollout.waves[static_cast<std::size_t>(wc.wave - 1)]
                                : 0;
-        w.add({std::to_string(wc.wave), std::to_string(share) + " %", state, std::to_string(wc.total),
+        w.add({std::to_string(wc.wave), std::to_string(share) + " %", std::string(wave_state(j, wc)), std::to_string(wc.total),
                std::to_string(wc.succeeded), std::to_string(wc.failed), std::to_string(wc.final_count)});
       }
       w.print();

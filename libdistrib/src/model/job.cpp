@@ -297,4 +297,9 @@ RolloutVerdict evaluate_rollout(const Rollout& r, int current, const std::vector
   return v;
 }
 
+std::string_view wave_state(const Job& job, const WaveCounts& wave) noexcept {
+  if (wave.wave <= job.current_wave) return wave.final_count == wave.total ? "done" : "running";
+  return job.rollout_state == RolloutState::stopped ? "stopped" : "held";
+}
+
 }  // namespace distrib

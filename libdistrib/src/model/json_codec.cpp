@@ -42,6 +42,13 @@ std::int64_t get_int(const bj::object& o, std::string_view key, std::optional<st
   bad_field(key, "must be an integer");
 }
 
+bool get_bool(const bj::object& o, std::string_view key, bool fallback) {
+  auto it = o.find(key);
+  if (it == o.end()) return fallback;
+  if (!it->value().is_bool()) bad_field(key, "must be true or false");
+  return it->value().as_bool();
+}
+
 const bj::array& get_array(const bj::object& o, std::string_view key) {
   auto it = o.find(key);
   if (it == o.end()) bad_field(key, "is missing");
@@ -196,10 +203,7 @@ JobSchedule schedule_from_json(const bj::object& o) {
   const auto window = get_string(o, "window", false);
   if (!window.empty()) s.window = parse_daily_window(window);
   s.max_retries = static_cast<int>(get_int(o, "max_retries", 0));
-  if (auto it = o.find("retry_installs"); it != o.end()) {
-    if (!it->value().is_bool()) bad_field("retry_installs", "must be true or false");
-    s.retry_installs = it->value().as_bool();
-  }
+  s.retry_installs = get_bool(o, "retry_installs");
   s.retry_backoff_seconds = static_cast<int>(get_int(o, "retry_backoff_seconds", 30));
   return s;
 }
@@ -409,7 +413,8 @@ IdGroup id_group_from_json(const bj::object& o) {
       IdGroupMember x;
       x.host_id = get_string(m, "host_id");
       x.host_name = get_string(m, "host_name", false);
-      x.how = parse_join_method(get_string(m, "how", false).empty() ? "admin" : get_string(m, "how"));
+      const auto how = get_string(m, "how", false);
+      x.how = how.empty() ? JoinMethod::admin : parse_join_method(how);
       x.joined_at = get_int(m, "joined_at", 0);
       g.members.push_back(std::move(x));
     }

@@ -23,6 +23,8 @@ bj::object parse_object(std::string_view text);
 // Field readers; errors name the field.
 std::string get_string(const bj::object& o, std::string_view key, bool required = true);
 std::int64_t get_int(const bj::object& o, std::string_view key, std::optional<std::int64_t> fallback = {});
+/// A boolean field, `fallback` when absent; any other type is an error naming the field.
+bool get_bool(const bj::object& o, std::string_view key, bool fallback = false);
 const bj::array& get_array(const bj::object& o, std::string_view key);
 std::vector<std::string> get_string_array(const bj::object& o, std::string_view key, bool required = true);
 

@@ -215,7 +215,7 @@ struct Agent::Impl {
     for (const auto& g : settings.id_groups) {
       try {
         auto o = join_call(g.name, g.password, false, "config");
-        if (json::get_int(o, "entries", 0) > 0 || (o.contains("joined") && o.at("joined").is_bool() && o.at("joined").as_bool()))
+        if (json::get_int(o, "entries", 0) > 0 || json::get_bool(o, "joined"))
           spdlog::info("joined ID group {} ({} standing job(s) to receive)", g.name, json::get_int(o, "entries", 0));
       } catch (const Error& e) {
         // Never fatal: work from the parent goes on; the join is tried again at the next registration.
@@ -501,7 +501,7 @@ JoinOutcome Agent::join_group(const std::string& group, const std::string& passw
   out.group = group;
   out.owner = json::get_string(o, "owner", false);
   const char* key = leave ? "left" : "joined";
-  out.changed = o.contains(key) && o.at(key).is_bool() && o.at(key).as_bool();
+  out.changed = json::get_bool(o, key);
   out.entries = json::get_int(o, leave ? "cancelled" : "entries", 0);
   return out;
 }

@@ -628,10 +628,7 @@ struct Manager::Impl {
       j.group = json::get_string(body, "group");
       validate_group_name(j.group, "ID group");
       j.password = json::get_string(body, "password", false);
-      if (auto it = body.find("leave"); it != body.end()) {
-        if (!it->value().is_bool()) throw Error(ErrorKind::invalid_argument, "field \"leave\" must be true or false");
-        j.leave = it->value().as_bool();
-      }
+      j.leave = json::get_bool(body, "leave");
       const auto how = json::get_string(body, "how", false);
       j.how = parse_join_method(how.empty() ? "command" : how);
       if (j.how == JoinMethod::admin || j.how == JoinMethod::policy)
@@ -974,6 +971,19 @@ struct Manager::Impl {
     return ids;
   }
 
+  // Is `host` somewhere below `ancestor` (following parents, guarding against cycles)?
+  static bool is_below(const std::map<std::string, const Host*>& by_id, const Host& host,
+                       const std::string& ancestor) {
+    std::set<std::string> seen{host.host_id};
+    for (std::string at = host.parent; !at.empty() && seen.insert(at).second;) {
+      if (at == ancestor) return true;
+      auto it = by_id.find(at);
+      if (it == by_id.end()) return false;
+      at = it->second->parent;
+    }
+    return false;
+  }
+
   // Destinations of a job: host keys, "group:NAME" (host group), "id:NAME" (ID group, standing)
   // and "relay:KEY" (every host below that relay). Everything is checked before anything is
   // created; the answer names every destination that is wrong.
@@ -1025,9 +1035,7 @@ struct Manager::Impl {
           continue;
         }
         for (const auto& h : all) {
-          if (h.host_id == relay->host_id) continue;
-          const auto path = parent_path(all, h.host_id);
-          if (std::find(path.begin() + 1, path.end(), relay->host_id) == path.end()) continue;
+          if (!is_below(by_id, h, relay->host_id)) continue;
           if (fits(h)) add(h.host_id);
           else ++out.skipped;
         }
@@ -1163,13 +1171,10 @@ struct Manager::Impl {
               WaveCounts c;
               for (const auto& x : counts)
                 if (x.wave == static_cast<int>(w)) c = x;
-              const int wave_no = static_cast<int>(w);
-              const char* state = wave_no <= job->current_wave ? (c.final_count == c.total ? "done" : "running")
-                                  : job->rollout_state == RolloutState::stopped ? "stopped"
-                                                                                : "held";
-              waves.push_back(bj::object{{"wave", wave_no},
+              c.wave = static_cast<int>(w);
+              waves.push_back(bj::object{{"wave", c.wave},
                                          {"percent", job->rollout.waves[w - 1]},
-                                         {"state", state},
+                                         {"state", wave_state(*job, c)},
                                          {"total", c.total},
                                          {"succeeded", c.succeeded},
                                          {"failed", c.failed},
@@ -1378,8 +1383,13 @@ struct Manager::Impl {
         store->create_id_group(g);
         spdlog::info("ID group {} created{}{}", g.name, g.has_password() ? " (join password set)" : "",
                      g.policy.empty() ? "" : " with a join policy");
-        if (!g.policy.empty())
-          for (const auto& h : store->list_hosts()) apply_join_policies(h.host_id);
+        if (!g.policy.empty()) {
+          // Hosts already registered that the policy takes in, in one join.
+          std::vector<std::string> matching;
+          for (const auto& h : store->list_hosts())
+            if (h.approved && policy_matches(g.policy, h)) matching.push_back(h.host_id);
+          if (!matching.empty()) wake(store->join_id_group(g.name, matching, JoinMethod::policy).vias, true);
+        }
         auto created = store->find_id_group(g.name);
         return json_response(201, json::to_json(*created));
       });

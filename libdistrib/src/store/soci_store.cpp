@@ -1021,31 +1021,13 @@ public:
     const ll now = fs::now_unix();
     const int open = only_open ? 1 : 0;
     soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT " << prefixed_job_columns()
-                     << " FROM job_id_groups g JOIN jobs j ON j.id = g.job_id WHERE g.group_name = "
-                        ":n AND (0 = :o OR (j.cancel_requested = 0 AND (j.expires_at = 0 OR "
-                        "j.expires_at > :t) AND j.rollout_state <> 'stopped')) ORDER BY j.id",
+        (sql.prepare << "SELECT " << kJobColumns
+                     << " FROM jobs WHERE id IN (SELECT job_id FROM job_id_groups WHERE group_name = "
+                        ":n) AND (0 = :o OR (cancel_requested = 0 AND (expires_at = 0 OR expires_at > "
+                        ":t) AND rollout_state <> 'stopped')) ORDER BY id",
          soci::use(name), soci::use(open), soci::use(now));
     for (const auto& r : rs) out.push_back(job_from_row(r));
     return out;
-  }
-
-  static const std::string& prefixed_job_columns() {
-    static const std::string cols = [] {
-      std::string out, col;
-      for (const char* c = kJobColumns;; ++c) {
-        if (*c == ',' || *c == 0) {
-          while (!col.empty() && col.front() == ' ') col.erase(col.begin());
-          out += (out.empty() ? "j." : ", j.") + col;
-          col.clear();
-          if (*c == 0) break;
-        } else {
-          col.push_back(*c);
-        }
-      }
-      return out;
-    }();
-    return cols;
   }
 
   std::vector<Job> standing_jobs(const std::string& name) override {
@@ -1179,6 +1161,15 @@ public:
   }
 
   std::vector<std::string> expire_entries(std::int64_t after, std::int64_t upto) override {
+    // Called every second: a read decides whether a write transaction is needed at all.
+    const bool any = guarded([&](soci::session& sql) {
+      int n = 0;
+      const ll a = after, u = upto;
+      sql << "SELECT COUNT(*) FROM jobs WHERE expires_at > :a AND expires_at <= :u", soci::into(n),
+          soci::use(a), soci::use(u);
+      return n > 0;
+    });
+    if (!any) return {};
     return write([&](soci::session& sql) {
       const ll a = after, u = upto;
       auto vias = distinct_vias(sql,

@@ -142,6 +142,9 @@ struct Job {
   std::vector<std::string> id_groups;
 };
 
+/// How a wave of the job's rollout stands: "done", "running", "held" or "stopped".
+std::string_view wave_state(const Job& job, const WaveCounts& wave) noexcept;
+
 /// An entry that is not delivered yet because its wave is held.
 inline constexpr std::int64_t kHeldUntilReleased = std::int64_t{1} << 62;
 

@@ -133,6 +133,11 @@ TEST_CASE("a host joining an ID group later receives its standing jobs, oldest f
     REQUIRE(m.ctl({"idgroup", "create", "ops"}).exit_code == 0);
     auto added = ctl_json(m, {"idgroup", "add", "ops", "pc1", "pc3"});
     CHECK(added.at("joined").as_int64() == 2);
+    auto removed = ctl_json(m, {"idgroup", "remove", "ops", "pc3"});
+    CHECK(removed.at("left").as_int64() == 1);
+    CHECK(ctl_json(m, {"idgroup", "list"}).at("id_groups").as_array().size() == 4);
+    REQUIRE(m.ctl({"idgroup", "delete", "ops"}).exit_code == 0);
+    CHECK(m.ctl({"idgroup", "show", "ops"}).exit_code == 4);
   }
 }
 
@@ -157,6 +162,14 @@ TEST_CASE("ID groups through relays: owned at the manager or at a relay", "[grou
   const auto local = create_job(r, {"install", "tool", "2", "id:local"});
   REQUIRE(wait_until([&] { return count_of(show(r, local), "succeeded") == 1; }, 40s));
   CHECK(installs(leaf) == "tool 1\ntool 2\n");
+  // "relay:NAME" names every host below the relay (the relay itself is not an agent).
+  make_app(m, tmp, "tool", "3");
+  const auto below = create_job(m, {"install", "tool", "3", "relay:relay1"});
+  const auto entries = show(m, below).at("entries").as_array();
+  REQUIRE(entries.size() == 1);
+  CHECK(entries[0].at("host_name").as_string() == "leaf");
+  CHECK(m.ctl({"job", "create", "install", "tool", "3", "relay:nowhere"}).err.find("relay:nowhere (no such relay)") !=
+        std::string::npos);
 }
 
 TEST_CASE("a staged rollout stops at the error threshold and a good one runs every wave", "[groups]") {
@@ -174,6 +187,16 @@ TEST_CASE("a staged rollout stops at the error threshold and a good one runs eve
   create.insert(create.end(), names.begin(), names.end());
   REQUIRE(m.ctl(create).exit_code == 0);
   CHECK(ctl_json(m, {"group", "show", "all"}).at("members").as_array().size() == 10);
+  // Membership changes, listing and deletion of host groups.
+  REQUIRE(m.ctl({"group", "create", "pair", "node0"}).exit_code == 0);
+  CHECK(ctl_json(m, {"group", "add", "pair", "node1"}).at("group").as_string() == "pair");
+  REQUIRE(m.ctl({"group", "remove", "pair", "node0"}).exit_code == 0);
+  const auto pair = ctl_json(m, {"group", "show", "pair"}).at("hosts").as_array();
+  REQUIRE(pair.size() == 1);
+  CHECK(pair[0].at("name").as_string() == "node1");
+  CHECK(ctl_json(m, {"group", "list"}).at("groups").as_array().size() == 2);
+  REQUIRE(m.ctl({"group", "delete", "pair"}).exit_code == 0);
+  CHECK(m.ctl({"group", "show", "pair"}).exit_code == 4);
 
   make_app(m, tmp, "broken", "1", 3);
   const auto bad = create_job(m, {"install", "broken", "1", "group:all", "--waves", "20,60,100",

@@ -43,7 +43,7 @@ Commands:
   hosts approve HOST...         approve hosts waiting for approval (auto-register off)
   stats                         content counters: chunks served per requester, relay cache
   package create DIR --name N --version V [--install-command CMD] [--install-dir PATH]
-                 [--install-timeout SECONDS] [--chunk-size BYTES]
+                 [--install-timeout SECONDS] [--chunk-size SIZE]   SIZE: average chunk, e.g. 16KiB
   package list
   package show NAME VERSION
   job create install NAME VERSION DESTINATION... [schedule and rollout options]
@@ -55,10 +55,13 @@ Commands:
       --timing immediate|at-start|at-stop|window   --window HH:MM-HH:MM (server's local time)
       --retries N [--retry-backoff SECONDS] [--retry-installs]   automatic retries with backoff
       --waves 5,25,100 [--success-threshold PCT] [--error-threshold PCT]   staged rollout
+      --split SIZE/INTERVAL            split distribution, e.g. 1MiB/60s (segments of whole chunks)
   job list [--limit N]
   job show ID [--wait [--timeout SECONDS]]
   job cancel ID
   job retry ID                  failed entries get a new attempt
+  job complete-now ID           end split distribution: the rest travels unsplit
+  transfer suspend|resume --job ID | --relay RELAY   stop or continue transfers of a job or below a relay
   group create NAME [HOST...] [--description TEXT]   host groups: named sets of hosts
   group add|remove NAME HOST...
   group list | group show NAME | group delete NAME
@@ -350,7 +353,13 @@ struct Cli {
       if (t <= 0) throw UsageError("--install-timeout must be a positive number of seconds");
       spec.install.timeout_seconds = static_cast<std::uint32_t>(t);
     }
-    if (vm.count("chunk-size")) spec.chunk_size = vm["chunk-size"].as<std::uint64_t>();
+    if (vm.count("chunk-size")) {
+      try {
+        spec.chunk_size = parse_byte_size(opt("chunk-size"));
+      } catch (const Error& e) {
+        throw UsageError(e.what());
+      }
+    }
     const bool tty = !json && ::isatty(STDERR_FILENO);
     auto result = client().upload_package(spec, [&](std::size_t done, std::size_t total) {
       if (!tty || total == 0) return;
@@ -449,6 +458,7 @@ struct Cli {
       if (vm.count("waves")) spec.rollout.waves = parse_waves(opt("waves"));
       if (vm.count("success-threshold")) spec.rollout.success_threshold = vm["success-threshold"].as<int>();
       if (vm.count("error-threshold")) spec.rollout.error_threshold = vm["error-threshold"].as<int>();
+      if (vm.count("split")) spec.split = parse_split(opt("split"));
     } catch (const Error& e) {
       throw UsageError(e.what());
     }
@@ -467,6 +477,7 @@ struct Cli {
       std::cout << fmt::format("rollout in {} waves ({} %), next wave at {} % success, stop above {} % errors\n",
                                job.rollout.waves.size(), waves_text(job.rollout.waves),
                                job.rollout.success_threshold, job.rollout.error_threshold);
+    if (job.split.enabled()) std::cout << "split distribution: segments of " << to_string(job.split) << "\n";
     return kOk;
   }
 
@@ -479,6 +490,31 @@ struct Cli {
     std::string out;
     for (int x : w) out += (out.empty() ? "" : " → ") + std::to_string(x);
     return out;
+  }
+
+  int job_complete_now() {
+    expect_args(3, "job complete-now ID");
+    const auto id = parse_id(args[2]);
+    const auto n = client().complete_now(id);
+    if (json) print_json(bj::object{{"job_id", id}, {"entries", n}});
+    else std::cout << fmt::format("job {}: split distribution ended; {} open entr{} receive the rest unsplit\n", id, n,
+                                  n == 1 ? "y" : "ies");
+    return kOk;
+  }
+
+  int transfer_cmd() {
+    expect_args(2, "transfer suspend|resume --job ID | --relay RELAY");
+    const auto& verb = args[1];
+    if (verb != "suspend" && verb != "resume") throw UsageError("transfer takes suspend or resume, not \"" + verb + "\"");
+    if (vm.count("job") == vm.count("relay")) throw UsageError("transfer " + verb + " needs --job ID or --relay RELAY");
+    const std::int64_t job = vm.count("job") ? parse_id(opt("job")) : 0;
+    const auto relay = vm.count("relay") ? opt("relay") : std::string();
+    const bool suspend = verb == "suspend";
+    const auto n = client().suspend_transfers(job, relay, suspend);
+    const auto scope = job ? "job " + std::to_string(job) : "relay " + relay;
+    if (json) print_json(bj::object{{suspend ? "suspended" : "resumed", n}, {"scope", scope}});
+    else std::cout << fmt::format("{}: {} transfer{} {}\n", scope, n, n == 1 ? "" : "s", suspend ? "suspended" : "resumed");
+    return kOk;
   }
 
   int job_retry() {
@@ -732,6 +768,7 @@ struct Cli {
                                to_string(j.schedule.timing),
                                j.schedule.timing == InstallTiming::window ? " " + to_string(j.schedule.window) : "",
                                j.schedule.max_retries, j.schedule.retry_installs ? " (installs too)" : "");
+    if (j.split.enabled()) std::cout << "split distribution: segments of " << to_string(j.split) << "\n";
     if (!j.rollout.waves.empty()) {
       std::cout << fmt::format("rollout {}: waves {} % · next wave at {} % success · stop above {} % errors{}\n",
                                to_string(j.rollout_state), waves_text(j.rollout.waves), j.rollout.success_threshold,
@@ -750,7 +787,10 @@ struct Cli {
     const bool waves = !j.rollout.waves.empty();
     std::vector<std::string> headers{"RELAY", "HOST"};
     if (waves) headers.push_back("WAVE");
-    for (const char* h : {"STATE", "TRY", "EXIT", "UPDATED", "MESSAGE"}) headers.push_back(h);
+    const bool segments = std::any_of(entries.begin(), entries.end(), [](const JobEntry& e) { return !e.progress.empty(); });
+    headers.push_back("STATE");
+    if (segments) headers.insert(headers.end(), {"SEGMENTS", "RECEIVED"});
+    for (const char* h : {"TRY", "EXIT", "UPDATED", "MESSAGE"}) headers.push_back(h);
     Table t(headers);
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     for (const auto& e : entries) {
@@ -761,7 +801,15 @@ struct Cli {
           e.parent_id.empty() ? "-" : (e.parent_name.empty() ? e.parent_id.substr(0, 8) : e.parent_name),
           (e.host_name.empty() ? e.host_id : e.host_name) + (e.late_join ? " (joined later)" : "")};
       if (waves) row.push_back(std::to_string(e.wave));
-      for (auto& x : {state, std::to_string(e.attempt), e.exit_code ? std::to_string(*e.exit_code) : std::string("-"),
+      row.push_back(state);
+      if (segments) {
+        const auto& pr = e.progress;
+        row.push_back(pr.segments_total ? fmt::format("{}/{}", pr.segments_done, pr.segments_total) : "-");
+        row.push_back(pr.bytes_received ? format_size(static_cast<std::uint64_t>(pr.bytes_received)) +
+                                              (pr.bad_chunks ? fmt::format(" ({} bad)", pr.bad_chunks) : "")
+                                        : "-");
+      }
+      for (auto& x : {std::to_string(e.attempt), e.exit_code ? std::to_string(*e.exit_code) : std::string("-"),
                       format_time(e.updated_at), one_line(e.message, 60)})
         row.push_back(x);
       t.add(std::move(row));
@@ -798,6 +846,8 @@ struct Cli {
     if (a == "job" && b == "show") return job_show();
     if (a == "job" && b == "cancel") return job_cancel();
     if (a == "job" && b == "retry") return job_retry();
+    if (a == "job" && b == "complete-now") return job_complete_now();
+    if (a == "transfer") return transfer_cmd();
     if (a == "group") return group_cmd();
     if (a == "idgroup") return idgroup_cmd();
     throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
@@ -822,7 +872,8 @@ int main(int argc, char** argv) {
       ("token-file", po::value<std::string>())("ca-file", po::value<std::string>())
       ("name", po::value<std::string>())("version-string", po::value<std::string>())
       ("install-command", po::value<std::string>())("install-dir", po::value<std::string>())
-      ("install-timeout", po::value<int>())("chunk-size", po::value<std::uint64_t>())
+      ("install-timeout", po::value<int>())("chunk-size", po::value<std::string>())
+      ("split", po::value<std::string>())("job", po::value<std::string>())("relay", po::value<std::string>())
       ("timeout", po::value<int>())("limit", po::value<int>())
       ("description", po::value<std::string>())("password", po::value<std::string>())
       ("match-name", po::value<std::string>())("match-ip", po::value<std::string>())

@@ -51,6 +51,15 @@ po::options_description all_options() {
       ("poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open")
       ("auto-register", po::value<bool>()->default_value(true),
        "accept new hosts at once (false: they wait for distribctl hosts approve)");
+  po::options_description transfers("Transfers (manager, relay; --split-max also agent)");
+  transfers.add_options()
+      ("split-max", po::value<std::string>(),
+       "this host's own split distribution limit SIZE/INTERVAL, e.g. 1MiB/60s: at each hop the smaller segment size wins")
+      ("rate-limit", po::value<std::string>(), "bytes per second sent to each requesting host, e.g. 10MB (default: none)")
+      ("max-transfers", po::value<int>()->default_value(0),
+       "hosts fetching content at once; others are told when to come back (0: no limit)")
+      ("transfer-idle-seconds", po::value<int>()->default_value(15),
+       "a transfer silent this long gives up its slot");
   po::options_description relay("Relay (a manager with a parent)");
   relay.add_options()
       ("parent", po::value<std::vector<std::string>>()->composing(),
@@ -73,7 +82,7 @@ po::options_description all_options() {
       ("stop-install-seconds", po::value<int>()->default_value(60),
        "longest an orderly stop spends on installs timed at agent stop (0: none)");
   po::options_description out;
-  out.add(general).add(manager).add(relay).add(agent);
+  out.add(general).add(manager).add(transfers).add(relay).add(agent);
   return out;
 }
 
@@ -163,6 +172,15 @@ int main(int argc, char** argv) {
       s.store.path = get<std::string>(vm, "database-path");
       s.poll_timeout_seconds = get<int>(vm, "poll-timeout");
       s.auto_register = get<bool>(vm, "auto-register");
+      s.split_max = distrib::parse_split(get<std::string>(vm, "split-max"));
+      if (vm.count("rate-limit")) {
+        s.rate_limit_per_host = distrib::parse_byte_size(get<std::string>(vm, "rate-limit"));
+        if (s.rate_limit_per_host < 1024) die(kExitConfig, "--rate-limit must be at least 1KiB (bytes per second)");
+      }
+      s.max_transfers = get<int>(vm, "max-transfers");
+      if (s.max_transfers < 0) die(kExitConfig, "--max-transfers must not be negative");
+      s.transfer_idle_seconds = get<int>(vm, "transfer-idle-seconds");
+      if (s.transfer_idle_seconds < 1) die(kExitConfig, "--transfer-idle-seconds must be at least 1");
       if (role == "relay") {
         if (parents.empty()) die(kExitConfig, "a relay needs --parent URL (its parent manager or relay)");
         s.parents = parents;
@@ -217,7 +235,8 @@ int main(int argc, char** argv) {
         distrib::validate_group_name(j.name, "ID group");
         s.id_groups.push_back(std::move(j));
       }
-      for (const char* manager_only : {"tls-cert", "tls-key", "database-path"})
+      s.split_max = distrib::parse_split(get<std::string>(vm, "split-max"));
+      for (const char* manager_only : {"tls-cert", "tls-key", "database-path", "rate-limit"})
         if (vm.count(manager_only)) die(kExitConfig, std::string("--") + manager_only + " is a manager option");
       if (check_only) {
         if (s.parents.empty()) die(kExitConfig, "agent needs --server (or --parent) URL");

@@ -120,6 +120,19 @@ std::int64_t AdminClient::retry_job(std::int64_t job_id) {
   return json::get_int(o, "retried", 0);
 }
 
+std::int64_t AdminClient::complete_now(std::int64_t job_id) {
+  auto o = json::parse_object(call("POST", "/v1/jobs/" + std::to_string(job_id) + "/complete-now", "{}"));
+  return json::get_int(o, "entries", 0);
+}
+
+std::int64_t AdminClient::suspend_transfers(std::int64_t job_id, const std::string& relay, bool suspend) {
+  bj::object body;
+  if (job_id) body["job"] = job_id;
+  else body["relay"] = relay;
+  auto o = json::parse_object(call("POST", suspend ? "/v1/transfers/suspend" : "/v1/transfers/resume", bj::serialize(body)));
+  return json::get_int(o, suspend ? "suspended" : "resumed", 0);
+}
+
 void AdminClient::create_host_group(const std::string& name, const std::vector<std::string>& hosts,
                                     const std::string& description) {
   bj::array a;

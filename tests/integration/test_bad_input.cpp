@@ -42,7 +42,7 @@ TEST_CASE("malformed requests get a 4xx JSON error and the manager keeps serving
       {"bad job id", "GET", "/v1/jobs/abc", "", "", true, 400, "not a job id"},
       {"missing job", "GET", "/v1/jobs/999", "", "", true, 404, "does not exist"},
       {"bad chunk digest", "GET", "/v1/content/chunks/xyz", "", "", false, 400, "not a chunk digest"},
-      {"missing chunk", "GET", "/v1/content/chunks/" + std::string(64, 'a'), "", "", false, 404, "not available"},
+      {"missing chunk", "GET", "/v1/content/chunks/" + std::string(64, 'a'), "", "", false, 404, "not in this server's content store"},
       {"chunk not matching its digest", "PUT", "/v1/chunks/" + std::string(64, 'a'), "garbage", "application/zstd", true, 422, "zstd"},
       {"agent poll without host id", "GET", "/v1/agent/work", "", "", false, 400, "host_id"},
       {"registration with a bad host id", "POST", "/v1/agent/register", "{\"host_id\":\"x\",\"name\":\"n\"}", "application/json", false, 400, "not a UUID"},

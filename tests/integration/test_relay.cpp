@@ -94,8 +94,9 @@ TEST_CASE("a job from the top installs through nested relays: each chunk travels
   CHECK(tree.out.find("8 host(s), 8 online") != std::string::npos);
 
   make_package(m, tmp, "bulk", 4);
-  const auto chunks = chunk_count(m, "bulk");  // 4 MiB and the archive's headers
-  CHECK(chunks == 5);
+  const auto chunks = chunk_count(m, "bulk");  // 4 MiB cut by content around a 1 MiB average
+  CHECK(chunks >= 2);
+  CHECK(chunks <= 16);
   const auto job = create_job(m, {"install", "bulk", "1", "top-a", "top-b", "mid-a", "mid-b", "leaf-a", "leaf-b"});
   const auto shown = wait_job(m, job, 90s);
   INFO(shown);
@@ -173,13 +174,14 @@ TEST_CASE("a relay killed in the middle of a transfer loses nothing and the job 
     agents.push_back(std::make_unique<AgentProc>(tmp / ("pc" + std::to_string(i)), r1.url(),
                                                  "pc" + std::to_string(i), "127.0.0." + std::to_string(31 + i)));
   REQUIRE(wait_until([&] { return host_count(m) == 4; }, 20s));
-  // 256 small chunks: the transfer takes long enough to be cut in the middle.
+  // About 256 small chunks: the transfer takes long enough to be cut in the middle.
   make_package(m, tmp, "big", 16, "65536");
+  const auto total_chunks = chunk_count(m, "big");
   const auto job = create_job(m, {"install", "big", "1", "pc0", "pc1", "pc2"});
   REQUIRE(wait_until([&] { return chunks_served_to(m, host_id_of(r1)) >= 10; }, 30s, 20ms));
   r1.kill();  // SIGKILL: no orderly shutdown
   const auto served_before = chunks_served_to(m, host_id_of(r1));
-  CHECK(served_before < 256);
+  CHECK(served_before < total_chunks);
   std::this_thread::sleep_for(1s);
   r1.start();  // same state directory, address and port
   const auto shown = wait_job(m, job, 120s);
@@ -187,7 +189,7 @@ TEST_CASE("a relay killed in the middle of a transfer loses nothing and the job 
   CHECK(all_succeeded(shown));
   // The manager's counters restarted with it? No: they are the manager's, and the relay fetched
   // only what it had not verified and stored before the kill.
-  CHECK(chunks_served_to(m, host_id_of(r1)) <= 256 + 4);
+  CHECK(chunks_served_to(m, host_id_of(r1)) <= total_chunks + 4);
 }
 
 TEST_CASE("relays pre-stage and drop packages and the cache keeps to its limit", "[relay]") {

@@ -58,6 +58,11 @@ public:
   Job create_job(const Job& spec);
   /// Failed entries of the job get a new attempt; returns how many.
   std::int64_t retry_job(std::int64_t job_id);
+  /// Ends split distribution for the job: the rest travels unsplit. Returns its open entries.
+  std::int64_t complete_now(std::int64_t job_id);
+  /// Suspends (or resumes) the transfers of a job (job_id ≠ 0) or of every host below a relay
+  /// (by key or host id). Returns how many entries changed.
+  std::int64_t suspend_transfers(std::int64_t job_id, const std::string& relay, bool suspend);
   /// Host groups: named sets of hosts (by the manager's key mode or host id).
   void create_host_group(const std::string& name, const std::vector<std::string>& hosts,
                          const std::string& description = {});

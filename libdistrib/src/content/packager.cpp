@@ -1,3 +1,4 @@
+#include <distrib/content/chunker.h>
 #include <distrib/content/digest.h>
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
@@ -20,10 +21,10 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-// Receives the archive stream, hashes it and cuts it into fixed-size chunks.
+// Receives the archive stream, hashes it and cuts it into content-defined chunks.
 struct ChunkSink {
   ChunkStore* store = nullptr;
-  std::uint64_t chunk_size = kDefaultChunkSize;
+  ChunkingParams params;
   std::string pending;
   Sha256 payload;
   std::uint64_t total = 0;
@@ -33,21 +34,24 @@ struct ChunkSink {
   void cut(std::string_view bytes) {
     chunks.push_back({store->put_raw(bytes), bytes.size()});
   }
+  // Cuts while at least one maximal chunk is buffered (a cut never looks further than max).
+  void drain(bool final) {
+    std::size_t off = 0;
+    while (pending.size() - off >= (final ? 1 : params.max)) {
+      const auto* p = reinterpret_cast<const std::uint8_t*>(pending.data()) + off;
+      const auto n = cdc_cut(p, pending.size() - off, params);
+      cut(std::string_view(pending).substr(off, n));
+      off += n;
+    }
+    pending.erase(0, off);
+  }
   void feed(const char* data, std::size_t size) {
     payload.update(data, size);
     total += size;
     pending.append(data, size);
-    std::size_t off = 0;
-    while (pending.size() - off >= chunk_size) {
-      cut(std::string_view(pending).substr(off, chunk_size));
-      off += chunk_size;
-    }
-    pending.erase(0, off);
+    if (pending.size() >= 4 * static_cast<std::size_t>(params.max)) drain(false);
   }
-  void flush() {
-    if (!pending.empty()) cut(pending);
-    pending.clear();
-  }
+  void flush() { drain(true); }
 };
 
 la_ssize_t sink_write(struct archive*, void* client, const void* buf, size_t len) {
@@ -125,8 +129,7 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
   m.install = spec.install;
   const std::string label = "package \"" + spec.name + "\" " + spec.version;
   validate_package_identity(spec.name, spec.version);
-  if (spec.chunk_size == 0 || spec.chunk_size > kMaxChunkSize)
-    throw Error(ErrorKind::invalid_argument, "chunk size must be between 1 byte and 16 MiB");
+  const auto params = chunking_for_average(spec.chunk_size);
   if (!stdfs::is_directory(spec.source_dir))
     throw Error(ErrorKind::invalid_argument,
                 label + ": source " + spec.source_dir.string() + " is not a directory");
@@ -135,7 +138,7 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
 
   ChunkSink sink;
   sink.store = &chunks;
-  sink.chunk_size = spec.chunk_size;
+  sink.params = params;
   ArchiveWriter w;
   archive_write_set_format_pax_restricted(w.a);
   archive_write_set_bytes_per_block(w.a, 0);  // no padding to 10 KiB blocks

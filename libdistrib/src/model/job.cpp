@@ -1,5 +1,6 @@
 #include <distrib/error.h>
 #include <distrib/model/job.h>
+#include <distrib/model/units.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -300,6 +301,69 @@ RolloutVerdict evaluate_rollout(const Rollout& r, int current, const std::vector
 std::string_view wave_state(const Job& job, const WaveCounts& wave) noexcept {
   if (wave.wave <= job.current_wave) return wave.final_count == wave.total ? "done" : "running";
   return job.rollout_state == RolloutState::stopped ? "stopped" : "held";
+}
+
+SplitSpec parse_split(std::string_view text) {
+  SplitSpec out;
+  if (text.empty() || text == "none") return out;
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos)
+    throw Error(ErrorKind::invalid_argument,
+                "split \"" + std::string(text) + "\" must be SIZE/INTERVAL, for example 1MiB/60s");
+  const auto size_text = text.substr(0, slash), interval_text = text.substr(slash + 1);
+  try {
+    out.size = parse_byte_size(size_text);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) + "\": segment size: " + e.what());
+  }
+  std::int64_t interval = 0;
+  try {
+    interval = parse_duration_seconds(interval_text);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) + "\": interval: " + e.what());
+  }
+  if (out.size == 0)
+    throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) + "\": the segment size must be above 0");
+  if (interval <= 0 || interval > kMaxSegmentInterval)
+    throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) +
+                                                 "\": the interval must be between 1 s and 24 h");
+  out.interval_seconds = static_cast<int>(interval);
+  validate_split(out);
+  return out;
+}
+
+void validate_split(const SplitSpec& split) {
+  if (!split.enabled()) return;
+  if (split.size > kMaxSegmentSize)
+    throw Error(ErrorKind::invalid_argument, "split segment size " + format_byte_size(split.size) +
+                                                 " is above the 2 GiB limit");
+  if (split.interval_seconds <= 0 || split.interval_seconds > kMaxSegmentInterval)
+    throw Error(ErrorKind::invalid_argument, "split interval " + std::to_string(split.interval_seconds) +
+                                                 " s must be between 1 s and 24 h");
+}
+
+std::string to_string(const SplitSpec& split) {
+  if (!split.enabled()) return "none";
+  return format_byte_size(split.size) + "/" + std::to_string(split.interval_seconds) + "s";
+}
+
+SplitSpec hop_split(const SplitSpec& offered, const SplitSpec& receiver) noexcept {
+  if (!receiver.enabled()) return offered;
+  if (!offered.enabled()) return receiver;
+  if (receiver.size <= offered.size) return receiver;  // equal sizes: the receiver's interval
+  return offered;
+}
+
+std::vector<std::size_t> plan_segments(const std::vector<std::uint64_t>& chunk_sizes,
+                                       std::uint64_t size, std::size_t from) {
+  std::vector<std::size_t> ends;
+  std::size_t i = from;
+  while (i < chunk_sizes.size()) {
+    std::uint64_t bytes = chunk_sizes[i++];
+    while (i < chunk_sizes.size() && (size == 0 || bytes + chunk_sizes[i] <= size)) bytes += chunk_sizes[i++];
+    ends.push_back(i);
+  }
+  return ends;
 }
 
 }  // namespace distrib

@@ -208,6 +208,44 @@ JobSchedule schedule_from_json(const bj::object& o) {
   return s;
 }
 
+bj::value to_json(const SplitSpec& s) {
+  if (!s.enabled()) return nullptr;
+  return bj::object{{"size", s.size}, {"interval_seconds", s.interval_seconds}};
+}
+
+SplitSpec split_from_json(const bj::value& v) {
+  if (v.is_null()) return {};
+  if (v.is_string()) return parse_split(std::string(v.as_string()));
+  if (!v.is_object()) bad_field("split", "must be \"SIZE/INTERVAL\" (for example \"1MiB/60s\") or an object");
+  const auto& o = v.as_object();
+  const auto size = get_int(o, "size");
+  if (size <= 0) bad_field("split.size", "must be above 0");
+  SplitSpec s;
+  s.size = static_cast<std::uint64_t>(size);
+  const auto interval = get_int(o, "interval_seconds");
+  if (interval <= 0 || interval > kMaxSegmentInterval) bad_field("split.interval_seconds", "must be between 1 s and 24 h");
+  s.interval_seconds = static_cast<int>(interval);
+  validate_split(s);
+  return s;
+}
+
+bj::object to_json(const TransferProgress& p) {
+  return {{"segments_done", p.segments_done}, {"segments_total", p.segments_total},
+          {"bytes_received", p.bytes_received}, {"bad_chunks", p.bad_chunks}};
+}
+
+TransferProgress transfer_progress_from_json(const bj::object& o) {
+  TransferProgress p;
+  p.segments_done = get_int(o, "segments_done", 0);
+  p.segments_total = get_int(o, "segments_total", 0);
+  p.bytes_received = get_int(o, "bytes_received", 0);
+  p.bad_chunks = get_int(o, "bad_chunks", 0);
+  if (p.segments_done < 0 || p.segments_total < 0 || p.segments_done > p.segments_total ||
+      p.bytes_received < 0 || p.bad_chunks < 0)
+    bad_field("progress", "counts must be non-negative and segments_done at most segments_total");
+  return p;
+}
+
 bj::object to_json(const Job& j) {
   bj::array waves;
   for (int w : j.rollout.waves) waves.emplace_back(w);
@@ -220,7 +258,8 @@ bj::object to_json(const Job& j) {
                {"created_at", j.created_at},
                {"cancel_requested", j.cancel_requested},
                {"schedule", to_json(j.schedule)},
-               {"id_groups", strings(j.id_groups)}};
+               {"id_groups", strings(j.id_groups)},
+               {"split", to_json(j.split)}};
   if (!j.rollout.waves.empty())
     o["rollout"] = bj::object{{"waves", std::move(waves)},
                               {"success_threshold", j.rollout.success_threshold},
@@ -263,6 +302,7 @@ Job job_from_json(const bj::object& o) {
     j.rollout_message = get_string(r, "message", false);
   }
   if (o.contains("id_groups")) j.id_groups = get_string_array(o, "id_groups");
+  if (auto sp = o.find("split"); sp != o.end()) j.split = split_from_json(sp->value());
   return j;
 }
 
@@ -280,7 +320,8 @@ bj::object to_json(const JobEntry& e) {
                {"updated_at", e.updated_at},
                {"wave", e.wave},
                {"late_join", e.late_join},
-               {"ready_at", e.ready_at}};
+               {"ready_at", e.ready_at},
+               {"progress", to_json(e.progress)}};
   if (e.exit_code) o["exit_code"] = *e.exit_code;
   else o["exit_code"] = nullptr;
   return o;
@@ -302,6 +343,8 @@ JobEntry entry_from_json(const bj::object& o) {
   e.wave = static_cast<int>(get_int(o, "wave", 0));
   if (auto it = o.find("late_join"); it != o.end() && it->value().is_bool()) e.late_join = it->value().as_bool();
   e.ready_at = get_int(o, "ready_at", 0);
+  if (auto it = o.find("progress"); it != o.end() && it->value().is_object())
+    e.progress = transfer_progress_from_json(it->value().as_object());
   if (auto it = o.find("exit_code"); it != o.end() && !it->value().is_null())
     e.exit_code = static_cast<int>(get_int(o, "exit_code"));
   return e;
@@ -326,6 +369,7 @@ bj::object to_json(const EntryReport& r) {
                {"state", std::string(to_string(r.state))}, {"message", r.message},
                {"output_tail", r.output_tail}};
   if (r.exit_code) o["exit_code"] = *r.exit_code;
+  if (!r.progress.empty()) o["progress"] = to_json(r.progress);
   return o;
 }
 
@@ -339,6 +383,10 @@ EntryReport report_from_json(const bj::object& o) {
   r.output_tail = get_string(o, "output_tail", false);
   if (auto it = o.find("exit_code"); it != o.end() && !it->value().is_null())
     r.exit_code = static_cast<int>(get_int(o, "exit_code"));
+  if (auto it = o.find("progress"); it != o.end()) {
+    if (!it->value().is_object()) bad_field("progress", "must be an object");
+    r.progress = transfer_progress_from_json(it->value().as_object());
+  }
   return r;
 }
 
@@ -352,7 +400,8 @@ bj::object to_json(const RoutedEntry& r) {
           {"package", bj::object{{"name", r.job.package_name}, {"version", r.job.package_version}}},
           {"created_at", r.job.created_at},
           {"cancel_requested", r.job.cancel_requested},
-          {"schedule", to_json(r.job.schedule)}};
+          {"schedule", to_json(r.job.schedule)},
+          {"split", to_json(r.job.split)}};
 }
 
 RoutedEntry routed_entry_from_json(const bj::object& o) {
@@ -374,6 +423,7 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
   if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
     r.job.cancel_requested = c->value().as_bool();
   if (auto sit = o.find("schedule"); sit != o.end()) r.job.schedule = schedule_from_json(as_obj(sit->value(), "schedule"));
+  if (auto sp = o.find("split"); sp != o.end()) r.job.split = split_from_json(sp->value());
   return r;
 }
 

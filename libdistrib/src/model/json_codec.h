@@ -40,6 +40,12 @@ PackageSummary package_summary_from_json(const bj::object& o);
 bj::object to_json(const JobSchedule& s);
 JobSchedule schedule_from_json(const bj::object& o);
 
+/// null when not split; read from "SIZE/INTERVAL" text or {"size", "interval_seconds"}.
+bj::value to_json(const SplitSpec& s);
+SplitSpec split_from_json(const bj::value& v);
+bj::object to_json(const TransferProgress& p);
+TransferProgress transfer_progress_from_json(const bj::object& o);
+
 bj::object to_json(const Job& job);
 Job job_from_json(const bj::object& o);
 

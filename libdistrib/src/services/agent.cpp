@@ -2,6 +2,7 @@
 #include <distrib/content/chunk_store.h>
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
+#include <distrib/model/units.h>
 #include <distrib/net/http.h>
 #include <distrib/services/agent.h>
 #include <distrib/version.h>
@@ -129,8 +130,9 @@ struct Agent::Impl {
 
   // Queues a report durably (journal first, then outbox), then tries to deliver it.
   void report(std::int64_t entry_id, std::int32_t attempt, EntryState state, std::string message = {},
-              std::optional<int> exit_code = {}, std::string output_tail = {}) {
+              std::optional<int> exit_code = {}, std::string output_tail = {}, TransferProgress progress = {}) {
     EntryReport r;
+    r.progress = progress;
     r.entry_id = entry_id;
     r.attempt = attempt;
     r.seq = next_seq++;
@@ -150,8 +152,8 @@ struct Agent::Impl {
     } catch (const Error& e) {
       spdlog::warn("report for entry {} kept in the outbox: {}", entry_id, e.what());
     }
-    if (auto it = confirmed.find(entry_id); it != confirmed.end() && is_final(it->second) &&
-                                            it->second != state)
+    if (auto it = confirmed.find(entry_id);
+        it != confirmed.end() && (is_final(it->second) || it->second == EntryState::suspended) && it->second != state)
       throw EntryWithdrawn{it->second};
   }
 
@@ -229,21 +231,154 @@ struct Agent::Impl {
                 bj::object{{"host_id", host_id}, {"group", group}, {"password", password}, {"leave", leave}, {"how", how}});
   }
 
-  void fetch_chunk(const Manifest& m, const ChunkRef& c) {
-    std::string last_error;
-    for (int attempt = 1; attempt <= std::max(1, settings.chunk_retries); ++attempt) {
-      auto res = http->request("GET", "/v1/content/chunks/" + c.digest + "?host_id=" + host_id);
-      require_ok(res, "chunk " + c.digest);
-      try {
-        chunks->put_compressed(c.digest, res.body, std::min<std::uint64_t>(c.size, kMaxChunkSize));
-        return;
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::integrity) throw;
-        last_error = e.what();
-        spdlog::warn("package {} {}: {} (attempt {})", m.name, m.version, last_error, attempt);
+  // --- transfer: segments of whole chunks, one request per segment, paced when split ------
+
+  struct Transfer {
+    std::int64_t entry_id = 0;
+    std::int32_t attempt = 1;
+    SplitSpec offered;  // what the server offers for this hop
+    TransferProgress progress;
+    std::size_t fetched_chunks = 0;
+  };
+
+  // Sleeps `seconds` unless stopping; false when the agent is stopping.
+  bool pause(int seconds) {
+    sleep_ms(seconds * 1000);
+    return !abandoning();
+  }
+
+  // Fetches `digests` (missing here) in as few requests as the server allows; every chunk is
+  // verified before it is stored; a bad one is fetched again up to chunk_retries times.
+  void fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Transfer& t) {
+    std::map<std::string, int> bad;
+    while (!wanted.empty()) {
+      if (abandoning()) return;
+      bj::array digests;
+      for (std::size_t i = 0; i < wanted.size() && i < 4096; ++i) digests.emplace_back(wanted[i].digest);
+      auto res = http->request("POST", "/v1/content/chunks",
+                               bj::serialize(bj::object{{"host_id", host_id}, {"digests", std::move(digests)}}));
+      if (res.status == 429) {
+        // The server is serving its maximum of transfers: come back when it says.
+        int wait = 5;
+        try {
+          wait = static_cast<int>(std::clamp<std::int64_t>(json::get_int(json::parse_object(res.body), "retry_after", 5), 1, 300));
+        } catch (const Error&) {
+        }
+        spdlog::info("package {} {}: server busy, coming back in {} s", m.name, m.version, wait);
+        if (!pause(wait)) return;
+        continue;
       }
+      require_ok(res, "chunks of package \"" + m.name + "\" " + m.version);
+      std::map<std::string, std::uint64_t> size_of;
+      for (const auto& c : wanted) size_of[c.digest] = c.size;
+      std::set<std::string> stored;
+      std::string_view body = res.body;
+      std::size_t frames = 0;
+      while (!body.empty()) {
+        const auto nl = body.find('\n');
+        const auto sp = body.find(' ');
+        if (nl == std::string_view::npos || sp == std::string_view::npos || sp > nl)
+          throw Error(ErrorKind::unavailable, "malformed chunk batch from " + parent_url);
+        const std::string digest(body.substr(0, sp));
+        std::uint64_t len = 0;
+        try {
+          len = std::stoull(std::string(body.substr(sp + 1, nl - sp - 1)));
+        } catch (const std::exception&) {
+          throw Error(ErrorKind::unavailable, "malformed chunk batch from " + parent_url);
+        }
+        body.remove_prefix(nl + 1);
+        if (len > body.size() || !size_of.count(digest))
+          throw Error(ErrorKind::unavailable, "malformed chunk batch from " + parent_url);
+        const auto bytes = body.substr(0, len);
+        body.remove_prefix(len);
+        ++frames;
+        t.progress.bytes_received += static_cast<std::int64_t>(len);
+        try {
+          chunks->put_compressed(digest, bytes, std::min<std::uint64_t>(size_of[digest], kMaxChunkSize));
+          stored.insert(digest);
+          ++t.fetched_chunks;
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::integrity) throw;
+          ++t.progress.bad_chunks;
+          const int tries = ++bad[digest];
+          spdlog::warn("package {} {}: {} (fetch {} of {})", m.name, m.version, e.what(), tries,
+                       std::max(1, settings.chunk_retries));
+          if (tries >= std::max(1, settings.chunk_retries))
+            throw Error(ErrorKind::integrity, std::string(e.what()) + " on each of " + std::to_string(tries) +
+                                                  " fetches; the source copy is bad");
+        }
+      }
+      if (frames == 0) throw Error(ErrorKind::unavailable, "empty chunk batch from " + parent_url);
+      std::erase_if(wanted, [&](const ChunkRef& c) { return stored.count(c.digest) > 0; });
     }
-    throw Error(ErrorKind::integrity, last_error);
+  }
+
+  // Asks the server whether the entry is still to be transferred and with which split.
+  SplitSpec check_transfer(Transfer& t) {
+    auto o = call("GET", "/v1/agent/transfer?host_id=" + host_id + "&entry_id=" + std::to_string(t.entry_id), nullptr);
+    const auto state = parse_entry_state(json::get_string(o, "state"));
+    if (json::get_int(o, "attempt", t.attempt) != t.attempt || is_final(state) || state == EntryState::suspended)
+      throw EntryWithdrawn{state};
+    if (auto it = o.find("split"); it != o.end()) return json::split_from_json(it->value());
+    return {};
+  }
+
+  // Transfers the chunks of `m` this agent lacks, segment by segment. Returns false when the
+  // agent is stopping (the chunks held so far stay: the next run fetches the rest only).
+  bool transfer(const Manifest& m, Transfer& t) {
+    std::vector<std::uint64_t> sizes;
+    for (const auto& c : m.chunks) sizes.push_back(c.size);
+    auto split = hop_split(t.offered, settings.split_max);
+    const auto segment_size = [&] { return split.enabled() ? split.size : settings.segment_bytes; };
+    std::size_t at = 0;
+    auto plan = plan_segments(sizes, segment_size());
+    t.progress.segments_total = static_cast<std::int64_t>(plan.size());
+    if (split.enabled())
+      spdlog::info("package {} {}: split distribution, {} segment(s) of at most {} every {} s", m.name,
+                   m.version, plan.size(), format_byte_size(split.size), split.interval_seconds);
+    bool paused_needed = false;
+    for (std::size_t s = 0; s < plan.size(); ++s) {
+      if (abandoning()) return false;
+      std::vector<ChunkRef> wanted;
+      std::set<std::string> seen;
+      for (std::size_t i = at; i < plan[s]; ++i)
+        if (!chunks->contains(m.chunks[i].digest) && seen.insert(m.chunks[i].digest).second)
+          wanted.push_back(m.chunks[i]);
+      at = plan[s];
+      if (!wanted.empty()) {
+        if (paused_needed && split.enabled()) {
+          // The pause between two segments, checking now and then whether the job changed.
+          for (int left = split.interval_seconds; left > 0;) {
+            const int step = std::min(left, 2);
+            if (!pause(step)) return false;
+            left -= step;
+            const auto now_split = hop_split(check_transfer(t), settings.split_max);
+            if (now_split != split) {
+              split = now_split;
+              spdlog::info("package {} {}: split is now {}", m.name, m.version, to_string(split));
+              // Re-plan what is left with the new segment size.
+              auto rest = plan_segments(sizes, segment_size(), plan[s - 1]);
+              plan.resize(s);
+              plan.insert(plan.end(), rest.begin(), rest.end());
+              t.progress.segments_total = static_cast<std::int64_t>(plan.size());
+              at = plan[s - 1];
+              --s;
+              wanted.clear();
+              break;
+            }
+          }
+          if (wanted.empty()) continue;
+        }
+        fetch_chunks(m, std::move(wanted), t);
+        if (abandoning()) return false;
+        paused_needed = true;
+      }
+      t.progress.segments_done = static_cast<std::int64_t>(s + 1);
+      if (paused_needed || s + 1 == plan.size())
+        report(t.entry_id, t.attempt, EntryState::transferring,
+               "segment " + std::to_string(s + 1) + " of " + std::to_string(plan.size()), {}, {}, t.progress);
+    }
+    return true;
   }
 
   stdfs::path install_target(const Manifest& m) const {
@@ -296,13 +431,12 @@ struct Agent::Impl {
       if (!digest.empty() && m.payload_digest != digest)
         throw Error(ErrorKind::integrity, "manifest payload digest does not match the job's");
 
-      std::size_t fetched = 0;
-      for (const auto& c : m.chunks) {
-        if (abandoning()) return;  // resumes from the chunks already held at next start
-        if (chunks->contains(c.digest)) continue;
-        fetch_chunk(m, c);
-        ++fetched;
-      }
+      Transfer t;
+      t.entry_id = entry_id;
+      t.attempt = attempt;
+      if (auto sp = item.find("split"); sp != item.end()) t.offered = json::split_from_json(sp->value());
+      if (!transfer(m, t)) return;  // stopping: resumes from the chunks already held
+      const auto fetched = t.fetched_chunks;
       const auto work = settings.state_dir / "work";
       stdfs::create_directories(work);
       const auto archive = work / (std::to_string(entry_id) + ".tar");
@@ -320,7 +454,9 @@ struct Agent::Impl {
         throw;
       }
       report(entry_id, attempt, EntryState::transferred,
-             std::to_string(fetched) + " of " + std::to_string(m.chunks.size()) + " chunk(s) fetched");
+             std::to_string(fetched) + " of " + std::to_string(m.chunks.size()) + " chunk(s) fetched" +
+                 (t.progress.bad_chunks ? ", " + std::to_string(t.progress.bad_chunks) + " failed verification and were fetched again" : ""),
+             {}, {}, t.progress);
       report(entry_id, attempt, EntryState::installing);
 
       const auto target = install_target(m);

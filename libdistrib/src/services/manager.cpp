@@ -12,6 +12,7 @@
 #include "services/upstream.h"
 #include "util/blocking_pool.h"
 #include "util/fs.h"
+#include "util/timer_queue.h"
 #include "util/random.h"
 
 #include <openssl/crypto.h>
@@ -123,6 +124,16 @@ struct Manager::Impl {
   std::mutex stats_mutex;
   std::map<std::string, Served> served_by;
   std::atomic<std::uint64_t> cache_hits{0}, cache_misses{0};
+
+  // Transfers: admission slots, per-link pacing, paced answers.
+  std::unique_ptr<TimerQueue> timers;
+  std::mutex transfer_mutex;
+  std::unordered_map<std::string, Clock::time_point> active_transfers;  // requester → last request
+  std::unordered_map<std::string, Clock::time_point> link_free;  // requester → when its link is free
+  std::atomic<std::uint64_t> busy_answers{0};
+  // Fault injection for tests of the receivers' verification: the next N chunks served in
+  // batches are corrupted on the wire (DISTRIB_FAULT_CORRUPT_CHUNKS).
+  std::atomic<std::int64_t> corrupt_left{0};
 
   // --- relay manager: the link to the parent and the threads that use it
   std::unique_ptr<ParentLink> link;
@@ -286,7 +297,7 @@ struct Manager::Impl {
   // Is the entry due on this contact: ready (start time, retry backoff, released wave) and its
   // install timing met?
   static bool due(const JobEntry& e, const Job& job, PollFlags flags, std::int64_t now, int minute) {
-    if (e.ready_at > now) return false;
+    if (e.ready_at > now || e.state == EntryState::suspended) return false;
     switch (job.schedule.timing) {
       case InstallTiming::immediate: return !flags.stopping;
       case InstallTiming::at_start: return flags.start;
@@ -341,6 +352,7 @@ struct Manager::Impl {
           {"state", std::string(to_string(e.state))},
           {"type", std::string(to_string(job.type))},
           {"timing", std::string(to_string(job.schedule.timing))},
+          {"split", json::to_json(hop_split(job.split, settings.split_max))},
           {"package", bj::object{{"name", job.package_name},
                                  {"version", job.package_version},
                                  {"payload_digest", digests[key]}}}});
@@ -535,6 +547,7 @@ struct Manager::Impl {
     if (area == "chunks") return chunk_route(std::move(req), r, p);
     if (area == "packages") return package_route(std::move(req), r, p);
     if (area == "jobs") return job_route(std::move(req), r, p);
+    if (area == "transfers") return transfer_route(std::move(req), r, p);
     if (area == "groups") return group_route(std::move(req), r, p);
     if (area == "id-groups") return id_group_route(std::move(req), r, p);
     no_route(req);
@@ -641,6 +654,27 @@ struct Manager::Impl {
       }
       return blocking(std::move(r), [this, j] { return json_response(200, join(j)); });
     }
+    if (p[2] == "transfer" && req.method == "GET") {
+      // Between two segments: is the entry still to be transferred, and with which split?
+      const auto host_id = req.query["host_id"];
+      if (!is_valid_host_id(host_id))
+        throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
+      std::int64_t entry_id = 0;
+      try {
+        entry_id = std::stoll(req.query["entry_id"]);
+      } catch (const std::exception&) {
+        throw Error(ErrorKind::invalid_argument, "query parameter entry_id must be a number");
+      }
+      return blocking(std::move(r), [this, host_id, entry_id] {
+        auto t = store->transfer_status(host_id, entry_id);
+        if (!t)
+          throw Error(ErrorKind::not_found, "entry " + std::to_string(entry_id) + " of host " + host_id + " does not exist");
+        return json_response(200, bj::object{{"entry_id", entry_id},
+                                             {"state", std::string(to_string(t->state))},
+                                             {"attempt", t->attempt},
+                                             {"split", json::to_json(hop_split(t->split, settings.split_max))}});
+      });
+    }
     if (p[2] == "report" && req.method == "POST") {
       require_json(req);
       auto body = json::parse_object(req.body);
@@ -661,6 +695,7 @@ struct Manager::Impl {
             spdlog::info("entry {} on host {}: {}{}", rep.entry_id, host_id, to_string(rep.state),
                          rep.message.empty() ? "" : " (" + rep.message + ")");
           if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state)) poke_scheduler();
+          if (rep.state != EntryState::transferring) transfer_done(host_id);
           results.push_back(bj::object{{"entry_id", rep.entry_id},
                                        {"seq", rep.seq},
                                        {"outcome", std::string(to_string(outcome.kind))},
@@ -676,29 +711,210 @@ struct Manager::Impl {
     no_route(req);
   }
 
-  HttpResponse chunk_response(const std::string& digest, const std::string& requester) {
+  // --- transfers: admission, pacing, batches ----------------------------------------------
+
+  // Admission of a requester to fetch content. Empty: admitted. Otherwise seconds after which
+  // to come back (every slot is taken).
+  std::optional<int> admit(const std::string& requester) {
+    if (settings.max_transfers <= 0 || requester.empty()) return std::nullopt;
+    const auto now = Clock::now();
+    const auto idle = std::chrono::seconds(settings.transfer_idle_seconds);
+    std::lock_guard lock(transfer_mutex);
+    std::erase_if(active_transfers, [&](const auto& kv) { return now - kv.second > idle; });
+    if (auto it = active_transfers.find(requester); it != active_transfers.end()) {
+      it->second = now;
+      return std::nullopt;
+    }
+    if (static_cast<int>(active_transfers.size()) < settings.max_transfers) {
+      active_transfers.emplace(requester, now);
+      return std::nullopt;
+    }
+    // The slot idle the longest frees first; a little jitter spreads the returns.
+    auto oldest = now;
+    for (const auto& [h, t] : active_transfers) oldest = std::min(oldest, t);
+    const auto frees_in = std::chrono::duration_cast<std::chrono::seconds>(oldest + idle - now).count() + 1;
+    const auto jitter = static_cast<int>(std::hash<std::string>{}(requester) % 3);
+    return static_cast<int>(std::clamp<std::int64_t>(frees_in, 1, 5)) + jitter;
+  }
+
+  void transfer_done(const std::string& requester) {
+    std::lock_guard lock(transfer_mutex);
+    active_transfers.erase(requester);
+  }
+
+  HttpResponse busy_response(int seconds) {
+    ++busy_answers;
+    auto res = json_response(
+        429, bj::object{{"error", bj::object{{"kind", "busy"},
+                                             {"message", "this server is serving its maximum of " +
+                                                             std::to_string(settings.max_transfers) +
+                                                             " concurrent transfers; come back in " +
+                                                             std::to_string(seconds) + " s"}}},
+                        {"retry_after", seconds}});
+    res.headers.emplace_back("Retry-After", std::to_string(seconds));
+    return res;
+  }
+
+  // Answers once the requester's link has carried `bytes` at the configured rate (the bytes
+  // are paid for before they go, so a transfer's average rate is the limit, not above it).
+  void send_paced(const std::string& requester, std::uint64_t bytes, std::shared_ptr<Responder> r, HttpResponse res) {
+    if (settings.rate_limit_per_host == 0 || !timers) {
+      (*r)(std::move(res));
+      return;
+    }
+    const auto now = Clock::now();
+    Clock::time_point release;
+    {
+      std::lock_guard lock(transfer_mutex);
+      auto& free_at = link_free[requester];
+      const auto start = std::max(now, free_at);
+      free_at = start + std::chrono::nanoseconds(static_cast<std::int64_t>(
+                            static_cast<double>(bytes) * 1e9 / static_cast<double>(settings.rate_limit_per_host)));
+      release = free_at;
+    }
+    timers->at(release, [r, res = std::move(res)]() mutable { (*r)(std::move(res)); });
+  }
+
+  void count_served(const std::string& requester, std::uint64_t chunk_count, std::uint64_t bytes) {
+    std::lock_guard lock(stats_mutex);
+    auto& s = served_by[requester.empty() ? "unknown" : requester];
+    s.chunks += chunk_count;
+    s.bytes += bytes;
+  }
+
+  HttpResponse chunk_response(const std::string& digest, const std::string& requester, std::uint64_t& size) {
+    if (!chunks->contains(digest))
+      throw Error(ErrorKind::not_found, "chunk " + digest + " is not in this server's content store");
     HttpResponse res;
     res.content_type = "application/zstd";
     res.file_path = chunks->path_of(digest).string();
     std::error_code ec;
-    const auto size = std::filesystem::file_size(res.file_path, ec);
-    std::lock_guard lock(stats_mutex);
-    auto& s = served_by[requester.empty() ? "unknown" : requester];
-    ++s.chunks;
-    s.bytes += ec ? 0 : size;
+    size = std::filesystem::file_size(res.file_path, ec);
+    if (ec) size = 0;
+    count_served(requester, 1, size);
     return res;
   }
 
+  void serve_chunk(const std::string& digest, const std::string& requester, std::shared_ptr<Responder> r) {
+    try {
+      std::uint64_t size = 0;
+      auto res = chunk_response(digest, requester, size);
+      send_paced(requester, size, std::move(r), std::move(res));
+    } catch (const Error& e) {
+      (*r)(error_response(e));
+    }
+  }
+
+  static constexpr std::size_t kMaxBatchChunks = 4096;
+  static constexpr std::uint64_t kMaxBatchBytes = 32ull << 20;
+
+  // Answers a batch: frames "<digest> <length>\n<compressed bytes>" for a prefix of `digests`
+  // (all of them unless the link's rate limit or the batch size cuts it short). A relay fetches
+  // what it lacks from its parent first.
+  void serve_batch(std::string requester, std::vector<std::string> digests, std::shared_ptr<Responder> r,
+                   bool after_upstream) {
+    pool->submit([this, requester = std::move(requester), digests = std::move(digests), r, after_upstream] {
+      try {
+        std::vector<std::string> missing;
+        for (const auto& d : digests)
+          if (!chunks->contains(d)) missing.push_back(d);
+        if (!missing.empty()) {
+          const auto more = missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more)" : "";
+          if (!upstream)
+            throw Error(ErrorKind::not_found, "chunk " + missing.front() + more + " is not in this server's content store");
+          if (after_upstream)
+            throw Error(ErrorKind::unavailable, "chunk " + missing.front() + more +
+                                                    " left this relay's cache while it was being served; retry");
+          cache_misses += missing.size();
+          struct Pending {
+            std::atomic<std::size_t> left;
+            std::mutex m;
+            std::string error;
+          };
+          auto pending = std::make_shared<Pending>();
+          pending->left = missing.size();
+          for (const auto& d : missing)
+            upstream->fetch(d, [this, pending, requester, digests, r, d](const std::string& error) {
+              if (!error.empty()) {
+                std::lock_guard lock(pending->m);
+                if (pending->error.empty()) pending->error = "chunk " + d + ": " + error;
+              }
+              if (--pending->left != 0) return;
+              if (!pending->error.empty()) {
+                (*r)(error_response(Error(ErrorKind::unavailable, pending->error +
+                                                                      " (from this relay's parent); retry later")));
+                return;
+              }
+              serve_batch(requester, digests, r, true);
+              maybe_maintain();
+            });
+          return;
+        }
+        if (!after_upstream) cache_hits += digests.size();
+        const std::uint64_t budget = settings.rate_limit_per_host
+                                         ? std::max<std::uint64_t>(1, settings.rate_limit_per_host / 2)
+                                         : kMaxBatchBytes;
+        std::string body;
+        std::size_t n = 0;
+        std::uint64_t bytes_total = 0;
+        for (const auto& d : digests) {
+          auto bytes = chunks->read_compressed(d);
+          if (n > 0 && body.size() + bytes.size() > budget) break;
+          if (corrupt_left.load() > 0 && corrupt_left.fetch_sub(1) > 0 && !bytes.empty())
+            bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x5a);
+          body += d;
+          body += ' ';
+          body += std::to_string(bytes.size());
+          body += '\n';
+          body += bytes;
+          bytes_total += bytes.size();
+          ++n;
+        }
+        count_served(requester, n, bytes_total);
+        HttpResponse res;
+        res.content_type = "application/x-distrib-chunks";
+        res.body = std::move(body);
+        res.headers.emplace_back("X-Distrib-Chunks", std::to_string(n));
+        send_paced(requester, bytes_total, r, std::move(res));
+      } catch (const Error& e) {
+        (*r)(error_response(e));
+      } catch (const std::exception& e) {
+        (*r)(error_response(Error(ErrorKind::internal, e.what())));
+      }
+    });
+  }
+
   void content_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
+    if (p.size() == 3 && p[2] == "chunks" && req.method == "POST") {
+      require_json(req);
+      auto body = json::parse_object(req.body);
+      const auto requester = json::get_string(body, "host_id", false);
+      auto digests = json::get_string_array(body, "digests");
+      if (digests.empty() || digests.size() > kMaxBatchChunks)
+        throw Error(ErrorKind::invalid_argument,
+                    "digests must list between 1 and " + std::to_string(kMaxBatchChunks) + " chunk digests");
+      for (const auto& d : digests)
+        if (!is_sha256_hex(d)) throw Error(ErrorKind::invalid_argument, "\"" + d + "\" is not a chunk digest");
+      if (auto wait = admit(requester)) {
+        r(busy_response(*wait));
+        return;
+      }
+      serve_batch(requester, std::move(digests), std::make_shared<Responder>(std::move(r)), false);
+      return;
+    }
     if (req.method != "GET") no_route(req);
     if (p.size() == 4 && p[2] == "chunks") {
       const auto& digest = p[3];
       if (!is_sha256_hex(digest))
         throw Error(ErrorKind::invalid_argument, "\"" + digest + "\" is not a chunk digest");
       const auto requester = req.query["host_id"];
+      if (auto wait = admit(requester)) {
+        r(busy_response(*wait));
+        return;
+      }
       if (chunks->contains(digest) || !upstream) {
         ++cache_hits;
-        r(chunk_response(digest, requester));
+        serve_chunk(digest, requester, std::make_shared<Responder>(std::move(r)));
         return;
       }
       // A relay without the chunk: one fetch from the parent, however many ask meanwhile.
@@ -711,7 +927,7 @@ struct Manager::Impl {
                                                                      error + "; retry later")));
           return;
         }
-        (*shared)(chunk_response(digest, requester));
+        serve_chunk(digest, requester, shared);
         maybe_maintain();
       });
       return;
@@ -815,7 +1031,14 @@ struct Manager::Impl {
                        {"bytes_served", bytes_total},
                        {"by_requester", std::move(by)},
                        {"cache_hits", cache_hits.load()},
-                       {"cache_misses", cache_misses.load()}};
+                       {"cache_misses", cache_misses.load()},
+                       {"busy_answers", busy_answers.load()}};
+    {
+      std::lock_guard lock(transfer_mutex);
+      content["active_transfers"] = active_transfers.size();
+    }
+    content["max_transfers"] = settings.max_transfers;
+    content["rate_limit_per_host"] = settings.rate_limit_per_host;
     if (upstream) {
       content["upstream_fetches"] = upstream->fetches();
       content["upstream_bytes"] = upstream->bytes();
@@ -1087,6 +1310,41 @@ struct Manager::Impl {
     return out;
   }
 
+  // POST /v1/transfers/suspend|resume {"job": ID} or {"relay": KEY}
+  void transfer_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
+    if (!(p.size() == 3 && (p[2] == "suspend" || p[2] == "resume") && req.method == "POST")) no_route(req);
+    require_json(req);
+    auto body = json::parse_object(req.body);
+    const bool suspend = p[2] == "suspend";
+    const auto job_id = json::get_int(body, "job", 0);
+    const auto relay = json::get_string(body, "relay", false);
+    if ((job_id != 0) == !relay.empty())
+      throw Error(ErrorKind::invalid_argument, "name either a job (\"job\": ID) or a relay (\"relay\": KEY)");
+    return blocking(std::move(r), [this, suspend, job_id, relay] {
+      std::vector<std::string> hosts;
+      std::string relay_id;
+      if (!relay.empty()) {
+        relay_id = resolve_host_keys({relay}, "nothing was " + std::string(suspend ? "suspended" : "resumed")).front();
+        const auto all = store->list_hosts();
+        std::map<std::string, const Host*> by_id;
+        for (const auto& h : all) by_id[h.host_id] = &h;
+        if (by_id.at(relay_id)->role != HostRole::relay)
+          throw Error(ErrorKind::invalid_argument, "\"" + relay + "\" is not a relay; name a relay or a job");
+        hosts.push_back(relay_id);
+        for (const auto& h : all)
+          if (is_below(by_id, h, relay_id)) hosts.push_back(h.host_id);
+      }
+      auto change = store->suspend_transfers(job_id, hosts, suspend);
+      wake(change.vias, true);
+      const auto scope = job_id ? "job " + std::to_string(job_id) : "relay " + relay;
+      spdlog::info("transfers of {} {}: {} entr(ies)", scope, suspend ? "suspended" : "resumed", change.entries);
+      bj::object out{{suspend ? "suspended" : "resumed", change.entries}};
+      if (job_id) out["job_id"] = job_id;
+      else out["relay"] = relay_id;
+      return json_response(200, out);
+    });
+  }
+
   void job_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
     if (p.size() == 2 && req.method == "POST") {
       require_json(req);
@@ -1195,6 +1453,14 @@ struct Manager::Impl {
           wake(vias, true);
           spdlog::info("job {}: {} failed entr(ies) retried", id, n);
           return json_response(200, bj::object{{"job_id", id}, {"retried", n}});
+        });
+      }
+      if (p.size() == 4 && p[3] == "complete-now" && req.method == "POST") {
+        return blocking(std::move(r), [this, id] {
+          auto change = store->clear_split(id);
+          wake(change.vias, true);
+          spdlog::info("job {}: split distribution ended; the rest travels unsplit ({} open entries)", id, change.entries);
+          return json_response(200, bj::object{{"job_id", id}, {"entries", change.entries}});
         });
       }
       if (p.size() == 4 && p[3] == "cancel" && req.method == "POST") {
@@ -1874,6 +2140,11 @@ void Manager::start() {
     impl_->handle(std::move(req), std::move(r));
   });
   i.server->start();
+  i.timers = std::make_unique<TimerQueue>();
+  if (const char* fault = std::getenv("DISTRIB_FAULT_CORRUPT_CHUNKS"); fault && *fault) {
+    i.corrupt_left = std::atoll(fault);
+    spdlog::warn("fault injection: the next {} chunk(s) served in batches are corrupted on purpose", i.corrupt_left.load());
+  }
   i.sweeper = std::thread([this] { impl_->sweep_loop(); });
   i.scheduler = std::thread([this] { impl_->schedule_loop(); });
   i.started = true;
@@ -1935,6 +2206,7 @@ void Manager::stop() {
   }
   for (auto& [host, list] : waiting)
     for (auto& w : list) (*w.responder)(json_response(200, bj::object{{"work", bj::array{}}}));
+  if (i.timers) i.timers->stop();
   i.pool->stop();
   i.server->stop();
 }

@@ -89,6 +89,13 @@ const std::vector<Migration>& migrations() {
         "DROP INDEX job_entries_job",
         "CREATE INDEX job_entries_job_host ON job_entries (job_id, host_id)",
         "CREATE INDEX job_entries_ready ON job_entries (ready_at)"}},
+      {4,
+       {"ALTER TABLE jobs ADD split_size BIGINT DEFAULT 0 NOT NULL",
+        "ALTER TABLE jobs ADD split_interval INTEGER DEFAULT 0 NOT NULL",
+        "ALTER TABLE job_entries ADD seg_done BIGINT DEFAULT 0 NOT NULL",
+        "ALTER TABLE job_entries ADD seg_total BIGINT DEFAULT 0 NOT NULL",
+        "ALTER TABLE job_entries ADD bytes_received BIGINT DEFAULT 0 NOT NULL",
+        "ALTER TABLE job_entries ADD bad_chunks BIGINT DEFAULT 0 NOT NULL"}},
   };
   return m;
 }

@@ -117,7 +117,8 @@ Host host_from_row(const soci::row& r) {
 
 const char* kEntryColumns =
     "e.id, e.job_id, e.host_id, h.name, e.state, e.attempt, e.last_seq, e.exit_code, e.message, "
-    "e.output_tail, e.updated_at, h.parent, p.name, e.wave, e.late_join, e.ready_at";
+    "e.output_tail, e.updated_at, h.parent, p.name, e.wave, e.late_join, e.ready_at, e.seg_done, "
+    "e.seg_total, e.bytes_received, e.bad_chunks";
 const char* kEntryFrom =
     " FROM job_entries e LEFT JOIN hosts h ON h.host_id = e.host_id LEFT JOIN hosts p ON "
     "p.host_id = h.parent ";
@@ -139,6 +140,10 @@ JobEntry entry_from_row(const soci::row& r) {
   e.wave = static_cast<int>(get_i64(r, 13));
   e.late_join = get_i64(r, 14) != 0;
   e.ready_at = get_i64(r, 15);
+  e.progress.segments_done = get_i64(r, 16);
+  e.progress.segments_total = get_i64(r, 17);
+  e.progress.bytes_received = get_i64(r, 18);
+  e.progress.bad_chunks = get_i64(r, 19);
   return e;
 }
 
@@ -146,7 +151,7 @@ const char* kJobColumns =
     "id, type, package_name, package_version, destinations, key_mode, created_by, created_at, "
     "cancel_requested, upstream_id, start_at, expires_at, timing, window_spec, max_retries, "
     "retry_installs, retry_backoff, waves, success_threshold, error_threshold, rollout_state, "
-    "current_wave, rollout_message, id_groups";
+    "current_wave, rollout_message, id_groups, split_size, split_interval";
 
 std::string join_waves(const std::vector<int>& waves) {
   std::string out;
@@ -179,6 +184,8 @@ Job job_from_row(const soci::row& r) {
   j.current_wave = static_cast<int>(get_i64(r, 21));
   j.rollout_message = get_str(r, 22);
   j.id_groups = split_addresses(get_str(r, 23));
+  j.split.size = static_cast<std::uint64_t>(get_i64(r, 24));
+  j.split.interval_seconds = static_cast<int>(get_i64(r, 25));
   return j;
 }
 
@@ -449,18 +456,22 @@ public:
     const std::string rstate(to_string(out.rollout_state));
     const int current = out.current_wave;
     const std::string groups = join_addresses(job.id_groups);
+    const ll split_size = static_cast<ll>(job.split.size);
+    const int split_interval = job.split.interval_seconds;
     sql << "INSERT INTO jobs (type, package_name, package_version, destinations, key_mode, "
            "created_by, created_at, cancel_requested, upstream_id, start_at, expires_at, timing, "
            "window_spec, max_retries, retry_installs, retry_backoff, waves, success_threshold, "
-           "error_threshold, rollout_state, current_wave, rollout_message, id_groups) VALUES (:t, "
+           "error_threshold, rollout_state, current_wave, rollout_message, id_groups, split_size, "
+           "split_interval) VALUES (:t, "
            ":n, :v, :d, :k, :b, :c, :x, :u, :sa, :ea, :ti, :wi, :mr, :ri, :rb, :wv, :st, :et, :rs, "
-           ":cw, '', :ig)",
+           ":cw, '', :ig, :ss, :si)",
         soci::use(type), soci::use(job.package_name), soci::use(job.package_version),
         soci::use(dests), soci::use(job.key_mode), soci::use(job.created_by), soci::use(created),
         soci::use(cancel), soci::use(upstream), soci::use(start), soci::use(expires),
         soci::use(timing), soci::use(window), soci::use(retries), soci::use(retry_installs),
         soci::use(backoff), soci::use(wave_text), soci::use(success), soci::use(errors),
-        soci::use(rstate), soci::use(current), soci::use(groups);
+        soci::use(rstate), soci::use(current), soci::use(groups), soci::use(split_size),
+        soci::use(split_interval);
     ll id = 0;
     sql << dialect_.last_insert_id, soci::into(id);
     out.id = id;
@@ -613,6 +624,7 @@ public:
                                     std::to_string(retry_at - now) + " s";
         sql << "UPDATE job_entries SET state = 'waiting', attempt = :a, last_seq = :q, exit_code = "
                ":x, message = :m, output_tail = :o, updated_at = :u, ready_at = :r, pushed_to = '', "
+               "seg_done = 0, seg_total = 0, bytes_received = 0, bad_chunks = 0, "
                "up_version = CASE WHEN upstream_id <> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
             soci::use(next), soci::use(seq), soci::use(exit_code, exit_ind), soci::use(message),
             soci::use(rep.output_tail), soci::use(now), soci::use(retry_at), soci::use(id);
@@ -629,6 +641,13 @@ public:
              "<> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
           soci::use(state), soci::use(new_attempt_no), soci::use(seq), soci::use(exit_code, exit_ind),
           soci::use(rep.message), soci::use(rep.output_tail), soci::use(now), soci::use(id);
+      if (!rep.progress.empty()) {
+        const ll done = rep.progress.segments_done, total = rep.progress.segments_total,
+                 bytes = rep.progress.bytes_received, bad = rep.progress.bad_chunks;
+        sql << "UPDATE job_entries SET seg_done = :d, seg_total = :t, bytes_received = :b, "
+               "bad_chunks = :x WHERE id = :id",
+            soci::use(done), soci::use(total), soci::use(bytes), soci::use(bad), soci::use(id);
+      }
       out.kind = ReportOutcome::Kind::applied;
       out.current = rep.state;
       return out;
@@ -671,7 +690,7 @@ public:
           (sql.prepare << "SELECT e.id, e.job_id, e.host_id, e.state, e.attempt, j.type, "
                           "j.package_name, j.package_version, j.created_at, j.cancel_requested, "
                           "j.expires_at, j.timing, j.window_spec, j.max_retries, j.retry_installs, "
-                          "j.retry_backoff "
+                          "j.retry_backoff, j.split_size, j.split_interval "
                           "FROM job_entries e JOIN hosts h ON h.host_id = e.host_id JOIN jobs j "
                           "ON j.id = e.job_id WHERE h.via = :v AND e.host_id <> :v2 AND "
                           "e.pushed_to <> :v3 AND e.ready_at <= :n ORDER BY e.id"
@@ -696,6 +715,8 @@ public:
         sc.max_retries = static_cast<int>(get_i64(r, 13));
         sc.retry_installs = get_i64(r, 14) != 0;
         sc.retry_backoff_seconds = static_cast<int>(get_i64(r, 15));
+        x.job.split.size = static_cast<std::uint64_t>(get_i64(r, 16));
+        x.job.split.interval_seconds = static_cast<int>(get_i64(r, 17));
         out.push_back(std::move(x));
       }
       return out;
@@ -743,6 +764,16 @@ public:
                    "'retry requested', exit_code = NULL, output_tail = '', pushed_to = '', "
                    "up_version = 0, updated_at = :u WHERE id = :id",
                 soci::use(a), soci::use(now), soci::use(local_id);
+          } else if (x.entry.state == EntryState::suspended &&
+                     (current == EntryState::waiting || current == EntryState::transferring)) {
+            sql << "UPDATE job_entries SET state = 'suspended', message = 'suspended by operator', "
+                   "pushed_to = '', updated_at = :u WHERE id = :id",
+                soci::use(now), soci::use(local_id);
+          } else if (x.entry.state != EntryState::suspended && current == EntryState::suspended &&
+                     !is_final(x.entry.state)) {
+            sql << "UPDATE job_entries SET state = 'waiting', message = 'resumed by operator', "
+                   "pushed_to = '', updated_at = :u WHERE id = :id",
+                soci::use(now), soci::use(local_id);
           } else if ((x.entry.state == EntryState::cancelled || x.entry.state == EntryState::expired) &&
                      can_transition(current, x.entry.state)) {
             const std::string st(to_string(x.entry.state));
@@ -751,7 +782,7 @@ public:
             sql << "UPDATE job_entries SET state = :s, message = :m, pushed_to = '', updated_at = :u "
                    "WHERE id = :id",
                 soci::use(st), soci::use(why), soci::use(now), soci::use(local_id);
-          } else {
+          } else if (!update_split(sql, local_id, x.job.split)) {
             continue;
           }
         } else {
@@ -775,11 +806,12 @@ public:
           }
           const ll job_id = it->second;
           const int attempt = x.entry.attempt;
+          const std::string initial = x.entry.state == EntryState::suspended ? "suspended" : "waiting";
           sql << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, "
-                 "output_tail, updated_at, upstream_id) VALUES (:j, :h, 'waiting', :a, 0, '', '', "
+                 "output_tail, updated_at, upstream_id) VALUES (:j, :h, :s, :a, 0, '', '', "
                  ":u, :up)",
-              soci::use(job_id), soci::use(x.entry.host_id), soci::use(attempt), soci::use(now),
-              soci::use(up_entry);
+              soci::use(job_id), soci::use(x.entry.host_id), soci::use(initial), soci::use(attempt),
+              soci::use(now), soci::use(up_entry);
         }
         std::string via;
         soci::indicator vind = soci::i_null;
@@ -788,6 +820,19 @@ public:
       }
       return std::vector<std::string>(vias.begin(), vias.end());
     });
+  }
+
+  // A routed entry the relay already has may bring its job's new split (complete-now).
+  bool update_split(soci::session& sql, ll local_entry, const SplitSpec& split) {
+    const ll size = static_cast<ll>(split.size);
+    const int interval = split.interval_seconds;
+    soci::statement st = (sql.prepare << "UPDATE jobs SET split_size = :s, split_interval = :i WHERE "
+                                         "id = (SELECT job_id FROM job_entries WHERE id = :e) AND "
+                                         "(split_size <> :s2 OR split_interval <> :i2)",
+                          soci::use(size), soci::use(interval), soci::use(local_entry), soci::use(size),
+                          soci::use(interval));
+    st.execute(true);
+    return st.get_affected_rows() > 0;
   }
 
   std::vector<PendingHost> hosts_to_report(int limit) override {
@@ -823,7 +868,8 @@ public:
       std::vector<PendingReport> out;
       soci::rowset<soci::row> rs =
           (sql.prepare << "SELECT id, upstream_id, attempt, last_seq, state, exit_code, message, "
-                          "output_tail, up_version FROM job_entries WHERE up_version > 0 AND "
+                          "output_tail, up_version, seg_done, seg_total, bytes_received, "
+                          "bad_chunks FROM job_entries WHERE up_version > 0 AND "
                           "upstream_id <> 0 ORDER BY id"
                        << dialect_.limit(std::max(1, limit)));
       for (const auto& r : rs) {
@@ -837,6 +883,10 @@ public:
         p.report.message = get_str(r, 6);
         p.report.output_tail = get_str(r, 7);
         p.version = get_i64(r, 8);
+        p.report.progress.segments_done = get_i64(r, 9);
+        p.report.progress.segments_total = get_i64(r, 10);
+        p.report.progress.bytes_received = get_i64(r, 11);
+        p.report.progress.bad_chunks = get_i64(r, 12);
         out.push_back(std::move(p));
       }
       return out;
@@ -1153,10 +1203,93 @@ public:
       soci::statement st =
           (sql.prepare << "UPDATE job_entries SET state = 'waiting', attempt = attempt + 1, ready_at = :n, "
                           "message = 'retry requested by operator', exit_code = NULL, output_tail = '', "
+                          "seg_done = 0, seg_total = 0, bytes_received = 0, bad_chunks = 0, "
                           "pushed_to = '', updated_at = :u WHERE job_id = :j AND state = 'failed'",
            soci::use(now), soci::use(now), soci::use(id));
       st.execute(true);
       return std::make_pair(static_cast<std::int64_t>(st.get_affected_rows()), vias);
+    });
+  }
+
+  void require_job(soci::session& sql, ll id) {
+    int exists = 0;
+    sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
+    if (!exists) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
+  }
+
+  TransferChange suspend_transfers(std::int64_t job_id, const std::vector<std::string>& host_ids,
+                                   bool suspend) override {
+    return write([&](soci::session& sql) {
+      const ll id = job_id, now = fs::now_unix();
+      if (id != 0) require_job(sql, id);
+      const std::string from = suspend ? "('waiting', 'transferring')" : "('suspended')";
+      const std::string to = suspend ? "suspended" : "waiting";
+      const std::string why = suspend ? "suspended by operator" : "resumed by operator";
+      // Scope: one job, or every entry of the given hosts.
+      const std::string scope = id != 0 ? "e.job_id = :p" : "e.host_id = :p";
+      std::vector<ll> ids;
+      std::set<std::string> vias;
+      auto collect = [&](const auto& param) {
+        soci::rowset<soci::row> rs =
+            (sql.prepare << "SELECT e.id, COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN hosts h "
+                            "ON h.host_id = e.host_id WHERE " << scope << " AND e.state IN " << from,
+             soci::use(param));
+        for (const auto& r : rs) {
+          ids.push_back(get_i64(r, 0));
+          vias.insert(get_str(r, 1));
+        }
+      };
+      if (id != 0) collect(id);
+      else
+        for (const auto& h : host_ids) collect(h);
+      {
+        TransferChange out;
+        ll entry = 0;
+        soci::statement st = (sql.prepare << "UPDATE job_entries SET state = :s, message = :m, pushed_to = '', "
+                                             "updated_at = :u WHERE id = :id",
+                              soci::use(to), soci::use(why), soci::use(now), soci::use(entry));
+        for (auto e : ids) {
+          entry = e;
+          st.execute(true);
+        }
+        out.entries = static_cast<std::int64_t>(ids.size());
+        out.vias.assign(vias.begin(), vias.end());
+        return out;
+      }
+    });
+  }
+
+  TransferChange clear_split(std::int64_t job_id) override {
+    return write([&](soci::session& sql) {
+      const ll id = job_id;
+      require_job(sql, id);
+      sql << "UPDATE jobs SET split_size = 0, split_interval = 0 WHERE id = :id", soci::use(id);
+      TransferChange out;
+      out.vias = distinct_vias(sql, std::string("e.job_id = :j AND e.state IN ") + kOpen + " AND 0 = :z", id, 0);
+      soci::statement st = (sql.prepare << "UPDATE job_entries SET pushed_to = '' WHERE job_id = :j "
+                                           "AND state IN " << kOpen, soci::use(id));
+      st.execute(true);
+      out.entries = static_cast<std::int64_t>(st.get_affected_rows());
+      return out;
+    });
+  }
+
+  std::optional<TransferStatus> transfer_status(const std::string& host_id, std::int64_t entry_id) override {
+    return guarded([&](soci::session& sql) -> std::optional<TransferStatus> {
+      const ll id = entry_id;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT e.state, e.attempt, j.split_size, j.split_interval FROM job_entries "
+                          "e JOIN jobs j ON j.id = e.job_id WHERE e.id = :id AND e.host_id = :h",
+           soci::use(id), soci::use(host_id));
+      for (const auto& r : rs) {
+        TransferStatus t;
+        t.state = parse_entry_state(get_str(r, 0));
+        t.attempt = static_cast<std::int32_t>(get_i64(r, 1));
+        t.split.size = static_cast<std::uint64_t>(get_i64(r, 2));
+        t.split.interval_seconds = static_cast<int>(get_i64(r, 3));
+        return t;
+      }
+      return std::nullopt;
     });
   }
 

@@ -10,8 +10,9 @@
 
 namespace distrib {
 
-/// Payload chunk size for ordinary distribution.
-inline constexpr std::uint64_t kDefaultChunkSize = 1024 * 1024;
+/// Average chunk size of content-defined chunking (chunks are between a quarter and four times
+/// this): small enough that a new version shares nearly all of an old one's bytes.
+inline constexpr std::uint64_t kDefaultChunkSize = 16 * 1024;
 /// No chunk is ever larger than this, whatever a manifest says.
 inline constexpr std::uint64_t kMaxChunkSize = 16 * 1024 * 1024;
 
@@ -21,11 +22,12 @@ struct PackageSpec {
   std::string name;
   std::string version;
   InstallInstructions install;
+  /// Average chunk size: a power of two between 1 KiB and 4 MiB.
   std::uint64_t chunk_size = kDefaultChunkSize;
 };
 
 /// Archives `spec.source_dir` (tar, deterministic order, owner and times normalised), cuts the
-/// archive into chunks stored in `chunks`, and returns the manifest. Refuses (Error
+/// archive into content-defined chunks (see chunker.h) stored in `chunks`, and returns the manifest. Refuses (Error
 /// invalid_argument) names or versions that are not valid, special files, and symlinks whose
 /// target is absolute or escapes the directory.
 Manifest create_package(const PackageSpec& spec, ChunkStore& chunks);

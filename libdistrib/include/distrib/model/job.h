@@ -121,6 +121,34 @@ struct RolloutVerdict {
 RolloutVerdict evaluate_rollout(const Rollout& rollout, int current_wave,
                                 const std::vector<WaveCounts>& waves);
 
+/// Split distribution: the payload travels in segments of at most `size` bytes (whole chunks)
+/// with `interval_seconds` between segments. size 0 = not split.
+struct SplitSpec {
+  std::uint64_t size = 0;
+  int interval_seconds = 0;
+  bool enabled() const noexcept { return size != 0; }
+  friend bool operator==(const SplitSpec&, const SplitSpec&) = default;
+};
+/// Largest segment accepted (2 GiB) and longest interval (24 h).
+inline constexpr std::uint64_t kMaxSegmentSize = std::uint64_t{2} << 30;
+inline constexpr int kMaxSegmentInterval = 24 * 3600;
+/// Parses "SIZE/INTERVAL" ("1MiB/60s", "256KiB/1s"); "none" or "" is not split. Throws
+/// Error(invalid_argument) naming the part that is wrong (a size of 0 or above 2 GiB, an
+/// interval of 0 or above 24 h).
+SplitSpec parse_split(std::string_view text);
+/// Throws Error(invalid_argument) when an enabled split is outside the limits above.
+void validate_split(const SplitSpec& split);
+/// "1.0 MiB/60s" or "none".
+std::string to_string(const SplitSpec& split);
+/// The split of one hop (the JP1/SD rule): the smaller segment size wins, with the interval
+/// that came with it; equal sizes take the receiver's interval. Either side may be unset.
+SplitSpec hop_split(const SplitSpec& offered, const SplitSpec& receiver) noexcept;
+/// Cuts chunk sizes (in payload order) into segments of whole chunks of at most `size` bytes
+/// (a chunk larger than `size` is a segment of its own). Returns the index one past the last
+/// chunk of each segment. size 0: one segment.
+std::vector<std::size_t> plan_segments(const std::vector<std::uint64_t>& chunk_sizes,
+                                       std::uint64_t size, std::size_t from = 0);
+
 /// A job as created by an operator.
 struct Job {
   std::int64_t id = 0;
@@ -140,6 +168,7 @@ struct Job {
   std::string rollout_message;  ///< why a rollout stopped
   /// ID groups the job stands for: hosts joining them later receive it too.
   std::vector<std::string> id_groups;
+  SplitSpec split;  ///< split distribution (none by default)
 };
 
 /// How a wave of the job's rollout stands: "done", "running", "held" or "stopped".
@@ -147,6 +176,17 @@ std::string_view wave_state(const Job& job, const WaveCounts& wave) noexcept;
 
 /// An entry that is not delivered yet because its wave is held.
 inline constexpr std::int64_t kHeldUntilReleased = std::int64_t{1} << 62;
+
+/// How far an entry's transfer got: segments done of the total, bytes received over the wire
+/// (all runs of the attempt, resumes included) and chunks that failed verification and were
+/// fetched again.
+struct TransferProgress {
+  std::int64_t segments_done = 0;
+  std::int64_t segments_total = 0;
+  std::int64_t bytes_received = 0;
+  std::int64_t bad_chunks = 0;
+  bool empty() const noexcept { return segments_total == 0 && bytes_received == 0 && bad_chunks == 0; }
+};
 
 /// One host's part of a job.
 struct JobEntry {
@@ -166,6 +206,8 @@ struct JobEntry {
   int wave = 0;               ///< rollout wave (0: the job has no waves)
   bool late_join = false;     ///< created when the host joined an ID group after the job
   std::int64_t ready_at = 0;  ///< not delivered before (start time, retry backoff, held wave)
+  /// Transfer progress as the agent last reported it.
+  TransferProgress progress;
 };
 
 /// Counts of a job's entries by state, for tables and progress bars.

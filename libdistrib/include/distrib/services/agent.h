@@ -1,6 +1,9 @@
 #pragma once
 // The agent: registers with its parent, long-polls for work, fetches and verifies content,
 // installs, and reports through a durable outbox.
+#include <distrib/model/job.h>
+
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -28,6 +31,10 @@ struct AgentSettings {
   int retry_min_ms = 200;    ///< backoff after a failed contact, doubled up to retry_max_ms
   int retry_max_ms = 5000;
   int chunk_retries = 3;     ///< fetches of a chunk that fails verification before giving up
+  /// This agent's own limit on split distribution: the smaller segment size wins (hop_split).
+  SplitSpec split_max;
+  /// Segment size of transfers that are not split (one request, no pause, per segment).
+  std::uint64_t segment_bytes = 8ull << 20;
   std::size_t output_tail_bytes = 4096;
   std::vector<GroupJoin> id_groups;  ///< ID groups joined at registration
   /// Longest an orderly stop spends on installs timed "at agent stop" before exiting.

@@ -3,6 +3,7 @@
 // is a relay manager: it registers upward, runs the jobs of its subtree from its own database,
 // caches content for it, and reports hosts and results up the tree.
 #include <distrib/model/host.h>
+#include <distrib/model/job.h>
 #include <distrib/store/store.h>
 
 #include <cstdint>
@@ -27,6 +28,17 @@ struct ManagerSettings {
   int poll_interval_seconds = 5;     ///< agents wait this long between failed contacts
   /// Off: hosts registering for the first time wait for `distribctl hosts approve`.
   bool auto_register = true;
+
+  // --- transfers
+  /// This server's own limit on split distribution for the hop above it (relays) and what it
+  /// offers below: the smaller segment size wins (hop_split). Unset: the job's split as it is.
+  SplitSpec split_max;
+  /// Bytes per second sent to one requesting host (agent or relay); 0: unlimited.
+  std::uint64_t rate_limit_per_host = 0;
+  /// Hosts fetching content at the same time; others are told when to come back. 0: unlimited.
+  int max_transfers = 0;
+  /// A transfer that sent no request this long gives up its slot.
+  int transfer_idle_seconds = 15;
 
   // --- relay manager (parents set)
   std::vector<std::string> parents;  ///< parent URLs in order of preference; empty: central manager

@@ -41,6 +41,7 @@ struct EntryReport {
   std::optional<int> exit_code;
   std::string message;
   std::string output_tail;
+  TransferProgress progress;  ///< empty: unchanged
 };
 
 /// What happened to a report.
@@ -90,6 +91,19 @@ struct MembershipChange {
   int changed = 0;                 ///< hosts that joined (were not members) or left (were)
   std::int64_t entries = 0;        ///< entries created for standing jobs, or cancelled on leaving
   std::vector<std::string> vias;   ///< direct children whose work changed
+};
+
+/// What suspending, resuming or completing transfers changed.
+struct TransferChange {
+  std::int64_t entries = 0;
+  std::vector<std::string> vias;  ///< direct children to wake
+};
+
+/// An entry's state and its job's split as they stand now.
+struct TransferStatus {
+  EntryState state = EntryState::waiting;
+  std::int32_t attempt = 1;
+  SplitSpec split;
 };
 
 /// A job with its entry counts, for listings.
@@ -209,6 +223,18 @@ public:
   /// Failed entries of the job wait again for a new attempt, ready now. Returns how many and
   /// the direct children to wake.
   virtual std::pair<std::int64_t, std::vector<std::string>> retry_failed(std::int64_t job_id) = 0;
+
+  // --- transfers
+  /// Suspends (waiting or transferring → suspended) or resumes (suspended → waiting) the entries
+  /// of one job (`job_id` ≠ 0) or of the hosts in `host_ids` (a relay and its subtree). Entries
+  /// travel down again to relays. Throws not_found for an unknown job.
+  virtual TransferChange suspend_transfers(std::int64_t job_id, const std::vector<std::string>& host_ids,
+                                           bool suspend) = 0;
+  /// The job's payload travels unsplit from now on (`distribctl job complete-now`); its open
+  /// entries travel down again so relays learn it. Throws not_found for an unknown job.
+  virtual TransferChange clear_split(std::int64_t job_id) = 0;
+  /// The state of a host's entry and its job's split, for an agent between two segments.
+  virtual std::optional<TransferStatus> transfer_status(const std::string& host_id, std::int64_t entry_id) = 0;
 
   // --- scheduling (the manager's scheduler calls these every second or so)
   /// Entries of jobs whose expiry fell in (after, upto] that can still expire become expired

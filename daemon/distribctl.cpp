@@ -163,7 +163,10 @@ bj::object job_json(const Job& j) {
   return {{"id", j.id}, {"type", std::string(to_string(j.type))},
           {"package", bj::object{{"name", j.package_name}, {"version", j.package_version}}},
           {"destinations", dests}, {"key_mode", j.key_mode}, {"created_at", j.created_at},
-          {"cancel_requested", j.cancel_requested}};
+          {"cancel_requested", j.cancel_requested},
+          {"split", j.split.enabled() ? bj::value(bj::object{{"size", j.split.size},
+                                                              {"interval_seconds", j.split.interval_seconds}})
+                                      : bj::value(nullptr)}};
 }
 
 struct Cli {

@@ -68,13 +68,50 @@ inline std::uint64_t fetch_all(const std::string& address, int port, const std::
   return total;
 }
 
+/// Fetches `batches` (lists of chunk digests) as agents do: one POST /v1/content/chunks per
+/// segment on one kept-alive connection. Returns bytes of chunk data received (frames included).
+inline std::uint64_t fetch_batches(const std::string& address, int port, const std::string& host_id,
+                                   const std::vector<std::vector<std::string>>& batches) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address(address), static_cast<unsigned short>(port)));
+  beast::flat_buffer buf;
+  std::vector<char> sink(256 * 1024);
+  std::uint64_t total = 0;
+  for (const auto& batch : batches) {
+    boost::json::array digests;
+    for (const auto& d : batch) digests.emplace_back(d);
+    http::request<http::string_body> req{http::verb::post, "/v1/content/chunks", 11};
+    req.set(http::field::host, "bench");
+    req.set(http::field::content_type, "application/json");
+    req.body() = boost::json::serialize(boost::json::object{{"host_id", host_id}, {"digests", std::move(digests)}});
+    req.prepare_payload();
+    http::write(stream, req);
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    http::read_header(stream, buf, parser);
+    if (parser.get().result_int() != 200)
+      throw std::runtime_error("batch answered " + std::to_string(parser.get().result_int()));
+    while (!parser.is_done()) {
+      parser.get().body().data = sink.data();
+      parser.get().body().size = sink.size();
+      beast::error_code ec;
+      http::read(stream, buf, parser, ec);
+      if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+      total += sink.size() - parser.get().body().size;
+    }
+  }
+  return total;
+}
+
 /// Registers the directory `dir` as package "big" 1 at `m` and returns its chunk digests.
 inline std::vector<std::string> register_package(const distrib::test::ManagerProc& m,
-                                                 const std::filesystem::path& dir) {
+                                                 const std::filesystem::path& dir,
+                                                 const std::string& name = "big", const std::string& version = "1") {
   using namespace std::chrono_literals;
-  auto created = m.ctl({"package", "create", dir.string(), "--name", "big", "--version", "1"}, true, 600s);
+  auto created = m.ctl({"package", "create", dir.string(), "--name", name, "--version", version}, true, 900s);
   if (created.exit_code != 0) throw std::runtime_error("package create failed: " + created.err);
-  const auto manifest = boost::json::parse(m.ctl({"package", "show", "big", "1"}, true).out);
+  const auto manifest = boost::json::parse(m.ctl({"package", "show", name, version}, true).out);
   std::vector<std::string> digests;
   for (const auto& c : manifest.at("chunks").as_array()) digests.emplace_back(c.at("digest").as_string());
   return digests;

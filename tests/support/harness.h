@@ -105,6 +105,10 @@ public:
             std::string address, std::vector<std::string> extra = {});
   void start();
   void stop() { proc_.reset(); }
+  /// SIGKILL: no orderly shutdown (a crash or a pulled plug).
+  void kill() {
+    if (proc_) proc_->kill_now();
+  }
   bool running() { return proc_ && proc_->running(); }
   stdfs::path state_dir() const { return state_dir_; }
   const std::string& name() const { return name_; }

@@ -1,4 +1,5 @@
 #include <distrib/content/chunk_store.h>
+#include <distrib/content/chunker.h>
 #include <distrib/content/digest.h>
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
@@ -10,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <random>
+#include <set>
 #include <unistd.h>
 
 using namespace distrib;
@@ -55,6 +57,40 @@ void write_tar(const stdfs::path& out, const std::vector<CraftedEntry>& entries)
   }
   archive_write_close(a);
   archive_write_free(a);
+}
+
+// Random bytes from a 64-bit generator, for the chunker tests.
+std::string random_bytes64(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng() & 0xFF);
+  return s;
+}
+
+std::size_t cut(std::string_view data, const ChunkingParams& params) {
+  return cdc_cut(reinterpret_cast<const std::uint8_t*>(data.data()), data.size(), params);
+}
+
+// Cuts all of `data` into chunks, the way the packager does.
+std::vector<std::string> cut_all(std::string_view data, const ChunkingParams& params) {
+  std::vector<std::string> chunks;
+  while (!data.empty()) {
+    const auto n = cut(data, params);
+    REQUIRE(n > 0);
+    REQUIRE(n <= data.size());
+    chunks.emplace_back(data.substr(0, n));
+    data.remove_prefix(n);
+  }
+  return chunks;
+}
+
+// How many chunks of `b` are not among the chunks of `a`.
+std::size_t not_shared(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  const std::set<std::string> in_a(a.begin(), a.end());
+  std::size_t n = 0;
+  for (const auto& c : b)
+    if (in_a.count(c) == 0) ++n;
+  return n;
 }
 }  // namespace
 
@@ -200,4 +236,161 @@ TEST_CASE("extraction refuses hostile archives and leaves nothing behind", "[con
   CHECK_THROWS_WITH(extract_payload(archive, target), Catch::Contains(expect));
   CHECK_FALSE(stdfs::exists(target));
   CHECK_FALSE(stdfs::exists(tmp / "escaped"));
+}
+
+TEST_CASE("chunking bounds follow the average size", "[content]") {
+  auto p = chunking_for_average(16384);
+  CHECK(p.min == 4096);
+  CHECK(p.average == 16384);
+  CHECK(p.max == 65536);
+  p = chunking_for_average(1024);
+  CHECK(p.min == 256);
+  CHECK(p.max == 4096);
+  p = chunking_for_average(4 * 1024 * 1024);
+  CHECK(p.min == 1024 * 1024);
+  CHECK(p.max == 16 * 1024 * 1024);
+  p = chunking_for_average(kDefaultChunkSize);
+  CHECK(p.average == kDefaultChunkSize);
+
+  for (const std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{512}, std::uint64_t{1000},
+                                  std::uint64_t{3000}, std::uint64_t{16385}, std::uint64_t{8} << 20,
+                                  std::uint64_t{1} << 40, (std::uint64_t{1} << 32) + 1024}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(chunking_for_average(bad), Catch::Contains("power of two between 1 KiB and 4 MiB"));
+    try {
+      chunking_for_average(bad);
+      FAIL("accepted");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::invalid_argument);
+    }
+  }
+}
+
+TEST_CASE("content-defined cuts stay within the chunk bounds", "[content]") {
+  const auto params = chunking_for_average(16384);
+  const auto data = random_bytes64(256 * 1024, 11);
+  SECTION("short input is one chunk") {
+    for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{params.min} - 1,
+                                   std::size_t{params.min}}) {
+      INFO(size);
+      CHECK(cut(std::string_view(data).substr(0, size), params) == size);
+    }
+  }
+  SECTION("longer input is cut between min and max") {
+    std::mt19937_64 rng(5);
+    for (int i = 0; i < 500; ++i) {
+      const std::size_t offset = rng() % (data.size() / 2);
+      const std::size_t size = params.min + 1 + rng() % (data.size() - offset - params.min - 1);
+      INFO("offset " << offset << " size " << size);
+      const auto n = cut(std::string_view(data).substr(offset, size), params);
+      CHECK(n >= params.min);
+      CHECK(n <= params.max);
+      CHECK(n <= size);
+    }
+  }
+  SECTION("input without a cut point stops at max") {
+    const std::string zeros(4 * params.max, '\0');
+    CHECK(cut(zeros, params) == params.max);
+    CHECK(cut(std::string_view(zeros).substr(0, params.max + 1), params) == params.max);
+    const auto chunks = cut_all(zeros, params);
+    CHECK(chunks.size() == 4);
+  }
+}
+
+TEST_CASE("content-defined chunks average near the requested size", "[content]") {
+  const auto data = random_bytes64(4 * 1024 * 1024, 21);
+  for (const std::uint64_t average : {std::uint64_t{4096}, std::uint64_t{16384}, std::uint64_t{65536}}) {
+    INFO("average " << average);
+    const auto params = chunking_for_average(average);
+    const auto chunks = cut_all(data, params);
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      total += chunks[i].size();
+      CHECK(chunks[i].size() <= params.max);
+      if (i + 1 < chunks.size()) {
+        CHECK(chunks[i].size() >= params.min);
+      }
+    }
+    CHECK(total == data.size());
+    const auto mean = static_cast<double>(data.size()) / static_cast<double>(chunks.size());
+    INFO("mean " << mean << " over " << chunks.size() << " chunks");
+    CHECK(mean >= static_cast<double>(average) / 2);
+    CHECK(mean <= static_cast<double>(average) * 2);
+  }
+}
+
+TEST_CASE("content-defined cuts are deterministic", "[content]") {
+  const auto params = chunking_for_average(16384);
+  const auto data = random_bytes64(1024 * 1024, 31);
+  const auto first = cut_all(data, params);
+  const std::string copy = data;  // other addresses, same bytes
+  CHECK(cut_all(copy, params) == first);
+  CHECK(cut_all(data, params) == first);
+}
+
+TEST_CASE("a local change moves only the chunks around it", "[content]") {
+  const auto params = chunking_for_average(16384);
+  const auto data = random_bytes64(4 * 1024 * 1024, 41);
+  const auto before = cut_all(data, params);
+  REQUIRE(before.size() > 100);
+  auto changed = data;
+  const std::size_t middle = data.size() / 2;
+  SECTION("100 bytes changed in the middle") {
+    const auto noise = random_bytes64(100, 42);
+    changed.replace(middle, noise.size(), noise);
+    REQUIRE(changed.size() == data.size());
+  }
+  SECTION("100 bytes inserted in the middle") {
+    changed.insert(middle, random_bytes64(100, 43));
+    REQUIRE(changed.size() == data.size() + 100);
+  }
+  SECTION("100 bytes removed from the middle") {
+    changed.erase(middle, 100);
+  }
+  SECTION("one byte prepended") {
+    changed.insert(changed.begin(), 'x');
+  }
+  REQUIRE(changed != data);
+  const auto after = cut_all(changed, params);
+  INFO(before.size() << " chunks before, " << after.size() << " after");
+  CHECK(not_shared(before, after) <= 4);
+  CHECK(not_shared(after, before) <= 4);
+  CHECK(not_shared(before, after) >= 1);
+}
+
+TEST_CASE("a new version with a local change shares nearly all chunks", "[content]") {
+  TempDir tmp;
+  const auto src = tmp / "src";
+  auto big = random_bytes(2 * 1024 * 1024 + 123, 51);
+  write_file(src / "data/big.bin", big);
+  write_file(src / "bin/tool", "#!/bin/sh\necho hi\n", true);
+  ChunkStore chunks(tmp / "chunks");
+  PackageSpec spec{src, "tool", "1.0", {"./bin/tool", "", 60}, kDefaultChunkSize};
+  const auto v1 = create_package(spec, chunks);
+
+  // Change 1 % of the file's bytes, in one contiguous region in the middle.
+  const std::size_t region = big.size() / 100;
+  const auto noise = random_bytes(region, 52);
+  big.replace(big.size() / 2, region, noise);
+  write_file(src / "data/big.bin", big);
+  spec.version = "2.0";
+  const auto v2 = create_package(spec, chunks);
+  REQUIRE(v2.payload_digest != v1.payload_digest);
+
+  std::set<std::string> old_chunks;
+  for (const auto& c : v1.chunks) old_chunks.insert(c.digest);
+  std::uint64_t new_bytes = 0, total = 0;
+  for (const auto& c : v2.chunks) {
+    total += c.size;
+    if (old_chunks.count(c.digest) == 0) new_bytes += c.size;
+  }
+  CHECK(total == v2.payload_size);
+  INFO(new_bytes << " new bytes of " << v2.payload_size);
+  CHECK(new_bytes > 0);
+  CHECK(new_bytes * 100 <= v2.payload_size * 5);
+
+  // Both versions still assemble from the shared store.
+  assemble_payload(v1, chunks, tmp / "v1.tar");
+  assemble_payload(v2, chunks, tmp / "v2.tar");
+  CHECK(sha256_file(tmp / "v2.tar") == v2.payload_digest);
 }

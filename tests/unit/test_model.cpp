@@ -5,10 +5,13 @@
 #include <distrib/model/units.h>
 #include <distrib/model/package.h>
 
+#include <model/json_codec.h>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <ctime>
+#include <random>
 #include <set>
 
 using namespace distrib;
@@ -641,4 +644,176 @@ TEST_CASE("durations parse in seconds, minutes, hours and days", "[model]") {
     INFO(bad);
     CHECK_THROWS_WITH(parse_duration_seconds(bad), Catch::Contains("is not a duration"));
   }
+}
+
+TEST_CASE("split specs parse SIZE/INTERVAL within the limits", "[model]") {
+  auto s = parse_split("1MiB/60s");
+  CHECK(s.enabled());
+  CHECK(s.size == 1048576);
+  CHECK(s.interval_seconds == 60);
+  CHECK(to_string(s) == "1.0 MiB/60s");
+
+  s = parse_split("256KiB/1s");
+  CHECK(s.size == 256 * 1024);
+  CHECK(s.interval_seconds == 1);
+
+  CHECK_FALSE(parse_split("none").enabled());
+  CHECK_FALSE(parse_split("").enabled());
+  CHECK(parse_split("none") == SplitSpec{});
+  CHECK(to_string(SplitSpec{}) == "none");
+
+  // The limits themselves are accepted.
+  s = parse_split("2GiB/24h");
+  CHECK(s.size == kMaxSegmentSize);
+  CHECK(s.size == std::uint64_t{2} << 30);
+  CHECK(s.interval_seconds == kMaxSegmentInterval);
+  CHECK(s.interval_seconds == 86400);
+  CHECK_NOTHROW(validate_split(s));
+
+  struct Bad {
+    const char* text;
+    const char* says;
+  };
+  for (const auto& bad : {Bad{"0/1s", "above 0"}, Bad{"3GiB/1s", "2 GiB"}, Bad{"1MiB/0s", "between 1 s and 24 h"},
+                          Bad{"1MiB/25h", "between 1 s and 24 h"}, Bad{"1MiB", "SIZE/INTERVAL"},
+                          Bad{"abc/1s", "segment size"}, Bad{"1MiB/xyz", "interval"}}) {
+    INFO(bad.text);
+    CHECK_THROWS_WITH(parse_split(bad.text), Catch::Contains(bad.says));
+    try {
+      parse_split(bad.text);
+      FAIL("accepted");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::invalid_argument);
+    }
+  }
+}
+
+TEST_CASE("split specs outside the limits fail validation", "[model]") {
+  CHECK_NOTHROW(validate_split(SplitSpec{}));
+  CHECK_NOTHROW(validate_split(SplitSpec{0, 0}));  // not split: the interval does not matter
+  CHECK_NOTHROW(validate_split(SplitSpec{1, 1}));
+  CHECK_NOTHROW(validate_split(SplitSpec{kMaxSegmentSize, kMaxSegmentInterval}));
+  CHECK_THROWS_WITH(validate_split(SplitSpec{kMaxSegmentSize + 1, 60}), Catch::Contains("2 GiB"));
+  CHECK_THROWS_WITH(validate_split(SplitSpec{1024, 0}), Catch::Contains("between 1 s and 24 h"));
+  CHECK_THROWS_WITH(validate_split(SplitSpec{1024, -5}), Catch::Contains("between 1 s and 24 h"));
+  CHECK_THROWS_WITH(validate_split(SplitSpec{1024, kMaxSegmentInterval + 1}),
+                    Catch::Contains("between 1 s and 24 h"));
+  try {
+    validate_split(SplitSpec{1024, 0});
+    FAIL("accepted");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::invalid_argument);
+  }
+}
+
+TEST_CASE("a hop's split takes the smaller segment size with its interval", "[model]") {
+  const SplitSpec small{64 * 1024, 10}, large{1024 * 1024, 300}, same_size{64 * 1024, 99}, none{};
+  CHECK(hop_split(small, large) == small);
+  CHECK(hop_split(large, small) == small);
+  CHECK(hop_split(large, small).interval_seconds == 10);
+  // Equal sizes: the receiver's (second) interval.
+  CHECK(hop_split(small, same_size) == same_size);
+  CHECK(hop_split(same_size, small) == small);
+  // Either side unset: the other one.
+  CHECK(hop_split(none, large) == large);
+  CHECK(hop_split(large, none) == large);
+  CHECK_FALSE(hop_split(none, none).enabled());
+}
+
+TEST_CASE("segments are whole chunks of at most the split size", "[model]") {
+  SECTION("chunks are grouped up to the size") {
+    const std::vector<std::uint64_t> sizes = {10, 20, 30, 40, 50};
+    CHECK(plan_segments(sizes, 60) == std::vector<std::size_t>{3, 4, 5});
+    CHECK(plan_segments(sizes, 30) == std::vector<std::size_t>{2, 3, 4, 5});
+    CHECK(plan_segments(sizes, 1000) == std::vector<std::size_t>{5});
+    CHECK(plan_segments(sizes, 150) == std::vector<std::size_t>{5});
+    CHECK(plan_segments(sizes, 149) == std::vector<std::size_t>{4, 5});
+  }
+  SECTION("a chunk larger than the size is a segment of its own") {
+    const std::vector<std::uint64_t> sizes = {5, 100, 5, 5, 200};
+    CHECK(plan_segments(sizes, 10) == std::vector<std::size_t>{1, 2, 4, 5});
+    CHECK(plan_segments({100}, 10) == std::vector<std::size_t>{1});
+  }
+  SECTION("size 0 is one segment") {
+    CHECK(plan_segments({1, 2, 3}, 0) == std::vector<std::size_t>{3});
+    CHECK(plan_segments({1, 2, 3}, 0, 1) == std::vector<std::size_t>{3});
+  }
+  SECTION("planning may start at a later chunk") {
+    const std::vector<std::uint64_t> sizes = {10, 20, 30, 40, 50};
+    CHECK(plan_segments(sizes, 60, 1) == std::vector<std::size_t>{3, 4, 5});
+    CHECK(plan_segments(sizes, 60, 3) == std::vector<std::size_t>{4, 5});
+    CHECK(plan_segments(sizes, 100, 3) == std::vector<std::size_t>{5});
+    CHECK(plan_segments(sizes, 60, 5).empty());
+    CHECK(plan_segments(sizes, 60, 9).empty());
+  }
+  SECTION("no chunks, no segments") {
+    CHECK(plan_segments({}, 60).empty());
+    CHECK(plan_segments({}, 0).empty());
+  }
+  SECTION("random chunk lists: strictly increasing ends, every segment within the size") {
+    std::mt19937_64 rng(42);
+    for (int round = 0; round < 200; ++round) {
+      const std::size_t n = rng() % 60;
+      std::vector<std::uint64_t> sizes(n);
+      for (auto& c : sizes) c = 1 + rng() % 5000;
+      const std::uint64_t size = rng() % 20000;
+      const std::size_t from = n == 0 ? 0 : static_cast<std::size_t>(rng() % n);
+      INFO("round " << round << " n " << n << " size " << size << " from " << from);
+      const auto ends = plan_segments(sizes, size, from);
+      if (n == 0) {
+        CHECK(ends.empty());
+        continue;
+      }
+      REQUIRE_FALSE(ends.empty());
+      CHECK(ends.back() == n);
+      if (size == 0) {
+        CHECK(ends.size() == 1);
+      }
+      std::size_t begin = from;
+      for (const auto end : ends) {
+        REQUIRE(end > begin);
+        std::uint64_t bytes = 0;
+        for (std::size_t i = begin; i < end; ++i) bytes += sizes[i];
+        if (size != 0) {
+          if (end - begin > 1) {
+            CHECK(bytes <= size);
+          }
+          // Greedy: the next chunk would not have fitted.
+          if (end < n) {
+            CHECK(bytes + sizes[end] > size);
+          }
+        }
+        begin = end;
+      }
+    }
+  }
+}
+
+TEST_CASE("a job's split round-trips through JSON", "[model]") {
+  Job job;
+  job.id = 7;
+  job.package_name = "app";
+  job.package_version = "1.0";
+  job.destinations = {"web1"};
+  job.split = parse_split("1MiB/60s");
+  const auto back = json::job_from_json(json::to_json(job));
+  CHECK(back.split == job.split);
+  // Through text too, where sizes come back as signed integers.
+  const auto text = boost::json::serialize(json::to_json(job));
+  CHECK(json::job_from_json(json::parse_object(text)).split == job.split);
+
+  job.split = {};
+  CHECK(json::to_json(job).at("split").is_null());
+  CHECK_FALSE(json::job_from_json(json::to_json(job)).split.enabled());
+
+  CHECK(json::split_from_json(boost::json::value("256KiB/1s")) == SplitSpec{256 * 1024, 1});
+  CHECK(json::split_from_json(boost::json::parse(R"({"size":1048576,"interval_seconds":60})")) ==
+        SplitSpec{1048576, 60});
+  CHECK_THROWS_WITH(json::split_from_json(boost::json::parse(R"({"size":0,"interval_seconds":1})")),
+                    Catch::Contains("split.size"));
+  CHECK_THROWS_WITH(json::split_from_json(boost::json::parse(R"({"size":1024,"interval_seconds":0})")),
+                    Catch::Contains("split.interval_seconds"));
+  CHECK_THROWS_WITH(json::split_from_json(boost::json::parse(R"({"size":3221225472,"interval_seconds":1})")),
+                    Catch::Contains("2 GiB"));
+  CHECK_THROWS_AS(json::split_from_json(boost::json::value(5)), Error);
 }

@@ -63,9 +63,20 @@ std::string ChunkStore::put_raw(std::string_view raw) {
   return digest;
 }
 
+namespace {
+// Decompresses a chunk, naming it in the error.
+std::string decompress_named(std::string_view digest, std::string_view compressed, std::uint64_t max_size) {
+  try {
+    return decompress_chunk(compressed, max_size);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::integrity, "chunk " + std::string(digest) + " failed verification: " + e.what());
+  }
+}
+}  // namespace
+
 void ChunkStore::put_compressed(std::string_view digest, std::string_view compressed,
                                 std::uint64_t max_size) {
-  const auto raw = decompress_chunk(compressed, max_size);
+  const auto raw = decompress_named(digest, compressed, max_size);
   const auto actual = sha256_hex(raw);
   if (actual != digest)
     throw Error(ErrorKind::integrity, "chunk " + std::string(digest) +
@@ -78,7 +89,7 @@ std::string ChunkStore::read_compressed(std::string_view digest) const {
 }
 
 std::string ChunkStore::read_verified(std::string_view digest, std::uint64_t max_size) const {
-  auto raw = decompress_chunk(read_compressed(digest), max_size);
+  auto raw = decompress_named(digest, read_compressed(digest), max_size);
   const auto actual = sha256_hex(raw);
   if (actual != digest)
     throw Error(ErrorKind::integrity, "chunk " + std::string(digest) +

@@ -22,6 +22,7 @@
 #include <fstream>
 #include <thread>
 
+using namespace distrib::net;
 using namespace distrib::test;
 using Clock = std::chrono::steady_clock;
 namespace bj = boost::json;

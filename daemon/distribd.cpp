@@ -59,7 +59,9 @@ po::options_description all_options() {
       ("max-transfers", po::value<int>()->default_value(0),
        "hosts fetching content at once; others are told when to come back (0: no limit)")
       ("transfer-idle-seconds", po::value<int>()->default_value(15),
-       "a transfer silent this long gives up its slot");
+       "a transfer silent this long gives up its slot")
+      ("memory-cache", po::value<std::string>()->default_value("128MiB"),
+       "memory for recently sent chunks (0: none)");
   po::options_description relay("Relay (a manager with a parent)");
   relay.add_options()
       ("parent", po::value<std::vector<std::string>>()->composing(),
@@ -180,6 +182,7 @@ int main(int argc, char** argv) {
       s.max_transfers = get<int>(vm, "max-transfers");
       if (s.max_transfers < 0) die(kExitConfig, "--max-transfers must not be negative");
       s.transfer_idle_seconds = get<int>(vm, "transfer-idle-seconds");
+      s.memory_cache_bytes = distrib::parse_byte_size(get<std::string>(vm, "memory-cache"));
       if (s.transfer_idle_seconds < 1) die(kExitConfig, "--transfer-idle-seconds must be at least 1");
       if (role == "relay") {
         if (parents.empty()) die(kExitConfig, "a relay needs --parent URL (its parent manager or relay)");

@@ -78,27 +78,33 @@ inline std::uint64_t fetch_batches(const std::string& address, int port, const s
   beast::flat_buffer buf;
   std::vector<char> sink(256 * 1024);
   std::uint64_t total = 0;
-  for (const auto& batch : batches) {
-    boost::json::array digests;
-    for (const auto& d : batch) digests.emplace_back(d);
-    http::request<http::string_body> req{http::verb::post, "/v1/content/chunks", 11};
-    req.set(http::field::host, "bench");
-    req.set(http::field::content_type, "application/json");
-    req.body() = boost::json::serialize(boost::json::object{{"host_id", host_id}, {"digests", std::move(digests)}});
-    req.prepare_payload();
-    http::write(stream, req);
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
-    http::read_header(stream, buf, parser);
-    if (parser.get().result_int() != 200)
-      throw std::runtime_error("batch answered " + std::to_string(parser.get().result_int()));
-    while (!parser.is_done()) {
-      parser.get().body().data = sink.data();
-      parser.get().body().size = sink.size();
-      beast::error_code ec;
-      http::read(stream, buf, parser, ec);
-      if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
-      total += sink.size() - parser.get().body().size;
+  for (const auto& segment : batches) {
+    // The server may answer a prefix (rate limit, batch size): ask again for the rest.
+    for (std::size_t from = 0; from < segment.size();) {
+      boost::json::array digests;
+      for (std::size_t i = from; i < segment.size(); ++i) digests.emplace_back(segment[i]);
+      http::request<http::string_body> req{http::verb::post, "/v1/content/chunks", 11};
+      req.set(http::field::host, "bench");
+      req.set(http::field::content_type, "application/json");
+      req.body() = boost::json::serialize(boost::json::object{{"host_id", host_id}, {"digests", std::move(digests)}});
+      req.prepare_payload();
+      http::write(stream, req);
+      http::response_parser<http::buffer_body> parser;
+      parser.body_limit(boost::none);
+      http::read_header(stream, buf, parser);
+      if (parser.get().result_int() != 200)
+        throw std::runtime_error("batch answered " + std::to_string(parser.get().result_int()));
+      const auto served = std::stoul(std::string(parser.get()["X-Distrib-Chunks"]));
+      if (served == 0) throw std::runtime_error("empty batch");
+      from += served;
+      while (!parser.is_done()) {
+        parser.get().body().data = sink.data();
+        parser.get().body().size = sink.size();
+        beast::error_code ec;
+        http::read(stream, buf, parser, ec);
+        if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+        total += sink.size() - parser.get().body().size;
+      }
     }
   }
   return total;

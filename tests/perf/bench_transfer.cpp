@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -29,7 +30,7 @@ namespace bj = boost::json;
 
 namespace {
 
-constexpr std::uint64_t kSegment = 8ull << 20;
+const std::uint64_t kSegment = std::getenv("SEGMENT_MIB") ? std::strtoull(std::getenv("SEGMENT_MIB"), nullptr, 10) << 20 : 8ull << 20;
 
 struct Chunk {
   std::string digest;
@@ -156,7 +157,7 @@ int main(int argc, char** argv) {
   // --- 1. unsplit throughput vs nginx ------------------------------------------------------
   {
     bench::write_random_payload(tmp / "pkg/payload.bin", mib, 42);
-    ManagerProc m(tmp / "manager", {"--log-level", "warn", "--store-threads", "4"});
+    ManagerProc m(tmp / "manager", {"--log-level", "warn", "--threads", std::getenv("NET_THREADS") ? std::getenv("NET_THREADS") : "2"});
     bench::register_package(m, tmp / "pkg");
     const auto chunks = manifest_chunks(m, "big", "1");
     stdfs::create_directories(tmp / "www");
@@ -219,7 +220,7 @@ int main(int argc, char** argv) {
       if (e.is_regular_file()) files.push_back(e.path());
     std::sort(files.begin(), files.end());
     ManagerProc m(tmp / "dedup", {"--log-level", "warn"});
-    AgentProc a(tmp / "agent", m.url(), "bench-agent", "127.0.0.60", {"--log-level", "warn"});
+    AgentProc a(tmp / "agent", m.url(), "bench-agent", "127.0.0.60");
     wait_until([&] { return host_count(m) == 1; }, 20s);
     const auto me = read_file(tmp / "agent/host-id").substr(0, 36);
     auto t0 = Clock::now();

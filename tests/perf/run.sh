@@ -14,3 +14,6 @@ build/tests/perf/bench_relay "${RELAY_AGENTS:-200}" "${RELAYS:-4}" "${RELAY_PAYL
 echo
 echo "== bench_groups (ID group of 100,000 hosts: job expansion vs raw SQLite; late join to first work)"
 build/tests/perf/bench_groups "${GROUP_HOSTS:-100000}" "${GROUP_JOINS:-20}"
+echo
+echo "== bench_transfer (segments vs nginx; rate-limit accuracy; cross-version dedup on a real tree)"
+build/tests/perf/bench_transfer "${TRANSFER_CLIENTS:-20}" "${TRANSFER_PAYLOAD_MIB:-200}" "${RATE_MIB:-10}" "${DEDUP_TREE:-/usr/include/boost}"

@@ -12,6 +12,7 @@
 #include "services/upstream.h"
 #include "util/blocking_pool.h"
 #include "util/fs.h"
+#include "util/byte_cache.h"
 #include "util/timer_queue.h"
 #include "util/random.h"
 
@@ -127,6 +128,7 @@ struct Manager::Impl {
 
   // Transfers: admission slots, per-link pacing, paced answers.
   std::unique_ptr<TimerQueue> timers;
+  std::unique_ptr<ByteCache> hot_chunks;  // compressed chunks recently sent in batches
   std::mutex transfer_mutex;
   std::unordered_map<std::string, Clock::time_point> active_transfers;  // requester → last request
   std::unordered_map<std::string, Clock::time_point> link_free;  // requester → when its link is free
@@ -767,7 +769,9 @@ struct Manager::Impl {
     {
       std::lock_guard lock(transfer_mutex);
       auto& free_at = link_free[requester];
-      const auto start = std::max(now, free_at);
+      // A link idle for a moment (the requester's round trip between two batches) may use up
+      // to 100 ms of the time it did not use, so round trips do not lower the rate.
+      const auto start = std::max(now - std::chrono::milliseconds(100), free_at);
       free_at = start + std::chrono::nanoseconds(static_cast<std::int64_t>(
                             static_cast<double>(bytes) * 1e9 / static_cast<double>(settings.rate_limit_per_host)));
       release = free_at;
@@ -858,15 +862,22 @@ struct Manager::Impl {
         std::size_t n = 0;
         std::uint64_t bytes_total = 0;
         for (const auto& d : digests) {
-          auto bytes = chunks->read_compressed(d);
+          auto cached = hot_chunks->get(d);
+          if (!cached) {
+            cached = std::make_shared<const std::string>(chunks->read_compressed(d));
+            hot_chunks->put(d, cached);
+          }
+          std::string_view bytes = *cached;
           if (n > 0 && body.size() + bytes.size() > budget) break;
-          if (corrupt_left.load() > 0 && corrupt_left.fetch_sub(1) > 0 && !bytes.empty())
-            bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x5a);
+          if (body.empty()) body.reserve(std::min<std::uint64_t>(budget, kMaxBatchBytes) + 4096);
           body += d;
           body += ' ';
           body += std::to_string(bytes.size());
           body += '\n';
+          const auto at = body.size();
           body += bytes;
+          if (corrupt_left.load() > 0 && corrupt_left.fetch_sub(1) > 0 && !bytes.empty())
+            body[at + bytes.size() / 2] = static_cast<char>(body[at + bytes.size() / 2] ^ 0x5a);
           bytes_total += bytes.size();
           ++n;
         }
@@ -2141,6 +2152,7 @@ void Manager::start() {
   });
   i.server->start();
   i.timers = std::make_unique<TimerQueue>();
+  i.hot_chunks = std::make_unique<ByteCache>(i.settings.memory_cache_bytes);
   if (const char* fault = std::getenv("DISTRIB_FAULT_CORRUPT_CHUNKS"); fault && *fault) {
     i.corrupt_left = std::atoll(fault);
     spdlog::warn("fault injection: the next {} chunk(s) served in batches are corrupted on purpose", i.corrupt_left.load());

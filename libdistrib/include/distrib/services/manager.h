@@ -39,6 +39,9 @@ struct ManagerSettings {
   int max_transfers = 0;
   /// A transfer that sent no request this long gives up its slot.
   int transfer_idle_seconds = 15;
+  /// Memory kept for recently sent compressed chunks (many hosts fetch the same package at about
+  /// the same time).
+  std::uint64_t memory_cache_bytes = 128ull << 20;
 
   // --- relay manager (parents set)
   std::vector<std::string> parents;  ///< parent URLs in order of preference; empty: central manager

@@ -43,12 +43,6 @@ double run_clients(int clients, int port, const std::vector<std::string>& target
   return secs;
 }
 
-int free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -80,29 +74,9 @@ int main(int argc, char** argv) {
   m.stop();
 
   // nginx serving the same bytes as one static file, same clients, same machine, same run.
-  const int port = free_port();
-  stdfs::create_directories(tmp / "nginx/logs");
-  write_file(tmp / "nginx/nginx.conf",
-             "user root;\nworker_processes 2;\ndaemon off;\nerror_log " + (tmp / "nginx/error.log").string() +
-                 ";\npid " + (tmp / "nginx/nginx.pid").string() +
-                 ";\nevents { worker_connections 4096; }\nhttp {\n access_log off;\n sendfile on;\n"
-                 " keepalive_requests 100000;\n client_body_temp_path " + (tmp / "nginx").string() +
-                 ";\n proxy_temp_path " + (tmp / "nginx").string() + ";\n fastcgi_temp_path " +
-                 (tmp / "nginx").string() + ";\n uwsgi_temp_path " + (tmp / "nginx").string() +
-                 ";\n scgi_temp_path " + (tmp / "nginx").string() + ";\n server {\n  listen 127.0.0.1:" +
-                 std::to_string(port) + ";\n  root " + (tmp / "www").string() + ";\n }\n}\n");
-  Process nginx({"/usr/sbin/nginx", "-p", (tmp / "nginx").string(), "-c", (tmp / "nginx/nginx.conf").string()},
-                tmp / "nginx/stdout.log");
-  if (!wait_until([&] {
-        try {
-          asio::io_context io;
-          tcp::socket s(io);
-          s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
-          return true;
-        } catch (...) {
-          return false;
-        }
-      }, 10s)) {
+  const int port = bench::free_port();
+  auto nginx = bench::start_nginx(tmp / "nginx", tmp / "www", port);
+  if (!nginx) {
     std::fprintf(stderr, "nginx did not start: %s\n", read_file(tmp / "nginx/error.log").c_str());
     return 1;
   }

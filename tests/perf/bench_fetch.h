@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,21 @@ inline void write_random_payload(const std::filesystem::path& file, int mib, std
   }
 }
 
+// Reads the rest of a response whose header was read, discarding the body; returns its bytes.
+inline std::uint64_t drain_body(beast::tcp_stream& stream, beast::flat_buffer& buf,
+                                http::response_parser<http::buffer_body>& parser, std::vector<char>& sink) {
+  std::uint64_t got = 0;
+  while (!parser.is_done()) {
+    parser.get().body().data = sink.data();
+    parser.get().body().size = sink.size();
+    beast::error_code ec;
+    http::read(stream, buf, parser, ec);
+    if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+    got += sink.size() - parser.get().body().size;
+  }
+  return got;
+}
+
 // GETs each target on one kept-alive connection, discarding the body; returns bytes received.
 inline std::uint64_t fetch_all(const std::string& address, int port, const std::vector<std::string>& targets) {
   asio::io_context io;
@@ -47,15 +63,7 @@ inline std::uint64_t fetch_all(const std::string& address, int port, const std::
       parser.body_limit(boost::none);
       http::read_header(stream, buf, parser);
       const int status = parser.get().result_int();
-      std::uint64_t got = 0;
-      while (!parser.is_done()) {
-        parser.get().body().data = sink.data();
-        parser.get().body().size = sink.size();
-        beast::error_code ec;
-        http::read(stream, buf, parser, ec);
-        if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
-        got += sink.size() - parser.get().body().size;
-      }
+      const auto got = drain_body(stream, buf, parser, sink);
       if (status == 200) {
         total += got;
         break;
@@ -97,14 +105,7 @@ inline std::uint64_t fetch_batches(const std::string& address, int port, const s
       const auto served = std::stoul(std::string(parser.get()["X-Distrib-Chunks"]));
       if (served == 0) throw std::runtime_error("empty batch");
       from += served;
-      while (!parser.is_done()) {
-        parser.get().body().data = sink.data();
-        parser.get().body().size = sink.size();
-        beast::error_code ec;
-        http::read(stream, buf, parser, ec);
-        if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
-        total += sink.size() - parser.get().body().size;
-      }
+      total += drain_body(stream, buf, parser, sink);
     }
   }
   return total;
@@ -121,6 +122,42 @@ inline std::vector<std::string> register_package(const distrib::test::ManagerPro
   std::vector<std::string> digests;
   for (const auto& c : manifest.at("chunks").as_array()) digests.emplace_back(c.at("digest").as_string());
   return digests;
+}
+
+inline int free_port() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+/// nginx (2 workers, sendfile) serving `root` on 127.0.0.1:port, its files under `dir`; returns
+/// once it accepts connections (nullptr when it did not start).
+inline std::unique_ptr<distrib::test::Process> start_nginx(const std::filesystem::path& dir,
+                                                           const std::filesystem::path& root, int port) {
+  using namespace std::chrono_literals;
+  std::filesystem::create_directories(dir / "logs");
+  const auto d = dir.string();
+  distrib::test::write_file(
+      dir / "nginx.conf",
+      "user root;\nworker_processes 2;\ndaemon off;\nerror_log " + d + "/error.log;\npid " + d +
+          "/nginx.pid;\nevents { worker_connections 4096; }\nhttp {\n access_log off;\n sendfile on;\n"
+          " keepalive_requests 100000;\n client_body_temp_path " + d + ";\n proxy_temp_path " + d +
+          ";\n fastcgi_temp_path " + d + ";\n uwsgi_temp_path " + d + ";\n scgi_temp_path " + d +
+          ";\n server {\n  listen 127.0.0.1:" + std::to_string(port) + ";\n  root " + root.string() + ";\n }\n}\n");
+  auto p = std::make_unique<distrib::test::Process>(
+      std::vector<std::string>{"/usr/sbin/nginx", "-p", d, "-c", d + "/nginx.conf"}, dir / "stdout.log");
+  const bool up = distrib::test::wait_until([&] {
+    try {
+      asio::io_context io;
+      tcp::socket s(io);
+      s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }, 10s);
+  if (!up) return nullptr;
+  return p;
 }
 
 /// Where the manager keeps a chunk.

@@ -86,37 +86,6 @@ double run_parallel(int clients, const std::function<std::uint64_t(int)>& fetch,
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-int free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
-
-std::unique_ptr<Process> start_nginx(const TempDir& tmp, int port) {
-  stdfs::create_directories(tmp / "nginx/logs");
-  const auto d = (tmp / "nginx").string();
-  write_file(tmp / "nginx/nginx.conf",
-             "user root;\nworker_processes 2;\ndaemon off;\nerror_log " + d + "/error.log;\npid " + d +
-                 "/nginx.pid;\nevents { worker_connections 4096; }\nhttp {\n access_log off;\n sendfile on;\n"
-                 " keepalive_requests 100000;\n client_body_temp_path " + d + ";\n proxy_temp_path " + d +
-                 ";\n fastcgi_temp_path " + d + ";\n uwsgi_temp_path " + d + ";\n scgi_temp_path " + d +
-                 ";\n server {\n  listen 127.0.0.1:" + std::to_string(port) + ";\n  root " +
-                 (tmp / "www").string() + ";\n }\n}\n");
-  auto p = std::make_unique<Process>(std::vector<std::string>{"/usr/sbin/nginx", "-p", d, "-c", d + "/nginx.conf"},
-                                     tmp / "nginx/stdout.log");
-  wait_until([&] {
-    try {
-      asio::io_context io;
-      tcp::socket s(io);
-      s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
-      return true;
-    } catch (...) {
-      return false;
-    }
-  }, 10s);
-  return p;
-}
-
 std::uint64_t served_bytes(const ManagerProc& m, const std::string& requester) {
   const auto stats = bj::parse(m.ctl({"stats"}, true).out);
   for (const auto& v : stats.at("content").at("by_requester").as_array())
@@ -176,8 +145,12 @@ int main(int argc, char** argv) {
     std::printf("distribd: %d clients fetched %.0f MB in segments in %.2f s = %.0f MB/s\n", clients,
                 static_cast<double>(bytes) / 1e6, secs, distrib_mbs);
     m.stop();
-    const int port = free_port();
-    auto nginx = start_nginx(tmp, port);
+    const int port = bench::free_port();
+    auto nginx = bench::start_nginx(tmp / "nginx", tmp / "www", port);
+    if (!nginx) {
+      std::fprintf(stderr, "nginx did not start: %s\n", read_file(tmp / "nginx/error.log").c_str());
+      return 1;
+    }
     std::uint64_t nbytes = 0;
     const double nsecs = run_parallel(clients, [&](int) {
       return bench::fetch_all("127.0.0.1", port, {"/payload.bin"});

@@ -9,41 +9,13 @@
 
 #include <boost/json.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <random>
-#include <thread>
 
 using namespace distrib::net;
 using namespace distrib::test;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-double run_clients(int clients, int port, const std::vector<std::string>& targets, std::uint64_t& bytes) {
-  std::atomic<std::uint64_t> total{0};
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  const auto t0 = Clock::now();
-  for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&] {
-      try {
-        total += bench::fetch_all("127.0.0.1", port, targets);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "client failed: %s\n", e.what());
-        ++failures;
-      }
-    });
-  for (auto& t : threads) t.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  bytes = total;
-  if (failures) std::fprintf(stderr, "%d client(s) failed\n", failures.load());
-  return secs;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   const int clients = argc > 1 ? std::atoi(argv[1]) : 50;
@@ -67,7 +39,9 @@ int main(int argc, char** argv) {
               static_cast<double>(file_bytes) / 1048576.0);
 
   std::uint64_t bytes = 0;
-  const double secs = run_clients(clients, m.port(), chunk_targets, bytes);
+  const double secs = bench::run_parallel(clients, [&](int) {
+    return bench::fetch_all("127.0.0.1", m.port(), chunk_targets);
+  }, bytes);
   const double distrib_mbs = static_cast<double>(bytes) / 1e6 / secs;
   std::printf("distribd: %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
               static_cast<double>(bytes) / 1e6, secs, distrib_mbs);
@@ -81,7 +55,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::uint64_t nbytes = 0;
-  const double nsecs = run_clients(clients, port, {"/payload.bin"}, nbytes);
+  const double nsecs = bench::run_parallel(clients, [&](int) {
+    return bench::fetch_all("127.0.0.1", port, {"/payload.bin"});
+  }, nbytes);
   const double nginx_mbs = static_cast<double>(nbytes) / 1e6 / nsecs;
   std::printf("nginx:    %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
               static_cast<double>(nbytes) / 1e6, nsecs, nginx_mbs);

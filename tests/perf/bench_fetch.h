@@ -6,6 +6,10 @@
 #include <boost/json.hpp>
 
 #include <cstdint>
+#include <chrono>
+#include <functional>
+#include <cstdio>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -46,11 +50,16 @@ inline std::uint64_t drain_body(beast::tcp_stream& stream, beast::flat_buffer& b
   return got;
 }
 
+// A kept-alive connection to address:port.
+inline void connect(beast::tcp_stream& stream, const std::string& address, int port) {
+  stream.connect(tcp::endpoint(asio::ip::make_address(address), static_cast<unsigned short>(port)));
+}
+
 // GETs each target on one kept-alive connection, discarding the body; returns bytes received.
 inline std::uint64_t fetch_all(const std::string& address, int port, const std::vector<std::string>& targets) {
   asio::io_context io;
   beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(asio::ip::make_address(address), static_cast<unsigned short>(port)));
+  connect(stream, address, port);
   beast::flat_buffer buf;
   std::vector<char> sink(256 * 1024);
   std::uint64_t total = 0;
@@ -82,7 +91,7 @@ inline std::uint64_t fetch_batches(const std::string& address, int port, const s
                                    const std::vector<std::vector<std::string>>& batches) {
   asio::io_context io;
   beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(asio::ip::make_address(address), static_cast<unsigned short>(port)));
+  connect(stream, address, port);
   beast::flat_buffer buf;
   std::vector<char> sink(256 * 1024);
   std::uint64_t total = 0;
@@ -158,6 +167,28 @@ inline std::unique_ptr<distrib::test::Process> start_nginx(const std::filesystem
   }, 10s);
   if (!up) return nullptr;
   return p;
+}
+
+/// Runs `clients` threads, each calling fetch(i); returns the seconds until all ended and sets
+/// `bytes` to what they fetched.
+inline double run_parallel(int clients, const std::function<std::uint64_t(int)>& fetch, std::uint64_t& bytes) {
+  std::atomic<std::uint64_t> total{0};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < clients; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        total += fetch(i);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "client failed: %s\n", e.what());
+        ++failures;
+      }
+    });
+  for (auto& t : threads) t.join();
+  bytes = total;
+  if (failures) std::fprintf(stderr, "%d client(s) failed\n", failures.load());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 /// Where the manager keeps a chunk.

@@ -16,7 +16,6 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -63,27 +62,6 @@ std::string fake_host_id(int i) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012d", i);
   return buf;
-}
-
-// Runs `clients` threads, each calling fetch(i); returns seconds, adds up bytes.
-double run_parallel(int clients, const std::function<std::uint64_t(int)>& fetch, std::uint64_t& bytes) {
-  std::atomic<std::uint64_t> total{0};
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  const auto t0 = Clock::now();
-  for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&, i] {
-      try {
-        total += fetch(i);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "client failed: %s\n", e.what());
-        ++failures;
-      }
-    });
-  for (auto& t : threads) t.join();
-  bytes = total;
-  if (failures) std::fprintf(stderr, "%d client(s) failed\n", failures.load());
-  return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 std::uint64_t served_bytes(const ManagerProc& m, const std::string& requester) {
@@ -138,7 +116,7 @@ int main(int argc, char** argv) {
     std::printf("package: %d MiB payload, %zu chunks, %zu segments of <= 8 MiB, %.1f MiB on the wire\n", mib,
                 chunks.size(), batches.size(), static_cast<double>(stdfs::file_size(tmp / "www/payload.bin")) / 1048576.0);
     std::uint64_t bytes = 0;
-    const double secs = run_parallel(clients, [&](int i) {
+    const double secs = bench::run_parallel(clients, [&](int i) {
       return bench::fetch_batches("127.0.0.1", m.port(), fake_host_id(i), batches);
     }, bytes);
     const double distrib_mbs = static_cast<double>(bytes) / 1e6 / secs;
@@ -152,7 +130,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::uint64_t nbytes = 0;
-    const double nsecs = run_parallel(clients, [&](int) {
+    const double nsecs = bench::run_parallel(clients, [&](int) {
       return bench::fetch_all("127.0.0.1", port, {"/payload.bin"});
     }, nbytes);
     const double nginx_mbs = static_cast<double>(nbytes) / 1e6 / nsecs;
@@ -173,7 +151,7 @@ int main(int argc, char** argv) {
     const double configured = rate_mib * 1048576.0;
     for (int n : {1, 2}) {
       std::uint64_t bytes = 0;
-      const double secs = run_parallel(n, [&](int i) {
+      const double secs = bench::run_parallel(n, [&](int i) {
         return bench::fetch_batches("127.0.0.1", m.port(), fake_host_id(100 * n + i), batches);
       }, bytes);
       const double per_host = static_cast<double>(bytes) / n / secs;

@@ -325,58 +325,66 @@ struct Agent::Impl {
 
   // Transfers the chunks of `m` this agent lacks, segment by segment. Returns false when the
   // agent is stopping (the chunks held so far stay: the next run fetches the rest only).
+  // The pause between two segments, asking every 2 s whether the entry or its split changed.
+  // Returns false when the agent is stopping; a changed split is stored in `split` and ends the
+  // pause at once.
+  bool pause_between_segments(Transfer& t, SplitSpec& split) {
+    for (int left = split.interval_seconds; left > 0;) {
+      const int step = std::min(left, 2);
+      if (!pause(step)) return false;
+      left -= step;
+      const auto now = hop_split(check_transfer(t), settings.split_max);
+      if (now != split) {
+        split = now;
+        return true;
+      }
+    }
+    return true;
+  }
+
   bool transfer(const Manifest& m, Transfer& t) {
     std::vector<std::uint64_t> sizes;
     for (const auto& c : m.chunks) sizes.push_back(c.size);
     auto split = hop_split(t.offered, settings.split_max);
     const auto segment_size = [&] { return split.enabled() ? split.size : settings.segment_bytes; };
-    std::size_t at = 0;
-    auto plan = plan_segments(sizes, segment_size());
+    auto plan = plan_segments(sizes, segment_size());  // end (chunk index) of each segment
     t.progress.segments_total = static_cast<std::int64_t>(plan.size());
     if (split.enabled())
       spdlog::info("package {} {}: split distribution, {} segment(s) of at most {} every {} s", m.name,
                    m.version, plan.size(), format_byte_size(split.size), split.interval_seconds);
-    bool paused_needed = false;
-    for (std::size_t s = 0; s < plan.size(); ++s) {
+    std::size_t done = 0;  // segments finished
+    std::size_t at = 0;    // first chunk after them
+    bool fetched_any = false;
+    while (done < plan.size()) {
       if (abandoning()) return false;
       std::vector<ChunkRef> wanted;
       std::set<std::string> seen;
-      for (std::size_t i = at; i < plan[s]; ++i)
+      for (std::size_t i = at; i < plan[done]; ++i)
         if (!chunks->contains(m.chunks[i].digest) && seen.insert(m.chunks[i].digest).second)
           wanted.push_back(m.chunks[i]);
-      at = plan[s];
       if (!wanted.empty()) {
-        if (paused_needed && split.enabled()) {
-          // The pause between two segments, checking now and then whether the job changed.
-          for (int left = split.interval_seconds; left > 0;) {
-            const int step = std::min(left, 2);
-            if (!pause(step)) return false;
-            left -= step;
-            const auto now_split = hop_split(check_transfer(t), settings.split_max);
-            if (now_split != split) {
-              split = now_split;
-              spdlog::info("package {} {}: split is now {}", m.name, m.version, to_string(split));
-              // Re-plan what is left with the new segment size.
-              auto rest = plan_segments(sizes, segment_size(), plan[s - 1]);
-              plan.resize(s);
-              plan.insert(plan.end(), rest.begin(), rest.end());
-              t.progress.segments_total = static_cast<std::int64_t>(plan.size());
-              at = plan[s - 1];
-              --s;
-              wanted.clear();
-              break;
-            }
+        if (fetched_any && split.enabled()) {
+          const auto before = split;
+          if (!pause_between_segments(t, split)) return false;
+          if (split != before) {
+            // complete-now (or a new limit): what is left is planned again with the new size.
+            spdlog::info("package {} {}: split is now {}", m.name, m.version, to_string(split));
+            plan.resize(done);
+            const auto rest = plan_segments(sizes, segment_size(), at);
+            plan.insert(plan.end(), rest.begin(), rest.end());
+            t.progress.segments_total = static_cast<std::int64_t>(plan.size());
+            continue;
           }
-          if (wanted.empty()) continue;
         }
         fetch_chunks(m, std::move(wanted), t);
         if (abandoning()) return false;
-        paused_needed = true;
+        fetched_any = true;
       }
-      t.progress.segments_done = static_cast<std::int64_t>(s + 1);
-      if (paused_needed || s + 1 == plan.size())
+      at = plan[done++];
+      t.progress.segments_done = static_cast<std::int64_t>(done);
+      if (fetched_any || done == plan.size())
         report(t.entry_id, t.attempt, EntryState::transferring,
-               "segment " + std::to_string(s + 1) + " of " + std::to_string(plan.size()), {}, {}, t.progress);
+               "segment " + std::to_string(done) + " of " + std::to_string(plan.size()), {}, {}, t.progress);
     }
     return true;
   }

@@ -786,27 +786,19 @@ struct Manager::Impl {
     s.bytes += bytes;
   }
 
-  HttpResponse chunk_response(const std::string& digest, const std::string& requester, std::uint64_t& size) {
-    if (!chunks->contains(digest))
-      throw Error(ErrorKind::not_found, "chunk " + digest + " is not in this server's content store");
+  // One chunk streamed from its file, paced for the requester; 404 when this server lacks it.
+  void serve_chunk(const std::string& digest, const std::string& requester, std::shared_ptr<Responder> r) {
     HttpResponse res;
     res.content_type = "application/zstd";
     res.file_path = chunks->path_of(digest).string();
     std::error_code ec;
-    size = std::filesystem::file_size(res.file_path, ec);
-    if (ec) size = 0;
-    count_served(requester, 1, size);
-    return res;
-  }
-
-  void serve_chunk(const std::string& digest, const std::string& requester, std::shared_ptr<Responder> r) {
-    try {
-      std::uint64_t size = 0;
-      auto res = chunk_response(digest, requester, size);
-      send_paced(requester, size, std::move(r), std::move(res));
-    } catch (const Error& e) {
-      (*r)(error_response(e));
+    const auto size = std::filesystem::file_size(res.file_path, ec);
+    if (ec) {
+      (*r)(error_response(Error(ErrorKind::not_found, "chunk " + digest + " is not in this server's content store")));
+      return;
     }
+    count_served(requester, 1, size);
+    send_paced(requester, size, std::move(r), std::move(res));
   }
 
   static constexpr std::size_t kMaxBatchChunks = 4096;
@@ -1189,7 +1181,10 @@ struct Manager::Impl {
 
   // Host ids for keys by the manager's key mode (or host ids); throws naming every unknown key.
   std::vector<std::string> resolve_host_keys(const std::vector<std::string>& keys, const std::string& what) {
-    const auto all = store->list_hosts();
+    return resolve_host_keys(keys, what, store->list_hosts());
+  }
+  std::vector<std::string> resolve_host_keys(const std::vector<std::string>& keys, const std::string& what,
+                                             const std::vector<Host>& all) {
     std::vector<std::string> ids, unknown;
     for (const auto& k : keys) {
       std::vector<std::string> found;
@@ -1335,8 +1330,8 @@ struct Manager::Impl {
       std::vector<std::string> hosts;
       std::string relay_id;
       if (!relay.empty()) {
-        relay_id = resolve_host_keys({relay}, "nothing was " + std::string(suspend ? "suspended" : "resumed")).front();
         const auto all = store->list_hosts();
+        relay_id = resolve_host_keys({relay}, "nothing was " + std::string(suspend ? "suspended" : "resumed"), all).front();
         std::map<std::string, const Host*> by_id;
         for (const auto& h : all) by_id[h.host_id] = &h;
         if (by_id.at(relay_id)->role != HostRole::relay)

@@ -574,14 +574,16 @@ public:
       const ll id = rep.entry_id;
       std::string owner, state_text, via;
       int attempt = 0, max_retries = 0, retry_installs = 0, backoff = 30;
-      ll last_seq = 0;
+      ll last_seq = 0, seg_done = 0, seg_total = 0, bytes_received = 0, bad_chunks = 0;
       soci::indicator ind = soci::i_null, via_ind = soci::i_null;
       sql << "SELECT e.host_id, e.state, e.attempt, e.last_seq, h.via, j.max_retries, "
-             "j.retry_installs, j.retry_backoff FROM job_entries e JOIN jobs j ON j.id = e.job_id "
+             "j.retry_installs, j.retry_backoff, e.seg_done, e.seg_total, e.bytes_received, "
+             "e.bad_chunks FROM job_entries e JOIN jobs j ON j.id = e.job_id "
              "LEFT JOIN hosts h ON h.host_id = e.host_id WHERE e.id = :id",
           soci::into(owner, ind), soci::into(state_text), soci::into(attempt),
           soci::into(last_seq), soci::into(via, via_ind), soci::into(max_retries),
-          soci::into(retry_installs), soci::into(backoff), soci::use(id);
+          soci::into(retry_installs), soci::into(backoff), soci::into(seg_done), soci::into(seg_total),
+          soci::into(bytes_received), soci::into(bad_chunks), soci::use(id);
       if (via_ind != soci::i_ok) via.clear();
       const bool ours = forwarded ? (sql.got_data() && via == reporter && owner != reporter)
                                   : (sql.got_data() && owner == reporter);
@@ -636,18 +638,20 @@ public:
       }
       const std::string state(to_string(rep.state));
       const int new_attempt_no = new_attempt ? rep.attempt : attempt;
+      // A report without progress keeps the progress the entry has.
+      if (!rep.progress.empty()) {
+        seg_done = rep.progress.segments_done;
+        seg_total = rep.progress.segments_total;
+        bytes_received = rep.progress.bytes_received;
+        bad_chunks = rep.progress.bad_chunks;
+      }
       sql << "UPDATE job_entries SET state = :s, attempt = :a, last_seq = :q, exit_code = :x, "
-             "message = :m, output_tail = :o, updated_at = :u, up_version = CASE WHEN upstream_id "
+             "message = :m, output_tail = :o, updated_at = :u, seg_done = :sd, seg_total = :st, "
+             "bytes_received = :br, bad_chunks = :bc, up_version = CASE WHEN upstream_id "
              "<> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
           soci::use(state), soci::use(new_attempt_no), soci::use(seq), soci::use(exit_code, exit_ind),
-          soci::use(rep.message), soci::use(rep.output_tail), soci::use(now), soci::use(id);
-      if (!rep.progress.empty()) {
-        const ll done = rep.progress.segments_done, total = rep.progress.segments_total,
-                 bytes = rep.progress.bytes_received, bad = rep.progress.bad_chunks;
-        sql << "UPDATE job_entries SET seg_done = :d, seg_total = :t, bytes_received = :b, "
-               "bad_chunks = :x WHERE id = :id",
-            soci::use(done), soci::use(total), soci::use(bytes), soci::use(bad), soci::use(id);
-      }
+          soci::use(rep.message), soci::use(rep.output_tail), soci::use(now), soci::use(seg_done),
+          soci::use(seg_total), soci::use(bytes_received), soci::use(bad_chunks), soci::use(id);
       out.kind = ReportOutcome::Kind::applied;
       out.current = rep.state;
       return out;

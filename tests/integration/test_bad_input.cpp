@@ -129,6 +129,13 @@ TEST_CASE("distribd refuses bad configuration with a one-line reason", "[integra
       {"manager with a parent", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--parent", "http://127.0.0.1:1"}, "--role relay"},
       {"agent with a bad server URL", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "ftp://x"}, "must start with http"},
       {"agent with a manager option", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--tls-cert", "x"}, "manager option"},
+      {"split limit of size 0", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--split-max", "0/1s"}, "segment size must be above 0"},
+      {"agent split limit with a long interval", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--split-max", "1MiB/2d"}, "between 1 s and 24 h"},
+      {"rate limit that is not a size", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--rate-limit", "fast"}, "is not a size"},
+      {"rate limit below 1 KiB/s", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--rate-limit", "100"}, "at least 1KiB"},
+      {"negative transfer limit", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--max-transfers", "-1"}, "--max-transfers must not be negative"},
+      {"memory cache that is not a size", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--memory-cache", "big"}, "is not a size"},
+      {"agent with a rate limit", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--rate-limit", "1MiB"}, "manager option"},
   };
   for (const auto& k : cases) {
     INFO(k.name);

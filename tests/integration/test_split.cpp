@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -133,6 +134,30 @@ TEST_CASE("a job split 256KiB/1s delivers segment by segment with the pauses bet
   CHECK(table.out.find("SEGMENTS") != std::string::npos);
   CHECK(table.out.find(std::to_string(total) + "/" + std::to_string(total)) != std::string::npos);
   CHECK(table.out.find("split distribution: segments of 256.0 KiB/1s") != std::string::npos);
+}
+
+TEST_CASE("at each hop the smaller segment size wins: a relay's and an agent's own split limits", "[split]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager", {"--poll-timeout", "5"});
+  // The relay allows segments of 192 KiB every 1 s; pc-small allows only 64 KiB, pc-large 1 MiB.
+  ManagerProc r(tmp / "relay1", {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5",
+                                 "--sync-interval-ms", "200", "--split-max", "192KiB/1s"}, "127.0.0.50");
+  AgentProc small(tmp / "pc-small", r.url(), "pc-small", "127.0.0.51", {"--split-max", "64KiB/1s"});
+  AgentProc large(tmp / "pc-large", r.url(), "pc-large", "127.0.0.52", {"--split-max", "1MiB/1s"});
+  REQUIRE(wait_until([&] { return host_count(m) == 3; }, 20s));
+  make_package(m, tmp, "app", "1", random_bytes(400 * 1024, 10));
+  const auto sizes = chunk_sizes(m, "app", "1");
+  const auto shown = wait_job(m, create_job(m, {"install", "app", "1", "pc-small", "pc-large", "--split", "256KiB/1s"}), 90s);
+  INFO(small.log() << large.log());
+  REQUIRE(all_succeeded(shown));
+  std::map<std::string, std::int64_t> segments;
+  const auto answer = bj::parse(shown);
+  for (const auto& v : answer.at("entries").as_array())
+    segments[std::string(v.at("host_name").as_string())] = progress_of(v.as_object(), "segments_total");
+  // Job 256 KiB → relay offers 192 KiB; pc-small's 64 KiB is smaller; pc-large keeps 192 KiB.
+  CHECK(segments["pc-small"] == static_cast<std::int64_t>(expected_segments(sizes, 64 * 1024)));
+  CHECK(segments["pc-large"] == static_cast<std::int64_t>(expected_segments(sizes, 192 * 1024)));
+  CHECK(segments["pc-small"] > segments["pc-large"]);
 }
 
 TEST_CASE("an agent killed mid-transfer and restarted fetches only the missing chunks", "[split]") {

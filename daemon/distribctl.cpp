@@ -1,5 +1,6 @@
 // distribctl: the administrator's command-line tool, a thin shell over distrib::AdminClient.
 #include <distrib/client.h>
+#include <distrib/content/digest.h>
 #include <distrib/error.h>
 #include <distrib/model/units.h>
 #include <distrib/version.h>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -49,6 +51,10 @@ Commands:
   job create install NAME VERSION DESTINATION... [schedule and rollout options]
   job create transfer-to-relay NAME VERSION RELAY...   pre-stage a package in relays' caches
   job create delete-package NAME VERSION RELAY...      remove a package from relays' caches
+  job create get-system-info|get-software-info DESTINATION...   agents report that inventory now
+  job create collect-files DESTINATION... --path GLOB [--path GLOB...] [--max-file SIZE] [--max-total SIZE]
+      agents send matching files back (only under their own --collect-allow); --timing at-start
+      collects at the agent's next start
       destinations: HOST (by the manager's key mode), group:NAME (host group),
       id:NAME (ID group: standing, later members receive it too), relay:RELAY (every host below)
       --start TIME --expires TIME      TIME: +10m, +2h, @UNIX, 2026-12-01T22:00:00Z, "2026-12-01 22:00"
@@ -67,9 +73,21 @@ Commands:
   group list | group show NAME | group delete NAME
   idgroup create NAME [--password P] [--match-name GLOB] [--match-ip CIDR] [--description TEXT]
   idgroup add|remove NAME HOST...   the administrator joins hosts or removes them
+  group create NAME --query QUERY   dynamic group: the hosts whose inventory matches, re-evaluated at each use
   idgroup list | idgroup show NAME | idgroup delete NAME
       (hosts also join from their own machine: distribd --role agent ... --join-group NAME,
        or with id-group = NAME[:PASSWORD] in the agent configuration)
+
+  inventory show HOST           a host's latest inventory (system, software, user fields)
+  inventory history HOST [--limit N]   what changed in it, newest first
+  inventory query [QUERY] [--fields F,F...] [--csv] [--output FILE]   hosts matching QUERY
+      QUERY: FIELD OP VALUE [and ...]; OP: = != < <= > >= (numbers, sizes like 10GiB, versions),
+      or FIELD exists|missing; '*' in FIELD or VALUE matches anything. Examples:
+      'software.dpkg.openssl >= 3.0.11'   'system.disk.*.free_bytes < 10GiB'   'system.os.version = 12'
+  inventory field add NAME [--type text|number|choice] [--values A,B] [--description TEXT]
+  inventory field list | inventory field remove NAME   user inventory fields agents report
+  collect list JOB              files a collect-files job brought back
+  collect get JOB [--host HOST] [--output DIR]   download them (DIR/HOST/PATH; default ./collected-JOB)
 
 Global options:
   --server URL        manager URL (env DISTRIB_SERVER; default http://127.0.0.1:8640)
@@ -430,8 +448,7 @@ struct Cli {
   }
 
   int job_create() {
-    if (args.size() < 6)
-      throw UsageError("usage: distribctl job create install|transfer-to-relay|delete-package NAME VERSION DESTINATION...");
+    if (args.size() < 3) throw UsageError("usage: distribctl job create TYPE [NAME VERSION] DESTINATION... (see --help)");
     JobType type;
     try {
       type = parse_job_type(args[2]);
@@ -440,9 +457,28 @@ struct Cli {
     }
     Job spec;
     spec.type = type;
-    spec.package_name = args[3];
-    spec.package_version = args[4];
-    spec.destinations.assign(args.begin() + 5, args.end());
+    if (needs_package(type)) {
+      if (args.size() < 6)
+        throw UsageError("usage: distribctl job create " + args[2] + " NAME VERSION DESTINATION...");
+      spec.package_name = args[3];
+      spec.package_version = args[4];
+      spec.destinations.assign(args.begin() + 5, args.end());
+    } else {
+      if (args.size() < 4) throw UsageError("usage: distribctl job create " + args[2] + " DESTINATION...");
+      spec.destinations.assign(args.begin() + 3, args.end());
+    }
+    if (type == JobType::collect_files) {
+      if (vm.count("path")) spec.collect.paths = vm["path"].as<std::vector<std::string>>();
+      try {
+        if (vm.count("max-file")) spec.collect.max_file_bytes = parse_byte_size(opt("max-file"));
+        if (vm.count("max-total")) spec.collect.max_total_bytes = parse_byte_size(opt("max-total"));
+        validate_collect(spec.collect);
+      } catch (const Error& e) {
+        throw UsageError(e.what());
+      }
+    } else if (vm.count("path") || vm.count("max-file") || vm.count("max-total")) {
+      throw UsageError("--path, --max-file and --max-total go with collect-files jobs");
+    }
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     auto& sc = spec.schedule;
     try {
@@ -470,8 +506,8 @@ struct Cli {
       print_json(bj::object{{"job", job_json(job)}});
       return kOk;
     }
-    std::cout << fmt::format("job {} created: {} {} {} for {}\n", job.id, to_string(type), job.package_name,
-                             job.package_version, one_line(join(spec.destinations), 80));
+    std::cout << fmt::format("job {} created: {} {} for {}\n", job.id, to_string(type), what_of(job),
+                             one_line(join(spec.destinations), 80));
     if (!job.id_groups.empty())
       std::cout << "standing job: hosts joining " << join(job.id_groups) << " later receive it too\n";
     if (job.schedule.start_at) std::cout << "starts " << format_time(job.schedule.start_at) << "\n";
@@ -482,6 +518,13 @@ struct Cli {
                                job.rollout.success_threshold, job.rollout.error_threshold);
     if (job.split.enabled()) std::cout << "split distribution: segments of " << to_string(job.split) << "\n";
     return kOk;
+  }
+
+  // What a job is about: its package, or the paths it collects.
+  static std::string what_of(const Job& j) {
+    if (needs_package(j.type)) return j.package_name + " " + j.package_version;
+    if (j.type == JobType::collect_files) return one_line(join(j.collect.paths), 50);
+    return "-";
   }
 
   static std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
@@ -564,6 +607,16 @@ struct Cli {
     }
     if (args.size() < 3) throw UsageError("usage: distribctl group create|add|remove|show|delete NAME ...");
     const auto& name = args[2];
+    if (sub == "create" && vm.count("query")) {
+      if (args.size() > 3) throw UsageError("a host group has either members or --query, not both");
+      auto o = bj::parse(c.call("POST", "/v1/groups",
+                                bj::serialize(bj::object{{"name", name}, {"description", opt("description")}, {"query", opt("query")}})))
+                   .as_object();
+      if (json) return print_json(o), kOk;
+      std::cout << fmt::format("host group {} created: the hosts matching {} ({} now)\n", name, str(o, "query"),
+                               o.at("members").as_array().size());
+      return kOk;
+    }
     if (sub == "create") {
       c.create_host_group(name, rest(3), opt("description"));
       if (json) return print_json(bj::object{{"created", name}}), kOk;
@@ -584,6 +637,7 @@ struct Cli {
       if (json) return print_json(o), kOk;
       std::cout << fmt::format("host group {} · {} host(s) · created {}\n", name, o.at("members").as_array().size(),
                                format_time(num(o, "created_at")));
+      if (!str(o, "query").empty()) std::cout << "dynamic: the hosts whose inventory matches " << str(o, "query") << "\n";
       if (!str(o, "description").empty()) std::cout << str(o, "description") << "\n";
       std::cout << "\n";
       Table t({"HOST", "HOST ID"});
@@ -697,10 +751,9 @@ struct Cli {
       return kOk;
     }
     auto jobs = c.list_jobs(limit);
-    Table t({"ID", "TYPE", "PACKAGE", "HOSTS", "DONE", "SUCCEEDED", "FAILED", "CREATED"});
+    Table t({"ID", "TYPE", "PACKAGE / PATHS", "HOSTS", "DONE", "SUCCEEDED", "FAILED", "CREATED"});
     for (const auto& l : jobs)
-      t.add({std::to_string(l.job.id), std::string(to_string(l.job.type)),
-             l.job.package_name + " " + l.job.package_version, std::to_string(l.progress.total),
+      t.add({std::to_string(l.job.id), std::string(to_string(l.job.type)), what_of(l.job), std::to_string(l.progress.total),
              std::to_string(l.progress.final_count), std::to_string(l.progress.count(EntryState::succeeded)),
              std::to_string(l.progress.count(EntryState::failed)), format_time(l.job.created_at)});
     t.print();
@@ -753,8 +806,8 @@ struct Cli {
       return code;
     }
     const auto& j = details.job;
-    std::cout << fmt::format("job {}: {} {} {} · created {} · {}/{} done{}\n", j.id, to_string(j.type),
-                             j.package_name, j.package_version, format_time(j.created_at),
+    std::cout << fmt::format("job {}: {} {} · created {} · {}/{} done{}\n", j.id, to_string(j.type),
+                             what_of(j), format_time(j.created_at),
                              details.progress.final_count, details.progress.total,
                              j.cancel_requested ? " · cancel requested" : "");
     // Grouped by the relay each host is under (hosts directly under this manager first).
@@ -825,6 +878,211 @@ struct Cli {
     return code;
   }
 
+  // --- inventory and remote collection --------------------------------------------------------
+
+  static std::string csv_cell(const std::string& v) {
+    if (v.find_first_of(",\"\n\r") == std::string::npos) return v;
+    std::string out = "\"";
+    for (char ch : v) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    return out + "\"";
+  }
+
+  // Writes to --output FILE when given (atomically enough for a report), else to stdout.
+  void emit(const std::string& text) const {
+    if (!vm.count("output")) {
+      std::cout << text;
+      return;
+    }
+    const auto file = opt("output");
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(ErrorKind::invalid_argument, "cannot write " + file);
+    out << text;
+    if (!out.flush()) throw Error(ErrorKind::internal, "writing " + file + " failed");
+  }
+
+  int inventory_cmd() {
+    const auto& sub = args[1];
+    auto c = client();
+    if (sub == "show") {
+      expect_args(3, "inventory show HOST");
+      auto o = bj::parse(c.call("GET", "/v1/inventory/hosts/" + url_encode(args[2]))).as_object();
+      if (json) return print_json(o), kOk;
+      const auto& items = o.at("items").as_object();
+      std::cout << fmt::format("host {} ({}) · {} items · collected {} · reported {}\n", str(o, "name"), str(o, "host_id"),
+                               items.size(), format_time(num(o, "collected_at")), format_time(num(o, "reported_at")));
+      // System and user fields first, then software as one table.
+      for (const char* root : {"system.", "user.", "software."}) {
+        Table t({"ITEM", "VALUE"});
+        std::size_t n = 0;
+        for (const auto& kv : items)
+          if (std::string_view(kv.key()).starts_with(root)) {
+            t.add({std::string(kv.key()), one_line(std::string(kv.value().as_string()), 80)});
+            ++n;
+          }
+        if (n == 0) continue;
+        std::cout << "\n";
+        t.print();
+      }
+      return kOk;
+    }
+    if (sub == "history") {
+      expect_args(3, "inventory history HOST [--limit N]");
+      const int limit = vm.count("limit") ? vm["limit"].as<int>() : 100;
+      auto o = bj::parse(c.call("GET", "/v1/inventory/hosts/" + url_encode(args[2]) + "/history?limit=" + std::to_string(limit)))
+                   .as_object();
+      if (json) return print_json(o), kOk;
+      std::cout << fmt::format("inventory history of {} ({}), newest first\n\n", str(o, "name"), str(o, "host_id"));
+      Table t({"WHEN", "CHANGE", "ITEM", "BEFORE", "AFTER"});
+      for (const auto& v : o.at("history").as_array()) {
+        const auto& h = v.as_object();
+        t.add({format_time(num(h, "at")), str(h, "change"), str(h, "key"), one_line(str(h, "old"), 40), one_line(str(h, "new"), 40)});
+      }
+      t.print();
+      return kOk;
+    }
+    if (sub == "query") {
+      std::string query;
+      for (const auto& a : rest(2)) query += (query.empty() ? "" : " ") + a;
+      auto o = bj::parse(c.call("GET", "/v1/inventory?query=" + url_encode(query) + "&fields=" + url_encode(opt("fields"))))
+                   .as_object();
+      const auto& hosts = o.at("hosts").as_array();
+      if (json) return emit(bj::serialize(o) + "\n"), kOk;
+      // Columns: every item key shown, in order (a '*' field expands to the keys it matched).
+      std::vector<std::string> keys;
+      std::set<std::string> seen;
+      for (const auto& v : hosts)
+        for (const auto& kv : v.as_object().at("items").as_object())
+          if (seen.insert(std::string(kv.key())).second) keys.emplace_back(kv.key());
+      std::sort(keys.begin(), keys.end());
+      auto cell = [](const bj::object& h, const std::string& k) {
+        const auto& items = h.at("items").as_object();
+        auto it = items.find(k);
+        return it == items.end() ? std::string() : std::string(it->value().as_string());
+      };
+      if (vm.count("csv")) {
+        std::string text = "host,host_id";
+        for (const auto& k : keys) text += "," + csv_cell(k);
+        text += "\n";
+        for (const auto& v : hosts) {
+          const auto& h = v.as_object();
+          text += csv_cell(str(h, "name")) + "," + str(h, "host_id");
+          for (const auto& k : keys) text += "," + csv_cell(cell(h, k));
+          text += "\n";
+        }
+        emit(text);
+        return kOk;
+      }
+      std::vector<std::string> headers{"HOST", "HOST ID"};
+      headers.insert(headers.end(), keys.begin(), keys.end());
+      Table t(headers);
+      for (const auto& v : hosts) {
+        const auto& h = v.as_object();
+        std::vector<std::string> row{str(h, "name"), str(h, "host_id")};
+        for (const auto& k : keys) row.push_back(one_line(cell(h, k), 40));
+        t.add(std::move(row));
+      }
+      t.print();
+      std::cout << fmt::format("{} host(s){}\n", hosts.size(), query.empty() ? " with an inventory" : " match " + str(o, "query"));
+      return kOk;
+    }
+    if (sub == "field") {
+      if (args.size() < 3) throw UsageError("usage: distribctl inventory field add|list|remove ...");
+      const auto& verb = args[2];
+      if (verb == "list") {
+        auto o = bj::parse(c.call("GET", "/v1/inventory/fields")).as_object();
+        if (json) return print_json(o), kOk;
+        Table t({"FIELD", "TYPE", "VALUES", "DESCRIPTION"});
+        for (const auto& v : o.at("fields").as_array()) {
+          const auto& f = v.as_object();
+          std::string values;
+          for (const auto& x : f.at("values").as_array()) values += (values.empty() ? "" : ", ") + std::string(x.as_string());
+          t.add({str(f, "name"), str(f, "type"), values.empty() ? "-" : values, one_line(str(f, "description"), 40)});
+        }
+        t.print();
+        return kOk;
+      }
+      if (args.size() != 4) throw UsageError("usage: distribctl inventory field " + verb + " NAME");
+      const auto& name = args[3];
+      if (verb == "add") {
+        bj::array values;
+        std::string list = opt("values");
+        for (std::size_t start = 0; start < list.size();) {
+          auto comma = list.find(',', start);
+          if (comma == std::string::npos) comma = list.size();
+          if (comma > start) values.emplace_back(list.substr(start, comma - start));
+          start = comma + 1;
+        }
+        auto o = bj::parse(c.call("POST", "/v1/inventory/fields",
+                                  bj::serialize(bj::object{{"name", name},
+                                                           {"type", opt("type", values.empty() ? "text" : "choice")},
+                                                           {"values", values},
+                                                           {"description", opt("description")}})))
+                     .as_object();
+        if (json) return print_json(o), kOk;
+        std::cout << "inventory field " << name << " defined; agents report it as user." << name << "\n";
+        return kOk;
+      }
+      if (verb == "remove") {
+        c.call("DELETE", "/v1/inventory/fields/" + url_encode(name));
+        if (json) print_json(bj::object{{"deleted", name}});
+        else std::cout << "inventory field " << name << " removed\n";
+        return kOk;
+      }
+      throw UsageError("usage: distribctl inventory field add|list|remove ...");
+    }
+    throw UsageError("unknown command \"inventory " + sub + "\" (see distribctl --help)");
+  }
+
+  int collect_cmd() {
+    const auto& sub = args[1];
+    if (args.size() != 3) throw UsageError("usage: distribctl collect list|get JOB");
+    const auto id = parse_id(args[2]);
+    auto c = client();
+    auto o = bj::parse(c.call("GET", "/v1/jobs/" + std::to_string(id) + "/files")).as_object();
+    std::vector<bj::object> files;
+    const auto host = opt("host");
+    for (const auto& v : o.at("files").as_array()) {
+      const auto& f = v.as_object();
+      if (host.empty() || str(f, "host_name") == host || str(f, "host_id") == host) files.push_back(f);
+    }
+    if (sub == "list") {
+      if (json) return print_json(o), kOk;
+      Table t({"HOST", "PATH", "SIZE", "SHA256", "STORED"});
+      for (const auto& f : files)
+        t.add({str(f, "host_name"), str(f, "path"), format_size(static_cast<std::uint64_t>(num(f, "size"))),
+               str(f, "sha256").substr(0, 12), format_time(num(f, "stored_at"))});
+      t.print();
+      return kOk;
+    }
+    if (sub != "get") throw UsageError("usage: distribctl collect list|get JOB");
+    if (files.empty())
+      throw Error(ErrorKind::not_found, "job " + args[2] + " has no collected files" + (host.empty() ? "" : " from " + host));
+    const std::filesystem::path out = opt("output", "collected-" + args[2]);
+    std::uint64_t bytes = 0;
+    std::size_t n = 0;
+    for (const auto& f : files) {
+      const auto data = c.call("GET", "/v1/jobs/" + std::to_string(id) + "/files/" + str(f, "host_id") + "?path=" +
+                                          url_encode(str(f, "path")));
+      if (sha256_hex(data) != str(f, "sha256"))
+        throw Error(ErrorKind::integrity, "file " + str(f, "path") + " from " + str(f, "host_name") +
+                                              " arrived damaged (SHA-256 differs); run the command again");
+      const auto name = str(f, "host_name").empty() ? str(f, "host_id") : str(f, "host_name");
+      const auto target = out / name / std::filesystem::path(str(f, "path")).relative_path();
+      std::filesystem::create_directories(target.parent_path());
+      std::ofstream w(target, std::ios::binary | std::ios::trunc);
+      w << data;
+      if (!w.flush()) throw Error(ErrorKind::internal, "cannot write " + target.string());
+      bytes += data.size();
+      ++n;
+      if (!json && isatty(STDOUT_FILENO))
+        std::cout << fmt::format("\r{}/{} files, {}", n, files.size(), format_size(bytes)) << std::flush;
+    }
+    if (json) return print_json(bj::object{{"job_id", id}, {"files", n}, {"bytes", bytes}, {"directory", out.string()}}), kOk;
+    if (isatty(STDOUT_FILENO)) std::cout << "\n";
+    std::cout << fmt::format("{} file(s), {} written under {}\n", n, format_size(bytes), out.string());
+    return kOk;
+  }
+
   int job_cancel() {
     expect_args(3, "job cancel ID");
     const auto n = client().cancel_job(parse_id(args[2]));
@@ -853,6 +1111,8 @@ struct Cli {
     if (a == "transfer") return transfer_cmd();
     if (a == "group") return group_cmd();
     if (a == "idgroup") return idgroup_cmd();
+    if (a == "inventory") return inventory_cmd();
+    if (a == "collect") return collect_cmd();
     throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
   }
 };
@@ -885,6 +1145,10 @@ int main(int argc, char** argv) {
       ("retries", po::value<int>())("retry-backoff", po::value<std::string>())("retry-installs", "")
       ("waves", po::value<std::string>())("success-threshold", po::value<int>())
       ("error-threshold", po::value<int>())
+      ("path", po::value<std::vector<std::string>>()->composing())("max-file", po::value<std::string>())
+      ("max-total", po::value<std::string>())("query", po::value<std::string>())("fields", po::value<std::string>())
+      ("csv", "")("output", po::value<std::string>())("host", po::value<std::string>())("type", po::value<std::string>())
+      ("values", po::value<std::string>())
       ("args", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("args", -1);

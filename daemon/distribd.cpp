@@ -82,7 +82,14 @@ po::options_description all_options() {
       ("id-group", po::value<std::vector<std::string>>()->composing(),
        "ID group joined at every registration, NAME or NAME:PASSWORD (repeatable)")
       ("stop-install-seconds", po::value<int>()->default_value(60),
-       "longest an orderly stop spends on installs timed at agent stop (0: none)");
+       "longest an orderly stop spends on installs timed at agent stop (0: none)")
+      ("inventory-check", po::value<std::string>()->default_value("5m"),
+       "how often the inventory is collected to detect changes (0: only for jobs)")
+      ("inventory-interval", po::value<std::string>()->default_value("1d"),
+       "a full inventory report at least this often even without changes (0: only on change)")
+      ("user-inventory", po::value<std::string>(), "file of NAME=VALUE lines: user inventory values")
+      ("collect-allow", po::value<std::vector<std::string>>()->composing(),
+       "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)");
   po::options_description out;
   out.add(general).add(manager).add(transfers).add(relay).add(agent);
   return out;
@@ -115,7 +122,9 @@ int main(int argc, char** argv) {
       ("check-config", "validate the configuration and exit")
       ("join-group", po::value<std::string>(), "agent: join this ID group now (with --group-password) and exit")
       ("leave-group", po::value<std::string>(), "agent: leave this ID group now and exit")
-      ("group-password", po::value<std::string>(), "password for --join-group");
+      ("group-password", po::value<std::string>(), "password for --join-group")
+      ("set-inventory", po::value<std::vector<std::string>>()->composing(),
+       "agent: set a user inventory value NAME=VALUE (empty value removes it) and exit (repeatable)");
   const auto opts = all_options();
   cmdline.add(opts);
 
@@ -239,6 +248,32 @@ int main(int argc, char** argv) {
         s.id_groups.push_back(std::move(j));
       }
       s.split_max = distrib::parse_split(get<std::string>(vm, "split-max"));
+      const auto seconds_option = [&](const char* name) {
+        try {
+          return static_cast<int>(distrib::parse_duration_seconds(get<std::string>(vm, name)));
+        } catch (const distrib::Error& e) {
+          die(kExitConfig, std::string("--") + name + ": " + e.what());
+        }
+      };
+      s.inventory_check_seconds = seconds_option("inventory-check");
+      s.inventory_interval_seconds = seconds_option("inventory-interval");
+      s.user_inventory_file = get<std::string>(vm, "user-inventory");
+      for (const auto& a : get<std::vector<std::string>>(vm, "collect-allow")) {
+        if (a.empty() || a.front() != '/') die(kExitConfig, "--collect-allow \"" + a + "\" is not an absolute path");
+        s.collect_allow.push_back(a);
+      }
+      if (vm.count("set-inventory")) {
+        // A command on the agent's machine: set user inventory values for the next report.
+        std::map<std::string, std::string> values;
+        for (const auto& a : get<std::vector<std::string>>(vm, "set-inventory")) {
+          const auto eq = a.find('=');
+          if (eq == std::string::npos || eq == 0) die(kExitConfig, "--set-inventory expects NAME=VALUE, got \"" + a + "\"");
+          values[a.substr(0, eq)] = a.substr(eq + 1);
+        }
+        distrib::Agent::set_user_inventory(s.state_dir, values);
+        std::cout << values.size() << " user inventory value(s) set; reported at the agent's next inventory check\n";
+        return 0;
+      }
       for (const char* manager_only : {"tls-cert", "tls-key", "database-path", "rate-limit"})
         if (vm.count(manager_only)) die(kExitConfig, std::string("--") + manager_only + " is a manager option");
       if (check_only) {

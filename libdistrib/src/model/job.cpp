@@ -12,17 +12,49 @@ std::string_view to_string(JobType type) noexcept {
     case JobType::install: return "install";
     case JobType::transfer_to_relay: return "transfer-to-relay";
     case JobType::delete_package: return "delete-package";
+    case JobType::get_system_info: return "get-system-info";
+    case JobType::get_software_info: return "get-software-info";
+    case JobType::collect_files: return "collect-files";
   }
   return "?";
 }
 
 JobType parse_job_type(std::string_view text) {
-  if (text == "install") return JobType::install;
-  if (text == "transfer-to-relay") return JobType::transfer_to_relay;
-  if (text == "delete-package") return JobType::delete_package;
+  for (auto t : {JobType::install, JobType::transfer_to_relay, JobType::delete_package, JobType::get_system_info,
+                 JobType::get_software_info, JobType::collect_files})
+    if (text == to_string(t)) return t;
   throw Error(ErrorKind::invalid_argument,
               "unknown job type \"" + std::string(text) +
-                  "\" (expected install, transfer-to-relay or delete-package)");
+                  "\" (expected install, transfer-to-relay, delete-package, get-system-info, get-software-info "
+                  "or collect-files)");
+}
+
+bool targets_agents(JobType type) noexcept {
+  return type != JobType::transfer_to_relay && type != JobType::delete_package;
+}
+
+bool needs_package(JobType type) noexcept {
+  return type == JobType::install || type == JobType::transfer_to_relay || type == JobType::delete_package;
+}
+
+void validate_collect(const CollectSpec& spec) {
+  auto bad = [](const std::string& why) {
+    throw Error(ErrorKind::invalid_argument, "collect-files: " + why + "; no job was created");
+  };
+  if (spec.paths.empty()) bad("name at least one path or glob pattern (--path /var/log/*.log)");
+  if (spec.paths.size() > 256) bad("at most 256 paths per job");
+  for (const auto& p : spec.paths) {
+    if (p.empty() || p.front() != '/') bad("path \"" + p + "\" is not absolute");
+    if (p.size() > 4096) bad("a path is longer than 4096 characters");
+    if (p == "/.." || p.find("/../") != std::string::npos || p.ends_with("/.."))
+      bad("path \"" + p + "\" contains \"..\"");
+    if (p.find('\0') != std::string::npos || p.find('\n') != std::string::npos) bad("a path contains a control character");
+  }
+  if (spec.max_file_bytes == 0 || spec.max_file_bytes > kMaxCollectFile)
+    bad("the per-file limit must be between 1 byte and " + format_byte_size(kMaxCollectFile));
+  if (spec.max_total_bytes == 0 || spec.max_total_bytes > kMaxCollectTotal)
+    bad("the per-host limit must be between 1 byte and " + format_byte_size(kMaxCollectTotal));
+  if (spec.max_file_bytes > spec.max_total_bytes) bad("the per-file limit is above the per-host limit");
 }
 
 std::string_view to_string(EntryState state) noexcept {

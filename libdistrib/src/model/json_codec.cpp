@@ -246,6 +246,22 @@ TransferProgress transfer_progress_from_json(const bj::object& o) {
   return p;
 }
 
+bj::object to_json(const CollectSpec& c) {
+  return {{"paths", strings(c.paths)}, {"max_file_bytes", c.max_file_bytes}, {"max_total_bytes", c.max_total_bytes}};
+}
+
+CollectSpec collect_from_json(const bj::object& o) {
+  CollectSpec c;
+  c.paths = get_string_array(o, "paths");
+  const auto file = get_int(o, "max_file_bytes", static_cast<std::int64_t>(c.max_file_bytes));
+  const auto total = get_int(o, "max_total_bytes", static_cast<std::int64_t>(c.max_total_bytes));
+  if (file <= 0) bad_field("collect.max_file_bytes", "must be above 0");
+  if (total <= 0) bad_field("collect.max_total_bytes", "must be above 0");
+  c.max_file_bytes = static_cast<std::uint64_t>(file);
+  c.max_total_bytes = static_cast<std::uint64_t>(total);
+  return c;
+}
+
 bj::object to_json(const Job& j) {
   bj::array waves;
   for (int w : j.rollout.waves) waves.emplace_back(w);
@@ -260,6 +276,7 @@ bj::object to_json(const Job& j) {
                {"schedule", to_json(j.schedule)},
                {"id_groups", strings(j.id_groups)},
                {"split", to_json(j.split)}};
+  if (j.type == JobType::collect_files) o["collect"] = to_json(j.collect);
   if (!j.rollout.waves.empty())
     o["rollout"] = bj::object{{"waves", std::move(waves)},
                               {"success_threshold", j.rollout.success_threshold},
@@ -275,10 +292,14 @@ Job job_from_json(const bj::object& o) {
   j.id = get_int(o, "id", 0);
   j.type = parse_job_type(get_string(o, "type"));
   auto it = o.find("package");
-  if (it == o.end()) bad_field("package", "is missing");
-  const auto& po = as_obj(it->value(), "package");
-  j.package_name = get_string(po, "name");
-  j.package_version = get_string(po, "version");
+  if (it != o.end() && !it->value().is_null()) {
+    const auto& po = as_obj(it->value(), "package");
+    j.package_name = get_string(po, "name", needs_package(j.type));
+    j.package_version = get_string(po, "version", needs_package(j.type));
+  } else if (needs_package(j.type)) {
+    bad_field("package", "is missing");
+  }
+  if (auto c = o.find("collect"); c != o.end()) j.collect = collect_from_json(as_obj(c->value(), "collect"));
   j.destinations = get_string_array(o, "destinations");
   j.key_mode = get_string(o, "key_mode", false);
   j.created_by = get_string(o, "created_by", false);
@@ -401,7 +422,8 @@ bj::object to_json(const RoutedEntry& r) {
           {"created_at", r.job.created_at},
           {"cancel_requested", r.job.cancel_requested},
           {"schedule", to_json(r.job.schedule)},
-          {"split", to_json(r.job.split)}};
+          {"split", to_json(r.job.split)},
+          {"collect", to_json(r.job.collect)}};
 }
 
 RoutedEntry routed_entry_from_json(const bj::object& o) {
@@ -413,12 +435,15 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
   r.entry.state = parse_entry_state(get_string(o, "state"));
   r.entry.attempt = static_cast<std::int32_t>(get_int(o, "attempt", 1));
   r.job.type = parse_job_type(get_string(o, "type"));
-  auto it = o.find("package");
-  if (it == o.end()) bad_field("package", "is missing");
-  const auto& po = as_obj(it->value(), "package");
-  r.job.package_name = get_string(po, "name");
-  r.job.package_version = get_string(po, "version");
-  validate_package_identity(r.job.package_name, r.job.package_version);
+  if (needs_package(r.job.type)) {
+    auto it = o.find("package");
+    if (it == o.end()) bad_field("package", "is missing");
+    const auto& po = as_obj(it->value(), "package");
+    r.job.package_name = get_string(po, "name");
+    r.job.package_version = get_string(po, "version");
+    validate_package_identity(r.job.package_name, r.job.package_version);
+  }
+  if (auto c = o.find("collect"); c != o.end()) r.job.collect = collect_from_json(as_obj(c->value(), "collect"));
   r.job.created_at = get_int(o, "created_at", 0);
   if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
     r.job.cancel_requested = c->value().as_bool();

@@ -46,6 +46,8 @@ SplitSpec split_from_json(const bj::value& v);
 bj::object to_json(const TransferProgress& p);
 TransferProgress transfer_progress_from_json(const bj::object& o);
 
+bj::object to_json(const CollectSpec& c);
+CollectSpec collect_from_json(const bj::object& o);
 bj::object to_json(const Job& job);
 Job job_from_json(const bj::object& o);
 

@@ -15,8 +15,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <distrib/content/digest.h>
+#include <distrib/model/inventory.h>
+
 #include <arpa/inet.h>
 #include <atomic>
+#include <fnmatch.h>
+#include <glob.h>
 #include <condition_variable>
 #include <ifaddrs.h>
 #include <map>
@@ -63,6 +68,16 @@ struct Agent::Impl {
   std::int64_t next_seq = 1;
   // Entry id → state the manager last confirmed (from report results).
   std::map<std::int64_t, EntryState> confirmed;
+
+  // Inventory: collectors, and the thread that reports periodically and on change.
+  std::vector<std::unique_ptr<InventoryCollector>> platform;
+  std::vector<InventoryCollector*> collectors;
+  std::thread inventory_thread;
+  std::mutex inventory_mutex;
+  std::condition_variable inventory_cv;
+  bool inventory_poked = false;
+  std::atomic<bool> registered_once{false};
+  std::shared_ptr<HttpClient> inventory_client;  // the thread's current client (aborted on stop)
 
   stdfs::path outbox_dir() const { return settings.state_dir / "outbox"; }
   stdfs::path journal_dir() const {
@@ -212,6 +227,7 @@ struct Agent::Impl {
     stdfs::create_directories(journal_dir());
     confirmed.clear();
     registered = true;
+    registered_once = true;
     spdlog::info("registered with {} as {} ({})", parent_url, me.name, host_id);
     // ID groups from the configuration: joined at every registration (joining twice is a no-op).
     for (const auto& g : settings.id_groups) {
@@ -419,14 +435,37 @@ struct Agent::Impl {
   void process(const bj::object& item) {
     const auto entry_id = json::get_int(item, "entry_id");
     const auto attempt = static_cast<std::int32_t>(json::get_int(item, "attempt", 1));
+    if (auto s = journal_state(entry_id, attempt); s && is_final(*s)) return;  // re-delivered work
+    confirmed.erase(entry_id);  // a new attempt: what the server said of the last one is over
+    try {
+      const auto type_text = json::get_string(item, "type", false);
+      switch (type_text.empty() ? JobType::install : parse_job_type(type_text)) {
+        case JobType::install: return install(item, entry_id, attempt);
+        case JobType::get_system_info: return report_inventory_now(InventoryScope::system, entry_id, attempt);
+        case JobType::get_software_info: return report_inventory_now(InventoryScope::software, entry_id, attempt);
+        case JobType::collect_files: return collect_files(item, entry_id, attempt);
+        default: throw Error(ErrorKind::invalid_argument, "an agent does not run " + type_text + " jobs");
+      }
+    } catch (const EntryWithdrawn& w) {
+      write_journal(entry_id, attempt, w.state);
+      spdlog::info("entry {} was {} by the manager; stopped", entry_id, to_string(w.state));
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::unavailable) throw;  // transient: retried on the next poll
+      spdlog::error("entry {}: {}", entry_id, e.what());
+      try {
+        report(entry_id, attempt, EntryState::failed, e.what());
+      } catch (const EntryWithdrawn& w) {
+        write_journal(entry_id, attempt, w.state);
+      }
+    }
+  }
+
+  void install(const bj::object& item, std::int64_t entry_id, std::int32_t attempt) {
     const auto& pkg = item.at("package").as_object();
     const auto name = json::get_string(pkg, "name");
     const auto version = json::get_string(pkg, "version");
     const auto digest = json::get_string(pkg, "payload_digest", false);
-
-    if (auto s = journal_state(entry_id, attempt); s && is_final(*s)) return;  // re-delivered work
-    confirmed.erase(entry_id);  // a new attempt: what the server said of the last one is over
-    try {
+    {
       auto installed = load_installed();
       if (!digest.empty() && installed.contains(digest)) {
         report(entry_id, attempt, EntryState::succeeded, "already installed; nothing to do");
@@ -505,22 +544,293 @@ struct Agent::Impl {
                                                {"directory", target.string()},
                                                {"installed_at", fs::now_unix()}};
       fs::write_file_atomic(installed_file(), bj::serialize(installed));
+      poke_inventory();  // the software inventory changed
       report(entry_id, attempt, EntryState::succeeded, "installed in " + target.string(), exit_code, tail);
-    } catch (const EntryWithdrawn& w) {
-      write_journal(entry_id, attempt, w.state);
-      spdlog::info("entry {} was {} by the manager; stopped", entry_id, to_string(w.state));
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::unavailable) throw;  // transient: retried on the next poll
-      spdlog::error("entry {}: {}", entry_id, e.what());
+    }
+  }
+
+  // --- inventory ----------------------------------------------------------------------------
+
+  stdfs::path fields_file() const { return settings.state_dir / "inventory-fields.json"; }
+  stdfs::path inventory_state_file() const { return settings.state_dir / "inventory-state.json"; }
+
+  // User inventory values: the configured file, then what `set_user_inventory` stored. Values
+  // that do not fit the definitions last received are left out (and logged).
+  void add_user_items(InventoryItems& items) {
+    std::map<std::string, std::string> values;
+    auto read = [&](const stdfs::path& file) {
       try {
-        report(entry_id, attempt, EntryState::failed, e.what());
-      } catch (const EntryWithdrawn& w) {
-        write_journal(entry_id, attempt, w.state);
+        for (auto& [k, v] : parse_assignments(fs::read_file(file), file.string())) values[k] = v;
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::not_found) spdlog::warn("user inventory: {}", e.what());
+      }
+    };
+    if (!settings.user_inventory_file.empty()) read(settings.user_inventory_file);
+    read(settings.state_dir / "user-inventory");
+    const auto fields = cached_fields(settings.state_dir);
+    for (const auto& [k, v] : values) {
+      if (v.empty()) continue;
+      if (fields) {
+        auto f = std::find_if(fields->begin(), fields->end(), [&](const InventoryField& x) { return x.name == k; });
+        try {
+          if (f == fields->end()) throw Error(ErrorKind::invalid_argument, "no inventory field \"" + k + "\" is defined at the manager");
+          check_field_value(*f, v);
+        } catch (const Error& e) {
+          spdlog::warn("user inventory value left out: {}", e.what());
+          continue;
+        }
+      }
+      items["user." + k] = v;
+    }
+  }
+
+  // Field definitions the agent last received; nullopt when it never did.
+  static std::optional<std::vector<InventoryField>> cached_fields(const stdfs::path& state_dir) {
+    try {
+      auto o = json::parse_object(fs::read_file(state_dir / "inventory-fields.json"));
+      std::vector<InventoryField> out;
+      for (const auto& v : json::get_array(o, "fields")) {
+        const auto& f = v.as_object();
+        out.push_back({json::get_string(f, "name"), parse_inventory_field_type(json::get_string(f, "type")),
+                       json::get_string_array(f, "values", false), json::get_string(f, "description", false)});
+      }
+      return out;
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+
+  InventoryItems collect_inventory(InventoryScope scope) {
+    std::vector<std::string> errors;
+    auto items = run_collectors(collectors, scope, errors);
+    for (const auto& e : errors) spdlog::warn("inventory collector {}", e);
+    if (scope != InventoryScope::system) {
+      // Packages distrib installed: the newest install of each name.
+      std::map<std::string, std::pair<std::int64_t, std::string>> newest;
+      for (const auto& [digest, v] : load_installed()) {
+        if (!v.is_object()) continue;
+        const auto& o = v.as_object();
+        const auto name = json::get_string(o, "name", false);
+        const auto at = json::get_int(o, "installed_at", 0);
+        if (!name.empty() && (!newest.count(name) || newest[name].first <= at))
+          newest[name] = {at, json::get_string(o, "version", false)};
+      }
+      for (const auto& [name, v] : newest) items["software.distrib." + name] = v.second;
+    }
+    if (scope != InventoryScope::software) add_user_items(items);
+    std::erase_if(items, [](const auto& kv) {
+      try {
+        validate_inventory_key(kv.first);
+        return false;
+      } catch (const Error& e) {
+        spdlog::warn("inventory item left out: {}", e.what());
+        return true;
+      }
+    });
+    return items;
+  }
+
+  bj::object send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items) {
+    bj::object o;
+    for (const auto& [k, v] : items) o[k] = v;
+    auto res = call_parent(client, "POST", "/v1/agent/inventory",
+                           bj::object{{"host_id", host_id},
+                                      {"scope", std::string(to_string(scope))},
+                                      {"collected_at", fs::now_unix()},
+                                      {"items", std::move(o)}});
+    if (auto it = res.find("rejected"); it != res.end() && it->value().is_array())
+      for (const auto& v : it->value().as_array())
+        if (v.is_string()) spdlog::warn("inventory value refused by the manager: {}", std::string(v.as_string()));
+    return res;
+  }
+
+  void report_inventory_now(InventoryScope scope, std::int64_t entry_id, std::int32_t attempt) {
+    const auto items = collect_inventory(scope);
+    const auto res = send_inventory(*http, scope, items);
+    const auto changes = json::get_int(res, "changes", 0);
+    report(entry_id, attempt, EntryState::succeeded,
+           std::to_string(items.size()) + " " + std::string(to_string(scope)) + " item(s) reported" +
+               (json::get_bool(res, "first") ? " (first inventory)" : ", " + std::to_string(changes) + " changed"));
+  }
+
+  void poke_inventory() {
+    std::lock_guard lock(inventory_mutex);
+    inventory_poked = true;
+    inventory_cv.notify_all();
+  }
+
+  // One periodic check: fetch the field definitions, collect everything, send when something
+  // changed since the last report the parent stored, or when the periodic report is due. A
+  // report owed (a failed send) survives restarts in the state file.
+  void inventory_check() {
+    auto cs = link->client_settings(link->current());
+    auto client = std::make_shared<HttpClient>(cs);
+    client->set_timeout(60);
+    {
+      std::lock_guard lock(inventory_mutex);
+      inventory_client = client;
+    }
+    try {
+      auto fields = call_parent(*client, "GET", "/v1/agent/inventory-fields", nullptr);
+      fs::write_file_atomic(fields_file(), bj::serialize(fields));
+    } catch (const Error& e) {
+      spdlog::debug("inventory field definitions not refreshed: {}", e.what());
+    }
+    const auto items = collect_inventory(InventoryScope::full);
+    const auto digest = inventory_digest(items);
+    bj::object st;
+    try {
+      st = json::parse_object(fs::read_file(inventory_state_file()));
+    } catch (const Error&) {
+    }
+    const auto now = fs::now_unix();
+    const bool owed = json::get_bool(st, "owed");
+    const bool changed = json::get_string(st, "digest", false) != digest;
+    const bool periodic = settings.inventory_interval_seconds > 0 &&
+                          now - json::get_int(st, "sent_at", 0) >= settings.inventory_interval_seconds;
+    if (!owed && !changed && !periodic) return;
+    st["owed"] = true;
+    fs::write_file_atomic(inventory_state_file(), bj::serialize(st));
+    const auto res = send_inventory(*client, InventoryScope::full, items);
+    fs::write_file_atomic(inventory_state_file(),
+                          bj::serialize(bj::object{{"digest", digest}, {"sent_at", now}, {"owed", false}}));
+    spdlog::info("inventory reported: {} items ({}), {} change(s) at the manager", items.size(),
+                 changed ? "changed" : (owed ? "owed" : "periodic"), json::get_int(res, "changes", 0));
+  }
+
+  void inventory_loop() {
+    bool failed = false;
+    bool first = true;
+    while (!stopping) {
+      {
+        std::unique_lock lock(inventory_mutex);
+        const int wait = first ? 0 : failed ? std::min(settings.inventory_check_seconds, 10) : settings.inventory_check_seconds;
+        inventory_cv.wait_for(lock, std::chrono::seconds(wait), [&] { return stopping.load() || inventory_poked; });
+        inventory_poked = false;
+      }
+      if (stopping) break;
+      if (!registered_once) {
+        sleep_ms(500);
+        continue;
+      }
+      first = false;
+      try {
+        inventory_check();
+        failed = false;
+      } catch (const std::exception& e) {
+        if (stopping) break;
+        failed = true;
+        spdlog::warn("inventory report kept for later: {}", e.what());
       }
     }
   }
 
+  // --- remote collection --------------------------------------------------------------------
+
+  bool collect_allowed(const stdfs::path& canonical) const {
+    const auto text = canonical.string();
+    for (const auto& a : settings.collect_allow) {
+      if (a.find_first_of("*?[") != std::string::npos) {
+        if (::fnmatch(a.c_str(), text.c_str(), FNM_PATHNAME) == 0) return true;
+        continue;
+      }
+      std::error_code ec;
+      auto base = stdfs::weakly_canonical(a, ec).string();
+      if (ec) continue;
+      while (base.size() > 1 && base.back() == '/') base.pop_back();
+      if (text == base || text.starts_with(base == "/" ? base : base + "/")) return true;
+    }
+    return false;
+  }
+
+  void collect_files(const bj::object& item, std::int64_t entry_id, std::int32_t attempt) {
+    const auto job_id = json::get_int(item, "job_id");
+    auto it = item.find("collect");
+    if (it == item.end() || !it->value().is_object())
+      throw Error(ErrorKind::invalid_argument, "collect-files work arrived without the paths to collect");
+    const auto spec = json::collect_from_json(it->value().as_object());
+    std::string allow_list;
+    for (const auto& a : settings.collect_allow) allow_list += (allow_list.empty() ? "" : ", ") + a;
+    if (settings.collect_allow.empty())
+      throw Error(ErrorKind::forbidden, "this agent collects no files: its configuration allows none (--collect-allow DIR)");
+    // Everything is checked before anything is sent: a refused path fails the entry whole.
+    std::vector<std::pair<std::string, std::uint64_t>> files;
+    std::set<std::string> seen;
+    std::vector<std::string> problems, unmatched;
+    std::uint64_t total = 0;
+    auto consider = [&](const stdfs::path& p) {
+      std::error_code ec;
+      const auto canon = stdfs::canonical(p, ec);
+      if (ec) return problems.push_back(p.string() + ": " + ec.message());
+      if (!collect_allowed(canon))
+        return problems.push_back(p.string() + " is outside this agent's collection allowlist (" + allow_list + ")");
+      if (!stdfs::is_regular_file(canon, ec) || !seen.insert(canon.string()).second) return;
+      const auto size = stdfs::file_size(canon, ec);
+      if (ec) return problems.push_back(canon.string() + ": " + ec.message());
+      if (size > spec.max_file_bytes)
+        return problems.push_back(canon.string() + " is " + format_byte_size(size) + ", over the per-file limit of " +
+                                  format_byte_size(spec.max_file_bytes));
+      total += size;
+      files.emplace_back(canon.string(), size);
+    };
+    for (const auto& pattern : spec.paths) {
+      glob_t g{};
+      const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
+      if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) unmatched.push_back(pattern);
+      for (std::size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) {
+        const stdfs::path match = g.gl_pathv[i];
+        std::error_code ec;
+        if (stdfs::is_directory(match, ec)) {
+          const auto canon = stdfs::canonical(match, ec);
+          if (!ec && !collect_allowed(canon)) {
+            problems.push_back(match.string() + " is outside this agent's collection allowlist (" + allow_list + ")");
+            continue;
+          }
+          for (auto d = stdfs::recursive_directory_iterator(match, stdfs::directory_options::skip_permission_denied, ec);
+               !ec && d != stdfs::recursive_directory_iterator(); d.increment(ec))
+            if (d->is_regular_file(ec)) consider(d->path());
+        } else {
+          consider(match);
+        }
+      }
+      ::globfree(&g);
+    }
+    if (total > spec.max_total_bytes)
+      problems.push_back("the files add up to " + format_byte_size(total) + ", over the per-host limit of " +
+                         format_byte_size(spec.max_total_bytes));
+    if (!problems.empty()) {
+      std::string all;
+      for (const auto& x : problems) all += (all.empty() ? "" : "; ") + x;
+      throw Error(ErrorKind::forbidden, "nothing collected: " + all);
+    }
+    if (files.empty()) {
+      std::string all;
+      for (const auto& x : unmatched) all += (all.empty() ? "" : ", ") + x;
+      throw Error(ErrorKind::not_found, "nothing collected: no file matches " + all);
+    }
+    report(entry_id, attempt, EntryState::transferring, std::to_string(files.size()) + " file(s) to send");
+    std::uint64_t sent = 0;
+    for (const auto& [path, size] : files) {
+      const auto data = fs::read_file(path);
+      if (data.size() > spec.max_file_bytes)
+        throw Error(ErrorKind::forbidden, "nothing more collected: " + path + " grew to " + format_byte_size(data.size()) +
+                                              ", over the per-file limit of " + format_byte_size(spec.max_file_bytes));
+      auto res = http->request("POST",
+                               "/v1/agent/collect?host_id=" + host_id + "&job_id=" + std::to_string(job_id) +
+                                   "&path=" + url_encode(path) + "&sha256=" + sha256_hex(data),
+                               data, "application/octet-stream");
+      if (res.status == 400 || res.status == 403 || res.status == 422)
+        throw Error(ErrorKind::invalid_argument, json::error_message(res.body, res.status));
+      require_ok(res, "upload of " + path);
+      sent += data.size();
+    }
+    report(entry_id, attempt, EntryState::succeeded,
+           std::to_string(files.size()) + " file(s), " + format_byte_size(sent) + " collected" +
+               (unmatched.empty() ? "" : " (no match for " + std::to_string(unmatched.size()) + " pattern(s))"));
+  }
+
   void run() {
+    if (settings.inventory_check_seconds > 0) inventory_thread = std::thread([this] { inventory_loop(); });
     while (!stopping) {
       try {
         if (link->maybe_return_to_primary()) registered = false;
@@ -551,6 +861,7 @@ struct Agent::Impl {
       flush_outbox();
     } catch (...) {
     }
+    if (inventory_thread.joinable()) inventory_thread.join();
   }
 
   // Processes work items in order; returns whether any was new.
@@ -609,6 +920,10 @@ Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>()) {
   fs::ensure_writable_dir(i.outbox_dir(), "outbox directory");
   fs::ensure_writable_dir(s.state_dir / "entries", "entry journal directory");
   i.chunks = std::make_unique<ChunkStore>(s.state_dir / "chunks");
+  i.platform = platform_collectors();
+  for (const auto& c : i.platform) i.collectors.push_back(c.get());
+  for (const auto& c : s.collectors)
+    if (c) i.collectors.push_back(c.get());
 
   i.host_id = fs::load_or_create_host_id(s.state_dir / "host-id");
   try {
@@ -654,6 +969,38 @@ void Agent::stop() {
   impl_->stopping = true;
   impl_->sleep_cv.notify_all();
   impl_->clients->abort();
+  std::lock_guard lock(impl_->inventory_mutex);
+  impl_->inventory_cv.notify_all();
+  if (impl_->inventory_client) impl_->inventory_client->abort();
+}
+
+void Agent::set_user_inventory(const std::filesystem::path& state_dir, const std::map<std::string, std::string>& values) {
+  const auto fields = Impl::cached_fields(state_dir);
+  for (const auto& [k, v] : values) {
+    validate_group_name(k, "inventory field");
+    if (v.empty() || !fields) continue;
+    auto f = std::find_if(fields->begin(), fields->end(), [&](const InventoryField& x) { return x.name == k; });
+    if (f == fields->end())
+      throw Error(ErrorKind::invalid_argument, "no inventory field \"" + k + "\" is defined at the manager (distribctl inventory field add " + k + ")");
+    check_field_value(*f, v);
+  }
+  const auto file = state_dir / "user-inventory";
+  std::map<std::string, std::string> all;
+  try {
+    all = parse_assignments(fs::read_file(file), file.string());
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::not_found) throw;
+  }
+  for (const auto& [k, v] : values) {
+    if (v.empty()) all.erase(k);
+    else all[k] = v;
+  }
+  std::string text = "# user inventory values (distribd --set-inventory NAME=VALUE)\n";
+  for (const auto& [k, v] : all) {
+    if (v.find('\n') != std::string::npos) throw Error(ErrorKind::invalid_argument, "value of " + k + " spans several lines");
+    text += k + "=" + v + "\n";
+  }
+  fs::write_file_atomic(file, text);
 }
 
 }  // namespace distrib

@@ -16,6 +16,10 @@
 #include "util/timer_queue.h"
 #include "util/random.h"
 
+#include <distrib/content/digest.h>
+#include <distrib/model/inventory.h>
+#include <distrib/model/units.h>
+
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
@@ -157,8 +161,11 @@ struct Manager::Impl {
   std::condition_variable sched_cv;
   bool sched_poked = false;
   bool sched_stopping = false;
-  std::unique_ptr<ClientSet> join_clients;  // relay: joins forwarded to the parent
+  std::unique_ptr<ClientSet> join_clients;  // relay: joins, inventory and uploads forwarded to the parent
   std::mutex join_mutex;
+  // Inventory field definitions (user inventory), read from the store on first use.
+  std::mutex fields_mutex;
+  std::optional<std::vector<InventoryField>> fields_cache;
 
   bool is_relay() const noexcept { return !settings.parents.empty(); }
 
@@ -342,22 +349,25 @@ struct Manager::Impl {
     bj::array work;
     std::map<std::pair<std::string, std::string>, std::string> digests;  // one lookup per package
     for (const auto& [e, job] : entries) {
-      auto key = std::make_pair(job.package_name, job.package_version);
-      if (!digests.count(key)) {
-        auto m = store->find_package(job.package_name, job.package_version);
-        digests[key] = m ? m->payload_digest : "";
+      bj::object item{{"entry_id", e.id},
+                      {"job_id", e.job_id},
+                      {"attempt", e.attempt},
+                      {"state", std::string(to_string(e.state))},
+                      {"type", std::string(to_string(job.type))},
+                      {"timing", std::string(to_string(job.schedule.timing))}};
+      if (needs_package(job.type)) {
+        auto key = std::make_pair(job.package_name, job.package_version);
+        if (!digests.count(key)) {
+          auto m = store->find_package(job.package_name, job.package_version);
+          digests[key] = m ? m->payload_digest : "";
+        }
+        item["split"] = json::to_json(hop_split(job.split, settings.split_max));
+        item["package"] = bj::object{{"name", job.package_name},
+                                     {"version", job.package_version},
+                                     {"payload_digest", digests[key]}};
       }
-      work.push_back(bj::object{
-          {"entry_id", e.id},
-          {"job_id", e.job_id},
-          {"attempt", e.attempt},
-          {"state", std::string(to_string(e.state))},
-          {"type", std::string(to_string(job.type))},
-          {"timing", std::string(to_string(job.schedule.timing))},
-          {"split", json::to_json(hop_split(job.split, settings.split_max))},
-          {"package", bj::object{{"name", job.package_name},
-                                 {"version", job.package_version},
-                                 {"payload_digest", digests[key]}}}});
+      if (job.type == JobType::collect_files) item["collect"] = json::to_json(job.collect);
+      work.push_back(std::move(item));
     }
     // Entries of the subtree below a relay that it has not stored yet (none for an agent).
     bj::array routed;
@@ -552,6 +562,7 @@ struct Manager::Impl {
     if (area == "transfers") return transfer_route(std::move(req), r, p);
     if (area == "groups") return group_route(std::move(req), r, p);
     if (area == "id-groups") return id_group_route(std::move(req), r, p);
+    if (area == "inventory") return inventory_route(std::move(req), r, p);
     no_route(req);
   }
 
@@ -677,6 +688,12 @@ struct Manager::Impl {
                                              {"split", json::to_json(hop_split(t->split, settings.split_max))}});
       });
     }
+    if (p[2] == "inventory" && req.method == "POST") return agent_inventory(std::move(req), r);
+    if (p[2] == "inventory-fields" && req.method == "GET") {
+      if (is_relay()) return forward_up(std::move(req), r, req.target);
+      return blocking(std::move(r), [this] { return json_response(200, fields_json(store->list_inventory_fields())); });
+    }
+    if (p[2] == "collect" && req.method == "POST") return agent_collect(std::move(req), r);
     if (p[2] == "report" && req.method == "POST") {
       require_json(req);
       auto body = json::parse_object(req.body);
@@ -1225,7 +1242,7 @@ struct Manager::Impl {
     const auto all = store->list_hosts();
     std::map<std::string, const Host*> by_id;
     for (const auto& h : all) by_id[h.host_id] = &h;
-    const bool install = job.type == JobType::install;
+    const bool install = targets_agents(job.type);
     auto fits = [&](const Host& h) { return h.approved && (h.role == HostRole::relay) != install; };
     Expansion out;
     std::set<std::string> seen;
@@ -1241,6 +1258,7 @@ struct Manager::Impl {
           unknown.push_back(d + " (no such host group)");
           continue;
         }
+        if (!g->query.empty()) g->members = hosts_matching(parse_inventory_query(g->query));
         for (const auto& id : g->members) {
           auto it = by_id.find(id);
           if (it != by_id.end() && fits(*it->second)) add(id);
@@ -1300,7 +1318,8 @@ struct Manager::Impl {
         const auto& h = *by_id.at(id);
         const bool relay = h.role == HostRole::relay;
         if (install && relay)
-          throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is a relay; install jobs go to agents (use transfer-to-relay to pre-stage a package on a relay); no job was created");
+          throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is a relay; " + std::string(to_string(job.type)) +
+                                                       " jobs go to agents (use transfer-to-relay to pre-stage a package on a relay); no job was created");
         if (!install && !relay)
           throw Error(ErrorKind::invalid_argument, "\"" + h.name + "\" is not a relay; " +
                                                        std::string(to_string(job.type)) + " jobs go to relays; no job was created");
@@ -1360,10 +1379,16 @@ struct Manager::Impl {
         throw Error(ErrorKind::invalid_argument, "a job needs at least one destination; no job was created");
       validate_schedule(job.schedule, fs::now_unix());
       validate_rollout(job.rollout);
-      if (job.type != JobType::install && (job.schedule.timing == InstallTiming::at_start ||
-                                           job.schedule.timing == InstallTiming::at_stop))
-        throw Error(ErrorKind::invalid_argument, "install timing " + std::string(to_string(job.schedule.timing)) +
-                                                     " applies to install jobs only; no job was created");
+      if (!targets_agents(job.type) && (job.schedule.timing == InstallTiming::at_start ||
+                                        job.schedule.timing == InstallTiming::at_stop))
+        throw Error(ErrorKind::invalid_argument, "timing " + std::string(to_string(job.schedule.timing)) +
+                                                     " applies to jobs for agents only; no job was created");
+      if (!needs_package(job.type)) {
+        job.package_name.clear();
+        job.package_version.clear();
+        job.split = {};
+      }
+      if (job.type == JobType::collect_files) validate_collect(job.collect);
       job.key_mode = std::string(to_string(settings.key_mode));
       job.created_by = req.remote_address;
       job.id = 0;
@@ -1371,8 +1396,10 @@ struct Manager::Impl {
       job.id_groups.clear();
       return blocking(std::move(r), [this, job]() mutable {
         // A relay's own jobs use packages of its parent: the manifest is fetched on demand.
-        const auto package = is_relay() ? ensure_manifest(job.package_name, job.package_version)
-                                        : store->find_package(job.package_name, job.package_version);
+        const bool wants_package = needs_package(job.type);
+        const auto package = !wants_package ? std::optional<Manifest>(Manifest{})
+                             : is_relay()   ? ensure_manifest(job.package_name, job.package_version)
+                                            : store->find_package(job.package_name, job.package_version);
         if (!package)
           throw Error(ErrorKind::not_found, "package \"" + job.package_name + "\" " +
                                                 job.package_version + " does not exist; no job was created");
@@ -1447,6 +1474,32 @@ struct Manager::Impl {
             out["waves"] = std::move(waves);
           }
           return json_response(200, out);
+        });
+      }
+      if (p.size() == 4 && p[3] == "files" && req.method == "GET") {
+        return blocking(std::move(r), [this, id] {
+          if (!store->find_job(id)) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
+          bj::array arr;
+          for (const auto& f : store->collected_files(id))
+            arr.push_back(bj::object{{"host_id", f.host_id}, {"host_name", f.host_name}, {"path", f.path},
+                                     {"size", f.size}, {"sha256", f.sha256}, {"stored_at", f.stored_at}});
+          return json_response(200, bj::object{{"job_id", id}, {"files", std::move(arr)}});
+        });
+      }
+      if (p.size() == 5 && p[3] == "files" && req.method == "GET") {
+        const auto host = p[4];
+        const auto path = req.query["path"];
+        return blocking(std::move(r), [this, id, host, path] {
+          for (const auto& f : store->collected_files(id))
+            if (f.host_id == host && f.path == path) {
+              HttpResponse res;
+              res.status = 200;
+              res.content_type = "application/octet-stream";
+              res.file_path = collected_path(id, host, path).string();
+              res.headers.emplace_back("X-Distrib-Sha256", f.sha256);
+              return res;
+            }
+          throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " has no file " + path + " from host " + host);
         });
       }
       if (p.size() == 4 && p[3] == "retry" && req.method == "POST") {
@@ -1572,12 +1625,333 @@ struct Manager::Impl {
     });
   }
 
+  // --- inventory --------------------------------------------------------------------------
+
+  // Stored values of a query or display field; '*' and '?' stand for any part of a key.
+  std::vector<InventoryValue> values_of(const std::string& field) {
+    const auto wild = field.find_first_of("*?");
+    if (wild == std::string::npos) return store->inventory_values(field, false);
+    auto values = store->inventory_values(field.substr(0, wild), true);
+    std::erase_if(values, [&](const InventoryValue& v) { return !glob_matches(field, v.key); });
+    return values;
+  }
+
+  // Hosts whose latest inventory satisfies every condition (all inventoried hosts for none).
+  std::vector<std::string> hosts_matching(const InventoryQuery& q) {
+    const auto all = store->inventoried_hosts();
+    std::set<std::string> result(all.begin(), all.end());
+    for (const auto& c : q.conditions) {
+      std::set<std::string> have, ok;
+      for (const auto& v : values_of(c.field)) {
+        have.insert(v.host_id);
+        if (condition_holds(c, v.value)) ok.insert(v.host_id);
+      }
+      std::set<std::string> next;
+      for (const auto& h : result)
+        if (c.op == InventoryCondition::Op::missing ? !have.count(h) : ok.count(h) > 0) next.insert(h);
+      result = std::move(next);
+    }
+    return {result.begin(), result.end()};
+  }
+
+  static bj::object fields_json(const std::vector<InventoryField>& fields) {
+    bj::array arr;
+    for (const auto& f : fields) {
+      bj::array values;
+      for (const auto& v : f.allowed) values.emplace_back(v);
+      arr.push_back(bj::object{{"name", f.name}, {"type", std::string(to_string(f.type))},
+                               {"values", std::move(values)}, {"description", f.description}});
+    }
+    return bj::object{{"fields", std::move(arr)}};
+  }
+
+  std::vector<InventoryField> inventory_fields() {
+    std::lock_guard lock(fields_mutex);
+    if (!fields_cache) fields_cache = store->list_inventory_fields();
+    return *fields_cache;
+  }
+
+  // At a relay: passes an agent's request to the parent (at `target`) and its answer back down.
+  HttpResponse forward_request(const HttpRequest& req, const std::string& target) {
+    std::lock_guard lock(join_mutex);
+    const auto url = link->current();
+    auto& c = join_clients->get(url);
+    c.set_timeout(120);
+    try {
+      return c.request(req.method, target, req.body, req.content_type.empty() ? "application/json" : req.content_type);
+    } catch (const Error& e) {
+      throw Error(ErrorKind::unavailable, "the parent " + url + " cannot be reached (" + e.what() + "); try again later");
+    }
+  }
+
+  void forward_up(HttpRequest&& req, Responder& r, std::string target) {
+    auto shared = std::make_shared<HttpRequest>(std::move(req));
+    return blocking(std::move(r), [this, shared, target] { return forward_request(*shared, target); });
+  }
+
+  // POST /v1/agent/inventory {host_id, scope, collected_at, items: {key: value}}
+  void agent_inventory(HttpRequest&& req, Responder& r) {
+    require_json(req);
+    if (is_relay()) return forward_up(std::move(req), r, req.target);
+    auto body = json::parse_object(req.body);
+    InventoryReport rep;
+    rep.host_id = json::get_string(body, "host_id");
+    if (!is_valid_host_id(rep.host_id)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
+    const auto scope = json::get_string(body, "scope", false);
+    rep.scope = parse_inventory_scope(scope.empty() ? "full" : scope);
+    rep.collected_at = json::get_int(body, "collected_at", 0);
+    auto it = body.find("items");
+    if (it == body.end() || !it->value().is_object())
+      throw Error(ErrorKind::invalid_argument, "items must be an object of \"key\": \"value\" pairs");
+    const auto& items = it->value().as_object();
+    if (items.size() > 200000) throw Error(ErrorKind::invalid_argument, "an inventory report holds at most 200000 items");
+    for (const auto& kv : items) {
+      const std::string key(kv.key());
+      validate_inventory_key(key);
+      if (!in_scope(rep.scope, key))
+        throw Error(ErrorKind::invalid_argument, "item \"" + key + "\" is outside the report's scope " + scope);
+      if (!kv.value().is_string()) throw Error(ErrorKind::invalid_argument, "item \"" + key + "\" must be a string");
+      const auto& v = kv.value().as_string();
+      if (v.size() > 65536) throw Error(ErrorKind::invalid_argument, "item \"" + key + "\" is longer than 64 KiB");
+      rep.items.emplace(key, std::string(v));
+    }
+    return blocking(std::move(r), [this, rep]() mutable {
+      // User inventory: only fields the administrator defined, with values that fit them.
+      bj::array rejected;
+      if (auto u = rep.items.lower_bound("user."); u != rep.items.end() && u->first.starts_with("user.")) {
+        const auto fields = inventory_fields();
+        for (auto i = u; i != rep.items.end() && i->first.starts_with("user.");) {
+          const auto name = i->first.substr(5);
+          auto f = std::find_if(fields.begin(), fields.end(), [&](const InventoryField& x) { return x.name == name; });
+          std::string why;
+          if (f == fields.end()) why = "no inventory field \"" + name + "\" is defined (distribctl inventory field add)";
+          else try {
+              check_field_value(*f, i->second);
+            } catch (const Error& e) {
+              why = e.what();
+            }
+          if (why.empty()) {
+            ++i;
+            continue;
+          }
+          rejected.emplace_back(why);
+          i = rep.items.erase(i);
+        }
+      }
+      const auto res = store->ingest_inventory(rep, fs::now_unix());
+      if (res.first || !res.changes.empty())
+        spdlog::info("inventory of host {}: {}", rep.host_id,
+                     res.first ? std::to_string(res.items) + " items (first report)"
+                               : std::to_string(res.changes.size()) + " change(s)");
+      return json_response(200, bj::object{{"items", res.items},
+                                           {"changes", res.changes.size()},
+                                           {"first", res.first},
+                                           {"unchanged", res.unchanged},
+                                           {"rejected", std::move(rejected)}});
+    });
+  }
+
+  std::filesystem::path collected_path(std::int64_t job, const std::string& host, const std::string& path) const {
+    return settings.state_dir / "collected" / std::to_string(job) / host / std::filesystem::path(path).relative_path();
+  }
+
+  static void validate_collected_path(const std::string& path) {
+    const bool control = std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+    if (path.empty() || path.front() != '/' || path.size() > 1024 || control || path.find("/../") != std::string::npos ||
+        path.ends_with("/..") || path.find("/./") != std::string::npos || path.ends_with("/"))
+      throw Error(ErrorKind::invalid_argument, "collected file path \"" + path.substr(0, 200) +
+                                                   "\" is not a plain absolute path");
+  }
+
+  // POST /v1/agent/collect?host_id=&job_id=&path=&sha256= with the file's bytes as the body.
+  void agent_collect(HttpRequest&& req, Responder& r) {
+    const auto host_id = req.query["host_id"];
+    if (!is_valid_host_id(host_id)) throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
+    std::int64_t job_id = 0;
+    try {
+      job_id = std::stoll(req.query["job_id"]);
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::invalid_argument, "query parameter job_id must be a number");
+    }
+    const auto path = req.query["path"];
+    validate_collected_path(path);
+    const auto sha = req.query["sha256"];
+    if (is_relay()) {
+      auto shared = std::make_shared<HttpRequest>(std::move(req));
+      return blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
+        auto job = store->find_job(job_id);
+        if (!job || job->upstream_id == 0)
+          throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " did not come from this relay's parent");
+        return forward_request(*shared, "/v1/agent/collect?host_id=" + host_id + "&job_id=" +
+                                            std::to_string(job->upstream_id) + "&path=" + url_encode(path) +
+                                            "&sha256=" + url_encode(sha));
+      });
+    }
+    auto shared = std::make_shared<HttpRequest>(std::move(req));
+    return blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
+      const auto& data = shared->body;
+      auto job = store->find_job(job_id);
+      if (!job || job->type != JobType::collect_files)
+        throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " is not a collect-files job");
+      const auto open = store->open_entries_for_host(host_id);
+      if (std::none_of(open.begin(), open.end(), [&](const JobEntry& e) { return e.job_id == job_id; }))
+        throw Error(ErrorKind::conflict, "host " + host_id + " has no open entry in job " + std::to_string(job_id));
+      if (data.size() > job->collect.max_file_bytes)
+        throw Error(ErrorKind::invalid_argument, "file " + path + " is " + format_byte_size(data.size()) +
+                                                     ", over the job's per-file limit of " +
+                                                     format_byte_size(job->collect.max_file_bytes));
+      std::uint64_t total = data.size();
+      for (const auto& f : store->collected_files(job_id))
+        if (f.host_id == host_id && f.path != path) total += static_cast<std::uint64_t>(f.size);
+      if (total > job->collect.max_total_bytes)
+        throw Error(ErrorKind::invalid_argument, "files from host " + host_id + " would reach " + format_byte_size(total) +
+                                                     ", over the job's per-host limit of " +
+                                                     format_byte_size(job->collect.max_total_bytes));
+      const auto digest = sha256_hex(data);
+      if (!sha.empty() && sha != digest)
+        throw Error(ErrorKind::integrity, "file " + path + " arrived damaged (SHA-256 differs from the sender's); send it again");
+      const auto target = collected_path(job_id, host_id, path);
+      std::filesystem::create_directories(target.parent_path());
+      fs::write_file_atomic(target, data);
+      CollectedFile f;
+      f.job_id = job_id;
+      f.host_id = host_id;
+      f.path = path;
+      f.size = static_cast<std::int64_t>(data.size());
+      f.sha256 = digest;
+      store->record_collected_file(f);
+      return json_response(200, bj::object{{"path", path}, {"size", f.size}, {"sha256", digest}});
+    });
+  }
+
+  static std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+      auto comma = text.find(',', start);
+      if (comma == std::string::npos) comma = text.size();
+      auto part = trim(text.substr(start, comma - start));
+      if (!part.empty()) out.push_back(part);
+      start = comma + 1;
+    }
+    return out;
+  }
+
+  // Admin: /v1/inventory?query=&fields=, /v1/inventory/hosts/KEY[/history], /v1/inventory/fields[/NAME]
+  void inventory_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
+    const auto& m = req.method;
+    if (p.size() == 2 && m == "GET") {
+      InventoryQuery q;
+      if (const auto text = req.query["query"]; !text.empty()) q = parse_inventory_query(text);
+      const auto fields = split_list(req.query["fields"]);
+      for (const auto& f : fields)
+        if (!(f.starts_with("system.") || f.starts_with("software.") || f.starts_with("user.")))
+          throw Error(ErrorKind::invalid_argument, "field \"" + f + "\" is not under system., software. or user.");
+      return blocking(std::move(r), [this, q, fields] {
+        const auto ids = hosts_matching(q);
+        std::map<std::string, std::map<std::string, std::string>> shown;  // host → key → value
+        const std::set<std::string> wanted(ids.begin(), ids.end());
+        std::vector<std::string> columns = fields;
+        if (columns.empty())
+          for (const auto& c : q.conditions) columns.push_back(c.field);
+        for (const auto& f : columns)
+          for (auto& v : values_of(f))
+            if (wanted.count(v.host_id)) shown[v.host_id][v.key] = std::move(v.value);
+        std::map<std::string, std::string> names;
+        for (const auto& h : store->list_hosts()) names[h.host_id] = h.name;
+        std::vector<std::string> order = ids;
+        std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) { return names[a] < names[b]; });
+        bj::array hosts;
+        for (const auto& id : order) {
+          bj::object items;
+          for (const auto& [k, v] : shown[id]) items[k] = v;
+          hosts.push_back(bj::object{{"host_id", id}, {"name", names[id]}, {"items", std::move(items)}});
+        }
+        bj::array cols;
+        for (const auto& c : columns) cols.emplace_back(c);
+        return json_response(200, bj::object{{"query", to_string(q)}, {"count", order.size()}, {"fields", std::move(cols)},
+                                             {"hosts", std::move(hosts)}});
+      });
+    }
+    if (p.size() == 3 && p[2] == "fields" && m == "GET")
+      return blocking(std::move(r), [this] { return json_response(200, fields_json(store->list_inventory_fields())); });
+    if (p.size() == 3 && p[2] == "fields" && m == "POST") {
+      require_json(req);
+      auto body = json::parse_object(req.body);
+      InventoryField f;
+      f.name = json::get_string(body, "name");
+      const auto type = json::get_string(body, "type", false);
+      f.type = parse_inventory_field_type(type.empty() ? "text" : type);
+      f.allowed = optional_strings(body, "values");
+      f.description = json::get_string(body, "description", false);
+      validate_inventory_field(f);
+      return blocking(std::move(r), [this, f] {
+        store->put_inventory_field(f);
+        {
+          std::lock_guard lock(fields_mutex);
+          fields_cache.reset();
+        }
+        spdlog::info("inventory field {} ({}) defined", f.name, to_string(f.type));
+        return json_response(201, fields_json({f}));
+      });
+    }
+    if (p.size() == 4 && p[2] == "fields" && m == "DELETE") {
+      const auto name = p[3];
+      return blocking(std::move(r), [this, name] {
+        if (!store->delete_inventory_field(name))
+          throw Error(ErrorKind::not_found, "inventory field \"" + name + "\" does not exist");
+        std::lock_guard lock(fields_mutex);
+        fields_cache.reset();
+        return json_response(200, bj::object{{"deleted", name}});
+      });
+    }
+    if ((p.size() == 4 || (p.size() == 5 && p[4] == "history")) && p[2] == "hosts" && m == "GET") {
+      const auto key = p[3];
+      const bool history = p.size() == 5;
+      int limit = 200;
+      if (auto it = req.query.find("limit"); it != req.query.end()) {
+        try {
+          limit = std::clamp(std::stoi(it->second), 1, 100000);
+        } catch (const std::exception&) {
+          throw Error(ErrorKind::invalid_argument, "query parameter limit must be a number");
+        }
+      }
+      return blocking(std::move(r), [this, key, history, limit] {
+        const auto all = store->list_hosts();
+        const auto id = resolve_host_keys({key}, "no inventory shown", all).front();
+        std::string name;
+        for (const auto& h : all)
+          if (h.host_id == id) name = h.name;
+        bj::object out{{"host_id", id}, {"name", name}};
+        if (history) {
+          bj::array arr;
+          for (const auto& c : store->inventory_history(id, limit))
+            arr.push_back(bj::object{{"at", c.at}, {"change", std::string(to_string(c.kind))}, {"key", c.key},
+                                     {"old", c.old_value}, {"new", c.new_value}});
+          out["history"] = std::move(arr);
+          return json_response(200, out);
+        }
+        auto inv = store->find_inventory(id);
+        if (!inv)
+          throw Error(ErrorKind::not_found, "host " + name + " has not reported an inventory yet (create a get-system-info job, or wait for its periodic report)");
+        bj::object items;
+        for (const auto& [k, v] : inv->items) items[k] = v;
+        out["collected_at"] = inv->collected_at;
+        out["reported_at"] = inv->reported_at;
+        out["items"] = std::move(items);
+        return json_response(200, out);
+      });
+    }
+    no_route(req);
+  }
+
   void group_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
     const auto& m = req.method;
     if (p.size() == 2 && m == "GET") {
       return blocking(std::move(r), [this] {
         bj::array arr;
-        for (const auto& g : store->list_host_groups()) {
+        for (auto& g : store->list_host_groups()) {
+          if (!g.query.empty()) g.members = hosts_matching(parse_inventory_query(g.query));
           auto o = json::to_json(g);
           o["hosts"] = host_refs(g.members);
           arr.push_back(std::move(o));
@@ -1592,11 +1966,19 @@ struct Manager::Impl {
       g.name = json::get_string(body, "name");
       validate_group_name(g.name, "host group");
       g.description = json::get_string(body, "description", false);
+      g.query = json::get_string(body, "query", false);
       auto keys = optional_strings(body, "hosts");
+      if (!g.query.empty()) {
+        if (!keys.empty())
+          throw Error(ErrorKind::invalid_argument, "a host group has either members or a query, not both; the host group was not created");
+        g.query = to_string(parse_inventory_query(g.query));  // refused here when malformed
+      }
       return blocking(std::move(r), [this, g, keys]() mutable {
         g.members = resolve_host_keys(keys, "the host group was not created");
         store->create_host_group(g);
-        spdlog::info("host group {} created with {} host(s)", g.name, g.members.size());
+        if (!g.query.empty()) g.members = hosts_matching(parse_inventory_query(g.query));
+        spdlog::info("host group {} created with {} host(s){}", g.name, g.members.size(),
+                     g.query.empty() ? "" : " matching " + g.query);
         return json_response(201, json::to_json(g));
       });
     }
@@ -1606,6 +1988,7 @@ struct Manager::Impl {
       return blocking(std::move(r), [this, name] {
         auto g = store->find_host_group(name);
         if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+        if (!g->query.empty()) g->members = hosts_matching(parse_inventory_query(g->query));
         auto o = json::to_json(*g);
         o["hosts"] = host_refs(g->members);
         return json_response(200, o);
@@ -1616,7 +1999,11 @@ struct Manager::Impl {
     if (p.size() == 4 && p[3] == "members" && m == "POST") {
       auto [add, remove] = member_change(req);
       return blocking(std::move(r), [this, name, add, remove] {
-        if (!store->find_host_group(name)) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+        auto g = store->find_host_group(name);
+        if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+        if (!g->query.empty())
+          throw Error(ErrorKind::conflict, "host group \"" + name + "\" is defined by the query \"" + g->query +
+                                               "\"; its members follow the inventory");
         const auto a = resolve_host_keys(add, "nothing was changed");
         const auto d = resolve_host_keys(remove, "nothing was changed");
         const int n = store->change_host_group(name, a, d);
@@ -2140,6 +2527,9 @@ void Manager::start() {
   hs.body_limit_for = [](std::string_view method, std::string_view target) -> std::uint64_t {
     // Chunk uploads carry up to one compressed chunk (zstd never grows data by more than a little).
     if (method == "PUT" && target.starts_with("/v1/chunks/")) return kMaxChunkSize + 64 * 1024;
+    // Collected files carry up to the largest per-file limit; inventory reports are large JSON.
+    if (method == "POST" && target.starts_with("/v1/agent/collect")) return kMaxCollectFile;
+    if (method == "POST" && target.starts_with("/v1/agent/inventory")) return 64ull << 20;
     return 0;
   };
   i.server = std::make_unique<HttpServer>(hs, [this](HttpRequest&& req, Responder r) {

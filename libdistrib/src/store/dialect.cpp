@@ -96,6 +96,25 @@ const std::vector<Migration>& migrations() {
         "ALTER TABLE job_entries ADD seg_total BIGINT DEFAULT 0 NOT NULL",
         "ALTER TABLE job_entries ADD bytes_received BIGINT DEFAULT 0 NOT NULL",
         "ALTER TABLE job_entries ADD bad_chunks BIGINT DEFAULT 0 NOT NULL"}},
+      // Inventory (latest items per host, history of changes, administrator-defined fields),
+      // collect-files jobs and the files they brought back, host groups defined by a query.
+      {5,
+       {"ALTER TABLE jobs ADD params ${TEXT}",
+        "ALTER TABLE host_groups ADD query ${TEXT}",
+        "CREATE TABLE inventory_hosts (host_id VARCHAR(36) PRIMARY KEY, collected_at BIGINT NOT NULL, "
+        "reported_at BIGINT NOT NULL, system_digest VARCHAR(64) NOT NULL, software_digest VARCHAR(64) NOT NULL, "
+        "item_count BIGINT NOT NULL)",
+        "CREATE TABLE inventory_items (host_id VARCHAR(36) NOT NULL, item_key VARCHAR(255) NOT NULL, "
+        "item_value ${TEXT} NOT NULL, PRIMARY KEY (host_id, item_key))",
+        "CREATE INDEX inventory_items_key ON inventory_items (item_key)",
+        "CREATE TABLE inventory_history (id ${PK}, host_id VARCHAR(36) NOT NULL, at BIGINT NOT NULL, "
+        "change_kind VARCHAR(8) NOT NULL, item_key VARCHAR(255) NOT NULL, old_value ${TEXT}, new_value ${TEXT})",
+        "CREATE INDEX inventory_history_host ON inventory_history (host_id, id)",
+        "CREATE TABLE inventory_fields (name VARCHAR(64) PRIMARY KEY, field_type VARCHAR(16) NOT NULL, "
+        "allowed ${TEXT} NOT NULL, description ${TEXT})",
+        "CREATE TABLE collected_files (job_id BIGINT NOT NULL, host_id VARCHAR(36) NOT NULL, path "
+        "VARCHAR(1024) NOT NULL, size BIGINT NOT NULL, sha256 VARCHAR(64) NOT NULL, stored_at BIGINT NOT NULL, "
+        "PRIMARY KEY (job_id, host_id, path))"}},
   };
   return m;
 }

@@ -151,7 +151,7 @@ const char* kJobColumns =
     "id, type, package_name, package_version, destinations, key_mode, created_by, created_at, "
     "cancel_requested, upstream_id, start_at, expires_at, timing, window_spec, max_retries, "
     "retry_installs, retry_backoff, waves, success_threshold, error_threshold, rollout_state, "
-    "current_wave, rollout_message, id_groups, split_size, split_interval";
+    "current_wave, rollout_message, id_groups, split_size, split_interval, params";
 
 std::string join_waves(const std::vector<int>& waves) {
   std::string out;
@@ -186,6 +186,11 @@ Job job_from_row(const soci::row& r) {
   j.id_groups = split_addresses(get_str(r, 23));
   j.split.size = static_cast<std::uint64_t>(get_i64(r, 24));
   j.split.interval_seconds = static_cast<int>(get_i64(r, 25));
+  if (const auto params = get_str(r, 26); !params.empty()) {
+    const auto o = json::parse_object(params);
+    if (auto c = o.find("collect"); c != o.end() && c->value().is_object())
+      j.collect = json::collect_from_json(c->value().as_object());
+  }
   return j;
 }
 
@@ -397,7 +402,7 @@ public:
       ids.reserve(host_ids.size());
       for (const auto& h : host_ids)
         if (seen.insert(h).second) ids.push_back(h);
-      const std::string role = job.type == JobType::install ? "agent" : "relay";
+      const std::string role = targets_agents(job.type) ? "agent" : "relay";
       for (const auto& g : job.id_groups) {
         soci::rowset<soci::row> rs =
             (sql.prepare << "SELECT m.host_id FROM id_group_members m JOIN hosts h ON h.host_id = "
@@ -458,20 +463,22 @@ public:
     const std::string groups = join_addresses(job.id_groups);
     const ll split_size = static_cast<ll>(job.split.size);
     const int split_interval = job.split.interval_seconds;
+    const std::string params =
+        job.type == JobType::collect_files ? boost::json::serialize(boost::json::object{{"collect", json::to_json(job.collect)}}) : std::string();
     sql << "INSERT INTO jobs (type, package_name, package_version, destinations, key_mode, "
            "created_by, created_at, cancel_requested, upstream_id, start_at, expires_at, timing, "
            "window_spec, max_retries, retry_installs, retry_backoff, waves, success_threshold, "
            "error_threshold, rollout_state, current_wave, rollout_message, id_groups, split_size, "
-           "split_interval) VALUES (:t, "
+           "split_interval, params) VALUES (:t, "
            ":n, :v, :d, :k, :b, :c, :x, :u, :sa, :ea, :ti, :wi, :mr, :ri, :rb, :wv, :st, :et, :rs, "
-           ":cw, '', :ig, :ss, :si)",
+           ":cw, '', :ig, :ss, :si, :pa)",
         soci::use(type), soci::use(job.package_name), soci::use(job.package_version),
         soci::use(dests), soci::use(job.key_mode), soci::use(job.created_by), soci::use(created),
         soci::use(cancel), soci::use(upstream), soci::use(start), soci::use(expires),
         soci::use(timing), soci::use(window), soci::use(retries), soci::use(retry_installs),
         soci::use(backoff), soci::use(wave_text), soci::use(success), soci::use(errors),
         soci::use(rstate), soci::use(current), soci::use(groups), soci::use(split_size),
-        soci::use(split_interval);
+        soci::use(split_interval), soci::use(params);
     ll id = 0;
     sql << dialect_.last_insert_id, soci::into(id);
     out.id = id;
@@ -920,8 +927,8 @@ public:
       sql << "SELECT COUNT(*) FROM host_groups WHERE name = :n", soci::into(exists), soci::use(g.name);
       if (exists) throw Error(ErrorKind::conflict, "host group \"" + g.name + "\" already exists");
       const ll now = g.created_at ? g.created_at : fs::now_unix();
-      sql << "INSERT INTO host_groups (name, description, created_at) VALUES (:n, :d, :c)",
-          soci::use(g.name), soci::use(g.description), soci::use(now);
+      sql << "INSERT INTO host_groups (name, description, created_at, query) VALUES (:n, :d, :c, :q)",
+          soci::use(g.name), soci::use(g.description), soci::use(now), soci::use(g.query);
       add_host_group_members(sql, g.name, g.members);
     });
   }
@@ -944,12 +951,12 @@ public:
     std::map<std::string, std::size_t> index;
     const std::string name = only ? *only : std::string();
     const int all = only ? 0 : 1;
-    soci::rowset<soci::row> rs = (sql.prepare << "SELECT name, description, created_at FROM host_groups "
+    soci::rowset<soci::row> rs = (sql.prepare << "SELECT name, description, created_at, query FROM host_groups "
                                                  "WHERE name = :n OR 1 = :a ORDER BY name",
                                   soci::use(name), soci::use(all));
     for (const auto& r : rs) {
       index[get_str(r, 0)] = out.size();
-      out.push_back({get_str(r, 0), get_str(r, 1), get_i64(r, 2), {}});
+      out.push_back({get_str(r, 0), get_str(r, 1), get_i64(r, 2), {}, get_str(r, 3)});
     }
     if (out.empty()) return out;
     soci::rowset<soci::row> ms = (sql.prepare << "SELECT m.group_name, m.host_id FROM host_group_members m "
@@ -1132,7 +1139,7 @@ public:
         ++out.changed;
         // Every standing job of the group the host has no entry in yet, oldest first.
         for (const auto& job : standing) {
-          if ((job.type == JobType::install) != (role == "agent")) continue;
+          if (targets_agents(job.type) != (role == "agent")) continue;
           const ll jid = job.id;
           int has = 0;
           sql << "SELECT COUNT(*) FROM job_entries WHERE job_id = :j AND host_id = :h", soci::into(has),
@@ -1425,6 +1432,215 @@ private:
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
   // Runs `fn` on a pooled session, translating database errors into distrib::Error.
+  // --- inventory ----------------------------------------------------------------------------
+
+  InventoryIngest ingest_inventory(const InventoryReport& rep, std::int64_t received_at) override {
+    const bool sys = rep.scope != InventoryScope::software, soft = rep.scope != InventoryScope::system;
+    const auto dsys = sys ? inventory_digest(rep.items, InventoryScope::system) : std::string();
+    const auto dsoft = soft ? inventory_digest(rep.items, InventoryScope::software) : std::string();
+    return write([&](soci::session& sql) {
+      InventoryIngest out;
+      out.items = rep.items.size();
+      int known = 0;
+      sql << "SELECT COUNT(*) FROM hosts WHERE host_id = :h", soci::into(known), soci::use(rep.host_id);
+      if (!known)
+        throw Error(ErrorKind::not_found, "host " + rep.host_id + " is not registered here; it must register first");
+      std::string old_sys, old_soft;
+      soci::indicator i1 = soci::i_null, i2 = soci::i_null;
+      sql << "SELECT system_digest, software_digest FROM inventory_hosts WHERE host_id = :h", soci::into(old_sys, i1),
+          soci::into(old_soft, i2), soci::use(rep.host_id);
+      const bool exists = sql.got_data();
+      out.first = !exists;
+      const ll collected = rep.collected_at ? rep.collected_at : received_at, received = received_at;
+      std::vector<std::string> del_keys, ins_keys, ins_values;
+      if (exists && (!sys || old_sys == dsys) && (!soft || old_soft == dsoft)) {
+        // Nothing but volatile values can differ: those are replaced, nothing is recorded.
+        out.unchanged = true;
+        for (const auto& [k, v] : rep.items)
+          if (is_volatile_key(k)) {
+            ins_keys.push_back(k);
+            ins_values.push_back(v);
+          }
+        del_keys = ins_keys;
+      } else {
+        InventoryItems current;
+        if (exists) {
+          soci::rowset<soci::row> rs = (sql.prepare << "SELECT item_key, item_value FROM inventory_items WHERE host_id = :h",
+                                        soci::use(rep.host_id));
+          for (const auto& r : rs)
+            if (auto k = get_str(r, 0); in_scope(rep.scope, k)) current.emplace(std::move(k), get_str(r, 1));
+          out.changes = diff_inventory(current, rep.items, rep.scope);
+        }
+        for (const auto& [k, v] : current)
+          if (auto it = rep.items.find(k); it == rep.items.end() || it->second != v) del_keys.push_back(k);
+        for (const auto& [k, v] : rep.items)
+          if (auto it = current.find(k); it == current.end() || it->second != v) {
+            ins_keys.push_back(k);
+            ins_values.push_back(v);
+          }
+      }
+      if (!del_keys.empty()) {
+        std::vector<std::string> hosts(del_keys.size(), rep.host_id);
+        sql << "DELETE FROM inventory_items WHERE host_id = :h AND item_key = :k", soci::use(hosts), soci::use(del_keys);
+      }
+      if (!ins_keys.empty()) {
+        std::vector<std::string> hosts(ins_keys.size(), rep.host_id);
+        sql << "INSERT INTO inventory_items (host_id, item_key, item_value) VALUES (:h, :k, :v)", soci::use(hosts),
+            soci::use(ins_keys), soci::use(ins_values);
+      }
+      std::vector<std::string> h_kind, h_key, h_old, h_new;
+      if (out.first) {
+        h_kind.emplace_back("added");
+        h_key.emplace_back("*");
+        h_old.emplace_back();
+        h_new.push_back("first inventory (" + std::string(to_string(rep.scope)) + "): " +
+                        std::to_string(rep.items.size()) + " items");
+      }
+      for (auto& c : out.changes) {
+        c.at = received;
+        h_kind.emplace_back(to_string(c.kind));
+        h_key.push_back(c.key);
+        h_old.push_back(c.old_value);
+        h_new.push_back(c.new_value);
+      }
+      if (!h_key.empty()) {
+        std::vector<std::string> hosts(h_key.size(), rep.host_id);
+        std::vector<ll> at(h_key.size(), received);
+        sql << "INSERT INTO inventory_history (host_id, at, change_kind, item_key, old_value, new_value) VALUES "
+               "(:h, :a, :c, :k, :o, :n)",
+            soci::use(hosts), soci::use(at), soci::use(h_kind), soci::use(h_key), soci::use(h_old), soci::use(h_new);
+      }
+      const std::string new_sys = sys ? dsys : old_sys, new_soft = soft ? dsoft : old_soft;
+      ll count = 0;
+      if (!out.unchanged)
+        sql << "SELECT COUNT(*) FROM inventory_items WHERE host_id = :h", soci::into(count), soci::use(rep.host_id);
+      if (!exists) {
+        sql << "INSERT INTO inventory_hosts (host_id, collected_at, reported_at, system_digest, software_digest, "
+               "item_count) VALUES (:h, :c, :r, :s, :w, :n)",
+            soci::use(rep.host_id), soci::use(collected), soci::use(received), soci::use(new_sys), soci::use(new_soft),
+            soci::use(count);
+      } else if (out.unchanged) {
+        sql << "UPDATE inventory_hosts SET collected_at = :c, reported_at = :r WHERE host_id = :h", soci::use(collected),
+            soci::use(received), soci::use(rep.host_id);
+      } else {
+        sql << "UPDATE inventory_hosts SET collected_at = :c, reported_at = :r, system_digest = :s, software_digest = :w, "
+               "item_count = :n WHERE host_id = :h",
+            soci::use(collected), soci::use(received), soci::use(new_sys), soci::use(new_soft), soci::use(count),
+            soci::use(rep.host_id);
+      }
+      return out;
+    });
+  }
+
+  std::optional<HostInventory> find_inventory(const std::string& host_id) override {
+    return guarded([&](soci::session& sql) -> std::optional<HostInventory> {
+      HostInventory out;
+      out.host_id = host_id;
+      ll collected = 0, reported = 0;
+      sql << "SELECT collected_at, reported_at FROM inventory_hosts WHERE host_id = :h", soci::into(collected),
+          soci::into(reported), soci::use(host_id);
+      if (!sql.got_data()) return std::nullopt;
+      out.collected_at = collected;
+      out.reported_at = reported;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT item_key, item_value FROM inventory_items WHERE host_id = :h", soci::use(host_id));
+      for (const auto& r : rs) out.items.emplace(get_str(r, 0), get_str(r, 1));
+      return out;
+    });
+  }
+
+  std::vector<InventoryChange> inventory_history(const std::string& host_id, int limit) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<InventoryChange> out;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT at, change_kind, item_key, old_value, new_value FROM inventory_history WHERE "
+                          "host_id = :h ORDER BY id DESC" + dialect_.limit(std::max(1, limit)),
+           soci::use(host_id));
+      for (const auto& r : rs)
+        out.push_back({parse_inventory_change_kind(get_str(r, 1)), get_str(r, 2), get_str(r, 3), get_str(r, 4), get_i64(r, 0)});
+      return out;
+    });
+  }
+
+  std::vector<InventoryValue> inventory_values(const std::string& key, bool prefix) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<InventoryValue> out;
+      // Keys are UTF-8: U+10FFFF sorts after every key that starts with the prefix.
+      const std::string upper = key + "\xf4\x8f\xbf\xbf";
+      soci::rowset<soci::row> rs =
+          prefix ? (sql.prepare << "SELECT host_id, item_key, item_value FROM inventory_items WHERE item_key >= :a "
+                                   "AND item_key < :b",
+                    soci::use(key), soci::use(upper))
+                 : (sql.prepare << "SELECT host_id, item_key, item_value FROM inventory_items WHERE item_key = :a",
+                    soci::use(key));
+      for (const auto& r : rs) out.push_back({get_str(r, 0), get_str(r, 1), get_str(r, 2)});
+      return out;
+    });
+  }
+
+  std::vector<std::string> inventoried_hosts() override {
+    return guarded([&](soci::session& sql) {
+      std::vector<std::string> out;
+      soci::rowset<soci::row> rs = sql.prepare << "SELECT host_id FROM inventory_hosts";
+      for (const auto& r : rs) out.push_back(get_str(r, 0));
+      return out;
+    });
+  }
+
+  void put_inventory_field(const InventoryField& f) override {
+    write([&](soci::session& sql) {
+      const std::string type(to_string(f.type));
+      const auto allowed = join_addresses(f.allowed);
+      sql << "DELETE FROM inventory_fields WHERE name = :n", soci::use(f.name);
+      sql << "INSERT INTO inventory_fields (name, field_type, allowed, description) VALUES (:n, :t, :a, :d)",
+          soci::use(f.name), soci::use(type), soci::use(allowed), soci::use(f.description);
+    });
+  }
+
+  std::vector<InventoryField> list_inventory_fields() override {
+    return guarded([&](soci::session& sql) {
+      std::vector<InventoryField> out;
+      soci::rowset<soci::row> rs =
+          sql.prepare << "SELECT name, field_type, allowed, description FROM inventory_fields ORDER BY name";
+      for (const auto& r : rs)
+        out.push_back({get_str(r, 0), parse_inventory_field_type(get_str(r, 1)), split_addresses(get_str(r, 2)), get_str(r, 3)});
+      return out;
+    });
+  }
+
+  bool delete_inventory_field(const std::string& name) override {
+    return write([&](soci::session& sql) {
+      soci::statement st = (sql.prepare << "DELETE FROM inventory_fields WHERE name = :n", soci::use(name));
+      st.execute(true);
+      return st.get_affected_rows() > 0;
+    });
+  }
+
+  void record_collected_file(const CollectedFile& f) override {
+    write([&](soci::session& sql) {
+      const ll job = f.job_id, size = f.size, at = f.stored_at ? f.stored_at : fs::now_unix();
+      sql << "DELETE FROM collected_files WHERE job_id = :j AND host_id = :h AND path = :p", soci::use(job),
+          soci::use(f.host_id), soci::use(f.path);
+      sql << "INSERT INTO collected_files (job_id, host_id, path, size, sha256, stored_at) VALUES (:j, :h, :p, :s, "
+             ":d, :a)",
+          soci::use(job), soci::use(f.host_id), soci::use(f.path), soci::use(size), soci::use(f.sha256), soci::use(at);
+    });
+  }
+
+  std::vector<CollectedFile> collected_files(std::int64_t job_id) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<CollectedFile> out;
+      const ll job = job_id;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT c.host_id, h.name, c.path, c.size, c.sha256, c.stored_at FROM collected_files c "
+                          "LEFT JOIN hosts h ON h.host_id = c.host_id WHERE c.job_id = :j ORDER BY h.name, c.path",
+           soci::use(job));
+      for (const auto& r : rs)
+        out.push_back({job_id, get_str(r, 0), get_str(r, 1), get_str(r, 2), get_i64(r, 3), get_str(r, 4), get_i64(r, 5)});
+      return out;
+    });
+  }
+
   template <class Fn>
   std::invoke_result_t<Fn&, soci::session&> guarded(Fn&& fn) {
     try {

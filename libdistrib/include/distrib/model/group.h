@@ -19,6 +19,9 @@ struct HostGroup {
   std::string description;
   std::int64_t created_at = 0;
   std::vector<std::string> members;  ///< host ids
+  /// A dynamic group: an inventory query (parse_inventory_query), evaluated whenever the group is
+  /// used; `members` then holds the hosts that matched at that moment.
+  std::string query;
 };
 
 /// How a host came to be a member of an ID group.

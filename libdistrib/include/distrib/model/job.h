@@ -9,10 +9,33 @@
 namespace distrib {
 
 /// install: deliver and install a package on agents. transfer_to_relay: pre-stage a package in
-/// relays' caches. delete_package: remove a package from relays' caches.
-enum class JobType { install, transfer_to_relay, delete_package };
+/// relays' caches. delete_package: remove a package from relays' caches. get_system_info,
+/// get_software_info: agents report that part of their inventory now. collect_files: agents send
+/// files back to the manager.
+enum class JobType { install, transfer_to_relay, delete_package, get_system_info, get_software_info, collect_files };
 std::string_view to_string(JobType type) noexcept;
+/// Parses "install", "transfer-to-relay", "delete-package", "get-system-info",
+/// "get-software-info" or "collect-files"; throws Error listing them.
 JobType parse_job_type(std::string_view text);
+/// Does the job go to agents (otherwise to relays)?
+bool targets_agents(JobType type) noexcept;
+/// Does the job name a package?
+bool needs_package(JobType type) noexcept;
+
+/// What a collect-files job fetches: absolute paths or glob patterns ("/var/log/*.log"), and the
+/// limits. Agents only collect under their own allowlist (agent configuration).
+struct CollectSpec {
+  std::vector<std::string> paths;
+  std::uint64_t max_file_bytes = 16ull << 20;
+  std::uint64_t max_total_bytes = 256ull << 20;
+  friend bool operator==(const CollectSpec&, const CollectSpec&) = default;
+};
+/// Largest limits accepted: 256 MiB per file (a file travels as one request), 4 GiB per host.
+inline constexpr std::uint64_t kMaxCollectFile = 256ull << 20;
+inline constexpr std::uint64_t kMaxCollectTotal = 4ull << 30;
+/// Throws Error(invalid_argument) naming the problem: no paths, a relative path or one with "..",
+/// a limit of 0 or above the maximum, a per-file limit above the total.
+void validate_collect(const CollectSpec& spec);
 
 /// State of one host's part of a job.
 ///
@@ -169,6 +192,7 @@ struct Job {
   /// ID groups the job stands for: hosts joining them later receive it too.
   std::vector<std::string> id_groups;
   SplitSpec split;  ///< split distribution (none by default)
+  CollectSpec collect;  ///< collect-files jobs
 };
 
 /// How a wave of the job's rollout stands: "done", "running", "held" or "stopped".

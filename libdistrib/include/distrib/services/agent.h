@@ -2,9 +2,11 @@
 // The agent: registers with its parent, long-polls for work, fetches and verifies content,
 // installs, and reports through a durable outbox.
 #include <distrib/model/job.h>
+#include <distrib/services/inventory.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +41,19 @@ struct AgentSettings {
   std::vector<GroupJoin> id_groups;  ///< ID groups joined at registration
   /// Longest an orderly stop spends on installs timed "at agent stop" before exiting.
   int stop_install_seconds = 60;
+  /// Inventory: the collectors run every `inventory_check_seconds` (0: only for jobs); a full
+  /// report goes up when anything but volatile values changed (after an install too), and at
+  /// least every `inventory_interval_seconds` (0: only on change).
+  int inventory_check_seconds = 300;
+  int inventory_interval_seconds = 86400;
+  /// User inventory: "NAME=VALUE" lines read from this file (optional), besides the values
+  /// `Agent::set_user_inventory` keeps in the state directory.
+  std::filesystem::path user_inventory_file;
+  /// Collectors run besides the platform's (an integrator's own facts about the machine).
+  std::vector<std::shared_ptr<InventoryCollector>> collectors;
+  /// Remote collection: files are only sent from under these directories or matching these
+  /// glob patterns (after symbolic links are resolved). Empty: this agent sends no files.
+  std::vector<std::string> collect_allow;
 };
 
 /// What a join or leave asked from the agent's machine did.
@@ -69,6 +84,13 @@ public:
   /// or a server above it; the command run on the agent's machine. Throws Error with the
   /// server's reason (unknown group, wrong password) when refused.
   JoinOutcome join_group(const std::string& group, const std::string& password, bool leave = false);
+
+  /// Sets user inventory values on this machine (an empty value removes one); they are reported
+  /// at the agent's next inventory check. Values are checked against the field definitions the
+  /// agent last received from its parent; throws Error(invalid_argument) naming a field that is
+  /// not defined or a value that does not fit, and changes nothing then.
+  static void set_user_inventory(const std::filesystem::path& state_dir,
+                                 const std::map<std::string, std::string>& values);
 
 private:
   struct Impl;

@@ -11,6 +11,7 @@
 //    refusals, internal otherwise. A call that throws changed nothing (each is one transaction).
 #include <distrib/model/group.h>
 #include <distrib/model/host.h>
+#include <distrib/model/inventory.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
 
@@ -104,6 +105,32 @@ struct TransferStatus {
   EntryState state = EntryState::waiting;
   std::int32_t attempt = 1;
   SplitSpec split;
+};
+
+/// What storing an inventory report did.
+struct InventoryIngest {
+  bool first = false;      ///< the host's first report (its items are not listed in the history)
+  bool unchanged = false;  ///< nothing but volatile values differed from what was stored
+  std::size_t items = 0;   ///< items the report carried
+  std::vector<InventoryChange> changes;  ///< recorded in the history
+};
+
+/// One stored inventory value (query results).
+struct InventoryValue {
+  std::string host_id;
+  std::string key;
+  std::string value;
+};
+
+/// A file a collect-files job brought back.
+struct CollectedFile {
+  std::int64_t job_id = 0;
+  std::string host_id;
+  std::string host_name;  ///< filled in by queries for display
+  std::string path;       ///< as on the agent's machine
+  std::int64_t size = 0;
+  std::string sha256;
+  std::int64_t stored_at = 0;
 };
 
 /// A job with its entry counts, for listings.
@@ -254,6 +281,28 @@ public:
   virtual std::vector<std::string> release_wave(std::int64_t job_id, int wave) = 0;
   /// Stops the rollout: entries of waves not released are cancelled with `reason`.
   virtual void stop_rollout(std::int64_t job_id, const std::string& reason) = 0;
+
+  // --- inventory
+  /// Replaces the host's items under the report's scope with the report's, records what changed
+  /// (volatile values are stored, never recorded) and when. Throws Error(not_found) when the host
+  /// is not registered here.
+  virtual InventoryIngest ingest_inventory(const InventoryReport& report, std::int64_t received_at) = 0;
+  virtual std::optional<HostInventory> find_inventory(const std::string& host_id) = 0;
+  /// Newest first.
+  virtual std::vector<InventoryChange> inventory_history(const std::string& host_id, int limit) = 0;
+  /// Stored values of `key` (exact) or of every key starting with `key` (prefix).
+  virtual std::vector<InventoryValue> inventory_values(const std::string& key, bool prefix) = 0;
+  /// Hosts that have reported an inventory.
+  virtual std::vector<std::string> inventoried_hosts() = 0;
+  /// Creates or replaces a field definition.
+  virtual void put_inventory_field(const InventoryField& field) = 0;
+  virtual std::vector<InventoryField> list_inventory_fields() = 0;
+  virtual bool delete_inventory_field(const std::string& name) = 0;
+
+  // --- remote collection
+  /// Records (or replaces) a file a host sent for a collect-files job.
+  virtual void record_collected_file(const CollectedFile& file) = 0;
+  virtual std::vector<CollectedFile> collected_files(std::int64_t job_id) = 0;
 };
 
 /// Maps a backend name to a factory. Implementations are registered where the program is

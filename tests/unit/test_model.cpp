@@ -817,3 +817,144 @@ TEST_CASE("a job's split round-trips through JSON", "[model]") {
                     Catch::Contains("2 GiB"));
   CHECK_THROWS_AS(json::split_from_json(boost::json::value(5)), Error);
 }
+
+// --- inventory ----------------------------------------------------------------------------
+
+#include <distrib/model/inventory.h>
+
+TEST_CASE("versions compare the way dpkg orders them", "[inventory]") {
+  CHECK(compare_versions("1.0", "1.0") == 0);
+  CHECK(compare_versions("1.10", "1.9") > 0);
+  CHECK(compare_versions("5.2.15-2+b8", "5.2") > 0);
+  CHECK(compare_versions("1.0~rc1", "1.0") < 0);  // '~' sorts before the end
+  CHECK(compare_versions("1:0.9", "2.0") > 0);    // epoch wins
+  CHECK(compare_versions("3.0.11-1~deb12u2", "3.0.11-1") < 0);
+  CHECK(compare_versions("1.0a", "1.0") > 0);
+  CHECK(compare_versions("1.0-2", "1.0-10") < 0);
+  CHECK(compare_versions("2.36-9+deb12u4", "2.36-9+deb12u10") < 0);
+}
+
+TEST_CASE("inventory queries parse and evaluate", "[inventory]") {
+  const auto q = parse_inventory_query("software.dpkg.bash >= 5.2 and system.os.version = 12 and user.site exists");
+  REQUIRE(q.conditions.size() == 3);
+  CHECK(q.conditions[0].op == InventoryCondition::Op::ge);
+  CHECK(q.conditions[1].value == "12");
+  CHECK(q.conditions[2].op == InventoryCondition::Op::exists);
+  CHECK(to_string(parse_inventory_query(to_string(q))) == to_string(q));
+
+  InventoryItems items{{"software.dpkg.bash", "5.2.15-2+b8"},
+                       {"system.os.version", "12"},
+                       {"system.disk./.free_bytes", "5368709120"},
+                       {"system.disk./home.free_bytes", "53687091200"},
+                       {"user.site", "tokyo"}};
+  CHECK(query_matches(q, items));
+  CHECK(query_matches(parse_inventory_query("system.disk.*.free_bytes < 10GiB"), items));       // any disk
+  CHECK_FALSE(query_matches(parse_inventory_query("system.disk./home.free_bytes < 10GiB"), items));
+  CHECK(query_matches(parse_inventory_query("software.dpkg.nginx missing"), items));
+  CHECK_FALSE(query_matches(parse_inventory_query("software.dpkg.bash missing"), items));
+  CHECK(query_matches(parse_inventory_query("user.site = 'tok*'"), items));
+  CHECK(query_matches(parse_inventory_query("user.site != osaka"), items));
+  CHECK_FALSE(query_matches(parse_inventory_query("software.dpkg.bash < 5.2"), items));
+  CHECK(query_matches(parse_inventory_query("system.os.version > 9"), items));  // numbers, not text
+  CHECK(query_matches(parse_inventory_query(R"(user.site = "tokyo")"), items));
+}
+
+TEST_CASE("malformed inventory queries name what was expected", "[inventory]") {
+  auto message = [](const std::string& text) {
+    try {
+      parse_inventory_query(text);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::invalid_argument);
+      return std::string(e.what());
+    }
+    FAIL("no error for " << text);
+    return std::string();
+  };
+  CHECK(message("").find("empty query") != std::string::npos);
+  CHECK(message("software.dpkg.bash >").find("expected a value") != std::string::npos);
+  CHECK(message("bash >= 5").find("under system., software. or user.") != std::string::npos);
+  CHECK(message("system.os.version ~ 12").find("an operator") != std::string::npos);
+  CHECK(message("system.os.version = 12 or user.a = b").find("\"and\"") != std::string::npos);
+  CHECK(message("system.os.version = 12 and").find("a condition after") != std::string::npos);
+  CHECK(message("user.a = 'open").find("closing") != std::string::npos);
+}
+
+TEST_CASE("inventory diffs leave volatile values out", "[inventory]") {
+  InventoryItems before{{"system.os.version", "11"},
+                        {"system.disk./.free_bytes", "100"},
+                        {"software.dpkg.a", "1"},
+                        {"software.dpkg.gone", "1"}};
+  InventoryItems after{{"system.os.version", "12"},
+                       {"system.disk./.free_bytes", "50"},
+                       {"software.dpkg.a", "1"},
+                       {"software.dpkg.new", "2"}};
+  const auto all = diff_inventory(before, after, InventoryScope::full);
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].key == "software.dpkg.gone");
+  CHECK(all[0].kind == InventoryChange::Kind::removed);
+  CHECK(all[1].key == "software.dpkg.new");
+  CHECK(all[1].kind == InventoryChange::Kind::added);
+  CHECK(all[2].key == "system.os.version");
+  CHECK(all[2].old_value == "11");
+  CHECK(all[2].new_value == "12");
+  // A software report says nothing about system items.
+  CHECK(diff_inventory(before, after, InventoryScope::software).size() == 2);
+  // Digests ignore volatile values and items of other scopes.
+  auto moved = before;
+  moved["system.disk./.free_bytes"] = "1";
+  moved["system.uptime_seconds"] = "5";
+  CHECK(inventory_digest(moved) == inventory_digest(before));
+  CHECK(inventory_digest(after, InventoryScope::system) != inventory_digest(before, InventoryScope::system));
+  moved["software.dpkg.a"] = "2";
+  CHECK(inventory_digest(moved, InventoryScope::system) == inventory_digest(before, InventoryScope::system));
+}
+
+TEST_CASE("inventory keys, fields and assignments are checked", "[inventory]") {
+  CHECK_NOTHROW(validate_inventory_key("system.disk./var/lib.free_bytes"));
+  CHECK_THROWS_AS(validate_inventory_key("os.version"), Error);
+  CHECK_THROWS_AS(validate_inventory_key("user."), Error);
+  CHECK_THROWS_AS(validate_inventory_key(std::string("user.a\nb")), Error);
+
+  InventoryField site{"site", InventoryFieldType::choice, {"tokyo", "osaka"}, ""};
+  CHECK_NOTHROW(validate_inventory_field(site));
+  CHECK_NOTHROW(check_field_value(site, "osaka"));
+  CHECK_THROWS_WITH(check_field_value(site, "nagoya"), Catch::Contains("one of: tokyo, osaka"));
+  CHECK_THROWS_AS(validate_inventory_field({"site", InventoryFieldType::choice, {}, ""}), Error);
+  CHECK_THROWS_AS(validate_inventory_field({"bad name", InventoryFieldType::text, {}, ""}), Error);
+  InventoryField rack{"rack", InventoryFieldType::number, {}, ""};
+  CHECK_NOTHROW(check_field_value(rack, "12.5"));
+  CHECK_THROWS_WITH(check_field_value(rack, "twelve"), Catch::Contains("not a number"));
+
+  const auto a = parse_assignments("# comment\n site = tokyo \n\nrack=12\n", "test");
+  CHECK(a.at("site") == "tokyo");
+  CHECK(a.at("rack") == "12");
+  CHECK_THROWS_WITH(parse_assignments("site\n", "file.conf"), Catch::Contains("file.conf line 1"));
+}
+
+TEST_CASE("collect-files specifications are checked", "[inventory]") {
+  CollectSpec c;
+  CHECK_THROWS_WITH(validate_collect(c), Catch::Contains("at least one path"));
+  c.paths = {"var/log/*.log"};
+  CHECK_THROWS_WITH(validate_collect(c), Catch::Contains("not absolute"));
+  c.paths = {"/var/log/../../etc/shadow"};
+  CHECK_THROWS_WITH(validate_collect(c), Catch::Contains(".."));
+  c.paths = {"/var/log/*.log"};
+  CHECK_NOTHROW(validate_collect(c));
+  c.max_file_bytes = 0;
+  CHECK_THROWS_WITH(validate_collect(c), Catch::Contains("per-file limit"));
+  c.max_file_bytes = 2 * c.max_total_bytes;
+  CHECK_THROWS_AS(validate_collect(c), Error);
+  CHECK(parse_job_type("collect-files") == JobType::collect_files);
+  CHECK(targets_agents(JobType::get_system_info));
+  CHECK_FALSE(needs_package(JobType::get_software_info));
+  CHECK_FALSE(targets_agents(JobType::transfer_to_relay));
+  // The collect specification travels with the job.
+  Job j;
+  j.type = JobType::collect_files;
+  j.destinations = {"web1"};
+  j.collect.paths = {"/var/log/*.log"};
+  j.collect.max_file_bytes = 1024;
+  const auto back = json::job_from_json(json::to_json(j));
+  CHECK(back.collect == j.collect);
+  CHECK(back.package_name.empty());
+}

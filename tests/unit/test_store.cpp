@@ -819,3 +819,98 @@ TEST_CASE("store conformance: automatic and operator retries", "[store]") {
     CHECK(store->apply_report(kA, r).kind == ReportOutcome::Kind::applied);
   }
 }
+
+TEST_CASE("store conformance: inventory", "[store]") {
+  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  store->upsert_host(host(kA, "web1"));
+  store->upsert_host(host(kB, "web2"));
+
+  InventoryReport r;
+  r.host_id = kA;
+  r.items = {{"system.os.version", "12"}, {"system.disk./.free_bytes", "100"}, {"software.dpkg.bash", "5.2"}};
+  auto first = store->ingest_inventory(r, 1000);
+  CHECK(first.first);
+  CHECK(first.changes.empty());
+  CHECK(first.items == 3);
+
+  // Only a volatile value moved: stored, not recorded.
+  r.items["system.disk./.free_bytes"] = "90";
+  auto same = store->ingest_inventory(r, 1010);
+  CHECK(same.unchanged);
+  CHECK_FALSE(same.first);
+  auto inv = store->find_inventory(kA);
+  REQUIRE(inv);
+  CHECK(inv->items.at("system.disk./.free_bytes") == "90");
+  CHECK(inv->reported_at == 1010);
+
+  // A software report replaces software items only.
+  InventoryReport sw;
+  sw.host_id = kA;
+  sw.scope = InventoryScope::software;
+  sw.items = {{"software.dpkg.bash", "5.3"}, {"software.distrib.demo", "1.0"}};
+  auto changed = store->ingest_inventory(sw, 1020);
+  CHECK_FALSE(changed.unchanged);
+  REQUIRE(changed.changes.size() == 2);
+  inv = store->find_inventory(kA);
+  CHECK(inv->items.at("system.os.version") == "12");
+  CHECK(inv->items.at("software.dpkg.bash") == "5.3");
+  CHECK(inv->items.size() == 4);
+
+  const auto history = store->inventory_history(kA, 10);
+  REQUIRE(history.size() == 3);  // newest first: the two changes, then the first report
+  CHECK(history.back().key == "*");
+  CHECK(history.front().at == 1020);
+  bool saw_bash = false;
+  for (const auto& c : history)
+    if (c.key == "software.dpkg.bash") {
+      saw_bash = true;
+      CHECK(c.kind == InventoryChange::Kind::changed);
+      CHECK(c.old_value == "5.2");
+      CHECK(c.new_value == "5.3");
+    }
+  CHECK(saw_bash);
+
+  InventoryReport other;
+  other.host_id = kB;
+  other.items = {{"software.dpkg.bash", "5.1"}, {"system.disk./data.free_bytes", "7"}};
+  store->ingest_inventory(other, 1030);
+  CHECK(store->inventory_values("software.dpkg.bash", false).size() == 2);
+  const auto disks = store->inventory_values("system.disk.", true);
+  CHECK(disks.size() == 2);
+  CHECK(store->inventoried_hosts().size() == 2);
+  CHECK_FALSE(store->find_inventory(kC));
+
+  // A host that never registered is refused, and nothing is written for it.
+  InventoryReport stranger;
+  stranger.host_id = kC;
+  stranger.items = {{"system.os.version", "1"}};
+  CHECK(error_kind([&] { store->ingest_inventory(stranger, 1040); }) == ErrorKind::not_found);
+  CHECK(store->inventory_values("system.os.version", false).size() == 1);
+
+  // Field definitions and collected files.
+  store->put_inventory_field({"site", InventoryFieldType::choice, {"tokyo", "osaka"}, "where"});
+  store->put_inventory_field({"site", InventoryFieldType::choice, {"tokyo"}, "replaced"});
+  const auto fields = store->list_inventory_fields();
+  REQUIRE(fields.size() == 1);
+  CHECK(fields[0].allowed == std::vector<std::string>{"tokyo"});
+  CHECK(store->delete_inventory_field("site"));
+  CHECK_FALSE(store->delete_inventory_field("site"));
+
+  CollectedFile f;
+  f.job_id = 7;
+  f.host_id = kA;
+  f.path = "/var/log/a.log";
+  f.size = 5;
+  f.sha256 = std::string(64, 'a');
+  store->record_collected_file(f);
+  f.size = 6;
+  store->record_collected_file(f);  // the same file again replaces it
+  const auto files = store->collected_files(7);
+  REQUIRE(files.size() == 1);
+  CHECK(files[0].size == 6);
+  CHECK(files[0].host_name == "web1");
+  CHECK(store->collected_files(8).empty());
+}

@@ -43,7 +43,7 @@ pid_t spawn(const std::vector<std::string>& argv, int out_fd, int err_fd,
     ::dup2(out_fd, 1);
     ::dup2(err_fd, 2);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());  // a bare name is looked up on PATH
     _exit(127);
   }
   return pid;

@@ -194,13 +194,11 @@ std::string_view op_text(InventoryCondition::Op op) noexcept {
   return "=";
 }
 
-// A number, or a byte size ("10GiB"), as a double; nullopt otherwise.
+// A whole number or a byte size ("10GiB") as a number; nullopt otherwise. Anything with a dot
+// ("1.10") is a version: 1.10 is newer than 1.9.
 std::optional<double> as_number(std::string_view text) noexcept {
-  if (text.empty()) return std::nullopt;
-  double d = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
-  if (ec == std::errc() && p == text.data() + text.size()) return d;
-  if (!std::isdigit(static_cast<unsigned char>(text.front()))) return std::nullopt;
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text.front())) || text.find('.') != std::string_view::npos)
+    return std::nullopt;
   try {
     return static_cast<double>(parse_byte_size(text));
   } catch (const Error&) {

@@ -454,7 +454,7 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
 
 bj::object to_json(const HostGroup& g) {
   return {{"name", g.name}, {"description", g.description}, {"created_at", g.created_at},
-          {"members", strings(g.members)}};
+          {"members", strings(g.members)}, {"query", g.query}};
 }
 
 bj::object to_json(const IdGroup& g) {

@@ -147,6 +147,14 @@ JobEntry entry_from_row(const soci::row& r) {
   return e;
 }
 
+// The job's type-specific parameters (jobs.params): the collect specification.
+void read_params(const std::string& params, Job& j) {
+  if (params.empty()) return;
+  const auto o = json::parse_object(params);
+  if (auto c = o.find("collect"); c != o.end() && c->value().is_object())
+    j.collect = json::collect_from_json(c->value().as_object());
+}
+
 const char* kJobColumns =
     "id, type, package_name, package_version, destinations, key_mode, created_by, created_at, "
     "cancel_requested, upstream_id, start_at, expires_at, timing, window_spec, max_retries, "
@@ -186,11 +194,7 @@ Job job_from_row(const soci::row& r) {
   j.id_groups = split_addresses(get_str(r, 23));
   j.split.size = static_cast<std::uint64_t>(get_i64(r, 24));
   j.split.interval_seconds = static_cast<int>(get_i64(r, 25));
-  if (const auto params = get_str(r, 26); !params.empty()) {
-    const auto o = json::parse_object(params);
-    if (auto c = o.find("collect"); c != o.end() && c->value().is_object())
-      j.collect = json::collect_from_json(c->value().as_object());
-  }
+  read_params(get_str(r, 26), j);
   return j;
 }
 
@@ -701,7 +705,7 @@ public:
           (sql.prepare << "SELECT e.id, e.job_id, e.host_id, e.state, e.attempt, j.type, "
                           "j.package_name, j.package_version, j.created_at, j.cancel_requested, "
                           "j.expires_at, j.timing, j.window_spec, j.max_retries, j.retry_installs, "
-                          "j.retry_backoff, j.split_size, j.split_interval "
+                          "j.retry_backoff, j.split_size, j.split_interval, j.params "
                           "FROM job_entries e JOIN hosts h ON h.host_id = e.host_id JOIN jobs j "
                           "ON j.id = e.job_id WHERE h.via = :v AND e.host_id <> :v2 AND "
                           "e.pushed_to <> :v3 AND e.ready_at <= :n ORDER BY e.id"
@@ -728,6 +732,7 @@ public:
         sc.retry_backoff_seconds = static_cast<int>(get_i64(r, 15));
         x.job.split.size = static_cast<std::uint64_t>(get_i64(r, 16));
         x.job.split.interval_seconds = static_cast<int>(get_i64(r, 17));
+        read_params(get_str(r, 18), x.job);
         out.push_back(std::move(x));
       }
       return out;

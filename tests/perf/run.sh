@@ -17,3 +17,6 @@ build/tests/perf/bench_groups "${GROUP_HOSTS:-100000}" "${GROUP_JOINS:-20}"
 echo
 echo "== bench_transfer (segments vs nginx; rate-limit accuracy; cross-version dedup on a real tree)"
 build/tests/perf/bench_transfer "${TRANSFER_CLIENTS:-20}" "${TRANSFER_PAYLOAD_MIB:-200}" "${RATE_MIB:-10}" "${DEDUP_TREE:-/usr/include/boost}"
+echo
+echo "== bench_inventory (full inventory reports into the embedded database; growth per 10,000 hosts)"
+build/tests/perf/bench_inventory "${INVENTORY_HOSTS:-10000}" "${INVENTORY_CLIENTS:-16}" "${INVENTORY_CHANGED:-3}"

@@ -163,6 +163,16 @@ struct Manager::Impl {
   bool sched_stopping = false;
   std::unique_ptr<ClientSet> join_clients;  // relay: joins, inventory and uploads forwarded to the parent
   std::mutex join_mutex;
+  // Inventory reports waiting for the ingest thread (group commit).
+  struct QueuedReport {
+    InventoryReport report;
+    std::shared_ptr<Responder> responder;
+  };
+  std::mutex ingest_mutex;
+  std::condition_variable ingest_cv;
+  std::vector<QueuedReport> ingest_queue;
+  bool ingest_stopping = false;
+  std::thread ingester;
   // Inventory field definitions (user inventory), read from the store on first use.
   std::mutex fields_mutex;
   std::optional<std::vector<InventoryField>> fields_cache;
@@ -1715,40 +1725,84 @@ struct Manager::Impl {
       if (v.size() > 65536) throw Error(ErrorKind::invalid_argument, "item \"" + key + "\" is longer than 64 KiB");
       rep.items.emplace(key, std::string(v));
     }
-    return blocking(std::move(r), [this, rep]() mutable {
-      // User inventory: only fields the administrator defined, with values that fit them.
-      bj::array rejected;
-      if (auto u = rep.items.lower_bound("user."); u != rep.items.end() && u->first.starts_with("user.")) {
-        const auto fields = inventory_fields();
-        for (auto i = u; i != rep.items.end() && i->first.starts_with("user.");) {
-          const auto name = i->first.substr(5);
-          auto f = std::find_if(fields.begin(), fields.end(), [&](const InventoryField& x) { return x.name == name; });
-          std::string why;
-          if (f == fields.end()) why = "no inventory field \"" + name + "\" is defined (distribctl inventory field add)";
-          else try {
-              check_field_value(*f, i->second);
-            } catch (const Error& e) {
-              why = e.what();
-            }
-          if (why.empty()) {
-            ++i;
+    {
+      std::lock_guard lock(ingest_mutex);
+      ingest_queue.push_back({std::move(rep), std::make_shared<Responder>(std::move(r))});
+    }
+    ingest_cv.notify_one();
+  }
+
+  // User inventory: only fields the administrator defined, with values that fit them. Returns
+  // why each value left out was refused.
+  bj::array drop_undefined_fields(InventoryReport& rep) {
+    bj::array rejected;
+    auto u = rep.items.lower_bound("user.");
+    if (u == rep.items.end() || !u->first.starts_with("user.")) return rejected;
+    const auto fields = inventory_fields();
+    for (auto i = u; i != rep.items.end() && i->first.starts_with("user.");) {
+      const auto name = i->first.substr(5);
+      auto f = std::find_if(fields.begin(), fields.end(), [&](const InventoryField& x) { return x.name == name; });
+      std::string why;
+      if (f == fields.end()) why = "no inventory field \"" + name + "\" is defined (distribctl inventory field add)";
+      else try {
+          check_field_value(*f, i->second);
+        } catch (const Error& e) {
+          why = e.what();
+        }
+      if (why.empty()) {
+        ++i;
+        continue;
+      }
+      rejected.emplace_back(why);
+      i = rep.items.erase(i);
+    }
+    return rejected;
+  }
+
+  // Group commit of inventory reports: whatever arrived while the last batch was written goes
+  // into the next transaction together (one commit for many agents).
+  void ingest_loop() {
+    for (;;) {
+      std::vector<QueuedReport> batch;
+      {
+        std::unique_lock lock(ingest_mutex);
+        ingest_cv.wait(lock, [&] { return ingest_stopping || !ingest_queue.empty(); });
+        if (ingest_queue.empty()) return;
+        const auto n = std::min<std::size_t>(ingest_queue.size(), 256);
+        batch.assign(std::make_move_iterator(ingest_queue.begin()), std::make_move_iterator(ingest_queue.begin() + static_cast<long>(n)));
+        ingest_queue.erase(ingest_queue.begin(), ingest_queue.begin() + static_cast<long>(n));
+      }
+      std::vector<InventoryReport> reports;
+      std::vector<bj::array> rejected;
+      try {
+        for (auto& p : batch) {
+          rejected.push_back(drop_undefined_fields(p.report));
+          reports.push_back(std::move(p.report));
+        }
+        const auto results = store->ingest_inventory_batch(reports, fs::now_unix());
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          const auto& res = results[i];
+          if (!res.error.empty()) {
+            (*batch[i].responder)(error_response(Error(ErrorKind::not_found, res.error)));
             continue;
           }
-          rejected.emplace_back(why);
-          i = rep.items.erase(i);
+          if (res.first || !res.changes.empty())
+            spdlog::info("inventory of host {}: {}", reports[i].host_id,
+                         res.first ? std::to_string(res.items) + " items (first report)"
+                                   : std::to_string(res.changes.size()) + " change(s)");
+          (*batch[i].responder)(json_response(200, bj::object{{"items", res.items},
+                                                              {"changes", res.changes.size()},
+                                                              {"first", res.first},
+                                                              {"unchanged", res.unchanged},
+                                                              {"rejected", std::move(rejected[i])}}));
         }
+      } catch (const Error& e) {
+        spdlog::warn("inventory batch of {} report(s) not stored: {}", batch.size(), e.what());
+        for (auto& p : batch) (*p.responder)(error_response(e));
+      } catch (const std::exception& e) {
+        for (auto& p : batch) (*p.responder)(error_response(Error(ErrorKind::internal, e.what())));
       }
-      const auto res = store->ingest_inventory(rep, fs::now_unix());
-      if (res.first || !res.changes.empty())
-        spdlog::info("inventory of host {}: {}", rep.host_id,
-                     res.first ? std::to_string(res.items) + " items (first report)"
-                               : std::to_string(res.changes.size()) + " change(s)");
-      return json_response(200, bj::object{{"items", res.items},
-                                           {"changes", res.changes.size()},
-                                           {"first", res.first},
-                                           {"unchanged", res.unchanged},
-                                           {"rejected", std::move(rejected)}});
-    });
+    }
   }
 
   std::filesystem::path collected_path(std::int64_t job, const std::string& host, const std::string& path) const {
@@ -2544,6 +2598,8 @@ void Manager::start() {
   }
   i.sweeper = std::thread([this] { impl_->sweep_loop(); });
   i.scheduler = std::thread([this] { impl_->schedule_loop(); });
+  i.ingest_stopping = false;
+  i.ingester = std::thread([this] { impl_->ingest_loop(); });
   i.started = true;
   if (i.is_relay()) {
     i.poll_clients = std::make_unique<ClientSet>(*i.link);
@@ -2595,6 +2651,12 @@ void Manager::stop() {
   }
   i.sched_cv.notify_all();
   if (i.scheduler.joinable()) i.scheduler.join();
+  {
+    std::lock_guard lock(i.ingest_mutex);
+    i.ingest_stopping = true;
+  }
+  i.ingest_cv.notify_all();
+  if (i.ingester.joinable()) i.ingester.join();
   // Agents in a long poll get an empty answer and come back to whoever serves next.
   decltype(i.waiters) waiting;
   {

@@ -10,8 +10,10 @@ const Dialect& sqlite_dialect() {
     x.name = "sqlite";
     x.identity_pk = "INTEGER PRIMARY KEY AUTOINCREMENT";
     x.text_type = "TEXT";
+    // A checkpoint (and its fsync) every 10,000 pages (40 MiB of WAL) rather than SQLite's
+    // 1,000: large writes such as first inventory reports no longer checkpoint at every commit.
     x.connection_setup = {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-                          "PRAGMA foreign_keys=ON"};
+                          "PRAGMA foreign_keys=ON", "PRAGMA wal_autocheckpoint=10000"};
     x.serialize_writes = true;
     x.last_insert_id = "SELECT last_insert_rowid()";
     return x;

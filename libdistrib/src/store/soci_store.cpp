@@ -1440,21 +1440,45 @@ private:
   // --- inventory ----------------------------------------------------------------------------
 
   InventoryIngest ingest_inventory(const InventoryReport& rep, std::int64_t received_at) override {
-    const bool sys = rep.scope != InventoryScope::software, soft = rep.scope != InventoryScope::system;
-    const auto dsys = sys ? inventory_digest(rep.items, InventoryScope::system) : std::string();
-    const auto dsoft = soft ? inventory_digest(rep.items, InventoryScope::software) : std::string();
+    auto out = ingest_inventory_batch({rep}, received_at).front();
+    if (!out.error.empty()) throw Error(ErrorKind::not_found, out.error);
+    return out;
+  }
+
+  std::vector<InventoryIngest> ingest_inventory_batch(const std::vector<InventoryReport>& reports,
+                                                      std::int64_t received_at) override {
+    // Digests are computed before the write lock is taken.
+    std::vector<std::pair<std::string, std::string>> digests;
+    for (const auto& rep : reports)
+      digests.emplace_back(rep.scope != InventoryScope::software ? inventory_digest(rep.items, InventoryScope::system) : "",
+                           rep.scope != InventoryScope::system ? inventory_digest(rep.items, InventoryScope::software) : "");
     return write([&](soci::session& sql) {
+      std::vector<InventoryIngest> out;
+      for (std::size_t i = 0; i < reports.size(); ++i)
+        out.push_back(ingest_one(sql, reports[i], digests[i].first, digests[i].second, received_at));
+      return out;
+    });
+  }
+
+  InventoryIngest ingest_one(soci::session& sql, const InventoryReport& rep, const std::string& dsys,
+                             const std::string& dsoft, std::int64_t received_at) {
+    const bool sys = rep.scope != InventoryScope::software, soft = rep.scope != InventoryScope::system;
+    {
       InventoryIngest out;
       out.items = rep.items.size();
-      int known = 0;
-      sql << "SELECT COUNT(*) FROM hosts WHERE host_id = :h", soci::into(known), soci::use(rep.host_id);
-      if (!known)
-        throw Error(ErrorKind::not_found, "host " + rep.host_id + " is not registered here; it must register first");
       std::string old_sys, old_soft;
       soci::indicator i1 = soci::i_null, i2 = soci::i_null;
       sql << "SELECT system_digest, software_digest FROM inventory_hosts WHERE host_id = :h", soci::into(old_sys, i1),
           soci::into(old_soft, i2), soci::use(rep.host_id);
       const bool exists = sql.got_data();
+      if (!exists) {  // a host with an inventory is registered; others are checked
+        int known = 0;
+        sql << "SELECT COUNT(*) FROM hosts WHERE host_id = :h", soci::into(known), soci::use(rep.host_id);
+        if (!known) {
+          out.error = "host " + rep.host_id + " is not registered here; it must register first";
+          return out;
+        }
+      }
       out.first = !exists;
       const ll collected = rep.collected_at ? rep.collected_at : received_at, received = received_at;
       std::vector<std::string> del_keys, ins_keys, ins_values;
@@ -1534,7 +1558,7 @@ private:
             soci::use(rep.host_id);
       }
       return out;
-    });
+    }
   }
 
   std::optional<HostInventory> find_inventory(const std::string& host_id) override {

@@ -113,6 +113,7 @@ struct InventoryIngest {
   bool unchanged = false;  ///< nothing but volatile values differed from what was stored
   std::size_t items = 0;   ///< items the report carried
   std::vector<InventoryChange> changes;  ///< recorded in the history
+  std::string error;  ///< batches only: why this report was not stored (the others were)
 };
 
 /// One stored inventory value (query results).
@@ -287,6 +288,11 @@ public:
   /// (volatile values are stored, never recorded) and when. Throws Error(not_found) when the host
   /// is not registered here.
   virtual InventoryIngest ingest_inventory(const InventoryReport& report, std::int64_t received_at) = 0;
+  /// Several reports in one transaction (group commit: one commit for many agents). A report
+  /// of a host that is not registered gets its reason in `error` and changes nothing; the
+  /// others are stored. Results are in the order of `reports`.
+  virtual std::vector<InventoryIngest> ingest_inventory_batch(const std::vector<InventoryReport>& reports,
+                                                              std::int64_t received_at) = 0;
   virtual std::optional<HostInventory> find_inventory(const std::string& host_id) = 0;
   /// Newest first.
   virtual std::vector<InventoryChange> inventory_history(const std::string& host_id, int limit) = 0;

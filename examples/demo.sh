@@ -92,6 +92,16 @@ done
 "$bin/distribctl" job show "$job2" || status=$?
 
 echo
+echo "== inventory: the agents running hello-app 1.0.1 (each agent reports right after an install)"
+query='software.distrib.hello-app >= 1.0.1'
+for _ in $(seq 100); do
+  [ "$("$bin/distribctl" inventory query "$query" --json | grep -o '"host_id"' | wc -l)" -ge 3 ] && break
+  sleep 0.1
+done
+"$bin/distribctl" inventory query "$query" --fields software.distrib.hello-app,system.os.pretty_name,system.cpu.count \
+  || status=$?
+
+echo
 echo "== installed on the agents:"
 for i in 1 2 3; do
   for v in 1.0.0 1.0.1; do

@@ -200,3 +200,27 @@ std::int64_t AdminClient::cancel_job(std::int64_t job_id) {
 }
 
 }  // namespace distrib
+
+namespace distrib {
+
+HostInventory AdminClient::inventory(const std::string& host) {
+  auto o = json::parse_object(call("GET", "/v1/inventory/hosts/" + url_encode(host)));
+  HostInventory out;
+  out.host_id = json::get_string(o, "host_id");
+  out.collected_at = json::get_int(o, "collected_at", 0);
+  out.reported_at = json::get_int(o, "reported_at", 0);
+  if (auto it = o.find("items"); it != o.end() && it->value().is_object())
+    for (const auto& kv : it->value().as_object())
+      if (kv.value().is_string()) out.items.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+  return out;
+}
+
+std::vector<std::string> AdminClient::query_inventory(const std::string& query) {
+  auto o = json::parse_object(call("GET", "/v1/inventory?query=" + url_encode(query)));
+  std::vector<std::string> out;
+  for (const auto& v : json::get_array(o, "hosts"))
+    if (v.is_object()) out.push_back(json::get_string(v.as_object(), "host_id"));
+  return out;
+}
+
+}  // namespace distrib

@@ -4,6 +4,8 @@
 #include "ctl_json.h"
 #include "harness.h"
 
+#include <distrib/client.h>
+#include <distrib/error.h>
 #include <distrib/net/http.h>
 
 #include <boost/json.hpp>
@@ -217,6 +219,17 @@ TEST_CASE("a query by installed package version returns exactly the expected hos
   CHECK(got == std::set<std::string>{"q1", "q3"});
   // Members cannot be added by hand to a group defined by a query.
   CHECK(m.ctl({"group", "add", "newtool", "q2"}).exit_code != 0);
+
+  // Integrators get the same answers through the library's AdminClient.
+  distrib::AdminClientSettings cs;
+  cs.http.base_url = m.url();
+  cs.token = read_file(m.token_file()).substr(0, read_file(m.token_file()).find('\n'));
+  distrib::AdminClient client(cs);
+  const auto ids = client.query_inventory("software.distrib.tool >= 1.10");
+  CHECK(std::set<std::string>(ids.begin(), ids.end()) ==
+        std::set<std::string>{id_by_name(m, "q1"), id_by_name(m, "q3")});
+  CHECK(client.inventory("q2").items.at("software.distrib.tool") == "1.9");
+  CHECK_THROWS_AS(client.query_inventory("software.distrib.tool >="), distrib::Error);
 
   // CSV export: a header and one line per host.
   const auto csv = m.ctl({"inventory", "query", "software.distrib.tool exists", "--fields", "software.distrib.tool", "--csv"});

@@ -80,6 +80,12 @@ public:
   /// Returns the number of entries cancelled.
   std::int64_t cancel_job(std::int64_t job_id);
 
+  /// A host's latest inventory; `host` is a key in the manager's key mode or a host id. Throws
+  /// Error(not_found) when the host is unknown or has not reported yet.
+  HostInventory inventory(const std::string& host);
+  /// Host ids whose latest inventory matches `query` (see parse_inventory_query), by host name.
+  std::vector<std::string> query_inventory(const std::string& query);
+
   /// Raw call returning the parsed response body as JSON text; throws Error with the server's
   /// message (and its kind from the status) for any non-2xx answer.
   std::string call(std::string_view method, std::string_view target, std::string_view body = {},

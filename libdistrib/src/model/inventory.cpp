@@ -402,6 +402,15 @@ void check_field_value(const InventoryField& field, std::string_view value) {
   }
 }
 
+void check_user_value(const std::vector<InventoryField>& fields, std::string_view name, std::string_view value) {
+  auto f = std::find_if(fields.begin(), fields.end(), [&](const InventoryField& x) { return x.name == name; });
+  if (f == fields.end())
+    throw Error(ErrorKind::invalid_argument, "no inventory field \"" + std::string(name) +
+                                                 "\" is defined at the manager (distribctl inventory field add " +
+                                                 std::string(name) + ")");
+  check_field_value(*f, value);
+}
+
 std::map<std::string, std::string> parse_assignments(std::string_view text, std::string_view source) {
   std::map<std::string, std::string> out;
   int line_no = 0;

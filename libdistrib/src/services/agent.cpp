@@ -571,10 +571,8 @@ struct Agent::Impl {
     for (const auto& [k, v] : values) {
       if (v.empty()) continue;
       if (fields) {
-        auto f = std::find_if(fields->begin(), fields->end(), [&](const InventoryField& x) { return x.name == k; });
         try {
-          if (f == fields->end()) throw Error(ErrorKind::invalid_argument, "no inventory field \"" + k + "\" is defined at the manager");
-          check_field_value(*f, v);
+          check_user_value(*fields, k, v);
         } catch (const Error& e) {
           spdlog::warn("user inventory value left out: {}", e.what());
           continue;
@@ -978,11 +976,7 @@ void Agent::set_user_inventory(const std::filesystem::path& state_dir, const std
   const auto fields = Impl::cached_fields(state_dir);
   for (const auto& [k, v] : values) {
     validate_group_name(k, "inventory field");
-    if (v.empty() || !fields) continue;
-    auto f = std::find_if(fields->begin(), fields->end(), [&](const InventoryField& x) { return x.name == k; });
-    if (f == fields->end())
-      throw Error(ErrorKind::invalid_argument, "no inventory field \"" + k + "\" is defined at the manager (distribctl inventory field add " + k + ")");
-    check_field_value(*f, v);
+    if (!v.empty() && fields) check_user_value(*fields, k, v);
   }
   const auto file = state_dir / "user-inventory";
   std::map<std::string, std::string> all;

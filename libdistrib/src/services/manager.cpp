@@ -1740,21 +1740,13 @@ struct Manager::Impl {
     if (u == rep.items.end() || !u->first.starts_with("user.")) return rejected;
     const auto fields = inventory_fields();
     for (auto i = u; i != rep.items.end() && i->first.starts_with("user.");) {
-      const auto name = i->first.substr(5);
-      auto f = std::find_if(fields.begin(), fields.end(), [&](const InventoryField& x) { return x.name == name; });
-      std::string why;
-      if (f == fields.end()) why = "no inventory field \"" + name + "\" is defined (distribctl inventory field add)";
-      else try {
-          check_field_value(*f, i->second);
-        } catch (const Error& e) {
-          why = e.what();
-        }
-      if (why.empty()) {
+      try {
+        check_user_value(fields, std::string_view(i->first).substr(5), i->second);
         ++i;
-        continue;
+      } catch (const Error& e) {
+        rejected.emplace_back(e.what());
+        i = rep.items.erase(i);
       }
-      rejected.emplace_back(why);
-      i = rep.items.erase(i);
     }
     return rejected;
   }

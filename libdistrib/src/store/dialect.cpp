@@ -104,8 +104,7 @@ const std::vector<Migration>& migrations() {
        {"ALTER TABLE jobs ADD params ${TEXT}",
         "ALTER TABLE host_groups ADD query ${TEXT}",
         "CREATE TABLE inventory_hosts (host_id VARCHAR(36) PRIMARY KEY, collected_at BIGINT NOT NULL, "
-        "reported_at BIGINT NOT NULL, system_digest VARCHAR(64) NOT NULL, software_digest VARCHAR(64) NOT NULL, "
-        "item_count BIGINT NOT NULL)",
+        "reported_at BIGINT NOT NULL, system_digest VARCHAR(64) NOT NULL, software_digest VARCHAR(64) NOT NULL)",
         "CREATE TABLE inventory_items (host_id VARCHAR(36) NOT NULL, item_key VARCHAR(255) NOT NULL, "
         "item_value ${TEXT} NOT NULL, PRIMARY KEY (host_id, item_key))",
         "CREATE INDEX inventory_items_key ON inventory_items (item_key)",

@@ -1540,23 +1540,14 @@ private:
             soci::use(hosts), soci::use(at), soci::use(h_kind), soci::use(h_key), soci::use(h_old), soci::use(h_new);
       }
       const std::string new_sys = sys ? dsys : old_sys, new_soft = soft ? dsoft : old_soft;
-      ll count = 0;
-      if (!out.unchanged)
-        sql << "SELECT COUNT(*) FROM inventory_items WHERE host_id = :h", soci::into(count), soci::use(rep.host_id);
-      if (!exists) {
-        sql << "INSERT INTO inventory_hosts (host_id, collected_at, reported_at, system_digest, software_digest, "
-               "item_count) VALUES (:h, :c, :r, :s, :w, :n)",
-            soci::use(rep.host_id), soci::use(collected), soci::use(received), soci::use(new_sys), soci::use(new_soft),
-            soci::use(count);
-      } else if (out.unchanged) {
-        sql << "UPDATE inventory_hosts SET collected_at = :c, reported_at = :r WHERE host_id = :h", soci::use(collected),
-            soci::use(received), soci::use(rep.host_id);
-      } else {
-        sql << "UPDATE inventory_hosts SET collected_at = :c, reported_at = :r, system_digest = :s, software_digest = :w, "
-               "item_count = :n WHERE host_id = :h",
-            soci::use(collected), soci::use(received), soci::use(new_sys), soci::use(new_soft), soci::use(count),
-            soci::use(rep.host_id);
-      }
+      if (!exists)
+        sql << "INSERT INTO inventory_hosts (host_id, collected_at, reported_at, system_digest, software_digest) "
+               "VALUES (:h, :c, :r, :s, :w)",
+            soci::use(rep.host_id), soci::use(collected), soci::use(received), soci::use(new_sys), soci::use(new_soft);
+      else
+        sql << "UPDATE inventory_hosts SET collected_at = :c, reported_at = :r, system_digest = :s, software_digest = :w "
+               "WHERE host_id = :h",
+            soci::use(collected), soci::use(received), soci::use(new_sys), soci::use(new_soft), soci::use(rep.host_id);
       return out;
     }
   }

@@ -191,6 +191,23 @@ inline double run_parallel(int clients, const std::function<std::uint64_t(int)>&
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+/// nginx serving DIR/www/payload.bin as a static file to `clients` at once (the baseline of the
+/// delivery benchmarks); prints and returns MB/s, or -1 when nginx did not start.
+inline double nginx_throughput(const std::filesystem::path& dir, int clients) {
+  const int port = free_port();
+  auto nginx = start_nginx(dir / "nginx", dir / "www", port);
+  if (!nginx) {
+    std::fprintf(stderr, "nginx did not start: %s\n", distrib::test::read_file(dir / "nginx/error.log").c_str());
+    return -1;
+  }
+  std::uint64_t bytes = 0;
+  const double secs = run_parallel(clients, [&](int) { return fetch_all("127.0.0.1", port, {"/payload.bin"}); }, bytes);
+  const double mbs = static_cast<double>(bytes) / 1e6 / secs;
+  std::printf("nginx:    %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients, static_cast<double>(bytes) / 1e6,
+              secs, mbs);
+  return mbs;
+}
+
 /// Where the manager keeps a chunk.
 inline std::filesystem::path chunk_file(const distrib::test::ManagerProc& m, const std::string& digest) {
   return m.state_dir() / "chunks" / digest.substr(0, 2) / (digest + ".zst");

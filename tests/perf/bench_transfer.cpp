@@ -123,19 +123,8 @@ int main(int argc, char** argv) {
     std::printf("distribd: %d clients fetched %.0f MB in segments in %.2f s = %.0f MB/s\n", clients,
                 static_cast<double>(bytes) / 1e6, secs, distrib_mbs);
     m.stop();
-    const int port = bench::free_port();
-    auto nginx = bench::start_nginx(tmp / "nginx", tmp / "www", port);
-    if (!nginx) {
-      std::fprintf(stderr, "nginx did not start: %s\n", read_file(tmp / "nginx/error.log").c_str());
-      return 1;
-    }
-    std::uint64_t nbytes = 0;
-    const double nsecs = bench::run_parallel(clients, [&](int) {
-      return bench::fetch_all("127.0.0.1", port, {"/payload.bin"});
-    }, nbytes);
-    const double nginx_mbs = static_cast<double>(nbytes) / 1e6 / nsecs;
-    std::printf("nginx:    %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
-                static_cast<double>(nbytes) / 1e6, nsecs, nginx_mbs);
+    const double nginx_mbs = bench::nginx_throughput(tmp.path(), clients);
+    if (nginx_mbs < 0) return 1;
     std::printf("RESULT throughput clients=%d payload_mib=%d distrib_mb_s=%.0f nginx_mb_s=%.0f ratio=%.2f\n",
                 clients, mib, distrib_mbs, nginx_mbs, distrib_mbs / nginx_mbs);
     stdfs::remove_all(tmp / "www");

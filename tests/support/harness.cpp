@@ -1,6 +1,7 @@
 #include "harness.h"
 
 #include <boost/json.hpp>
+#include <libpq-fe.h>
 
 #include <algorithm>
 
@@ -240,6 +241,75 @@ std::string wait_job(const ManagerProc& m, const std::string& id, std::chrono::s
   auto r = m.ctl({"job", "show", id, "--wait", "--timeout", std::to_string(timeout.count())}, true,
                  timeout + 10s);
   return r.out;
+}
+
+
+std::string pg_server() {
+  const char* dir = std::getenv("DISTRIB_TEST_PG_DIR");
+  if (!dir || !*dir) return {};
+  static const std::string server = [&] {
+    ::setenv("ODBCSYSINI", (stdfs::path(dir) / "odbc").c_str(), 1);
+    std::string port = read_file(stdfs::path(dir) / "port");
+    while (!port.empty() && (port.back() == '\n' || port.back() == ' ')) port.pop_back();
+    return "host=127.0.0.1 port=" + port + " user=distrib password=distrib";
+  }();
+  return server;
+}
+
+std::string pg_connection(const std::string& db) { return pg_server() + " dbname=" + db; }
+
+std::string pg_odbc_connection(const std::string& db) {
+  std::map<std::string, std::string> kv;
+  std::istringstream in(pg_server());
+  for (std::string part; in >> part;) kv[part.substr(0, part.find('='))] = part.substr(part.find('=') + 1);
+  return "DRIVER={PostgreSQL Unicode};SERVER=" + kv["host"] + ";PORT=" + kv["port"] + ";DATABASE=" + db +
+         ";UID=" + kv["user"] + ";PWD=" + kv["password"] + ";";
+}
+
+void pg_exec(const std::string& sql, const std::string& db) {
+  PGconn* c = PQconnectdb(pg_connection(db).c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    const std::string why = PQerrorMessage(c);
+    PQfinish(c);
+    throw std::runtime_error("cannot reach the test PostgreSQL server: " + why);
+  }
+  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PGresult* r = PQexec(c, sql.c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  const std::string why = PQerrorMessage(c);
+  PQclear(r);
+  PQfinish(c);
+  if (!ok) throw std::runtime_error(sql + ": " + why);
+}
+
+namespace {
+struct PgDatabases {
+  std::vector<std::string> names;
+  ~PgDatabases() {
+    for (const auto& n : names) {
+      try {
+        pg_exec("DROP DATABASE IF EXISTS " + n + " WITH (FORCE)");
+      } catch (...) {
+      }
+    }
+  }
+};
+PgDatabases pg_databases;
+}  // namespace
+
+std::string pg_create_database(const std::string& name) {
+  if (std::find(pg_databases.names.begin(), pg_databases.names.end(), name) == pg_databases.names.end()) {
+    pg_exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    pg_exec("CREATE DATABASE " + name);
+    pg_databases.names.push_back(name);
+  }
+  return name;
+}
+
+bool pg_script(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {DISTRIB_TEST_PG_SCRIPT};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, 120s).exit_code == 0;
 }
 
 }  // namespace distrib::test

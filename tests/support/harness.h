@@ -69,6 +69,22 @@ const std::string& distribd_path();
 const std::string& distribctl_path();
 const stdfs::path& examples_dir();
 
+// --- the run's PostgreSQL server (tests/support/postgres.sh, started by CTest's "postgres"
+// fixture, which sets DISTRIB_TEST_PG_DIR)
+/// "host=127.0.0.1 port=P user=distrib password=distrib" (no dbname), or "" when the run has no
+/// server. Also points ODBCSYSINI at the server directory's odbcinst.ini (driver logs off).
+std::string pg_server();
+/// The same server as a PostgreSQL/ODBC connection string to database `db`.
+std::string pg_connection(const std::string& db);
+std::string pg_odbc_connection(const std::string& db);
+/// Runs one statement on the server's "postgres" database (throws with the server's message).
+void pg_exec(const std::string& sql, const std::string& db = "postgres");
+/// Creates database `name` (once per process); every database made here is dropped at exit.
+std::string pg_create_database(const std::string& name);
+/// Runs tests/support/postgres.sh with `args` (start DIR PORT, restart DIR, destroy DIR...);
+/// false when it failed.
+bool pg_script(const std::vector<std::string>& args);
+
 /// A manager process on a loopback address with its own state directory.
 class ManagerProc {
 public:

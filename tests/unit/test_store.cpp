@@ -1,5 +1,6 @@
-// Store conformance: every registered backend must pass these (SQLite here; more backends join
-// the GENERATE list as they are added).
+// Store conformance: every backend path reachable in the run passes the same cases: SQLite
+// embedded, SQLite through ODBC (sqliteodbc), and with the run's PostgreSQL server (CTest's
+// "postgres" fixture sets DISTRIB_TEST_PG) PostgreSQL natively and through psqlODBC.
 #include <distrib/error.h>
 #include <distrib/store/store.h>
 
@@ -9,6 +10,10 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <map>
+#include <sstream>
 #include <cstdio>
 #include <ctime>
 #include <set>
@@ -52,13 +57,45 @@ Job app_job(std::vector<std::string> destinations) {
   return job;
 }
 
-std::unique_ptr<Store> open_store(const std::string& backend, const TempDir& tmp) {
-  StoreRegistry registry;
-  register_builtin_stores(registry);
+// A database of its own for the test using `tmp` (the same one when opened again).
+std::string pg_database(const TempDir& tmp, const std::string& prefix) {
+  std::string name = prefix;
+  for (char c : tmp.path().filename().string())
+    name += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '_';
+  return pg_create_database(name);
+}
+
+// Every backend path reachable in this run: the embedded database and SQLite through ODBC
+// always, PostgreSQL natively and through ODBC when the run provides a server.
+std::vector<std::string> backends() {
+  std::vector<std::string> out = {"sqlite", "odbc-sqlite"};
+  if (!pg_server().empty()) {
+    out.push_back("postgresql");
+    out.push_back("odbc-postgresql");
+  }
+  return out;
+}
+
+StoreSettings settings_for(const std::string& backend, const TempDir& tmp) {
   StoreSettings s;
   s.backend = backend;
   s.path = (tmp / "test.db").string();
-  return registry.open(s);
+  if (backend == "odbc-sqlite") {
+    s.backend = "odbc";
+    s.connection = "DRIVER={SQLite3};Database=" + s.path + ";";
+  } else if (backend == "postgresql") {
+    s.connection = pg_connection(pg_database(tmp, "n_"));
+  } else if (backend == "odbc-postgresql") {
+    s.backend = "odbc";
+    s.connection = pg_odbc_connection(pg_database(tmp, "o_"));
+  }
+  return s;
+}
+
+std::unique_ptr<Store> open_store(const std::string& backend, const TempDir& tmp) {
+  StoreRegistry registry;
+  register_builtin_stores(registry);
+  return registry.open(settings_for(backend, tmp));
 }
 
 // The kind of the Error `fn` throws; nullopt when it throws none.
@@ -97,7 +134,7 @@ JobEntry entry_of(Store& store, std::int64_t job_id, const std::string& host_id)
 }  // namespace
 
 TEST_CASE("store conformance", "[store]") {
-  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
   auto store = open_store(backend, tmp);
@@ -371,7 +408,7 @@ TEST_CASE("a file that is not a database is a clear error", "[store]") {
 }
 
 TEST_CASE("store conformance: host groups", "[store]") {
-  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
   auto store = open_store(backend, tmp);
@@ -423,7 +460,7 @@ TEST_CASE("store conformance: host groups", "[store]") {
 }
 
 TEST_CASE("store conformance: ID groups and standing jobs", "[store]") {
-  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
   auto store = open_store(backend, tmp);
@@ -547,7 +584,7 @@ TEST_CASE("store conformance: ID groups and standing jobs", "[store]") {
 }
 
 TEST_CASE("store conformance: staged rollouts", "[store]") {
-  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
   auto store = open_store(backend, tmp);
@@ -653,7 +690,7 @@ TEST_CASE("store conformance: staged rollouts", "[store]") {
 }
 
 TEST_CASE("store conformance: expiry and start times", "[store]") {
-  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
   auto store = open_store(backend, tmp);
@@ -701,7 +738,7 @@ TEST_CASE("store conformance: expiry and start times", "[store]") {
 }
 
 TEST_CASE("store conformance: automatic and operator retries", "[store]") {
-  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
   auto store = open_store(backend, tmp);
@@ -821,7 +858,7 @@ TEST_CASE("store conformance: automatic and operator retries", "[store]") {
 }
 
 TEST_CASE("store conformance: inventory", "[store]") {
-  const std::string backend = GENERATE(as<std::string>{}, "sqlite");
+  const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
   auto store = open_store(backend, tmp);

@@ -3,13 +3,27 @@
 #include <distrib/store/store.h>
 
 #include "model/json_codec.h"
+#include "store/connection.h"
 #include "store/dialect.h"
 #include "util/fs.h"
 
+#include <distrib/content/digest.h>
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
 #include <soci/soci.h>
+#include <soci/odbc/soci-odbc.h>
+#include <soci/postgresql/soci-postgresql.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 
 #include <algorithm>
+#include <istream>
+#include <ostream>
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <spdlog/spdlog.h>
 #include <map>
 #include <random>
 #include <unordered_set>
@@ -211,7 +225,8 @@ class SociStore final : public Store {
 public:
   SociStore(const Dialect& dialect, const soci::backend_factory& backend,
             const std::string& connection, const StoreSettings& settings)
-      : dialect_(dialect), pool_(static_cast<std::size_t>(std::max(1, settings.pool_size))) {
+      : dialect_(dialect), pool_(static_cast<std::size_t>(std::max(1, settings.pool_size))),
+        reconnect_seconds_(settings.reconnect_seconds) {
     for (std::size_t i = 0; i < static_cast<std::size_t>(std::max(1, settings.pool_size)); ++i) {
       auto& s = pool_.at(i);
       try {
@@ -484,7 +499,7 @@ public:
         soci::use(rstate), soci::use(current), soci::use(groups), soci::use(split_size),
         soci::use(split_interval), soci::use(params);
     ll id = 0;
-    sql << dialect_.last_insert_id, soci::into(id);
+    sql << dialect_.last_id_query("jobs"), soci::into(id);
     out.id = id;
     if (host_ids.empty()) return out;
     std::string host;
@@ -1611,8 +1626,7 @@ private:
     write([&](soci::session& sql) {
       const std::string type(to_string(f.type));
       const auto allowed = join_addresses(f.allowed);
-      sql << "DELETE FROM inventory_fields WHERE name = :n", soci::use(f.name);
-      sql << "INSERT INTO inventory_fields (name, field_type, allowed, description) VALUES (:n, :t, :a, :d)",
+      sql << dialect_.upsert("inventory_fields", {"name"}, {"field_type", "allowed", "description"}),
           soci::use(f.name), soci::use(type), soci::use(allowed), soci::use(f.description);
     });
   }
@@ -1639,10 +1653,7 @@ private:
   void record_collected_file(const CollectedFile& f) override {
     write([&](soci::session& sql) {
       const ll job = f.job_id, size = f.size, at = f.stored_at ? f.stored_at : fs::now_unix();
-      sql << "DELETE FROM collected_files WHERE job_id = :j AND host_id = :h AND path = :p", soci::use(job),
-          soci::use(f.host_id), soci::use(f.path);
-      sql << "INSERT INTO collected_files (job_id, host_id, path, size, sha256, stored_at) VALUES (:j, :h, :p, :s, "
-             ":d, :a)",
+      sql << dialect_.upsert("collected_files", {"job_id", "host_id", "path"}, {"byte_size", "sha256", "stored_at"}),
           soci::use(job), soci::use(f.host_id), soci::use(f.path), soci::use(size), soci::use(f.sha256), soci::use(at);
     });
   }
@@ -1652,7 +1663,7 @@ private:
       std::vector<CollectedFile> out;
       const ll job = job_id;
       soci::rowset<soci::row> rs =
-          (sql.prepare << "SELECT c.host_id, h.name, c.path, c.size, c.sha256, c.stored_at FROM collected_files c "
+          (sql.prepare << "SELECT c.host_id, h.name, c.path, c.byte_size, c.sha256, c.stored_at FROM collected_files c "
                           "LEFT JOIN hosts h ON h.host_id = c.host_id WHERE c.job_id = :j ORDER BY h.name, c.path",
            soci::use(job));
       for (const auto& r : rs)
@@ -1661,35 +1672,367 @@ private:
     });
   }
 
+  // --- moving a whole database
+  struct Checksum {
+    std::uint64_t lane[4] = {};
+    void add(const std::string& canonical) {
+      const auto hex = sha256_hex(canonical);
+      for (std::size_t i = 0; i < 4; ++i) lane[i] += std::stoull(hex.substr(i * 16, 16), nullptr, 16);
+    }
+    std::string hex() const {
+      return fmt::format("{:016x}{:016x}{:016x}{:016x}", lane[0], lane[1], lane[2], lane[3]);
+    }
+  };
+
+  struct Column {
+    std::string name;
+    bool integer = false;
+  };
+
+  static std::vector<Column> columns_of(const TableDef& t) {
+    std::vector<Column> out;
+    for (const auto& c : t.columns) out.push_back({c.name, c.integer});
+    return out;
+  }
+
+  static std::string column_list(const std::vector<Column>& cols, const std::string& prefix = "") {
+    std::string out;
+    for (const auto& c : cols) out += (out.empty() ? "" : ", ") + prefix + c.name;
+    return out;
+  }
+
+  // Reads every row of `table` (these columns), calling `each` with its canonical JSON array.
+  template <class Each>
+  TableSummary scan_table(soci::session& sql, const std::string& table, const std::vector<Column>& cols,
+                          Each&& each) {
+    TableSummary out{table, 0, {}};
+    Checksum sum;
+    soci::rowset<soci::row> rs = sql.prepare << "SELECT " + column_list(cols) + " FROM " + table;
+    for (const auto& r : rs) {
+      boost::json::array a;
+      for (std::size_t i = 0; i < cols.size(); ++i) {
+        if (r.get_indicator(i) == soci::i_null) a.emplace_back(nullptr);
+        else if (cols[i].integer) a.emplace_back(get_i64(r, i));
+        else a.emplace_back(get_str(r, i));
+      }
+      const auto line = boost::json::serialize(a);
+      sum.add(line);
+      each(line);
+      ++out.rows;
+    }
+    out.checksum = sum.hex();
+    return out;
+  }
+
+  DataSummary export_data(std::ostream& out, const DataProgress& progress) override {
+    return guarded(
+        [&](soci::session& sql) {
+          soci::transaction tr(sql);
+          if (!dialect_.snapshot.empty()) sql << dialect_.snapshot;
+          DataSummary summary;
+          summary.schema_version = read_version(sql);
+          out << boost::json::serialize(boost::json::object{{"format", "distrib-database"},
+                                                            {"format_version", 1},
+                                                            {"schema_version", summary.schema_version},
+                                                            {"source", dialect_.name},
+                                                            {"exported_at", fs::now_unix()}})
+              << "\n";
+          for (const auto& t : schema_tables()) {
+            const auto cols = columns_of(t);
+            boost::json::array names;
+            for (const auto& c : cols) names.emplace_back(c.name);
+            out << boost::json::serialize(boost::json::object{{"table", t.name}, {"columns", names}}) << "\n";
+            std::int64_t n = 0;
+            auto ts = scan_table(sql, t.name, cols, [&](const std::string& line) {
+              out << line << "\n";
+              if (++n % 10000 == 0 && progress) progress(t.name, n);
+            });
+            if (progress) progress(t.name, ts.rows);
+            out << boost::json::serialize(boost::json::object{{"end", t.name}, {"rows", ts.rows}, {"checksum", ts.checksum}})
+                << "\n";
+            summary.tables.push_back(std::move(ts));
+          }
+          out << boost::json::serialize(boost::json::object{{"end_of_export", true},
+                                                            {"tables", summary.tables.size()}})
+              << "\n";
+          out.flush();
+          if (!out) throw Error(ErrorKind::internal, "writing the export failed (disk full?)");
+          tr.commit();
+          return summary;
+        },
+        0);
+  }
+
+  DataSummary summarize() override {
+    return guarded([&](soci::session& sql) {
+      DataSummary summary;
+      summary.schema_version = read_version(sql);
+      for (const auto& t : schema_tables())
+        summary.tables.push_back(scan_table(sql, t.name, columns_of(t), [](const std::string&) {}));
+      return summary;
+    });
+  }
+
+  // One batch of rows into `table`: column-wise vectors bound in bulk.
+  struct Batch {
+    std::vector<std::vector<long long>> ints;
+    std::vector<std::vector<std::string>> texts;
+    std::vector<std::vector<soci::indicator>> inds;
+    std::size_t size = 0;
+    explicit Batch(std::size_t ncols) : ints(ncols), texts(ncols), inds(ncols) {}
+    void clear() {
+      for (auto& v : ints) v.clear();
+      for (auto& v : texts) v.clear();
+      for (auto& v : inds) v.clear();
+      size = 0;
+    }
+  };
+
+  void insert_batch(soci::session& sql, const std::string& table, const std::vector<Column>& cols, Batch& b) {
+    if (b.size == 0) return;
+    std::string marks;
+    for (const auto& c : cols) marks += (marks.empty() ? ":" : ", :") + c.name;
+    soci::statement st(sql);
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      if (cols[i].integer) st.exchange(soci::use(b.ints[i], b.inds[i]));
+      else st.exchange(soci::use(b.texts[i], b.inds[i]));
+    }
+    st.alloc();
+    st.prepare("INSERT INTO " + table + " (" + column_list(cols) + ") VALUES (" + marks + ")");
+    st.define_and_bind();
+    st.execute(true);
+    b.clear();
+  }
+
+  DataSummary import_data(std::istream& in, const DataProgress& progress) override {
+    std::lock_guard lock(write_mutex_);
+    return guarded(
+        [&](soci::session& sql) {
+          soci::transaction tr(sql);
+          for (const auto& t : schema_tables()) {
+            ll n = 0;
+            sql << "SELECT COUNT(*) FROM " + t.name, soci::into(n);
+            if (n > 0)
+              throw Error(ErrorKind::conflict, "the target database is not empty (table " + t.name + " holds " +
+                                                   std::to_string(n) +
+                                                   " rows): import into a new database, created for it");
+          }
+          std::string line;
+          std::size_t line_no = 0;
+          auto next = [&]() -> boost::json::object {
+            if (!std::getline(in, line)) return {};
+            ++line_no;
+            boost::system::error_code ec;
+            auto v = boost::json::parse(line, ec);
+            if (ec || !(v.is_object() || v.is_array()))
+              throw Error(ErrorKind::invalid_argument, "line " + std::to_string(line_no) + " of the export is not a JSON "
+                                                       "object or row (" + (ec ? ec.message() : "wrong type") + ")");
+            if (v.is_array()) return boost::json::object{{"row", std::move(v)}};
+            return std::move(v.as_object());
+          };
+          auto bad = [&](const std::string& what) {
+            return Error(ErrorKind::invalid_argument, "line " + std::to_string(line_no) + " of the export: " + what);
+          };
+          auto header = next();
+          if (header.empty() || !header.contains("format") || header.at("format") != "distrib-database")
+            throw Error(ErrorKind::invalid_argument, "not a distrib database export (distribd --export-db writes one)");
+          if (!header.contains("schema_version") || !header.at("schema_version").is_int64())
+            throw bad("the header has no schema_version");
+          DataSummary declared;
+          declared.schema_version = static_cast<int>(header.at("schema_version").as_int64());
+          if (declared.schema_version > latest_schema_version())
+            throw Error(ErrorKind::invalid_argument,
+                        "the export is of database schema " + std::to_string(declared.schema_version) +
+                            ", newer than this distribd understands (" + std::to_string(latest_schema_version()) +
+                            "); import it with a newer distribd");
+          bool complete = false;
+          std::vector<std::vector<Column>> imported_cols;
+          for (auto obj = next(); !obj.empty(); obj = next()) {
+            if (obj.contains("end_of_export")) {
+              complete = true;
+              break;
+            }
+            if (!obj.contains("table") || !obj.at("table").is_string() || !obj.contains("columns") ||
+                !obj.at("columns").is_array())
+              throw bad("expected a table header {\"table\":..., \"columns\":[...]}");
+            const std::string name(obj.at("table").as_string());
+            const auto& tables = schema_tables();
+            auto def = std::find_if(tables.begin(), tables.end(), [&](const TableDef& t) { return t.name == name; });
+            if (def == tables.end()) throw bad("unknown table \"" + name + "\"");
+            std::vector<Column> cols;
+            const auto names = obj.at("columns").as_array();
+            for (const auto& n : names) {
+              const std::string cname = n.is_string() ? std::string(n.as_string()) : std::string();
+              auto c = std::find_if(def->columns.begin(), def->columns.end(), [&](const ColumnDef& d) { return d.name == cname; });
+              if (c == def->columns.end()) throw bad("table " + name + " has no column \"" + cname + "\"");
+              cols.push_back({c->name, c->integer});
+            }
+            const bool identity = !def->identity.empty() && !dialect_.explicit_ids_on.empty();
+            if (identity) sql << replace_table(dialect_.explicit_ids_on, name);
+            Batch batch(cols.size());
+            Checksum sum;
+            std::int64_t rows = 0;
+            boost::json::object end;
+            for (auto r = next(); ; r = next()) {
+              if (r.empty()) throw Error(ErrorKind::invalid_argument, "the export ends inside table " + name + ": the file is truncated");
+              if (!r.contains("row")) {
+                end = std::move(r);
+                break;
+              }
+              const auto& row = r.at("row").as_array();
+              if (row.size() != cols.size())
+                throw bad("a row of " + name + " has " + std::to_string(row.size()) + " values, the table header " +
+                          std::to_string(cols.size()));
+              for (std::size_t i = 0; i < cols.size(); ++i) {
+                const auto& v = row[i];
+                const bool null = v.is_null();
+                if (!null && (cols[i].integer ? !v.is_int64() : !v.is_string()))
+                  throw bad("column " + cols[i].name + " of " + name + " holds " +
+                            (cols[i].integer ? "a non-integer" : "a non-string") + " value");
+                batch.inds[i].push_back(null ? soci::i_null : soci::i_ok);
+                if (cols[i].integer) batch.ints[i].push_back(null ? 0 : v.as_int64());
+                else batch.texts[i].push_back(null ? std::string() : std::string(v.as_string()));
+              }
+              ++batch.size;
+              sum.add(boost::json::serialize(row));
+              if (++rows % 1000 == 0) {
+                insert_batch(sql, name, cols, batch);
+                if (progress && rows % 10000 == 0) progress(name, rows);
+              }
+            }
+            insert_batch(sql, name, cols, batch);
+            if (identity) sql << replace_table(dialect_.explicit_ids_off, name);
+            if (!def->identity.empty())
+              for (const auto& st : dialect_.reset_identity(name, def->identity)) sql << st;
+            if (!end.contains("end") || end.at("end") != name.c_str() || !end.contains("rows") ||
+                !end.at("rows").is_int64() || !end.contains("checksum") || !end.at("checksum").is_string())
+              throw bad("expected the trailer of table " + name);
+            TableSummary ts{name, end.at("rows").as_int64(), std::string(end.at("checksum").as_string())};
+            if (ts.rows != rows || ts.checksum != sum.hex())
+              throw Error(ErrorKind::invalid_argument,
+                          "the export is corrupted: table " + name + " declares " + std::to_string(ts.rows) +
+                              " rows with checksum " + ts.checksum.substr(0, 16) + "… but holds " + std::to_string(rows) +
+                              " with checksum " + sum.hex().substr(0, 16) + "…");
+            if (progress) progress(name, rows);
+            declared.tables.push_back(std::move(ts));
+            imported_cols.push_back(std::move(cols));
+          }
+          if (!complete) throw Error(ErrorKind::invalid_argument, "the export ends early: the file is truncated");
+          // Read back what was written, with the same columns: the database now holds exactly
+          // what the export declared.
+          for (std::size_t i = 0; i < declared.tables.size(); ++i) {
+            const auto& want = declared.tables[i];
+            const auto got = scan_table(sql, want.name, imported_cols[i], [](const std::string&) {});
+            if (got.rows != want.rows || got.checksum != want.checksum)
+              throw Error(ErrorKind::internal, "table " + want.name + " reads back " + std::to_string(got.rows) +
+                                                   " rows (checksum " + got.checksum.substr(0, 16) + "…) after import, "
+                                                   "not the " + std::to_string(want.rows) + " written; nothing was kept");
+          }
+          tr.commit();
+          return declared;
+        },
+        0);
+  }
+
+  static std::string replace_table(std::string s, const std::string& table) {
+    for (auto pos = s.find("%T"); pos != std::string::npos; pos = s.find("%T", pos)) s.replace(pos, 2, table);
+    return s;
+  }
+
+  // Runs `fn` on a pooled session. A lost connection (the server restarted, a network cut) is
+  // re-established and `fn` run again, until settings.reconnect_seconds have passed: the
+  // server rolled back the transaction it was in, so running it again applies it once.
   template <class Fn>
-  std::invoke_result_t<Fn&, soci::session&> guarded(Fn&& fn) {
-    try {
+  std::invoke_result_t<Fn&, soci::session&> guarded(Fn&& fn, int reconnect_seconds = -1) {
+    const auto budget = reconnect_seconds < 0 ? reconnect_seconds_ : reconnect_seconds;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, budget));
+    auto pause = std::chrono::milliseconds(100);
+    for (;;) {
       soci::session sql(pool_);
-      return fn(sql);
-    } catch (const Error&) {
-      throw;
-    } catch (const soci::soci_error& e) {
-      const std::string what = first_line(e.what());
-      const bool busy = what.find("locked") != std::string::npos ||
-                        what.find("busy") != std::string::npos;
-      throw Error(busy ? ErrorKind::unavailable : ErrorKind::internal,
-                  dialect_.name + " database error: " + what);
+      std::string lost;
+      try {
+        if (sql.get_backend() == nullptr || !sql.is_connected()) reconnect(sql);
+        using R = std::invoke_result_t<Fn&, soci::session&>;
+        if constexpr (std::is_void_v<R>) {
+          fn(sql);
+          recovered();
+          return;
+        } else {
+          R result = fn(sql);
+          recovered();
+          return result;
+        }
+      } catch (const Error&) {
+        throw;
+      } catch (const soci::soci_error& e) {
+        const std::string what = first_line(e.what());
+        if (!connection_lost(sql, e)) {
+          const bool busy = what.find("locked") != std::string::npos ||
+                            what.find("busy") != std::string::npos;
+          throw Error(busy ? ErrorKind::unavailable : ErrorKind::internal,
+                      dialect_.name + " database error: " + what);
+        }
+        lost = what;
+      }
+      if (!outage_.exchange(true))
+        spdlog::warn("lost the connection to the {} database ({}); reconnecting", dialect_.name, lost);
+      if (std::chrono::steady_clock::now() + pause > deadline)
+        throw Error(ErrorKind::unavailable, "the " + dialect_.name + " database cannot be reached (" + lost +
+                                                "); the request can be retried when it is back");
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+      try {
+        reconnect(sql);
+      } catch (const soci::soci_error&) {
+        // still down: the next round tries again
+      }
     }
   }
 
-  // One transaction; serialised in-process where the database has a single writer.
+  void recovered() {
+    if (outage_.exchange(false)) spdlog::info("the {} database is reachable again", dialect_.name);
+  }
+
+  static bool connection_lost(soci::session& sql, const soci::soci_error& e) {
+    if (e.get_error_category() == soci::soci_error::connection_error) return true;
+    try {
+      return sql.get_backend() == nullptr || !sql.is_connected();
+    } catch (...) {
+      return true;
+    }
+  }
+
+  void reconnect(soci::session& sql) {
+    sql.reconnect();
+    for (const auto& stmt : dialect_.connection_setup) sql << stmt;
+  }
+
+  // One transaction; serialised in-process (see Dialect::serialize_writes).
   template <class Fn>
   std::invoke_result_t<Fn&, soci::session&> write(Fn&& fn) {
     std::unique_lock<std::mutex> lock(write_mutex_, std::defer_lock);
     if (dialect_.serialize_writes) lock.lock();
     return guarded([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
       soci::transaction tr(sql);
+      auto commit = [&] {
+        try {
+          tr.commit();
+        } catch (const soci::soci_error& e) {
+          // Whether the server committed before the connection broke cannot be known: say so
+          // rather than apply the change a second time.
+          if (connection_lost(sql, e))
+            throw Error(ErrorKind::unavailable, "the connection to the " + dialect_.name +
+                                                    " database was lost while committing; the change may or may not "
+                                                    "have been applied (" + first_line(e.what()) + ")");
+          throw;
+        }
+      };
       if constexpr (std::is_void_v<decltype(fn(sql))>) {
         fn(sql);
-        tr.commit();
+        commit();
       } else {
         auto result = fn(sql);
-        tr.commit();
+        commit();
         return result;
       }
     });
@@ -1706,8 +2049,7 @@ private:
     guarded([&](soci::session& sql) {
       std::lock_guard lock(write_mutex_);
       try {
-        sql << "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at "
-               "BIGINT NOT NULL)";
+        sql << dialect_.create_version_table;
       } catch (const soci::soci_error& e) {
         throw Error(ErrorKind::unavailable,
                     "cannot use the " + dialect_.name + " database: " + first_line(e.what()));
@@ -1721,7 +2063,8 @@ private:
       for (const auto& m : migrations()) {
         if (m.version <= current) continue;
         soci::transaction tr(sql);
-        for (const auto& s : m.statements) sql << render(s, dialect_);
+        for (const auto& s : m.statements)
+          for (const auto& r : render(s, dialect_)) sql << r;
         const ll now = fs::now_unix();
         sql << "INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)",
             soci::use(m.version), soci::use(now);
@@ -1734,6 +2077,8 @@ private:
   const Dialect& dialect_;
   soci::connection_pool pool_;
   std::mutex write_mutex_;
+  int reconnect_seconds_ = 15;
+  std::atomic<bool> outage_{false};
 };
 
 }  // namespace
@@ -1753,6 +2098,21 @@ void register_builtin_stores(StoreRegistry& registry) {
     const std::string conn = "db=" + s.path + " timeout=" + std::to_string(s.busy_timeout_seconds);
     return std::make_unique<store::SociStore>(store::sqlite_dialect(), *soci::factory_sqlite3(),
                                               conn, s);
+  });
+  registry.add("postgresql", [](const StoreSettings& s) -> std::unique_ptr<Store> {
+    if (!s.dialect.empty() && s.dialect != "postgresql")
+      throw Error(ErrorKind::invalid_argument, "the postgresql backend speaks only the postgresql dialect (for \"" +
+                                                   s.dialect + "\" use the odbc backend)");
+    const auto conn = store::check_postgresql_connection(s.connection, s.busy_timeout_seconds);
+    return std::make_unique<store::SociStore>(store::postgresql_dialect(), *soci::factory_postgresql(), conn, s);
+  });
+  registry.add("odbc", [](const StoreSettings& s) -> std::unique_ptr<Store> {
+    if (s.connection.empty())
+      throw Error(ErrorKind::invalid_argument,
+                  "the odbc backend needs a connection string (e.g. \"DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;"
+                  "PORT=5432;DATABASE=distrib;UID=distrib;PWD=...\")");
+    const auto dialect = store::check_odbc_connection(s.connection, s.dialect, store::installed_odbc_drivers());
+    return std::make_unique<store::SociStore>(*store::find_dialect(dialect), *soci::factory_odbc(), s.connection, s);
   });
 }
 

@@ -16,6 +16,7 @@
 #include <distrib/model/package.h>
 
 #include <functional>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,11 +27,18 @@ namespace distrib {
 
 /// Which database and where. Defaults are the embedded database.
 struct StoreSettings {
-  std::string backend = "sqlite";  ///< registry name of the implementation
+  std::string backend = "sqlite";  ///< registry name: sqlite, postgresql, odbc
   std::string path;                ///< sqlite: database file
-  std::string connection;          ///< server backends: connection string
+  /// postgresql: libpq key=value string ("host=127.0.0.1 port=5432 dbname=distrib user=u");
+  /// odbc: ODBC connection string ("DRIVER={PostgreSQL Unicode};SERVER=...;DATABASE=...").
+  std::string connection;
+  /// odbc: the SQL spoken behind the driver: sqlserver, oracle, postgresql or sqlite.
+  std::string dialect;
   int pool_size = 4;
-  int busy_timeout_seconds = 10;
+  int busy_timeout_seconds = 10;  ///< sqlite: wait for a lock; servers: connect timeout
+  /// A lost connection is re-established and the call retried for this long before the call
+  /// fails with ErrorKind::unavailable.
+  int reconnect_seconds = 15;
 };
 
 /// A state report from an agent about one entry. (entry, attempt, seq) makes it idempotent.
@@ -133,6 +141,20 @@ struct CollectedFile {
   std::string sha256;
   std::int64_t stored_at = 0;
 };
+
+/// What a whole-database move carried, per table: counted and checksummed the same way at
+/// both ends (the checksum does not depend on row order, which differs between databases).
+struct TableSummary {
+  std::string name;
+  std::int64_t rows = 0;
+  std::string checksum;  ///< hex; sum of the SHA-256 of each row's canonical form
+};
+struct DataSummary {
+  int schema_version = 0;
+  std::vector<TableSummary> tables;
+};
+/// Called as a table is moved: the table and the rows done so far.
+using DataProgress = std::function<void(const std::string& table, std::int64_t rows)>;
 
 /// A job with its entry counts, for listings.
 struct JobListing {
@@ -309,6 +331,18 @@ public:
   /// Records (or replaces) a file a host sent for a collect-files job.
   virtual void record_collected_file(const CollectedFile& file) = 0;
   virtual std::vector<CollectedFile> collected_files(std::int64_t job_id) = 0;
+
+  // --- moving a whole database between backends (distribd --export-db / --import-db)
+  /// Writes every table as JSON lines (a header, then per table its columns, its rows and a
+  /// trailer with the count and checksum). Reads in one transaction: a consistent snapshot.
+  virtual DataSummary export_data(std::ostream& out, const DataProgress& progress) = 0;
+  /// Loads an export into this database, which must hold no data, in one transaction: on any
+  /// error (a corrupted line, a checksum or count that does not match, an export of a newer
+  /// schema, a database that is not empty) nothing is kept. Returns what the file declared,
+  /// which `summarize()` of this database then matches.
+  virtual DataSummary import_data(std::istream& in, const DataProgress& progress) = 0;
+  /// Counts and checksums of every table as stored now.
+  virtual DataSummary summarize() = 0;
 };
 
 /// Maps a backend name to a factory. Implementations are registered where the program is
@@ -326,7 +360,8 @@ private:
   std::map<std::string, Factory> factories_;
 };
 
-/// Registers "sqlite" (the embedded database).
+/// Registers "sqlite" (the embedded database), "postgresql" (libpq) and "odbc" (a driver and
+/// a dialect: sqlserver, oracle, postgresql, sqlite).
 void register_builtin_stores(StoreRegistry& registry);
 
 /// Highest schema version this build knows.

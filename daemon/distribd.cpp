@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -46,8 +47,14 @@ po::options_description all_options() {
       ("tls-cert", po::value<std::string>(), "PEM certificate chain; enables HTTPS")
       ("tls-key", po::value<std::string>(), "PEM private key")
       ("key-mode", po::value<std::string>()->default_value("name"), "ID key for operations: name, ip or host-id")
-      ("database", po::value<std::string>()->default_value("sqlite"), "database backend")
+      ("database", po::value<std::string>()->default_value("sqlite"), "database backend: sqlite, postgresql or odbc")
       ("database-path", po::value<std::string>(), "sqlite file (default STATE_DIR/distrib.db)")
+      ("database-connection", po::value<std::string>(),
+       "postgresql: \"host=H port=P dbname=D user=U password=W\"; odbc: \"DRIVER={...};SERVER=...;...\"")
+      ("database-dialect", po::value<std::string>(), "odbc: sqlserver, oracle, postgresql or sqlite (default: from the driver's name)")
+      ("database-timeout", po::value<int>()->default_value(10), "seconds to connect (servers) or wait for a lock (sqlite)")
+      ("database-reconnect", po::value<int>()->default_value(15),
+       "seconds a lost database connection is retried before a request fails (it is retried later)")
       ("poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open")
       ("auto-register", po::value<bool>()->default_value(true),
        "accept new hosts at once (false: they wait for distribctl hosts approve)");
@@ -111,6 +118,88 @@ sigset_t block_signals() {
   return set;
 }
 
+std::string with_commas(std::int64_t n) {
+  auto digits = std::to_string(n);
+  for (int i = static_cast<int>(digits.size()) - 3; i > (n < 0 ? 1 : 0); i -= 3)
+    digits.insert(static_cast<std::size_t>(i), ",");
+  return digits;
+}
+
+std::string describe(const distrib::StoreSettings& st) {
+  return st.backend == "sqlite" ? "sqlite database " + st.path
+                                : st.backend + (st.dialect.empty() ? "" : " (" + st.dialect + ")") + " database";
+}
+
+int migrate_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st) {
+  auto store = stores.open(st);
+  const int before = store->version_at_open();
+  const int now = store->schema_version();
+  if (before == now)
+    std::cout << describe(st) << " is at schema version " << now << " already; nothing to do\n";
+  else
+    std::cout << describe(st) << " migrated from schema version " << before << " to " << now << "\n";
+  return 0;
+}
+
+void print_summary(const distrib::DataSummary& sum) {
+  std::printf("%-22s %12s  %s\n", "TABLE", "ROWS", "CHECKSUM");
+  std::int64_t total = 0;
+  for (const auto& t : sum.tables) {
+    std::printf("%-22s %12s  %s\n", t.name.c_str(), with_commas(t.rows).c_str(), t.checksum.substr(0, 16).c_str());
+    total += t.rows;
+  }
+  std::printf("%-22s %12s\n", "total", with_commas(total).c_str());
+}
+
+distrib::DataProgress progress_printer() {
+  return [last = std::string()](const std::string& table, std::int64_t rows) mutable {
+    std::fprintf(stderr, "%s  %s: %s rows", last == table ? "\r" : "\n", table.c_str(), with_commas(rows).c_str());
+    last = table;
+  };
+}
+
+int export_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st, const std::string& file) {
+  auto store = stores.open(st);
+  const std::string tmp = file + ".partial";
+  std::ofstream out(tmp, std::ios::trunc);
+  if (!out) die(kExitConfig, "cannot write " + tmp);
+  std::fprintf(stderr, "exporting the %s to %s", describe(st).c_str(), file.c_str());
+  distrib::DataSummary sum;
+  try {
+    sum = store->export_data(out, progress_printer());
+    out.close();
+    if (!out) throw distrib::Error("writing " + tmp + " failed (disk full?)");
+  } catch (...) {
+    std::filesystem::remove(tmp);
+    std::fprintf(stderr, "\n");
+    throw;
+  }
+  std::filesystem::rename(tmp, file);
+  std::fprintf(stderr, "\n");
+  std::cout << "exported schema version " << sum.schema_version << " to " << file << "\n";
+  print_summary(sum);
+  return 0;
+}
+
+int import_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st, const std::string& file) {
+  std::ifstream in(file);
+  if (!in) die(kExitConfig, "cannot read " + file);
+  auto store = stores.open(st);
+  std::fprintf(stderr, "importing %s into the %s", file.c_str(), describe(st).c_str());
+  distrib::DataSummary sum;
+  try {
+    sum = store->import_data(in, progress_printer());
+  } catch (...) {
+    std::fprintf(stderr, "\n");
+    throw;
+  }
+  std::fprintf(stderr, "\n");
+  std::cout << "imported " << file << " (schema version " << sum.schema_version
+            << "); every table's row count and checksum read back equal to the export's\n";
+  print_summary(sum);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -123,6 +212,9 @@ int main(int argc, char** argv) {
       ("join-group", po::value<std::string>(), "agent: join this ID group now (with --group-password) and exit")
       ("leave-group", po::value<std::string>(), "agent: leave this ID group now and exit")
       ("group-password", po::value<std::string>(), "password for --join-group")
+      ("migrate", "manager: bring the database to this version's schema and exit")
+      ("export-db", po::value<std::string>(), "manager: write the whole database to FILE (JSON lines) and exit")
+      ("import-db", po::value<std::string>(), "manager: load FILE (from --export-db) into an empty database and exit")
       ("set-inventory", po::value<std::vector<std::string>>()->composing(),
        "agent: set a user inventory value NAME=VALUE (empty value removes it) and exit (repeatable)");
   const auto opts = all_options();
@@ -181,6 +273,18 @@ int main(int argc, char** argv) {
       s.key_mode = distrib::parse_host_key_mode(get<std::string>(vm, "key-mode"));
       s.store.backend = get<std::string>(vm, "database");
       s.store.path = get<std::string>(vm, "database-path");
+      s.store.connection = get<std::string>(vm, "database-connection");
+      s.store.dialect = get<std::string>(vm, "database-dialect");
+      s.store.busy_timeout_seconds = get<int>(vm, "database-timeout");
+      s.store.reconnect_seconds = get<int>(vm, "database-reconnect");
+      if (s.store.busy_timeout_seconds < 1) die(kExitConfig, "--database-timeout must be at least 1 second");
+      if (s.store.reconnect_seconds < 0) die(kExitConfig, "--database-reconnect must not be negative");
+      if (s.store.backend == "sqlite" && (vm.count("database-connection") || vm.count("database-dialect")))
+        die(kExitConfig, "--database-connection and --database-dialect are for the postgresql and odbc backends "
+                         "(the sqlite backend takes --database-path)");
+      if (s.store.backend != "sqlite" && vm.count("database-path"))
+        die(kExitConfig, "--database-path is for the sqlite backend (" + s.store.backend +
+                             " takes --database-connection)");
       s.poll_timeout_seconds = get<int>(vm, "poll-timeout");
       s.auto_register = get<bool>(vm, "auto-register");
       s.split_max = distrib::parse_split(get<std::string>(vm, "split-max"));
@@ -220,6 +324,17 @@ int main(int argc, char** argv) {
         }
         std::cout << "configuration is valid (" << role << ")\n";
         return 0;
+      }
+      if (vm.count("migrate") + vm.count("export-db") + vm.count("import-db") > 1)
+        die(kExitConfig, "--migrate, --export-db and --import-db are separate commands: give one");
+      if (vm.count("migrate") || vm.count("export-db") || vm.count("import-db")) {
+        if (s.store.backend == "sqlite" && s.store.path.empty()) {
+          s.store.path = (std::filesystem::path(s.state_dir) / "distrib.db").string();
+          std::filesystem::create_directories(s.state_dir);
+        }
+        if (vm.count("import-db")) return import_database(stores, s.store, get<std::string>(vm, "import-db"));
+        if (vm.count("export-db")) return export_database(stores, s.store, get<std::string>(vm, "export-db"));
+        return migrate_database(stores, s.store);
       }
       distrib::Manager manager(s, stores);
       manager.start();
@@ -274,7 +389,8 @@ int main(int argc, char** argv) {
         std::cout << values.size() << " user inventory value(s) set; reported at the agent's next inventory check\n";
         return 0;
       }
-      for (const char* manager_only : {"tls-cert", "tls-key", "database-path", "rate-limit"})
+      for (const char* manager_only : {"tls-cert", "tls-key", "database-path", "database-connection",
+                                        "database-dialect", "rate-limit", "migrate", "export-db", "import-db"})
         if (vm.count(manager_only)) die(kExitConfig, std::string("--") + manager_only + " is a manager option");
       if (check_only) {
         if (s.parents.empty()) die(kExitConfig, "agent needs --server (or --parent) URL");

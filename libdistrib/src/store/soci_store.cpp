@@ -19,8 +19,10 @@
 
 #include <algorithm>
 #include <istream>
+#include <sstream>
 #include <ostream>
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <thread>
 #include <spdlog/spdlog.h>
@@ -221,6 +223,54 @@ bool host_differs(const Host& a, const Host& b) {
          a.parent != b.parent || a.agent_version != b.agent_version || a.via != b.via;
 }
 
+// Sessions handed out one per call. Not soci::connection_pool: a session taken from it is a
+// proxy sharing the pooled session's backend, and reconnecting the proxy frees that backend
+// under the pool. Here a caller holds the real session and may reconnect it.
+class SessionPool {
+public:
+  explicit SessionPool(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      sessions_.push_back(std::make_unique<soci::session>());
+      free_.push_back(i);
+    }
+  }
+  std::size_t size() const { return sessions_.size(); }
+  soci::session& at(std::size_t i) { return *sessions_.at(i); }
+
+  class Lease {
+  public:
+    Lease(SessionPool& pool, std::size_t i) : pool_(pool), i_(i) {}
+    ~Lease() { pool_.give_back(i_); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    soci::session& operator*() { return pool_.at(i_); }
+
+  private:
+    SessionPool& pool_;
+    std::size_t i_;
+  };
+  Lease lease() {
+    std::unique_lock lock(mutex_);
+    available_.wait(lock, [&] { return !free_.empty(); });
+    const auto i = free_.back();
+    free_.pop_back();
+    return Lease(*this, i);
+  }
+
+private:
+  void give_back(std::size_t i) {
+    {
+      std::lock_guard lock(mutex_);
+      free_.push_back(i);
+    }
+    available_.notify_one();
+  }
+  std::vector<std::unique_ptr<soci::session>> sessions_;
+  std::vector<std::size_t> free_;
+  std::mutex mutex_;
+  std::condition_variable available_;
+};
+
 class SociStore final : public Store {
 public:
   SociStore(const Dialect& dialect, const soci::backend_factory& backend,
@@ -233,12 +283,24 @@ public:
         s.open(backend, connection);
         for (const auto& stmt : dialect_.connection_setup) s << stmt;
       } catch (const soci::soci_error& e) {
-        throw Error(ErrorKind::unavailable,
-                    "cannot open the " + dialect_.name + " database: " + first_line(e.what()));
+        // Drivers put the reason (refused, authentication failed, no such database) on the
+        // lines after SOCI's own first line.
+        std::string why;
+        std::istringstream lines(e.what());
+        for (std::string line; std::getline(lines, line);) {
+          while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+          const auto b = line.find_first_not_of(" \t");
+          if (b != std::string::npos) why += (why.empty() ? "" : "; ") + line.substr(b);
+        }
+        throw Error(ErrorKind::unavailable, "cannot open the " + dialect_.name + " database: " + why +
+                                                (settings.backend == "sqlite" ? "" : " (check the database "
+                                                 "connection: server address, port, database, user and password)"));
       }
     }
     migrate();
   }
+
+  int version_at_open() override { return version_at_open_; }
 
   int schema_version() override {
     return guarded([&](soci::session& sql) { return read_version(sql); });
@@ -1948,7 +2010,8 @@ private:
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, budget));
     auto pause = std::chrono::milliseconds(100);
     for (;;) {
-      soci::session sql(pool_);
+      auto lease = pool_.lease();
+      soci::session& sql = *lease;
       std::string lost;
       try {
         if (sql.get_backend() == nullptr || !sql.is_connected()) reconnect(sql);
@@ -2055,6 +2118,7 @@ private:
                     "cannot use the " + dialect_.name + " database: " + first_line(e.what()));
       }
       const int current = read_version(sql);
+      version_at_open_ = current;
       if (current > latest_schema_version())
         throw Error(ErrorKind::invalid_argument,
                     "database schema version " + std::to_string(current) +
@@ -2075,9 +2139,10 @@ private:
   }
 
   const Dialect& dialect_;
-  soci::connection_pool pool_;
+  SessionPool pool_;
   std::mutex write_mutex_;
   int reconnect_seconds_ = 15;
+  int version_at_open_ = 0;
   std::atomic<bool> outage_{false};
 };
 

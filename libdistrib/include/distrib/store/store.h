@@ -168,6 +168,8 @@ public:
 
   /// Schema version the database is at after migrations.
   virtual int schema_version() = 0;
+  /// Schema version the database was at when opened, before migrations (0: a new database).
+  virtual int version_at_open() { return schema_version(); }
 
   // --- hosts
   /// Inserts the host or updates it by host_id. registered_at and approved are kept from the

@@ -564,19 +564,26 @@ public:
     sql << dialect_.last_id_query("jobs"), soci::into(id);
     out.id = id;
     if (host_ids.empty()) return out;
-    std::string host;
-    int wave = 0;
-    ll ready = 0;
-    soci::statement st =
-        (sql.prepare << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, "
-                        "message, output_tail, updated_at, wave, ready_at) VALUES (:j, :h, "
-                        "'waiting', 1, 0, '', '', :u, :w, :r)",
-         soci::use(id), soci::use(host), soci::use(created), soci::use(wave), soci::use(ready));
-    for (std::size_t i = 0; i < host_ids.size(); ++i) {
-      host = host_ids[i];
-      wave = waves.empty() ? 0 : waves[i];
-      ready = wave > 1 ? kHeldUntilReleased : start;
-      st.execute(true);
+    // Bound in bulk, 1,000 rows per execution: drivers with array binding (ODBC) send them in
+    // one round trip.
+    std::vector<std::string> hosts;
+    std::vector<ll> jobs, times, readies;
+    std::vector<int> wave_nos;
+    for (std::size_t i = 0; i < host_ids.size(); i += 1000) {
+      const std::size_t end = std::min(host_ids.size(), i + 1000);
+      hosts.assign(host_ids.begin() + static_cast<std::ptrdiff_t>(i), host_ids.begin() + static_cast<std::ptrdiff_t>(end));
+      jobs.assign(hosts.size(), id);
+      times.assign(hosts.size(), created);
+      wave_nos.clear();
+      readies.clear();
+      for (std::size_t k = i; k < end; ++k) {
+        const int wave = waves.empty() ? 0 : waves[k];
+        wave_nos.push_back(wave);
+        readies.push_back(wave > 1 ? kHeldUntilReleased : start);
+      }
+      sql << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, output_tail, updated_at, "
+             "wave, ready_at) VALUES (:j, :h, 'waiting', 1, 0, '', '', :u, :w, :r)",
+          soci::use(jobs), soci::use(hosts), soci::use(times), soci::use(wave_nos), soci::use(readies);
     }
     return out;
   }

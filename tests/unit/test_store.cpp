@@ -5,6 +5,8 @@
 #include <distrib/store/store.h>
 
 #include "harness.h"
+#include "store/connection.h"
+#include "store/dialect.h"
 
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
@@ -950,4 +952,645 @@ TEST_CASE("store conformance: inventory", "[store]") {
   CHECK(files[0].size == 6);
   CHECK(files[0].host_name == "web1");
   CHECK(store->collected_files(8).empty());
+}
+
+// --- dialects, the schema model, connection strings and whole-database moves
+namespace {
+using distrib::store::Dialect;
+
+std::string upper_case(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The words of a statement that are neither in a string literal nor a quoted identifier.
+std::vector<std::string> bare_words(const std::string& s) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    if (c == '\'' || c == '"') {
+      const auto end = s.find(c, i + 1);
+      i = end == std::string::npos ? s.size() : end + 1;
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      std::size_t j = i;
+      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
+      out.push_back(s.substr(i, j - i));
+      i = j;
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+bool has_lower(const std::string& w) {
+  return std::any_of(w.begin(), w.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)) != 0; });
+}
+
+// Every migration statement rendered with `d`, in order, with the shared statement it came from.
+struct Rendered {
+  int version;
+  std::string shared;
+  std::string sql;
+};
+std::vector<Rendered> render_all(const Dialect& d) {
+  std::vector<Rendered> out;
+  for (const auto& m : distrib::store::migrations())
+    for (const auto& st : m.statements)
+      for (auto& r : distrib::store::render(st, d)) out.push_back({m.version, st, std::move(r)});
+  return out;
+}
+
+// The rendering of the one shared statement starting with `prefix`.
+std::vector<std::string> render_of(const std::string& prefix, const Dialect& d) {
+  for (const auto& m : distrib::store::migrations())
+    for (const auto& st : m.statements)
+      if (st.rfind(prefix, 0) == 0) return distrib::store::render(st, d);
+  return {};
+}
+
+const std::vector<const Dialect*>& all_dialects() {
+  static const std::vector<const Dialect*> d = {&distrib::store::sqlite_dialect(),
+                                                &distrib::store::postgresql_dialect(),
+                                                &distrib::store::sqlserver_dialect(),
+                                                &distrib::store::oracle_dialect()};
+  return d;
+}
+
+// The message of the distrib::Error `fn` throws ("<no Error>" when it throws none).
+template <class Fn>
+std::string error_message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no Error>";
+}
+
+std::string replace_first(std::string s, const std::string& from, const std::string& to) {
+  const auto pos = s.find(from);
+  if (pos != std::string::npos) s.replace(pos, from.size(), to);
+  return s;
+}
+
+std::size_t occurrences(const std::string& s, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = s.find(what); pos != std::string::npos; pos = s.find(what, pos + what.size())) ++n;
+  return n;
+}
+
+void check_same_summary(const DataSummary& got, const DataSummary& want) {
+  CHECK(got.schema_version == want.schema_version);
+  REQUIRE(got.tables.size() == want.tables.size());
+  for (std::size_t i = 0; i < want.tables.size(); ++i) {
+    INFO("table " << want.tables[i].name);
+    CHECK(got.tables[i].name == want.tables[i].name);
+    CHECK(got.tables[i].rows == want.tables[i].rows);
+    CHECK(got.tables[i].checksum == want.tables[i].checksum);
+  }
+}
+
+void check_empty(Store& store) {
+  const auto s = store.summarize();
+  CHECK(s.tables.size() == distrib::store::schema_tables().size());
+  for (const auto& t : s.tables) {
+    INFO("table " << t.name);
+    CHECK(t.rows == 0);
+  }
+}
+}  // namespace
+
+TEST_CASE("dialects: SQL Server and Oracle DDL from the shared migrations", "[store][dialect]") {
+  const auto identifiers = distrib::store::schema_identifiers();
+  REQUIRE_FALSE(identifiers.empty());
+  for (const Dialect* d : all_dialects()) {
+    INFO("dialect " << d->name);
+    for (const auto& id : identifiers) {
+      INFO("identifier " << id);
+      CHECK(id.size() <= d->max_identifier);
+      // No identifier of the schema as it stands needs quoting anywhere.
+      CHECK(std::find(d->reserved.begin(), d->reserved.end(), upper_case(id)) == d->reserved.end());
+    }
+    const auto all = render_all(*d);
+    for (const auto& r : all) {
+      INFO("v" << r.version << ": " << r.sql);
+      for (const auto& w : bare_words(r.sql)) {
+        if (!has_lower(w)) continue;  // keywords and types are upper case, identifiers lower
+        INFO("word " << w);
+        CHECK(std::find(d->reserved.begin(), d->reserved.end(), upper_case(w)) == d->reserved.end());
+        CHECK(w.size() <= d->max_identifier);
+      }
+      if (r.shared.rfind("DROP INDEX ", 0) == 0) {
+        if (d->name == "sqlserver") {
+          CHECK(r.sql == "DROP INDEX job_entries_job ON job_entries");
+        } else {
+          CHECK(r.sql == "DROP INDEX job_entries_job");
+          CHECK(r.sql.find(" ON ") == std::string::npos);
+        }
+      }
+      CHECK(r.sql.find("${") == std::string::npos);  // every placeholder substituted
+      if (d->name != "oracle") CHECK(r.sql.rfind("CREATE SEQUENCE", 0) != 0);
+    }
+  }
+
+  SECTION("oracle") {
+    const auto& d = distrib::store::oracle_dialect();
+    const auto all = render_all(d);
+    std::vector<std::string> sqls;
+    for (const auto& r : all) {
+      INFO("v" << r.version << ": " << r.sql);
+      sqls.push_back(r.sql);
+      CHECK(r.sql.find("BIGINT") == std::string::npos);
+      CHECK(r.sql.find("INTEGER") == std::string::npos);
+      CHECK(r.sql.find("VARCHAR(") == std::string::npos);
+      CHECK(r.sql.find("TEXT") == std::string::npos);
+      CHECK(r.sql.find("DEFAULT '' NOT NULL") == std::string::npos);
+      // "size" is reserved: it only ever appears quoted, in the v5 table and the v6 rename.
+      const auto bare = bare_words(r.sql);
+      CHECK(std::find(bare.begin(), bare.end(), "size") == bare.end());
+      if (r.sql.find("\"SIZE\"") != std::string::npos) {
+        CHECK(r.version >= 5);
+        CHECK(r.shared.find("collected_files") != std::string::npos);
+      }
+    }
+    // Identity tables: their sequence first, then the table that draws from it.
+    for (const auto& t : distrib::store::schema_tables()) {
+      if (t.identity.empty()) continue;
+      INFO("table " << t.name);
+      const auto seq = std::find(sqls.begin(), sqls.end(), "CREATE SEQUENCE " + t.name + "_seq");
+      const auto table = std::find_if(sqls.begin(), sqls.end(), [&](const std::string& s) {
+        return s.rfind("CREATE TABLE " + t.name + " (", 0) == 0;
+      });
+      REQUIRE(seq != sqls.end());
+      REQUIRE(table != sqls.end());
+      CHECK(seq + 1 == table);
+      CHECK(table->find(t.identity + " NUMBER(19) DEFAULT " + t.name + "_seq.NEXTVAL PRIMARY KEY") != std::string::npos);
+    }
+    CHECK(std::count_if(sqls.begin(), sqls.end(), [](const std::string& s) { return s.rfind("CREATE SEQUENCE", 0) == 0; }) == 3);
+
+    CHECK(render_of("CREATE TABLE inventory_fields", d) ==
+          std::vector<std::string>{"CREATE TABLE inventory_fields (name VARCHAR2(64) PRIMARY KEY, field_type VARCHAR2(16) "
+                                   "NOT NULL, allowed CLOB NOT NULL, description CLOB)"});
+    CHECK(render_of("CREATE TABLE collected_files", d) ==
+          std::vector<std::string>{"CREATE TABLE collected_files (job_id NUMBER(19) NOT NULL, host_id VARCHAR2(36) NOT "
+                                   "NULL, path VARCHAR2(1024) NOT NULL, \"SIZE\" NUMBER(19) NOT NULL, sha256 "
+                                   "VARCHAR2(64) NOT NULL, stored_at NUMBER(19) NOT NULL, PRIMARY KEY (job_id, "
+                                   "host_id, path))"});
+    CHECK(render_of("ALTER TABLE collected_files RENAME", d) ==
+          std::vector<std::string>{"ALTER TABLE collected_files RENAME COLUMN \"SIZE\" TO byte_size"});
+    CHECK(render_of("CREATE TABLE jobs", d) ==
+          std::vector<std::string>{"CREATE SEQUENCE jobs_seq",
+                                   "CREATE TABLE jobs (id NUMBER(19) DEFAULT jobs_seq.NEXTVAL PRIMARY KEY, type "
+                                   "VARCHAR2(32) NOT NULL, package_name VARCHAR2(128) NOT NULL, package_version "
+                                   "VARCHAR2(64) NOT NULL, destinations CLOB NOT NULL, key_mode VARCHAR2(16) NOT NULL, "
+                                   "created_by VARCHAR2(255), created_at NUMBER(19) NOT NULL, cancel_requested "
+                                   "NUMBER(10) NOT NULL)"});
+    CHECK(render_of("ALTER TABLE hosts ADD via", d) ==
+          std::vector<std::string>{"ALTER TABLE hosts ADD via VARCHAR2(36) DEFAULT ''"});
+    CHECK(render_of("ALTER TABLE jobs ADD timing", d) ==
+          std::vector<std::string>{"ALTER TABLE jobs ADD timing VARCHAR2(16) DEFAULT 'immediate' NOT NULL"});
+    CHECK(render_of("CREATE TABLE packages", d).at(0).find("payload_digest CHAR(64) NOT NULL") != std::string::npos);
+  }
+
+  SECTION("sql server") {
+    const auto& d = distrib::store::sqlserver_dialect();
+    for (const auto& r : render_all(d)) {
+      INFO("v" << r.version << ": " << r.sql);
+      // Every character type is the Unicode one, text is NVARCHAR(MAX).
+      for (auto pos = r.sql.find("VARCHAR"); pos != std::string::npos; pos = r.sql.find("VARCHAR", pos + 1)) {
+        REQUIRE(pos > 0);
+        CHECK(r.sql[pos - 1] == 'N');
+      }
+      for (auto pos = r.sql.find("CHAR("); pos != std::string::npos; pos = r.sql.find("CHAR(", pos + 1)) {
+        REQUIRE(pos > 0);
+        CHECK(r.sql[pos - 1] != ' ');
+      }
+      CHECK(r.sql.find("TEXT") == std::string::npos);
+      CHECK(r.sql.find("AUTOINCREMENT") == std::string::npos);
+      CHECK(r.sql.find("GENERATED") == std::string::npos);
+    }
+    CHECK(render_of("CREATE TABLE inventory_fields", d) ==
+          std::vector<std::string>{"CREATE TABLE inventory_fields (name NVARCHAR(64) PRIMARY KEY, field_type "
+                                   "NVARCHAR(16) NOT NULL, allowed NVARCHAR(MAX) NOT NULL, description NVARCHAR(MAX))"});
+    CHECK(render_of("CREATE TABLE job_entries", d) ==
+          std::vector<std::string>{"CREATE TABLE job_entries (id BIGINT IDENTITY(1,1) PRIMARY KEY, job_id BIGINT NOT "
+                                   "NULL REFERENCES jobs (id), host_id NVARCHAR(36) NOT NULL, state NVARCHAR(16) NOT "
+                                   "NULL, attempt INTEGER NOT NULL, last_seq BIGINT NOT NULL, exit_code INTEGER, "
+                                   "message NVARCHAR(MAX), output_tail NVARCHAR(MAX), updated_at BIGINT NOT NULL)"});
+    const auto jobs = render_of("CREATE TABLE jobs", d);
+    REQUIRE(jobs.size() == 1);
+    CHECK(jobs[0].rfind("CREATE TABLE jobs (id BIGINT IDENTITY(1,1) PRIMARY KEY, ", 0) == 0);
+    CHECK(render_of("CREATE TABLE packages", d).at(0).find("payload_digest NCHAR(64) NOT NULL") != std::string::npos);
+    CHECK(render_of("DROP INDEX", d) == std::vector<std::string>{"DROP INDEX job_entries_job ON job_entries"});
+    CHECK(render_of("ALTER TABLE collected_files RENAME", d) ==
+          std::vector<std::string>{"EXEC sp_rename 'collected_files.size', 'byte_size', 'COLUMN'"});
+    CHECK(render_of("ALTER TABLE hosts ADD via", d) ==
+          std::vector<std::string>{"ALTER TABLE hosts ADD via NVARCHAR(36) DEFAULT '' NOT NULL"});
+  }
+
+  SECTION("sqlite and postgresql") {
+    for (const Dialect* d : {&distrib::store::sqlite_dialect(), &distrib::store::postgresql_dialect()}) {
+      INFO("dialect " << d->name);
+      CHECK(render_of("DROP INDEX", *d) == std::vector<std::string>{"DROP INDEX job_entries_job"});
+      CHECK(render_of("ALTER TABLE collected_files RENAME", *d) ==
+            std::vector<std::string>{"ALTER TABLE collected_files RENAME COLUMN size TO byte_size"});
+      CHECK(render_of("CREATE TABLE inventory_fields", *d) ==
+            std::vector<std::string>{"CREATE TABLE inventory_fields (name VARCHAR(64) PRIMARY KEY, field_type "
+                                     "VARCHAR(16) NOT NULL, allowed TEXT NOT NULL, description TEXT)"});
+      CHECK(render_of("CREATE TABLE jobs", *d).size() == 1);
+    }
+    CHECK(render_of("CREATE TABLE jobs", distrib::store::sqlite_dialect()).at(0).rfind(
+              "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, ", 0) == 0);
+    CHECK(render_of("CREATE TABLE jobs", distrib::store::postgresql_dialect()).at(0).rfind(
+              "CREATE TABLE jobs (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, ", 0) == 0);
+  }
+}
+
+TEST_CASE("dialects: paging, upsert and identity", "[store][dialect]") {
+  const auto& lite = distrib::store::sqlite_dialect();
+  const auto& pg = distrib::store::postgresql_dialect();
+  const auto& ms = distrib::store::sqlserver_dialect();
+  const auto& ora = distrib::store::oracle_dialect();
+
+  CHECK(lite.limit(10) == " LIMIT 10");
+  CHECK(pg.limit(10) == " LIMIT 10");
+  CHECK(ms.limit(10) == " OFFSET 0 ROWS FETCH NEXT 10 ROWS ONLY");
+  CHECK(ora.limit(10) == " FETCH FIRST 10 ROWS ONLY");
+
+  const std::string on_conflict =
+      "INSERT INTO inventory_fields (name, field_type, allowed) VALUES (:name, :field_type, :allowed) ON CONFLICT "
+      "(name) DO UPDATE SET field_type = excluded.field_type, allowed = excluded.allowed";
+  CHECK(lite.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) == on_conflict);
+  CHECK(pg.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) == on_conflict);
+  CHECK(ms.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) ==
+        "MERGE INTO inventory_fields WITH (HOLDLOCK) AS d USING (SELECT :name AS name, :field_type AS field_type, "
+        ":allowed AS allowed) AS s ON (d.name = s.name) WHEN MATCHED THEN UPDATE SET d.field_type = s.field_type, "
+        "d.allowed = s.allowed WHEN NOT MATCHED THEN INSERT (name, field_type, allowed) VALUES (s.name, "
+        "s.field_type, s.allowed);");
+  CHECK(ora.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) ==
+        "MERGE INTO inventory_fields d USING (SELECT :name AS name, :field_type AS field_type, :allowed AS allowed "
+        "FROM dual) s ON (d.name = s.name) WHEN MATCHED THEN UPDATE SET d.field_type = s.field_type, d.allowed = "
+        "s.allowed WHEN NOT MATCHED THEN INSERT (name, field_type, allowed) VALUES (s.name, s.field_type, "
+        "s.allowed)");
+
+  // Keys only: insert when absent, else nothing.
+  CHECK(lite.upsert("host_group_members", {"group_name", "host_id"}, {}) ==
+        "INSERT INTO host_group_members (group_name, host_id) VALUES (:group_name, :host_id) ON CONFLICT "
+        "(group_name, host_id) DO NOTHING");
+  CHECK(ms.upsert("host_group_members", {"group_name", "host_id"}, {}) ==
+        "MERGE INTO host_group_members WITH (HOLDLOCK) AS d USING (SELECT :group_name AS group_name, :host_id AS "
+        "host_id) AS s ON (d.group_name = s.group_name AND d.host_id = s.host_id) WHEN NOT MATCHED THEN INSERT "
+        "(group_name, host_id) VALUES (s.group_name, s.host_id);");
+  CHECK(ora.upsert("host_group_members", {"group_name", "host_id"}, {}).find("WHEN MATCHED") == std::string::npos);
+
+  CHECK(lite.last_id_query("jobs") == "SELECT last_insert_rowid()");
+  CHECK(pg.last_id_query("jobs") == "SELECT currval(pg_get_serial_sequence('jobs', 'id'))");
+  CHECK(ms.last_id_query("jobs") == "SELECT CAST(@@IDENTITY AS BIGINT)");
+  CHECK(ora.last_id_query("jobs") == "SELECT jobs_seq.CURRVAL FROM dual");
+
+  CHECK(lite.reset_identity("jobs", "id").empty());
+  const auto pg_reset = pg.reset_identity("jobs", "id");
+  REQUIRE(pg_reset.size() == 1);
+  CHECK_THAT(pg_reset[0], Catch::Contains("setval"));
+  CHECK_THAT(pg_reset[0], Catch::Contains("pg_get_serial_sequence('jobs', 'id')"));
+  CHECK_THAT(pg_reset[0], Catch::Contains("MAX(id) FROM jobs"));
+  CHECK(ms.reset_identity("jobs", "id").empty());  // IDENTITY_INSERT keeps the identity past them
+  CHECK(ms.explicit_ids_on == "SET IDENTITY_INSERT %T ON");
+  const auto ora_reset = ora.reset_identity("jobs", "id");
+  REQUIRE(ora_reset.size() == 1);
+  CHECK_THAT(ora_reset[0], Catch::Contains("ALTER SEQUENCE jobs_seq RESTART START WITH"));
+  CHECK_THAT(ora_reset[0], Catch::Contains("MAX(id), 0) + 1 INTO n FROM jobs"));
+
+  CHECK(ora.sequence_name("jobs") == "jobs_seq");
+  CHECK(distrib::store::find_dialect("mysql") == nullptr);
+  CHECK(distrib::store::find_dialect("") == nullptr);
+  CHECK(distrib::store::find_dialect("oracle") == &ora);
+  CHECK(distrib::store::find_dialect("sqlserver") == &ms);
+  CHECK(distrib::store::find_dialect("postgresql") == &pg);
+  CHECK(distrib::store::find_dialect("sqlite") == &lite);
+  CHECK(distrib::store::dialect_names() == "sqlite, postgresql, sqlserver, oracle");
+}
+
+TEST_CASE("schema model follows the migrations", "[store][dialect]") {
+  const auto& tables = distrib::store::schema_tables();
+  auto index_of = [&](const std::string& name) {
+    const auto it = std::find_if(tables.begin(), tables.end(), [&](const distrib::store::TableDef& t) { return t.name == name; });
+    return it == tables.end() ? tables.size() : static_cast<std::size_t>(it - tables.begin());
+  };
+  auto table = [&](const std::string& name) -> const distrib::store::TableDef& {
+    const auto i = index_of(name);
+    if (i == tables.size()) FAIL("no table " << name);
+    return tables[i];
+  };
+  auto column_names = [](const distrib::store::TableDef& t) {
+    std::vector<std::string> out;
+    for (const auto& c : t.columns) out.push_back(c.name);
+    return out;
+  };
+  for (const std::string name : {"hosts", "packages", "jobs", "job_entries", "collected_files", "inventory_items",
+                                 "inventory_history", "host_groups", "id_groups"}) {
+    INFO("table " << name);
+    CHECK(index_of(name) < tables.size());
+  }
+  CHECK(index_of("jobs") < index_of("job_entries"));
+
+  const auto files = column_names(table("collected_files"));
+  CHECK(std::find(files.begin(), files.end(), "byte_size") != files.end());
+  CHECK(std::find(files.begin(), files.end(), "size") == files.end());
+  CHECK(table("collected_files").primary_key == std::vector<std::string>{"job_id", "host_id", "path"});
+
+  CHECK(table("jobs").identity == "id");
+  CHECK(table("job_entries").identity == "id");
+  CHECK(table("inventory_history").identity == "id");
+  CHECK(table("hosts").identity.empty());
+  CHECK(table("jobs").primary_key == std::vector<std::string>{"id"});
+  CHECK(table("hosts").primary_key == std::vector<std::string>{"host_id"});
+  CHECK(table("packages").primary_key == std::vector<std::string>{"name", "version"});
+  CHECK(table("inventory_items").primary_key == std::vector<std::string>{"host_id", "item_key"});
+
+  // Columns added by later migrations are there; integer-ness follows the declared type.
+  const auto& jobs = table("jobs");
+  const auto jobs_cols = column_names(jobs);
+  for (const std::string c : {"upstream_id", "start_at", "rollout_message", "split_size", "params"}) {
+    INFO("column " << c);
+    CHECK(std::find(jobs_cols.begin(), jobs_cols.end(), c) != jobs_cols.end());
+  }
+  for (const auto& c : jobs.columns) {
+    INFO("column " << c.name);
+    if (c.name == "id" || c.name == "created_at" || c.name == "cancel_requested" || c.name == "max_retries") {
+      CHECK(c.integer);
+    }
+    if (c.name == "type" || c.name == "destinations" || c.name == "timing" || c.name == "params") {
+      CHECK_FALSE(c.integer);
+    }
+  }
+
+  // The identifiers: sorted, unique, with sequences of identity tables and the indexes.
+  const auto ids = distrib::store::schema_identifiers();
+  CHECK(std::is_sorted(ids.begin(), ids.end()));
+  CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+  for (const std::string id : {"jobs_seq", "job_entries_seq", "inventory_history_seq", "job_entries_job_host",
+                               "hosts_name", "byte_size"}) {
+    INFO("identifier " << id);
+    CHECK(std::binary_search(ids.begin(), ids.end(), id));
+  }
+  CHECK_FALSE(std::binary_search(ids.begin(), ids.end(), std::string("hosts_seq")));
+  CHECK_FALSE(std::binary_search(ids.begin(), ids.end(), std::string("size")));
+
+  // What SQLite built from the migrations has exactly the model's columns.
+  TempDir tmp;
+  open_store("sqlite", tmp).reset();
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((tmp / "test.db").c_str(), &db) == SQLITE_OK);
+  for (const auto& t : tables) {
+    INFO("table " << t.name);
+    sqlite3_stmt* st = nullptr;
+    const std::string sql = "PRAGMA table_info(" + t.name + ")";
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    std::set<std::string> actual;
+    while (sqlite3_step(st) == SQLITE_ROW)
+      actual.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 1)));
+    sqlite3_finalize(st);
+    const auto names = column_names(t);
+    const std::set<std::string> expected(names.begin(), names.end());
+    CHECK(expected.size() == names.size());  // no column listed twice
+    CHECK(actual == expected);
+  }
+  sqlite3_close(db);
+}
+
+TEST_CASE("connection strings name the wrong part", "[store][connection]") {
+  using distrib::store::check_odbc_connection;
+  using distrib::store::check_postgresql_connection;
+  using distrib::store::parse_odbc_connection;
+
+  SECTION("libpq") {
+    auto typo = error_message([] { check_postgresql_connection("host=127.0.0.1 prot=5432 dbname=x", 5); });
+    CHECK_THAT(typo, Catch::Contains("\"prot\""));
+    CHECK_THAT(typo, Catch::Contains("did you mean port"));
+    CHECK(error_kind([] { check_postgresql_connection("host=127.0.0.1 prot=5432 dbname=x", 5); }) ==
+          ErrorKind::invalid_argument);
+    auto bare = error_message([] { check_postgresql_connection("host=127.0.0.1 port", 5); });
+    CHECK_THAT(bare, Catch::Contains("\"port\""));
+    CHECK_THAT(bare, Catch::Contains("KEY=VALUE"));
+    CHECK(check_postgresql_connection("host=127.0.0.1 port=5432 dbname=x", 5) ==
+          "host=127.0.0.1 port=5432 dbname=x connect_timeout=5");
+    CHECK(check_postgresql_connection("host=127.0.0.1 connect_timeout=2 dbname=x", 5) ==
+          "host=127.0.0.1 connect_timeout=2 dbname=x");
+    CHECK(check_postgresql_connection("host=h password='a b' dbname=x", 5) ==
+          "host=h password='a b' dbname=x connect_timeout=5");
+    CHECK(check_postgresql_connection("postgresql://u@127.0.0.1:5432/x", 5) == "postgresql://u@127.0.0.1:5432/x");
+    CHECK(check_postgresql_connection("postgres://u@h/x?prot=1", 5) == "postgres://u@h/x?prot=1");
+    CHECK_THAT(error_message([] { check_postgresql_connection("", 5); }), Catch::Contains("empty"));
+    CHECK_THAT(error_message([] { check_postgresql_connection("host=h password='open", 5); }),
+               Catch::Contains("closing quote"));
+  }
+
+  SECTION("odbc") {
+    const auto parts = parse_odbc_connection("DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PWD={a;b}");
+    REQUIRE(parts.size() == 3);
+    CHECK(parts[0].key == "DRIVER");
+    CHECK(parts[0].value == "PostgreSQL Unicode");
+    CHECK(parts[1].key == "SERVER");
+    CHECK(parts[1].value == "127.0.0.1");
+    CHECK(parts[2].key == "PWD");
+    CHECK(parts[2].value == "a;b");
+    CHECK(parse_odbc_connection("DSN=x;;").size() == 1);
+    CHECK_THAT(error_message([] { parse_odbc_connection("DRIVER={open;SERVER=x"); }), Catch::Contains("no closing }"));
+
+    const std::vector<std::string> installed = {"PostgreSQL Unicode", "SQLite3"};
+    auto missing = error_message([&] { check_odbc_connection("DRIVER={PostgreSQL Unicod};SERVER=x", "", installed); });
+    CHECK_THAT(missing, Catch::Contains("\"PostgreSQL Unicod\""));
+    CHECK_THAT(missing, Catch::Contains("did you mean PostgreSQL Unicode"));
+    CHECK_THAT(missing, Catch::Contains("installed: PostgreSQL Unicode, SQLite3"));
+    CHECK_THAT(error_message([] { check_odbc_connection("DRIVER={X};SERVER=x", "", {}); }),
+               Catch::Contains("installed: none"));
+    CHECK_THAT(error_message([&] { check_odbc_connection("SERVER=x;UID=u", "", installed); }),
+               Catch::Contains("neither DRIVER"));
+    auto dialect = error_message([&] { check_odbc_connection("DRIVER={SQLite3};Database=x", "sqlserve", installed); });
+    CHECK_THAT(dialect, Catch::Contains("\"sqlserve\""));
+    CHECK_THAT(dialect, Catch::Contains("did you mean sqlserver"));
+
+    CHECK(check_odbc_connection("DRIVER={PostgreSQL Unicode};SERVER=x", "", installed) == "postgresql");
+    CHECK(check_odbc_connection("driver={SQLite3};Database=x", "", installed) == "sqlite");
+    CHECK(check_odbc_connection("DRIVER={ODBC Driver 18 for SQL Server};SERVER=x", "",
+                                {"PostgreSQL Unicode", "ODBC Driver 18 for SQL Server"}) == "sqlserver");
+    auto unknown = error_message([&] { check_odbc_connection("DSN=warehouse", "", installed); });
+    CHECK_THAT(unknown, Catch::Contains("\"warehouse\""));
+    CHECK_THAT(unknown, Catch::Contains("set it"));
+    CHECK_THAT(unknown, Catch::Contains("database-dialect"));
+    CHECK(check_odbc_connection("DSN=warehouse", "oracle", installed) == "oracle");
+    CHECK(check_odbc_connection("DRIVER={PostgreSQL Unicode};SERVER=x", "postgresql", installed) == "postgresql");
+    // A driver given by its library path is not looked up among the installed ones.
+    CHECK(check_odbc_connection("DRIVER=/usr/lib/libsqlite3odbc.so;Database=x", "", installed) == "sqlite");
+  }
+
+  CHECK(distrib::store::nearest("prot", {"host", "port"}) == "port");
+  CHECK(distrib::store::nearest("zzzzzz", {"host", "port"}).empty());
+}
+
+TEST_CASE("store conformance: export and import between backends", "[store][export]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("target backend " << backend);
+
+  // The source: an embedded database with a row in most tables.
+  TempDir tmp_source;
+  auto source = open_store("sqlite", tmp_source);
+  const auto ids = register_agents(*source, 3);
+  REQUIRE(source->insert_package(manifest("app", "1.0")));
+  REQUIRE(source->insert_package(manifest("tool", "2.0", 'e')));
+  const auto job = source->create_job(app_job({"pc000", "pc001", "pc002"}), ids).job;
+  const auto entry0 = entry_of(*source, job.id, ids[0]).id;
+  const auto entry1 = entry_of(*source, job.id, ids[1]).id;
+  REQUIRE(source->apply_report(ids[0], {entry0, 1, 1, EntryState::transferring, {}, "", ""}).kind ==
+          ReportOutcome::Kind::applied);
+  REQUIRE(source->apply_report(ids[1], {entry1, 1, 1, EntryState::failed, 2, "no space left", "tail \"quoted\"\n"}).kind ==
+          ReportOutcome::Kind::applied);
+  InventoryReport inv;
+  inv.host_id = ids[0];
+  inv.items = {{"system.os.version", "12"}, {"software.dpkg.bash", "5.2"}, {"system.note", "caf\xc3\xa9 \xe6\x9d\xb1"}};
+  source->ingest_inventory(inv, 1000);
+  inv.items["software.dpkg.bash"] = "5.3";
+  source->ingest_inventory(inv, 1010);  // a row in the history
+  source->put_inventory_field({"site", InventoryFieldType::choice, {"tokyo", "osaka"}, "where"});
+  CollectedFile f;
+  f.job_id = job.id;
+  f.host_id = ids[0];
+  f.path = "/var/log/a.log";
+  f.size = 5;
+  f.sha256 = std::string(64, 'a');
+  source->record_collected_file(f);
+  HostGroup web;
+  web.name = "web";
+  web.description = "web servers";
+  web.members = {ids[0], ids[1]};
+  source->create_host_group(web);
+  IdGroup g;
+  g.name = "g";
+  g.owner = ids[2];
+  source->create_id_group(g);
+  source->join_id_group("g", {ids[2]}, JoinMethod::admin);
+
+  std::stringstream exported;
+  std::vector<std::string> progressed;
+  const auto written = source->export_data(exported, [&](const std::string& t, std::int64_t) { progressed.push_back(t); });
+  const auto want = source->summarize();
+  check_same_summary(written, want);
+  CHECK(want.schema_version == latest_schema_version());
+  for (const auto& t : want.tables) {
+    INFO("table " << t.name);
+    if (t.name == "hosts") CHECK(t.rows == 3);
+    if (t.name == "jobs") CHECK(t.rows == 1);
+    if (t.name == "job_entries") CHECK(t.rows == 3);
+    if (t.name == "inventory_history") CHECK(t.rows >= 1);
+  }
+  CHECK(progressed.size() >= want.tables.size());
+  const std::string text = exported.str();
+
+  SECTION("a copy holds the same rows") {
+    TempDir tmp_target;
+    auto target = open_store(backend, tmp_target);
+    std::istringstream in(text);
+    const auto declared = target->import_data(in, nullptr);
+    check_same_summary(declared, want);
+    const auto got = target->summarize();
+    check_same_summary(got, want);
+
+    CHECK(target->list_hosts().size() == 3);
+    const auto packages = target->list_packages();
+    REQUIRE(packages.size() == 2);
+    CHECK(packages[0].name == "app");
+    CHECK(packages[1].name == "tool");
+    CHECK(target->find_package("tool", "2.0")->payload_digest == std::string(64, 'e'));
+    const auto entries = target->job_entries(job.id);
+    REQUIRE(entries.size() == 3);
+    CHECK(entry_of(*target, job.id, ids[0]).state == EntryState::transferring);
+    const auto failed = entry_of(*target, job.id, ids[1]);
+    CHECK(failed.state == EntryState::failed);
+    CHECK(failed.exit_code == 2);
+    CHECK(failed.message == "no space left");
+    CHECK(failed.output_tail == "tail \"quoted\"\n");
+    CHECK(entry_of(*target, job.id, ids[2]).state == EntryState::waiting);
+    CHECK(target->find_inventory(ids[0])->items.at("system.note") == "caf\xc3\xa9 \xe6\x9d\xb1");
+    CHECK(target->find_host_group("web")->members.size() == 2);
+    CHECK(target->id_groups_of(ids[2]) == std::vector<std::string>{"g"});
+    CHECK(target->collected_files(job.id).size() == 1);
+
+    // Identities continue after the imported ids.
+    const auto next = target->create_job(app_job({"pc000"}), {ids[0]});
+    CHECK(next.job.id > job.id);
+    CHECK(target->job_entries(next.job.id).at(0).id > entry1);
+
+    SECTION("importing again into a database that holds data is refused and changes nothing") {
+      const auto before = target->summarize();
+      std::istringstream again(text);
+      const auto message = error_message([&] { target->import_data(again, nullptr); });
+      CHECK_THAT(message, Catch::Contains("not empty"));
+      check_same_summary(target->summarize(), before);
+      std::istringstream again2(text);
+      CHECK(error_kind([&] { target->import_data(again2, nullptr); }) == ErrorKind::conflict);
+    }
+  }
+
+  SECTION("a corrupted row is refused and nothing is kept") {
+    // A value in job_entries, after hosts, packages and jobs were already written.
+    REQUIRE(occurrences(text, "no space left") == 1);
+    const auto altered = replace_first(text, "no space left", "no spade left");
+    TempDir tmp_target;
+    auto target = open_store(backend, tmp_target);
+    std::istringstream in(altered);
+    CHECK_THAT(error_message([&] { target->import_data(in, nullptr); }), Catch::Contains("corrupted"));
+    check_empty(*target);
+
+    // A host name altered likewise.
+    REQUIRE(occurrences(text, "\"pc001\"") >= 1);
+    std::istringstream in2(replace_first(text, "\"pc001\"", "\"pc00X\""));
+    CHECK_THAT(error_message([&] { target->import_data(in2, nullptr); }), Catch::Contains("corrupted"));
+    check_empty(*target);
+  }
+
+  SECTION("a truncated export is refused and nothing is kept") {
+    std::vector<std::string> lines;
+    std::istringstream split(text);
+    for (std::string line; std::getline(split, line);) lines.push_back(line);
+    REQUIRE(lines.size() > 4);
+    TempDir tmp_target;
+    auto target = open_store(backend, tmp_target);
+    for (const std::size_t keep : {lines.size() / 2, lines.size() - 1}) {
+      INFO("first " << keep << " of " << lines.size() << " lines");
+      std::string half;
+      for (std::size_t i = 0; i < keep; ++i) half += lines[i] + "\n";
+      std::istringstream in(half);
+      CHECK_THAT(error_message([&] { target->import_data(in, nullptr); }), Catch::Contains("truncated"));
+      check_empty(*target);
+    }
+  }
+
+  SECTION("an export of a newer schema is refused") {
+    const std::string version = "\"schema_version\":" + std::to_string(latest_schema_version());
+    REQUIRE(text.substr(0, text.find('\n')).find(version) != std::string::npos);
+    TempDir tmp_target;
+    auto target = open_store(backend, tmp_target);
+    std::istringstream in(replace_first(text, version, "\"schema_version\":999"));
+    const auto message = error_message([&] { target->import_data(in, nullptr); });
+    CHECK_THAT(message, Catch::Contains("newer"));
+    CHECK_THAT(message, Catch::Contains("999"));
+    check_empty(*target);
+  }
+
+  SECTION("a file that is not an export is refused") {
+    TempDir tmp_target;
+    auto target = open_store(backend, tmp_target);
+    std::istringstream hello("hello\n");
+    CHECK_THAT(error_message([&] { target->import_data(hello, nullptr); }),
+               Catch::Contains("not a distrib database export"));
+    std::istringstream other("{\"format\":\"something-else\"}\n");
+    CHECK_THAT(error_message([&] { target->import_data(other, nullptr); }),
+               Catch::Contains("not a distrib database export"));
+    std::istringstream nothing("");
+    CHECK_THAT(error_message([&] { target->import_data(nothing, nullptr); }),
+               Catch::Contains("not a distrib database export"));
+    check_empty(*target);
+  }
 }

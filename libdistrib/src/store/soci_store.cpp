@@ -1893,6 +1893,10 @@ private:
             ++line_no;
             boost::system::error_code ec;
             auto v = boost::json::parse(line, ec);
+            if (line_no == 1 && (ec || !v.is_object()))
+              throw Error(ErrorKind::invalid_argument,
+                          "not a distrib database export (its first line is not the export header that "
+                          "distribd --export-db writes)");
             if (ec || !(v.is_object() || v.is_array()))
               throw Error(ErrorKind::invalid_argument, "line " + std::to_string(line_no) + " of the export is not a JSON "
                                                        "object or row (" + (ec ? ec.message() : "wrong type") + ")");

@@ -121,7 +121,7 @@ TEST_CASE("distribd refuses bad configuration with a one-line reason", "[integra
       {"state dir that cannot be created", {"--role", "manager", "--state-dir", (tmp / "file/sub").string()}, "cannot be created"},
       {"unreadable database", {"--role", "manager", "--state-dir", (tmp / "garbage").string(), "--port", "0"}, "database"},
       {"unknown key mode", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--key-mode", "mac"}, "unknown host key mode"},
-      {"unknown database", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--database", "mysql", "--port", "0"}, "known: sqlite"},
+      {"unknown database", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--database", "mysql", "--port", "0"}, "known: odbc, postgresql, sqlite"},
       {"agent without a server", {"--role", "agent", "--state-dir", (tmp / "a").string()}, "parent URL"},
       {"relay without a parent", {"--role", "relay", "--state-dir", (tmp / "r").string()}, "a relay needs --parent"},
       {"relay with a bad parent URL", {"--role", "relay", "--state-dir", (tmp / "r").string(), "--parent", "relay1:8640"}, "must start with http"},

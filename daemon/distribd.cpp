@@ -322,6 +322,7 @@ int main(int argc, char** argv) {
         if (std::find(stores.names().begin(), stores.names().end(), s.store.backend) == stores.names().end()) {
           stores.open(s.store);  // throws the "unknown backend" error listing the known ones
         }
+        for (const auto& w : distrib::check_store_settings(s.store)) std::cerr << "distribd: warning: " << w << "\n";
         std::cout << "configuration is valid (" << role << ")\n";
         return 0;
       }

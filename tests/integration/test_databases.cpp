@@ -206,6 +206,10 @@ TEST_CASE("a wrong database configuration is a clear error at start", "[db]") {
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("unknown key \"prot\"") != std::string::npos);
     CHECK(r.err.find("did you mean port") != std::string::npos);
+    // --check-config names it without connecting.
+    auto check = start({"--database", "postgresql", "--database-connection", "host=127.0.0.1 prot=5432", "--check-config"});
+    CHECK(check.exit_code == 2);
+    CHECK(check.err.find("unknown key \"prot\"") != std::string::npos);
   }
   SECTION("a typo in an ODBC driver name") {
     auto r = start({"--database", "odbc", "--database-connection", "DRIVER={PostgreSQL Unicod};SERVER=127.0.0.1"});

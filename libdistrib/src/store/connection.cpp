@@ -1,6 +1,7 @@
 #include "store/connection.h"
 
 #include <distrib/error.h>
+#include <distrib/store/store.h>
 
 #include "store/dialect.h"
 
@@ -185,3 +186,29 @@ std::vector<std::string> installed_odbc_drivers() {
 }
 
 }  // namespace distrib::store
+
+namespace distrib {
+
+std::vector<std::string> check_store_settings(const StoreSettings& settings) {
+  std::vector<std::string> warnings;
+  if (settings.backend == "postgresql") store::check_postgresql_connection(settings.connection, 0);
+  if (settings.backend == "odbc") {
+    if (settings.connection.empty())
+      throw Error(ErrorKind::invalid_argument, "the odbc backend needs a connection string (database-connection)");
+    auto installed = store::installed_odbc_drivers();
+    for (const auto& p : store::parse_odbc_connection(settings.connection)) {
+      std::string key = p.key;
+      for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (key == "driver" && !p.value.empty() && p.value.front() != '/' &&
+          std::find(installed.begin(), installed.end(), p.value) == installed.end()) {
+        // The configuration may be meant for another machine: say it, do not refuse it.
+        warnings.push_back("ODBC driver \"" + p.value + "\" is not installed on this machine (see odbcinst -q -d)");
+        installed.push_back(p.value);
+      }
+    }
+    store::check_odbc_connection(settings.connection, settings.dialect, installed);
+  }
+  return warnings;
+}
+
+}  // namespace distrib

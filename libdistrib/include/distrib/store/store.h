@@ -366,6 +366,12 @@ private:
 /// a dialect: sqlserver, oracle, postgresql, sqlite).
 void register_builtin_stores(StoreRegistry& registry);
 
+/// Checks the settings of the built-in backends without connecting (distribd --check-config):
+/// a PostgreSQL connection string's keys, an ODBC string's form, driver and dialect. Throws
+/// Error(invalid_argument) naming the part that is wrong; returns warnings (an ODBC driver that
+/// is not installed on this machine).
+std::vector<std::string> check_store_settings(const StoreSettings& settings);
+
 /// Highest schema version this build knows.
 int latest_schema_version() noexcept;
 

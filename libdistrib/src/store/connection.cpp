@@ -5,6 +5,8 @@
 
 #include "store/dialect.h"
 
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
 #include <sql.h>
 #include <sqlext.h>
 
@@ -31,6 +33,43 @@ const std::vector<std::string> kLibpqKeys = {
 std::string hint(const std::string& word, const std::vector<std::string>& known) {
   const auto n = nearest(word, known);
   return n.empty() ? std::string() : " (did you mean " + n + "?)";
+}
+
+// libpq's value quoting: '...' with \\ and \' escaped.
+std::string quote_value(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\\' || c == '\'') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+// postgresql://user:password@host:port/dbname?key=value as libpq keywords. (SOCI's PostgreSQL
+// backend takes only the keyword form: it breaks a URI apart at its own separators.)
+std::string uri_to_keywords(const std::string& uri) {
+  auto parsed = boost::urls::parse_uri(uri);
+  if (!parsed)
+    throw Error(ErrorKind::invalid_argument, "the postgresql connection URI is malformed (" +
+                                                 parsed.error().message() + "): expected postgresql://user:password@host:port/dbname");
+  const auto& u = *parsed;
+  std::string out;
+  auto add = [&](const std::string& key, const std::string& value) {
+    if (!value.empty()) out += (out.empty() ? "" : " ") + key + "=" + quote_value(value);
+  };
+  add("host", u.host());
+  add("port", u.port());
+  add("user", u.user());
+  add("password", u.password());
+  std::string db = u.path();
+  if (!db.empty() && db.front() == '/') db.erase(0, 1);
+  add("dbname", db);
+  for (const auto& p : u.params()) {
+    if (!p.has_value)
+      throw Error(ErrorKind::invalid_argument, "parameter \"" + p.key + "\" of the postgresql connection URI has no value");
+    out += (out.empty() ? "" : " ") + p.key + "=" + quote_value(p.value);
+  }
+  return out;
 }
 
 }  // namespace
@@ -62,7 +101,7 @@ std::string check_postgresql_connection(const std::string& connection, int conne
                 "the postgresql connection string is empty (e.g. \"host=127.0.0.1 port=5432 dbname=distrib "
                 "user=distrib password=...\")");
   if (connection.rfind("postgresql://", 0) == 0 || connection.rfind("postgres://", 0) == 0)
-    return connection;  // a URI: libpq names its own errors
+    return check_postgresql_connection(uri_to_keywords(connection), connect_timeout_seconds);
   bool has_timeout = false;
   std::size_t i = 0;
   while (i < connection.size()) {

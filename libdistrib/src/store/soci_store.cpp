@@ -2025,7 +2025,9 @@ private:
       soci::session& sql = *lease;
       std::string lost;
       try {
-        if (sql.get_backend() == nullptr || !sql.is_connected()) reconnect(sql);
+        // No check before use (SOCI's PostgreSQL is_connected() is a round trip): a dead
+        // connection fails its first statement and is reconnected below.
+        if (sql.get_backend() == nullptr) reconnect(sql);
         using R = std::invoke_result_t<Fn&, soci::session&>;
         if constexpr (std::is_void_v<R>) {
           fn(sql);
@@ -2123,7 +2125,13 @@ private:
     guarded([&](soci::session& sql) {
       std::lock_guard lock(write_mutex_);
       try {
-        sql << dialect_.create_version_table;
+        // Created only when absent: an account without the right to create tables can run a
+        // database a DBA migrated.
+        try {
+          read_version(sql);
+        } catch (const soci::soci_error&) {
+          sql << dialect_.create_version_table;
+        }
       } catch (const soci::soci_error& e) {
         throw Error(ErrorKind::unavailable,
                     "cannot use the " + dialect_.name + " database: " + first_line(e.what()));

@@ -141,6 +141,18 @@ double raw_items(const Path& p, const std::vector<std::string>& ids, const Inven
   return static_cast<double>(ids.size()) / since(t0);
 }
 
+// Registers `n` hosts named PREFIX0, PREFIX1, ...; returns their ids.
+std::vector<std::string> register_hosts(Store& store, std::size_t n, const std::string& prefix) {
+  std::vector<std::string> ids(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    Host h;
+    h.host_id = ids[i] = make_host_id();
+    h.name = prefix + std::to_string(i);
+    store.upsert_host(h);
+  }
+  return ids;
+}
+
 struct Figures {
   double entries_per_s = 0, raw_rows_per_s = 0;
   double first_per_s = 0, periodic_per_s = 0, raw_reports_per_s = 0;
@@ -154,13 +166,7 @@ Figures measure(const std::string& kind, std::size_t hosts, std::size_t inv_host
   {  // job expansion
     auto p = make_path(kind, tmp, 1);
     auto store = reg.open(p.settings);
-    std::vector<std::string> ids(hosts);
-    for (std::size_t i = 0; i < hosts; ++i) {
-      Host h;
-      h.host_id = ids[i] = make_host_id();
-      h.name = "pc" + std::to_string(i);
-      store->upsert_host(h);
-    }
+    const auto ids = register_hosts(*store, hosts, "pc");
     IdGroup g;
     g.name = "everyone";
     g.owner = make_host_id();
@@ -182,13 +188,7 @@ Figures measure(const std::string& kind, std::size_t hosts, std::size_t inv_host
   {  // inventory ingest
     auto p = make_path(kind, tmp, 2);
     auto store = reg.open(p.settings);
-    std::vector<std::string> ids(inv_hosts);
-    for (std::size_t i = 0; i < inv_hosts; ++i) {
-      Host h;
-      h.host_id = ids[i] = make_host_id();
-      h.name = "inv" + std::to_string(i);
-      store->upsert_host(h);
-    }
+    const auto ids = register_hosts(*store, inv_hosts, "inv");
     auto round = [&](int n) {
       const auto t0 = Clock::now();
       for (std::size_t i = 0; i < ids.size(); i += 64) {

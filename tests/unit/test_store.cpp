@@ -1127,7 +1127,12 @@ TEST_CASE("dialects: SQL Server and Oracle DDL from the shared migrations", "[st
       CHECK(seq + 1 == table);
       CHECK(table->find(t.identity + " NUMBER(19) DEFAULT " + t.name + "_seq.NEXTVAL PRIMARY KEY") != std::string::npos);
     }
-    CHECK(std::count_if(sqls.begin(), sqls.end(), [](const std::string& s) { return s.rfind("CREATE SEQUENCE", 0) == 0; }) == 3);
+    // One sequence per identity table, and no other.
+    const auto identity_tables = std::count_if(distrib::store::schema_tables().begin(), distrib::store::schema_tables().end(),
+                                               [](const auto& t) { return !t.identity.empty(); });
+    CHECK(identity_tables == 4);  // jobs, job_entries, inventory_history, cluster_takeovers
+    CHECK(std::count_if(sqls.begin(), sqls.end(), [](const std::string& s) { return s.rfind("CREATE SEQUENCE", 0) == 0; }) ==
+          identity_tables);
 
     CHECK(render_of("CREATE TABLE inventory_fields", d) ==
           std::vector<std::string>{"CREATE TABLE inventory_fields (name VARCHAR2(64) PRIMARY KEY, field_type VARCHAR2(16) "
@@ -1595,4 +1600,66 @@ TEST_CASE("store conformance: export and import between backends", "[store][expo
                Catch::Contains("not a distrib database export"));
     check_empty(*target);
   }
+}
+
+TEST_CASE("store conformance: the active lease and fencing", "[store][cluster]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto a = open_store(backend, tmp);  // two nodes on one database
+  auto b = open_store(backend, tmp);
+  const std::int64_t t0 = 1'800'000'000'000;
+
+  auto la = a->acquire_lease("c", "node-a", t0, 3000);
+  CHECK(la.holder == "node-a");
+  CHECK(la.token == 1);
+  // Held and unexpired: the other node is refused and learns who holds it.
+  auto lb = b->acquire_lease("c", "node-b", t0 + 1000, 3000);
+  CHECK(lb.holder == "node-a");
+  CHECK(lb.token == 1);
+  CHECK(a->renew_lease("c", "node-a", 1, t0 + 2000, 3000));  // now expires at t0 + 5000
+  CHECK_FALSE(b->renew_lease("c", "node-b", 1, t0 + 2000, 3000));
+  CHECK(b->acquire_lease("c", "node-b", t0 + 4900, 3000).holder == "node-a");
+
+  // Expired: the other node takes over with a greater token; the old holder cannot renew.
+  lb = b->acquire_lease("c", "node-b", t0 + 5001, 3000);
+  CHECK(lb.holder == "node-b");
+  CHECK(lb.token == 2);
+  CHECK_FALSE(a->renew_lease("c", "node-a", 1, t0 + 5002, 3000));
+  auto history = a->takeovers("c", 10);
+  REQUIRE(history.size() == 2);
+  CHECK(history[0].holder == "node-b");
+  CHECK(history[0].previous == "node-a");
+  CHECK(history[0].token == 2);
+  CHECK(history[0].gap_ms == 1);
+  CHECK(history[1].holder == "node-a");
+
+  // Release: an orderly stop hands over without waiting for the expiry.
+  b->release_lease("c", "node-b", 2, t0 + 6000);
+  CHECK(a->acquire_lease("c", "node-a", t0 + 6001, 3000).token == 3);
+  CHECK(a->read_lease("c")->holder == "node-a");
+}
+
+TEST_CASE("store conformance: a fenced store writes nothing once its lease is gone", "[store][cluster]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto a = open_store(backend, tmp);
+  auto b = open_store(backend, tmp);
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto la = a->acquire_lease("c", "node-a", now, 60000);
+  a->set_fencing("c", la.token);
+  a->upsert_host(host(kA, "web1"));  // holds the lease: writes
+  // node-a "sleeps" past its lease; node-b takes over (simulated by an expiry in the past).
+  const auto lb = b->acquire_lease("c", "node-b", now + 60001, 60000);
+  REQUIRE(lb.holder == "node-b");
+  b->set_fencing("c", lb.token);
+  CHECK_THROWS_WITH(a->upsert_host(host(kB, "web2")), Catch::Contains("fenced"));
+  CHECK_THROWS_WITH(a->create_job(app_job({"web1"}), {kA}), Catch::Contains("fenced"));
+  CHECK(b->list_hosts().size() == 1);  // nothing of node-a's late writes
+  b->upsert_host(host(kB, "web2"));    // the new holder writes
+  CHECK(b->list_hosts().size() == 2);
+  a->set_fencing("c", 0);              // unfenced (not clustered): writes again
+  a->touch_hosts({{kA, 5}});
 }

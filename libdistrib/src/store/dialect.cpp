@@ -353,6 +353,13 @@ const std::vector<Migration>& migrations() {
         "PRIMARY KEY (job_id, host_id, path))"}},
       // "size" is reserved in Oracle: the column takes a name every database accepts.
       {6, {"ALTER TABLE collected_files RENAME COLUMN size TO byte_size"}},
+      // Active/standby: the lease that names the active manager (its token fences writes) and
+      // the takeovers for `distribctl cluster status`.
+      {7,
+       {"CREATE TABLE cluster_lease (name VARCHAR(64) PRIMARY KEY, holder VARCHAR(128) NOT NULL, token BIGINT "
+        "NOT NULL, expires_at BIGINT NOT NULL, since BIGINT NOT NULL)",
+        "CREATE TABLE cluster_takeovers (id ${PK}, name VARCHAR(64) NOT NULL, holder VARCHAR(128) NOT NULL, "
+        "token BIGINT NOT NULL, at_ms BIGINT NOT NULL, previous VARCHAR(128), gap_ms BIGINT NOT NULL)"}},
   };
   return m;
 }

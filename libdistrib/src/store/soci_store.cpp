@@ -1741,6 +1741,115 @@ private:
     });
   }
 
+  // --- active/standby
+  static LeaseRecord lease_from_row(const soci::row& r) {
+    return {get_str(r, 0), get_str(r, 1), get_i64(r, 2), get_i64(r, 3), get_i64(r, 4)};
+  }
+  std::optional<LeaseRecord> select_lease(soci::session& sql, const std::string& name) {
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT name, holder, token, expires_at, since FROM cluster_lease WHERE name = :n", soci::use(name));
+    for (const auto& r : rs) return lease_from_row(r);
+    return std::nullopt;
+  }
+
+  LeaseRecord acquire_lease(const std::string& name, const std::string& node, std::int64_t now_ms,
+                            std::int64_t ttl_ms) override {
+    return write_unfenced([&](soci::session& sql) {
+      const ll now = now_ms, expires = now_ms + ttl_ms;
+      auto cur = select_lease(sql, name);
+      if (!cur) {
+        const ll token = 1;
+        sql << "INSERT INTO cluster_lease (name, holder, token, expires_at, since) VALUES (:n, :h, :t, :e, :s)",
+            soci::use(name), soci::use(node), soci::use(token), soci::use(expires), soci::use(now);
+        record_takeover(sql, name, node, "", token, now, 0);
+        return LeaseRecord{name, node, token, expires, now};
+      }
+      if (cur->holder == node && cur->expires_at_ms > now) {
+        sql << "UPDATE cluster_lease SET expires_at = :e WHERE name = :n AND token = :t", soci::use(expires),
+            soci::use(name), soci::use(static_cast<ll>(cur->token));
+        cur->expires_at_ms = expires;
+        return *cur;
+      }
+      if (!cur->holder.empty() && cur->expires_at_ms > now) return *cur;  // held by another
+      const ll token = cur->token + 1;
+      soci::statement st = (sql.prepare << "UPDATE cluster_lease SET holder = :h, token = :t, expires_at = :e, since = :s "
+                                           "WHERE name = :n AND token = :old",
+                            soci::use(node), soci::use(token), soci::use(expires), soci::use(now), soci::use(name),
+                            soci::use(static_cast<ll>(cur->token)));
+      st.execute(true);
+      if (st.get_affected_rows() != 1) return *select_lease(sql, name);  // another node was faster
+      record_takeover(sql, name, node, cur->holder, token, now, std::max<ll>(0, now - cur->expires_at_ms));
+      return LeaseRecord{name, node, token, expires, now};
+    });
+  }
+
+  void record_takeover(soci::session& sql, const std::string& name, const std::string& node, const std::string& prev,
+                       ll token, ll now, ll gap) {
+    sql << "INSERT INTO cluster_takeovers (name, holder, token, at_ms, previous, gap_ms) VALUES (:n, :h, :t, :a, :p, :g)",
+        soci::use(name), soci::use(node), soci::use(token), soci::use(now), soci::use(prev), soci::use(gap);
+  }
+
+  bool renew_lease(const std::string& name, const std::string& node, std::int64_t token, std::int64_t now_ms,
+                   std::int64_t ttl_ms) override {
+    return write_unfenced([&](soci::session& sql) {
+      const ll t = token, now = now_ms, expires = now_ms + ttl_ms;
+      soci::statement st = (sql.prepare << "UPDATE cluster_lease SET expires_at = :e WHERE name = :n AND holder = :h "
+                                           "AND token = :t AND expires_at > :now",
+                            soci::use(expires), soci::use(name), soci::use(node), soci::use(t), soci::use(now));
+      st.execute(true);
+      return st.get_affected_rows() == 1;
+    });
+  }
+
+  void release_lease(const std::string& name, const std::string& node, std::int64_t token, std::int64_t now_ms) override {
+    write_unfenced([&](soci::session& sql) {
+      const ll t = token, now = now_ms;
+      sql << "UPDATE cluster_lease SET expires_at = :now WHERE name = :n AND holder = :h AND token = :t",
+          soci::use(now), soci::use(name), soci::use(node), soci::use(t);
+    });
+  }
+
+  std::optional<LeaseRecord> read_lease(const std::string& name) override {
+    return guarded([&](soci::session& sql) { return select_lease(sql, name); });
+  }
+
+  std::vector<Takeover> takeovers(const std::string& name, int limit) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<Takeover> out;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT holder, previous, token, at_ms, gap_ms FROM cluster_takeovers WHERE name = :n "
+                          "ORDER BY id DESC" + dialect_.limit(std::max(1, limit)),
+           soci::use(name));
+      for (const auto& r : rs) out.push_back({get_str(r, 0), get_str(r, 1), get_i64(r, 2), get_i64(r, 3), get_i64(r, 4)});
+      return out;
+    });
+  }
+
+  void set_fencing(const std::string& name, std::int64_t token) override {
+    std::lock_guard lock(fence_mutex_);
+    fence_name_ = name;
+    fence_token_ = token;
+  }
+
+  // Inside a write transaction: the lease this store is fenced by is still ours.
+  void check_fence(soci::session& sql) {
+    std::string name;
+    ll token = 0;
+    {
+      std::lock_guard lock(fence_mutex_);
+      name = fence_name_;
+      token = fence_token_;
+    }
+    if (token == 0) return;
+    const auto cur = select_lease(sql, name);
+    const ll now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+    if (!cur || cur->token != token || cur->expires_at_ms <= now)
+      throw Error(ErrorKind::conflict, "fenced: this node no longer holds the active lease (token " +
+                                           std::to_string(token) + (cur ? ", current " + std::to_string(cur->token) +
+                                           " held by " + cur->holder : std::string()) + "); nothing was written");
+  }
+
   // --- moving a whole database
   struct Checksum {
     std::uint64_t lane[4] = {};
@@ -2083,9 +2192,18 @@ private:
     for (const auto& stmt : dialect_.connection_setup) sql << stmt;
   }
 
-  // One transaction; serialised in-process (see Dialect::serialize_writes).
+  // One transaction; serialised in-process (see Dialect::serialize_writes). When fenced, the
+  // transaction first checks that this node still holds the active lease.
   template <class Fn>
   std::invoke_result_t<Fn&, soci::session&> write(Fn&& fn) {
+    return write_unfenced([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
+      check_fence(sql);
+      return fn(sql);
+    });
+  }
+
+  template <class Fn>
+  std::invoke_result_t<Fn&, soci::session&> write_unfenced(Fn&& fn) {
     std::unique_lock<std::mutex> lock(write_mutex_, std::defer_lock);
     if (dialect_.serialize_writes) lock.lock();
     return guarded([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
@@ -2161,6 +2279,9 @@ private:
   SessionPool pool_;
   std::mutex write_mutex_;
   int reconnect_seconds_ = 15;
+  std::mutex fence_mutex_;
+  std::string fence_name_;
+  ll fence_token_ = 0;
   int version_at_open_ = 0;
   std::atomic<bool> outage_{false};
 };

@@ -156,6 +156,24 @@ struct DataSummary {
 /// Called as a table is moved: the table and the rows done so far.
 using DataProgress = std::function<void(const std::string& table, std::int64_t rows)>;
 
+/// The lease that names the active manager of a cluster (db-lease coordinator). Times are
+/// milliseconds since the epoch on the nodes' clocks (keep them synchronised).
+struct LeaseRecord {
+  std::string name;
+  std::string holder;  ///< node name; empty: nobody
+  std::int64_t token = 0;  ///< increases at every change of holder
+  std::int64_t expires_at_ms = 0;
+  std::int64_t since_ms = 0;  ///< when the holder took it
+};
+/// One change of holder.
+struct Takeover {
+  std::string holder;
+  std::string previous;
+  std::int64_t token = 0;
+  std::int64_t at_ms = 0;
+  std::int64_t gap_ms = 0;  ///< from the previous holder's expiry (or release) to the takeover
+};
+
 /// A job with its entry counts, for listings.
 struct JobListing {
   Job job;
@@ -333,6 +351,26 @@ public:
   /// Records (or replaces) a file a host sent for a collect-files job.
   virtual void record_collected_file(const CollectedFile& file) = 0;
   virtual std::vector<CollectedFile> collected_files(std::int64_t job_id) = 0;
+
+  // --- active/standby (db-lease coordinator; fencing)
+  /// Takes lease `name` for `node` when nobody holds it, it expired at `now_ms`, or `node` holds
+  /// it already (then it is extended). A change of holder increments the token and is recorded as
+  /// a takeover. Returns the lease as it stands after the call.
+  virtual LeaseRecord acquire_lease(const std::string& name, const std::string& node, std::int64_t now_ms,
+                                    std::int64_t ttl_ms) = 0;
+  /// Extends the lease while `node` holds it with `token` and it has not expired; false otherwise.
+  virtual bool renew_lease(const std::string& name, const std::string& node, std::int64_t token,
+                           std::int64_t now_ms, std::int64_t ttl_ms) = 0;
+  /// Gives the lease up at once (an orderly stop) when `node` holds it with `token`.
+  virtual void release_lease(const std::string& name, const std::string& node, std::int64_t token,
+                             std::int64_t now_ms) = 0;
+  virtual std::optional<LeaseRecord> read_lease(const std::string& name) = 0;
+  /// Newest first.
+  virtual std::vector<Takeover> takeovers(const std::string& name, int limit) = 0;
+  /// From now on every write transaction first checks that lease `name` is still held with
+  /// `token` (and unexpired); otherwise it fails with Error(ErrorKind::conflict, "fenced: ...")
+  /// and changes nothing. token 0 turns the check off.
+  virtual void set_fencing(const std::string& name, std::int64_t token) = 0;
 
   // --- moving a whole database between backends (distribd --export-db / --import-db)
   /// Writes every table as JSON lines (a header, then per table its columns, its rows and a

@@ -1,0 +1,223 @@
+#include <distrib/services/failover.h>
+
+#include <distrib/error.h>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+namespace distrib {
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Always active: a single manager.
+class StandaloneCoordinator final : public FailoverCoordinator {
+public:
+  std::string kind() const override { return "standalone"; }
+  bool acquire(const std::string& node, std::chrono::milliseconds) override {
+    node_ = node;
+    return true;
+  }
+  bool keep(const std::string&, std::chrono::milliseconds) override { return true; }
+  void lose(const std::string&) override { node_.clear(); }
+  LeaseRecord observe() override { return {"standalone", node_, node_.empty() ? 0 : 1, 0, 0}; }
+  std::int64_t token() const override { return node_.empty() ? 0 : 1; }
+
+private:
+  std::string node_;
+};
+
+// A lease row in the shared database. Taking it over increments its token; the store is fenced
+// by the token, so a node that lost the lease writes nothing even before it notices.
+class DbLeaseCoordinator final : public FailoverCoordinator {
+public:
+  DbLeaseCoordinator(Store& store, std::string name) : store_(store), name_(std::move(name)) {}
+  std::string kind() const override { return "db-lease"; }
+
+  bool acquire(const std::string& node, std::chrono::milliseconds ttl) override {
+    const auto lease = store_.acquire_lease(name_, node, now_ms(), ttl.count());
+    if (lease.holder != node) return false;
+    token_ = lease.token;
+    store_.set_fencing(name_, token_);
+    return true;
+  }
+  bool keep(const std::string& node, std::chrono::milliseconds ttl) override {
+    if (token_ != 0 && store_.renew_lease(name_, node, token_, now_ms(), ttl.count())) return true;
+    token_ = 0;
+    return false;
+  }
+  void lose(const std::string& node) override {
+    if (token_ != 0) store_.release_lease(name_, node, token_, now_ms());
+    token_ = 0;  // the fence stays: the released lease no longer lets this node write
+  }
+  LeaseRecord observe() override { return store_.read_lease(name_).value_or(LeaseRecord{name_, "", 0, 0, 0}); }
+  std::int64_t token() const override { return token_; }
+  std::vector<Takeover> history(int limit) override { return store_.takeovers(name_, limit); }
+
+private:
+  Store& store_;
+  std::string name_;
+  std::int64_t token_ = 0;
+};
+
+}  // namespace
+
+void CoordinatorRegistry::add(const std::string& name, Factory factory) {
+  if (!factories_.emplace(name, std::move(factory)).second)
+    throw Error(ErrorKind::invalid_argument, "failover coordinator \"" + name + "\" is registered twice");
+}
+
+std::vector<std::string> CoordinatorRegistry::names() const {
+  std::vector<std::string> out;
+  for (const auto& [n, f] : factories_) out.push_back(n);
+  return out;
+}
+
+std::unique_ptr<FailoverCoordinator> CoordinatorRegistry::make(const std::string& name,
+                                                               const CoordinatorContext& context) const {
+  auto it = factories_.find(name);
+  if (it == factories_.end()) {
+    std::string known;
+    for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
+    throw Error(ErrorKind::invalid_argument, "unknown failover coordinator \"" + name + "\" (known: " + known + ")");
+  }
+  return it->second(context);
+}
+
+void register_builtin_coordinators(CoordinatorRegistry& registry) {
+  registry.add("standalone", [](const CoordinatorContext&) { return std::make_unique<StandaloneCoordinator>(); });
+  registry.add("db-lease", [](const CoordinatorContext& c) -> std::unique_ptr<FailoverCoordinator> {
+    if (!c.store) throw Error(ErrorKind::invalid_argument, "the db-lease coordinator needs the manager's database");
+    return std::make_unique<DbLeaseCoordinator>(*c.store, c.cluster);
+  });
+}
+
+void validate_failover(const FailoverSettings& s) {
+  if (s.node.empty())
+    throw Error(ErrorKind::invalid_argument, "a clustered manager needs a node name (--node-name), unique in the cluster");
+  if (s.renew.count() <= 0 || s.lease.count() <= 0)
+    throw Error(ErrorKind::invalid_argument, "lease and renew interval must be positive");
+  if (s.lease < 2 * s.renew)
+    throw Error(ErrorKind::invalid_argument,
+                "the lease (" + std::to_string(s.lease.count()) + " ms) must be at least twice the renew interval (" +
+                    std::to_string(s.renew.count()) + " ms): one late renewal must not cost the active role");
+}
+
+struct FailoverDriver::Impl {
+  FailoverSettings settings;
+  Callbacks callbacks;
+  FailoverCoordinator* coordinator = nullptr;
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  bool active = false;
+  std::chrono::steady_clock::time_point last_kept;  // start of the last successful acquire/keep
+  std::thread runner, watchdog;
+  bool reported_unreachable = false;
+
+  void demote_locked(std::unique_lock<std::mutex>& lock, const std::string& why) {
+    if (!active) return;
+    active = false;
+    lock.unlock();
+    spdlog::warn("node {} steps down: {}", settings.node, why);
+    if (callbacks.demote) callbacks.demote(why);
+    lock.lock();
+  }
+
+  void run() {
+    std::unique_lock lock(mutex);
+    while (!stopping) {
+      const bool was_active = active;
+      const auto started = std::chrono::steady_clock::now();
+      lock.unlock();
+      bool ok = false;
+      std::string why;
+      try {
+        ok = was_active ? coordinator->keep(settings.node, settings.lease)
+                        : coordinator->acquire(settings.node, settings.lease);
+        if (reported_unreachable && (ok || !was_active)) {
+          spdlog::info("failover coordinator {} reachable again", coordinator->kind());
+          reported_unreachable = false;
+        }
+      } catch (const std::exception& e) {
+        why = e.what();
+        if (!reported_unreachable) spdlog::warn("failover coordinator {}: {}", coordinator->kind(), why);
+        reported_unreachable = true;
+      }
+      lock.lock();
+      if (stopping) break;
+      if (was_active && active) {
+        if (ok) last_kept = started;
+        else demote_locked(lock, why.empty() ? "the lease was lost (expired or taken by another node)" : why);
+      } else if (!was_active && ok && !active) {
+        active = true;
+        last_kept = started;
+        const auto token = coordinator->token();
+        lock.unlock();
+        spdlog::info("node {} is active (fencing token {})", settings.node, token);
+        if (callbacks.promote) callbacks.promote(token);
+        lock.lock();
+      }
+      wake.wait_for(lock, settings.renew, [&] { return stopping; });
+    }
+  }
+
+  // Demotes when no renewal succeeded for the lease minus half a renew interval: the lease may
+  // expire elsewhere before this node notices through keep().
+  void watch() {
+    std::unique_lock lock(mutex);
+    const auto limit = settings.lease - settings.renew / 2;
+    while (!stopping) {
+      wake.wait_for(lock, settings.renew / 4, [&] { return stopping; });
+      if (stopping) break;
+      if (active && std::chrono::steady_clock::now() - last_kept > limit)
+        demote_locked(lock, "no lease renewal for " + std::to_string(settings.lease.count()) + " ms");
+    }
+  }
+};
+
+FailoverDriver::FailoverDriver(FailoverSettings settings, std::unique_ptr<FailoverCoordinator> coordinator,
+                               Callbacks callbacks)
+    : impl_(std::make_unique<Impl>()), coordinator_(std::move(coordinator)) {
+  validate_failover(settings);
+  impl_->settings = std::move(settings);
+  impl_->callbacks = std::move(callbacks);
+  impl_->coordinator = coordinator_.get();
+}
+
+FailoverDriver::~FailoverDriver() { stop(); }
+
+void FailoverDriver::start() {
+  impl_->runner = std::thread([this] { impl_->run(); });
+  impl_->watchdog = std::thread([this] { impl_->watch(); });
+}
+
+void FailoverDriver::stop() {
+  {
+    std::unique_lock lock(impl_->mutex);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+    impl_->demote_locked(lock, "stopping");
+  }
+  impl_->wake.notify_all();
+  if (impl_->runner.joinable()) impl_->runner.join();
+  if (impl_->watchdog.joinable()) impl_->watchdog.join();
+  try {
+    coordinator_->lose(impl_->settings.node);
+  } catch (const std::exception& e) {
+    spdlog::warn("giving up the active role: {}", e.what());
+  }
+}
+
+bool FailoverDriver::active() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->active;
+}
+
+}  // namespace distrib

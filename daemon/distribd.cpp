@@ -5,14 +5,20 @@
 #include <distrib/model/units.h>
 #include <distrib/net/http.h>
 #include <distrib/services/agent.h>
+#include <distrib/services/failover.h>
 #include <distrib/services/manager.h>
 #include <distrib/store/store.h>
 #include <distrib/version.h>
 
+#include <boost/json.hpp>
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <mutex>
+#include <unistd.h>
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
@@ -58,6 +64,17 @@ po::options_description all_options() {
       ("poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open")
       ("auto-register", po::value<bool>()->default_value(true),
        "accept new hosts at once (false: they wait for distribctl hosts approve)");
+  po::options_description cluster("Active/standby (manager)");
+  cluster.add_options()
+      ("failover", po::value<std::string>()->default_value("none"),
+       "none, standalone or db-lease: who decides which node is active")
+      ("node-name", po::value<std::string>(), "this node's name, unique in the cluster")
+      ("lease-ms", po::value<int>()->default_value(3000), "how long the active role is held without renewal")
+      ("renew-ms", po::value<int>()->default_value(1000), "how often the active node renews (at most half the lease)")
+      ("status-listen", po::value<std::string>(),
+       "ADDRESS:PORT of this node's physical address, serving GET /v1/cluster/status whether active or not")
+      ("on-promote", po::value<std::string>(), "shell command run when this node becomes active (e.g. move a floating IP)")
+      ("on-demote", po::value<std::string>(), "shell command run when this node stops being active");
   po::options_description transfers("Transfers (manager, relay; --split-max also agent)");
   transfers.add_options()
       ("split-max", po::value<std::string>(),
@@ -98,7 +115,7 @@ po::options_description all_options() {
       ("collect-allow", po::value<std::vector<std::string>>()->composing(),
        "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)");
   po::options_description out;
-  out.add(general).add(manager).add(transfers).add(relay).add(agent);
+  out.add(general).add(manager).add(cluster).add(transfers).add(relay).add(agent);
   return out;
 }
 
@@ -197,6 +214,146 @@ int import_database(const distrib::StoreRegistry& stores, const distrib::StoreSe
   std::cout << "imported " << file << " (schema version " << sum.schema_version
             << "); every table's row count and checksum read back equal to the export's\n";
   print_summary(sum);
+  return 0;
+}
+
+struct ClusterOptions {
+  std::string kind;
+  distrib::FailoverSettings failover;
+  std::string status_listen;
+  std::string on_promote, on_demote;
+};
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void run_hook(const std::string& command, const std::string& node, std::int64_t token, const std::string& event) {
+  if (command.empty()) return;
+  const std::string env = "DISTRIB_NODE='" + node + "' DISTRIB_TOKEN=" + std::to_string(token) + " DISTRIB_EVENT=" + event + " ";
+  const int rc = std::system((env + command).c_str());
+  if (rc != 0) spdlog::warn("--on-{} command exited with status {}", event, rc);
+}
+
+// The manager as one node of an active/standby pair: the coordinator decides; the node serves
+// on the logical address (--listen) only while active, and its status on --status-listen always.
+int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stores, const ClusterOptions& c,
+                  const sigset_t& sigs) {
+  distrib::validate_failover(c.failover);
+  if (s.store.backend == "sqlite" && s.store.path.empty())
+    s.store.path = (std::filesystem::path(s.state_dir) / "distrib.db").string();
+  std::filesystem::create_directories(s.state_dir);
+  auto coordinator_store = stores.open(s.store);  // the coordinator's own connections
+  distrib::CoordinatorRegistry coordinators;
+  distrib::register_builtin_coordinators(coordinators);
+  distrib::CoordinatorContext ctx;
+  ctx.store = coordinator_store.get();
+  auto coordinator = coordinators.make(c.kind, ctx);
+  if (c.kind == "db-lease") {
+    // Two nodes must not share a name: one would renew the other's lease.
+    const auto lease = coordinator->observe();
+    if (lease.holder == c.failover.node && lease.expires_at_ms > wall_ms())
+      throw distrib::Error(distrib::ErrorKind::invalid_argument,
+                           "node name \"" + c.failover.node + "\" already holds the active lease: another node "
+                           "runs with the same --node-name (each node needs its own)");
+  }
+  distrib::FailoverCoordinator* coord = coordinator.get();
+  std::mutex mutex;
+  std::unique_ptr<distrib::Manager> manager;
+  std::int64_t active_since = 0;
+
+  auto status_json = [&, coord]() {
+    namespace bj = boost::json;
+    const auto lease = coord->observe();
+    bj::array history;
+    for (const auto& t : coord->history(10))
+      history.push_back(bj::object{{"holder", t.holder}, {"previous", t.previous}, {"token", t.token},
+                                   {"at_ms", t.at_ms}, {"gap_ms", t.gap_ms}});
+    bool active = false;
+    {
+      std::lock_guard lock(mutex);
+      active = manager != nullptr;
+    }
+    return bj::serialize(bj::object{{"node", c.failover.node},
+                                    {"coordinator", coord->kind()},
+                                    {"active", active},
+                                    {"holder", lease.holder},
+                                    {"token", lease.token},
+                                    {"since_ms", lease.since_ms},
+                                    {"expires_at_ms", lease.expires_at_ms},
+                                    {"now_ms", wall_ms()},
+                                    {"lease_ms", c.failover.lease.count()},
+                                    {"takeovers", std::move(history)}});
+  };
+  s.cluster_status = status_json;
+
+  std::unique_ptr<distrib::HttpServer> status_server;
+  if (!c.status_listen.empty()) {
+    const auto colon = c.status_listen.rfind(':');
+    if (colon == std::string::npos) die(kExitConfig, "--status-listen expects ADDRESS:PORT");
+    distrib::HttpServerSettings hs;
+    hs.address = c.status_listen.substr(0, colon);
+    hs.port = static_cast<std::uint16_t>(std::stoi(c.status_listen.substr(colon + 1)));
+    hs.threads = 1;
+    status_server = std::make_unique<distrib::HttpServer>(hs, [&](distrib::HttpRequest&& req, distrib::Responder r) {
+      distrib::HttpResponse res;
+      if (req.path == "/v1/cluster/status") {
+        try {
+          res.body = status_json();
+        } catch (const std::exception& e) {
+          res.status = 503;
+          res.body = boost::json::serialize(boost::json::object{{"error", e.what()}});
+        }
+      } else {
+        res.status = 404;
+        res.body = R"({"error":"only /v1/cluster/status is served on the physical address"})";
+      }
+      r(std::move(res));
+    });
+    status_server->start();
+  }
+
+  distrib::FailoverDriver::Callbacks callbacks;
+  callbacks.promote = [&](std::int64_t token) {
+    run_hook(c.on_promote, c.failover.node, token, "promote");
+    try {
+      auto m = std::make_unique<distrib::Manager>(s, stores);
+      m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? token : 0);
+      m->start();
+      std::lock_guard lock(mutex);
+      manager = std::move(m);
+      active_since = wall_ms();
+      spdlog::info("node {} serves {} (fencing token {})", c.failover.node, manager->url(), token);
+    } catch (const std::exception& e) {
+      // Cannot serve (the logical address is still held, the database refused): give the role
+      // back by stopping; a supervisor or the cluster manager restarts the node.
+      spdlog::error("node {} could not start serving: {}; stopping", c.failover.node, e.what());
+      ::kill(::getpid(), SIGTERM);
+    }
+  };
+  callbacks.demote = [&](const std::string& why) {
+    std::unique_ptr<distrib::Manager> m;
+    {
+      std::lock_guard lock(mutex);
+      m = std::move(manager);
+    }
+    if (m) {
+      m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? -1 : 0);  // no write from here on
+      m->stop();
+      spdlog::warn("node {} stopped serving: {}", c.failover.node, why);
+    }
+    run_hook(c.on_demote, c.failover.node, 0, "demote");
+  };
+  distrib::FailoverDriver driver(c.failover, std::move(coordinator), callbacks);
+  spdlog::info("node {} standing by ({} coordinator, lease {} ms, renew {} ms)", c.failover.node, c.kind,
+               c.failover.lease.count(), c.failover.renew.count());
+  driver.start();
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("signal {} received; stopping", sig);
+  driver.stop();
+  if (status_server) status_server->stop();
   return 0;
 }
 
@@ -323,6 +480,15 @@ int main(int argc, char** argv) {
           stores.open(s.store);  // throws the "unknown backend" error listing the known ones
         }
         for (const auto& w : distrib::check_store_settings(s.store)) std::cerr << "distribd: warning: " << w << "\n";
+        if (get<std::string>(vm, "failover") != "none") {
+          distrib::CoordinatorRegistry coordinators;
+          distrib::register_builtin_coordinators(coordinators);
+          const auto kind = get<std::string>(vm, "failover");
+          const auto known = coordinators.names();
+          if (std::find(known.begin(), known.end(), kind) == known.end()) coordinators.make(kind, {});  // names them
+          distrib::validate_failover({get<std::string>(vm, "node-name"), std::chrono::milliseconds(get<int>(vm, "lease-ms")),
+                                      std::chrono::milliseconds(get<int>(vm, "renew-ms"))});
+        }
         std::cout << "configuration is valid (" << role << ")\n";
         return 0;
       }
@@ -336,6 +502,19 @@ int main(int argc, char** argv) {
         if (vm.count("import-db")) return import_database(stores, s.store, get<std::string>(vm, "import-db"));
         if (vm.count("export-db")) return export_database(stores, s.store, get<std::string>(vm, "export-db"));
         return migrate_database(stores, s.store);
+      }
+      const auto failover = get<std::string>(vm, "failover");
+      if (failover != "none") {
+        if (role == "relay") die(kExitConfig, "--failover is for the manager (relays keep their own database)");
+        ClusterOptions c;
+        c.kind = failover;
+        c.failover.node = get<std::string>(vm, "node-name");
+        c.failover.lease = std::chrono::milliseconds(get<int>(vm, "lease-ms"));
+        c.failover.renew = std::chrono::milliseconds(get<int>(vm, "renew-ms"));
+        c.status_listen = get<std::string>(vm, "status-listen");
+        c.on_promote = get<std::string>(vm, "on-promote");
+        c.on_demote = get<std::string>(vm, "on-demote");
+        return run_clustered(s, stores, c, sigs);
       }
       distrib::Manager manager(s, stores);
       manager.start();

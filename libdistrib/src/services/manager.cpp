@@ -563,6 +563,14 @@ struct Manager::Impl {
     if (area == "content") return content_route(std::move(req), r, p);
 
     require_admin(req);
+    if (area == "cluster" && p.size() == 3 && p[2] == "status" && m == "GET") {
+      if (!settings.cluster_status)
+        throw Error(ErrorKind::not_found, "this manager is not clustered (distribd --failover is not set)");
+      HttpResponse res;
+      res.body = settings.cluster_status();
+      r(std::move(res));
+      return;
+    }
     if (area == "hosts" && p.size() == 2 && m == "GET") return list_hosts(r);
     if (area == "hosts" && p.size() == 3 && p[2] == "approve" && m == "POST") return approve_hosts(std::move(req), r);
     if (area == "stats" && p.size() == 2 && m == "GET") return stats(r);

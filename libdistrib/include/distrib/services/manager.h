@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,11 @@ struct ManagerSettings {
   int sync_interval_ms = 1000;          ///< longest a change waits before it is reported upward
   int parent_recheck_seconds = 30;      ///< how often the first parent is probed while away from it
   int upstream_threads = 4;             ///< concurrent chunk fetches from the parent
+
+  // --- active/standby (set by the process that runs a FailoverDriver)
+  /// JSON object describing the cluster (node, holder, token, takeovers), served at
+  /// GET /v1/cluster/status. Unset: the route answers that this manager is not clustered.
+  std::function<std::string()> cluster_status;
 };
 
 class Manager {

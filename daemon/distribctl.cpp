@@ -88,6 +88,7 @@ Commands:
   inventory field list | inventory field remove NAME   user inventory fields agents report
   collect list JOB              files a collect-files job brought back
   collect get JOB [--host HOST] [--output DIR]   download them (DIR/HOST/PATH; default ./collected-JOB)
+  cluster status                active node of an active/standby pair, lease, fencing token, takeovers
 
 Global options:
   --server URL        manager URL (env DISTRIB_SERVER; default http://127.0.0.1:8640)
@@ -1033,6 +1034,29 @@ struct Cli {
     throw UsageError("unknown command \"inventory " + sub + "\" (see distribctl --help)");
   }
 
+  int cluster_cmd() {
+    if (args.size() != 2 || args[1] != "status") throw UsageError("usage: distribctl cluster status");
+    auto c = client();
+    auto o = bj::parse(c.call("GET", "/v1/cluster/status")).as_object();
+    if (json) return print_json(o), kOk;
+    const auto now = num(o, "now_ms");
+    const auto expires = num(o, "expires_at_ms");
+    std::cout << fmt::format("active node: {} (answered by {}, coordinator {})\n", str(o, "holder"), str(o, "node"),
+                             str(o, "coordinator"));
+    std::cout << fmt::format("active since {} · lease expires in {:.1f} s · fencing token {}\n",
+                             format_time(num(o, "since_ms") / 1000), static_cast<double>(expires - now) / 1000.0,
+                             num(o, "token"));
+    Table t({"TOKEN", "NODE", "TOOK OVER FROM", "AT", "GAP"});
+    for (const auto& v : o.at("takeovers").as_array()) {
+      const auto& x = v.as_object();
+      const auto prev = str(x, "previous");
+      t.add({std::to_string(num(x, "token")), str(x, "holder"), prev.empty() ? "-" : prev,
+             format_time(num(x, "at_ms") / 1000), prev.empty() ? "-" : fmt::format("{:.1f} s", static_cast<double>(num(x, "gap_ms")) / 1000.0)});
+    }
+    t.print();
+    return kOk;
+  }
+
   int collect_cmd() {
     const auto& sub = args[1];
     if (args.size() != 3) throw UsageError("usage: distribctl collect list|get JOB");
@@ -1113,6 +1137,7 @@ struct Cli {
     if (a == "idgroup") return idgroup_cmd();
     if (a == "inventory") return inventory_cmd();
     if (a == "collect") return collect_cmd();
+    if (a == "cluster") return cluster_cmd();
     throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
   }
 };

@@ -17,7 +17,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <unistd.h>
 #include <filesystem>
 #include <cstdio>
@@ -261,7 +263,6 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
   distrib::FailoverCoordinator* coord = coordinator.get();
   std::mutex mutex;
   std::unique_ptr<distrib::Manager> manager;
-  std::int64_t active_since = 0;
 
   auto status_json = [&, coord]() {
     namespace bj = boost::json;
@@ -314,34 +315,72 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
     status_server->start();
   }
 
+  // Serving starts and stops on a thread of its own: the driver's thread must keep renewing
+  // while a manager starts, and the logical address may still be held for a moment by the node
+  // that had it (stopped, not yet demoted): the bind is retried while this node stays active.
+  std::condition_variable changed;
+  std::int64_t want_token = 0;  // 0: standby
+  bool quit = false;
+  std::thread server([&] {
+    std::unique_lock lock(mutex);
+    while (!quit) {
+      changed.wait(lock, [&] { return quit || (want_token != 0) != (manager != nullptr); });
+      if (quit) break;
+      if (want_token != 0 && !manager) {
+        const auto token = want_token;
+        lock.unlock();
+        std::unique_ptr<distrib::Manager> m;
+        try {
+          m = std::make_unique<distrib::Manager>(s, stores);
+          m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? token : 0);
+          m->start();
+        } catch (const std::exception& e) {
+          m.reset();
+          spdlog::warn("node {} cannot serve yet: {}; retrying", c.failover.node, e.what());
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        }
+        lock.lock();
+        if (m && want_token == token) {
+          manager = std::move(m);
+          spdlog::info("node {} serves {} (fencing token {})", c.failover.node, manager->url(), token);
+        } else if (m) {
+          lock.unlock();
+          m->store().set_fencing(ctx.cluster, -1);
+          m->stop();
+          lock.lock();
+        }
+      } else if (want_token == 0 && manager) {
+        auto m = std::move(manager);
+        lock.unlock();
+        m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? -1 : 0);  // no write from here on
+        m->stop();
+        spdlog::warn("node {} stopped serving", c.failover.node);
+        lock.lock();
+      }
+    }
+  });
+
   distrib::FailoverDriver::Callbacks callbacks;
   callbacks.promote = [&](std::int64_t token) {
     run_hook(c.on_promote, c.failover.node, token, "promote");
-    try {
-      auto m = std::make_unique<distrib::Manager>(s, stores);
-      m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? token : 0);
-      m->start();
+    {
       std::lock_guard lock(mutex);
-      manager = std::move(m);
-      active_since = wall_ms();
-      spdlog::info("node {} serves {} (fencing token {})", c.failover.node, manager->url(), token);
-    } catch (const std::exception& e) {
-      // Cannot serve (the logical address is still held, the database refused): give the role
-      // back by stopping; a supervisor or the cluster manager restarts the node.
-      spdlog::error("node {} could not start serving: {}; stopping", c.failover.node, e.what());
-      ::kill(::getpid(), SIGTERM);
+      want_token = token;
     }
+    changed.notify_all();
   };
-  callbacks.demote = [&](const std::string& why) {
+  callbacks.demote = [&](const std::string&) {
     std::unique_ptr<distrib::Manager> m;
     {
       std::lock_guard lock(mutex);
-      m = std::move(manager);
+      want_token = 0;
+      m = std::move(manager);  // stopped here, at once: the lease may already be elsewhere
     }
+    changed.notify_all();
     if (m) {
-      m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? -1 : 0);  // no write from here on
+      m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? -1 : 0);
       m->stop();
-      spdlog::warn("node {} stopped serving: {}", c.failover.node, why);
+      spdlog::warn("node {} stopped serving", c.failover.node);
     }
     run_hook(c.on_demote, c.failover.node, 0, "demote");
   };
@@ -353,6 +392,12 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
   sigwait(&sigs, &sig);
   spdlog::info("signal {} received; stopping", sig);
   driver.stop();
+  {
+    std::lock_guard lock(mutex);
+    quit = true;
+  }
+  changed.notify_all();
+  server.join();
   if (status_server) status_server->stop();
   return 0;
 }

@@ -1,0 +1,205 @@
+// Active/standby managers with the db-lease coordinator: real distribd nodes sharing a database
+// and a state directory, agents on the logical address, takeover after kill -9, split brain
+// after SIGSTOP, and configuration errors.
+#include "ctl_json.h"
+#include "harness.h"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <unistd.h>
+
+#include <thread>
+
+using namespace distrib::test;
+
+namespace {
+
+// One manager node of the pair.
+struct Node {
+  std::string name;
+  std::string status_url;
+  std::unique_ptr<Process> proc;
+  Node(const TempDir& tmp, const stdfs::path& shared, const std::string& node, const std::string& logical_ip,
+       int port, const std::string& status_ip, std::vector<std::string> db)
+      : name(node), status_url("http://" + status_ip + ":" + std::to_string(port) + "/v1/cluster/status") {
+    std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
+                                     logical_ip, "--port", std::to_string(port), "--failover", "db-lease",
+                                     "--node-name", node, "--status-listen", status_ip + ":" + std::to_string(port),
+                                     "--poll-timeout", "5", "--log-level", "debug"};
+    argv.insert(argv.end(), db.begin(), db.end());
+    proc = std::make_unique<Process>(argv, (tmp / (node + ".log")).string());
+  }
+  // The node's own view (empty object when it does not answer).
+  boost::json::object status() const {
+    auto r = run({"curl", "-s", "--max-time", "2", status_url}, 5s);
+    if (r.exit_code != 0 || r.out.empty()) return {};
+    boost::system::error_code ec;
+    auto v = boost::json::parse(r.out, ec);
+    return !ec && v.is_object() ? v.as_object() : boost::json::object{};
+  }
+  bool active() const {
+    const auto s = status();
+    return s.contains("active") && s.at("active").as_bool();
+  }
+};
+
+int cluster_port() { return 47300 + ::getpid() % 200; }
+
+RunResult ctl(const std::string& url, const stdfs::path& shared, std::vector<std::string> args, bool json = true) {
+  std::vector<std::string> argv = {distribctl_path(), "--server", url, "--token-file", (shared / "admin.token").string()};
+  if (json) argv.push_back("--json");
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, 60s);
+}
+
+stdfs::path counting_package(const TempDir& tmp, std::size_t bytes) {
+  const auto dir = tmp / "pkg";
+  std::string payload(bytes, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>((i * 2654435761u) >> 11);
+  write_file(dir / "payload.bin", payload);
+  write_file(dir / "install.sh", "#!/bin/sh\nsleep 1\necho installed >> installs.log\n", true);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over and every agent finishes once",
+          "[cluster]") {
+  TempDir tmp;
+  const auto shared = tmp / "shared";
+  const auto db = pg_create_database("cluster_" + std::to_string(::getpid()));
+  const std::vector<std::string> dbopt = {"--database", "postgresql", "--database-connection", pg_connection(db)};
+  const int port = cluster_port();
+  const std::string logical = "http://127.0.6.1:" + std::to_string(port);
+  auto a = std::make_unique<Node>(tmp, shared, "node-a", "127.0.6.1", port, "127.0.6.2", dbopt);
+  REQUIRE(wait_until([&] { return a->active(); }, 20s));
+  Node b(tmp, shared, "node-b", "127.0.6.1", port, "127.0.6.3", dbopt);
+  REQUIRE(wait_until([&] { return b.status().contains("holder"); }, 20s));
+  CHECK_FALSE(b.active());
+  CHECK(b.status().at("holder").as_string() == "node-a");
+
+  std::vector<std::unique_ptr<AgentProc>> agents;
+  std::vector<std::string> hosts;
+  for (int i = 0; i < 20; ++i) {
+    hosts.push_back("cl" + std::to_string(i));
+    agents.push_back(std::make_unique<AgentProc>(tmp / hosts.back(), logical, hosts.back(),
+                                                 "127.0.6." + std::to_string(10 + i)));
+  }
+  REQUIRE(wait_until([&] {
+    auto r = ctl(logical, shared, {"hosts", "list"});
+    return r.exit_code == 0 && boost::json::parse(r.out).at("hosts").as_array().size() == 20;
+  }, 30s, 300ms));
+  auto pkg = ctl(logical, shared, {"package", "create", counting_package(tmp, 8 << 20).string(), "--name", "ha",
+                                   "--version", "1", "--install-command", "./install.sh"});
+  INFO(pkg.err);
+  REQUIRE(pkg.exit_code == 0);
+  std::vector<std::string> args = {"job", "create", "install", "ha", "1"};
+  args.insert(args.end(), hosts.begin(), hosts.end());
+  auto created = ctl(logical, shared, args);
+  REQUIRE(created.exit_code == 0);
+  const auto id = json_at(created.out, "/job/id");
+
+  // Kill the active node while entries are on their way.
+  REQUIRE(wait_until([&] {
+    auto r = ctl(logical, shared, {"job", "show", id});
+    return r.exit_code == 0 && json_at(r.out, "/progress/waiting") != "20";
+  }, 60s, 50ms));
+  const auto killed = std::chrono::steady_clock::now();
+  a->proc->kill_now();
+  REQUIRE(wait_until([&] { return b.active(); }, 30s, 100ms));
+  const auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  WARN("standby active " << took << " s after kill -9 (lease 3 s)");
+
+  std::string shown;
+  REQUIRE(wait_until([&] {
+    auto r = ctl(logical, shared, {"job", "show", id});
+    if (r.exit_code != 0) return false;
+    shown = r.out;
+    return json_at(shown, "/progress/final") == "20";
+  }, 180s, 500ms));
+  INFO(shown << read_file(tmp / "node-b.log"));
+  CHECK(all_succeeded(shown));
+  for (const auto& h : hosts) CHECK(read_file(tmp / h / "packages/ha/1/installs.log") == "installed\n");
+  const auto st = b.status();
+  CHECK(st.at("holder").as_string() == "node-b");
+  CHECK(st.at("token").as_int64() == 2);
+  CHECK(st.at("takeovers").as_array().size() == 2);
+  // distribctl reaches the cluster status through the logical address.
+  auto cs = ctl(logical, shared, {"cluster", "status"});
+  CHECK(cs.exit_code == 0);
+  CHECK(json_at(cs.out, "/holder") == "node-b");
+}
+
+TEST_CASE("split brain: a node stopped past its lease steps down when it wakes and writes nothing", "[cluster]") {
+  TempDir tmp;
+  const auto shared = tmp / "shared";  // SQLite on the shared directory: the embedded database
+  const int port = cluster_port() + 1;
+  const std::string logical = "http://127.0.7.1:" + std::to_string(port);
+  Node a(tmp, shared, "node-a", "127.0.7.1", port, "127.0.7.2", {});
+  REQUIRE(wait_until([&] { return a.active(); }, 20s));
+  Node b(tmp, shared, "node-b", "127.0.7.1", port, "127.0.7.3", {});
+  AgentProc agent(tmp / "agent", logical, "sb1", "127.0.7.10");
+  REQUIRE(wait_until([&] {
+    auto r = ctl(logical, shared, {"hosts", "list"});
+    return r.exit_code == 0 && boost::json::parse(r.out).at("hosts").as_array().size() == 1;
+  }, 30s, 300ms));
+
+  ::kill(a.proc->pid(), SIGSTOP);
+  // The standby takes the lease once it expired (it cannot serve on the logical address until
+  // the stopped node lets it go).
+  REQUIRE(wait_until([&] {
+    const auto s = b.status();
+    return s.contains("holder") && s.at("holder").as_string() == "node-b";
+  }, 30s, 200ms));
+  ::kill(a.proc->pid(), SIGCONT);
+  REQUIRE(wait_until([&] { return read_file(tmp / "node-a.log").find("node node-a steps down") != std::string::npos; },
+                     20s));
+  // The new holder serves on the logical address; the old one never took the lease back.
+  REQUIRE(wait_until([&] { return ctl(logical, shared, {"cluster", "status"}).exit_code == 0; }, 30s, 300ms));
+  const auto cs = ctl(logical, shared, {"cluster", "status"});
+  CHECK(json_at(cs.out, "/node") == "node-b");
+  CHECK(json_at(cs.out, "/token") == "2");
+  CHECK(boost::json::parse(cs.out).at("takeovers").as_array().size() == 2);
+  CHECK(a.status().at("active").as_bool() == false);
+  // Anything the old node tried to write after waking was refused by the fence.
+  const auto alog = read_file(tmp / "node-a.log");
+  CHECK(alog.find("node node-a is active (fencing token 3)") == std::string::npos);
+  auto hosts = ctl(logical, shared, {"hosts", "list"});
+  CHECK(boost::json::parse(hosts.out).at("hosts").as_array().size() == 1);
+}
+
+TEST_CASE("cluster configuration errors are refused before any node serves", "[cluster]") {
+  TempDir tmp;
+  const auto shared = tmp / "shared";
+  const int port = cluster_port() + 2;
+  auto start = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
+                                     "127.0.8.1", "--port", std::to_string(port)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, 30s);
+  };
+  SECTION("a lease not longer than twice the renew interval") {
+    auto r = start({"--failover", "db-lease", "--node-name", "x", "--lease-ms", "1000", "--renew-ms", "1000"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("must be at least twice the renew interval") != std::string::npos);
+  }
+  SECTION("no node name") {
+    auto r = start({"--failover", "db-lease"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("needs a node name") != std::string::npos);
+  }
+  SECTION("an unknown coordinator") {
+    auto r = start({"--failover", "zookeeper", "--node-name", "x"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("unknown failover coordinator \"zookeeper\" (known: db-lease, standalone)") != std::string::npos);
+  }
+  SECTION("two nodes with the same name") {
+    Node a(tmp, shared, "twin", "127.0.8.1", port, "127.0.8.2", {});
+    REQUIRE(wait_until([&] { return a.active(); }, 20s));
+    auto r = start({"--failover", "db-lease", "--node-name", "twin", "--status-listen", "127.0.8.3:" + std::to_string(port)});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("another node runs with the same --node-name") != std::string::npos);
+    CHECK(a.active());  // the first keeps the role
+  }
+}

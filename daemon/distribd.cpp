@@ -69,7 +69,8 @@ po::options_description all_options() {
   po::options_description cluster("Active/standby (manager)");
   cluster.add_options()
       ("failover", po::value<std::string>()->default_value("none"),
-       "none, standalone or db-lease: who decides which node is active")
+       "none, standalone, db-lease or etcd: who decides which node is active")
+      ("etcd-endpoint", po::value<std::string>(), "etcd coordinator: the client URL, e.g. http://10.0.0.5:2379")
       ("node-name", po::value<std::string>(), "this node's name, unique in the cluster")
       ("lease-ms", po::value<int>()->default_value(3000), "how long the active role is held without renewal")
       ("renew-ms", po::value<int>()->default_value(1000), "how often the active node renews (at most half the lease)")
@@ -224,6 +225,7 @@ struct ClusterOptions {
   distrib::FailoverSettings failover;
   std::string status_listen;
   std::string on_promote, on_demote;
+  std::string etcd_endpoint;
 };
 
 std::int64_t wall_ms() {
@@ -251,11 +253,19 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
   distrib::register_builtin_coordinators(coordinators);
   distrib::CoordinatorContext ctx;
   ctx.store = coordinator_store.get();
+  if (!c.etcd_endpoint.empty()) ctx.options["endpoint"] = c.etcd_endpoint;
   auto coordinator = coordinators.make(c.kind, ctx);
-  if (c.kind == "db-lease") {
-    // Two nodes must not share a name: one would renew the other's lease.
-    const auto lease = coordinator->observe();
-    if (lease.holder == c.failover.node && lease.expires_at_ms > wall_ms())
+  if (c.kind != "standalone") {
+    // The coordinator must answer before this node stands by, and two nodes must not share a
+    // name (one would renew the other's hold).
+    distrib::LeaseRecord lease;
+    try {
+      lease = coordinator->observe();
+    } catch (const distrib::Error& e) {
+      throw distrib::Error(distrib::ErrorKind::unavailable,
+                           "the " + c.kind + " coordinator cannot be reached: " + e.what());
+    }
+    if (lease.holder == c.failover.node && (c.kind == "etcd" || lease.expires_at_ms > wall_ms()))
       throw distrib::Error(distrib::ErrorKind::invalid_argument,
                            "node name \"" + c.failover.node + "\" already holds the active lease: another node "
                            "runs with the same --node-name (each node needs its own)");
@@ -332,7 +342,7 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
         std::unique_ptr<distrib::Manager> m;
         try {
           m = std::make_unique<distrib::Manager>(s, stores);
-          m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? token : 0);
+          m->store().set_fencing(ctx.cluster, c.kind == "standalone" ? 0 : token);
           m->start();
         } catch (const std::exception& e) {
           m.reset();
@@ -352,7 +362,7 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
       } else if (want_token == 0 && manager) {
         auto m = std::move(manager);
         lock.unlock();
-        m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? -1 : 0);  // no write from here on
+        m->store().set_fencing(ctx.cluster, c.kind == "standalone" ? 0 : -1);  // no write from here on
         m->stop();
         spdlog::warn("node {} stopped serving", c.failover.node);
         lock.lock();
@@ -378,7 +388,7 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
     }
     changed.notify_all();
     if (m) {
-      m->store().set_fencing(ctx.cluster, c.kind == "db-lease" ? -1 : 0);
+      m->store().set_fencing(ctx.cluster, c.kind == "standalone" ? 0 : -1);
       m->stop();
       spdlog::warn("node {} stopped serving", c.failover.node);
     }
@@ -559,6 +569,7 @@ int main(int argc, char** argv) {
         c.status_listen = get<std::string>(vm, "status-listen");
         c.on_promote = get<std::string>(vm, "on-promote");
         c.on_demote = get<std::string>(vm, "on-demote");
+        c.etcd_endpoint = get<std::string>(vm, "etcd-endpoint");
         return run_clustered(s, stores, c, sigs);
       }
       distrib::Manager manager(s, stores);

@@ -90,7 +90,10 @@ std::unique_ptr<FailoverCoordinator> CoordinatorRegistry::make(const std::string
   return it->second(context);
 }
 
+std::unique_ptr<FailoverCoordinator> make_etcd_coordinator(const CoordinatorContext& c);  // failover_etcd.cpp
+
 void register_builtin_coordinators(CoordinatorRegistry& registry) {
+  registry.add("etcd", make_etcd_coordinator);
   registry.add("standalone", [](const CoordinatorContext&) { return std::make_unique<StandaloneCoordinator>(); });
   registry.add("db-lease", [](const CoordinatorContext& c) -> std::unique_ptr<FailoverCoordinator> {
     if (!c.store) throw Error(ErrorKind::invalid_argument, "the db-lease coordinator needs the manager's database");

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <istream>
+#include <limits>
 #include <sstream>
 #include <ostream>
 #include <atomic>
@@ -1822,6 +1823,24 @@ private:
            soci::use(name));
       for (const auto& r : rs) out.push_back({get_str(r, 0), get_str(r, 1), get_i64(r, 2), get_i64(r, 3), get_i64(r, 4)});
       return out;
+    });
+  }
+
+  bool raise_fence(const std::string& name, const std::string& node, std::int64_t token, std::int64_t now_ms) override {
+    return write_unfenced([&](soci::session& sql) {
+      const ll t = token, now = now_ms, forever = std::numeric_limits<ll>::max();
+      auto cur = select_lease(sql, name);
+      if (cur && cur->token > token) return false;
+      if (cur && cur->token == token && cur->holder == node) return true;
+      if (!cur) {
+        sql << "INSERT INTO cluster_lease (name, holder, token, expires_at, since) VALUES (:n, :h, :t, :e, :s)",
+            soci::use(name), soci::use(node), soci::use(t), soci::use(forever), soci::use(now);
+      } else {
+        sql << "UPDATE cluster_lease SET holder = :h, token = :t, expires_at = :e, since = :s WHERE name = :n",
+            soci::use(node), soci::use(t), soci::use(forever), soci::use(now), soci::use(name);
+      }
+      record_takeover(sql, name, node, cur ? cur->holder : std::string(), t, now, 0);
+      return true;
     });
   }
 

@@ -45,8 +45,8 @@ struct CoordinatorContext {
   std::map<std::string, std::string> options;     ///< e.g. "endpoints" for etcd
 };
 
-/// Maps a coordinator name to a factory. `register_builtin_coordinators` adds standalone and
-/// db-lease.
+/// Maps a coordinator name to a factory. `register_builtin_coordinators` adds standalone,
+/// db-lease and etcd (options: "endpoint", e.g. http://127.0.0.1:2379).
 class CoordinatorRegistry {
 public:
   using Factory = std::function<std::unique_ptr<FailoverCoordinator>(const CoordinatorContext&)>;

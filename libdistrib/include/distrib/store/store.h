@@ -367,6 +367,11 @@ public:
   virtual std::optional<LeaseRecord> read_lease(const std::string& name) = 0;
   /// Newest first.
   virtual std::vector<Takeover> takeovers(const std::string& name, int limit) = 0;
+  /// Records that `node` became active with `token` (a coordinator outside the database, such as
+  /// etcd, issued it): the lease row takes the token when it is greater than the one stored, with
+  /// no expiry of its own. Returns false when a greater token is stored already (a newer holder).
+  virtual bool raise_fence(const std::string& name, const std::string& node, std::int64_t token,
+                           std::int64_t now_ms) = 0;
   /// From now on every write transaction first checks that lease `name` is still held with
   /// `token` (and unexpired); otherwise it fails with Error(ErrorKind::conflict, "fenced: ...")
   /// and changes nothing. token 0 turns the check off.

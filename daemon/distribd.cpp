@@ -69,7 +69,7 @@ po::options_description all_options() {
   po::options_description cluster("Active/standby (manager)");
   cluster.add_options()
       ("failover", po::value<std::string>()->default_value("none"),
-       "none, standalone, db-lease or etcd: who decides which node is active")
+       "none, standalone, db-lease, etcd or external (a cluster manager starts and stops the node): who decides which node is active")
       ("etcd-endpoint", po::value<std::string>(), "etcd coordinator: the client URL, e.g. http://10.0.0.5:2379")
       ("node-name", po::value<std::string>(), "this node's name, unique in the cluster")
       ("lease-ms", po::value<int>()->default_value(3000), "how long the active role is held without renewal")
@@ -265,7 +265,7 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
       throw distrib::Error(distrib::ErrorKind::unavailable,
                            "the " + c.kind + " coordinator cannot be reached: " + e.what());
     }
-    if (lease.holder == c.failover.node && (c.kind == "etcd" || lease.expires_at_ms > wall_ms()))
+    if (c.kind != "external" && lease.holder == c.failover.node && (c.kind == "etcd" || lease.expires_at_ms > wall_ms()))
       throw distrib::Error(distrib::ErrorKind::invalid_argument,
                            "node name \"" + c.failover.node + "\" already holds the active lease: another node "
                            "runs with the same --node-name (each node needs its own)");

@@ -218,7 +218,7 @@ TEST_CASE("cluster configuration errors are refused before any node serves", "[c
   SECTION("an unknown coordinator") {
     auto r = start({"--failover", "zookeeper", "--node-name", "x"});
     CHECK(r.exit_code == 2);
-    CHECK(r.err.find("unknown failover coordinator \"zookeeper\" (known: db-lease, etcd, standalone)") != std::string::npos);
+    CHECK(r.err.find("unknown failover coordinator \"zookeeper\" (known: db-lease, etcd, external, standalone)") != std::string::npos);
   }
   SECTION("an etcd that cannot be reached") {
     auto r = start({"--failover", "etcd", "--node-name", "x", "--etcd-endpoint", "http://127.0.0.1:1"});
@@ -239,4 +239,24 @@ TEST_CASE("cluster configuration errors are refused before any node serves", "[c
     CHECK(r.err.find("another node runs with the same --node-name") != std::string::npos);
     CHECK(a.active());  // the first keeps the role
   }
+}
+
+TEST_CASE("the OCF resource agent passes ocf-tester and runs an external-coordinator node", "[cluster]") {
+  TempDir tmp;
+  const int port = cluster_port() + 5;
+  const auto conf = tmp / "manager.conf";
+  write_file(conf, "role = manager\nstate-dir = " + (tmp / "state").string() + "\nlisten = 127.0.9.1\nport = " +
+                       std::to_string(port) + "\nfailover = external\nnode-name = pcmk-1\n");
+  const auto agent = (examples_dir() / "ocf/distribd").string();
+  auto r = run({"ocf-tester", "-n", "distrib", "-o", "config=" + conf.string(), "-o", "binary=" + distribd_path(), "-o",
+                "url=http://127.0.9.1:" + std::to_string(port) + "/v1/status", "-o",
+                "pidfile=" + (tmp / "distribd.pid").string(), agent},
+               120s);
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("passed all tests") != std::string::npos);
+  // Each start took the next fencing token: a node the cluster manager failed to stop cannot write.
+  auto log = read_file(tmp / "distribd.pid.log");
+  CHECK(log.find("node pcmk-1 is active (fencing token 1)") != std::string::npos);
+  CHECK(log.find("node pcmk-1 is active (fencing token 2)") != std::string::npos);
 }

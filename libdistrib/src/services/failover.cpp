@@ -66,6 +66,46 @@ private:
   std::int64_t token_ = 0;
 };
 
+// A cluster manager (Pacemaker, WSFC) decides: it starts this node when it must be active and
+// stops it otherwise. Starting takes the next fencing token in the shared database, so a node
+// the cluster manager failed to stop cannot write.
+class ExternalCoordinator final : public FailoverCoordinator {
+public:
+  ExternalCoordinator(Store* store, std::string name) : store_(store), name_(std::move(name)) {}
+  std::string kind() const override { return "external"; }
+  bool acquire(const std::string& node, std::chrono::milliseconds) override {
+    if (!store_) {
+      token_ = 1;
+      return true;
+    }
+    for (int i = 0; i < 3; ++i) {
+      const auto cur = store_->read_lease(name_);
+      const auto token = (cur ? cur->token : 0) + 1;
+      if (store_->raise_fence(name_, node, token, now_ms())) {
+        token_ = token;
+        return true;
+      }
+    }
+    return false;
+  }
+  bool keep(const std::string&, std::chrono::milliseconds) override {
+    if (!store_) return true;
+    const auto cur = store_->read_lease(name_);
+    return cur && cur->token == token_;  // another node was started: step down
+  }
+  void lose(const std::string&) override { token_ = 0; }
+  LeaseRecord observe() override {
+    return store_ ? store_->read_lease(name_).value_or(LeaseRecord{name_, "", 0, 0, 0}) : LeaseRecord{name_, "", token_, 0, 0};
+  }
+  std::int64_t token() const override { return token_; }
+  std::vector<Takeover> history(int limit) override { return store_ ? store_->takeovers(name_, limit) : std::vector<Takeover>{}; }
+
+private:
+  Store* store_;
+  std::string name_;
+  std::int64_t token_ = 0;
+};
+
 }  // namespace
 
 void CoordinatorRegistry::add(const std::string& name, Factory factory) {
@@ -94,6 +134,9 @@ std::unique_ptr<FailoverCoordinator> make_etcd_coordinator(const CoordinatorCont
 
 void register_builtin_coordinators(CoordinatorRegistry& registry) {
   registry.add("etcd", make_etcd_coordinator);
+  registry.add("external", [](const CoordinatorContext& c) -> std::unique_ptr<FailoverCoordinator> {
+    return std::make_unique<ExternalCoordinator>(c.store, c.cluster);
+  });
   registry.add("standalone", [](const CoordinatorContext&) { return std::make_unique<StandaloneCoordinator>(); });
   registry.add("db-lease", [](const CoordinatorContext& c) -> std::unique_ptr<FailoverCoordinator> {
     if (!c.store) throw Error(ErrorKind::invalid_argument, "the db-lease coordinator needs the manager's database");

@@ -23,3 +23,6 @@ build/tests/perf/bench_inventory "${INVENTORY_HOSTS:-10000}" "${INVENTORY_CLIENT
 echo
 echo "== bench_databases (job expansion and inventory ingest on SQLite, PostgreSQL, and both through ODBC, vs raw inserts)"
 build/tests/perf/bench_databases "${DB_HOSTS:-10000}" "${DB_INVENTORY_HOSTS:-200}"
+echo
+echo "== bench_failover (kill -9 of the active manager: db-lease on PostgreSQL and etcd, lease 3 s)"
+build/tests/perf/bench_failover "${FAILOVER_TRIALS:-10}" "${FAILOVER_AGENTS:-10}"

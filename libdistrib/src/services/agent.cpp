@@ -1,4 +1,5 @@
 // The agent: register, long-poll, fetch and verify, install, report through a durable outbox.
+#include <random>
 #include <distrib/content/chunk_store.h>
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
@@ -65,6 +66,8 @@ struct Agent::Impl {
   std::condition_variable sleep_cv;
   bool registered = false;
   int backoff_ms = 0;
+  std::chrono::steady_clock::time_point outage_since;
+  std::minstd_rand rng{std::random_device{}()};
   std::int64_t next_seq = 1;
   // Entry id → state the manager last confirmed (from report results).
   std::map<std::int64_t, EntryState> confirmed;
@@ -105,9 +108,18 @@ struct Agent::Impl {
       spdlog::warn("{}; trying the next parent", why);
       return;
     }
-    backoff_ms = backoff_ms == 0 ? settings.retry_min_ms : std::min(backoff_ms * 2, settings.retry_max_ms);
-    spdlog::warn("{}; retrying in {} ms", why, backoff_ms);
-    sleep_ms(backoff_ms);
+    // Exponential backoff with jitter (a wait between half and all of the backoff), so that
+    // thousands of agents do not return in step. The first 30 s of an outage retry at least
+    // every second: a manager failing over to its standby is back within seconds.
+    const auto now = std::chrono::steady_clock::now();
+    if (backoff_ms == 0) outage_since = now;
+    const int cap = now - outage_since < std::chrono::seconds(30) ? std::min(1000, settings.retry_max_ms)
+                                                                   : settings.retry_max_ms;
+    backoff_ms = backoff_ms == 0 ? settings.retry_min_ms : std::min(backoff_ms * 2, cap);
+    std::uniform_int_distribution<int> jitter(backoff_ms / 2, backoff_ms);
+    const int wait = jitter(rng);
+    spdlog::warn("{}; retrying in {} ms", why, wait);
+    sleep_ms(wait);
   }
 
   bj::object call(std::string_view method, std::string_view target, const bj::value& body) {

@@ -30,7 +30,8 @@ struct AgentSettings {
   std::string host_name;            ///< overrides the system host name (tests, containers)
   std::filesystem::path packages_dir;  ///< default install root; empty: state_dir/packages
   int poll_timeout_seconds = 30;
-  int retry_min_ms = 200;    ///< backoff after a failed contact, doubled up to retry_max_ms
+  int retry_min_ms = 200;    ///< backoff after a failed contact, doubled up to retry_max_ms (at most 1 s
+                             ///< during the first 30 s of an outage), each wait jittered
   int retry_max_ms = 5000;
   int chunk_retries = 3;     ///< fetches of a chunk that fails verification before giving up
   /// This agent's own limit on split distribution: the smaller segment size wins (hop_split).

@@ -424,6 +424,8 @@ int main(int argc, char** argv) {
       ("join-group", po::value<std::string>(), "agent: join this ID group now (with --group-password) and exit")
       ("leave-group", po::value<std::string>(), "agent: leave this ID group now and exit")
       ("group-password", po::value<std::string>(), "password for --join-group")
+      ("monitor", "manager: exit 0 when the manager answers on its address (--listen/--port), 7 when it does not "
+                  "(a cluster manager's monitor, e.g. a WSFC generic service or script resource)")
       ("migrate", "manager: bring the database to this version's schema and exit")
       ("export-db", po::value<std::string>(), "manager: write the whole database to FILE (JSON lines) and exit")
       ("import-db", po::value<std::string>(), "manager: load FILE (from --export-db) into an empty database and exit")
@@ -546,6 +548,26 @@ int main(int argc, char** argv) {
         }
         std::cout << "configuration is valid (" << role << ")\n";
         return 0;
+      }
+      if (vm.count("monitor")) {
+        const auto host = s.listen_address == "0.0.0.0" ? std::string("127.0.0.1") : s.listen_address;
+        distrib::HttpClientSettings hc;
+        hc.base_url = (s.tls_cert_file.empty() ? "http://" : "https://") + host + ":" + std::to_string(s.port);
+        hc.connect_timeout_seconds = 3;
+        hc.timeout_seconds = 5;
+        try {
+          distrib::HttpClient client(hc);
+          const auto res = client.request("GET", "/v1/status");
+          if (res.status == 200) {
+            std::cout << "running: " << hc.base_url << " answers\n";
+            return 0;
+          }
+          std::cout << "not running: " << hc.base_url << " answered " << res.status << "\n";
+          return 1;
+        } catch (const distrib::Error& e) {
+          std::cout << "not running: " << e.what() << "\n";
+          return 7;  // OCF_NOT_RUNNING
+        }
       }
       if (vm.count("migrate") + vm.count("export-db") + vm.count("import-db") > 1)
         die(kExitConfig, "--migrate, --export-db and --import-db are separate commands: give one");

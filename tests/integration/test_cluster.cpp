@@ -188,6 +188,10 @@ TEST_CASE("split brain: a node stopped past its lease steps down when it wakes a
   CHECK(json_at(cs.out, "/token") == "2");
   CHECK(boost::json::parse(cs.out).at("takeovers").as_array().size() == 2);
   CHECK(a.status().at("active").as_bool() == false);
+  auto mon = run({distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen", "127.0.7.1", "--port",
+                  std::to_string(port), "--monitor"});
+  CHECK(mon.exit_code == 0);
+  CHECK(mon.out.find("running: http://127.0.7.1") != std::string::npos);
   // Anything the old node tried to write after waking was refused by the fence.
   const auto alog = read_file(tmp / "node-a.log");
   CHECK(alog.find("node node-a is active (fencing token 3)") == std::string::npos);
@@ -248,6 +252,10 @@ TEST_CASE("the OCF resource agent passes ocf-tester and runs an external-coordin
   write_file(conf, "role = manager\nstate-dir = " + (tmp / "state").string() + "\nlisten = 127.0.9.1\nport = " +
                        std::to_string(port) + "\nfailover = external\nnode-name = pcmk-1\n");
   const auto agent = (examples_dir() / "ocf/distribd").string();
+  // The monitor command (for WSFC and scripts): nothing serves yet.
+  auto mon = run({distribd_path(), "--config", conf.string(), "--monitor"});
+  CHECK(mon.exit_code == 7);
+  CHECK(mon.out.find("not running") != std::string::npos);
   auto r = run({"ocf-tester", "-n", "distrib", "-o", "config=" + conf.string(), "-o", "binary=" + distribd_path(), "-o",
                 "url=http://127.0.9.1:" + std::to_string(port) + "/v1/status", "-o",
                 "pidfile=" + (tmp / "distribd.pid").string(), agent},

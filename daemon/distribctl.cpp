@@ -1043,8 +1043,10 @@ struct Cli {
     const auto expires = num(o, "expires_at_ms");
     std::cout << fmt::format("active node: {} (answered by {}, coordinator {})\n", str(o, "holder"), str(o, "node"),
                              str(o, "coordinator"));
-    std::cout << fmt::format("active since {} · lease expires in {:.1f} s · fencing token {}\n",
-                             format_time(num(o, "since_ms") / 1000), static_cast<double>(expires - now) / 1000.0,
+    const auto left = expires - now;
+    std::cout << fmt::format("active since {} · {} · fencing token {}\n", format_time(num(o, "since_ms") / 1000),
+                             left > 100'000'000'000 ? std::string("held until the node stops (no expiry)")
+                                                    : fmt::format("lease expires in {:.1f} s", static_cast<double>(left) / 1000.0),
                              num(o, "token"));
     Table t({"TOKEN", "NODE", "TOOK OVER FROM", "AT", "GAP"});
     for (const auto& v : o.at("takeovers").as_array()) {

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <mutex>
+#include <tuple>
 #include <thread>
 #include <unistd.h>
 #include <filesystem>
@@ -71,6 +72,8 @@ po::options_description all_options() {
       ("failover", po::value<std::string>()->default_value("none"),
        "none, standalone, db-lease, etcd or external (a cluster manager starts and stops the node): who decides which node is active")
       ("etcd-endpoint", po::value<std::string>(), "etcd coordinator: the client URL, e.g. http://10.0.0.5:2379")
+      ("cluster-name", po::value<std::string>()->default_value("distrib"),
+       "names the lease (db-lease) or key (etcd): clusters sharing a database or an etcd need different names")
       ("node-name", po::value<std::string>(), "this node's name, unique in the cluster")
       ("lease-ms", po::value<int>()->default_value(3000), "how long the active role is held without renewal")
       ("renew-ms", po::value<int>()->default_value(1000), "how often the active node renews (at most half the lease)")
@@ -220,12 +223,23 @@ int import_database(const distrib::StoreRegistry& stores, const distrib::StoreSe
   return 0;
 }
 
+// "ADDRESS:PORT" of --status-listen; throws Error naming the problem.
+std::pair<std::string, std::uint16_t> parse_status_listen(const std::string& v) {
+  const auto colon = v.rfind(':');
+  const std::string port = colon == std::string::npos ? std::string() : v.substr(colon + 1);
+  if (colon == std::string::npos || colon == 0 || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
+      port.size() > 5 || std::stoi(port) > 65535)
+    throw distrib::Error(distrib::ErrorKind::invalid_argument, "--status-listen expects ADDRESS:PORT, got \"" + v + "\"");
+  return {v.substr(0, colon), static_cast<std::uint16_t>(std::stoi(port))};
+}
+
 struct ClusterOptions {
   std::string kind;
   distrib::FailoverSettings failover;
   std::string status_listen;
   std::string on_promote, on_demote;
   std::string etcd_endpoint;
+  std::string cluster_name = "distrib";
 };
 
 std::int64_t wall_ms() {
@@ -235,7 +249,9 @@ std::int64_t wall_ms() {
 
 void run_hook(const std::string& command, const std::string& node, std::int64_t token, const std::string& event) {
   if (command.empty()) return;
-  const std::string env = "DISTRIB_NODE='" + node + "' DISTRIB_TOKEN=" + std::to_string(token) + " DISTRIB_EVENT=" + event + " ";
+  // Node names are letters, digits, '.', '_' and '-' (validate_failover): safe unquoted.
+  const std::string env = "export DISTRIB_NODE=" + node + " DISTRIB_TOKEN=" + std::to_string(token) +
+                          " DISTRIB_EVENT=" + event + "; ";
   const int rc = std::system((env + command).c_str());
   if (rc != 0) spdlog::warn("--on-{} command exited with status {}", event, rc);
 }
@@ -253,6 +269,7 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
   distrib::register_builtin_coordinators(coordinators);
   distrib::CoordinatorContext ctx;
   ctx.store = coordinator_store.get();
+  ctx.cluster = c.cluster_name;
   if (!c.etcd_endpoint.empty()) ctx.options["endpoint"] = c.etcd_endpoint;
   auto coordinator = coordinators.make(c.kind, ctx);
   if (c.kind != "standalone") {
@@ -264,6 +281,14 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
     } catch (const distrib::Error& e) {
       throw distrib::Error(distrib::ErrorKind::unavailable,
                            "the " + c.kind + " coordinator cannot be reached: " + e.what());
+    }
+    if (c.kind != "external" && lease.holder == c.failover.node && (c.kind == "etcd" || lease.expires_at_ms > wall_ms())) {
+      // This node's own hold from before a crash, or another node with the same name? Wait
+      // for the hold to run out: a live twin renews it.
+      spdlog::warn("the active role is held under this node's name ({}); waiting one lease to see whether "
+                   "another node with the same name renews it", c.failover.node);
+      std::this_thread::sleep_for(c.failover.lease + c.failover.renew);
+      lease = coordinator->observe();
     }
     if (c.kind != "external" && lease.holder == c.failover.node && (c.kind == "etcd" || lease.expires_at_ms > wall_ms()))
       throw distrib::Error(distrib::ErrorKind::invalid_argument,
@@ -301,11 +326,8 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
 
   std::unique_ptr<distrib::HttpServer> status_server;
   if (!c.status_listen.empty()) {
-    const auto colon = c.status_listen.rfind(':');
-    if (colon == std::string::npos) die(kExitConfig, "--status-listen expects ADDRESS:PORT");
     distrib::HttpServerSettings hs;
-    hs.address = c.status_listen.substr(0, colon);
-    hs.port = static_cast<std::uint16_t>(std::stoi(c.status_listen.substr(colon + 1)));
+    std::tie(hs.address, hs.port) = parse_status_listen(c.status_listen);
     hs.threads = 1;
     status_server = std::make_unique<distrib::HttpServer>(hs, [&](distrib::HttpRequest&& req, distrib::Responder r) {
       distrib::HttpResponse res;
@@ -331,6 +353,7 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
   std::condition_variable changed;
   std::int64_t want_token = 0;  // 0: standby
   bool quit = false;
+  std::uint64_t generation = 0;  // every promote and demote: a promote overtaken by a demote is void
   std::thread server([&] {
     std::unique_lock lock(mutex);
     while (!quit) {
@@ -372,9 +395,15 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
 
   distrib::FailoverDriver::Callbacks callbacks;
   callbacks.promote = [&](std::int64_t token) {
+    std::uint64_t mine = 0;
+    {
+      std::lock_guard lock(mutex);
+      mine = ++generation;
+    }
     run_hook(c.on_promote, c.failover.node, token, "promote");
     {
       std::lock_guard lock(mutex);
+      if (generation != mine) return;  // demoted while the hook ran
       want_token = token;
     }
     changed.notify_all();
@@ -383,6 +412,7 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
     std::unique_ptr<distrib::Manager> m;
     {
       std::lock_guard lock(mutex);
+      ++generation;
       want_token = 0;
       m = std::move(manager);  // stopped here, at once: the lease may already be elsewhere
     }
@@ -545,6 +575,13 @@ int main(int argc, char** argv) {
           if (std::find(known.begin(), known.end(), kind) == known.end()) coordinators.make(kind, {});  // names them
           distrib::validate_failover({get<std::string>(vm, "node-name"), std::chrono::milliseconds(get<int>(vm, "lease-ms")),
                                       std::chrono::milliseconds(get<int>(vm, "renew-ms"))});
+          if (role == "relay") die(kExitConfig, "--failover is for the manager (relays keep their own database)");
+          if (vm.count("status-listen")) parse_status_listen(get<std::string>(vm, "status-listen"));
+          if (kind == "etcd") {
+            if (get<std::string>(vm, "etcd-endpoint").empty())
+              die(kExitConfig, "the etcd coordinator needs an endpoint (--etcd-endpoint http://HOST:2379)");
+            distrib::parse_base_url(get<std::string>(vm, "etcd-endpoint"));
+          }
         }
         std::cout << "configuration is valid (" << role << ")\n";
         return 0;
@@ -592,6 +629,7 @@ int main(int argc, char** argv) {
         c.on_promote = get<std::string>(vm, "on-promote");
         c.on_demote = get<std::string>(vm, "on-demote");
         c.etcd_endpoint = get<std::string>(vm, "etcd-endpoint");
+        c.cluster_name = get<std::string>(vm, "cluster-name");
         return run_clustered(s, stores, c, sigs);
       }
       distrib::Manager manager(s, stores);

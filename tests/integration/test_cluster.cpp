@@ -235,6 +235,15 @@ TEST_CASE("cluster configuration errors are refused before any node serves", "[c
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("needs an endpoint") != std::string::npos);
   }
+  SECTION("a node restarted right after a crash is not taken for a twin") {
+    auto first = std::make_unique<Node>(tmp, shared, "phoenix", "127.0.8.1", port, "127.0.8.2", std::vector<std::string>{});
+    REQUIRE(wait_until([&] { return first->active(); }, 20s));
+    first->proc->kill_now();
+    first.reset();
+    Node again(tmp, shared, "phoenix", "127.0.8.1", port, "127.0.8.2", {});
+    CHECK(wait_until([&] { return again.active(); }, 20s));
+    CHECK(again.proc->running());
+  }
   SECTION("two nodes with the same name") {
     Node a(tmp, shared, "twin", "127.0.8.1", port, "127.0.8.2", {});
     REQUIRE(wait_until([&] { return a.active(); }, 20s));

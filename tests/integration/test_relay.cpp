@@ -319,7 +319,7 @@ TEST_CASE("bad relay input: loops, unreachable parents and malformed reports", "
     AgentProc a(tmp / "a", "http://127.0.0.42:1", "lonely", "127.0.0.31");
     REQUIRE(wait_until([&] {
       const auto log = a.log();
-      return log.find("retrying in 400 ms") != std::string::npos && log.find("retrying in 800 ms") != std::string::npos;
+      return log.find("(backoff 400 ms)") != std::string::npos && log.find("(backoff 800 ms)") != std::string::npos;
     }, 20s));
     CHECK(a.running());
   }

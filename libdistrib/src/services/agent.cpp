@@ -118,7 +118,7 @@ struct Agent::Impl {
     backoff_ms = backoff_ms == 0 ? settings.retry_min_ms : std::min(backoff_ms * 2, cap);
     std::uniform_int_distribution<int> jitter(backoff_ms / 2, backoff_ms);
     const int wait = jitter(rng);
-    spdlog::warn("{}; retrying in {} ms", why, wait);
+    spdlog::warn("{}; retrying in {} ms (backoff {} ms)", why, wait, backoff_ms);
     sleep_ms(wait);
   }
 

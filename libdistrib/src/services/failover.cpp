@@ -74,6 +74,11 @@ public:
   ExternalCoordinator(Store* store, std::string name) : store_(store), name_(std::move(name)) {}
   std::string kind() const override { return "external"; }
   bool acquire(const std::string& node, std::chrono::milliseconds) override {
+    // Once per process: the cluster manager started it to be active. A node that stepped down
+    // (another was started) stays down until the cluster manager restarts it; taking a new
+    // token again would make two started nodes take turns.
+    if (acquired_once_) return false;
+    acquired_once_ = true;
     if (!store_) {
       token_ = 1;
       return true;
@@ -104,6 +109,7 @@ private:
   Store* store_;
   std::string name_;
   std::int64_t token_ = 0;
+  bool acquired_once_ = false;
 };
 
 }  // namespace
@@ -147,6 +153,10 @@ void register_builtin_coordinators(CoordinatorRegistry& registry) {
 void validate_failover(const FailoverSettings& s) {
   if (s.node.empty())
     throw Error(ErrorKind::invalid_argument, "a clustered manager needs a node name (--node-name), unique in the cluster");
+  if (s.node.size() > 64 || s.node.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                                std::string::npos)
+    throw Error(ErrorKind::invalid_argument, "node name \"" + s.node + "\" may hold only letters, digits, '.', '_' and '-' "
+                                             "(at most 64)");
   if (s.renew.count() <= 0 || s.lease.count() <= 0)
     throw Error(ErrorKind::invalid_argument, "lease and renew interval must be positive");
   if (s.lease < 2 * s.renew)

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include <chrono>
+#include <mutex>
 
 namespace distrib {
 namespace {
@@ -72,7 +73,12 @@ public:
     const auto token = as_i64(txn.at("header").as_object(), "revision");
     if (store_ && !store_->raise_fence(cluster_, node, token, now_ms())) {
       call("/v3/lease/revoke", bj::object{{"ID", std::to_string(id)}});
-      return false;
+      const auto rec = store_->read_lease(cluster_);
+      throw Error(ErrorKind::conflict,
+                  "the database records fencing token " + std::to_string(rec ? rec->token : 0) +
+                      ", newer than etcd's revision " + std::to_string(token) +
+                      ": etcd was reset or replaced; once no node is active, clear it with DELETE FROM cluster_lease "
+                      "WHERE name = '" + cluster_ + "'");
     }
     lease_ = id;
     token_ = token;
@@ -123,6 +129,7 @@ private:
     return HttpClient(s);
   }
   bj::object call(const std::string& path, const bj::object& body) {
+    std::lock_guard lock(http_mutex_);  // status pages observe() from other threads
     auto res = http_.request("POST", path, bj::serialize(body));
     if (res.status != 200)
       throw Error(ErrorKind::unavailable, "etcd at " + endpoint_ + path + " answered " + std::to_string(res.status) +
@@ -133,6 +140,7 @@ private:
     return std::move(v.as_object());
   }
 
+  std::mutex http_mutex_;
   HttpClient http_;
   std::string endpoint_;
   std::string key_;

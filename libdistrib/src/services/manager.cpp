@@ -566,10 +566,11 @@ struct Manager::Impl {
     if (area == "cluster" && p.size() == 3 && p[2] == "status" && m == "GET") {
       if (!settings.cluster_status)
         throw Error(ErrorKind::not_found, "this manager is not clustered (distribd --failover is not set)");
-      HttpResponse res;
-      res.body = settings.cluster_status();
-      r(std::move(res));
-      return;
+      return blocking(std::move(r), [this] {
+        HttpResponse res;
+        res.body = settings.cluster_status();
+        return res;
+      });
     }
     if (area == "hosts" && p.size() == 2 && m == "GET") return list_hosts(r);
     if (area == "hosts" && p.size() == 3 && p[2] == "approve" && m == "POST") return approve_hosts(std::move(req), r);

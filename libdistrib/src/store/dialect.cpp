@@ -184,6 +184,7 @@ const Dialect& postgresql_dialect() {
     x.text_type = "TEXT";
     x.connection_setup = {"SET client_min_messages TO WARNING"};
     x.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+    x.lock_rows = " FOR UPDATE";
     x.max_identifier = 63;
     x.reserved = kPostgresReserved;
     x.last_insert_id = "SELECT currval(pg_get_serial_sequence('%T', 'id'))";
@@ -243,6 +244,7 @@ const Dialect& oracle_dialect() {
         "NUMBER(19) NOT NULL)'; EXCEPTION WHEN OTHERS THEN IF SQLCODE != -955 THEN RAISE; END IF; END;";
     x.transactional_ddl = false;
     x.snapshot = "SET TRANSACTION READ ONLY";
+    x.lock_rows = " FOR UPDATE";
     return x;
   }();
   return d;

@@ -47,6 +47,9 @@ struct Dialect {
   /// First statement of a transaction that must read one consistent snapshot ("" = reads in a
   /// transaction already are one).
   std::string snapshot;
+  /// Appended to a SELECT of one row to lock it until the transaction ends ("" where the
+  /// database serialises writers anyway, as SQLite does).
+  std::string lock_rows;
   /// DDL is transactional (a failed migration leaves nothing behind).
   bool transactional_ddl = true;
 

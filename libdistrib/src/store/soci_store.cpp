@@ -1746,9 +1746,11 @@ private:
   static LeaseRecord lease_from_row(const soci::row& r) {
     return {get_str(r, 0), get_str(r, 1), get_i64(r, 2), get_i64(r, 3), get_i64(r, 4)};
   }
-  std::optional<LeaseRecord> select_lease(soci::session& sql, const std::string& name) {
+  std::optional<LeaseRecord> select_lease(soci::session& sql, const std::string& name, bool lock = false) {
     soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT name, holder, token, expires_at, since FROM cluster_lease WHERE name = :n", soci::use(name));
+        (sql.prepare << "SELECT name, holder, token, expires_at, since FROM cluster_lease WHERE name = :n" +
+                            (lock ? dialect_.lock_rows : std::string()),
+         soci::use(name));
     for (const auto& r : rs) return lease_from_row(r);
     return std::nullopt;
   }
@@ -1860,7 +1862,9 @@ private:
       token = fence_token_;
     }
     if (token == 0) return;
-    const auto cur = select_lease(sql, name);
+    // Locked until this transaction ends: a takeover waits for it, so no write of the old
+    // holder can commit after the new one took the lease.
+    const auto cur = select_lease(sql, name, true);
     const ll now = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
     if (!cur || cur->token != token || cur->expires_at_ms <= now)

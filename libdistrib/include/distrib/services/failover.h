@@ -9,8 +9,9 @@
 //    node (expired, taken, or unknowable). After false the node must stop serving and writing.
 //  - lose(node): gives the role up now (an orderly stop), so a standby need not wait for expiry.
 //  - observe(): the current holder as the coordinator sees it; changes nothing.
-//  Calls come from one driver thread, never concurrently. A call may throw distrib::Error when
-//  the coordinator cannot be reached; the driver treats that as "not acquired" / "not kept".
+//  acquire/keep/lose come from one driver thread, never concurrently; observe() and history()
+//  may be called from any thread at any time (status pages). A call may throw distrib::Error
+//  when the coordinator cannot be reached; the driver treats that as "not acquired" / "not kept".
 #include <distrib/store/store.h>
 
 #include <chrono>
@@ -71,8 +72,8 @@ void validate_failover(const FailoverSettings& settings);
 
 /// Runs a coordinator for one node. A standby tries to acquire every renew interval; the active
 /// node keeps its hold every renew interval. The node is demoted at once when keep() fails or
-/// throws, and by a watchdog when no keep() succeeded for a whole lease (a keep() that hangs, a
-/// process that was stopped): the role may be elsewhere by then.
+/// throws, and by a watchdog when no keep() succeeded for the lease minus half a renew interval
+/// (a keep() that hangs, a process that was stopped): the role may be elsewhere by then.
 class FailoverDriver {
 public:
   struct Callbacks {

@@ -1,5 +1,4 @@
 // The agent: register, long-poll, fetch and verify, install, report through a durable outbox.
-#include <random>
 #include <distrib/content/chunk_store.h>
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
@@ -28,6 +27,7 @@
 #include <map>
 #include <mutex>
 #include <net/if.h>
+#include <random>
 #include <set>
 #include <sys/utsname.h>
 #include <thread>

@@ -89,6 +89,11 @@ Commands:
   collect list JOB              files a collect-files job brought back
   collect get JOB [--host HOST] [--output DIR]   download them (DIR/HOST/PATH; default ./collected-JOB)
   cluster status                active node of an active/standby pair, lease, fencing token, takeovers
+  events [--limit N] [--after ID] [--type job.*,entry.failed] [--severity warning]
+                                the newest events (job, entry, host, package, inventory, cluster, database)
+  events --follow [--after ID]  print events as they happen (server-sent events; resumes after a break)
+  events sinks                  where events go: delivered, pending and failed per sink
+  audit [--limit N]             administrative actions: who, from where, what, result (newest first)
 
 Global options:
   --server URL        manager URL (env DISTRIB_SERVER; default http://127.0.0.1:8640)
@@ -213,6 +218,10 @@ struct Cli {
       if (!in) throw UsageError("cannot read token file " + file);
       std::getline(in, s.token);
     }
+    // Who acts, for the manager's audit trail.
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    s.actor = env_or("DISTRIB_ACTOR", env_or("USER", env_or("LOGNAME", "unknown")) + "@" + host);
     return AdminClient(s);
   }
 
@@ -1034,6 +1043,101 @@ struct Cli {
     throw UsageError("unknown command \"inventory " + sub + "\" (see distribctl --help)");
   }
 
+  static std::string event_time(std::int64_t at_ms) {
+    return format_time(at_ms / 1000) + fmt::format(".{:03d}", static_cast<int>(at_ms % 1000));
+  }
+
+  int events_cmd() {
+    if (args.size() >= 2 && args[1] == "sinks") {
+      expect_args(2, "events sinks");
+      auto o = bj::parse(client().call("GET", "/v1/events/sinks")).as_object();
+      if (json) return print_json(o), kOk;
+      Table t({"SINK", "TYPE", "TARGET", "DELIVERED", "PENDING", "FAILURES", "DROPPED", "LAST ERROR"});
+      for (const auto& v : o.at("sinks").as_array()) {
+        const auto& x = v.as_object();
+        t.add({str(x, "name"), str(x, "type"), one_line(str(x, "target"), 40), std::to_string(num(x, "delivered")),
+               std::to_string(num(x, "pending")), std::to_string(num(x, "failures")), std::to_string(num(x, "dropped")),
+               str(x, "last_error").empty() ? "-" : one_line(str(x, "last_error"), 60)});
+      }
+      if (o.at("sinks").as_array().empty()) std::cout << "no event sinks configured (distribd --event-sink)\n";
+      else t.print();
+      return kOk;
+    }
+    if (args.size() != 1) throw UsageError("usage: distribctl events [--follow] [--after ID] [--limit N] [--type T,T] [--severity S] | events sinks");
+    const std::string types = opt("type", "");
+    const auto severity = parse_severity(opt("severity", "info"));
+    std::int64_t after = -1;
+    if (vm.count("after")) {
+      const auto text = vm["after"].as<std::string>();
+      std::size_t used = 0;
+      try {
+        after = std::stoll(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != text.size() || after < 0) throw UsageError("--after takes an event id (0: from the first), not \"" + text + "\"");
+    }
+    auto print = [&](const Event& e) {
+      if (json) {
+        std::cout << event_to_json(e) << std::endl;
+        return;
+      }
+      std::cout << fmt::format("{:>6}  {}  {:<7}  {:<18}  {}\n", e.id, event_time(e.at_ms), to_string(e.severity),
+                               e.type, one_line(e.message, 160))
+                << std::flush;
+    };
+    auto c = client();
+    if (vm.count("follow")) {
+      if (!json) std::cerr << "following events (Ctrl-C to stop)\n";
+      c.follow_events(after, types, severity, [&](const Event& e) {
+        print(e);
+        return true;
+      });
+      return kOk;
+    }
+    const int limit = vm.count("limit") ? vm["limit"].as<int>() : 50;
+    const auto list = c.events(after, limit, types, severity);
+    if (json) {
+      bj::array a;
+      for (const auto& e : list) a.push_back(bj::parse(event_to_json(e)));
+      return print_json(bj::object{{"events", std::move(a)}}), kOk;
+    }
+    if (list.empty()) {
+      std::cout << "no events\n";
+      return kOk;
+    }
+    Table t({"ID", "TIME", "SEVERITY", "TYPE", "JOB", "SUBJECT", "MESSAGE"});
+    for (const auto& e : list)
+      t.add({std::to_string(e.id), event_time(e.at_ms), std::string(to_string(e.severity)), e.type,
+             e.job_id ? std::to_string(e.job_id) : "-", e.subject.empty() ? "-" : one_line(e.subject, 30),
+             one_line(e.message, 100)});
+    t.print();
+    return kOk;
+  }
+
+  int audit_cmd() {
+    expect_args(1, "audit");
+    const int limit = vm.count("limit") ? vm["limit"].as<int>() : 50;
+    const auto list = client().audit(limit);
+    if (json) {
+      bj::array a;
+      for (const auto& r : list)
+        a.push_back(bj::object{{"id", r.id}, {"at_ms", r.at_ms}, {"actor", r.actor}, {"remote", r.remote},
+                               {"action", r.action}, {"target", r.target}, {"status", r.status}, {"result", r.result}});
+      return print_json(bj::object{{"audit", std::move(a)}}), kOk;
+    }
+    if (list.empty()) {
+      std::cout << "the audit trail is empty\n";
+      return kOk;
+    }
+    Table t({"ID", "TIME", "WHO", "FROM", "ACTION", "TARGET", "STATUS", "RESULT"});
+    for (const auto& r : list)
+      t.add({std::to_string(r.id), event_time(r.at_ms), one_line(r.actor, 32), r.remote, one_line(r.action, 48),
+             r.target.empty() ? "-" : one_line(r.target, 32), std::to_string(r.status), one_line(r.result, 80)});
+    t.print();
+    return kOk;
+  }
+
   int cluster_cmd() {
     if (args.size() != 2 || args[1] != "status") throw UsageError("usage: distribctl cluster status");
     auto c = client();
@@ -1119,6 +1223,8 @@ struct Cli {
 
   int dispatch() {
     if (args.size() == 1 && args[0] == "stats") return stats();
+    if (!args.empty() && args[0] == "events") return events_cmd();
+    if (args.size() == 1 && args[0] == "audit") return audit_cmd();
     if (args.size() < 2) throw UsageError("missing command (see distribctl --help)");
     const auto& a = args[0];
     const auto& b = args[1];
@@ -1175,7 +1281,8 @@ int main(int argc, char** argv) {
       ("path", po::value<std::vector<std::string>>()->composing())("max-file", po::value<std::string>())
       ("max-total", po::value<std::string>())("query", po::value<std::string>())("fields", po::value<std::string>())
       ("csv", "")("output", po::value<std::string>())("host", po::value<std::string>())("type", po::value<std::string>())
-      ("values", po::value<std::string>())
+      ("values", po::value<std::string>())("follow", "")("after", po::value<std::string>())
+      ("severity", po::value<std::string>())
       ("args", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("args", -1);

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <tuple>
 #include <thread>
 #include <unistd.h>
@@ -81,6 +82,13 @@ po::options_description all_options() {
        "ADDRESS:PORT of this node's physical address, serving GET /v1/cluster/status whether active or not")
       ("on-promote", po::value<std::string>(), "shell command run when this node becomes active (e.g. move a floating IP)")
       ("on-demote", po::value<std::string>(), "shell command run when this node stops being active");
+  po::options_description events("Events, audit and metrics (manager, relay)");
+  events.add_options()
+      ("event-sink", po::value<std::vector<std::string>>()->composing(),
+       "where events go, NAME=TYPE:TARGET[;key=value]... (types: file, syslog, webhook, exec, snmp); repeat for more")
+      ("silent-after", po::value<int>()->default_value(300),
+       "seconds without contact after which a host is reported silent (0: never)")
+      ("metrics", po::value<bool>()->default_value(true), "serve Prometheus metrics at GET /metrics");
   po::options_description transfers("Transfers (manager, relay; --split-max also agent)");
   transfers.add_options()
       ("split-max", po::value<std::string>(),
@@ -121,7 +129,7 @@ po::options_description all_options() {
       ("collect-allow", po::value<std::vector<std::string>>()->composing(),
        "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)");
   po::options_description out;
-  out.add(general).add(manager).add(cluster).add(transfers).add(relay).add(agent);
+  out.add(general).add(manager).add(cluster).add(events).add(transfers).add(relay).add(agent);
   return out;
 }
 
@@ -560,6 +568,23 @@ int main(int argc, char** argv) {
                                  " is a relay or agent option (a manager with a parent is a relay: --role relay)");
       }
       if (vm.count("packages-dir")) die(kExitConfig, "--packages-dir is an agent option");
+      for (const auto& spec : get<std::vector<std::string>>(vm, "event-sink"))
+        s.event_sinks.push_back(distrib::parse_event_sink(spec));
+      s.silent_after_seconds = get<int>(vm, "silent-after");
+      if (s.silent_after_seconds < 0) die(kExitConfig, "--silent-after must be 0 (never) or more seconds");
+      s.metrics = get<bool>(vm, "metrics");
+      {
+        // Every sink is built once here, so that a wrong one stops the start (and --check-config)
+        // on every node, not only when a standby is promoted.
+        distrib::EventSinkRegistry sinks;
+        distrib::register_builtin_event_sinks(sinks);
+        std::set<std::string> names;
+        for (const auto& sink : s.event_sinks) {
+          if (!names.insert(sink.name).second)
+            die(kExitConfig, "event sink \"" + sink.name + "\" is configured twice");
+          sinks.create(sink);
+        }
+      }
       distrib::StoreRegistry stores;
       distrib::register_builtin_stores(stores);
       if (check_only) {
@@ -641,6 +666,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (role == "agent") {
+      if (vm.count("event-sink")) die(kExitConfig, "--event-sink is a manager and relay option (agents report to their parent)");
       distrib::AgentSettings s;
       s.state_dir = get<std::string>(vm, "state-dir");
       s.parents = parents;

@@ -3,6 +3,8 @@
 
 #include "model/json_codec.h"
 
+#include <chrono>
+#include <thread>
 #include <unistd.h>
 
 namespace distrib {
@@ -23,6 +25,26 @@ ErrorKind kind_of_status(int status) {
     default: return ErrorKind::internal;
   }
 }
+
+Event event_from_json(const bj::object& o) {
+  Event e;
+  e.id = json::get_int(o, "id");
+  e.type = json::get_string(o, "type");
+  e.severity = parse_severity(json::get_string(o, "severity"));
+  e.at_ms = json::get_int(o, "at_ms");
+  e.job_id = json::get_int(o, "job_id", 0);
+  e.host_id = json::get_string(o, "host_id", false);
+  e.subject = json::get_string(o, "subject", false);
+  e.message = json::get_string(o, "message", false);
+  return e;
+}
+
+std::string event_query(const std::string& types, Severity min_severity) {
+  std::string q;
+  if (!types.empty()) q += "&type=" + url_encode(types);
+  if (min_severity != Severity::info) q += "&severity=" + std::string(to_string(min_severity));
+  return q;
+}
 }  // namespace
 
 AdminClient::AdminClient(AdminClientSettings settings)
@@ -30,7 +52,9 @@ AdminClient::AdminClient(AdminClientSettings settings)
 
 std::string AdminClient::call(std::string_view method, std::string_view target, std::string_view body,
                               std::string_view content_type) {
-  auto res = http_.request(method, target, body, content_type, settings_.token);
+  auto res = settings_.actor.empty()
+                 ? http_.request(method, target, body, content_type, settings_.token)
+                 : http_.request(method, target, body, content_type, {{"X-Distrib-Actor", settings_.actor}}, settings_.token);
   if (res.status / 100 == 2) return res.body;
   throw Error(kind_of_status(res.status), json::error_message(res.body, res.status));
 }
@@ -220,6 +244,87 @@ std::vector<std::string> AdminClient::query_inventory(const std::string& query) 
   std::vector<std::string> out;
   for (const auto& v : json::get_array(o, "hosts"))
     if (v.is_object()) out.push_back(json::get_string(v.as_object(), "host_id"));
+  return out;
+}
+
+}  // namespace distrib
+
+namespace distrib {
+
+std::vector<Event> AdminClient::events(std::int64_t after, int limit, const std::string& types, Severity min_severity) {
+  std::string target = "/v1/events?limit=" + std::to_string(limit) + event_query(types, min_severity);
+  if (after >= 0) target += "&after=" + std::to_string(after);
+  auto o = json::parse_object(call("GET", target));
+  std::vector<Event> out;
+  for (const auto& v : json::get_array(o, "events")) out.push_back(event_from_json(v.as_object()));
+  return out;
+}
+
+void AdminClient::follow_events(std::int64_t after, const std::string& types, Severity min_severity,
+                                const std::function<bool(const Event&)>& on_event, int give_up_seconds) {
+  std::int64_t last = after;
+  auto unreachable_since = std::chrono::steady_clock::now();
+  bool stop = false;
+  std::string pending;  // an event's lines not complete yet
+  for (int attempt = 0; !stop; ++attempt) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!settings_.actor.empty()) headers.emplace_back("X-Distrib-Actor", settings_.actor);
+    if (last >= 0) headers.emplace_back("Last-Event-ID", std::to_string(last));
+    const auto q = event_query(types, min_severity);
+    const std::string target = "/v1/events/stream" + (q.empty() ? std::string() : "?" + q.substr(1));
+    pending.clear();
+    try {
+      HttpClient streamer(settings_.http);
+      auto res = streamer.stream("GET", target, headers, settings_.token, [&](std::string_view piece) {
+        unreachable_since = std::chrono::steady_clock::now();
+        pending.append(piece);
+        // Frames end with a blank line; "data:" holds the event as JSON, "id:" alone (with no
+        // data) is the position the server started from.
+        for (auto end = pending.find("\n\n"); end != std::string::npos; end = pending.find("\n\n")) {
+          const auto frame = pending.substr(0, end);
+          pending.erase(0, end + 2);
+          std::size_t pos = 0;
+          while (pos < frame.size()) {
+            auto nl = frame.find('\n', pos);
+            if (nl == std::string::npos) nl = frame.size();
+            const auto line = std::string_view(frame).substr(pos, nl - pos);
+            pos = nl + 1;
+            if (line.starts_with("id: ")) {
+              last = std::stoll(std::string(line.substr(4)));
+              continue;
+            }
+            if (!line.starts_with("data: ")) continue;
+            const auto e = event_from_json(json::parse_object(std::string(line.substr(6))));
+            last = e.id;
+            if (!on_event(e)) {
+              stop = true;
+              return false;
+            }
+          }
+        }
+        return true;
+      });
+      if (res.status / 100 != 2) throw Error(kind_of_status(res.status), json::error_message(res.body, res.status));
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::unavailable) throw;
+      if (std::chrono::steady_clock::now() - unreachable_since > std::chrono::seconds(give_up_seconds)) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(attempt == 0 ? 200 : 1000));
+    }
+  }
+}
+
+std::vector<AuditRecord> AdminClient::audit(int limit, std::int64_t before_id) {
+  std::string target = "/v1/audit?limit=" + std::to_string(limit);
+  if (before_id > 0) target += "&before=" + std::to_string(before_id);
+  auto o = json::parse_object(call("GET", target));
+  std::vector<AuditRecord> out;
+  for (const auto& v : json::get_array(o, "audit")) {
+    const auto& a = v.as_object();
+    out.push_back({json::get_int(a, "id"), json::get_int(a, "at_ms"), json::get_string(a, "actor"),
+                   json::get_string(a, "remote", false), json::get_string(a, "action"),
+                   json::get_string(a, "target", false), static_cast<int>(json::get_int(a, "status")),
+                   json::get_string(a, "result", false)});
+  }
   return out;
 }
 

@@ -3,6 +3,7 @@
 // can drive a manager from their own tools the same way.
 #include <distrib/content/packager.h>
 #include <distrib/model/group.h>
+#include <distrib/model/event.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
@@ -18,6 +19,9 @@ namespace distrib {
 struct AdminClientSettings {
   HttpClientSettings http;
   std::string token;  ///< the manager's admin bearer token
+  /// Who is acting, for the manager's audit trail (sent as X-Distrib-Actor; distribctl sends
+  /// USER@HOST). Empty: the trail says "admin".
+  std::string actor;
 };
 
 /// Result of uploading a package.
@@ -85,6 +89,19 @@ public:
   HostInventory inventory(const std::string& host);
   /// Host ids whose latest inventory matches `query` (see parse_inventory_query), by host name.
   std::vector<std::string> query_inventory(const std::string& query);
+
+  /// Events from the manager's outbox, oldest first: those after `after`, or the newest `limit`
+  /// when `after` < 0. `types` ("job.*,entry.failed") and `min_severity` filter.
+  std::vector<Event> events(std::int64_t after = -1, int limit = 100, const std::string& types = {},
+                            Severity min_severity = Severity::info);
+  /// Follows the live event stream (GET /v1/events/stream): `on_event` gets each event after
+  /// `after` (< 0: from now on) until it returns false. A broken connection (the manager
+  /// restarting or failing over) is resumed from the last event received; throws
+  /// Error(unavailable) when the manager stays unreachable for `give_up_seconds`.
+  void follow_events(std::int64_t after, const std::string& types, Severity min_severity,
+                     const std::function<bool(const Event&)>& on_event, int give_up_seconds = 60);
+  /// The audit trail of administrative actions, newest first.
+  std::vector<AuditRecord> audit(int limit = 50, std::int64_t before_id = 0);
 
   /// Raw call returning the parsed response body as JSON text; throws Error with the server's
   /// message (and its kind from the status) for any non-2xx answer.

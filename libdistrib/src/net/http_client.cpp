@@ -145,6 +145,44 @@ struct HttpClient::Impl {
     connected = true;
   }
 
+  // Like exchange, but a 2xx body goes to `on_body` piece by piece as it arrives (it returns
+  // false to stop); other bodies are collected. The connection is not reused afterwards.
+  template <class Stream>
+  HttpResponse exchange_stream(Stream& stream, http::request<http::string_body>& req,
+                               const std::function<bool(std::string_view)>& on_body) {
+    beast::error_code ec;
+    lowest().expires_after(std::chrono::seconds(settings.timeout_seconds));
+    http::write(stream, req, ec);
+    if (ec) fail("sending the request failed", ec);
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    http::read_header(stream, buffer, parser, ec);
+    if (ec) fail("reading the response failed", ec);
+    HttpResponse out;
+    out.status = static_cast<int>(parser.get().result_int());
+    out.content_type = std::string(parser.get()[http::field::content_type]);
+    for (const auto& f : parser.get()) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    const bool ok = out.status / 100 == 2;
+    std::vector<char> piece(64 * 1024);
+    while (!parser.is_done()) {
+      parser.get().body().data = piece.data();
+      parser.get().body().size = piece.size();
+      lowest().expires_after(std::chrono::seconds(settings.timeout_seconds));
+      http::read_some(stream, buffer, parser, ec);  // what has arrived, not the whole body
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) fail("reading the response failed", ec);
+      const auto n = piece.size() - parser.get().body().size;
+      if (n == 0) continue;
+      if (!ok) {
+        if (out.body.size() < (1u << 20)) out.body.append(piece.data(), n);
+      } else if (!on_body(std::string_view(piece.data(), n))) {
+        break;
+      }
+    }
+    reset();
+    return out;
+  }
+
   template <class Stream>
   HttpResponse exchange(Stream& stream, http::request<http::string_body>& req) {
     beast::error_code ec;
@@ -201,10 +239,18 @@ const HttpClientSettings& HttpClient::settings() const noexcept { return impl_->
 HttpResponse HttpClient::request(std::string_view method, std::string_view target,
                                  std::string_view body, std::string_view content_type,
                                  std::string_view bearer_token) {
+  return request(method, target, body, content_type, {}, bearer_token);
+}
+
+HttpResponse HttpClient::request(std::string_view method, std::string_view target,
+                                 std::string_view body, std::string_view content_type,
+                                 const std::vector<std::pair<std::string, std::string>>& headers,
+                                 std::string_view bearer_token) {
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, impl_->url.host + ":" + std::to_string(impl_->url.port));
   req.set(http::field::user_agent, "distrib");
   if (!bearer_token.empty()) req.set(http::field::authorization, "Bearer " + std::string(bearer_token));
+  for (const auto& [name, value] : headers) req.set(name, value);
   if (!body.empty() || method == "POST" || method == "PUT") {
     req.set(http::field::content_type, content_type);
     req.body() = std::string(body);
@@ -222,6 +268,26 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
       if (!reused || attempt > 0) throw;
     }
   }
+}
+
+}  // namespace distrib
+
+namespace distrib {
+
+HttpResponse HttpClient::stream(std::string_view method, std::string_view target,
+                                const std::vector<std::pair<std::string, std::string>>& headers,
+                                std::string_view bearer_token, const std::function<bool(std::string_view)>& on_body) {
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, impl_->url.host + ":" + std::to_string(impl_->url.port));
+  req.set(http::field::user_agent, "distrib");
+  if (!bearer_token.empty()) req.set(http::field::authorization, "Bearer " + std::string(bearer_token));
+  for (const auto& [name, value] : headers) req.set(name, value);
+  req.keep_alive(false);
+  req.prepare_payload();
+  if (impl_->aborted) throw Error(ErrorKind::unavailable, "request to " + impl_->settings.base_url + " aborted");
+  impl_->connect();  // a fresh connection: the stream keeps it to the end
+  return impl_->secure ? impl_->exchange_stream(*impl_->secure, req, on_body)
+                       : impl_->exchange_stream(*impl_->plain, req, on_body);
 }
 
 }  // namespace distrib

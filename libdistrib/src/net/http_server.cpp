@@ -30,6 +30,7 @@ struct Responder::State {
   std::optional<HttpResponse> response;
   asio::steady_timer timer;
   std::shared_ptr<asio::io_context> io;  // keeps the executor valid for late responders
+  std::function<void(const HttpResponse&)> on_answer;
 };
 
 Responder::Responder(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
@@ -51,15 +52,80 @@ Responder::~Responder() {
   }
 }
 
+void Responder::on_answer(std::function<void(const HttpResponse&)> hook) {
+  if (!state_) return;
+  std::lock_guard lock(state_->mutex);
+  state_->on_answer = std::move(hook);
+}
+
 void Responder::operator()(HttpResponse response) {
   auto state = std::move(state_);
   if (!state) return;
+  std::function<void(const HttpResponse&)> hook;
   {
     std::lock_guard lock(state->mutex);
     if (state->response) return;
+    hook = std::move(state->on_answer);
+  }
+  if (hook) {
+    try {
+      hook(response);
+    } catch (...) {
+    }
+  }
+  {
+    std::lock_guard lock(state->mutex);
     state->response = std::move(response);
   }
   asio::post(state->timer.get_executor(), [state] { state->timer.cancel(); });
+}
+
+bool HttpStream::write(std::string data) {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_ || gone_) return false;
+    queue_.push_back(std::move(data));
+    wake = wake_;
+  }
+  if (wake) wake();
+  return true;
+}
+
+void HttpStream::close() {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    closed_ = true;
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+bool HttpStream::closed() const {
+  std::lock_guard lock(mutex_);
+  return closed_ || gone_;
+}
+
+std::vector<std::string> HttpStream::take(bool& done) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  out.swap(queue_);
+  done = closed_ || gone_;
+  return out;
+}
+
+void HttpStream::on_ready(std::function<void()> wake) {
+  std::lock_guard lock(mutex_);
+  wake_ = std::move(wake);
+}
+
+void HttpStream::abandon() {
+  std::lock_guard lock(mutex_);
+  gone_ = true;
+  queue_.clear();
+  wake_ = nullptr;
 }
 
 namespace {
@@ -87,6 +153,7 @@ bool convert(const http::request<http::string_body>& in, HttpRequest& out) {
   while (!ct.empty() && ct.back() == ' ') ct.pop_back();
   out.content_type = std::move(ct);
   out.authorization = std::string(in[http::field::authorization]);
+  for (const auto& field : in) out.headers[lower(field.name_string())] = std::string(field.value());
   return true;
 }
 
@@ -107,6 +174,7 @@ struct HttpServer::Impl {
   asio::awaitable<bool> write_response(Stream& stream, HttpResponse&& r, unsigned version,
                                        bool keep_alive) {
     beast::error_code ec;
+    if (r.stream) co_return co_await write_stream(stream, std::move(r), version);
     if (!r.file_path.empty()) {
       const int fd = ::open(r.file_path.c_str(), O_RDONLY | O_CLOEXEC);
       struct stat st {};
@@ -175,6 +243,55 @@ struct HttpServer::Impl {
       co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     }
     co_return !ec;
+  }
+
+  // A streamed body: the header, then each piece as a chunk as soon as it is queued, then the
+  // last chunk. The connection is not reused afterwards.
+  template <class Stream>
+  asio::awaitable<bool> write_stream(Stream& stream, HttpResponse&& r, unsigned version) {
+    beast::error_code ec;
+    auto body = r.stream;
+    // However this ends (client gone, server stopped and the coroutine destroyed), the writer
+    // learns it at its next write.
+    struct Abandon {
+      std::shared_ptr<HttpStream> b;
+      ~Abandon() { b->abandon(); }
+    } abandon_on_exit{body};
+    http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
+    res.set(http::field::content_type, r.content_type);
+    res.set(http::field::cache_control, "no-cache");
+    for (auto& [k, v] : r.headers) res.set(k, v);
+    res.keep_alive(false);
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr(res);
+    beast::get_lowest_layer(stream).expires_never();
+    co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                      asio::steady_timer::time_point::max());
+    std::weak_ptr<asio::steady_timer> weak = timer;
+    body->on_ready([weak] {
+      if (auto t = weak.lock()) asio::post(t->get_executor(), [weak] {
+          if (auto t2 = weak.lock()) t2->cancel();
+        });
+    });
+    for (;;) {
+      bool done = false;
+      auto pieces = body->take(done);
+      for (auto& piece : pieces) {
+        if (piece.empty()) continue;
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(settings.idle_timeout_seconds));
+        co_await asio::async_write(stream, http::make_chunk(asio::buffer(piece)),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return false;
+      }
+      if (done) break;
+      // Woken by on_ready; wait in slices so a stop of the server is not held up.
+      timer->expires_after(std::chrono::seconds(1));
+      co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_await asio::async_write(stream, http::make_chunk_last(), asio::redirect_error(asio::use_awaitable, ec));
+    co_return false;  // never reused
   }
 
   // Reads and discards what the client is still sending (briefly), so that closing does not

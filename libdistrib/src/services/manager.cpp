@@ -7,6 +7,7 @@
 #include <distrib/version.h>
 
 #include "model/json_codec.h"
+#include "services/observe.h"
 #include "services/parent_link.h"
 #include "services/system_info.h"
 #include "services/upstream.h"
@@ -116,6 +117,7 @@ struct Manager::Impl {
   std::thread sweeper;
   bool stopping = false;
   bool started = false;
+  std::int64_t started_unix = 0;
 
   std::string my_id;               // this manager's host identifier
   std::vector<std::string> tree_path;  // host ids from this manager up to the top
@@ -176,6 +178,10 @@ struct Manager::Impl {
   // Inventory field definitions (user inventory), read from the store on first use.
   std::mutex fields_mutex;
   std::optional<std::vector<InventoryField>> fields_cache;
+
+  // Events, audit, metrics.
+  std::unique_ptr<EventDispatcher> events;
+  std::atomic<std::uint64_t> polls{0}, request_bytes{0};
 
   bool is_relay() const noexcept { return !settings.parents.empty(); }
 
@@ -460,13 +466,39 @@ struct Manager::Impl {
   }
 
   struct SchedulerState {
+    std::int64_t contacts_flushed = 0;  // when last contacts last went to the store
     std::int64_t expired_upto = 0;  // expiries up to here are done (0: every past one at start)
     std::int64_t ready_upto = 0;
     std::map<std::int64_t, bool> window_open;
   };
 
+  // Last contacts go to the store every 10 s (they are kept in memory between), then hosts
+  // silent for longer than silent_after_seconds are reported (host.silent / host.returned).
+  void flush_contacts(SchedulerState& st, std::int64_t now) {
+    if (now - st.contacts_flushed < 10) return;
+    std::vector<std::pair<std::string, std::int64_t>> seen;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [h, t] : last_contact)
+        if (t > st.contacts_flushed) seen.emplace_back(h, t);
+      // A host waiting in a long poll is in contact now.
+      for (const auto& [h, list] : waiters)
+        if (!list.empty()) seen.emplace_back(h, now);
+    }
+    store->touch_hosts(seen);
+    st.contacts_flushed = now;
+    if (settings.silent_after_seconds > 0) {
+      // Hosts not heard from since this process started count from its start: a restarted
+      // manager does not call everyone silent at once.
+      const auto cutoff = std::max(now - settings.silent_after_seconds, started_unix - 1);
+      if (const int n = store->mark_silent_hosts(cutoff); n > 0)
+        spdlog::info("{} host(s) went silent or came back", n);
+    }
+  }
+
   void schedule_tick(SchedulerState& st) {
     const auto now = fs::now_unix();
+    flush_contacts(st, now);
     if (auto vias = store->expire_entries(st.expired_upto, now); !vias.empty()) {
       spdlog::info("entries expired below {} host(s)", vias.size());
       wake(vias, true);
@@ -521,6 +553,27 @@ struct Manager::Impl {
   // --- routes ---------------------------------------------------------------------------
 
   void handle(HttpRequest&& req, Responder r) {
+    request_bytes += req.body.size();
+    if (is_admin_path(req.path)) {
+      // The audit trail: the request (without its body) and the answer, written off the
+      // network thread.
+      auto head = std::make_shared<HttpRequest>();
+      head->method = req.method;
+      head->path = req.path;
+      head->remote_address = req.remote_address;
+      if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end()) head->headers.insert(*it);
+      r.on_answer([this, head](const HttpResponse& res) {
+        if (!audited(*head, res.status) || !pool) return;
+        auto rec = audit_record(*head, res, now_ms());
+        pool->submit([this, rec = std::move(rec)] {
+          try {
+            store->append_audit({rec});
+          } catch (const std::exception& e) {
+            spdlog::error("audit trail: cannot record {} by {} ({}): {}", rec.action, rec.actor, rec.result, e.what());
+          }
+        });
+      });
+    }
     try {
       route(std::move(req), r);
     } catch (const Error& e) {
@@ -533,6 +586,19 @@ struct Manager::Impl {
     }
   }
 
+  static std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // Admin routes are every /v1 route but the agents', relays', content and status ones.
+  static bool is_admin_path(const std::string& path) {
+    if (!path.starts_with("/v1/")) return false;
+    for (const char* open : {"/v1/agent/", "/v1/relay/", "/v1/content/"})
+      if (path.starts_with(open)) return false;
+    return path != "/v1/status";
+  }
+
   [[noreturn]] static void no_route(const HttpRequest& req) {
     throw Error(ErrorKind::not_found, "no route " + req.method + " " + req.path);
   }
@@ -540,6 +606,7 @@ struct Manager::Impl {
   void route(HttpRequest&& req, Responder& r) {
     const auto p = split_path(req.path);
     const auto& m = req.method;
+    if (req.path == "/metrics" && settings.metrics && (m == "GET" || m == "HEAD")) return metrics(r);
     if (p.size() < 2 || p[0] != "v1") no_route(req);
     const auto& area = p[1];
 
@@ -582,7 +649,168 @@ struct Manager::Impl {
     if (area == "groups") return group_route(std::move(req), r, p);
     if (area == "id-groups") return id_group_route(std::move(req), r, p);
     if (area == "inventory") return inventory_route(std::move(req), r, p);
+    if (area == "events") return event_route(std::move(req), r, p);
+    if (area == "audit" && p.size() == 2 && m == "GET") return audit_route(std::move(req), r);
     no_route(req);
+  }
+
+  // --- events, audit, metrics ----------------------------------------------------------
+
+  static long query_number(const HttpRequest& req, const char* name, long fallback, long lo, long hi) {
+    auto it = req.query.find(name);
+    if (it == req.query.end() || it->second.empty()) return fallback;
+    try {
+      std::size_t used = 0;
+      const long v = std::stol(it->second, &used);
+      if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range("range");
+      return v;
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::invalid_argument, std::string("query parameter ") + name + " must be a whole number from " +
+                                                   std::to_string(lo) + " to " + std::to_string(hi) + ", not \"" +
+                                                   it->second + "\"");
+    }
+  }
+
+  static EventFilter filter_of(const HttpRequest& req) {
+    EventFilter f;
+    if (auto it = req.query.find("type"); it != req.query.end() && !it->second.empty())
+      f.types = parse_event_type_patterns(it->second);
+    if (auto it = req.query.find("severity"); it != req.query.end() && !it->second.empty())
+      f.min_severity = parse_severity(it->second);
+    return f;
+  }
+
+  void event_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
+    if (req.method != "GET") no_route(req);
+    const auto filter = filter_of(req);
+    if (p.size() == 2) {
+      // A page of the outbox: after an id, or the newest `limit` events.
+      const long limit = query_number(req, "limit", 100, 1, 10000);
+      const bool tail = req.query.find("after") == req.query.end();
+      const long after = query_number(req, "after", 0, 0, std::numeric_limits<long>::max());
+      return blocking(std::move(r), [this, filter, limit, tail, after] {
+        const auto last = store->last_event_id();
+        std::int64_t from = tail ? std::max<std::int64_t>(0, last - limit) : after;
+        std::string body = "{\"events\":[";
+        bool first = true;
+        long n = 0;
+        while (n < limit) {
+          const auto batch = store->events_after(from, 500);
+          for (const auto& e : batch) {
+            from = e.id;
+            if (!filter.matches(e) || n >= limit) continue;
+            body += (first ? "" : ",") + event_to_json(e);
+            first = false;
+            ++n;
+          }
+          if (batch.size() < 500) break;
+        }
+        body += "],\"last_id\":" + std::to_string(last) + "}";
+        HttpResponse res;
+        res.body = std::move(body);
+        return res;
+      });
+    }
+    if (p.size() == 3 && p[2] == "stream") {
+      // Server-sent events: from Last-Event-ID or ?after=, else from now on.
+      std::int64_t after = -1;
+      if (auto it = req.headers.find("last-event-id"); it != req.headers.end() && !it->second.empty()) {
+        try {
+          after = std::stoll(it->second);
+        } catch (const std::exception&) {
+          throw Error(ErrorKind::invalid_argument, "Last-Event-ID must be an event id, not \"" + it->second + "\"");
+        }
+      } else if (req.query.count("after")) {
+        after = query_number(req, "after", 0, 0, std::numeric_limits<long>::max());
+      }
+      return blocking(std::move(r), [this, filter, after] {
+        HttpResponse res;
+        res.content_type = "text/event-stream";
+        res.stream = std::make_shared<HttpStream>();
+        const auto from = after >= 0 ? after : store->last_event_id();
+        // The position first (an "id:" without data), so a client that reconnects before any
+        // event arrives resumes from here.
+        res.stream->write("retry: 2000\nid: " + std::to_string(from) + "\n\n");
+        events->subscribe(res.stream, from, filter);
+        return res;
+      });
+    }
+    if (p.size() == 3 && p[2] == "sinks") {
+      return blocking(std::move(r), [this] {
+        bj::array sinks;
+        for (const auto& s : events->status())
+          sinks.push_back(bj::object{{"name", s.name},
+                                     {"type", s.type},
+                                     {"target", s.target},
+                                     {"cursor", s.cursor},
+                                     {"pending", s.pending},
+                                     {"delivered", s.delivered},
+                                     {"failures", s.failures},
+                                     {"dropped", s.dropped},
+                                     {"last_error", s.last_error},
+                                     {"last_error_ms", s.last_error_ms}});
+        return json_response(200, bj::object{{"sinks", std::move(sinks)}});
+      });
+    }
+    no_route(req);
+  }
+
+  void audit_route(HttpRequest&& req, Responder& r) {
+    const long limit = query_number(req, "limit", 50, 1, 10000);
+    const long before = query_number(req, "before", 0, 0, std::numeric_limits<long>::max());
+    return blocking(std::move(r), [this, limit, before] {
+      bj::array out;
+      for (const auto& a : store->audit_records(static_cast<int>(limit), before))
+        out.push_back(bj::object{{"id", a.id},
+                                 {"at_ms", a.at_ms},
+                                 {"time", format_rfc3339_ms(a.at_ms)},
+                                 {"actor", a.actor},
+                                 {"remote", a.remote},
+                                 {"action", a.action},
+                                 {"target", a.target},
+                                 {"status", a.status},
+                                 {"result", a.result}});
+      return json_response(200, bj::object{{"audit", std::move(out)}});
+    });
+  }
+
+  void metrics(Responder& r) {
+    MetricsSnapshot m;
+    m.version = distrib::version();
+    m.role = is_relay() ? "relay" : "manager";
+    m.host_id = my_id;
+    {
+      std::lock_guard lock(mutex);
+      const auto cutoff = fs::now_unix() - 2 * std::max(settings.poll_timeout_seconds, settings.poll_interval_seconds);
+      for (const auto& [h, t] : last_contact)
+        if (t >= cutoff) ++m.agents_connected;
+      for (const auto& [h, list] : waiters) m.polls_waiting += static_cast<std::int64_t>(list.size());
+    }
+    m.polls = polls.load();
+    {
+      std::lock_guard lock(stats_mutex);
+      for (const auto& [h, sv] : served_by) m.sent_to[h] = {sv.chunks, sv.bytes};
+    }
+    if (upstream) m.received_from_parent = upstream->bytes();
+    m.request_bytes_received = request_bytes.load();
+    m.cache_hits = cache_hits.load();
+    m.cache_misses = cache_misses.load();
+    m.busy_answers = busy_answers.load();
+    {
+      std::lock_guard lock(transfer_mutex);
+      m.active_transfers = static_cast<std::int64_t>(active_transfers.size());
+    }
+    m.event_streams = events->subscribers();
+    blocking(std::move(r), [this, m]() mutable {
+      m.counts = store->counts();
+      m.store = store->stats();
+      m.sinks = events->status();
+      m.last_event_id = store->last_event_id();
+      HttpResponse res;
+      res.content_type = "text/plain; version=0.0.4";
+      res.body = render_metrics(m);
+      return res;
+    });
   }
 
   void agent_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
@@ -644,6 +872,7 @@ struct Manager::Impl {
       flags.start = req.query["start"] == "1";
       flags.stopping = req.query["stopping"] == "1";
       note_for_sync(host_id);
+      ++polls;
       std::unique_lock lock(mutex);
       last_contact[host_id] = fs::now_unix();
       if (flags.start || flags.stopping) {
@@ -2524,7 +2753,18 @@ struct Manager::Impl {
   }
 };
 
+namespace {
+EventSinkRegistry builtin_sinks() {
+  EventSinkRegistry r;
+  register_builtin_event_sinks(r);
+  return r;
+}
+}  // namespace
+
 Manager::Manager(ManagerSettings settings, const StoreRegistry& stores)
+    : Manager(std::move(settings), stores, builtin_sinks()) {}
+
+Manager::Manager(ManagerSettings settings, const StoreRegistry& stores, const EventSinkRegistry& sinks)
     : impl_(std::make_unique<Impl>()) {
   auto& s = impl_->settings;
   s = std::move(settings);
@@ -2562,7 +2802,9 @@ Manager::Manager(ManagerSettings settings, const StoreRegistry& stores)
       impl_->own_seq = 1;
     }
   }
+  if (s.silent_after_seconds < 0) throw Error(ErrorKind::invalid_argument, "silent-after must be 0 (never) or more seconds");
   impl_->store = stores.open(s.store);
+  impl_->events = std::make_unique<EventDispatcher>(*impl_->store, sinks, s.event_sinks);
 }
 
 Manager::~Manager() { stop(); }
@@ -2597,6 +2839,9 @@ void Manager::start() {
     i.corrupt_left = std::atoll(fault);
     spdlog::warn("fault injection: the next {} chunk(s) served in batches are corrupted on purpose", i.corrupt_left.load());
   }
+  i.started_unix = fs::now_unix();
+  i.store->set_event_listener([d = i.events.get()] { d->notify(); });
+  i.events->start();
   i.sweeper = std::thread([this] { impl_->sweep_loop(); });
   i.scheduler = std::thread([this] { impl_->schedule_loop(); });
   i.ingest_stopping = false;
@@ -2667,8 +2912,10 @@ void Manager::stop() {
   for (auto& [host, list] : waiting)
     for (auto& w : list) (*w.responder)(json_response(200, bj::object{{"work", bj::array{}}}));
   if (i.timers) i.timers->stop();
+  i.events->stop();  // closes event streams
   i.pool->stop();
   i.server->stop();
+  i.store->set_event_listener(nullptr);
 }
 
 std::uint16_t Manager::port() const noexcept { return impl_->server ? impl_->server->port() : impl_->settings.port; }

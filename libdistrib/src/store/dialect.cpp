@@ -362,6 +362,21 @@ const std::vector<Migration>& migrations() {
         "NOT NULL, expires_at BIGINT NOT NULL, since BIGINT NOT NULL)",
         "CREATE TABLE cluster_takeovers (id ${PK}, name VARCHAR(64) NOT NULL, holder VARCHAR(128) NOT NULL, "
         "token BIGINT NOT NULL, at_ms BIGINT NOT NULL, previous VARCHAR(128), gap_ms BIGINT NOT NULL)"}},
+      // Events: the durable outbox, written with the change that caused them, and how far each
+      // sink has taken it.
+      {8,
+       {"CREATE TABLE events (id ${PK}, type VARCHAR(64) NOT NULL, severity VARCHAR(16) NOT NULL, at_ms BIGINT "
+        "NOT NULL, job_id BIGINT NOT NULL, host_id VARCHAR(36) DEFAULT '' NOT NULL, subject VARCHAR(255) DEFAULT '' NOT NULL, "
+        "message ${TEXT})",
+        "CREATE TABLE event_cursors (sink VARCHAR(64) PRIMARY KEY, last_id BIGINT NOT NULL)",
+        // The audit trail of administrative actions.
+        "CREATE TABLE audit_log (id ${PK}, at_ms BIGINT NOT NULL, actor VARCHAR(128) DEFAULT '' NOT NULL, remote "
+        "VARCHAR(64) DEFAULT '' NOT NULL, action VARCHAR(255) NOT NULL, target VARCHAR(255) DEFAULT '' NOT NULL, "
+        "status INTEGER NOT NULL, result ${TEXT})",
+        // Hosts that went silent (reported once as host.silent, then host.returned).
+        "ALTER TABLE hosts ADD silent INTEGER DEFAULT 0 NOT NULL",
+        // Whether a job still has an open entry, asked at each final report (job.completed).
+        "CREATE INDEX job_entries_job_state ON job_entries (job_id, state)"}},
   };
   return m;
 }

@@ -1,5 +1,6 @@
 // Store on SOCI. Shared SQL lives here; what differs per database comes from the Dialect.
 #include <distrib/error.h>
+#include <distrib/model/event.h>
 #include <distrib/store/store.h>
 
 #include "model/json_codec.h"
@@ -73,6 +74,11 @@ std::unique_ptr<Store> StoreRegistry::open(const StoreSettings& settings) const 
 
 namespace store {
 namespace {
+
+// Events written by the current thread's transaction in progress (the listener is told after
+// its commit).
+thread_local int tl_events_written = 0;
+
 
 using ll = long long;
 
@@ -325,6 +331,9 @@ public:
             soci::use(h.host_id), soci::use(h.name), soci::use(addresses), soci::use(h.os),
             soci::use(role), soci::use(h.parent), soci::use(h.agent_version),
             soci::use(registered), soci::use(seen), soci::use(via), soci::use(approved);
+        emit(sql, "host.registered", Severity::info, 0, h.host_id, h.name,
+             std::string(to_string(h.role)) + " " + h.name + " registered" +
+                 (h.addresses.empty() ? std::string() : " from " + h.addresses.front()));
         out.created = out.changed = true;
         return out;
       }
@@ -332,6 +341,15 @@ public:
       Host updated = h;
       updated.via = via;
       out.changed = host_differs(*old, updated);
+      if (out.changed) {
+        std::string what;
+        if (old->name != h.name) what += "renamed from " + old->name;
+        if (old->addresses != h.addresses)
+          what += std::string(what.empty() ? "" : ", ") + "address " + join_addresses(old->addresses) + " -> " + addresses;
+        if (old->via != via) what += std::string(what.empty() ? "" : ", ") + "moved below " + via;
+        if (!what.empty())
+          emit(sql, "host.changed", Severity::info, 0, h.host_id, h.name, "host " + h.name + " " + what);
+      }
       const int bump = out.changed || report_upward ? 1 : 0;
       sql << "UPDATE hosts SET name = :n, addresses = :a, os = :o, role = :r, parent = :p, "
              "agent_version = :v, last_seen = :s, via = :w, up_version = up_version + :b "
@@ -412,6 +430,8 @@ public:
              "manifest, created_at) VALUES (:n, :v, :d, :s, :f, :m, :c)",
           soci::use(m.name), soci::use(m.version), soci::use(m.payload_digest), soci::use(size),
           soci::use(files), soci::use(manifest), soci::use(created);
+      emit(sql, "package.registered", Severity::info, 0, "", m.name + " " + m.version,
+           "package " + m.name + " " + m.version + " registered (" + std::to_string(m.payload_size) + " bytes)");
       return true;
     });
   }
@@ -473,6 +493,8 @@ public:
         throw Error(ErrorKind::conflict, "package \"" + name + "\" " + version +
                                              " is still needed by job " + std::to_string(job));
       sql << "DELETE FROM packages WHERE name = :n AND version = :v", soci::use(name), soci::use(version);
+      emit(sql, "package.deleted", Severity::info, 0, "", name + " " + version,
+           "package " + name + " " + version + " deleted");
       return true;
     });
   }
@@ -506,6 +528,10 @@ public:
       JobCreated out;
       out.job = insert_job(sql, job, ids, waves);
       out.entries = static_cast<std::int64_t>(ids.size());
+      emit(sql, "job.created", Severity::info, out.job.id, "",
+           job.package_name.empty() ? std::string() : job.package_name + " " + job.package_version,
+           "job " + std::to_string(out.job.id) + " created: " + std::string(to_string(job.type)) + " to " +
+               std::to_string(ids.size()) + " host(s)" + (job.created_by.empty() ? std::string() : " by " + job.created_by));
       for (const auto& g : job.id_groups)
         sql << "INSERT INTO job_id_groups (group_name, job_id) VALUES (:g, :j)", soci::use(g),
             soci::use(static_cast<ll>(out.job.id));
@@ -672,14 +698,19 @@ public:
       int attempt = 0, max_retries = 0, retry_installs = 0, backoff = 30;
       ll last_seq = 0, seg_done = 0, seg_total = 0, bytes_received = 0, bad_chunks = 0;
       soci::indicator ind = soci::i_null, via_ind = soci::i_null;
+      ll job_id = 0;
+      std::string host_name;
+      soci::indicator name_ind = soci::i_null;
       sql << "SELECT e.host_id, e.state, e.attempt, e.last_seq, h.via, j.max_retries, "
              "j.retry_installs, j.retry_backoff, e.seg_done, e.seg_total, e.bytes_received, "
-             "e.bad_chunks FROM job_entries e JOIN jobs j ON j.id = e.job_id "
+             "e.bad_chunks, e.job_id, h.name FROM job_entries e JOIN jobs j ON j.id = e.job_id "
              "LEFT JOIN hosts h ON h.host_id = e.host_id WHERE e.id = :id",
           soci::into(owner, ind), soci::into(state_text), soci::into(attempt),
           soci::into(last_seq), soci::into(via, via_ind), soci::into(max_retries),
           soci::into(retry_installs), soci::into(backoff), soci::into(seg_done), soci::into(seg_total),
-          soci::into(bytes_received), soci::into(bad_chunks), soci::use(id);
+          soci::into(bytes_received), soci::into(bad_chunks), soci::into(job_id), soci::into(host_name, name_ind),
+          soci::use(id);
+      if (name_ind != soci::i_ok) host_name.clear();
       if (via_ind != soci::i_ok) via.clear();
       const bool ours = forwarded ? (sql.got_data() && via == reporter && owner != reporter)
                                   : (sql.got_data() && owner == reporter);
@@ -726,6 +757,7 @@ public:
                "up_version = CASE WHEN upstream_id <> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
             soci::use(next), soci::use(seq), soci::use(exit_code, exit_ind), soci::use(message),
             soci::use(rep.output_tail), soci::use(now), soci::use(retry_at), soci::use(id);
+        emit(sql, "entry.retrying", Severity::warning, job_id, owner, host_name, message);
         out.kind = ReportOutcome::Kind::applied;
         out.current = EntryState::waiting;
         out.retried = true;
@@ -748,6 +780,13 @@ public:
           soci::use(state), soci::use(new_attempt_no), soci::use(seq), soci::use(exit_code, exit_ind),
           soci::use(rep.message), soci::use(rep.output_tail), soci::use(now), soci::use(seg_done),
           soci::use(seg_total), soci::use(bytes_received), soci::use(bad_chunks), soci::use(id);
+      if (rep.state != current && (rep.state == EntryState::succeeded || rep.state == EntryState::failed)) {
+        const bool ok = rep.state == EntryState::succeeded;
+        emit(sql, ok ? "entry.succeeded" : "entry.failed", ok ? Severity::info : Severity::warning, job_id, owner,
+             host_name, "job " + std::to_string(job_id) + " on " + (host_name.empty() ? owner : host_name) + ": " + state +
+                            (rep.message.empty() ? std::string() : " (" + first_line(rep.message) + ")"));
+        emit_job_end(sql, job_id);
+      }
       out.kind = ReportOutcome::Kind::applied;
       out.current = rep.state;
       return out;
@@ -778,6 +817,7 @@ public:
              "pushed_to = '', updated_at = :u WHERE job_id = :id AND state IN "
           << kCancellable,
           soci::use(now), soci::use(id);
+      emit(sql, "job.cancelled", Severity::warning, id, "", "", "job " + std::to_string(id) + " cancelled by operator");
       return hosts;
     });
   }
@@ -1624,6 +1664,14 @@ private:
                "(:h, :a, :c, :k, :o, :n)",
             soci::use(hosts), soci::use(at), soci::use(h_kind), soci::use(h_key), soci::use(h_old), soci::use(h_new);
       }
+      if (!out.changes.empty()) {
+        std::string sample;
+        for (std::size_t k = 0; k < out.changes.size() && k < 3; ++k)
+          sample += (k ? ", " : "") + std::string(to_string(out.changes[k].kind)) + " " + out.changes[k].key;
+        emit(sql, "inventory.changed", Severity::info, 0, rep.host_id, "",
+             std::to_string(out.changes.size()) + " inventory change(s): " + sample +
+                 (out.changes.size() > 3 ? ", ..." : ""));
+      }
       const std::string new_sys = sys ? dsys : old_sys, new_soft = soft ? dsoft : old_soft;
       if (!exists)
         sql << "INSERT INTO inventory_hosts (host_id, collected_at, reported_at, system_digest, software_digest) "
@@ -1742,6 +1790,186 @@ private:
     });
   }
 
+  // --- events
+  static ll now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  // Inside the transaction of the change: the event commits with it or not at all.
+  void emit(soci::session& sql, const std::string& type, Severity severity, ll job_id, const std::string& host_id,
+            const std::string& subject, const std::string& message) {
+    const std::string sev(to_string(severity));
+    const ll at = now_ms();
+    sql << "INSERT INTO events (type, severity, at_ms, job_id, host_id, subject, message) VALUES (:t, :s, :a, :j, :h, "
+           ":u, :m)",
+        soci::use(type), soci::use(sev), soci::use(at), soci::use(job_id), soci::use(host_id), soci::use(subject),
+        soci::use(message);
+    ++tl_events_written;
+  }
+  // After an entry became final: when the job has no open entry left, it completed or failed.
+  void emit_job_end(soci::session& sql, ll job_id) {
+    ll open = 0, failed = 0, total = 0;
+    // One open entry is enough to know (index job_entries_job_state): no count per report.
+    sql << std::string("SELECT job_id FROM job_entries WHERE job_id = :j AND state IN ") + kOpen + " ORDER BY job_id" +
+               dialect_.limit(1),
+        soci::into(open), soci::use(job_id);
+    if (sql.got_data()) return;
+    sql << "SELECT COUNT(*), SUM(CASE WHEN state = 'succeeded' THEN 0 ELSE 1 END) FROM job_entries WHERE job_id = :j",
+        soci::into(total), soci::into(failed), soci::use(job_id);
+    std::string name, version;
+    sql << "SELECT package_name, package_version FROM jobs WHERE id = :j", soci::into(name), soci::into(version),
+        soci::use(job_id);
+    const auto subject = name.empty() ? std::string() : name + " " + version;
+    if (failed == 0)
+      emit(sql, "job.completed", Severity::info, job_id, "", subject,
+           "job " + std::to_string(job_id) + " completed: " + std::to_string(total) + " of " + std::to_string(total) +
+               " succeeded");
+    else
+      emit(sql, "job.failed", Severity::error, job_id, "", subject,
+           "job " + std::to_string(job_id) + " ended with " + std::to_string(failed) + " of " + std::to_string(total) +
+               " not succeeded");
+  }
+
+  std::vector<Event> events_after(std::int64_t after_id, int limit) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<Event> out;
+      const ll after = after_id;
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT id, type, severity, at_ms, job_id, host_id, subject, message FROM events WHERE id > :a "
+                          "ORDER BY id" + dialect_.limit(std::max(1, limit)),
+           soci::use(after));
+      for (const auto& r : rs)
+        out.push_back({get_i64(r, 0), get_str(r, 1), parse_severity(get_str(r, 2)), get_i64(r, 3), get_i64(r, 4),
+                       get_str(r, 5), get_str(r, 6), get_str(r, 7)});
+      return out;
+    });
+  }
+
+  std::int64_t event_cursor(const std::string& sink) override {
+    return guarded([&](soci::session& sql) {
+      ll id = 0;
+      soci::indicator ind = soci::i_null;
+      sql << "SELECT last_id FROM event_cursors WHERE sink = :s", soci::into(id, ind), soci::use(sink);
+      return sql.got_data() && ind == soci::i_ok ? static_cast<std::int64_t>(id) : std::int64_t{0};
+    });
+  }
+
+  void set_event_cursor(const std::string& sink, std::int64_t last_id) override {
+    write([&](soci::session& sql) {
+      const ll id = last_id;
+      sql << dialect_.upsert("event_cursors", {"sink"}, {"last_id"}), soci::use(sink), soci::use(id);
+    });
+  }
+
+  void record_events(const std::vector<Event>& events) override {
+    write([&](soci::session& sql) {
+      for (const auto& e : events) emit(sql, e.type, e.severity, e.job_id, e.host_id, e.subject, e.message);
+    });
+  }
+
+  std::int64_t last_event_id() override {
+    return guarded([&](soci::session& sql) {
+      ll id = 0;
+      soci::indicator ind = soci::i_null;
+      sql << "SELECT MAX(id) FROM events", soci::into(id, ind);
+      return ind == soci::i_ok ? static_cast<std::int64_t>(id) : std::int64_t{0};
+    });
+  }
+
+  void set_event_listener(std::function<void()> listener) override {
+    std::lock_guard lock(listener_mutex_);
+    listener_ = std::move(listener);
+  }
+
+  int mark_silent_hosts(std::int64_t cutoff) override {
+    // A read decides whether a write is needed (called every few seconds).
+    const ll c = cutoff;
+    const bool any = guarded([&](soci::session& sql) {
+      int n = 0;
+      sql << "SELECT COUNT(*) FROM hosts WHERE (silent = 0 AND last_seen < :c) OR (silent = 1 AND last_seen >= :c2)",
+          soci::into(n), soci::use(c), soci::use(c);
+      return n > 0;
+    });
+    if (!any) return 0;
+    return write([&](soci::session& sql) {
+      struct Row {
+        std::string id, name, role;
+        ll seen;
+        int silent;
+      };
+      std::vector<Row> rows;
+      soci::rowset<soci::row> rs = (sql.prepare << "SELECT host_id, name, role, last_seen, silent FROM hosts WHERE "
+                                                   "(silent = 0 AND last_seen < :c) OR (silent = 1 AND last_seen >= :c2)",
+                                    soci::use(c), soci::use(c));
+      for (const auto& r : rs)
+        rows.push_back({get_str(r, 0), get_str(r, 1), get_str(r, 2), get_i64(r, 3), static_cast<int>(get_i64(r, 4))});
+      for (const auto& r : rows) {
+        const int now_silent = r.silent ? 0 : 1;
+        sql << "UPDATE hosts SET silent = :s WHERE host_id = :h", soci::use(now_silent), soci::use(r.id);
+        if (now_silent)
+          emit(sql, "host.silent", Severity::warning, 0, r.id, r.name,
+               r.role + " " + r.name + " has been silent since " + format_rfc3339_ms(r.seen * 1000));
+        else
+          emit(sql, "host.returned", Severity::info, 0, r.id, r.name, r.role + " " + r.name + " is in contact again");
+      }
+      return static_cast<int>(rows.size());
+    });
+  }
+
+  void append_audit(const std::vector<AuditRecord>& records) override {
+    if (records.empty()) return;
+    write_unfenced([&](soci::session& sql) {
+      for (const auto& a : records) {
+        const ll at = a.at_ms;
+        const int status = a.status;
+        sql << "INSERT INTO audit_log (at_ms, actor, remote, action, target, status, result) VALUES (:a, :w, :r, :x, "
+               ":t, :s, :m)",
+            soci::use(at), soci::use(a.actor), soci::use(a.remote), soci::use(a.action), soci::use(a.target),
+            soci::use(status), soci::use(a.result);
+      }
+    });
+  }
+
+  std::vector<AuditRecord> audit_records(int limit, std::int64_t before_id) override {
+    return guarded([&](soci::session& sql) {
+      std::vector<AuditRecord> out;
+      const ll before = before_id > 0 ? before_id : std::numeric_limits<ll>::max();
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT id, at_ms, actor, remote, action, target, status, result FROM audit_log WHERE id < :b "
+                          "ORDER BY id DESC" + dialect_.limit(std::max(1, limit)),
+           soci::use(before));
+      for (const auto& r : rs)
+        out.push_back({get_i64(r, 0), get_i64(r, 1), get_str(r, 2), get_str(r, 3), get_str(r, 4), get_str(r, 5),
+                       static_cast<int>(get_i64(r, 6)), get_str(r, 7)});
+      return out;
+    });
+  }
+
+  Counts counts() override {
+    return guarded([&](soci::session& sql) {
+      Counts c;
+      ll n = 0;
+      sql << "SELECT COUNT(*) FROM hosts", soci::into(n);
+      c.hosts = n;
+      sql << "SELECT COUNT(*) FROM jobs", soci::into(n);
+      c.jobs = n;
+      sql << std::string("SELECT COUNT(DISTINCT job_id) FROM job_entries WHERE state IN ") + kOpen, soci::into(n);
+      c.open_jobs = n;
+      soci::rowset<soci::row> rs = (sql.prepare << "SELECT state, COUNT(*) FROM job_entries GROUP BY state");
+      for (const auto& r : rs) c.entries_by_state[get_str(r, 0)] = get_i64(r, 1);
+      return c;
+    });
+  }
+
+  Stats stats() const override {
+    Stats st;
+    st.calls = calls_.load();
+    st.total_micros = total_micros_.load();
+    for (int i = 0; i < 6; ++i) st.buckets[i] = buckets_[i].load();
+    st.outages = outages_.load();
+    return st;
+  }
+
   // --- active/standby
   static LeaseRecord lease_from_row(const soci::row& r) {
     return {get_str(r, 0), get_str(r, 1), get_i64(r, 2), get_i64(r, 3), get_i64(r, 4)};
@@ -1790,6 +2018,9 @@ private:
                        ll token, ll now, ll gap) {
     sql << "INSERT INTO cluster_takeovers (name, holder, token, at_ms, previous, gap_ms) VALUES (:n, :h, :t, :a, :p, :g)",
         soci::use(name), soci::use(node), soci::use(token), soci::use(now), soci::use(prev), soci::use(gap);
+    emit(sql, "cluster.takeover", prev.empty() ? Severity::info : Severity::warning, 0, "", node,
+         "cluster " + name + ": " + node + " became active (token " + std::to_string(token) + ")" +
+             (prev.empty() ? std::string() : ", taking over from " + prev + " after " + std::to_string(gap) + " ms"));
   }
 
   bool renew_lease(const std::string& name, const std::string& node, std::int64_t token, std::int64_t now_ms,
@@ -2150,6 +2381,12 @@ private:
   template <class Fn>
   std::invoke_result_t<Fn&, soci::session&> guarded(Fn&& fn, int reconnect_seconds = -1) {
     const auto budget = reconnect_seconds < 0 ? reconnect_seconds_ : reconnect_seconds;
+    const auto started = std::chrono::steady_clock::now();
+    struct Timed {
+      SociStore& self;
+      std::chrono::steady_clock::time_point t0;
+      ~Timed() { self.count_call(t0); }
+    } timed{*this, started};
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, budget));
     auto pause = std::chrono::milliseconds(100);
     for (;;) {
@@ -2182,8 +2419,11 @@ private:
         }
         lost = what;
       }
-      if (!outage_.exchange(true))
+      if (!outage_.exchange(true)) {
+        outage_since_ms_ = now_ms();
+        ++outages_;
         spdlog::warn("lost the connection to the {} database ({}); reconnecting", dialect_.name, lost);
+      }
       if (std::chrono::steady_clock::now() + pause > deadline)
         throw Error(ErrorKind::unavailable, "the " + dialect_.name + " database cannot be reached (" + lost +
                                                 "); the request can be retried when it is back");
@@ -2197,8 +2437,23 @@ private:
     }
   }
 
+  void count_call(std::chrono::steady_clock::time_point t0) noexcept {
+    const auto us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+    ++calls_;
+    total_micros_ += us;
+    static constexpr std::uint64_t kLimits[] = {1000, 5000, 25000, 100000, 500000};
+    std::size_t b = 0;
+    while (b < 5 && us > kLimits[b]) ++b;
+    ++buckets_[b];
+  }
+
   void recovered() {
-    if (outage_.exchange(false)) spdlog::info("the {} database is reachable again", dialect_.name);
+    if (outage_.exchange(false)) {
+      spdlog::info("the {} database is reachable again", dialect_.name);
+      std::lock_guard lock(outage_mutex_);
+      ended_outage_ = std::make_pair(outage_since_ms_.load(), now_ms());
+    }
   }
 
   static bool connection_lost(soci::session& sql, const soci::soci_error& e) {
@@ -2231,9 +2486,31 @@ private:
     if (dialect_.serialize_writes) lock.lock();
     return guarded([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
       soci::transaction tr(sql);
+      tl_events_written = 0;
+      // An outage that ended is told with the first write after it (nothing could be written
+      // during it).
+      std::optional<std::pair<ll, ll>> outage;
+      {
+        std::lock_guard outage_lock(outage_mutex_);
+        outage = ended_outage_;
+      }
+      if (outage)
+        emit(sql, "database.outage", Severity::error, 0, "", dialect_.name,
+             "the " + dialect_.name + " database could not be reached for " +
+                 std::to_string((outage->second - outage->first + 500) / 1000) + " s (since " +
+                 format_rfc3339_ms(outage->first) + ")");
       auto commit = [&] {
         try {
           tr.commit();
+          if (outage) {
+            std::lock_guard outage_lock(outage_mutex_);
+            if (ended_outage_ == outage) ended_outage_.reset();
+          }
+          if (tl_events_written > 0) {
+            tl_events_written = 0;
+            std::lock_guard listener_lock(listener_mutex_);
+            if (listener_) listener_();
+          }
         } catch (const soci::soci_error& e) {
           // Whether the server committed before the connection broke cannot be known: say so
           // rather than apply the change a second time.
@@ -2307,6 +2584,14 @@ private:
   ll fence_token_ = 0;
   int version_at_open_ = 0;
   std::atomic<bool> outage_{false};
+  std::atomic<ll> outage_since_ms_{0};
+  std::mutex outage_mutex_;
+  std::optional<std::pair<ll, ll>> ended_outage_;
+  std::mutex listener_mutex_;
+  std::function<void()> listener_;
+  // Stats
+  std::atomic<std::uint64_t> calls_{0}, total_micros_{0}, outages_{0};
+  std::atomic<std::uint64_t> buckets_[6] = {};
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,6 +22,34 @@ struct HttpRequest {
   std::string authorization;  ///< the Authorization header, verbatim
   std::string body;
   std::string remote_address;
+  /// Every request header, names in lower case.
+  std::map<std::string, std::string> headers;
+};
+
+/// A response body written piece by piece while the connection stays open (server-sent events).
+/// The handler keeps the shared pointer, writes from any thread and closes it when done; the
+/// server sends each piece as it comes (chunked encoding) and ends the response after close().
+class HttpStream {
+public:
+  /// Queues `data`. Returns false once the client is gone or the stream was closed: stop writing.
+  bool write(std::string data);
+  void close();
+  bool closed() const;
+
+  // --- for the server
+  /// Takes what was queued; `done` is set once close() was called and nothing is left.
+  std::vector<std::string> take(bool& done);
+  /// Called (from the writing thread) whenever something is queued or the stream is closed.
+  void on_ready(std::function<void()> wake);
+  /// The client is gone: writes fail from now on.
+  void abandon();
+
+private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> queue_;
+  bool closed_ = false;
+  bool gone_ = false;
+  std::function<void()> wake_;
 };
 
 struct HttpResponse {
@@ -30,6 +59,8 @@ struct HttpResponse {
   /// When set, the body is streamed from this file instead of `body`.
   std::string file_path;
   std::vector<std::pair<std::string, std::string>> headers;
+  /// When set, the body is this stream (status, content type and headers are sent first).
+  std::shared_ptr<HttpStream> stream;
 };
 
 /// Completes one request. Move-only; call exactly once, from any thread. Destroying it without a
@@ -44,6 +75,9 @@ public:
   Responder& operator=(const Responder&) = delete;
   ~Responder();
   void operator()(HttpResponse response);
+  /// Called with the response when it is given, on the answering thread, before it is sent
+  /// (an audit trail, metrics). Set it before handing the responder on.
+  void on_answer(std::function<void(const HttpResponse&)> hook);
 
 private:
   std::shared_ptr<State> state_;
@@ -105,6 +139,18 @@ public:
   HttpResponse request(std::string_view method, std::string_view target, std::string_view body = {},
                        std::string_view content_type = "application/json",
                        std::string_view bearer_token = {});
+  /// The same with extra request headers (name, value), e.g. a webhook's signature.
+  HttpResponse request(std::string_view method, std::string_view target, std::string_view body,
+                       std::string_view content_type,
+                       const std::vector<std::pair<std::string, std::string>>& headers,
+                       std::string_view bearer_token = {});
+  /// Sends a GET-like request and hands a 2xx body to `on_body` piece by piece as it arrives
+  /// (a server-sent event stream); `on_body` returns false to stop. Any other answer comes back
+  /// whole in the response. Uses a connection of its own, closed at the end. Throws
+  /// Error(unavailable) when the server cannot be reached or the connection breaks.
+  HttpResponse stream(std::string_view method, std::string_view target,
+                      const std::vector<std::pair<std::string, std::string>>& headers, std::string_view bearer_token,
+                      const std::function<bool(std::string_view)>& on_body);
   /// Breaks off a request blocked in another thread (it fails with Error(unavailable)).
   /// The only member that may be called concurrently with request().
   void abort() noexcept;

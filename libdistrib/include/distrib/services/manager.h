@@ -4,6 +4,7 @@
 // caches content for it, and reports hosts and results up the tree.
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
+#include <distrib/services/events.h>
 #include <distrib/store/store.h>
 
 #include <cstdint>
@@ -59,6 +60,14 @@ struct ManagerSettings {
   /// JSON object describing the cluster (node, holder, token, takeovers), served at
   /// GET /v1/cluster/status. Unset: the route answers that this manager is not clustered.
   std::function<std::string()> cluster_status;
+
+  // --- events, audit, metrics
+  /// Where events go (distribd --event-sink); the outbox and GET /v1/events work without any.
+  std::vector<EventSinkSettings> event_sinks;
+  /// A host not heard from this long is reported silent (host.silent); 0: never.
+  int silent_after_seconds = 300;
+  /// Serve Prometheus metrics at GET /metrics (no token: keep the port inside the network).
+  bool metrics = true;
 };
 
 class Manager {
@@ -66,6 +75,9 @@ public:
   /// Validates settings, prepares the state directory (creating the admin token on first start),
   /// opens the store and applies migrations. Throws Error with a one-line reason on any problem.
   Manager(ManagerSettings settings, const StoreRegistry& stores);
+  /// The same, with event sink types of the integrator's own (the other constructor takes the
+  /// built-in ones). Unknown sink types or options throw here, before anything runs.
+  Manager(ManagerSettings settings, const StoreRegistry& stores, const EventSinkRegistry& sinks);
   ~Manager();
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;

@@ -9,6 +9,7 @@
 //  - Failures throw distrib::Error: ErrorKind::unavailable when the database cannot be reached or
 //    is busy beyond its timeout (retrying later may work), conflict / not_found for domain
 //    refusals, internal otherwise. A call that throws changed nothing (each is one transaction).
+#include <distrib/model/event.h>
 #include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/inventory.h>
@@ -376,6 +377,44 @@ public:
   /// `token` (and unexpired); otherwise it fails with Error(ErrorKind::conflict, "fenced: ...")
   /// and changes nothing. token 0 turns the check off.
   virtual void set_fencing(const std::string& name, std::int64_t token) = 0;
+
+  // --- events (the durable outbox)
+  /// Events with id > `after_id`, oldest first.
+  virtual std::vector<Event> events_after(std::int64_t after_id, int limit) = 0;
+  /// The id of the last event `sink` has taken (0: none yet).
+  virtual std::int64_t event_cursor(const std::string& sink) = 0;
+  virtual void set_event_cursor(const std::string& sink, std::int64_t last_id) = 0;
+  /// Records events that no other change carries (most are written by the change itself).
+  virtual void record_events(const std::vector<Event>& events) = 0;
+  /// The id of the newest event (0: none).
+  virtual std::int64_t last_event_id() = 0;
+  /// Called (on the writing thread, after the commit) whenever a transaction wrote events; it
+  /// must be quick and thread-safe (wake a thread). Set it before the store is used concurrently.
+  virtual void set_event_listener(std::function<void()> listener) = 0;
+  /// Hosts whose last contact is older than `cutoff` (unix seconds) are marked silent
+  /// (host.silent) and silent hosts heard since are marked back (host.returned). Returns the
+  /// number of hosts that changed either way.
+  virtual int mark_silent_hosts(std::int64_t cutoff) = 0;
+
+  // --- audit trail of administrative actions
+  virtual void append_audit(const std::vector<AuditRecord>& records) = 0;
+  /// Newest first; `before_id` > 0 pages backwards.
+  virtual std::vector<AuditRecord> audit_records(int limit, std::int64_t before_id = 0) = 0;
+
+  // --- what the store costs (Prometheus /metrics)
+  struct Stats {
+    std::uint64_t calls = 0;          ///< store calls completed (reads and writes)
+    std::uint64_t total_micros = 0;   ///< their summed duration
+    std::uint64_t buckets[6] = {};    ///< calls taking <= 1, 5, 25, 100, 500 ms, and longer
+    std::uint64_t outages = 0;        ///< connections lost and re-established
+  };
+  virtual Stats stats() const = 0;
+  /// Jobs, open jobs and entries by state, for /metrics.
+  struct Counts {
+    std::int64_t hosts = 0, jobs = 0, open_jobs = 0;
+    std::map<std::string, std::int64_t> entries_by_state;
+  };
+  virtual Counts counts() = 0;
 
   // --- moving a whole database between backends (distribd --export-db / --import-db)
   /// Writes every table as JSON lines (a header, then per table its columns, its rows and a

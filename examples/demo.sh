@@ -23,6 +23,7 @@ trap cleanup EXIT INT TERM
 
 echo "== starting the manager on 127.0.0.1 (embedded SQLite in $state/manager)"
 "$bin/distribd" --role manager --state-dir "$state/manager" --listen 127.0.0.1 --port 0 \
+  --event-sink "ops=file:$state/events.jsonl;types=job.*,entry.*,host.registered" \
   >"$state/manager.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$state/manager/endpoint" ] && break; sleep 0.1; done
@@ -100,6 +101,14 @@ for _ in $(seq 100); do
 done
 "$bin/distribctl" inventory query "$query" --fields software.distrib.hello-app,system.os.pretty_name,system.cpu.count \
   || status=$?
+
+echo
+echo "== the newest job events (all of them in $state/events.jsonl; live: distribctl events --follow)"
+"$bin/distribctl" events --type 'job.*,entry.*' --limit 8 || status=$?
+
+echo
+echo "== who did what (the audit trail)"
+"$bin/distribctl" audit --limit 5 || status=$?
 
 echo
 echo "== installed on the agents:"

@@ -26,3 +26,6 @@ build/tests/perf/bench_databases "${DB_HOSTS:-10000}" "${DB_INVENTORY_HOSTS:-200
 echo
 echo "== bench_failover (kill -9 of the active manager: db-lease on PostgreSQL and etcd, lease 3 s)"
 build/tests/perf/bench_failover "${FAILOVER_TRIALS:-10}" "${FAILOVER_AGENTS:-10}"
+echo
+echo "== bench_events (a 10,000-entry job with and without a JSON event sink; backlog drain)"
+build/tests/perf/bench_events "${EVENT_ENTRIES:-10000}" "${EVENT_REPORTERS:-4}" "${EVENT_ROUNDS:-3}"

@@ -95,7 +95,7 @@ struct EventDispatcher::Impl {
     for (;;) {
       try {
         auto c = store.event_cursor(r.settings.name);
-        if (c == 0) {
+        if (c < 0) {
           c = store.last_event_id();
           store.set_event_cursor(r.settings.name, c);
         }

@@ -155,6 +155,8 @@ AuditRecord audit_record(const HttpRequest& req, const HttpResponse& res, std::i
           a.target = "package " + std::string(n->as_string()) + " " + std::string(v->as_string());
       }
     if (a.target.empty() && obj)
+      if (auto* n = obj->if_contains("name"); n && n->is_string()) a.target = std::string(n->as_string());
+    if (a.target.empty() && obj)
       if (auto* j = obj->if_contains("job"); j && j->is_object())
         if (auto* v = j->as_object().if_contains("id"); v && v->is_int64()) a.target = "job " + std::to_string(v->as_int64());
   } else {

@@ -1850,7 +1850,7 @@ private:
       ll id = 0;
       soci::indicator ind = soci::i_null;
       sql << "SELECT last_id FROM event_cursors WHERE sink = :s", soci::into(id, ind), soci::use(sink);
-      return sql.got_data() && ind == soci::i_ok ? static_cast<std::int64_t>(id) : std::int64_t{0};
+      return sql.got_data() && ind == soci::i_ok ? static_cast<std::int64_t>(id) : std::int64_t{-1};
     });
   }
 

@@ -381,7 +381,7 @@ public:
   // --- events (the durable outbox)
   /// Events with id > `after_id`, oldest first.
   virtual std::vector<Event> events_after(std::int64_t after_id, int limit) = 0;
-  /// The id of the last event `sink` has taken (0: none yet).
+  /// The id of the last event `sink` has taken; -1 when the sink has no position yet (never ran).
   virtual std::int64_t event_cursor(const std::string& sink) = 0;
   virtual void set_event_cursor(const std::string& sink, std::int64_t last_id) = 0;
   /// Records events that no other change carries (most are written by the change itself).

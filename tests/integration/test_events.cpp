@@ -542,3 +542,27 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
   // The manager still answers.
   CHECK(m.ctl({"events"}).exit_code == 0);
 }
+
+TEST_CASE("two hosts answering to one name raise a host.conflict event", "[events]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  AgentProc a(tmp / "a1", m.url(), "twin", "127.0.0.95");
+  AgentProc b(tmp / "b1", m.url(), "twin", "127.0.0.96");
+  a.start();
+  REQUIRE(wait_registered(m, 1));
+  b.start();
+  REQUIRE(wait_registered(m, 2));
+  bj::object listed;
+  REQUIRE(wait_until(
+      [&] {
+        listed = ctl_json(m, {"events", "--type", "host.conflict"});
+        return !listed.at("events").as_array().empty();
+      },
+      10s));
+  const auto& e = listed.at("events").as_array().at(0).as_object();
+  CHECK(e.at("severity").as_string() == "warning");
+  CHECK(std::string(e.at("message").as_string()).find("both answer to name twin") != std::string::npos);
+  // The conflict is real: a job by that name is refused.
+  make_package(m, tmp, "twinapp", "1.0");
+  CHECK(m.ctl({"job", "create", "install", "twinapp", "1.0", "twin"}).exit_code != 0);
+}

@@ -1791,5 +1791,13 @@ TEST_CASE("store conformance: host changes, cancels, silence, the audit trail an
   std::uint64_t in_buckets = 0;
   for (auto b : st.buckets) in_buckets += b;
   CHECK(in_buckets == st.calls);
+
+  // Candidates for a key conflict: names without case, addresses inside the list.
+  CHECK(store->hosts_with_key(HostKeyMode::name, "WEB2").size() == 1);
+  const auto by_ip = store->hosts_with_key(HostKeyMode::ip, "10.0.0.9");
+  REQUIRE(by_ip.size() == 1);
+  CHECK(by_ip[0].host_id == kA);
+  CHECK(store->hosts_with_key(HostKeyMode::name, "nobody").empty());
+  CHECK(store->hosts_with_key(HostKeyMode::host_id, kA).empty());
   store->set_event_listener(nullptr);
 }

@@ -280,8 +280,36 @@ struct Manager::Impl {
       spdlog::warn("host {} ({}) registered and waits for approval (distribctl hosts approve {})",
                    host.name, host.host_id, host.name);
     if (change.changed || via == host.host_id) notify_sync();
-    if (change.changed) apply_join_policies(host.host_id);
+    if (change.changed) {
+      apply_join_policies(host.host_id);
+      report_conflicts(host);
+    }
     return change;
+  }
+
+  // A host that now answers to a key another host answers to (name or address, by the key
+  // mode) makes that key ambiguous: operations by it are refused until one of them changes.
+  void report_conflicts(const Host& host) {
+    const auto mode = settings.key_mode;
+    if (mode == HostKeyMode::host_id) return;
+    std::vector<Event> found;
+    const auto keys = mode == HostKeyMode::name ? std::vector<std::string>{host.name} : host.addresses;
+    for (const auto& key : keys) {
+      for (const auto& other : store->hosts_with_key(mode, key)) {
+        if (other.host_id == host.host_id || !host_matches(other, mode, key)) continue;
+        Event e;
+        e.type = "host.conflict";
+        e.severity = Severity::warning;
+        e.host_id = host.host_id;
+        e.subject = host.name;
+        e.message = "hosts " + host.name + " (" + host.host_id + ") and " + other.name + " (" + other.host_id +
+                    ") both answer to " + std::string(mode == HostKeyMode::name ? "name " : "address ") + key +
+                    "; jobs refuse it as a destination until one changes";
+        found.push_back(std::move(e));
+        spdlog::warn("{}", found.back().message);
+      }
+    }
+    if (!found.empty()) store->record_events(found);
   }
 
   // ID groups whose join policy the host matches take it in (evaluated at registration, when a

@@ -399,6 +399,25 @@ public:
     return guarded([&](soci::session& sql) { return select_host(sql, host_id); });
   }
 
+  std::vector<Host> hosts_with_key(HostKeyMode mode, const std::string& key) override {
+    if (mode == HostKeyMode::host_id) return {};
+    return guarded([&](soci::session& sql) {
+      std::vector<Host> out;
+      std::string value = key;
+      if (mode == HostKeyMode::name)
+        std::transform(value.begin(), value.end(), value.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      else
+        value = "%" + key + "%";
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT " << kHostColumns << " FROM hosts WHERE "
+                       << (mode == HostKeyMode::name ? "LOWER(name) = :k" : "addresses LIKE :k"),
+           soci::use(value));
+      for (const auto& r : rs) out.push_back(host_from_row(r));
+      return out;
+    });
+  }
+
   std::vector<Host> list_hosts() override {
     return guarded([&](soci::session& sql) -> std::vector<Host> {
       std::vector<Host> out;

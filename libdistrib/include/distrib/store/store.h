@@ -196,6 +196,9 @@ public:
   /// does `report_upward` (a host registering again may have been elsewhere meanwhile).
   virtual HostChange upsert_host(const Host& host, bool report_upward = false) = 0;
   virtual std::optional<Host> find_host(const std::string& host_id) = 0;
+  /// Hosts that may answer to `key` (a host name, compared without case, or an address):
+  /// candidates for a key conflict; the caller checks them exactly (host_matches).
+  virtual std::vector<Host> hosts_with_key(HostKeyMode mode, const std::string& key) = 0;
   virtual std::vector<Host> list_hosts() = 0;
   /// Approves hosts waiting for approval; returns how many changed.
   virtual int approve_hosts(const std::vector<std::string>& host_ids) = 0;

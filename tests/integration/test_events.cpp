@@ -194,15 +194,6 @@ private:
   int bad_signatures_ = 0, bad_requests_ = 0;
 };
 
-void make_package(const ManagerProc& m, const TempDir& tmp, const std::string& name, const std::string& version) {
-  const auto dir = tmp / ("src-" + name + "-" + version);
-  stdfs::create_directories(dir);
-  write_file(dir / "VERSION", version + "\n");
-  auto r = m.ctl({"package", "create", dir.string(), "--name", name, "--version", version});
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-}
-
 std::string install_job(const ManagerProc& m, const std::vector<std::string>& args) {
   std::vector<std::string> a = {"install"};
   a.insert(a.end(), args.begin(), args.end());

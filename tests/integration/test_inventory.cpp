@@ -59,15 +59,6 @@ std::set<std::string> query_hosts(const ManagerProc& m, const std::string& query
   return out;
 }
 
-void make_package(const ManagerProc& m, const TempDir& tmp, const std::string& name, const std::string& version) {
-  const auto dir = tmp / ("src-" + name + "-" + version);
-  stdfs::create_directories(dir);
-  write_file(dir / "VERSION", version + "\n");
-  auto r = m.ctl({"package", "create", dir.string(), "--name", name, "--version", version});
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-}
-
 bool history_has(const ManagerProc& m, const std::string& host, const std::string& change, const std::string& key,
                  const std::string& value) {
   auto r = m.ctl({"inventory", "history", host}, true);

@@ -557,3 +557,24 @@ TEST_CASE("two hosts answering to one name raise a host.conflict event", "[event
   make_package(m, tmp, "twinapp", "1.0");
   CHECK(m.ctl({"job", "create", "install", "twinapp", "1.0", "twin"}).exit_code != 0);
 }
+
+TEST_CASE("the example webhook receiver verifies signatures and shows each event once", "[events]") {
+  TempDir tmp;
+  const int port = free_port(SOCK_STREAM);
+  write_file(tmp / "hook.key", "example-key\n");
+  Process receiver({"/usr/bin/python3", (examples_dir() / "events" / "webhook-receiver.py").string(), "--port",
+                    std::to_string(port), "--secret-file", (tmp / "hook.key").string(), "--out",
+                    (tmp / "received.jsonl").string()},
+                   tmp / "receiver.out");
+  REQUIRE(wait_until([&] { return receiver.log().find("listening") != std::string::npos; }, 10s));
+  ManagerProc m(tmp / "manager", {"--event-sink", "hook=webhook:http://127.0.0.1:" + std::to_string(port) +
+                                                      "/distrib;secret-file=" + (tmp / "hook.key").string(),
+                                  "--event-sink", "wrong=webhook:http://127.0.0.1:" + std::to_string(port) +
+                                                      "/distrib;secret=not-the-key;max-attempts=1"});
+  make_package(m, tmp, "pyapp", "1.0");
+  REQUIRE(wait_until([&] { return receiver.log().find("package.registered: package pyapp 1.0") != std::string::npos; },
+                     20s));
+  REQUIRE(wait_until([&] { return receiver.log().find("wrong signature") != std::string::npos; }, 20s));
+  // The wrongly signed copy was refused: the event is shown and stored once.
+  CHECK(json_lines(read_file(tmp / "received.jsonl")).size() == 1);
+}

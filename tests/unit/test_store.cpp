@@ -1799,5 +1799,25 @@ TEST_CASE("store conformance: host changes, cancels, silence, the audit trail an
   CHECK(by_ip[0].host_id == kA);
   CHECK(store->hosts_with_key(HostKeyMode::name, "nobody").empty());
   CHECK(store->hosts_with_key(HostKeyMode::host_id, kA).empty());
+
+  // Newest first, paged backwards.
+  const auto newest = store->events_before(0, 2);
+  REQUIRE(newest.size() == 2);
+  CHECK(newest[0].id == store->last_event_id());
+  CHECK(newest[1].id < newest[0].id);
+  CHECK(store->events_before(newest[1].id, 100).front().id < newest[1].id);
+
+  // Entries that expire are told one by one, then the job's end.
+  auto expiring = app_job({"web1-new", "web2"});
+  expiring.schedule.expires_at = 5000;
+  const auto job2 = store->create_job(expiring, {kA, kB});
+  const auto before = store->last_event_id();
+  CHECK(store->expire_entries(4000, 6000).size() == 2);
+  std::vector<std::string> after;
+  for (const auto& e : store->events_after(before, 10)) {
+    after.push_back(e.type);
+    CHECK(e.job_id == job2.job.id);
+  }
+  CHECK(after == std::vector<std::string>{"entry.expired", "entry.expired", "job.failed"});
   store->set_event_listener(nullptr);
 }

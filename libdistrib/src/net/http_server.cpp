@@ -85,6 +85,7 @@ bool HttpStream::write(std::string data) {
   {
     std::lock_guard lock(mutex_);
     if (closed_ || gone_) return false;
+    queued_bytes_ += data.size();
     queue_.push_back(std::move(data));
     wake = wake_;
   }
@@ -108,10 +109,16 @@ bool HttpStream::closed() const {
   return closed_ || gone_;
 }
 
+std::size_t HttpStream::queued_bytes() const {
+  std::lock_guard lock(mutex_);
+  return queued_bytes_;
+}
+
 std::vector<std::string> HttpStream::take(bool& done) {
   std::lock_guard lock(mutex_);
   std::vector<std::string> out;
   out.swap(queue_);
+  queued_bytes_ = 0;
   done = closed_ || gone_;
   return out;
 }
@@ -125,6 +132,7 @@ void HttpStream::abandon() {
   std::lock_guard lock(mutex_);
   gone_ = true;
   queue_.clear();
+  queued_bytes_ = 0;
   wake_ = nullptr;
 }
 
@@ -286,6 +294,7 @@ struct HttpServer::Impl {
         if (ec) co_return false;
       }
       if (done) break;
+      if (!pieces.empty()) continue;  // more may have come while writing
       // Woken by on_ready; wait in slices so a stop of the server is not held up.
       timer->expires_after(std::chrono::seconds(1));
       co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));

@@ -30,6 +30,8 @@ std::int64_t now_ms() {
 // the gap for a rolled-back transaction and moves on.
 constexpr std::int64_t kGapWaitMs = 2000;
 constexpr int kBatch = 256;
+// Bytes queued for one live stream client before the reader waits for it to take them.
+constexpr std::size_t kStreamBacklog = 4u << 20;
 
 }  // namespace
 
@@ -169,6 +171,19 @@ struct EventDispatcher::Impl {
       if (cursor != before) {
         try {
           r.sink->flush();
+        } catch (const std::exception& ex) {
+          // Not durable at the receiver: the whole batch is delivered again.
+          note_failure(r, std::string("flush: ") + ex.what());
+          spdlog::warn("event sink {}: {}; the last {} event(s) will be delivered again", r.settings.name, ex.what(),
+                       delivered);
+          cursor = before;
+          attempts = 0;
+          if (!sleep(backoff)) break;
+          backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+          more = true;
+          continue;
+        }
+        try {
           store.set_event_cursor(r.settings.name, cursor);
         } catch (const std::exception& ex) {
           // Delivered but not recorded: delivered again after a restart (at least once).
@@ -209,18 +224,26 @@ struct EventDispatcher::Impl {
   void live_loop() {
     std::uint64_t seen = 0;
     for (;;) {
-      const auto before = seen;
       if (!wait(seen, std::chrono::milliseconds(1000))) break;
-      const bool news = seen != before;
       std::vector<Subscriber> subs;
       {
         std::lock_guard lock(mutex);
         subs.swap(subscribers);
       }
+      if (subs.empty()) continue;
+      // One cheap read tells who has something to read (events may come from another process).
+      std::int64_t newest = -1;
+      try {
+        newest = store.last_event_id();
+      } catch (const std::exception& e) {
+        spdlog::warn("event stream: {}", e.what());
+      }
       std::vector<Subscriber> keep;
       for (auto& s : subs) {
         bool alive = true;
-        if (news || s.recheck) try {
+        // A client that does not keep up gets no more until it has taken what is queued.
+        const bool backlogged = s.stream->queued_bytes() > kStreamBacklog;
+        if ((newest < 0 || newest > s.cursor || s.recheck) && !backlogged) try {
             s.recheck = false;
             for (;;) {
               const auto batch = store.events_after(s.cursor, kBatch);
@@ -239,6 +262,10 @@ struct EventDispatcher::Impl {
                 s.last_write = Clock::now();
               }
               if (!alive || gap || static_cast<int>(batch.size()) < kBatch) break;
+              if (s.stream->queued_bytes() > kStreamBacklog) {
+                s.recheck = true;  // the rest when the client has caught up
+                break;
+              }
             }
           } catch (const std::exception& e) {
             s.recheck = true;
@@ -315,6 +342,10 @@ void EventDispatcher::notify() {
 void EventDispatcher::subscribe(std::shared_ptr<HttpStream> stream, std::int64_t after, EventFilter filter) {
   {
     std::lock_guard lock(impl_->mutex);
+    if (!impl_->started) {  // stopping: nobody would feed or close it
+      stream->close();
+      return;
+    }
     impl_->subscribers.push_back({std::move(stream), after, std::move(filter), Clock::now()});
   }
   notify();

@@ -181,6 +181,8 @@ struct Manager::Impl {
 
   // Events, audit, metrics.
   std::unique_ptr<EventDispatcher> events;
+  std::mutex audit_mutex;
+  std::unordered_map<std::string, std::pair<std::int64_t, int>> refused_by;  // address → (last record, since)
   std::atomic<std::uint64_t> polls{0}, request_bytes{0};
 
   bool is_relay() const noexcept { return !settings.parents.empty(); }
@@ -515,18 +517,21 @@ struct Manager::Impl {
     }
     store->touch_hosts(seen);
     st.contacts_flushed = now;
-    if (settings.silent_after_seconds > 0) {
-      // Hosts not heard from since this process started count from its start: a restarted
-      // manager does not call everyone silent at once.
-      const auto cutoff = std::max(now - settings.silent_after_seconds, started_unix - 1);
-      if (const int n = store->mark_silent_hosts(cutoff); n > 0)
+    // Silence is judged once this process has been up for the whole period: a restarted (or
+    // newly active) manager does not call everyone silent before they had a chance to poll.
+    if (settings.silent_after_seconds > 0 && now - started_unix >= settings.silent_after_seconds) {
+      if (const int n = store->mark_silent_hosts(now - settings.silent_after_seconds); n > 0)
         spdlog::info("{} host(s) went silent or came back", n);
     }
   }
 
   void schedule_tick(SchedulerState& st) {
     const auto now = fs::now_unix();
-    flush_contacts(st, now);
+    try {
+      flush_contacts(st, now);
+    } catch (const std::exception& e) {
+      spdlog::warn("recording last contacts: {}", e.what());
+    }
     if (auto vias = store->expire_entries(st.expired_upto, now); !vias.empty()) {
       spdlog::info("entries expired below {} host(s)", vias.size());
       wake(vias, true);
@@ -593,6 +598,19 @@ struct Manager::Impl {
       r.on_answer([this, head](const HttpResponse& res) {
         if (!audited(*head, res.status) || !pool) return;
         auto rec = audit_record(*head, res, now_ms());
+        if (res.status == 401 || res.status == 403) {
+          // Refused credentials: at most one record per address every 10 s, counting the rest,
+          // so that anyone who can reach the port cannot flood the trail and the store.
+          std::lock_guard lock(audit_mutex);
+          if (refused_by.size() > 10000) refused_by.clear();
+          auto& seen = refused_by[rec.remote];
+          if (rec.at_ms - seen.first < 10000) {
+            ++seen.second;
+            return;
+          }
+          if (seen.second > 0) rec.result += " (and " + std::to_string(seen.second) + " more refused from here before)";
+          seen = {rec.at_ms, 0};
+        }
         pool->submit([this, rec = std::move(rec)] {
           try {
             store->append_audit({rec});
@@ -718,21 +736,22 @@ struct Manager::Impl {
       const long after = query_number(req, "after", 0, 0, std::numeric_limits<long>::max());
       return blocking(std::move(r), [this, filter, limit, tail, after] {
         const auto last = store->last_event_id();
-        std::int64_t from = tail ? std::max<std::int64_t>(0, last - limit) : after;
-        std::string body = "{\"events\":[";
-        bool first = true;
-        long n = 0;
-        while (n < limit) {
-          const auto batch = store->events_after(from, 500);
+        std::vector<Event> page;
+        // Newest `limit` that match: read backwards; else forwards from `after`. Either way
+        // at most 100,000 events are looked at for one page.
+        std::int64_t bound = tail ? 0 : after;
+        for (int read = 0; static_cast<long>(page.size()) < limit && read < 100000;) {
+          const auto batch = tail ? store->events_before(bound, 500) : store->events_after(bound, 500);
           for (const auto& e : batch) {
-            from = e.id;
-            if (!filter.matches(e) || n >= limit) continue;
-            body += (first ? "" : ",") + event_to_json(e);
-            first = false;
-            ++n;
+            bound = e.id;
+            if (filter.matches(e) && static_cast<long>(page.size()) < limit) page.push_back(e);
           }
+          read += static_cast<int>(batch.size());
           if (batch.size() < 500) break;
         }
+        if (tail) std::reverse(page.begin(), page.end());
+        std::string body = "{\"events\":[";
+        for (std::size_t k = 0; k < page.size(); ++k) body += (k ? "," : "") + event_to_json(page[k]);
         body += "],\"last_id\":" + std::to_string(last) + "}";
         HttpResponse res;
         res.body = std::move(body);

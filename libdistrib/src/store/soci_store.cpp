@@ -78,6 +78,8 @@ namespace {
 // Events written by the current thread's transaction in progress (the listener is told after
 // its commit).
 thread_local int tl_events_written = 0;
+// A database unreachable at least this long is told as a database.outage event.
+constexpr long long kOutageEventMs = 2000;
 
 
 using ll = long long;
@@ -1471,11 +1473,33 @@ public:
                                     "expires_at <= :u)",
                                 a, u);
       if (vias.empty()) return vias;
+      struct Expiring {
+        ll job;
+        std::string host_id, name;
+      };
+      std::vector<Expiring> expiring;
+      {
+        soci::rowset<soci::row> rs =
+            (sql.prepare << "SELECT e.job_id, e.host_id, h.name FROM job_entries e LEFT JOIN hosts h ON h.host_id = "
+                            "e.host_id WHERE e.state IN "
+                         << kCancellable
+                         << " AND e.job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND expires_at <= :u)",
+             soci::use(a), soci::use(u));
+        for (const auto& r : rs) expiring.push_back({get_i64(r, 0), get_str(r, 1), get_str(r, 2)});
+      }
       sql << "UPDATE job_entries SET state = 'expired', message = 'expired before it could finish', "
              "pushed_to = '', updated_at = :n, up_version = CASE WHEN upstream_id <> 0 THEN up_version "
              "+ 1 ELSE 0 END WHERE state IN "
           << kCancellable << " AND job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND expires_at <= :u)",
           soci::use(u), soci::use(a), soci::use(u);
+      std::set<ll> jobs;
+      for (const auto& x : expiring) {
+        const auto who = x.name.empty() ? x.host_id : x.name;
+        emit(sql, "entry.expired", Severity::warning, x.job, x.host_id, who,
+             "job " + std::to_string(x.job) + " on " + who + ": expired before it could finish");
+        jobs.insert(x.job);
+      }
+      for (const auto j : jobs) emit_job_end(sql, j);
       return vias;
     });
   }
@@ -1849,19 +1873,26 @@ private:
                " not succeeded");
   }
 
-  std::vector<Event> events_after(std::int64_t after_id, int limit) override {
+  std::vector<Event> select_events(const char* where_order, ll bound, int limit) {
     return guarded([&](soci::session& sql) {
       std::vector<Event> out;
-      const ll after = after_id;
       soci::rowset<soci::row> rs =
-          (sql.prepare << "SELECT id, type, severity, at_ms, job_id, host_id, subject, message FROM events WHERE id > :a "
-                          "ORDER BY id" + dialect_.limit(std::max(1, limit)),
-           soci::use(after));
+          (sql.prepare << std::string("SELECT id, type, severity, at_ms, job_id, host_id, subject, message FROM events "
+                                      "WHERE ") + where_order + dialect_.limit(std::max(1, limit)),
+           soci::use(bound));
       for (const auto& r : rs)
         out.push_back({get_i64(r, 0), get_str(r, 1), parse_severity(get_str(r, 2)), get_i64(r, 3), get_i64(r, 4),
                        get_str(r, 5), get_str(r, 6), get_str(r, 7)});
       return out;
     });
+  }
+
+  std::vector<Event> events_after(std::int64_t after_id, int limit) override {
+    return select_events("id > :a ORDER BY id", after_id, limit);
+  }
+
+  std::vector<Event> events_before(std::int64_t before_id, int limit) override {
+    return select_events("id < :b ORDER BY id DESC", before_id > 0 ? before_id : std::numeric_limits<ll>::max(), limit);
   }
 
   std::int64_t event_cursor(const std::string& sink) override {
@@ -2470,8 +2501,12 @@ private:
   void recovered() {
     if (outage_.exchange(false)) {
       spdlog::info("the {} database is reachable again", dialect_.name);
+      // A stale pooled connection re-established at once (idle timeout, a server restart
+      // already over) is no outage worth telling: only one that lasted.
+      const auto since = outage_since_ms_.load(), until = now_ms();
+      if (until - since < kOutageEventMs) return;
       std::lock_guard lock(outage_mutex_);
-      ended_outage_ = std::make_pair(outage_since_ms_.load(), now_ms());
+      ended_outage_ = std::make_pair(since, until);
     }
   }
 
@@ -2493,10 +2528,37 @@ private:
   // transaction first checks that this node still holds the active lease.
   template <class Fn>
   std::invoke_result_t<Fn&, soci::session&> write(Fn&& fn) {
-    return write_unfenced([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
-      check_fence(sql);
-      return fn(sql);
-    });
+    std::optional<std::pair<ll, ll>> outage;
+    auto result_of = [&]() -> std::invoke_result_t<Fn&, soci::session&> {
+      return write_unfenced([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
+        check_fence(sql);
+        // An outage that ended is told with the first write of the serving node after it
+        // (nothing could be written during it).
+        {
+          std::lock_guard outage_lock(outage_mutex_);
+          outage = ended_outage_;
+        }
+        if (outage)
+          emit(sql, "database.outage", Severity::error, 0, "", dialect_.name,
+               "the " + dialect_.name + " database could not be reached for " +
+                   std::to_string((outage->second - outage->first + 500) / 1000) + " s (since " +
+                   format_rfc3339_ms(outage->first) + ")");
+        return fn(sql);
+      });
+    };
+    auto forget = [&] {
+      if (!outage) return;
+      std::lock_guard outage_lock(outage_mutex_);
+      if (ended_outage_ == outage) ended_outage_.reset();
+    };
+    if constexpr (std::is_void_v<std::invoke_result_t<Fn&, soci::session&>>) {
+      result_of();
+      forget();
+    } else {
+      auto result = result_of();
+      forget();
+      return result;
+    }
   }
 
   template <class Fn>
@@ -2506,25 +2568,9 @@ private:
     return guarded([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
       soci::transaction tr(sql);
       tl_events_written = 0;
-      // An outage that ended is told with the first write after it (nothing could be written
-      // during it).
-      std::optional<std::pair<ll, ll>> outage;
-      {
-        std::lock_guard outage_lock(outage_mutex_);
-        outage = ended_outage_;
-      }
-      if (outage)
-        emit(sql, "database.outage", Severity::error, 0, "", dialect_.name,
-             "the " + dialect_.name + " database could not be reached for " +
-                 std::to_string((outage->second - outage->first + 500) / 1000) + " s (since " +
-                 format_rfc3339_ms(outage->first) + ")");
       auto commit = [&] {
         try {
           tr.commit();
-          if (outage) {
-            std::lock_guard outage_lock(outage_mutex_);
-            if (ended_outage_ == outage) ended_outage_.reset();
-          }
           if (tl_events_written > 0) {
             tl_events_written = 0;
             std::lock_guard listener_lock(listener_mutex_);

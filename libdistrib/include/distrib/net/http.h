@@ -35,6 +35,8 @@ public:
   bool write(std::string data);
   void close();
   bool closed() const;
+  /// Bytes queued and not yet taken by the server (a slow client makes it grow).
+  std::size_t queued_bytes() const;
 
   // --- for the server
   /// Takes what was queued; `done` is set once close() was called and nothing is left.
@@ -47,6 +49,7 @@ public:
 private:
   mutable std::mutex mutex_;
   std::vector<std::string> queue_;
+  std::size_t queued_bytes_ = 0;
   bool closed_ = false;
   bool gone_ = false;
   std::function<void()> wake_;

@@ -384,6 +384,8 @@ public:
   // --- events (the durable outbox)
   /// Events with id > `after_id`, oldest first.
   virtual std::vector<Event> events_after(std::int64_t after_id, int limit) = 0;
+  /// Events with id < `before_id` (0: all), newest first.
+  virtual std::vector<Event> events_before(std::int64_t before_id, int limit) = 0;
   /// The id of the last event `sink` has taken; -1 when the sink has no position yet (never ran).
   virtual std::int64_t event_cursor(const std::string& sink) = 0;
   virtual void set_event_cursor(const std::string& sink, std::int64_t last_id) = 0;

@@ -540,9 +540,9 @@ TEST_CASE("two hosts answering to one name raise a host.conflict event", "[event
   AgentProc a(tmp / "a1", m.url(), "twin", "127.0.0.95");
   AgentProc b(tmp / "b1", m.url(), "twin", "127.0.0.96");
   a.start();
-  REQUIRE(wait_registered(m, 1));
+  if (!wait_registered(m, 1)) FAIL("the first twin did not register:\n" << a.log() << "\nmanager:\n" << m.log());
   b.start();
-  REQUIRE(wait_registered(m, 2));
+  if (!wait_registered(m, 2)) FAIL("the second twin did not register:\n" << b.log() << "\nmanager:\n" << m.log());
   bj::object listed;
   REQUIRE(wait_until(
       [&] {

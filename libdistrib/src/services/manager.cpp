@@ -1685,7 +1685,10 @@ struct Manager::Impl {
       }
       if (job.type == JobType::collect_files) validate_collect(job.collect);
       job.key_mode = std::string(to_string(settings.key_mode));
+      // Who, as the audit trail has it: the client's word for its user, and its address.
       job.created_by = req.remote_address;
+      if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end() && !it->second.empty())
+        job.created_by = audit_record(req, HttpResponse{}, 0).actor + " from " + req.remote_address;
       job.id = 0;
       job.upstream_id = 0;
       job.id_groups.clear();

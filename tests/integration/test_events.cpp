@@ -234,7 +234,7 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
   std::vector<std::unique_ptr<AgentProc>> agents;
   for (int i = 1; i <= 3; ++i) {
     agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(), "ev" + std::to_string(i),
-                                                 "127.0.0.7" + std::to_string(i)));
+                                                 "127.0.0.10" + std::to_string(i)));
     agents.back()->start();
   }
   REQUIRE(wait_registered(m, 3));
@@ -338,7 +338,7 @@ TEST_CASE("a webhook receiver that was down receives every event afterwards, in 
   std::vector<std::unique_ptr<AgentProc>> agents;
   for (int i = 1; i <= 2; ++i) {
     agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(), "down" + std::to_string(i),
-                                                 "127.0.0.8" + std::to_string(i)));
+                                                 "127.0.0.11" + std::to_string(i)));
     agents.back()->start();
   }
   REQUIRE(wait_registered(m, 2));
@@ -381,7 +381,7 @@ TEST_CASE("a webhook receiver that was down receives every event afterwards, in 
 TEST_CASE("promtool accepts the live /metrics and the figures follow a job", "[events]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--event-sink", "json=file:" + (tmp / "e.jsonl").string()});
-  AgentProc a(tmp / "a1", m.url(), "met1", "127.0.0.91");
+  AgentProc a(tmp / "a1", m.url(), "met1", "127.0.0.121");
   a.start();
   REQUIRE(wait_registered(m, 1));
   make_package(m, tmp, "metapp", "1.0");
@@ -537,8 +537,8 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
 TEST_CASE("two hosts answering to one name raise a host.conflict event", "[events]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager");
-  AgentProc a(tmp / "a1", m.url(), "twin", "127.0.0.95");
-  AgentProc b(tmp / "b1", m.url(), "twin", "127.0.0.96");
+  AgentProc a(tmp / "a1", m.url(), "twin", "127.0.0.125");
+  AgentProc b(tmp / "b1", m.url(), "twin", "127.0.0.126");
   a.start();
   if (!wait_registered(m, 1)) FAIL("the first twin did not register:\n" << a.log() << "\nmanager:\n" << m.log());
   b.start();

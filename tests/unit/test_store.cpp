@@ -1633,6 +1633,15 @@ TEST_CASE("store conformance: the active lease and fencing", "[store][cluster]")
   CHECK_FALSE(a->renew_lease("c", "node-a", 1, t0 + 5002, 3000));
   auto history = a->takeovers("c", 10);
   REQUIRE(history.size() == 2);
+  // Each takeover is an event, written with it.
+  std::vector<Event> takeover_events;
+  for (const auto& e : a->events_after(0, 100))
+    if (e.type == "cluster.takeover") takeover_events.push_back(e);
+  REQUIRE(takeover_events.size() == 2);
+  CHECK(takeover_events[0].subject == "node-a");
+  CHECK(takeover_events[1].subject == "node-b");
+  CHECK(takeover_events[1].severity == Severity::warning);
+  CHECK(takeover_events[1].message.find("taking over from node-a") != std::string::npos);
   CHECK(history[0].holder == "node-b");
   CHECK(history[0].previous == "node-a");
   CHECK(history[0].token == 2);

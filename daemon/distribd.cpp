@@ -88,6 +88,8 @@ po::options_description all_options() {
        "where events go, NAME=TYPE:TARGET[;key=value]... (types: file, syslog, webhook, exec, snmp); repeat for more")
       ("silent-after", po::value<int>()->default_value(300),
        "seconds without contact after which a host is reported silent (0: never)")
+      ("event-retention-days", po::value<int>()->default_value(30),
+       "events older than this that every sink has taken are deleted (0: keep them all)")
       ("metrics", po::value<bool>()->default_value(true), "serve Prometheus metrics at GET /metrics");
   po::options_description transfers("Transfers (manager, relay; --split-max also agent)");
   transfers.add_options()
@@ -573,6 +575,8 @@ int main(int argc, char** argv) {
       s.silent_after_seconds = get<int>(vm, "silent-after");
       if (s.silent_after_seconds < 0) die(kExitConfig, "--silent-after must be 0 (never) or more seconds");
       s.metrics = get<bool>(vm, "metrics");
+      s.event_retention_days = get<int>(vm, "event-retention-days");
+      if (s.event_retention_days < 0) die(kExitConfig, "--event-retention-days must be 0 (keep) or more days");
       {
         // Every sink is built once here, so that a wrong one stops the start (and --check-config)
         // on every node, not only when a standby is promoted.

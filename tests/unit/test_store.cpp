@@ -1828,5 +1828,15 @@ TEST_CASE("store conformance: host changes, cancels, silence, the audit trail an
     CHECK(e.job_id == job2.job.id);
   }
   CHECK(after == std::vector<std::string>{"entry.expired", "entry.expired", "job.failed"});
+
+  // Pruning takes only what is older than the cutoff and at or below the sinks' position.
+  const auto total = store->events_after(0, 1000).size();
+  const auto mid = store->events_after(0, 1000)[2].id;
+  CHECK(store->prune_events(0, mid) == 0);  // nothing is older than the epoch
+  const auto far = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 60000;
+  CHECK(store->prune_events(far, mid) == 3);
+  CHECK(store->events_after(0, 1000).size() == total - 3);
+  CHECK(store->events_after(0, 1).front().id == mid + 1);
+  CHECK(store->prune_events(far, mid) == 0);
   store->set_event_listener(nullptr);
 }

@@ -497,6 +497,7 @@ struct Manager::Impl {
 
   struct SchedulerState {
     std::int64_t contacts_flushed = 0;  // when last contacts last went to the store
+    std::int64_t events_pruned = 0;     // when old events were last deleted
     std::int64_t expired_upto = 0;  // expiries up to here are done (0: every past one at start)
     std::int64_t ready_upto = 0;
     std::map<std::int64_t, bool> window_open;
@@ -525,12 +526,24 @@ struct Manager::Impl {
     }
   }
 
+  // Hourly: events past their retention that every sink has taken go.
+  void prune_events(SchedulerState& st, std::int64_t now) {
+    if (settings.event_retention_days <= 0 || now - st.events_pruned < 3600) return;
+    st.events_pruned = now;
+    std::int64_t upto = store->last_event_id();
+    for (const auto& s : events->status()) upto = std::min(upto, s.cursor);
+    const auto before = (now - std::int64_t{settings.event_retention_days} * 86400) * 1000;
+    if (const auto n = store->prune_events(before, upto); n > 0)
+      spdlog::info("{} event(s) older than {} day(s) deleted", n, settings.event_retention_days);
+  }
+
   void schedule_tick(SchedulerState& st) {
     const auto now = fs::now_unix();
     try {
       flush_contacts(st, now);
+      prune_events(st, now);
     } catch (const std::exception& e) {
-      spdlog::warn("recording last contacts: {}", e.what());
+      spdlog::warn("housekeeping: {}", e.what());
     }
     if (auto vias = store->expire_entries(st.expired_upto, now); !vias.empty()) {
       spdlog::info("entries expired below {} host(s)", vias.size());
@@ -2853,6 +2866,7 @@ Manager::Manager(ManagerSettings settings, const StoreRegistry& stores, const Ev
     }
   }
   if (s.silent_after_seconds < 0) throw Error(ErrorKind::invalid_argument, "silent-after must be 0 (never) or more seconds");
+  if (s.event_retention_days < 0) throw Error(ErrorKind::invalid_argument, "event retention must be 0 (keep) or more days");
   impl_->store = stores.open(s.store);
   impl_->events = std::make_unique<EventDispatcher>(*impl_->store, sinks, s.event_sinks);
 }

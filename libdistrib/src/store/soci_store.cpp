@@ -1917,6 +1917,24 @@ private:
     });
   }
 
+  std::int64_t prune_events(std::int64_t before_ms, std::int64_t upto_id) override {
+    const ll before = before_ms, upto = upto_id;
+    // Read first: most calls find nothing to delete and need no write transaction.
+    const bool any = guarded([&](soci::session& sql) {
+      ll n = 0;
+      sql << "SELECT COUNT(*) FROM events WHERE at_ms < :b AND id <= :u", soci::into(n), soci::use(before),
+          soci::use(upto);
+      return n > 0;
+    });
+    if (!any) return 0;
+    return write([&](soci::session& sql) {
+      soci::statement st =
+          (sql.prepare << "DELETE FROM events WHERE at_ms < :b AND id <= :u", soci::use(before), soci::use(upto));
+      st.execute(true);
+      return static_cast<std::int64_t>(st.get_affected_rows());
+    });
+  }
+
   std::int64_t last_event_id() override {
     return guarded([&](soci::session& sql) {
       ll id = 0;

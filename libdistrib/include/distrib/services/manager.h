@@ -66,6 +66,8 @@ struct ManagerSettings {
   std::vector<EventSinkSettings> event_sinks;
   /// A host not heard from this long is reported silent (host.silent); 0: never.
   int silent_after_seconds = 300;
+  /// Events older than this that every sink has taken are deleted (hourly); 0: kept forever.
+  int event_retention_days = 30;
   /// Serve Prometheus metrics at GET /metrics (no token: keep the port inside the network).
   bool metrics = true;
 };

@@ -389,6 +389,9 @@ public:
   /// The id of the last event `sink` has taken; -1 when the sink has no position yet (never ran).
   virtual std::int64_t event_cursor(const std::string& sink) = 0;
   virtual void set_event_cursor(const std::string& sink, std::int64_t last_id) = 0;
+  /// Deletes events older than `before_ms` that every sink has taken (id <= `upto_id`); returns
+  /// how many. Sinks' positions are the caller's to know (they are configuration).
+  virtual std::int64_t prune_events(std::int64_t before_ms, std::int64_t upto_id) = 0;
   /// Records events that no other change carries (most are written by the change itself).
   virtual void record_events(const std::vector<Event>& events) = 0;
   /// The id of the newest event (0: none).

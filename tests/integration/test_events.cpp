@@ -430,6 +430,9 @@ TEST_CASE("wrong event sink configurations are refused at start with the part na
       {{"--event-sink", "x=file:/tmp/a.jsonl", "--event-sink", "x=file:/tmp/b.jsonl"}, "configured twice"},
       {{"--event-sink", "no-equals-sign"}, "NAME=TYPE:TARGET"},
       {{"--silent-after", "-1"}, "--silent-after"},
+      {{"--event-retention-days", "-3"}, "--event-retention-days"},
+      {{"--event-sink", "x=file:/tmp/e.jsonl;max-attempts=lots"}, "max-attempts"},
+      {{"--event-sink", "x=exec:"}, "x"},
   };
   for (const auto& c : cases) {
     INFO(c.args.back());

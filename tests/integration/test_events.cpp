@@ -235,7 +235,6 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
   for (int i = 1; i <= 3; ++i) {
     agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(), "ev" + std::to_string(i),
                                                  "127.0.0.10" + std::to_string(i)));
-    agents.back()->start();
   }
   REQUIRE(wait_registered(m, 3));
   make_package(m, tmp, "evapp", "1.0");
@@ -339,7 +338,6 @@ TEST_CASE("a webhook receiver that was down receives every event afterwards, in 
   for (int i = 1; i <= 2; ++i) {
     agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(), "down" + std::to_string(i),
                                                  "127.0.0.11" + std::to_string(i)));
-    agents.back()->start();
   }
   REQUIRE(wait_registered(m, 2));
   for (int v = 1; v <= 3; ++v) make_package(m, tmp, "downapp", std::to_string(v) + ".0");
@@ -382,7 +380,6 @@ TEST_CASE("promtool accepts the live /metrics and the figures follow a job", "[e
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--event-sink", "json=file:" + (tmp / "e.jsonl").string()});
   AgentProc a(tmp / "a1", m.url(), "met1", "127.0.0.121");
-  a.start();
   REQUIRE(wait_registered(m, 1));
   make_package(m, tmp, "metapp", "1.0");
   wait_job(m, install_job(m, {"metapp", "1.0", "met1"}));
@@ -540,11 +537,9 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
 TEST_CASE("two hosts answering to one name raise a host.conflict event", "[events]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager");
-  AgentProc a(tmp / "a1", m.url(), "twin", "127.0.0.125");
-  AgentProc b(tmp / "b1", m.url(), "twin", "127.0.0.126");
-  a.start();
+  AgentProc a(tmp / "a1", m.url(), "twin", "127.0.0.125");  // starts at once
   if (!wait_registered(m, 1)) FAIL("the first twin did not register:\n" << a.log() << "\nmanager:\n" << m.log());
-  b.start();
+  AgentProc b(tmp / "b1", m.url(), "twin", "127.0.0.126");
   if (!wait_registered(m, 2)) FAIL("the second twin did not register:\n" << b.log() << "\nmanager:\n" << m.log());
   bj::object listed;
   REQUIRE(wait_until(

@@ -88,7 +88,6 @@ TEST_CASE("an agent reports system and software inventory that matches this mach
   TempDir tmp;
   ManagerProc m(tmp / "manager");
   AgentProc a(tmp / "a1", m.url(), "inv1", "127.0.0.61", kFastInventory);
-  a.start();
   const auto inv = inventory_of(m, "inv1");
   INFO(a.log());
   REQUIRE(inv.contains("items"));
@@ -155,7 +154,6 @@ TEST_CASE("installing a distrib package shows up as a software change in the his
   ManagerProc m(tmp / "manager");
   // Checks are far apart: the report must come from the install itself.
   AgentProc a(tmp / "a1", m.url(), "inv2", "127.0.0.62", {"--inventory-check", "1h"});
-  a.start();
   REQUIRE(inventory_of(m, "inv2").contains("items"));
   CHECK(item(inventory_of(m, "inv2"), "software.distrib.demo") == "<missing>");
   make_package(m, tmp, "demo", "1.0");
@@ -175,7 +173,6 @@ TEST_CASE("a query by installed package version returns exactly the expected hos
   for (int i = 1; i <= 3; ++i) {
     agents.push_back(std::make_unique<AgentProc>(tmp / ("q" + std::to_string(i)), m.url(), "q" + std::to_string(i),
                                                  "127.0.0.7" + std::to_string(i), kFastInventory));
-    agents.back()->start();
   }
   for (const auto* n : {"q1", "q2", "q3"}) REQUIRE(inventory_of(m, n).contains("items"));
   make_package(m, tmp, "tool", "1.9");
@@ -245,7 +242,6 @@ TEST_CASE("files collected through a relay arrive byte-identical, and inventory 
   std::vector<std::string> opts = kFastInventory;
   opts.insert(opts.end(), {"--collect-allow", logs.string()});
   AgentProc a(tmp / "a1", relay.url(), "far1", "127.0.0.82", opts);
-  a.start();
   // Inventory reports pass through the relay.
   REQUIRE(inventory_of(m, "far1", 40s).contains("items"));
 
@@ -287,7 +283,6 @@ TEST_CASE("collection outside the allowlist or over a limit is refused and repor
   // A symbolic link inside the allowed directory does not lead out of it.
   stdfs::create_symlink(secret / "key.pem", allowed / "link.log");
   AgentProc a(tmp / "a1", m.url(), "bad1", "127.0.0.91", {"--collect-allow", allowed.string()});
-  a.start();
   REQUIRE(wait_until([&] { return host_count(m) >= 1; }, 20s));
 
   auto outside = entry_of(m, create_job(m, {"collect-files", "bad1", "--path", (secret / "key.pem").string()}));
@@ -311,7 +306,6 @@ TEST_CASE("collection outside the allowlist or over a limit is refused and repor
 
   // An agent without an allowlist collects nothing.
   AgentProc b(tmp / "b1", m.url(), "bad2", "127.0.0.92");
-  b.start();
   REQUIRE(wait_until([&] { return host_count(m) >= 2; }, 20s));
   auto closed = entry_of(m, create_job(m, {"collect-files", "bad2", "--path", (allowed / "small.log").string()}));
   CHECK(closed.at("state").as_string() == "failed");
@@ -328,7 +322,6 @@ TEST_CASE("malformed queries, unknown hosts, fields and reports get clear errors
   TempDir tmp;
   ManagerProc m(tmp / "manager");
   AgentProc a(tmp / "a1", m.url(), "err1", "127.0.0.95", kFastInventory);
-  a.start();
   REQUIRE(inventory_of(m, "err1").contains("items"));
 
   auto bad = m.ctl({"inventory", "query", "software.dpkg.bash >="});

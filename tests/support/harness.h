@@ -114,7 +114,8 @@ private:
   std::unique_ptr<Process> proc_;
 };
 
-/// An agent process bound to its own 127.0.0.x address.
+/// An agent process bound to its own 127.0.0.x address. It starts when constructed; start()
+/// restarts it (after stop() or kill()).
 class AgentProc {
 public:
   AgentProc(const stdfs::path& state_dir, std::string server_url, std::string name,

@@ -19,7 +19,6 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <mutex>
-#include <set>
 #include <tuple>
 #include <thread>
 #include <unistd.h>
@@ -579,15 +578,10 @@ int main(int argc, char** argv) {
       if (s.event_retention_days < 0) die(kExitConfig, "--event-retention-days must be 0 (keep) or more days");
       {
         // Every sink is built once here, so that a wrong one stops the start (and --check-config)
-        // on every node, not only when a standby is promoted.
+        // before anything is created, on every node, not only when a standby is promoted.
         distrib::EventSinkRegistry sinks;
         distrib::register_builtin_event_sinks(sinks);
-        std::set<std::string> names;
-        for (const auto& sink : s.event_sinks) {
-          if (!names.insert(sink.name).second)
-            die(kExitConfig, "event sink \"" + sink.name + "\" is configured twice");
-          sinks.create(sink);
-        }
+        distrib::make_event_sinks(sinks, s.event_sinks);
       }
       distrib::StoreRegistry stores;
       distrib::register_builtin_stores(stores);

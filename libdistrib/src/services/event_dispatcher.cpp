@@ -4,6 +4,7 @@
 #include <distrib/net/http.h>
 #include <distrib/services/events.h>
 #include <distrib/store/store.h>
+#include "util/fs.h"
 
 #include <spdlog/spdlog.h>
 
@@ -20,15 +21,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // With concurrent writers (database servers), an event id can commit after a higher one. A
 // reader that meets a gap waits this long, counted from the younger event's time, before it takes
 // the gap for a rolled-back transaction and moves on.
 constexpr std::int64_t kGapWaitMs = 2000;
+
+// `e` follows a gap after `cursor` that may still fill: read again shortly.
+bool young_gap(const Event& e, std::int64_t cursor) {
+  return e.id != cursor + 1 && fs::now_unix_ms() - e.at_ms < kGapWaitMs;
+}
 constexpr int kBatch = 256;
 // Bytes queued for one live stream client before the reader waits for it to take them.
 constexpr std::size_t kStreamBacklog = 4u << 20;
@@ -87,7 +88,7 @@ struct EventDispatcher::Impl {
     std::lock_guard lock(r.status_mutex);
     ++r.status.failures;
     r.status.last_error = what;
-    r.status.last_error_ms = now_ms();
+    r.status.last_error_ms = fs::now_unix_ms();
   }
 
   // The sink's cursor; a sink seen for the first time starts after the newest event (it
@@ -139,8 +140,8 @@ struct EventDispatcher::Impl {
       bool failed = false, gap = false, erred = false;
       std::uint64_t delivered = 0;
       for (const auto& e : batch) {
-        if (e.id != cursor + 1 && now_ms() - e.at_ms < kGapWaitMs) {
-          gap = true;  // an older id may still commit: look again shortly
+        if (young_gap(e, cursor)) {
+          gap = true;  // an older id may still commit
           break;
         }
         if (r.settings.filter.matches(e)) {
@@ -250,7 +251,7 @@ struct EventDispatcher::Impl {
               std::string out;
               bool gap = false;
               for (const auto& e : batch) {
-                if (e.id != s.cursor + 1 && now_ms() - e.at_ms < kGapWaitMs) {
+                if (young_gap(e, s.cursor)) {
                   gap = s.recheck = true;
                   break;
                 }
@@ -286,14 +287,25 @@ struct EventDispatcher::Impl {
   }
 };
 
+std::vector<std::unique_ptr<EventSink>> make_event_sinks(const EventSinkRegistry& registry,
+                                                         const std::vector<EventSinkSettings>& sinks) {
+  std::vector<std::unique_ptr<EventSink>> out;
+  for (std::size_t i = 0; i < sinks.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j)
+      if (sinks[j].name == sinks[i].name)
+        throw Error(ErrorKind::invalid_argument, "event sink \"" + sinks[i].name + "\" is configured twice");
+    out.push_back(registry.create(sinks[i]));
+  }
+  return out;
+}
+
 EventDispatcher::EventDispatcher(Store& store, const EventSinkRegistry& registry, std::vector<EventSinkSettings> sinks)
     : impl_(std::make_unique<Impl>(store)) {
-  for (auto& s : sinks) {
-    for (const auto& r : impl_->runners)
-      if (r->settings.name == s.name)
-        throw Error(ErrorKind::invalid_argument, "event sink \"" + s.name + "\" is configured twice");
+  auto built = make_event_sinks(registry, sinks);
+  for (std::size_t i = 0; i < sinks.size(); ++i) {
+    auto& s = sinks[i];
     auto runner = std::make_unique<Impl::Runner>();
-    runner->sink = registry.create(s);
+    runner->sink = std::move(built[i]);
     runner->status.name = s.name;
     runner->status.type = s.type;
     runner->status.target = s.target;

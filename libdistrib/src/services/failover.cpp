@@ -1,4 +1,5 @@
 #include <distrib/services/failover.h>
+#include "util/fs.h"
 
 #include <distrib/error.h>
 
@@ -10,11 +11,6 @@
 
 namespace distrib {
 namespace {
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Always active: a single manager.
 class StandaloneCoordinator final : public FailoverCoordinator {
@@ -41,19 +37,19 @@ public:
   std::string kind() const override { return "db-lease"; }
 
   bool acquire(const std::string& node, std::chrono::milliseconds ttl) override {
-    const auto lease = store_.acquire_lease(name_, node, now_ms(), ttl.count());
+    const auto lease = store_.acquire_lease(name_, node, fs::now_unix_ms(), ttl.count());
     if (lease.holder != node) return false;
     token_ = lease.token;
     store_.set_fencing(name_, token_);
     return true;
   }
   bool keep(const std::string& node, std::chrono::milliseconds ttl) override {
-    if (token_ != 0 && store_.renew_lease(name_, node, token_, now_ms(), ttl.count())) return true;
+    if (token_ != 0 && store_.renew_lease(name_, node, token_, fs::now_unix_ms(), ttl.count())) return true;
     token_ = 0;
     return false;
   }
   void lose(const std::string& node) override {
-    if (token_ != 0) store_.release_lease(name_, node, token_, now_ms());
+    if (token_ != 0) store_.release_lease(name_, node, token_, fs::now_unix_ms());
     token_ = 0;  // the fence stays: the released lease no longer lets this node write
   }
   LeaseRecord observe() override { return store_.read_lease(name_).value_or(LeaseRecord{name_, "", 0, 0, 0}); }
@@ -86,7 +82,7 @@ public:
     for (int i = 0; i < 3; ++i) {
       const auto cur = store_->read_lease(name_);
       const auto token = (cur ? cur->token : 0) + 1;
-      if (store_->raise_fence(name_, node, token, now_ms())) {
+      if (store_->raise_fence(name_, node, token, fs::now_unix_ms())) {
         token_ = token;
         return true;
       }

@@ -5,6 +5,7 @@
 #include <distrib/error.h>
 #include <distrib/net/http.h>
 #include <distrib/services/failover.h>
+#include "util/fs.h"
 
 #include <boost/json.hpp>
 #include <openssl/evp.h>
@@ -44,11 +45,6 @@ std::int64_t as_i64(const bj::object& o, const char* key) {
   return 0;
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 class EtcdCoordinator final : public FailoverCoordinator {
 public:
   EtcdCoordinator(std::string endpoint, std::string key, Store* store, std::string cluster)
@@ -71,7 +67,7 @@ public:
       return false;
     }
     const auto token = as_i64(txn.at("header").as_object(), "revision");
-    if (store_ && !store_->raise_fence(cluster_, node, token, now_ms())) {
+    if (store_ && !store_->raise_fence(cluster_, node, token, fs::now_unix_ms())) {
       call("/v3/lease/revoke", bj::object{{"ID", std::to_string(id)}});
       const auto rec = store_->read_lease(cluster_);
       throw Error(ErrorKind::conflict,
@@ -111,7 +107,7 @@ public:
     const auto lease = as_i64(kv, "lease");
     if (lease != 0) {
       const auto t = call("/v3/lease/timetolive", bj::object{{"ID", std::to_string(lease)}});
-      out.expires_at_ms = now_ms() + as_i64(t, "TTL") * 1000;
+      out.expires_at_ms = fs::now_unix_ms() + as_i64(t, "TTL") * 1000;
     }
     if (store_)
       if (auto rec = store_->read_lease(cluster_); rec && rec->token == out.token) out.since_ms = rec->since_ms;

@@ -598,41 +598,42 @@ struct Manager::Impl {
 
   // --- routes ---------------------------------------------------------------------------
 
+  // The audit trail of an admin request: the request (without its body) and its answer,
+  // written off the network thread once the answer is given (a refused token included).
+  void audit_answer(const HttpRequest& req, Responder& r) {
+    auto head = std::make_shared<HttpRequest>();
+    head->method = req.method;
+    head->path = req.path;
+    head->remote_address = req.remote_address;
+    if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end()) head->headers.insert(*it);
+    r.on_answer([this, head](const HttpResponse& res) {
+      if (!audited(*head, res.status) || !pool) return;
+      auto rec = audit_record(*head, res, fs::now_unix_ms());
+      if (res.status == 401 || res.status == 403) {
+        // Refused credentials: at most one record per address every 10 s, counting the rest,
+        // so that anyone who can reach the port cannot flood the trail and the store.
+        std::lock_guard lock(audit_mutex);
+        if (refused_by.size() > 10000) refused_by.clear();
+        auto& seen = refused_by[rec.remote];
+        if (rec.at_ms - seen.first < 10000) {
+          ++seen.second;
+          return;
+        }
+        if (seen.second > 0) rec.result += " (and " + std::to_string(seen.second) + " more refused from here before)";
+        seen = {rec.at_ms, 0};
+      }
+      pool->submit([this, rec = std::move(rec)] {
+        try {
+          store->append_audit({rec});
+        } catch (const std::exception& e) {
+          spdlog::error("audit trail: cannot record {} by {} ({}): {}", rec.action, rec.actor, rec.result, e.what());
+        }
+      });
+    });
+  }
+
   void handle(HttpRequest&& req, Responder r) {
     request_bytes += req.body.size();
-    if (is_admin_path(req.path)) {
-      // The audit trail: the request (without its body) and the answer, written off the
-      // network thread.
-      auto head = std::make_shared<HttpRequest>();
-      head->method = req.method;
-      head->path = req.path;
-      head->remote_address = req.remote_address;
-      if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end()) head->headers.insert(*it);
-      r.on_answer([this, head](const HttpResponse& res) {
-        if (!audited(*head, res.status) || !pool) return;
-        auto rec = audit_record(*head, res, now_ms());
-        if (res.status == 401 || res.status == 403) {
-          // Refused credentials: at most one record per address every 10 s, counting the rest,
-          // so that anyone who can reach the port cannot flood the trail and the store.
-          std::lock_guard lock(audit_mutex);
-          if (refused_by.size() > 10000) refused_by.clear();
-          auto& seen = refused_by[rec.remote];
-          if (rec.at_ms - seen.first < 10000) {
-            ++seen.second;
-            return;
-          }
-          if (seen.second > 0) rec.result += " (and " + std::to_string(seen.second) + " more refused from here before)";
-          seen = {rec.at_ms, 0};
-        }
-        pool->submit([this, rec = std::move(rec)] {
-          try {
-            store->append_audit({rec});
-          } catch (const std::exception& e) {
-            spdlog::error("audit trail: cannot record {} by {} ({}): {}", rec.action, rec.actor, rec.result, e.what());
-          }
-        });
-      });
-    }
     try {
       route(std::move(req), r);
     } catch (const Error& e) {
@@ -643,19 +644,6 @@ struct Manager::Impl {
       spdlog::error("request failed: {}", e.what());
       r(error_response(Error(ErrorKind::internal, e.what())));
     }
-  }
-
-  static std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
-
-  // Admin routes are every /v1 route but the agents', relays', content and status ones.
-  static bool is_admin_path(const std::string& path) {
-    if (!path.starts_with("/v1/")) return false;
-    for (const char* open : {"/v1/agent/", "/v1/relay/", "/v1/content/"})
-      if (path.starts_with(open)) return false;
-    return path != "/v1/status";
   }
 
   [[noreturn]] static void no_route(const HttpRequest& req) {
@@ -688,6 +676,7 @@ struct Manager::Impl {
     if (area == "relay") return relay_route(std::move(req), r, p);
     if (area == "content") return content_route(std::move(req), r, p);
 
+    audit_answer(req, r);
     require_admin(req);
     if (area == "cluster" && p.size() == 3 && p[2] == "status" && m == "GET") {
       if (!settings.cluster_status)
@@ -1701,7 +1690,7 @@ struct Manager::Impl {
       // Who, as the audit trail has it: the client's word for its user, and its address.
       job.created_by = req.remote_address;
       if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end() && !it->second.empty())
-        job.created_by = audit_record(req, HttpResponse{}, 0).actor + " from " + req.remote_address;
+        job.created_by = audit_actor(req) + " from " + req.remote_address;
       job.id = 0;
       job.upstream_id = 0;
       job.id_groups.clear();

@@ -100,15 +100,18 @@ std::string render_metrics(const MetricsSnapshot& m) {
   x.sample("distrib_events_last_id", m.last_event_id);
   x.family("distrib_event_streams", "gauge", "Clients following GET /v1/events/stream.");
   x.sample("distrib_event_streams", m.event_streams);
-  x.family("distrib_event_outbox_pending", "gauge", "Events in the outbox a sink has not taken yet.");
-  for (const auto& s : m.sinks) x.sample("distrib_event_outbox_pending", s.pending, "sink=\"" + label(s.name) + "\"");
-  x.family("distrib_events_delivered_total", "counter", "Events delivered by each sink since start.");
-  for (const auto& s : m.sinks) x.sample("distrib_events_delivered_total", s.delivered, "sink=\"" + label(s.name) + "\"");
-  x.family("distrib_event_delivery_failures_total", "counter", "Failed deliveries by each sink since start.");
-  for (const auto& s : m.sinks)
-    x.sample("distrib_event_delivery_failures_total", s.failures, "sink=\"" + label(s.name) + "\"");
-  x.family("distrib_events_dropped_total", "counter", "Events a sink gave up after its max-attempts.");
-  for (const auto& s : m.sinks) x.sample("distrib_events_dropped_total", s.dropped, "sink=\"" + label(s.name) + "\"");
+  auto per_sink = [&](const std::string& name, const char* type, const char* help, auto value) {
+    x.family(name, type, help);
+    for (const auto& s : m.sinks) x.sample(name, value(s), "sink=\"" + label(s.name) + "\"");
+  };
+  per_sink("distrib_event_outbox_pending", "gauge", "Events in the outbox a sink has not taken yet.",
+           [](const EventSinkStatus& s) { return s.pending; });
+  per_sink("distrib_events_delivered_total", "counter", "Events delivered by each sink since start.",
+           [](const EventSinkStatus& s) { return s.delivered; });
+  per_sink("distrib_event_delivery_failures_total", "counter", "Failed deliveries by each sink since start.",
+           [](const EventSinkStatus& s) { return s.failures; });
+  per_sink("distrib_events_dropped_total", "counter", "Events a sink gave up after its max-attempts.",
+           [](const EventSinkStatus& s) { return s.dropped; });
   return x.take();
 }
 
@@ -119,14 +122,18 @@ bool audited(const HttpRequest& req, int status) {
   return req.method != "GET" && req.method != "HEAD";
 }
 
+std::string audit_actor(const HttpRequest& req) {
+  std::string actor;
+  if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end())
+    for (char c : it->second.substr(0, 128))
+      if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) actor += c;
+  return actor.empty() ? "admin" : actor;
+}
+
 AuditRecord audit_record(const HttpRequest& req, const HttpResponse& res, std::int64_t at_ms) {
   AuditRecord a;
   a.at_ms = at_ms;
-  if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end() && !it->second.empty()) {
-    for (char c : it->second.substr(0, 128))
-      if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) a.actor += c;
-  }
-  if (a.actor.empty()) a.actor = "admin";
+  a.actor = audit_actor(req);
   a.remote = req.remote_address;
   a.action = req.method + " " + req.path.substr(0, 240);
   // The object: what the path names after its area ("jobs/12/cancel" → "12/cancel"), else the

@@ -36,6 +36,8 @@ std::string render_metrics(const MetricsSnapshot& m);
 /// Whether a request is recorded in the audit trail: everything that changes something on the
 /// admin API, and every refused credential.
 bool audited(const HttpRequest& req, int status);
+/// Who the client says it is (X-Distrib-Actor, printable, at most 128 characters), else "admin".
+std::string audit_actor(const HttpRequest& req);
 /// The record for an answered admin request: actor from X-Distrib-Actor (else "admin"), the
 /// route as action, the object it names as target, "ok" or the error message as result.
 AuditRecord audit_record(const HttpRequest& req, const HttpResponse& res, std::int64_t at_ms);

@@ -1834,15 +1834,11 @@ private:
   }
 
   // --- events
-  static ll now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
   // Inside the transaction of the change: the event commits with it or not at all.
   void emit(soci::session& sql, const std::string& type, Severity severity, ll job_id, const std::string& host_id,
             const std::string& subject, const std::string& message) {
     const std::string sev(to_string(severity));
-    const ll at = now_ms();
+    const ll at = fs::now_unix_ms();
     sql << "INSERT INTO events (type, severity, at_ms, job_id, host_id, subject, message) VALUES (:t, :s, :a, :j, :h, "
            ":u, :m)",
         soci::use(type), soci::use(sev), soci::use(at), soci::use(job_id), soci::use(host_id), soci::use(subject),
@@ -2488,7 +2484,7 @@ private:
         lost = what;
       }
       if (!outage_.exchange(true)) {
-        outage_since_ms_ = now_ms();
+        outage_since_ms_ = fs::now_unix_ms();
         ++outages_;
         spdlog::warn("lost the connection to the {} database ({}); reconnecting", dialect_.name, lost);
       }
@@ -2521,7 +2517,7 @@ private:
       spdlog::info("the {} database is reachable again", dialect_.name);
       // A stale pooled connection re-established at once (idle timeout, a server restart
       // already over) is no outage worth telling: only one that lasted.
-      const auto since = outage_since_ms_.load(), until = now_ms();
+      const ll since = outage_since_ms_.load(), until = fs::now_unix_ms();
       if (until - since < kOutageEventMs) return;
       std::lock_guard lock(outage_mutex_);
       ended_outage_ = std::make_pair(since, until);

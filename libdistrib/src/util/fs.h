@@ -13,6 +13,8 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view data)
 /// Creates the directory (and parents) and checks that it is writable; throws Error naming it.
 void ensure_writable_dir(const std::filesystem::path& dir, std::string_view what);
 std::int64_t now_unix();
+/// Milliseconds since the epoch.
+std::int64_t now_unix_ms();
 /// Reads the host identifier kept in `file`, creating it (a random UUID) on first use. Throws
 /// Error(invalid_argument) when the file holds something that is not a UUID.
 std::string load_or_create_host_id(const std::filesystem::path& file);

@@ -74,6 +74,12 @@ private:
 /// snmp (SNMPv2c trap through net-snmp).
 void register_builtin_event_sinks(EventSinkRegistry& registry);
 
+/// Builds every configured sink, in order. Throws Error(invalid_argument) for a name used twice
+/// and whatever the registry throws for a wrong sink (distribd calls it first to refuse a bad
+/// configuration before anything else happens, on every node of a cluster).
+std::vector<std::unique_ptr<EventSink>> make_event_sinks(const EventSinkRegistry& registry,
+                                                         const std::vector<EventSinkSettings>& sinks);
+
 /// What a sink has done, for distribctl events sinks and /metrics.
 struct EventSinkStatus {
   std::string name, type, target;

@@ -325,6 +325,10 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
         return false;
       },
       40s, 250ms));
+  // A severity filter takes only what is at least that severe.
+  const auto warnings = ctl_json(m, {"events", "--severity", "warning", "--limit", "1000"});
+  REQUIRE_FALSE(warnings.at("events").as_array().empty());
+  for (const auto& v : warnings.at("events").as_array()) CHECK(v.at("severity").as_string() != "info");
 }
 
 TEST_CASE("a webhook receiver that was down receives every event afterwards, in order, once each", "[events]") {
@@ -400,6 +404,16 @@ TEST_CASE("promtool accepts the live /metrics and the figures follow a job", "[e
   CHECK(res.body.find("distrib_database_call_duration_seconds_count") != std::string::npos);
   CHECK(res.body.find("distrib_event_outbox_pending{sink=\"json\"}") != std::string::npos);
   CHECK(res.body.find("distrib_link_sent_bytes_total{peer=") != std::string::npos);
+}
+
+TEST_CASE("metrics can be turned off", "[events]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager", {"--metrics", "false"});
+  distrib::HttpClientSettings hs;
+  hs.base_url = m.url();
+  distrib::HttpClient client(hs);
+  CHECK(client.request("GET", "/metrics").status == 404);
+  CHECK(client.request("GET", "/v1/status").status == 200);
 }
 
 TEST_CASE("wrong event sink configurations are refused at start with the part named", "[events]") {

@@ -1,6 +1,8 @@
 #include <distrib/content/digest.h>
 #include <distrib/error.h>
 
+#include "util/hex.h"
+
 #include <openssl/evp.h>
 
 #include <cerrno>
@@ -33,13 +35,7 @@ std::string Sha256::finish() {
   unsigned int len = 0;
   EVP_DigestFinal_ex(impl_->ctx, md, &len);
   EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(len * 2, '0');
-  for (unsigned i = 0; i < len; ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 0x0F];
-  }
-  return out;
+  return util::to_hex(md, len);
 }
 
 std::string sha256_hex(std::string_view data) {

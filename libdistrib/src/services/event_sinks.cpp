@@ -4,6 +4,7 @@
 #include "services/event_sinks.h"
 
 #include "services/process.h"
+#include "util/hex.h"
 
 #include <distrib/error.h>
 #include <distrib/model/event.h>
@@ -681,14 +682,7 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
   if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len) == nullptr)
     throw Error(ErrorKind::internal, "HMAC-SHA256 failed");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * static_cast<std::size_t>(len));
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[mac[i] >> 4]);
-    out.push_back(kHex[mac[i] & 15]);
-  }
-  return out;
+  return util::to_hex(mac, len);
 }
 
 void register_builtin_event_sinks(EventSinkRegistry& registry) {

@@ -2,6 +2,8 @@
 // Random hex strings from OpenSSL's generator (tokens, salts).
 #include <distrib/error.h>
 
+#include "util/hex.h"
+
 #include <openssl/rand.h>
 
 #include <string>
@@ -14,14 +16,7 @@ inline std::string random_hex(std::size_t bytes, const char* what) {
   std::vector<unsigned char> raw(bytes);
   if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1)
     throw Error(std::string("cannot generate a random ") + what);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes * 2);
-  for (auto c : raw) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
+  return to_hex(raw.data(), raw.size());
 }
 
 }  // namespace distrib::util

@@ -19,7 +19,7 @@ namespace {
 struct PrivatePostgres {
   std::string dir;
   int port;
-  PrivatePostgres() : dir("/tmp/distrib-pg-" + std::to_string(::getpid())), port(54360 + ::getpid() % 30) {
+  PrivatePostgres() : dir("/tmp/distrib-test-pgctl-" + std::to_string(::getpid())), port(54360 + ::getpid() % 30) {
     REQUIRE(pg_script({"start", dir, std::to_string(port)}));
   }
   ~PrivatePostgres() { pg_script({"destroy", dir}); }

@@ -2,6 +2,7 @@
 #include <distrib/error.h>
 #include <distrib/services/inventory.h>
 
+#include "services/disk_inventory.h"
 #include "services/process.h"
 #include "services/system_info.h"
 #include "util/fs.h"
@@ -9,7 +10,10 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -84,6 +88,61 @@ std::string unescape_mount(const std::string& s) {
   return out;
 }
 
+// The device that holds `path`, as /dev/NAME, from its block device's uevent; empty when unknown.
+std::string block_device_of(const char* path) {
+  struct stat st {};
+  if (::stat(path, &st) != 0) return {};
+  const auto uevent = read_trimmed(std::filesystem::path("/sys/dev/block") /
+                                   (std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev))) /
+                                   "uevent");
+  std::istringstream in(uevent);
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("DEVNAME=")) return "/dev/" + line.substr(8);
+  return {};
+}
+
+// The type of the filesystem that holds `path` from statfs's magic number; empty when not one of
+// the common ones.
+std::string fs_type_of(const char* path) {
+  struct statfs st {};
+  if (::statfs(path, &st) != 0) return {};
+  static const std::map<unsigned long, const char*> known = {
+      {0xEF53, "ext4"},          {0x58465342, "xfs"},  {0x9123683E, "btrfs"}, {0x794C7630, "overlay"},
+      {0x2FC12FC1, "zfs"},       {0x01021994, "tmpfs"}, {0x6969, "nfs"},      {0xFF534D42, "cifs"},
+      {0x65735546, "fuse"},      {0x4D44, "vfat"},     {0x5346544E, "ntfs"},  {0xF2F52010, "f2fs"},
+      {0x3153464A, "jfs"},       {0x52654973, "reiserfs"}};
+  const auto it = known.find(static_cast<unsigned long>(st.f_type));
+  return it == known.end() ? std::string() : it->second;
+}
+
+}  // namespace
+
+void collect_disk_items(std::string_view mounts, InventoryItems& out) {
+  std::set<std::string> seen;
+  auto add = [&](const std::string& mount, const std::string& device, const std::string& type) {
+    struct statvfs st {};
+    if (::statvfs(mount.c_str(), &st) != 0 || st.f_blocks == 0) return false;
+    const auto base = "system.disk." + mount;
+    if (!device.empty()) out[base + ".device"] = device;
+    if (!type.empty()) out[base + ".fstype"] = type;
+    out[base + ".size_bytes"] = std::to_string(static_cast<unsigned long long>(st.f_blocks) * st.f_frsize);
+    out[base + ".free_bytes"] = std::to_string(static_cast<unsigned long long>(st.f_bavail) * st.f_frsize);
+    return true;
+  };
+  std::istringstream in{std::string(mounts)};
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream is(line);
+    std::string device, mount, type;
+    if (!(is >> device >> mount >> type) || pseudo_fs(type)) continue;
+    mount = unescape_mount(mount);
+    if (seen.count(mount)) continue;
+    if (add(mount, unescape_mount(device), type)) seen.insert(mount);
+  }
+  if (!seen.count("/")) add("/", block_device_of("/"), fs_type_of("/"));
+}
+
+namespace {
+
 class LinuxSystemCollector final : public InventoryCollector {
 public:
   std::string_view name() const noexcept override { return "linux-system"; }
@@ -155,22 +214,12 @@ private:
   }
 
   static void disks(InventoryItems& out) {
-    std::ifstream in("/proc/mounts");
-    std::set<std::string> seen;
-    for (std::string line; std::getline(in, line);) {
-      std::istringstream is(line);
-      std::string device, mount, type;
-      if (!(is >> device >> mount >> type) || pseudo_fs(type)) continue;
-      mount = unescape_mount(mount);
-      if (!seen.insert(mount).second) continue;
-      struct statvfs st {};
-      if (::statvfs(mount.c_str(), &st) != 0 || st.f_blocks == 0) continue;
-      const auto base = "system.disk." + mount;
-      out[base + ".device"] = unescape_mount(device);
-      out[base + ".fstype"] = type;
-      out[base + ".size_bytes"] = std::to_string(static_cast<unsigned long long>(st.f_blocks) * st.f_frsize);
-      out[base + ".free_bytes"] = std::to_string(static_cast<unsigned long long>(st.f_bavail) * st.f_frsize);
+    std::string mounts;
+    try {
+      mounts = fs::read_file("/proc/self/mounts");
+    } catch (const Error&) {  // no /proc: the root filesystem is still reported
     }
+    collect_disk_items(mounts, out);
   }
 
   static void network(InventoryItems& out) {

@@ -586,16 +586,13 @@ int main(int argc, char** argv) {
       distrib::StoreRegistry stores;
       distrib::register_builtin_stores(stores);
       if (check_only) {
-        if (std::find(stores.names().begin(), stores.names().end(), s.store.backend) == stores.names().end()) {
-          stores.open(s.store);  // throws the "unknown backend" error listing the known ones
-        }
+        if (!stores.contains(s.store.backend)) stores.open(s.store);  // throws the "unknown backend" error listing the known ones
         for (const auto& w : distrib::check_store_settings(s.store)) std::cerr << "distribd: warning: " << w << "\n";
         if (get<std::string>(vm, "failover") != "none") {
           distrib::CoordinatorRegistry coordinators;
           distrib::register_builtin_coordinators(coordinators);
           const auto kind = get<std::string>(vm, "failover");
-          const auto known = coordinators.names();
-          if (std::find(known.begin(), known.end(), kind) == known.end()) coordinators.make(kind, {});  // names them
+          if (!coordinators.contains(kind)) coordinators.make(kind, {});  // throws, listing the known ones
           distrib::validate_failover({get<std::string>(vm, "node-name"), std::chrono::milliseconds(get<int>(vm, "lease-ms")),
                                       std::chrono::milliseconds(get<int>(vm, "renew-ms"))});
           if (role == "relay") die(kExitConfig, "--failover is for the manager (relays keep their own database)");

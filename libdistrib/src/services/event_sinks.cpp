@@ -622,15 +622,14 @@ EventSinkSettings parse_event_sink(const std::string& spec) {
 }
 
 void EventSinkRegistry::add(const std::string& type, std::vector<std::string> options, Factory factory) {
-  if (!entries_.emplace(type, Entry{std::move(options), std::move(factory)}).second)
-    throw Error(ErrorKind::conflict, "event sink type " + in_quotes(type) + " is registered twice");
+  factories_.add(type, std::move(factory));
+  options_[type] = std::move(options);
 }
 
 std::unique_ptr<EventSink> EventSinkRegistry::create(const EventSinkSettings& settings) const {
-  const auto it = entries_.find(settings.type);
-  if (it == entries_.end())
-    config_error(settings, "unknown type " + in_quotes(settings.type) + " (known: " + join(types()) + ")");
-  const auto& known = it->second.options;
+  if (!factories_.contains(settings.type))
+    config_error(settings, "unknown type " + in_quotes(settings.type) + " (known: " + factories_.known_list() + ")");
+  const auto& known = options_.at(settings.type);
   for (const auto& [key, value] : settings.options) {
     if (std::find(known.begin(), known.end(), key) != known.end()) continue;
     std::vector<std::string> keys = known;
@@ -638,15 +637,9 @@ std::unique_ptr<EventSink> EventSinkRegistry::create(const EventSinkSettings& se
     config_error(settings, "unknown option " + in_quotes(key) + " for type " + settings.type +
                                " (known: " + join(keys) + ")");
   }
-  auto sink = it->second.factory(settings);
+  auto sink = factories_.make(settings.type, settings);
   if (!sink) config_error(settings, "the " + settings.type + " factory made no sink");
   return sink;
-}
-
-std::vector<std::string> EventSinkRegistry::types() const {
-  std::vector<std::string> out;
-  for (const auto& [type, entry] : entries_) out.push_back(type);
-  return out;
 }
 
 // -------------------------------------------------------------------------------------- built-ins

@@ -110,28 +110,6 @@ private:
 
 }  // namespace
 
-void CoordinatorRegistry::add(const std::string& name, Factory factory) {
-  if (!factories_.emplace(name, std::move(factory)).second)
-    throw Error(ErrorKind::invalid_argument, "failover coordinator \"" + name + "\" is registered twice");
-}
-
-std::vector<std::string> CoordinatorRegistry::names() const {
-  std::vector<std::string> out;
-  for (const auto& [n, f] : factories_) out.push_back(n);
-  return out;
-}
-
-std::unique_ptr<FailoverCoordinator> CoordinatorRegistry::make(const std::string& name,
-                                                               const CoordinatorContext& context) const {
-  auto it = factories_.find(name);
-  if (it == factories_.end()) {
-    std::string known;
-    for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
-    throw Error(ErrorKind::invalid_argument, "unknown failover coordinator \"" + name + "\" (known: " + known + ")");
-  }
-  return it->second(context);
-}
-
 std::unique_ptr<FailoverCoordinator> make_etcd_coordinator(const CoordinatorContext& c);  // failover_etcd.cpp
 
 void register_builtin_coordinators(CoordinatorRegistry& registry) {

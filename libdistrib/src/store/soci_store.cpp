@@ -50,28 +50,6 @@ std::string_view to_string(ReportOutcome::Kind kind) noexcept {
 
 int latest_schema_version() noexcept { return store::migrations().back().version; }
 
-void StoreRegistry::add(const std::string& name, Factory factory) {
-  if (!factories_.emplace(name, std::move(factory)).second)
-    throw Error(ErrorKind::invalid_argument, "store backend \"" + name + "\" is registered twice");
-}
-
-std::vector<std::string> StoreRegistry::names() const {
-  std::vector<std::string> out;
-  for (const auto& [n, f] : factories_) out.push_back(n);
-  return out;
-}
-
-std::unique_ptr<Store> StoreRegistry::open(const StoreSettings& settings) const {
-  auto it = factories_.find(settings.backend);
-  if (it == factories_.end()) {
-    std::string known;
-    for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
-    throw Error(ErrorKind::invalid_argument, "unknown database backend \"" + settings.backend +
-                                                 "\" (known: " + known + ")");
-  }
-  return it->second(settings);
-}
-
 namespace store {
 namespace {
 

@@ -11,6 +11,7 @@
 //  - A sink is used by one thread at a time (its own delivery thread).
 //
 // Retries, backoff, cursors and filters live in the EventDispatcher, not in the sinks.
+#include <distrib/registry.h>
 #include <distrib/model/event.h>
 
 #include <chrono>
@@ -51,22 +52,20 @@ public:
   virtual void flush() {}
 };
 
+/// Maps a sink type to a factory (the common `Registry`) and to the options the type accepts.
 class EventSinkRegistry {
 public:
-  using Factory = std::function<std::unique_ptr<EventSink>(const EventSinkSettings&)>;
+  using Factory = Registry<EventSink, EventSinkSettings>::Factory;
   /// `options`: the type-specific keys the type accepts. Throws on a duplicate type.
   void add(const std::string& type, std::vector<std::string> options, Factory factory);
   /// Throws Error(invalid_argument) naming the sink and listing the known types when the type is
   /// unknown, or the known keys when an option is not one of them; the factory checks the target.
   std::unique_ptr<EventSink> create(const EventSinkSettings& settings) const;
-  std::vector<std::string> types() const;
+  std::vector<std::string> types() const { return factories_.names(); }
 
 private:
-  struct Entry {
-    std::vector<std::string> options;
-    Factory factory;
-  };
-  std::map<std::string, Entry> entries_;
+  Registry<EventSink, EventSinkSettings> factories_{"event sink type"};
+  std::map<std::string, std::vector<std::string>> options_;
 };
 
 /// file (JSON lines), syslog (RFC 5424 over unix:PATH, udp:HOST:PORT or tcp:HOST:PORT), webhook

@@ -46,18 +46,11 @@ struct CoordinatorContext {
   std::map<std::string, std::string> options;     ///< e.g. "endpoints" for etcd
 };
 
-/// Maps a coordinator name to a factory. `register_builtin_coordinators` adds standalone,
-/// db-lease and etcd (options: "endpoint", e.g. http://127.0.0.1:2379).
-class CoordinatorRegistry {
+/// Maps a coordinator name to a factory (the common `Registry`). `register_builtin_coordinators`
+/// adds standalone, db-lease and etcd (options: "endpoint", e.g. http://127.0.0.1:2379).
+class CoordinatorRegistry : public Registry<FailoverCoordinator, CoordinatorContext> {
 public:
-  using Factory = std::function<std::unique_ptr<FailoverCoordinator>(const CoordinatorContext&)>;
-  void add(const std::string& name, Factory factory);
-  /// Throws Error(invalid_argument) listing the known names when `name` is unknown.
-  std::unique_ptr<FailoverCoordinator> make(const std::string& name, const CoordinatorContext& context) const;
-  std::vector<std::string> names() const;
-
-private:
-  std::map<std::string, Factory> factories_;
+  CoordinatorRegistry() : Registry("failover coordinator") {}
 };
 void register_builtin_coordinators(CoordinatorRegistry& registry);
 

@@ -10,6 +10,7 @@
 //    is busy beyond its timeout (retrying later may work), conflict / not_found for domain
 //    refusals, internal otherwise. A call that throws changed nothing (each is one transaction).
 #include <distrib/model/event.h>
+#include <distrib/registry.h>
 #include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/inventory.h>
@@ -437,19 +438,14 @@ public:
   virtual DataSummary summarize() = 0;
 };
 
-/// Maps a backend name to a factory. Implementations are registered where the program is
-/// composed; `register_builtin_stores` adds the ones compiled into libdistrib.
-class StoreRegistry {
+/// Maps a backend name to a factory (the common `Registry`: a name registered twice and an unknown
+/// name are refused, the latter listing the known ones). Implementations are registered where the
+/// program is composed; `register_builtin_stores` adds the ones compiled into libdistrib.
+class StoreRegistry : public Registry<Store, StoreSettings> {
 public:
-  using Factory = std::function<std::unique_ptr<Store>(const StoreSettings&)>;
-  /// Throws Error(invalid_argument) when `name` is already registered.
-  void add(const std::string& name, Factory factory);
-  /// Throws Error(invalid_argument) listing the known names when `settings.backend` is unknown.
-  std::unique_ptr<Store> open(const StoreSettings& settings) const;
-  std::vector<std::string> names() const;
-
-private:
-  std::map<std::string, Factory> factories_;
+  StoreRegistry() : Registry("database backend") {}
+  /// The backend `settings.backend` names, opened with `settings`.
+  std::unique_ptr<Store> open(const StoreSettings& settings) const { return make(settings.backend, settings); }
 };
 
 /// Registers "sqlite" (the embedded database), "postgresql" (libpq) and "odbc" (a driver and

@@ -2,9 +2,12 @@
 #include <distrib/net/http.h>
 
 #include "harness.h"
+#include "services/parent_link.h"
 
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 using namespace distrib;
@@ -98,5 +101,42 @@ TEST_CASE("TLS: a client trusting the CA connects; one that does not is refused"
   CHECK_THROWS_AS(plain.request("GET", "/secure"), Error);
   CHECK(good.request("GET", "/still-serving").status == 200);
   CHECK_THROWS_WITH(HttpClient({url, d + "/missing.crt", "", 5, 5}), Catch::Contains("cannot load CA file"));
+  server.stop();
+}
+
+TEST_CASE("forwarding clients: concurrent requests to a parent each get a connection of their own", "[net]") {
+  // The server holds each request until two are in flight at once (or 10 s pass): with one client
+  // shared under a lock the second request would only start after the first ended.
+  std::mutex m;
+  std::condition_variable cv;
+  int in_flight = 0, most = 0;
+  HttpServer server(local(), [&](HttpRequest&&, Responder r) {
+    std::thread([&, r = std::move(r)]() mutable {
+      std::unique_lock lock(m);
+      most = std::max(most, ++in_flight);
+      cv.notify_all();
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return most >= 2; });
+      --in_flight;
+      lock.unlock();
+      r(HttpResponse{200, "application/json", "{}", {}, {}});
+    }).detach();
+  });
+  server.start();
+  ParentLink link({{"http://127.0.0.1:" + std::to_string(server.port())}, "", "", 30});
+  ClientPool pool(link);
+  auto call = [&] {
+    auto c = pool.lease(link.current());
+    c->set_timeout(20);
+    CHECK(c->request("POST", "/v1/agent/join", "{}", "application/json").status == 200);
+  };
+  std::thread a(call), b(call);
+  a.join();
+  b.join();
+  CHECK(most == 2);
+  CHECK(pool.size() == 2);
+  call();  // an idle client is used again
+  CHECK(pool.size() == 2);
+  pool.abort();
+  CHECK_THROWS_WITH(pool.lease(link.current()), Catch::Contains("stopping"));
   server.stop();
 }

@@ -163,8 +163,7 @@ struct Manager::Impl {
   std::condition_variable sched_cv;
   bool sched_poked = false;
   bool sched_stopping = false;
-  std::unique_ptr<ClientSet> join_clients;  // relay: joins, inventory and uploads forwarded to the parent
-  std::mutex join_mutex;
+  std::unique_ptr<ClientPool> join_clients;  // relay: joins, inventory and uploads forwarded to the parent
   // Inventory reports waiting for the ingest thread (group commit).
   struct QueuedReport {
     InventoryReport report;
@@ -454,6 +453,9 @@ struct Manager::Impl {
           (*r)(work_for(h));
         } catch (const Error& e) {
           (*r)(error_response(e));
+        } catch (const std::exception& e) {
+          spdlog::error("work for {}: {}", h, e.what());
+          (*r)(error_response(Error(ErrorKind::internal, e.what())));
         }
       });
     }
@@ -1824,14 +1826,11 @@ struct Manager::Impl {
       }
       if (p.size() == 4 && p[3] == "cancel" && req.method == "POST") {
         return blocking(std::move(r), [this, id] {
-          std::int64_t cancellable = 0;
-          for (const auto& e : store->job_entries(id))
-            if (can_transition(e.state, EntryState::cancelled)) ++cancellable;
           // Relays below hear of it in their next work answer and cancel down their subtree.
-          auto vias = store->cancel_job(id);
-          wake(vias, true);
-          spdlog::info("job {} cancelled ({} entries)", id, cancellable);
-          return json_response(200, bj::object{{"job_id", id}, {"cancelled", cancellable}});
+          const auto cancel = store->cancel_job_entries(id);
+          wake(cancel.vias, true);
+          spdlog::info("job {} cancelled ({} entries)", id, cancel.cancelled);
+          return json_response(200, bj::object{{"job_id", id}, {"cancelled", cancel.cancelled}});
         });
       }
     }
@@ -1870,10 +1869,9 @@ struct Manager::Impl {
       bj::object body{{"host_id", j.host_id}, {"group", j.group},       {"password", j.password},
                       {"leave", j.leave},     {"how", std::string(to_string(j.how))},
                       {"relay", my_id},       {"host", json::to_json(up)}};
-      std::lock_guard lock(join_mutex);
-      auto& c = join_clients->get(link->current());
-      c.set_timeout(30);
-      return call_parent(c, "POST", "/v1/agent/join", body);
+      auto c = join_clients->lease(link->current());
+      c->set_timeout(30);
+      return call_parent(*c, "POST", "/v1/agent/join", body);
     }
     if (j.leave) {
       auto change = store->leave_id_group(j.group, {j.host_id});
@@ -1973,12 +1971,11 @@ struct Manager::Impl {
 
   // At a relay: passes an agent's request to the parent (at `target`) and its answer back down.
   HttpResponse forward_request(const HttpRequest& req, const std::string& target) {
-    std::lock_guard lock(join_mutex);
     const auto url = link->current();
-    auto& c = join_clients->get(url);
-    c.set_timeout(120);
+    auto c = join_clients->lease(url);
+    c->set_timeout(120);
     try {
-      return c.request(req.method, target, req.body, req.content_type.empty() ? "application/json" : req.content_type);
+      return c->request(req.method, target, req.body, req.content_type.empty() ? "application/json" : req.content_type);
     } catch (const Error& e) {
       throw Error(ErrorKind::unavailable, "the parent " + url + " cannot be reached (" + e.what() + "); try again later");
     }
@@ -2903,7 +2900,7 @@ void Manager::start() {
   if (i.is_relay()) {
     i.poll_clients = std::make_unique<ClientSet>(*i.link);
     i.sync_clients = std::make_unique<ClientSet>(*i.link);
-    i.join_clients = std::make_unique<ClientSet>(*i.link);
+    i.join_clients = std::make_unique<ClientPool>(*i.link);
     i.upstream = std::make_unique<UpstreamFetcher>(*i.chunks, *i.link, i.my_id, i.settings.upstream_threads);
     try {
       i.check_parents_at_start();

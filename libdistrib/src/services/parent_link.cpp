@@ -89,4 +89,38 @@ void ClientSet::abort() noexcept {
   for (auto& [u, c] : clients_) c->abort();
 }
 
+ClientPool::Lease ClientPool::lease(const std::string& url) {
+  std::lock_guard lock(mutex_);
+  if (aborted_) throw Error(ErrorKind::unavailable, "stopping: no further requests to the parent " + url);
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (!slots_[i].leased && slots_[i].url == url) {
+      slots_[i].leased = true;
+      return Lease(*this, i);
+    }
+  }
+  slots_.push_back(Slot{url, std::make_unique<HttpClient>(link_.client_settings(url)), true});
+  return Lease(*this, slots_.size() - 1);
+}
+
+HttpClient& ClientPool::client(std::size_t slot) {
+  std::lock_guard lock(mutex_);
+  return *slots_[slot].client;
+}
+
+void ClientPool::give_back(std::size_t slot) noexcept {
+  std::lock_guard lock(mutex_);
+  slots_[slot].leased = false;
+}
+
+void ClientPool::abort() noexcept {
+  std::lock_guard lock(mutex_);
+  aborted_ = true;
+  for (auto& s : slots_) s.client->abort();
+}
+
+std::size_t ClientPool::size() const {
+  std::lock_guard lock(mutex_);
+  return slots_.size();
+}
+
 }  // namespace distrib

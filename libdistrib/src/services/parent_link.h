@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace distrib {
@@ -64,6 +65,54 @@ private:
   const ParentLink& link_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<HttpClient>> clients_;
+};
+
+/// Kept-alive clients of the parents for requests from several threads at once (a relay forwarding
+/// joins, inventory reports and file uploads): each call leases a client of its own, made when none
+/// is idle, so one slow upload does not hold up the others. abort() breaks off every leased
+/// request and fails every later lease (the pool is stopping).
+class ClientPool {
+public:
+  explicit ClientPool(const ParentLink& link) : link_(link) {}
+  ClientPool(const ClientPool&) = delete;
+  ClientPool& operator=(const ClientPool&) = delete;
+
+  class Lease {
+  public:
+    Lease(ClientPool& pool, std::size_t slot) : pool_(&pool), slot_(slot) {}
+    Lease(Lease&& other) noexcept : pool_(std::exchange(other.pool_, nullptr)), slot_(other.slot_) {}
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (pool_) pool_->give_back(slot_);
+    }
+    HttpClient& operator*() const { return pool_->client(slot_); }
+    HttpClient* operator->() const { return &pool_->client(slot_); }
+
+  private:
+    ClientPool* pool_;
+    std::size_t slot_;
+  };
+
+  /// A client of `url` for the caller alone until the lease ends. Throws Error(unavailable) after abort().
+  Lease lease(const std::string& url);
+  /// Breaks off every request in progress; later leases fail. Any thread.
+  void abort() noexcept;
+  /// Clients made so far (idle or leased).
+  std::size_t size() const;
+
+private:
+  struct Slot {
+    std::string url;
+    std::unique_ptr<HttpClient> client;
+    bool leased = false;
+  };
+  HttpClient& client(std::size_t slot);
+  void give_back(std::size_t slot) noexcept;
+
+  const ParentLink& link_;
+  mutable std::mutex mutex_;
+  std::vector<Slot> slots_;  // never shrinks: a slot's client lives as long as the pool
+  bool aborted_ = false;
 };
 
 }  // namespace distrib

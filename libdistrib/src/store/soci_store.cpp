@@ -201,9 +201,18 @@ Job job_from_row(const soci::row& r) {
   return j;
 }
 
+// The SQL list "('waiting', ...)" of the entry states `keep` selects, from the model's state machine.
+template <class Keep>
+std::string state_list(Keep keep) {
+  std::string out;
+  for (const auto state : kAllEntryStates)
+    if (keep(state)) out += std::string(out.empty() ? "('" : ", '") + std::string(to_string(state)) + "'";
+  return out + ")";
+}
 // States an operator's cancel moves to cancelled (an install under way runs to its end).
-const char* kCancellable = "('waiting', 'transferring', 'transferred', 'suspended')";
-const char* kOpen = "('waiting', 'transferring', 'transferred', 'installing', 'suspended')";
+const std::string kCancellable = state_list([](EntryState s) { return can_transition(s, EntryState::cancelled); });
+// States of entries not yet ended.
+const std::string kOpen = state_list([](EntryState s) { return !is_final(s); });
 
 bool host_differs(const Host& a, const Host& b) {
   return a.name != b.name || a.addresses != b.addresses || a.os != b.os || a.role != b.role ||
@@ -792,13 +801,18 @@ public:
     });
   }
 
-  std::vector<std::string> cancel_job(std::int64_t job_id) override {
+  JobCancel cancel_job_entries(std::int64_t job_id) override {
     return write([&](soci::session& sql) {
       const ll id = job_id;
       int exists = 0;
       sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
       if (exists == 0) throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " does not exist");
-      std::vector<std::string> hosts;
+      JobCancel out;
+      ll cancelled = 0;
+      sql << "SELECT COUNT(*) FROM job_entries WHERE job_id = :id AND state IN " << kCancellable,
+          soci::into(cancelled), soci::use(id);
+      out.cancelled = cancelled;
+      auto& hosts = out.vias;
       soci::rowset<soci::row> rs =
           (sql.prepare << "SELECT DISTINCT COALESCE(h.via, e.host_id) FROM job_entries e LEFT "
                           "JOIN hosts h ON h.host_id = e.host_id WHERE e.job_id = :id AND "
@@ -817,7 +831,7 @@ public:
           << kCancellable,
           soci::use(now), soci::use(id);
       emit(sql, "job.cancelled", Severity::warning, id, "", "", "job " + std::to_string(id) + " cancelled by operator");
-      return hosts;
+      return out;
     });
   }
 

@@ -1,5 +1,7 @@
 #pragma once
 // A small fixed pool of threads for blocking work (database, disk), kept off network threads.
+#include <spdlog/spdlog.h>
+
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -18,7 +20,8 @@ public:
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
 
-  /// Queues a task. Tasks must not throw (wrap them); after stop() they are dropped.
+  /// Queues a task. A task should answer its own failures; one that throws anyway is logged and
+  /// the thread goes on (nothing escapes a pool thread). After stop() tasks are dropped.
   void submit(std::function<void()> task) {
     {
       std::lock_guard lock(mutex_);
@@ -57,7 +60,13 @@ private:
         task = std::move(tasks_.front());
         tasks_.pop_front();
       }
-      task();
+      try {
+        task();
+      } catch (const std::exception& e) {
+        spdlog::error("a blocking task failed and did not answer its failure: {}", e.what());
+      } catch (...) {
+        spdlog::error("a blocking task failed with an unknown exception and did not answer it");
+      }
     }
   }
 

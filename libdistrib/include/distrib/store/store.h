@@ -292,9 +292,16 @@ public:
   virtual std::vector<PendingReport> reports_to_forward(int limit) = 0;
   /// (local entry id, version) pairs the parent acknowledged.
   virtual void reports_forwarded(const std::vector<std::pair<std::int64_t, std::int64_t>>& done) = 0;
+  /// What a cancel changed: the direct children whose entries changed, and how many entries.
+  struct JobCancel {
+    std::vector<std::string> vias;
+    std::int64_t cancelled = 0;
+  };
   /// Marks the job cancel-requested and moves its cancellable entries to cancelled (a rollout
-  /// stops). Returns the hosts whose entries changed.
-  virtual std::vector<std::string> cancel_job(std::int64_t job_id) = 0;
+  /// stops), in one transaction, counting what it cancelled. Throws not_found for no such job.
+  virtual JobCancel cancel_job_entries(std::int64_t job_id) = 0;
+  /// cancel_job_entries(job_id).vias: the hosts whose entries changed.
+  std::vector<std::string> cancel_job(std::int64_t job_id) { return cancel_job_entries(job_id).vias; }
   /// Failed entries of the job wait again for a new attempt, ready now. Returns how many and
   /// the direct children to wake.
   virtual std::pair<std::int64_t, std::vector<std::string>> retry_failed(std::int64_t job_id) = 0;

@@ -260,7 +260,14 @@ TEST_CASE("the OCF resource agent passes ocf-tester and runs an external-coordin
   const auto conf = tmp / "manager.conf";
   write_file(conf, "role = manager\nstate-dir = " + (tmp / "state").string() + "\nlisten = 127.0.9.1\nport = " +
                        std::to_string(port) + "\nfailover = external\nnode-name = pcmk-1\n");
-  const auto agent = (examples_dir() / "ocf/distribd").string();
+  // ocf-tester also runs the agent as "nobody": give it a copy where everyone may read it (the
+  // checkout may sit where only its owner can enter, such as /root).
+  stdfs::permissions(tmp.path(), stdfs::perms::owner_all | stdfs::perms::group_read | stdfs::perms::group_exec |
+                                     stdfs::perms::others_read | stdfs::perms::others_exec);
+  const auto agent = (tmp / "ocf-distribd").string();
+  stdfs::copy_file(examples_dir() / "ocf/distribd", agent);
+  stdfs::permissions(agent, stdfs::perms::owner_all | stdfs::perms::group_read | stdfs::perms::group_exec |
+                                stdfs::perms::others_read | stdfs::perms::others_exec);
   // The monitor command (for WSFC and scripts): nothing serves yet.
   auto mon = run({distribd_path(), "--config", conf.string(), "--monitor"});
   CHECK(mon.exit_code == 7);

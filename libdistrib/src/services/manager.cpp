@@ -7,6 +7,8 @@
 #include <distrib/version.h>
 
 #include "model/json_codec.h"
+#include "services/manager/http_util.h"
+#include "services/manager/router.h"
 #include "services/observe.h"
 #include "services/parent_link.h"
 #include "services/system_info.h"
@@ -38,43 +40,14 @@ namespace distrib {
 
 namespace bj = boost::json;
 using Clock = std::chrono::steady_clock;
+using manager::Access;
+using manager::error_response;
+using manager::json_response;
+using manager::PathSegments;
+using manager::query_number;
+using manager::require_json;
 
 namespace {
-
-int status_of(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::invalid_argument: return 400;
-    case ErrorKind::unauthorized: return 401;
-    case ErrorKind::forbidden: return 403;
-    case ErrorKind::not_found: return 404;
-    case ErrorKind::conflict: return 409;
-    case ErrorKind::integrity: return 422;
-    case ErrorKind::unavailable: return 503;
-    case ErrorKind::internal: return 500;
-  }
-  return 500;
-}
-
-HttpResponse json_response(int status, const bj::value& v) {
-  return HttpResponse{status, "application/json", bj::serialize(v), {}, {}};
-}
-
-HttpResponse error_response(const Error& e) {
-  return HttpResponse{status_of(e.kind()), "application/json",
-                      json::error_body(to_string(e.kind()), e.what()), {}, {}};
-}
-
-std::vector<std::string> split_path(std::string_view path) {
-  std::vector<std::string> parts;
-  std::size_t start = 1;
-  while (start <= path.size()) {
-    auto end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    if (end > start) parts.emplace_back(path.substr(start, end - start));
-    start = end + 1;
-  }
-  return parts;
-}
 
 std::string random_token() { return util::random_hex(32, "admin token"); }
 
@@ -217,12 +190,6 @@ struct Manager::Impl {
     if (token.size() != admin_token.size() ||
         CRYPTO_memcmp(token.data(), admin_token.data(), token.size()) != 0)
       throw Error(ErrorKind::unauthorized, "the admin bearer token is not valid");
-  }
-
-  static void require_json(const HttpRequest& req) {
-    if (req.content_type != "application/json")
-      throw Error(ErrorKind::invalid_argument,
-                  "content type must be application/json, not \"" + req.content_type + "\"");
   }
 
   void note_contact(const std::string& id) {
@@ -634,12 +601,14 @@ struct Manager::Impl {
     });
   }
 
+  manager::Router router;
+
   void handle(HttpRequest&& req, Responder r) {
     request_bytes += req.body.size();
     try {
-      route(std::move(req), r);
+      router.dispatch(std::move(req), r);
     } catch (const Error& e) {
-      // `r` was not moved when route() threw before dispatching.
+      // `r` was not moved when the route threw before handing it on.
       if (e.kind() == ErrorKind::internal) spdlog::error("{}", e.what());
       r(error_response(e));
     } catch (const std::exception& e) {
@@ -648,78 +617,118 @@ struct Manager::Impl {
     }
   }
 
-  [[noreturn]] static void no_route(const HttpRequest& req) {
-    throw Error(ErrorKind::not_found, "no route " + req.method + " " + req.path);
+  // The route table: every route with its access level. The router checks access; a test pins
+  // this list (GET /v1/routes shows it).
+  void register_routes() {
+    using R = manager::Route;
+    auto& t = router;
+    const auto on = [this](void (Impl::*fn)(HttpRequest&&, Responder&, const PathSegments&)) {
+      return [this, fn](HttpRequest&& req, Responder& r, const PathSegments& p) { (this->*fn)(std::move(req), r, p); };
+    };
+    t.check(Access::admin, [this](const HttpRequest& req) { require_admin(req); });
+    t.on_admin([this](const HttpRequest& req, Responder& r) { audit_answer(req, r); });
+    // Requests that match no route: under /v1/agent, /v1/relay and /v1/content anyone hears
+    // "no route"; anywhere else under /v1 only an administrator does.
+    t.realm("/v1/agent", Access::agent);
+    t.realm("/v1/content", Access::agent);
+    t.realm("/v1/relay", Access::relay);
+    t.realm("/v1/{area}", Access::admin);
+
+    // observability (open)
+    if (settings.metrics) {
+      t.add(R{"GET", "/metrics", Access::open, on(&Impl::get_metrics)});
+      t.add(R{"HEAD", "/metrics", Access::open, on(&Impl::get_metrics)});
+    }
+    t.add(R{"GET", "/v1/status", Access::open, on(&Impl::get_status)});
+    // agents and relays below: registration, work, reports, joins, inventory, collection, content
+    t.add(R{"POST", "/v1/agent/register", Access::agent, on(&Impl::agent_register)});
+    t.add(R{"GET", "/v1/agent/work", Access::agent, on(&Impl::agent_work)});
+    t.add(R{"POST", "/v1/agent/join", Access::agent, on(&Impl::agent_join)});
+    t.add(R{"GET", "/v1/agent/transfer", Access::agent, on(&Impl::agent_transfer)});
+    t.add(R{"POST", "/v1/agent/inventory", Access::agent, on(&Impl::agent_inventory)});
+    t.add(R{"GET", "/v1/agent/inventory-fields", Access::agent, on(&Impl::agent_inventory_fields)});
+    t.add(R{"POST", "/v1/agent/collect", Access::agent, on(&Impl::agent_collect)});
+    t.add(R{"POST", "/v1/agent/report", Access::agent, on(&Impl::agent_report)});
+    t.add(R{"POST", "/v1/content/chunks", Access::agent, on(&Impl::content_chunk_batch)});
+    t.add(R{"GET", "/v1/content/chunks/{digest}", Access::agent, on(&Impl::content_chunk)});
+    t.add(R{"GET", "/v1/content/manifests/{name}/{version}", Access::agent, on(&Impl::content_manifest)});
+    t.add(R{"POST", "/v1/relay/sync", Access::relay, on(&Impl::relay_sync)});
+    // administration
+    t.add(R{"GET", "/v1/routes", Access::admin, on(&Impl::get_routes)});
+    t.add(R{"GET", "/v1/cluster/status", Access::admin, on(&Impl::get_cluster_status)});
+    t.add(R{"GET", "/v1/hosts", Access::admin, on(&Impl::list_hosts)});
+    t.add(R{"POST", "/v1/hosts/approve", Access::admin, on(&Impl::approve_hosts)});
+    t.add(R{"GET", "/v1/stats", Access::admin, on(&Impl::stats)});
+    t.add(R{"POST", "/v1/chunks/missing", Access::admin, on(&Impl::chunks_missing)});
+    t.add(R{"PUT", "/v1/chunks/{digest}", Access::admin, on(&Impl::chunk_upload)});
+    t.add(R{"GET", "/v1/packages", Access::admin, on(&Impl::package_list)});
+    t.add(R{"POST", "/v1/packages", Access::admin, on(&Impl::package_register)});
+    t.add(R{"GET", "/v1/packages/{name}/{version}", Access::admin, on(&Impl::package_show)});
+    t.add(R{"POST", "/v1/jobs", Access::admin, on(&Impl::job_create)});
+    t.add(R{"GET", "/v1/jobs", Access::admin, on(&Impl::job_list)});
+    t.add(R{"GET", "/v1/jobs/{id}", Access::admin, on(&Impl::job_show)});
+    t.add(R{"GET", "/v1/jobs/{id}/files", Access::admin, on(&Impl::job_files)});
+    t.add(R{"GET", "/v1/jobs/{id}/files/{host}", Access::admin, on(&Impl::job_file)});
+    t.add(R{"POST", "/v1/jobs/{id}/retry", Access::admin, on(&Impl::job_retry)});
+    t.add(R{"POST", "/v1/jobs/{id}/complete-now", Access::admin, on(&Impl::job_complete_now)});
+    t.add(R{"POST", "/v1/jobs/{id}/cancel", Access::admin, on(&Impl::job_cancel)});
+    t.add(R{"POST", "/v1/transfers/suspend", Access::admin, on(&Impl::transfers_suspend_resume)});
+    t.add(R{"POST", "/v1/transfers/resume", Access::admin, on(&Impl::transfers_suspend_resume)});
+    t.add(R{"GET", "/v1/groups", Access::admin, on(&Impl::group_list)});
+    t.add(R{"POST", "/v1/groups", Access::admin, on(&Impl::group_create)});
+    t.add(R{"GET", "/v1/groups/{name}", Access::admin, on(&Impl::group_show)});
+    t.add(R{"DELETE", "/v1/groups/{name}", Access::admin, on(&Impl::group_delete)});
+    t.add(R{"POST", "/v1/groups/{name}/members", Access::admin, on(&Impl::group_members)});
+    t.add(R{"GET", "/v1/id-groups", Access::admin, on(&Impl::id_group_list)});
+    t.add(R{"POST", "/v1/id-groups", Access::admin, on(&Impl::id_group_create)});
+    t.add(R{"GET", "/v1/id-groups/{name}", Access::admin, on(&Impl::id_group_show)});
+    t.add(R{"DELETE", "/v1/id-groups/{name}", Access::admin, on(&Impl::id_group_delete)});
+    t.add(R{"POST", "/v1/id-groups/{name}/members", Access::admin, on(&Impl::id_group_members)});
+    t.add(R{"GET", "/v1/inventory", Access::admin, on(&Impl::inventory_query)});
+    t.add(R{"GET", "/v1/inventory/fields", Access::admin, on(&Impl::inventory_fields_list)});
+    t.add(R{"POST", "/v1/inventory/fields", Access::admin, on(&Impl::inventory_field_define)});
+    t.add(R{"DELETE", "/v1/inventory/fields/{name}", Access::admin, on(&Impl::inventory_field_delete)});
+    t.add(R{"GET", "/v1/inventory/hosts/{key}", Access::admin, on(&Impl::inventory_host)});
+    t.add(R{"GET", "/v1/inventory/hosts/{key}/history", Access::admin, on(&Impl::inventory_host)});
+    t.add(R{"GET", "/v1/events", Access::admin, on(&Impl::events_page)});
+    t.add(R{"GET", "/v1/events/stream", Access::admin, on(&Impl::events_stream)});
+    t.add(R{"GET", "/v1/events/sinks", Access::admin, on(&Impl::events_sinks)});
+    t.add(R{"GET", "/v1/audit", Access::admin, on(&Impl::audit_route)});
   }
 
-  void route(HttpRequest&& req, Responder& r) {
-    const auto p = split_path(req.path);
-    const auto& m = req.method;
-    if (req.path == "/metrics" && settings.metrics && (m == "GET" || m == "HEAD")) return metrics(r);
-    if (p.size() < 2 || p[0] != "v1") no_route(req);
-    const auto& area = p[1];
-
-    if (area == "status" && p.size() == 2 && m == "GET") {
-      bj::array up;
-      {
-        std::lock_guard lock(relay_mutex);
-        for (const auto& h : tree_path) up.emplace_back(h);
-      }
-      r(json_response(200, bj::object{{"status", "active"},
-                                      {"version", distrib::version()},
-                                      {"protocol", kProtocolVersion},
-                                      {"role", is_relay() ? "relay" : "manager"},
-                                      {"host_id", my_id},
-                                      {"path", std::move(up)},
-                                      {"key_mode", std::string(to_string(settings.key_mode))}}));
-      return;
+  void get_status(HttpRequest&&, Responder& r, const PathSegments&) {
+    bj::array up;
+    {
+      std::lock_guard lock(relay_mutex);
+      for (const auto& h : tree_path) up.emplace_back(h);
     }
-    if (area == "agent") return agent_route(std::move(req), r, p);
-    if (area == "relay") return relay_route(std::move(req), r, p);
-    if (area == "content") return content_route(std::move(req), r, p);
+    r(json_response(200, bj::object{{"status", "active"},
+                                    {"version", distrib::version()},
+                                    {"protocol", kProtocolVersion},
+                                    {"role", is_relay() ? "relay" : "manager"},
+                                    {"host_id", my_id},
+                                    {"path", std::move(up)},
+                                    {"key_mode", std::string(to_string(settings.key_mode))}}));
+  }
 
-    audit_answer(req, r);
-    require_admin(req);
-    if (area == "cluster" && p.size() == 3 && p[2] == "status" && m == "GET") {
-      if (!settings.cluster_status)
-        throw Error(ErrorKind::not_found, "this manager is not clustered (distribd --failover is not set)");
-      return blocking(std::move(r), [this] {
-        HttpResponse res;
-        res.body = settings.cluster_status();
-        return res;
-      });
-    }
-    if (area == "hosts" && p.size() == 2 && m == "GET") return list_hosts(r);
-    if (area == "hosts" && p.size() == 3 && p[2] == "approve" && m == "POST") return approve_hosts(std::move(req), r);
-    if (area == "stats" && p.size() == 2 && m == "GET") return stats(r);
-    if (area == "chunks") return chunk_route(std::move(req), r, p);
-    if (area == "packages") return package_route(std::move(req), r, p);
-    if (area == "jobs") return job_route(std::move(req), r, p);
-    if (area == "transfers") return transfer_route(std::move(req), r, p);
-    if (area == "groups") return group_route(std::move(req), r, p);
-    if (area == "id-groups") return id_group_route(std::move(req), r, p);
-    if (area == "inventory") return inventory_route(std::move(req), r, p);
-    if (area == "events") return event_route(std::move(req), r, p);
-    if (area == "audit" && p.size() == 2 && m == "GET") return audit_route(std::move(req), r);
-    no_route(req);
+  void get_routes(HttpRequest&&, Responder& r, const PathSegments&) {
+    bj::array out;
+    for (const auto& route : router.routes())
+      out.push_back(bj::object{{"method", route.method}, {"path", route.pattern}, {"access", std::string(to_string(route.access))}});
+    r(json_response(200, bj::object{{"routes", std::move(out)}}));
+  }
+
+  void get_cluster_status(HttpRequest&&, Responder& r, const PathSegments&) {
+    if (!settings.cluster_status)
+      throw Error(ErrorKind::not_found, "this manager is not clustered (distribd --failover is not set)");
+    return blocking(std::move(r), [this] {
+      HttpResponse res;
+      res.body = settings.cluster_status();
+      return res;
+    });
   }
 
   // --- events, audit, metrics ----------------------------------------------------------
-
-  static long query_number(const HttpRequest& req, const char* name, long fallback, long lo, long hi) {
-    auto it = req.query.find(name);
-    if (it == req.query.end() || it->second.empty()) return fallback;
-    try {
-      std::size_t used = 0;
-      const long v = std::stol(it->second, &used);
-      if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range("range");
-      return v;
-    } catch (const std::exception&) {
-      throw Error(ErrorKind::invalid_argument, std::string("query parameter ") + name + " must be a whole number from " +
-                                                   std::to_string(lo) + " to " + std::to_string(hi) + ", not \"" +
-                                                   it->second + "\"");
-    }
-  }
 
   static EventFilter filter_of(const HttpRequest& req) {
     EventFilter f;
@@ -730,10 +739,9 @@ struct Manager::Impl {
     return f;
   }
 
-  void event_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (req.method != "GET") no_route(req);
+  void events_page(HttpRequest&& req, Responder& r, const PathSegments&) {
     const auto filter = filter_of(req);
-    if (p.size() == 2) {
+    {
       // A page of the outbox: after an id, or the newest `limit` events.
       const long limit = query_number(req, "limit", 100, 1, 10000);
       const bool tail = req.query.find("after") == req.query.end();
@@ -762,7 +770,11 @@ struct Manager::Impl {
         return res;
       });
     }
-    if (p.size() == 3 && p[2] == "stream") {
+  }
+
+  void events_stream(HttpRequest&& req, Responder& r, const PathSegments&) {
+    const auto filter = filter_of(req);
+    {
       // Server-sent events: from Last-Event-ID or ?after=, else from now on.
       std::int64_t after = -1;
       if (auto it = req.headers.find("last-event-id"); it != req.headers.end() && !it->second.empty()) {
@@ -786,7 +798,11 @@ struct Manager::Impl {
         return res;
       });
     }
-    if (p.size() == 3 && p[2] == "sinks") {
+  }
+
+  void events_sinks(HttpRequest&& req, Responder& r, const PathSegments&) {
+    filter_of(req);  // a malformed filter is refused here too
+    {
       return blocking(std::move(r), [this] {
         bj::array sinks;
         for (const auto& s : events->status())
@@ -803,10 +819,9 @@ struct Manager::Impl {
         return json_response(200, bj::object{{"sinks", std::move(sinks)}});
       });
     }
-    no_route(req);
   }
 
-  void audit_route(HttpRequest&& req, Responder& r) {
+  void audit_route(HttpRequest&& req, Responder& r, const PathSegments&) {
     const long limit = query_number(req, "limit", 50, 1, 10000);
     const long before = query_number(req, "before", 0, 0, std::numeric_limits<long>::max());
     return blocking(std::move(r), [this, limit, before] {
@@ -825,7 +840,7 @@ struct Manager::Impl {
     });
   }
 
-  void metrics(Responder& r) {
+  void get_metrics(HttpRequest&&, Responder& r, const PathSegments&) {
     MetricsSnapshot m;
     m.version = distrib::version();
     m.role = is_relay() ? "relay" : "manager";
@@ -864,9 +879,7 @@ struct Manager::Impl {
     });
   }
 
-  void agent_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (p.size() != 3) no_route(req);
-    if (p[2] == "register" && req.method == "POST") {
+  void agent_register(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       Host host = json::host_from_json(body);
@@ -906,8 +919,9 @@ struct Manager::Impl {
                                              {"poll_timeout_seconds", settings.poll_timeout_seconds},
                                              {"key_mode", std::string(to_string(settings.key_mode))}});
       });
-    }
-    if (p[2] == "work" && req.method == "GET") {
+  }
+
+  void agent_work(HttpRequest&& req, Responder& r, const PathSegments&) {
       const auto host_id = req.query["host_id"];
       if (!is_valid_host_id(host_id))
         throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
@@ -943,8 +957,9 @@ struct Manager::Impl {
       waiters[host_id].push_back({std::make_shared<Responder>(std::move(r)),
                                   Clock::now() + std::chrono::seconds(wait)});
       return;
-    }
-    if (p[2] == "join" && req.method == "POST") {
+  }
+
+  void agent_join(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       JoinRequest j;
@@ -965,8 +980,9 @@ struct Manager::Impl {
           j.record = json::host_from_json(it->value().as_object());
       }
       return blocking(std::move(r), [this, j] { return json_response(200, join(j)); });
-    }
-    if (p[2] == "transfer" && req.method == "GET") {
+  }
+
+  void agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&) {
       // Between two segments: is the entry still to be transferred, and with which split?
       const auto host_id = req.query["host_id"];
       if (!is_valid_host_id(host_id))
@@ -986,14 +1002,14 @@ struct Manager::Impl {
                                              {"attempt", t->attempt},
                                              {"split", json::to_json(hop_split(t->split, settings.split_max))}});
       });
-    }
-    if (p[2] == "inventory" && req.method == "POST") return agent_inventory(std::move(req), r);
-    if (p[2] == "inventory-fields" && req.method == "GET") {
+  }
+
+  void agent_inventory_fields(HttpRequest&& req, Responder& r, const PathSegments&) {
       if (is_relay()) return forward_up(std::move(req), r, req.target);
       return blocking(std::move(r), [this] { return json_response(200, fields_json(store->list_inventory_fields())); });
-    }
-    if (p[2] == "collect" && req.method == "POST") return agent_collect(std::move(req), r);
-    if (p[2] == "report" && req.method == "POST") {
+  }
+
+  void agent_report(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       const auto host_id = json::get_string(body, "host_id");
@@ -1025,8 +1041,6 @@ struct Manager::Impl {
         settle(host_id, seen, has_work(host_id));
         return json_response(200, bj::object{{"results", std::move(results)}});
       });
-    }
-    no_route(req);
   }
 
   // --- transfers: admission, pacing, batches ----------------------------------------------
@@ -1203,8 +1217,7 @@ struct Manager::Impl {
     });
   }
 
-  void content_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (p.size() == 3 && p[2] == "chunks" && req.method == "POST") {
+  void content_chunk_batch(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       const auto requester = json::get_string(body, "host_id", false);
@@ -1220,9 +1233,9 @@ struct Manager::Impl {
       }
       serve_batch(requester, std::move(digests), std::make_shared<Responder>(std::move(r)), false);
       return;
-    }
-    if (req.method != "GET") no_route(req);
-    if (p.size() == 4 && p[2] == "chunks") {
+  }
+
+  void content_chunk(HttpRequest&& req, Responder& r, const PathSegments& p) {
       const auto& digest = p[3];
       if (!is_sha256_hex(digest))
         throw Error(ErrorKind::invalid_argument, "\"" + digest + "\" is not a chunk digest");
@@ -1250,22 +1263,20 @@ struct Manager::Impl {
         maybe_maintain();
       });
       return;
-    }
-    if (p.size() == 5 && p[2] == "manifests") {
+  }
+
+  void content_manifest(HttpRequest&&, Responder& r, const PathSegments& p) {
       return blocking(std::move(r), [this, name = p[3], version = p[4]] {
         auto m = is_relay() ? ensure_manifest(name, version) : store->find_package(name, version);
         if (!m) throw Error(ErrorKind::not_found, "package \"" + name + "\" " + version + " does not exist");
         if (is_relay()) store->touch_package(name, version, fs::now_unix());
         return json_response(200, json::to_json(*m));
       });
-    }
-    no_route(req);
   }
 
   // --- relay route: what a relay below reports (hosts, last contacts, entry states, acks)
 
-  void relay_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (!(p.size() == 3 && p[2] == "sync" && req.method == "POST")) no_route(req);
+  void relay_sync(HttpRequest&& req, Responder& r, const PathSegments&) {
     require_json(req);
     auto body = json::parse_object(req.body);
     const auto relay = json::get_string(body, "host_id");
@@ -1335,7 +1346,7 @@ struct Manager::Impl {
     });
   }
 
-  void stats(Responder& r) {
+  void stats(HttpRequest&&, Responder& r, const PathSegments&) {
     bj::array by;
     std::uint64_t chunks_total = 0, bytes_total = 0;
     {
@@ -1368,7 +1379,7 @@ struct Manager::Impl {
                                     {"content", std::move(content)}}));
   }
 
-  void approve_hosts(HttpRequest&& req, Responder& r) {
+  void approve_hosts(HttpRequest&& req, Responder& r, const PathSegments&) {
     require_json(req);
     auto keys = json::get_string_array(json::parse_object(req.body), "hosts");
     if (keys.empty()) throw Error(ErrorKind::invalid_argument, "name at least one host to approve");
@@ -1396,7 +1407,7 @@ struct Manager::Impl {
     });
   }
 
-  void list_hosts(Responder& r) {
+  void list_hosts(HttpRequest&&, Responder& r, const PathSegments&) {
     blocking(std::move(r), [this] {
       auto hosts = store->list_hosts();
       {
@@ -1423,8 +1434,7 @@ struct Manager::Impl {
     });
   }
 
-  void chunk_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (p.size() == 3 && p[2] == "missing" && req.method == "POST") {
+  void chunks_missing(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto digests = json::get_string_array(json::parse_object(req.body), "digests");
       for (const auto& d : digests)
@@ -1436,8 +1446,9 @@ struct Manager::Impl {
           if (seen.insert(d).second && !chunks->contains(d)) missing.emplace_back(d);
         return json_response(200, bj::object{{"missing", std::move(missing)}});
       });
-    }
-    if (p.size() == 3 && req.method == "PUT") {
+  }
+
+  void chunk_upload(HttpRequest&& req, Responder& r, const PathSegments& p) {
       const auto digest = p[2];
       if (!is_sha256_hex(digest))
         throw Error(ErrorKind::invalid_argument, "\"" + digest + "\" is not a chunk digest");
@@ -1448,19 +1459,17 @@ struct Manager::Impl {
         chunks->put_compressed(digest, body, kMaxChunkSize);
         return json_response(201, bj::object{{"digest", digest}});
       });
-    }
-    no_route(req);
   }
 
-  void package_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (p.size() == 2 && req.method == "GET") {
+  void package_list(HttpRequest&&, Responder& r, const PathSegments&) {
       return blocking(std::move(r), [this] {
         bj::array arr;
         for (const auto& s : store->list_packages()) arr.push_back(json::to_json(s));
         return json_response(200, bj::object{{"packages", std::move(arr)}});
       });
-    }
-    if (p.size() == 2 && req.method == "POST") {
+  }
+
+  void package_register(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       Manifest manifest = json::manifest_from_json_object(json::parse_object(req.body));
       validate_manifest(manifest);
@@ -1478,15 +1487,16 @@ struct Manager::Impl {
         return json_response(created ? 201 : 200,
                              bj::object{{"created", created}, {"package", json::to_json(manifest)}});
       });
-    }
-    if (p.size() == 4 && req.method == "GET") {
+  }
+
+  void package_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+    {
       return blocking(std::move(r), [this, name = p[2], version = p[3]] {
         auto m = store->find_package(name, version);
         if (!m) throw Error(ErrorKind::not_found, "package \"" + name + "\" " + version + " does not exist");
         return json_response(200, json::to_json(*m));
       });
     }
-    no_route(req);
   }
 
   static std::string joined(const std::vector<std::string>& v) {
@@ -1635,8 +1645,7 @@ struct Manager::Impl {
   }
 
   // POST /v1/transfers/suspend|resume {"job": ID} or {"relay": KEY}
-  void transfer_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (!(p.size() == 3 && (p[2] == "suspend" || p[2] == "resume") && req.method == "POST")) no_route(req);
+  void transfers_suspend_resume(HttpRequest&& req, Responder& r, const PathSegments& p) {
     require_json(req);
     auto body = json::parse_object(req.body);
     const bool suspend = p[2] == "suspend";
@@ -1669,8 +1678,7 @@ struct Manager::Impl {
     });
   }
 
-  void job_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    if (p.size() == 2 && req.method == "POST") {
+  void job_create(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       Job job = json::job_from_json(body);
@@ -1718,8 +1726,9 @@ struct Manager::Impl {
                                              {"entries", created.entries},
                                              {"skipped", ex.skipped}});
       });
-    }
-    if (p.size() == 2 && req.method == "GET") {
+  }
+
+  void job_list(HttpRequest&& req, Responder& r, const PathSegments&) {
       int limit = 100;
       if (auto it = req.query.find("limit"); it != req.query.end()) {
         try {
@@ -1737,17 +1746,23 @@ struct Manager::Impl {
         }
         return json_response(200, bj::object{{"jobs", std::move(arr)}});
       });
+  }
+
+  // The job id in /v1/jobs/{id}/...: a positive whole number.
+  static std::int64_t job_id_of(const PathSegments& p) {
+    std::int64_t id = 0;
+    try {
+      std::size_t used = 0;
+      id = std::stoll(p[2], &used);
+      if (used != p[2].size() || id <= 0) throw std::invalid_argument("id");
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::invalid_argument, "\"" + p[2] + "\" is not a job id");
     }
-    if (p.size() >= 3) {
-      std::int64_t id = 0;
-      try {
-        std::size_t used = 0;
-        id = std::stoll(p[2], &used);
-        if (used != p[2].size() || id <= 0) throw std::invalid_argument("id");
-      } catch (const std::exception&) {
-        throw Error(ErrorKind::invalid_argument, "\"" + p[2] + "\" is not a job id");
-      }
-      if (p.size() == 3 && req.method == "GET") {
+    return id;
+  }
+
+  void job_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+      const auto id = job_id_of(p);
         return blocking(std::move(r), [this, id] {
           auto job = store->find_job(id);
           if (!job) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
@@ -1777,8 +1792,10 @@ struct Manager::Impl {
           }
           return json_response(200, out);
         });
-      }
-      if (p.size() == 4 && p[3] == "files" && req.method == "GET") {
+  }
+
+  void job_files(HttpRequest&&, Responder& r, const PathSegments& p) {
+      const auto id = job_id_of(p);
         return blocking(std::move(r), [this, id] {
           if (!store->find_job(id)) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
           bj::array arr;
@@ -1787,8 +1804,10 @@ struct Manager::Impl {
                                      {"size", f.size}, {"sha256", f.sha256}, {"stored_at", f.stored_at}});
           return json_response(200, bj::object{{"job_id", id}, {"files", std::move(arr)}});
         });
-      }
-      if (p.size() == 5 && p[3] == "files" && req.method == "GET") {
+  }
+
+  void job_file(HttpRequest&& req, Responder& r, const PathSegments& p) {
+      const auto id = job_id_of(p);
         const auto host = p[4];
         const auto path = req.query["path"];
         return blocking(std::move(r), [this, id, host, path] {
@@ -1803,8 +1822,10 @@ struct Manager::Impl {
             }
           throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " has no file " + path + " from host " + host);
         });
-      }
-      if (p.size() == 4 && p[3] == "retry" && req.method == "POST") {
+  }
+
+  void job_retry(HttpRequest&&, Responder& r, const PathSegments& p) {
+      const auto id = job_id_of(p);
         return blocking(std::move(r), [this, id] {
           auto job = store->find_job(id);
           if (!job) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
@@ -1815,16 +1836,20 @@ struct Manager::Impl {
           spdlog::info("job {}: {} failed entr(ies) retried", id, n);
           return json_response(200, bj::object{{"job_id", id}, {"retried", n}});
         });
-      }
-      if (p.size() == 4 && p[3] == "complete-now" && req.method == "POST") {
+  }
+
+  void job_complete_now(HttpRequest&&, Responder& r, const PathSegments& p) {
+      const auto id = job_id_of(p);
         return blocking(std::move(r), [this, id] {
           auto change = store->clear_split(id);
           wake(change.vias, true);
           spdlog::info("job {}: split distribution ended; the rest travels unsplit ({} open entries)", id, change.entries);
           return json_response(200, bj::object{{"job_id", id}, {"entries", change.entries}});
         });
-      }
-      if (p.size() == 4 && p[3] == "cancel" && req.method == "POST") {
+  }
+
+  void job_cancel(HttpRequest&&, Responder& r, const PathSegments& p) {
+      const auto id = job_id_of(p);
         return blocking(std::move(r), [this, id] {
           // Relays below hear of it in their next work answer and cancel down their subtree.
           const auto cancel = store->cancel_job_entries(id);
@@ -1832,10 +1857,8 @@ struct Manager::Impl {
           spdlog::info("job {} cancelled ({} entries)", id, cancel.cancelled);
           return json_response(200, bj::object{{"job_id", id}, {"cancelled", cancel.cancelled}});
         });
-      }
-    }
-    no_route(req);
   }
+
   // --- ID group membership asked by hosts (agent configuration or a command on the host) ---
 
   struct JoinRequest {
@@ -1987,7 +2010,7 @@ struct Manager::Impl {
   }
 
   // POST /v1/agent/inventory {host_id, scope, collected_at, items: {key: value}}
-  void agent_inventory(HttpRequest&& req, Responder& r) {
+  void agent_inventory(HttpRequest&& req, Responder& r, const PathSegments&) {
     require_json(req);
     if (is_relay()) return forward_up(std::move(req), r, req.target);
     auto body = json::parse_object(req.body);
@@ -2097,7 +2120,7 @@ struct Manager::Impl {
   }
 
   // POST /v1/agent/collect?host_id=&job_id=&path=&sha256= with the file's bytes as the body.
-  void agent_collect(HttpRequest&& req, Responder& r) {
+  void agent_collect(HttpRequest&& req, Responder& r, const PathSegments&) {
     const auto host_id = req.query["host_id"];
     if (!is_valid_host_id(host_id)) throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
     std::int64_t job_id = 0;
@@ -2171,9 +2194,7 @@ struct Manager::Impl {
   }
 
   // Admin: /v1/inventory?query=&fields=, /v1/inventory/hosts/KEY[/history], /v1/inventory/fields[/NAME]
-  void inventory_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    const auto& m = req.method;
-    if (p.size() == 2 && m == "GET") {
+  void inventory_query(HttpRequest&& req, Responder& r, const PathSegments&) {
       InventoryQuery q;
       if (const auto text = req.query["query"]; !text.empty()) q = parse_inventory_query(text);
       const auto fields = split_list(req.query["fields"]);
@@ -2205,10 +2226,13 @@ struct Manager::Impl {
         return json_response(200, bj::object{{"query", to_string(q)}, {"count", order.size()}, {"fields", std::move(cols)},
                                              {"hosts", std::move(hosts)}});
       });
-    }
-    if (p.size() == 3 && p[2] == "fields" && m == "GET")
-      return blocking(std::move(r), [this] { return json_response(200, fields_json(store->list_inventory_fields())); });
-    if (p.size() == 3 && p[2] == "fields" && m == "POST") {
+  }
+
+  void inventory_fields_list(HttpRequest&&, Responder& r, const PathSegments&) {
+    return blocking(std::move(r), [this] { return json_response(200, fields_json(store->list_inventory_fields())); });
+  }
+
+  void inventory_field_define(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       InventoryField f;
@@ -2227,8 +2251,9 @@ struct Manager::Impl {
         spdlog::info("inventory field {} ({}) defined", f.name, to_string(f.type));
         return json_response(201, fields_json({f}));
       });
-    }
-    if (p.size() == 4 && p[2] == "fields" && m == "DELETE") {
+  }
+
+  void inventory_field_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
       const auto name = p[3];
       return blocking(std::move(r), [this, name] {
         if (!store->delete_inventory_field(name))
@@ -2237,8 +2262,9 @@ struct Manager::Impl {
         fields_cache.reset();
         return json_response(200, bj::object{{"deleted", name}});
       });
-    }
-    if ((p.size() == 4 || (p.size() == 5 && p[4] == "history")) && p[2] == "hosts" && m == "GET") {
+  }
+
+  void inventory_host(HttpRequest&& req, Responder& r, const PathSegments& p) {
       const auto key = p[3];
       const bool history = p.size() == 5;
       int limit = 200;
@@ -2274,13 +2300,9 @@ struct Manager::Impl {
         out["items"] = std::move(items);
         return json_response(200, out);
       });
-    }
-    no_route(req);
   }
 
-  void group_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    const auto& m = req.method;
-    if (p.size() == 2 && m == "GET") {
+  void group_list(HttpRequest&&, Responder& r, const PathSegments&) {
       return blocking(std::move(r), [this] {
         bj::array arr;
         for (auto& g : store->list_host_groups()) {
@@ -2291,8 +2313,9 @@ struct Manager::Impl {
         }
         return json_response(200, bj::object{{"groups", std::move(arr)}});
       });
-    }
-    if (p.size() == 2 && m == "POST") {
+  }
+
+  void group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       HostGroup g;
@@ -2314,10 +2337,10 @@ struct Manager::Impl {
                      g.query.empty() ? "" : " matching " + g.query);
         return json_response(201, json::to_json(g));
       });
-    }
-    if (p.size() < 3) no_route(req);
-    const auto name = p[2];
-    if (p.size() == 3 && m == "GET") {
+  }
+
+  void group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+      const auto name = p[2];
       return blocking(std::move(r), [this, name] {
         auto g = store->find_host_group(name);
         if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
@@ -2326,10 +2349,15 @@ struct Manager::Impl {
         o["hosts"] = host_refs(g->members);
         return json_response(200, o);
       });
-    }
-    if (p.size() == 3 && m == "DELETE")
-      return delete_group(r, "host group", name, [this, name] { return store->delete_host_group(name); });
-    if (p.size() == 4 && p[3] == "members" && m == "POST") {
+  }
+
+  void group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
+    const auto name = p[2];
+    return delete_group(r, "host group", name, [this, name] { return store->delete_host_group(name); });
+  }
+
+  void group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
+      const auto name = p[2];
       auto [add, remove] = member_change(req);
       return blocking(std::move(r), [this, name, add, remove] {
         auto g = store->find_host_group(name);
@@ -2342,13 +2370,9 @@ struct Manager::Impl {
         const int n = store->change_host_group(name, a, d);
         return json_response(200, bj::object{{"group", name}, {"changed", n}});
       });
-    }
-    no_route(req);
   }
 
-  void id_group_route(HttpRequest&& req, Responder& r, const std::vector<std::string>& p) {
-    const auto& m = req.method;
-    if (p.size() == 2 && m == "GET") {
+  void id_group_list(HttpRequest&&, Responder& r, const PathSegments&) {
       return blocking(std::move(r), [this] {
         std::map<std::string, std::int64_t> counts;
         bj::array arr;
@@ -2360,8 +2384,9 @@ struct Manager::Impl {
         }
         return json_response(200, bj::object{{"id_groups", std::move(arr)}, {"owner", my_id}});
       });
-    }
-    if (p.size() == 2 && m == "POST") {
+  }
+
+  void id_group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
       require_json(req);
       auto body = json::parse_object(req.body);
       IdGroup g = json::id_group_from_json(body);
@@ -2385,10 +2410,10 @@ struct Manager::Impl {
         auto created = store->find_id_group(g.name);
         return json_response(201, json::to_json(*created));
       });
-    }
-    if (p.size() < 3) no_route(req);
-    const auto name = p[2];
-    if (p.size() == 3 && m == "GET") {
+  }
+
+  void id_group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+      const auto name = p[2];
       return blocking(std::move(r), [this, name] {
         auto g = store->find_id_group(name);
         if (!g) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
@@ -2398,10 +2423,15 @@ struct Manager::Impl {
         o["jobs"] = std::move(jobs);
         return json_response(200, o);
       });
-    }
-    if (p.size() == 3 && m == "DELETE")
-      return delete_group(r, "ID group", name, [this, name] { return store->delete_id_group(name); });
-    if (p.size() == 4 && p[3] == "members" && m == "POST") {
+  }
+
+  void id_group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
+    const auto name = p[2];
+    return delete_group(r, "ID group", name, [this, name] { return store->delete_id_group(name); });
+  }
+
+  void id_group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
+      const auto name = p[2];
       auto [add, remove] = member_change(req);
       return blocking(std::move(r), [this, name, add, remove] {
         if (!store->find_id_group(name)) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
@@ -2417,8 +2447,6 @@ struct Manager::Impl {
                                              {"left", left_change.changed},
                                              {"cancelled", left_change.entries}});
       });
-    }
-    no_route(req);
   }
 
   // --- relay manager ----------------------------------------------------------------------
@@ -2855,6 +2883,7 @@ Manager::Manager(ManagerSettings settings, const StoreRegistry& stores, const Ev
   if (s.event_retention_days < 0) throw Error(ErrorKind::invalid_argument, "event retention must be 0 (keep) or more days");
   impl_->store = stores.open(s.store);
   impl_->events = std::make_unique<EventDispatcher>(*impl_->store, sinks, s.event_sinks);
+  impl_->register_routes();
 }
 
 Manager::~Manager() { stop(); }

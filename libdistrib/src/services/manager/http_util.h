@@ -1,0 +1,22 @@
+#pragma once
+// What every manager route shares: JSON and error answers, the content-type check and one parser
+// for numeric query parameters.
+#include <distrib/error.h>
+#include <distrib/net/http.h>
+
+#include <boost/json/value.hpp>
+
+namespace distrib::manager {
+
+/// The HTTP status of an error kind (invalid_argument 400, unauthorized 401, ...).
+int status_of(ErrorKind kind) noexcept;
+HttpResponse json_response(int status, const boost::json::value& v);
+/// {"error": KIND, "message": ...} with the kind's status.
+HttpResponse error_response(const Error& e);
+/// Throws invalid_argument unless the body is declared application/json.
+void require_json(const HttpRequest& req);
+/// The whole number in query parameter `name`, `fallback` when absent or empty; throws
+/// invalid_argument naming the parameter and the range when it is not a number from lo to hi.
+long query_number(const HttpRequest& req, const char* name, long fallback, long lo, long hi);
+
+}  // namespace distrib::manager

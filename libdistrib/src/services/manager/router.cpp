@@ -1,0 +1,101 @@
+// The manager's route table (router.h).
+#include "services/manager/router.h"
+
+#include <distrib/error.h>
+
+#include <algorithm>
+
+namespace distrib::manager {
+
+std::string_view to_string(Access access) noexcept {
+  switch (access) {
+    case Access::open: return "open";
+    case Access::agent: return "agent";
+    case Access::relay: return "relay";
+    case Access::admin: return "admin";
+  }
+  return "admin";
+}
+
+PathSegments split_path(std::string_view path) {
+  PathSegments parts;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > start) parts.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+namespace {
+
+bool placeholder(const std::string& segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+bool matches(const PathSegments& pattern, const PathSegments& path) {
+  if (pattern.size() != path.size()) return false;
+  for (std::size_t i = 0; i < pattern.size(); ++i)
+    if (!placeholder(pattern[i]) && pattern[i] != path[i]) return false;
+  return true;
+}
+
+bool under(const PathSegments& prefix, const PathSegments& path) {
+  if (path.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (!placeholder(prefix[i]) && prefix[i] != path[i]) return false;
+  return true;
+}
+
+std::size_t index_of(Access access) { return static_cast<std::size_t>(access); }
+
+}  // namespace
+
+void Router::add(Route route) {
+  if (!route.pattern.starts_with('/') || !route.handler || route.method.empty())
+    throw Error(ErrorKind::internal, "route " + route.method + " " + route.pattern + " is malformed");
+  auto segments = split_path(route.pattern);
+  for (const auto& e : entries_)
+    if (e.route.method == route.method && e.route.pattern == route.pattern)
+      throw Error(ErrorKind::internal, "route " + route.method + " " + route.pattern + " is declared twice");
+  entries_.push_back({std::move(route), std::move(segments)});
+}
+
+void Router::realm(std::string prefix, Access access) { realms_.push_back({split_path(prefix), access}); }
+
+void Router::check(Access access, Check check) { checks_.at(index_of(access)) = std::move(check); }
+
+void Router::on_admin(AdminHook hook) { admin_hook_ = std::move(hook); }
+
+void Router::admit(Access access, const HttpRequest& req, Responder& r) const {
+  if (access == Access::admin && admin_hook_) admin_hook_(req, r);
+  if (const auto& check = checks_[index_of(access)]) check(req);
+}
+
+void Router::dispatch(HttpRequest&& req, Responder& r) const {
+  const auto p = split_path(req.path);
+  for (const auto& e : entries_) {
+    if (e.route.method != req.method || !matches(e.segments, p)) continue;
+    admit(e.route.access, req, r);
+    e.route.handler(std::move(req), r, p);
+    return;
+  }
+  // No route: the realm decides whether the caller must prove who it is before hearing so.
+  for (const auto& realm : realms_) {
+    if (!under(realm.prefix, p)) continue;
+    admit(realm.access, req, r);
+    break;
+  }
+  throw Error(ErrorKind::not_found, "no route " + req.method + " " + req.path);
+}
+
+std::vector<RouteInfo> Router::routes() const {
+  std::vector<RouteInfo> out;
+  out.reserve(entries_.size());
+  for (const auto& e : entries_) out.push_back({e.route.method, e.route.pattern, e.route.access});
+  return out;
+}
+
+}  // namespace distrib::manager

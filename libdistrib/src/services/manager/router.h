@@ -1,0 +1,90 @@
+#pragma once
+// The manager's route table: every route is declared with its method, path pattern and access
+// level, and the router alone enforces access (one place; no handler checks a token).
+//
+// Patterns are paths whose segments are literals or {placeholders} ("/v1/jobs/{id}/cancel"); a
+// handler gets the request's path segments (p[0] == "v1"...). A request that matches no route
+// belongs to the first declared realm whose prefix it falls under: in the admin realm it is
+// authenticated (and audited) before it hears "no route", so an unknown path tells an
+// unauthenticated caller nothing.
+#include <distrib/net/http.h>
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace distrib::manager {
+
+/// Who may call a route.
+enum class Access {
+  open,   ///< anyone (status, metrics)
+  agent,  ///< agents and relays below this manager (not authenticated yet: agent identities)
+  relay,  ///< relays below this manager (not authenticated yet: agent identities)
+  admin,  ///< holders of the admin bearer token; every admin request is audited
+};
+std::string_view to_string(Access access) noexcept;
+
+using PathSegments = std::vector<std::string>;
+/// A route's handler. It may answer through `r` now or hand it on; it may throw Error, which the
+/// router's caller answers (when `r` was not handed on).
+using RouteHandler = std::function<void(HttpRequest&& req, Responder& r, const PathSegments& p)>;
+
+struct Route {
+  std::string method;   ///< "GET", "POST", "PUT", "DELETE", "HEAD"
+  std::string pattern;  ///< "/v1/jobs/{id}"
+  Access access = Access::admin;
+  RouteHandler handler;
+};
+
+/// One row of the table as listed (GET /v1/routes, the pinned test).
+struct RouteInfo {
+  std::string method, pattern;
+  Access access;
+};
+
+class Router {
+public:
+  /// How a caller proves an access level: throws Error(unauthorized/forbidden) when it cannot.
+  using Check = std::function<void(const HttpRequest&)>;
+  /// Called for every request in the admin realm before its credentials are checked (the audit
+  /// trail: it hooks the responder to record the answer, a refusal included).
+  using AdminHook = std::function<void(const HttpRequest&, Responder&)>;
+
+  /// Declares a route. Throws Error(internal) for a malformed pattern or a method and pattern
+  /// declared twice (a programming error, found at start).
+  void add(Route route);
+  /// Requests under `prefix` ("/v1/agent", "/v1/{area}") that match no route are of `access` for
+  /// the answer. The first declared realm that holds a path is its realm.
+  void realm(std::string prefix, Access access);
+  void check(Access access, Check check);
+  void on_admin(AdminHook hook);
+
+  /// Finds the route, runs the realm's hook and access check, then the handler; throws
+  /// Error(not_found) "no route METHOD PATH" when none matches (after the check of its realm).
+  void dispatch(HttpRequest&& req, Responder& r) const;
+
+  /// Every route in declaration order.
+  std::vector<RouteInfo> routes() const;
+
+private:
+  struct Entry {
+    Route route;
+    PathSegments segments;
+  };
+  struct Realm {
+    PathSegments prefix;
+    Access access;
+  };
+  void admit(Access access, const HttpRequest& req, Responder& r) const;
+
+  std::vector<Entry> entries_;
+  std::vector<Realm> realms_;
+  std::vector<Check> checks_ = std::vector<Check>(4);
+  AdminHook admin_hook_;
+};
+
+/// "/a/b/c" → {"a", "b", "c"} (empty segments dropped).
+PathSegments split_path(std::string_view path);
+
+}  // namespace distrib::manager

@@ -74,10 +74,15 @@ const char* const kPinned[] = {
 
 // A concrete path for a pattern: placeholders filled with something of the right shape.
 std::string concrete(std::string path) {
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"{digest}", std::string(64, 'a')}, {"{id}", "1"}, {"{name}", "web"}, {"{version}", "1.0"},
-           {"{host}", "h"}, {"{key}", "h"}}) {
-    for (auto at = path.find(from); at != std::string::npos; at = path.find(from)) path.replace(at, from.size(), to);
+  for (const auto& [from, to] :
+       std::vector<std::pair<std::string, std::string>>{{"{digest}", std::string(64, 'a')},
+                                                        {"{id}", "1"},
+                                                        {"{name}", "web"},
+                                                        {"{version}", "1.0"},
+                                                        {"{host}", "h"},
+                                                        {"{key}", "h"}}) {
+    for (auto at = path.find(from); at != std::string::npos; at = path.find(from))
+      path.replace(at, from.size(), to);
   }
   return path;
 }
@@ -96,8 +101,8 @@ TEST_CASE("the route table is pinned and the router enforces each route's access
   const auto answer = boost::json::parse(listed.body);
   for (const auto& v : answer.at("routes").as_array()) {
     const auto& o = v.as_object();
-    table.push_back(std::string(o.at("method").as_string()) + " " + std::string(o.at("path").as_string()) + " " +
-                    std::string(o.at("access").as_string()));
+    table.push_back(std::string(o.at("method").as_string()) + " " + std::string(o.at("path").as_string()) +
+                    " " + std::string(o.at("access").as_string()));
   }
   CHECK(table == std::vector<std::string>(std::begin(kPinned), std::end(kPinned)));
 

@@ -24,10 +24,11 @@ std::string size_of(const char* path) {
 TEST_CASE("the root filesystem is reported even when the mount list has no entry for /", "[inventory]") {
   // What a chroot or a build jail sees: the host's mounts, none of them "/".
   InventoryItems items;
-  collect_disk_items("proc /proc proc rw,nosuid 0 0\n"
-                     "tmpfs /dev/shm tmpfs rw 0 0\n"
-                     "sysfs /sys sysfs rw 0 0\n",
-                     items);
+  collect_disk_items(
+      "proc /proc proc rw,nosuid 0 0\n"
+      "tmpfs /dev/shm tmpfs rw 0 0\n"
+      "sysfs /sys sysfs rw 0 0\n",
+      items);
   REQUIRE(items.count("system.disk./.size_bytes"));
   CHECK(items.at("system.disk./.size_bytes") == size_of("/"));
   CHECK(items.count("system.disk./.free_bytes"));
@@ -43,14 +44,17 @@ TEST_CASE("the root filesystem is reported even when the mount list has no entry
 TEST_CASE("listed filesystems keep the device and type the mount list gives", "[inventory]") {
   const auto dir = std::filesystem::temp_directory_path() / ("distrib disk " + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  const auto escaped = std::filesystem::temp_directory_path().string() + "/distrib\\040disk\\040" +
-                       std::to_string(::getpid());
+  const auto escaped =
+      std::filesystem::temp_directory_path().string() + "/distrib\\040disk\\040" + std::to_string(::getpid());
   InventoryItems items;
-  collect_disk_items("/dev/vdz1 / ext4 rw,relatime 0 0\n"
-                     "/dev/vdz2 " + escaped + " xfs rw 0 0\n"
-                     "/dev/vdz3 /does/not/exist ext4 rw 0 0\n"
-                     "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n",
-                     items);
+  collect_disk_items(
+      "/dev/vdz1 / ext4 rw,relatime 0 0\n"
+      "/dev/vdz2 " +
+          escaped +
+          " xfs rw 0 0\n"
+          "/dev/vdz3 /does/not/exist ext4 rw 0 0\n"
+          "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n",
+      items);
   CHECK(items.at("system.disk./.device") == "/dev/vdz1");
   CHECK(items.at("system.disk./.fstype") == "ext4");
   CHECK(items.at("system.disk./.size_bytes") == size_of("/"));

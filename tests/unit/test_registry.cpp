@@ -26,7 +26,8 @@ TEST_CASE("a registry makes what is registered and refuses duplicates and unknow
     seen = n;
     return std::make_unique<Square>();
   });
-  shapes.add("triangle", [](const int&) -> std::unique_ptr<Shape> { throw Error(ErrorKind::invalid_argument, "no"); });
+  shapes.add("triangle",
+             [](const int&) -> std::unique_ptr<Shape> { throw Error(ErrorKind::invalid_argument, "no"); });
   CHECK(shapes.contains("square"));
   CHECK_FALSE(shapes.contains("circle"));
   CHECK(shapes.names() == std::vector<std::string>{"square", "triangle"});
@@ -55,7 +56,8 @@ TEST_CASE("stores, coordinators and event sinks use the same words", "[registry]
   register_builtin_coordinators(coordinators);
   CHECK(coordinators.contains("db-lease"));
   CHECK_FALSE(coordinators.contains("zookeeper"));
-  CHECK_THROWS_WITH(coordinators.make("zookeeper", {}), Contains("unknown failover coordinator \"zookeeper\" (known: "));
+  CHECK_THROWS_WITH(coordinators.make("zookeeper", {}),
+                    Contains("unknown failover coordinator \"zookeeper\" (known: "));
   CHECK_THROWS_WITH(coordinators.add("etcd", nullptr), "failover coordinator \"etcd\" is registered twice");
 
   EventSinkRegistry sinks;

@@ -19,7 +19,7 @@ namespace distrib {
 
 template <class Interface, class... Args>
 class Registry {
-public:
+ public:
   using Factory = std::function<std::unique_ptr<Interface>(const Args&...)>;
 
   /// `kind` names what is registered, for messages ("database backend", "failover coordinator").
@@ -60,7 +60,7 @@ public:
 
   const std::string& kind() const noexcept { return kind_; }
 
-private:
+ private:
   std::string kind_;
   std::map<std::string, Factory> factories_;
 };

@@ -18,5 +18,8 @@ void require_json(const HttpRequest& req);
 /// The whole number in query parameter `name`, `fallback` when absent or empty; throws
 /// invalid_argument naming the parameter and the range when it is not a number from lo to hi.
 long query_number(const HttpRequest& req, const char* name, long fallback, long lo, long hi);
+/// A page size in query parameter `name`: `fallback` when absent, otherwise clamped to 1..hi;
+/// throws invalid_argument when it is not a number.
+int query_clamped(const HttpRequest& req, const char* name, int fallback, int hi);
 
 }  // namespace distrib::manager

@@ -9,10 +9,14 @@ namespace distrib::manager {
 
 std::string_view to_string(Access access) noexcept {
   switch (access) {
-    case Access::open: return "open";
-    case Access::agent: return "agent";
-    case Access::relay: return "relay";
-    case Access::admin: return "admin";
+    case Access::open:
+      return "open";
+    case Access::agent:
+      return "agent";
+    case Access::relay:
+      return "relay";
+    case Access::admin:
+      return "admin";
   }
   return "admin";
 }
@@ -49,7 +53,9 @@ bool under(const PathSegments& prefix, const PathSegments& path) {
   return true;
 }
 
-std::size_t index_of(Access access) { return static_cast<std::size_t>(access); }
+std::size_t index_of(Access access) {
+  return static_cast<std::size_t>(access);
+}
 
 }  // namespace
 
@@ -63,11 +69,17 @@ void Router::add(Route route) {
   entries_.push_back({std::move(route), std::move(segments)});
 }
 
-void Router::realm(std::string prefix, Access access) { realms_.push_back({split_path(prefix), access}); }
+void Router::realm(std::string prefix, Access access) {
+  realms_.push_back({split_path(prefix), access});
+}
 
-void Router::check(Access access, Check check) { checks_.at(index_of(access)) = std::move(check); }
+void Router::check(Access access, Check check) {
+  checks_.at(index_of(access)) = std::move(check);
+}
 
-void Router::on_admin(AdminHook hook) { admin_hook_ = std::move(hook); }
+void Router::on_admin(AdminHook hook) {
+  admin_hook_ = std::move(hook);
+}
 
 void Router::admit(Access access, const HttpRequest& req, Responder& r) const {
   if (access == Access::admin && admin_hook_) admin_hook_(req, r);

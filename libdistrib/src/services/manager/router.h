@@ -44,7 +44,7 @@ struct RouteInfo {
 };
 
 class Router {
-public:
+ public:
   /// How a caller proves an access level: throws Error(unauthorized/forbidden) when it cannot.
   using Check = std::function<void(const HttpRequest&)>;
   /// Called for every request in the admin realm before its credentials are checked (the audit
@@ -67,7 +67,7 @@ public:
   /// Every route in declaration order.
   std::vector<RouteInfo> routes() const;
 
-private:
+ private:
   struct Entry {
     Route route;
     PathSegments segments;

@@ -1,0 +1,266 @@
+// Agents asking for work: the work cache (hosts with work, waiting polls, generations, last contacts), due
+// entries, long polls, transfer checks and reports.
+#include "services/manager/impl.h"
+
+namespace distrib {
+
+void Manager::Impl::note_contact(const std::string& id) {
+  {
+    std::lock_guard lock(mutex);
+    last_contact[id] = fs::now_unix();
+  }
+  note_for_sync(id);
+}
+
+auto Manager::Impl::generation_of(const std::string& host_id) -> std::uint64_t {
+  std::lock_guard lock(mutex);
+  return work_generation[host_id];
+}
+
+auto Manager::Impl::minute_of_day_now() -> int {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  return tm.tm_hour * 60 + tm.tm_min;
+}
+
+// Is the entry due on this contact: ready (start time, retry backoff, released wave) and its
+// install timing met?
+auto Manager::Impl::due(const JobEntry& e, const Job& job, PollFlags flags, std::int64_t now, int minute)
+    -> bool {
+  if (e.ready_at > now || e.state == EntryState::suspended) return false;
+  switch (job.schedule.timing) {
+    case InstallTiming::immediate:
+      return !flags.stopping;
+    case InstallTiming::at_start:
+      return flags.start;
+    case InstallTiming::at_stop:
+      return flags.stopping;
+    case InstallTiming::window:
+      return !flags.stopping && job.schedule.window.contains(minute);
+  }
+  return false;
+}
+
+// The host's open entries due on this contact, with their jobs.
+auto Manager::Impl::due_entries(const std::string& host_id, PollFlags flags)
+    -> std::vector<std::pair<JobEntry, Job>> {
+  std::vector<std::pair<JobEntry, Job>> out;
+  std::map<std::int64_t, std::optional<Job>> jobs;  // one lookup per job
+  const auto now = fs::now_unix();
+  const int minute = minute_of_day_now();
+  for (auto& e : store->open_entries_for_host(host_id)) {
+    auto [it, fresh] = jobs.try_emplace(e.job_id);
+    if (fresh) it->second = store->find_job(e.job_id);
+    if (!it->second || !due(e, *it->second, flags, now, minute)) continue;
+    out.emplace_back(std::move(e), *it->second);
+  }
+  return out;
+}
+
+// Does the direct child have work due: its own entries, or entries to push below it?
+auto Manager::Impl::has_work(const std::string& child) -> bool {
+  return !due_entries(child, {}).empty() || !store->entries_to_push(child, 1).empty();
+}
+
+// Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
+void Manager::Impl::settle(const std::string& host_id, std::uint64_t seen, bool has_open_entries) {
+  if (has_open_entries) return;
+  std::lock_guard lock(mutex);
+  if (work_generation[host_id] == seen) hosts_with_work.erase(host_id);
+}
+
+auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> HttpResponse {
+  const auto seen = generation_of(host_id);
+  const auto entries = due_entries(host_id, flags);
+  bj::array work;
+  std::map<std::pair<std::string, std::string>, std::string> digests;  // one lookup per package
+  for (const auto& [e, job] : entries) {
+    bj::object item{{"entry_id", e.id},
+                    {"job_id", e.job_id},
+                    {"attempt", e.attempt},
+                    {"state", std::string(to_string(e.state))},
+                    {"type", std::string(to_string(job.type))},
+                    {"timing", std::string(to_string(job.schedule.timing))}};
+    if (needs_package(job.type)) {
+      auto key = std::make_pair(job.package_name, job.package_version);
+      if (!digests.count(key)) {
+        auto m = store->find_package(job.package_name, job.package_version);
+        digests[key] = m ? m->payload_digest : "";
+      }
+      item["split"] = json::to_json(hop_split(job.split, settings.split_max));
+      item["package"] = bj::object{
+          {"name", job.package_name}, {"version", job.package_version}, {"payload_digest", digests[key]}};
+    }
+    if (job.type == JobType::collect_files) item["collect"] = json::to_json(job.collect);
+    work.push_back(std::move(item));
+  }
+  // Entries of the subtree below a relay that it has not stored yet (none for an agent).
+  bj::array routed;
+  for (const auto& x : store->entries_to_push(host_id, 500)) routed.push_back(json::to_json(x));
+  bj::array gone;
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = released.find(host_id); it != released.end()) {
+      for (const auto& h : it->second) gone.emplace_back(h);
+      released.erase(it);
+    }
+  }
+  if (!flags.start && !flags.stopping) settle(host_id, seen, !entries.empty() || !routed.empty());
+  bj::object out{{"work", std::move(work)}};
+  if (!routed.empty()) out["routed"] = std::move(routed);
+  if (!gone.empty()) out["released"] = std::move(gone);
+  return json_response(200, out);
+}
+
+void Manager::Impl::wake(const std::vector<std::string>& host_ids, bool has_work) {
+  std::vector<std::pair<std::string, std::shared_ptr<Responder>>> woken;
+  {
+    std::lock_guard lock(mutex);
+    for (const auto& h : host_ids) {
+      if (has_work) {
+        hosts_with_work.insert(h);
+        ++work_generation[h];
+      }
+      auto it = waiters.find(h);
+      if (it == waiters.end()) continue;
+      for (auto& w : it->second) woken.emplace_back(h, std::move(w.responder));
+      waiters.erase(it);
+    }
+  }
+  for (auto& [h, r] : woken) {
+    pool->submit([this, h = h, r = r] {
+      try {
+        (*r)(work_for(h));
+      } catch (const Error& e) {
+        (*r)(error_response(e));
+      } catch (const std::exception& e) {
+        spdlog::error("work for {}: {}", h, e.what());
+        (*r)(error_response(Error(ErrorKind::internal, e.what())));
+      }
+    });
+  }
+}
+
+void Manager::Impl::sweep_loop() {
+  std::unique_lock lock(mutex);
+  while (!stopping) {
+    sweeper_cv.wait_for(lock, std::chrono::milliseconds(200));
+    const auto now = Clock::now();
+    std::vector<std::shared_ptr<Responder>> expired;
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      auto& list = it->second;
+      for (auto w = list.begin(); w != list.end();) {
+        if (w->deadline <= now || stopping) {
+          expired.push_back(std::move(w->responder));
+          w = list.erase(w);
+        } else {
+          ++w;
+        }
+      }
+      it = list.empty() ? waiters.erase(it) : std::next(it);
+    }
+    if (expired.empty()) continue;
+    lock.unlock();
+    const auto empty = json_response(200, bj::object{{"work", bj::array{}}});
+    for (auto& r : expired) (*r)(empty);
+    lock.lock();
+  }
+}
+
+void Manager::Impl::agent_work(HttpRequest&& req, Responder& r, const PathSegments&) {
+  const auto host_id = req.query["host_id"];
+  if (!is_valid_host_id(host_id))
+    throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
+  long wait = settings.poll_timeout_seconds;
+  if (auto w = req.query.find("wait"); w != req.query.end()) {
+    try {
+      wait = std::clamp(std::stol(w->second), 0L, static_cast<long>(settings.poll_timeout_seconds));
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::invalid_argument, "query parameter wait must be a number of seconds");
+    }
+  }
+  PollFlags flags;
+  flags.start = req.query["start"] == "1";
+  flags.stopping = req.query["stopping"] == "1";
+  note_for_sync(host_id);
+  ++polls;
+  std::unique_lock lock(mutex);
+  last_contact[host_id] = fs::now_unix();
+  if (flags.start || flags.stopping) {
+    // The first contact after a start and the last before a stop are answered at once.
+    lock.unlock();
+    return blocking(std::move(r), [this, host_id, flags] { return work_for(host_id, flags); });
+  }
+  if (hosts_with_work.count(host_id)) {
+    lock.unlock();
+    return blocking(std::move(r), [this, host_id] { return work_for(host_id); });
+  }
+  if (wait == 0) {
+    lock.unlock();
+    r(json_response(200, bj::object{{"work", bj::array{}}}));
+    return;
+  }
+  waiters[host_id].push_back(
+      {std::make_shared<Responder>(std::move(r)), Clock::now() + std::chrono::seconds(wait)});
+  return;
+}
+
+void Manager::Impl::agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&) {
+  // Between two segments: is the entry still to be transferred, and with which split?
+  const auto host_id = req.query["host_id"];
+  if (!is_valid_host_id(host_id))
+    throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
+  std::int64_t entry_id = 0;
+  try {
+    entry_id = std::stoll(req.query["entry_id"]);
+  } catch (const std::exception&) {
+    throw Error(ErrorKind::invalid_argument, "query parameter entry_id must be a number");
+  }
+  return blocking(std::move(r), [this, host_id, entry_id] {
+    auto t = store->transfer_status(host_id, entry_id);
+    if (!t)
+      throw Error(ErrorKind::not_found,
+                  "entry " + std::to_string(entry_id) + " of host " + host_id + " does not exist");
+    return json_response(200, bj::object{{"entry_id", entry_id},
+                                         {"state", std::string(to_string(t->state))},
+                                         {"attempt", t->attempt},
+                                         {"split", json::to_json(hop_split(t->split, settings.split_max))}});
+  });
+}
+
+void Manager::Impl::agent_report(HttpRequest&& req, Responder& r, const PathSegments&) {
+  require_json(req);
+  auto body = json::parse_object(req.body);
+  const auto host_id = json::get_string(body, "host_id");
+  std::vector<EntryReport> reports;
+  for (const auto& v : json::get_array(body, "reports")) {
+    if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "reports must contain objects");
+    reports.push_back(json::report_from_json(v.as_object()));
+  }
+  return blocking(std::move(r), [this, host_id, reports] {
+    bj::array results;
+    for (const auto& rep : reports) {
+      const auto outcome = store->apply_report(host_id, rep);
+      if (outcome.retried)
+        spdlog::info("entry {} on host {}: failed ({}); retried at {}", rep.entry_id, host_id, rep.message,
+                     outcome.retry_at);
+      else if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state))
+        spdlog::info("entry {} on host {}: {}{}", rep.entry_id, host_id, to_string(rep.state),
+                     rep.message.empty() ? "" : " (" + rep.message + ")");
+      if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state)) poke_scheduler();
+      if (rep.state != EntryState::transferring) transfer_done(host_id);
+      results.push_back(bj::object{{"entry_id", rep.entry_id},
+                                   {"seq", rep.seq},
+                                   {"outcome", std::string(to_string(outcome.kind))},
+                                   {"state", std::string(to_string(outcome.current))}});
+    }
+    note_contact(host_id);
+    notify_sync();
+    const auto seen = generation_of(host_id);
+    settle(host_id, seen, has_work(host_id));
+    return json_response(200, bj::object{{"results", std::move(results)}});
+  });
+}
+
+}  // namespace distrib

@@ -1,0 +1,271 @@
+// Host groups and ID groups: joins asked by hosts (forwarded up to the owning server), the admin routes of
+// both kinds of group.
+#include "services/manager/impl.h"
+
+namespace distrib {
+
+void Manager::Impl::agent_join(HttpRequest&& req, Responder& r, const PathSegments&) {
+  require_json(req);
+  auto body = json::parse_object(req.body);
+  JoinRequest j;
+  j.host_id = json::get_string(body, "host_id");
+  if (!is_valid_host_id(j.host_id)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
+  j.group = json::get_string(body, "group");
+  validate_group_name(j.group, "ID group");
+  j.password = json::get_string(body, "password", false);
+  j.leave = json::get_bool(body, "leave");
+  const auto how = json::get_string(body, "how", false);
+  j.how = parse_join_method(how.empty() ? "command" : how);
+  if (j.how == JoinMethod::admin || j.how == JoinMethod::policy)
+    throw Error(ErrorKind::invalid_argument, "an agent joins by \"config\" or \"command\"");
+  j.relay = json::get_string(body, "relay", false);
+  if (!j.relay.empty()) {
+    if (!is_valid_host_id(j.relay)) throw Error(ErrorKind::invalid_argument, "relay must be a host UUID");
+    if (auto it = body.find("host"); it != body.end() && it->value().is_object())
+      j.record = json::host_from_json(it->value().as_object());
+  }
+  return blocking(std::move(r), [this, j] { return json_response(200, join(j)); });
+}
+
+auto Manager::Impl::join(const JoinRequest& j) -> bj::object {
+  if (!j.relay.empty()) {
+    auto relay = store->find_host(j.relay);
+    if (!relay || relay->role != HostRole::relay || relay->via != j.relay)
+      throw Error(ErrorKind::forbidden,
+                  "host " + j.relay + " is not a relay registered directly with this manager");
+    auto known = store->find_host(j.host_id);
+    if (!known && j.record && j.record->host_id == j.host_id && is_valid_host_id(j.record->parent))
+      record_host(*j.record, j.relay);  // its registration has not arrived yet
+    else if (known && known->via != j.relay)
+      throw Error(ErrorKind::forbidden, "host " + j.host_id + " is not below relay " + relay->name);
+  }
+  auto host = store->find_host(j.host_id);
+  if (!host)
+    throw Error(ErrorKind::not_found,
+                "host " + j.host_id + " is not registered here; it must register first");
+  auto group = store->find_id_group(j.group);
+  if (!group) {
+    if (!is_relay())
+      throw Error(
+          ErrorKind::not_found,
+          "no ID group \"" + j.group +
+              "\" at this manager or the relays on the way to it (create it with distribctl idgroup create)");
+    // Owned above: the parent decides (and keeps the membership).
+    Host up = *host;
+    if (up.parent.empty()) up.parent = my_id;
+    bj::object body{{"host_id", j.host_id},
+                    {"group", j.group},
+                    {"password", j.password},
+                    {"leave", j.leave},
+                    {"how", std::string(to_string(j.how))},
+                    {"relay", my_id},
+                    {"host", json::to_json(up)}};
+    auto c = join_clients->lease(link->current());
+    c->set_timeout(30);
+    return call_parent(*c, "POST", "/v1/agent/join", body);
+  }
+  if (j.leave) {
+    auto change = store->leave_id_group(j.group, {j.host_id});
+    wake(change.vias, true);
+    if (change.changed) spdlog::info("host {} left ID group {}", host->name, j.group);
+    return bj::object{
+        {"group", j.group}, {"owner", my_id}, {"left", change.changed > 0}, {"cancelled", change.entries}};
+  }
+  if (group->has_password() && !check_join_password(j.password, group->password_hash))
+    throw Error(ErrorKind::forbidden,
+                j.password.empty()
+                    ? "ID group \"" + j.group + "\" needs a password to join; the host did not join"
+                    : "wrong password for ID group \"" + j.group + "\"; the host did not join");
+  auto change = store->join_id_group(j.group, {j.host_id}, j.how);
+  wake(change.vias, true);
+  if (change.changed)
+    spdlog::info("host {} joined ID group {} ({}; {} standing job(s) to receive)", host->name, j.group,
+                 to_string(j.how), change.entries);
+  return bj::object{
+      {"group", j.group}, {"owner", my_id}, {"joined", change.changed > 0}, {"entries", change.entries}};
+}
+
+auto Manager::Impl::host_refs(const std::vector<std::string>& ids) -> bj::array {
+  std::map<std::string, std::string> names;
+  for (const auto& h : store->list_hosts()) names[h.host_id] = h.name;
+  bj::array out;
+  for (const auto& id : ids)
+    out.push_back(bj::object{{"host_id", id}, {"name", names.count(id) ? names[id] : ""}});
+  return out;
+}
+
+auto Manager::Impl::optional_strings(const bj::object& o, std::string_view key) -> std::vector<std::string> {
+  return o.contains(key) ? json::get_string_array(o, key) : std::vector<std::string>{};
+}
+
+// {"add": [keys], "remove": [keys]} of a members request; at least one host.
+auto Manager::Impl::member_change(const HttpRequest& req)
+    -> std::pair<std::vector<std::string>, std::vector<std::string>> {
+  require_json(req);
+  auto body = json::parse_object(req.body);
+  auto add = optional_strings(body, "add");
+  auto remove = optional_strings(body, "remove");
+  if (add.empty() && remove.empty())
+    throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
+  return {std::move(add), std::move(remove)};
+}
+
+void Manager::Impl::delete_group(Responder& r, const char* what, const std::string& name,
+                                 std::function<bool()> erase) {
+  blocking(std::move(r), [what, name, erase = std::move(erase)] {
+    if (!erase()) throw Error(ErrorKind::not_found, std::string(what) + " \"" + name + "\" does not exist");
+    spdlog::info("{} {} deleted", what, name);
+    return json_response(200, bj::object{{"deleted", name}});
+  });
+}
+
+void Manager::Impl::group_list(HttpRequest&&, Responder& r, const PathSegments&) {
+  return blocking(std::move(r), [this] {
+    bj::array arr;
+    for (auto& g : store->list_host_groups()) {
+      if (!g.query.empty()) g.members = hosts_matching(parse_inventory_query(g.query));
+      auto o = json::to_json(g);
+      o["hosts"] = host_refs(g.members);
+      arr.push_back(std::move(o));
+    }
+    return json_response(200, bj::object{{"groups", std::move(arr)}});
+  });
+}
+
+void Manager::Impl::group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
+  require_json(req);
+  auto body = json::parse_object(req.body);
+  HostGroup g;
+  g.name = json::get_string(body, "name");
+  validate_group_name(g.name, "host group");
+  g.description = json::get_string(body, "description", false);
+  g.query = json::get_string(body, "query", false);
+  auto keys = optional_strings(body, "hosts");
+  if (!g.query.empty()) {
+    if (!keys.empty())
+      throw Error(ErrorKind::invalid_argument,
+                  "a host group has either members or a query, not both; the host group was not created");
+    g.query = to_string(parse_inventory_query(g.query));  // refused here when malformed
+  }
+  return blocking(std::move(r), [this, g, keys]() mutable {
+    g.members = resolve_host_keys(keys, "the host group was not created");
+    store->create_host_group(g);
+    if (!g.query.empty()) g.members = hosts_matching(parse_inventory_query(g.query));
+    spdlog::info("host group {} created with {} host(s){}", g.name, g.members.size(),
+                 g.query.empty() ? "" : " matching " + g.query);
+    return json_response(201, json::to_json(g));
+  });
+}
+
+void Manager::Impl::group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+  const auto name = p[2];
+  return blocking(std::move(r), [this, name] {
+    auto g = store->find_host_group(name);
+    if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+    if (!g->query.empty()) g->members = hosts_matching(parse_inventory_query(g->query));
+    auto o = json::to_json(*g);
+    o["hosts"] = host_refs(g->members);
+    return json_response(200, o);
+  });
+}
+
+void Manager::Impl::group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
+  const auto name = p[2];
+  return delete_group(r, "host group", name, [this, name] { return store->delete_host_group(name); });
+}
+
+void Manager::Impl::group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
+  const auto name = p[2];
+  auto [add, remove] = member_change(req);
+  return blocking(std::move(r), [this, name, add, remove] {
+    auto g = store->find_host_group(name);
+    if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
+    if (!g->query.empty())
+      throw Error(ErrorKind::conflict, "host group \"" + name + "\" is defined by the query \"" + g->query +
+                                           "\"; its members follow the inventory");
+    const auto a = resolve_host_keys(add, "nothing was changed");
+    const auto d = resolve_host_keys(remove, "nothing was changed");
+    const int n = store->change_host_group(name, a, d);
+    return json_response(200, bj::object{{"group", name}, {"changed", n}});
+  });
+}
+
+void Manager::Impl::id_group_list(HttpRequest&&, Responder& r, const PathSegments&) {
+  return blocking(std::move(r), [this] {
+    std::map<std::string, std::int64_t> counts;
+    bj::array arr;
+    for (const auto& g : store->list_id_groups(&counts)) {
+      auto o = json::to_json(g);
+      o["member_count"] = counts.count(g.name) ? counts[g.name] : 0;
+      o["standing_jobs"] = store->standing_jobs(g.name).size();
+      arr.push_back(std::move(o));
+    }
+    return json_response(200, bj::object{{"id_groups", std::move(arr)}, {"owner", my_id}});
+  });
+}
+
+void Manager::Impl::id_group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
+  require_json(req);
+  auto body = json::parse_object(req.body);
+  IdGroup g = json::id_group_from_json(body);
+  validate_group_name(g.name, "ID group");
+  validate_join_policy(g.policy);
+  const auto password = json::get_string(body, "password", false);
+  if (!password.empty()) g.password_hash = hash_join_password(password);
+  g.owner = my_id;
+  g.members.clear();
+  return blocking(std::move(r), [this, g] {
+    store->create_id_group(g);
+    spdlog::info("ID group {} created{}{}", g.name, g.has_password() ? " (join password set)" : "",
+                 g.policy.empty() ? "" : " with a join policy");
+    if (!g.policy.empty()) {
+      // Hosts already registered that the policy takes in, in one join.
+      std::vector<std::string> matching;
+      for (const auto& h : store->list_hosts())
+        if (h.approved && policy_matches(g.policy, h)) matching.push_back(h.host_id);
+      if (!matching.empty()) wake(store->join_id_group(g.name, matching, JoinMethod::policy).vias, true);
+    }
+    auto created = store->find_id_group(g.name);
+    return json_response(201, json::to_json(*created));
+  });
+}
+
+void Manager::Impl::id_group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+  const auto name = p[2];
+  return blocking(std::move(r), [this, name] {
+    auto g = store->find_id_group(name);
+    if (!g) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
+    auto o = json::to_json(*g);
+    bj::array jobs;
+    for (const auto& j : store->standing_jobs(name)) jobs.push_back(json::to_json(j));
+    o["jobs"] = std::move(jobs);
+    return json_response(200, o);
+  });
+}
+
+void Manager::Impl::id_group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
+  const auto name = p[2];
+  return delete_group(r, "ID group", name, [this, name] { return store->delete_id_group(name); });
+}
+
+void Manager::Impl::id_group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
+  const auto name = p[2];
+  auto [add, remove] = member_change(req);
+  return blocking(std::move(r), [this, name, add, remove] {
+    if (!store->find_id_group(name))
+      throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
+    const auto a = resolve_host_keys(add, "nothing was changed");
+    const auto d = resolve_host_keys(remove, "nothing was changed");
+    auto joined_change = store->join_id_group(name, a, JoinMethod::admin);
+    auto left_change = store->leave_id_group(name, d);
+    wake(joined_change.vias, true);
+    wake(left_change.vias, true);
+    return json_response(200, bj::object{{"group", name},
+                                         {"joined", joined_change.changed},
+                                         {"entries", joined_change.entries},
+                                         {"left", left_change.changed},
+                                         {"cancelled", left_change.entries}});
+  });
+}
+
+}  // namespace distrib

@@ -1,0 +1,108 @@
+// The scheduler thread: expiry, start times and retry backoff, daily windows, rollout waves, last contacts
+// written back, event retention.
+#include "services/manager/impl.h"
+
+namespace distrib {
+
+void Manager::Impl::poke_scheduler() {
+  {
+    std::lock_guard lock(sched_mutex);
+    sched_poked = true;
+  }
+  sched_cv.notify_all();
+}
+
+// Last contacts go to the store every 10 s (they are kept in memory between), then hosts
+// silent for longer than silent_after_seconds are reported (host.silent / host.returned).
+void Manager::Impl::flush_contacts(SchedulerState& st, std::int64_t now) {
+  if (now - st.contacts_flushed < 10) return;
+  std::vector<std::pair<std::string, std::int64_t>> seen;
+  {
+    std::lock_guard lock(mutex);
+    for (const auto& [h, t] : last_contact)
+      if (t > st.contacts_flushed) seen.emplace_back(h, t);
+    // A host waiting in a long poll is in contact now.
+    for (const auto& [h, list] : waiters)
+      if (!list.empty()) seen.emplace_back(h, now);
+  }
+  store->touch_hosts(seen);
+  st.contacts_flushed = now;
+  // Silence is judged once this process has been up for the whole period: a restarted (or
+  // newly active) manager does not call everyone silent before they had a chance to poll.
+  if (settings.silent_after_seconds > 0 && now - started_unix >= settings.silent_after_seconds) {
+    if (const int n = store->mark_silent_hosts(now - settings.silent_after_seconds); n > 0)
+      spdlog::info("{} host(s) went silent or came back", n);
+  }
+}
+
+// Hourly: events past their retention that every sink has taken go.
+void Manager::Impl::prune_events(SchedulerState& st, std::int64_t now) {
+  if (settings.event_retention_days <= 0 || now - st.events_pruned < 3600) return;
+  st.events_pruned = now;
+  std::int64_t upto = store->last_event_id();
+  for (const auto& s : events->status()) upto = std::min(upto, s.cursor);
+  const auto before = (now - std::int64_t{settings.event_retention_days} * 86400) * 1000;
+  if (const auto n = store->prune_events(before, upto); n > 0)
+    spdlog::info("{} event(s) older than {} day(s) deleted", n, settings.event_retention_days);
+}
+
+void Manager::Impl::schedule_tick(SchedulerState& st) {
+  const auto now = fs::now_unix();
+  try {
+    flush_contacts(st, now);
+    prune_events(st, now);
+  } catch (const std::exception& e) {
+    spdlog::warn("housekeeping: {}", e.what());
+  }
+  if (auto vias = store->expire_entries(st.expired_upto, now); !vias.empty()) {
+    spdlog::info("entries expired below {} host(s)", vias.size());
+    wake(vias, true);
+  }
+  st.expired_upto = now;
+  if (auto vias = store->vias_ready_between(st.ready_upto, now); !vias.empty()) wake(vias, true);
+  st.ready_upto = now;
+  const int minute = minute_of_day_now();
+  std::map<std::int64_t, bool> open_now;
+  for (const auto& job : store->open_window_jobs()) {
+    const bool open = job.schedule.window.contains(minute);
+    if (open && !st.window_open[job.id]) {
+      spdlog::info("job {}: install window {} opened", job.id, to_string(job.schedule.window));
+      wake(store->vias_with_open_entries(job.id), true);
+    }
+    open_now[job.id] = open;
+  }
+  st.window_open.swap(open_now);
+  for (const auto& job : store->running_rollouts()) {
+    const auto verdict = evaluate_rollout(job.rollout, job.current_wave, store->wave_counts(job.id));
+    if (verdict.action == RolloutVerdict::Action::advance) {
+      const int next = job.current_wave + 1;
+      auto vias = store->release_wave(job.id, next);
+      spdlog::info("job {}: wave {} of {} released ({} %)", job.id, next, job.rollout.waves.size(),
+                   job.rollout.waves[static_cast<std::size_t>(next - 1)]);
+      wake(vias, true);
+    } else if (verdict.action == RolloutVerdict::Action::stop) {
+      store->stop_rollout(job.id, verdict.reason);
+      spdlog::warn("job {}: rollout stopped at wave {}: {}", job.id, job.current_wave, verdict.reason);
+    }
+  }
+}
+
+void Manager::Impl::schedule_loop() {
+  SchedulerState st;
+  st.ready_upto = fs::now_unix();  // entries ready before the start are in the work cache already
+  std::unique_lock lock(sched_mutex);
+  while (!sched_stopping) {
+    sched_cv.wait_for(lock, std::chrono::seconds(1), [&] { return sched_stopping || sched_poked; });
+    if (sched_stopping) break;
+    sched_poked = false;
+    lock.unlock();
+    try {
+      schedule_tick(st);
+    } catch (const std::exception& e) {
+      spdlog::error("scheduler: {}", e.what());
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace distrib

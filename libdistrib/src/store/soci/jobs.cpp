@@ -1,0 +1,444 @@
+// SociStore: Jobs and their entries: creation, reports through the entry state machine, cancel, retry,
+// suspend and resume, split changes.
+#include "store/soci/soci_store.h"
+
+namespace distrib::store {
+
+auto SociStore::create_job(const Job& job, const std::vector<std::string>& host_ids) -> JobCreated {
+  return write([&](soci::session& sql) {
+    std::vector<std::string> ids;
+    std::unordered_set<std::string> seen;
+    ids.reserve(host_ids.size());
+    for (const auto& h : host_ids)
+      if (seen.insert(h).second) ids.push_back(h);
+    const std::string role = targets_agents(job.type) ? "agent" : "relay";
+    for (const auto& g : job.id_groups) {
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT m.host_id FROM id_group_members m JOIN hosts h ON h.host_id = "
+                          "m.host_id WHERE m.group_name = :g AND h.approved = 1 AND h.role = :r "
+                          "ORDER BY m.joined_at, m.host_id",
+           soci::use(g), soci::use(role));
+      for (const auto& r : rs) {
+        auto id = get_str(r, 0);
+        if (seen.insert(id).second) ids.push_back(std::move(id));
+      }
+    }
+    std::vector<int> waves;
+    if (!job.rollout.waves.empty()) {
+      // Drawn at random, not in registration order.
+      std::mt19937_64 rng(std::random_device{}());
+      std::shuffle(ids.begin(), ids.end(), rng);
+      waves = assign_waves(ids.size(), job.rollout.waves);
+    }
+    JobCreated out;
+    out.job = insert_job(sql, job, ids, waves);
+    out.entries = static_cast<std::int64_t>(ids.size());
+    emit(sql, "job.created", Severity::info, out.job.id, "",
+         job.package_name.empty() ? std::string() : job.package_name + " " + job.package_version,
+         "job " + std::to_string(out.job.id) + " created: " + std::string(to_string(job.type)) + " to " +
+             std::to_string(ids.size()) + " host(s)" +
+             (job.created_by.empty() ? std::string() : " by " + job.created_by));
+    for (const auto& g : job.id_groups)
+      sql << "INSERT INTO job_id_groups (group_name, job_id) VALUES (:g, :j)", soci::use(g),
+          soci::use(static_cast<ll>(out.job.id));
+    const ll id = out.job.id, now = fs::now_unix();
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT DISTINCT COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN "
+                        "hosts h ON h.host_id = e.host_id WHERE e.job_id = :j AND e.ready_at <= :n",
+         soci::use(id), soci::use(now));
+    for (const auto& r : rs) out.vias.push_back(get_str(r, 0));
+    return out;
+  });
+}
+
+auto SociStore::insert_job(soci::session& sql, const Job& job, const std::vector<std::string>& host_ids,
+                           const std::vector<int>& waves) -> Job {
+  Job out = job;
+  out.created_at = job.created_at ? job.created_at : fs::now_unix();
+  const bool rollout = !job.rollout.waves.empty();
+  out.rollout_state = rollout ? RolloutState::running : RolloutState::none;
+  out.current_wave = rollout ? 1 : 0;
+  const std::string type(to_string(job.type));
+  const auto dests = join_addresses(job.destinations);
+  const ll created = out.created_at;
+  const int cancel = 0;
+  const ll upstream = job.upstream_id;
+  const auto& sc = job.schedule;
+  const ll start = sc.start_at, expires = sc.expires_at;
+  const std::string timing(to_string(sc.timing));
+  const std::string window = sc.timing == InstallTiming::window ? to_string(sc.window) : std::string();
+  const int retries = sc.max_retries, retry_installs = sc.retry_installs ? 1 : 0,
+            backoff = sc.retry_backoff_seconds;
+  const std::string wave_text = join_waves(job.rollout.waves);
+  const int success = job.rollout.success_threshold, errors = job.rollout.error_threshold;
+  const std::string rstate(to_string(out.rollout_state));
+  const int current = out.current_wave;
+  const std::string groups = join_addresses(job.id_groups);
+  const ll split_size = static_cast<ll>(job.split.size);
+  const int split_interval = job.split.interval_seconds;
+  const std::string params =
+      job.type == JobType::collect_files
+          ? boost::json::serialize(boost::json::object{{"collect", json::to_json(job.collect)}})
+          : std::string();
+  sql << "INSERT INTO jobs (type, package_name, package_version, destinations, key_mode, "
+         "created_by, created_at, cancel_requested, upstream_id, start_at, expires_at, timing, "
+         "window_spec, max_retries, retry_installs, retry_backoff, waves, success_threshold, "
+         "error_threshold, rollout_state, current_wave, rollout_message, id_groups, split_size, "
+         "split_interval, params) VALUES (:t, "
+         ":n, :v, :d, :k, :b, :c, :x, :u, :sa, :ea, :ti, :wi, :mr, :ri, :rb, :wv, :st, :et, :rs, "
+         ":cw, '', :ig, :ss, :si, :pa)",
+      soci::use(type), soci::use(job.package_name), soci::use(job.package_version), soci::use(dests),
+      soci::use(job.key_mode), soci::use(job.created_by), soci::use(created), soci::use(cancel),
+      soci::use(upstream), soci::use(start), soci::use(expires), soci::use(timing), soci::use(window),
+      soci::use(retries), soci::use(retry_installs), soci::use(backoff), soci::use(wave_text),
+      soci::use(success), soci::use(errors), soci::use(rstate), soci::use(current), soci::use(groups),
+      soci::use(split_size), soci::use(split_interval), soci::use(params);
+  ll id = 0;
+  sql << dialect_.last_id_query("jobs"), soci::into(id);
+  out.id = id;
+  if (host_ids.empty()) return out;
+  // Bound in bulk, 1,000 rows per execution: drivers with array binding (ODBC) send them in
+  // one round trip.
+  std::vector<std::string> hosts;
+  std::vector<ll> jobs, times, readies;
+  std::vector<int> wave_nos;
+  for (std::size_t i = 0; i < host_ids.size(); i += 1000) {
+    const std::size_t end = std::min(host_ids.size(), i + 1000);
+    hosts.assign(host_ids.begin() + static_cast<std::ptrdiff_t>(i),
+                 host_ids.begin() + static_cast<std::ptrdiff_t>(end));
+    jobs.assign(hosts.size(), id);
+    times.assign(hosts.size(), created);
+    wave_nos.clear();
+    readies.clear();
+    for (std::size_t k = i; k < end; ++k) {
+      const int wave = waves.empty() ? 0 : waves[k];
+      wave_nos.push_back(wave);
+      readies.push_back(wave > 1 ? kHeldUntilReleased : start);
+    }
+    sql << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, output_tail, "
+           "updated_at, "
+           "wave, ready_at) VALUES (:j, :h, 'waiting', 1, 0, '', '', :u, :w, :r)",
+        soci::use(jobs), soci::use(hosts), soci::use(times), soci::use(wave_nos), soci::use(readies);
+  }
+  return out;
+}
+
+auto SociStore::find_job(std::int64_t job_id) -> std::optional<Job> {
+  return guarded([&](soci::session& sql) -> std::optional<Job> {
+    const ll id = job_id;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT " << kJobColumns << " FROM jobs WHERE id = :id", soci::use(id));
+    for (const auto& r : rs) return job_from_row(r);
+    return std::nullopt;
+  });
+}
+
+auto SociStore::list_jobs(int limit) -> std::vector<JobListing> {
+  return guarded([&](soci::session& sql) {
+    std::vector<JobListing> out;
+    soci::rowset<soci::row> rs = (sql.prepare << "SELECT " << kJobColumns << " FROM jobs ORDER BY id DESC"
+                                              << dialect_.limit(std::max(1, limit)));
+    for (const auto& r : rs) out.push_back({job_from_row(r), {}});
+    if (out.empty()) return out;
+    const ll min_id = out.back().job.id;
+    soci::rowset<soci::row> counts =
+        (sql.prepare << "SELECT job_id, state, COUNT(*) FROM job_entries WHERE job_id >= :m "
+                        "GROUP BY job_id, state",
+         soci::use(min_id));
+    for (const auto& r : counts) {
+      const auto job_id = get_i64(r, 0);
+      const auto state = parse_entry_state(get_str(r, 1));
+      const auto n = get_i64(r, 2);
+      for (auto& l : out) {
+        if (l.job.id != job_id) continue;
+        l.progress.by_state[static_cast<int>(state)] += n;
+        l.progress.total += n;
+        if (is_final(state)) l.progress.final_count += n;
+      }
+    }
+    return out;
+  });
+}
+
+auto SociStore::job_entries(std::int64_t job_id) -> std::vector<JobEntry> {
+  return guarded([&](soci::session& sql) {
+    const ll id = job_id;
+    std::vector<JobEntry> out;
+    soci::rowset<soci::row> rs = (sql.prepare << "SELECT " << kEntryColumns << kEntryFrom
+                                              << "WHERE e.job_id = :j ORDER BY h.name, e.id",
+                                  soci::use(id));
+    for (const auto& r : rs) out.push_back(entry_from_row(r));
+    return out;
+  });
+}
+
+auto SociStore::open_entries_for_host(const std::string& host_id) -> std::vector<JobEntry> {
+  return guarded([&](soci::session& sql) {
+    std::vector<JobEntry> out;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT " << kEntryColumns << kEntryFrom << "WHERE e.host_id = :h AND e.state IN "
+                     << kOpen << " ORDER BY e.id",
+         soci::use(host_id));
+    for (const auto& r : rs) out.push_back(entry_from_row(r));
+    return out;
+  });
+}
+
+auto SociStore::children_with_work() -> std::vector<std::string> {
+  return guarded([&](soci::session& sql) {
+    std::vector<std::string> out;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT DISTINCT h.via FROM job_entries e JOIN hosts h ON h.host_id = "
+                        "e.host_id WHERE (e.host_id = h.via AND e.state IN "
+                     << kOpen << ") OR (e.host_id <> h.via AND e.pushed_to <> h.via)");
+    for (const auto& r : rs) out.push_back(get_str(r, 0));
+    return out;
+  });
+}
+
+auto SociStore::apply_report(const std::string& reporter, const EntryReport& rep, bool forwarded)
+    -> ReportOutcome {
+  return write([&](soci::session& sql) {
+    ReportOutcome out;
+    const ll id = rep.entry_id;
+    std::string owner, state_text, via;
+    int attempt = 0, max_retries = 0, retry_installs = 0, backoff = 30;
+    ll last_seq = 0, seg_done = 0, seg_total = 0, bytes_received = 0, bad_chunks = 0;
+    soci::indicator ind = soci::i_null, via_ind = soci::i_null;
+    ll job_id = 0;
+    std::string host_name;
+    soci::indicator name_ind = soci::i_null;
+    sql << "SELECT e.host_id, e.state, e.attempt, e.last_seq, h.via, j.max_retries, "
+           "j.retry_installs, j.retry_backoff, e.seg_done, e.seg_total, e.bytes_received, "
+           "e.bad_chunks, e.job_id, h.name FROM job_entries e JOIN jobs j ON j.id = e.job_id "
+           "LEFT JOIN hosts h ON h.host_id = e.host_id WHERE e.id = :id",
+        soci::into(owner, ind), soci::into(state_text), soci::into(attempt), soci::into(last_seq),
+        soci::into(via, via_ind), soci::into(max_retries), soci::into(retry_installs), soci::into(backoff),
+        soci::into(seg_done), soci::into(seg_total), soci::into(bytes_received), soci::into(bad_chunks),
+        soci::into(job_id), soci::into(host_name, name_ind), soci::use(id);
+    if (name_ind != soci::i_ok) host_name.clear();
+    if (via_ind != soci::i_ok) via.clear();
+    const bool ours = forwarded ? (sql.got_data() && via == reporter && owner != reporter)
+                                : (sql.got_data() && owner == reporter);
+    if (!ours) {
+      out.kind = ReportOutcome::Kind::unknown_entry;
+      return out;
+    }
+    const auto current = parse_entry_state(state_text);
+    out.current = current;
+    // A relay that retried an entry reports its new attempt: it restarts the entry here too,
+    // unless the entry was ended here (cancelled, expired).
+    const bool new_attempt =
+        forwarded && rep.attempt > attempt && (!is_final(current) || current == EntryState::failed);
+    if ((rep.attempt != attempt && !new_attempt) || rep.seq <= last_seq) {
+      out.kind = ReportOutcome::Kind::duplicate;
+      return out;
+    }
+    const bool allowed =
+        new_attempt || (forwarded ? can_reach(current, rep.state) : can_transition(current, rep.state));
+    if (rep.state != current && !allowed) {
+      out.kind = ReportOutcome::Kind::refused;
+      return out;
+    }
+    const ll seq = rep.seq;
+    const ll now = fs::now_unix();
+    int exit_code = rep.exit_code.value_or(0);
+    soci::indicator exit_ind = rep.exit_code ? soci::i_ok : soci::i_null;
+    // A transfer failure (or, when the job asks, a failed install) is retried with backoff by
+    // the server the agent reports to; a relay's forwarded failure means it gave up.
+    const bool transfer_failure = current != EntryState::installing;
+    if (!forwarded && rep.state == EntryState::failed && attempt <= max_retries &&
+        (transfer_failure || retry_installs)) {
+      JobSchedule sc;
+      sc.retry_backoff_seconds = backoff;
+      const int next = attempt + 1;
+      const ll retry_at = now + retry_delay(sc, next);
+      const std::string message = "attempt " + std::to_string(attempt) + " failed (" + rep.message +
+                                  "); attempt " + std::to_string(next) + " of " +
+                                  std::to_string(max_retries + 1) + " in " + std::to_string(retry_at - now) +
+                                  " s";
+      sql << "UPDATE job_entries SET state = 'waiting', attempt = :a, last_seq = :q, exit_code = "
+             ":x, message = :m, output_tail = :o, updated_at = :u, ready_at = :r, pushed_to = '', "
+             "seg_done = 0, seg_total = 0, bytes_received = 0, bad_chunks = 0, "
+             "up_version = CASE WHEN upstream_id <> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
+          soci::use(next), soci::use(seq), soci::use(exit_code, exit_ind), soci::use(message),
+          soci::use(rep.output_tail), soci::use(now), soci::use(retry_at), soci::use(id);
+      emit(sql, "entry.retrying", Severity::warning, job_id, owner, host_name, message);
+      out.kind = ReportOutcome::Kind::applied;
+      out.current = EntryState::waiting;
+      out.retried = true;
+      out.retry_at = retry_at;
+      return out;
+    }
+    const std::string state(to_string(rep.state));
+    const int new_attempt_no = new_attempt ? rep.attempt : attempt;
+    // A report without progress keeps the progress the entry has.
+    if (!rep.progress.empty()) {
+      seg_done = rep.progress.segments_done;
+      seg_total = rep.progress.segments_total;
+      bytes_received = rep.progress.bytes_received;
+      bad_chunks = rep.progress.bad_chunks;
+    }
+    sql << "UPDATE job_entries SET state = :s, attempt = :a, last_seq = :q, exit_code = :x, "
+           "message = :m, output_tail = :o, updated_at = :u, seg_done = :sd, seg_total = :st, "
+           "bytes_received = :br, bad_chunks = :bc, up_version = CASE WHEN upstream_id "
+           "<> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
+        soci::use(state), soci::use(new_attempt_no), soci::use(seq), soci::use(exit_code, exit_ind),
+        soci::use(rep.message), soci::use(rep.output_tail), soci::use(now), soci::use(seg_done),
+        soci::use(seg_total), soci::use(bytes_received), soci::use(bad_chunks), soci::use(id);
+    if (rep.state != current && (rep.state == EntryState::succeeded || rep.state == EntryState::failed)) {
+      const bool ok = rep.state == EntryState::succeeded;
+      emit(sql, ok ? "entry.succeeded" : "entry.failed", ok ? Severity::info : Severity::warning, job_id,
+           owner, host_name,
+           "job " + std::to_string(job_id) + " on " + (host_name.empty() ? owner : host_name) + ": " + state +
+               (rep.message.empty() ? std::string() : " (" + first_line(rep.message) + ")"));
+      emit_job_end(sql, job_id);
+    }
+    out.kind = ReportOutcome::Kind::applied;
+    out.current = rep.state;
+    return out;
+  });
+}
+
+auto SociStore::cancel_job_entries(std::int64_t job_id) -> JobCancel {
+  return write([&](soci::session& sql) {
+    const ll id = job_id;
+    int exists = 0;
+    sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
+    if (exists == 0) throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " does not exist");
+    JobCancel out;
+    ll cancelled = 0;
+    sql << "SELECT COUNT(*) FROM job_entries WHERE job_id = :id AND state IN " << kCancellable,
+        soci::into(cancelled), soci::use(id);
+    out.cancelled = cancelled;
+    auto& hosts = out.vias;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT DISTINCT COALESCE(h.via, e.host_id) FROM job_entries e LEFT "
+                        "JOIN hosts h ON h.host_id = e.host_id WHERE e.job_id = :id AND "
+                        "e.state IN "
+                     << kCancellable,
+         soci::use(id));
+    for (const auto& r : rs) hosts.push_back(get_str(r, 0));
+    const ll now = fs::now_unix();
+    sql << "UPDATE jobs SET cancel_requested = 1, rollout_state = CASE WHEN rollout_state = "
+           "'running' THEN 'stopped' ELSE rollout_state END, rollout_message = CASE WHEN "
+           "rollout_state = 'running' THEN 'cancelled by operator' ELSE rollout_message END "
+           "WHERE id = :id",
+        soci::use(id);
+    sql << "UPDATE job_entries SET state = 'cancelled', message = 'cancelled by operator', "
+           "pushed_to = '', updated_at = :u WHERE job_id = :id AND state IN "
+        << kCancellable,
+        soci::use(now), soci::use(id);
+    emit(sql, "job.cancelled", Severity::warning, id, "", "",
+         "job " + std::to_string(id) + " cancelled by operator");
+    return out;
+  });
+}
+
+auto SociStore::retry_failed(std::int64_t job_id) -> std::pair<std::int64_t, std::vector<std::string>> {
+  return write([&](soci::session& sql) {
+    const ll id = job_id, now = fs::now_unix();
+    int exists = 0;
+    sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
+    if (!exists) throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " does not exist");
+    auto vias = distinct_vias(sql, "e.job_id = :j AND e.state = 'failed' AND 0 = :z", id, 0);
+    soci::statement st =
+        (sql.prepare << "UPDATE job_entries SET state = 'waiting', attempt = attempt + 1, ready_at = :n, "
+                        "message = 'retry requested by operator', exit_code = NULL, output_tail = '', "
+                        "seg_done = 0, seg_total = 0, bytes_received = 0, bad_chunks = 0, "
+                        "pushed_to = '', updated_at = :u WHERE job_id = :j AND state = 'failed'",
+         soci::use(now), soci::use(now), soci::use(id));
+    st.execute(true);
+    return std::make_pair(static_cast<std::int64_t>(st.get_affected_rows()), vias);
+  });
+}
+
+void SociStore::require_job(soci::session& sql, ll id) {
+  int exists = 0;
+  sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
+  if (!exists) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
+}
+
+auto SociStore::suspend_transfers(std::int64_t job_id, const std::vector<std::string>& host_ids, bool suspend)
+    -> TransferChange {
+  return write([&](soci::session& sql) {
+    const ll id = job_id, now = fs::now_unix();
+    if (id != 0) require_job(sql, id);
+    const std::string from = suspend ? "('waiting', 'transferring')" : "('suspended')";
+    const std::string to = suspend ? "suspended" : "waiting";
+    const std::string why = suspend ? "suspended by operator" : "resumed by operator";
+    // Scope: one job, or every entry of the given hosts.
+    const std::string scope = id != 0 ? "e.job_id = :p" : "e.host_id = :p";
+    std::vector<ll> ids;
+    std::set<std::string> vias;
+    auto collect = [&](const auto& param) {
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT e.id, COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN hosts h "
+                          "ON h.host_id = e.host_id WHERE "
+                       << scope << " AND e.state IN " << from,
+           soci::use(param));
+      for (const auto& r : rs) {
+        ids.push_back(get_i64(r, 0));
+        vias.insert(get_str(r, 1));
+      }
+    };
+    if (id != 0)
+      collect(id);
+    else
+      for (const auto& h : host_ids) collect(h);
+    {
+      TransferChange out;
+      ll entry = 0;
+      soci::statement st = (sql.prepare << "UPDATE job_entries SET state = :s, message = :m, pushed_to = '', "
+                                           "updated_at = :u WHERE id = :id",
+                            soci::use(to), soci::use(why), soci::use(now), soci::use(entry));
+      for (auto e : ids) {
+        entry = e;
+        st.execute(true);
+      }
+      out.entries = static_cast<std::int64_t>(ids.size());
+      out.vias.assign(vias.begin(), vias.end());
+      return out;
+    }
+  });
+}
+
+auto SociStore::clear_split(std::int64_t job_id) -> TransferChange {
+  return write([&](soci::session& sql) {
+    const ll id = job_id;
+    require_job(sql, id);
+    sql << "UPDATE jobs SET split_size = 0, split_interval = 0 WHERE id = :id", soci::use(id);
+    TransferChange out;
+    out.vias =
+        distinct_vias(sql, std::string("e.job_id = :j AND e.state IN ") + kOpen + " AND 0 = :z", id, 0);
+    soci::statement st = (sql.prepare << "UPDATE job_entries SET pushed_to = '' WHERE job_id = :j "
+                                         "AND state IN "
+                                      << kOpen,
+                          soci::use(id));
+    st.execute(true);
+    out.entries = static_cast<std::int64_t>(st.get_affected_rows());
+    return out;
+  });
+}
+
+auto SociStore::transfer_status(const std::string& host_id, std::int64_t entry_id)
+    -> std::optional<TransferStatus> {
+  return guarded([&](soci::session& sql) -> std::optional<TransferStatus> {
+    const ll id = entry_id;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT e.state, e.attempt, j.split_size, j.split_interval FROM job_entries "
+                        "e JOIN jobs j ON j.id = e.job_id WHERE e.id = :id AND e.host_id = :h",
+         soci::use(id), soci::use(host_id));
+    for (const auto& r : rs) {
+      TransferStatus t;
+      t.state = parse_entry_state(get_str(r, 0));
+      t.attempt = static_cast<std::int32_t>(get_i64(r, 1));
+      t.split.size = static_cast<std::uint64_t>(get_i64(r, 2));
+      t.split.interval_seconds = static_cast<int>(get_i64(r, 3));
+      return t;
+    }
+    return std::nullopt;
+  });
+}
+
+}  // namespace distrib::store

@@ -1,0 +1,147 @@
+// SociStore: What the scheduler asks: expiries, entries becoming ready, open windows, rollout waves.
+#include "store/soci/soci_store.h"
+
+namespace distrib::store {
+
+auto SociStore::expire_entries(std::int64_t after, std::int64_t upto) -> std::vector<std::string> {
+  // Called every second: a read decides whether a write transaction is needed at all.
+  const bool any = guarded([&](soci::session& sql) {
+    int n = 0;
+    const ll a = after, u = upto;
+    sql << "SELECT COUNT(*) FROM jobs WHERE expires_at > :a AND expires_at <= :u", soci::into(n),
+        soci::use(a), soci::use(u);
+    return n > 0;
+  });
+  if (!any) return {};
+  return write([&](soci::session& sql) {
+    const ll a = after, u = upto;
+    auto vias = distinct_vias(sql,
+                              std::string("e.state IN ") + kCancellable +
+                                  " AND e.job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND "
+                                  "expires_at <= :u)",
+                              a, u);
+    if (vias.empty()) return vias;
+    struct Expiring {
+      ll job;
+      std::string host_id, name;
+    };
+    std::vector<Expiring> expiring;
+    {
+      soci::rowset<soci::row> rs =
+          (sql.prepare
+               << "SELECT e.job_id, e.host_id, h.name FROM job_entries e LEFT JOIN hosts h ON h.host_id = "
+                  "e.host_id WHERE e.state IN "
+               << kCancellable
+               << " AND e.job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND expires_at <= :u)",
+           soci::use(a), soci::use(u));
+      for (const auto& r : rs) expiring.push_back({get_i64(r, 0), get_str(r, 1), get_str(r, 2)});
+    }
+    sql << "UPDATE job_entries SET state = 'expired', message = 'expired before it could finish', "
+           "pushed_to = '', updated_at = :n, up_version = CASE WHEN upstream_id <> 0 THEN up_version "
+           "+ 1 ELSE 0 END WHERE state IN "
+        << kCancellable << " AND job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND expires_at <= :u)",
+        soci::use(u), soci::use(a), soci::use(u);
+    std::set<ll> jobs;
+    for (const auto& x : expiring) {
+      const auto who = x.name.empty() ? x.host_id : x.name;
+      emit(sql, "entry.expired", Severity::warning, x.job, x.host_id, who,
+           "job " + std::to_string(x.job) + " on " + who + ": expired before it could finish");
+      jobs.insert(x.job);
+    }
+    for (const auto j : jobs) emit_job_end(sql, j);
+    return vias;
+  });
+}
+
+auto SociStore::vias_ready_between(std::int64_t after, std::int64_t upto) -> std::vector<std::string> {
+  return guarded([&](soci::session& sql) {
+    return distinct_vias(sql, std::string("e.ready_at > :a AND e.ready_at <= :u AND e.state IN ") + kOpen,
+                         after, upto);
+  });
+}
+
+auto SociStore::open_window_jobs() -> std::vector<Job> {
+  return guarded([&](soci::session& sql) {
+    std::vector<Job> out;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT " << kJobColumns
+                     << " FROM jobs WHERE timing = 'window' AND EXISTS (SELECT 1 FROM job_entries e "
+                        "WHERE e.job_id = jobs.id AND e.state IN "
+                     << kOpen << ")");
+    for (const auto& r : rs) out.push_back(job_from_row(r));
+    return out;
+  });
+}
+
+auto SociStore::vias_with_open_entries(std::int64_t job_id) -> std::vector<std::string> {
+  return guarded([&](soci::session& sql) {
+    return distinct_vias(sql, std::string("e.job_id = :j AND 0 = :z AND e.state IN ") + kOpen, job_id, 0);
+  });
+}
+
+auto SociStore::running_rollouts() -> std::vector<Job> {
+  return guarded([&](soci::session& sql) {
+    std::vector<Job> out;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT " << kJobColumns << " FROM jobs WHERE rollout_state = 'running' ORDER BY id");
+    for (const auto& r : rs) out.push_back(job_from_row(r));
+    return out;
+  });
+}
+
+auto SociStore::wave_counts(std::int64_t job_id) -> std::vector<WaveCounts> {
+  return guarded([&](soci::session& sql) {
+    std::map<int, WaveCounts> by;
+    const ll id = job_id;
+    soci::rowset<soci::row> rs =
+        (sql.prepare
+             << "SELECT wave, state, COUNT(*) FROM job_entries WHERE job_id = :j GROUP BY wave, state",
+         soci::use(id));
+    for (const auto& r : rs) {
+      const int wave = static_cast<int>(get_i64(r, 0));
+      const auto state = parse_entry_state(get_str(r, 1));
+      const auto n = get_i64(r, 2);
+      auto& w = by[wave];
+      w.wave = wave;
+      w.total += n;
+      if (state == EntryState::succeeded) w.succeeded += n;
+      if (state == EntryState::failed || state == EntryState::expired) w.failed += n;
+      if (is_final(state)) w.final_count += n;
+    }
+    std::vector<WaveCounts> out;
+    for (auto& [k, v] : by) out.push_back(v);
+    return out;
+  });
+}
+
+auto SociStore::release_wave(std::int64_t job_id, int wave) -> std::vector<std::string> {
+  return write([&](soci::session& sql) {
+    const ll id = job_id, now = fs::now_unix();
+    std::string waves_text;
+    ll start = 0;
+    sql << "SELECT waves, start_at FROM jobs WHERE id = :j", soci::into(waves_text), soci::into(start),
+        soci::use(id);
+    const auto waves = waves_text.empty() ? std::vector<int>{} : parse_waves(waves_text);
+    const ll ready = std::max(now, start);
+    sql << "UPDATE job_entries SET ready_at = :r WHERE job_id = :j AND wave = :w AND ready_at >= :h",
+        soci::use(ready), soci::use(id), soci::use(wave), soci::use(static_cast<ll>(kHeldUntilReleased));
+    const std::string state = wave >= static_cast<int>(waves.size()) ? "completed" : "running";
+    sql << "UPDATE jobs SET current_wave = :w, rollout_state = :s WHERE id = :j", soci::use(wave),
+        soci::use(state), soci::use(id);
+    return distinct_vias(sql, "e.job_id = :j AND e.wave = :w AND e.state = 'waiting'", id, wave);
+  });
+}
+
+void SociStore::stop_rollout(std::int64_t job_id, const std::string& reason) {
+  write([&](soci::session& sql) {
+    const ll id = job_id, now = fs::now_unix();
+    const std::string why = "rollout stopped: " + reason;
+    sql << "UPDATE job_entries SET state = 'cancelled', message = :m, updated_at = :u WHERE job_id = "
+           ":j AND state = 'waiting' AND ready_at >= :h",
+        soci::use(why), soci::use(now), soci::use(id), soci::use(static_cast<ll>(kHeldUntilReleased));
+    sql << "UPDATE jobs SET rollout_state = 'stopped', rollout_message = :m WHERE id = :j", soci::use(reason),
+        soci::use(id);
+  });
+}
+
+}  // namespace distrib::store

@@ -5,10 +5,11 @@
 #include <distrib/model/units.h>
 #include <distrib/version.h>
 
+#include <fmt/core.h>
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
-#include <fmt/core.h>
 
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,11 +17,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <set>
-#include <iostream>
 #include <thread>
-#include <unistd.h>
 
 namespace po = boost::program_options;
 namespace bj = boost::json;
@@ -30,12 +30,12 @@ namespace {
 
 // Exit codes (documented in README and `distribctl --help`).
 constexpr int kOk = 0;
-constexpr int kFailed = 1;        // the manager refused or the operation failed
-constexpr int kUsage = 2;         // bad command line
-constexpr int kUnreachable = 3;   // manager not reachable / unavailable
-constexpr int kNotFound = 4;      // named object does not exist
-constexpr int kJobFailed = 5;     // job show --wait: some entries did not succeed
-constexpr int kWaitTimeout = 6;   // job show --wait: timed out
+constexpr int kFailed = 1;       // the manager refused or the operation failed
+constexpr int kUsage = 2;        // bad command line
+constexpr int kUnreachable = 3;  // manager not reachable / unavailable
+constexpr int kNotFound = 4;     // named object does not exist
+constexpr int kJobFailed = 5;    // job show --wait: some entries did not succeed
+constexpr int kWaitTimeout = 6;  // job show --wait: timed out
 
 const char* kUsageText = R"(usage: distribctl [global options] COMMAND ...
 
@@ -126,7 +126,9 @@ std::string format_time(std::int64_t t) {
   return buf;
 }
 
-std::string format_size(std::uint64_t bytes) { return distrib::format_byte_size(bytes); }
+std::string format_size(std::uint64_t bytes) {
+  return distrib::format_byte_size(bytes);
+}
 
 std::string one_line(std::string s, std::size_t max) {
   for (auto& c : s)
@@ -137,7 +139,7 @@ std::string one_line(std::string s, std::size_t max) {
 
 // A plain text table: columns sized to their widest cell.
 class Table {
-public:
+ public:
   explicit Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
   void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
   void print() const {
@@ -163,12 +165,14 @@ public:
     if (rows_.empty()) std::cout << "(none)\n";
   }
 
-private:
+ private:
   std::vector<std::string> headers_;
   std::vector<std::vector<std::string>> rows_;
 };
 
-void print_json(const bj::value& v) { std::cout << bj::serialize(v) << "\n"; }
+void print_json(const bj::value& v) {
+  std::cout << bj::serialize(v) << "\n";
+}
 
 std::string progress_line(const JobProgress& p) {
   constexpr int kWidth = 30;
@@ -184,12 +188,15 @@ std::string progress_line(const JobProgress& p) {
 bj::object job_json(const Job& j) {
   bj::array dests;
   for (const auto& d : j.destinations) dests.emplace_back(d);
-  return {{"id", j.id}, {"type", std::string(to_string(j.type))},
+  return {{"id", j.id},
+          {"type", std::string(to_string(j.type))},
           {"package", bj::object{{"name", j.package_name}, {"version", j.package_version}}},
-          {"destinations", dests}, {"key_mode", j.key_mode}, {"created_at", j.created_at},
+          {"destinations", dests},
+          {"key_mode", j.key_mode},
+          {"created_at", j.created_at},
           {"cancel_requested", j.cancel_requested},
           {"split", j.split.enabled() ? bj::value(bj::object{{"size", j.split.size},
-                                                              {"interval_seconds", j.split.interval_seconds}})
+                                                             {"interval_seconds", j.split.interval_seconds}})
                                       : bj::value(nullptr)}};
 }
 
@@ -213,7 +220,9 @@ struct Cli {
     if (s.token.empty()) {
       const auto file = opt("token-file", env_or("DISTRIB_TOKEN_FILE"));
       if (file.empty())
-        throw UsageError("no admin token: pass --token-file FILE (the manager's STATE_DIR/admin.token) or set DISTRIB_TOKEN");
+        throw UsageError(
+            "no admin token: pass --token-file FILE (the manager's STATE_DIR/admin.token) or set "
+            "DISTRIB_TOKEN");
       std::ifstream in(file);
       if (!in) throw UsageError("cannot read token file " + file);
       std::getline(in, s.token);
@@ -258,15 +267,19 @@ struct Cli {
       return kOk;
     }
     std::map<std::string, std::string> names;
-    for (const auto& v : answer.at("hosts").as_array()) names[str(v.as_object(), "host_id")] = str(v.as_object(), "name");
+    for (const auto& v : answer.at("hosts").as_array())
+      names[str(v.as_object(), "host_id")] = str(v.as_object(), "name");
     Table t({"NAME", "ADDRESS", "HOST ID", "ROLE", "PARENT", "STATUS", "OS", "LAST SEEN"});
     for (const auto& v : answer.at("hosts").as_array()) {
       const auto& h = v.as_object();
       const auto parent = str(h, "parent");
       const auto& addrs = h.at("addresses").as_array();
       t.add({str(h, "name"), addrs.empty() ? "-" : std::string(addrs[0].as_string()), str(h, "host_id"),
-             str(h, "role"), parent.empty() ? "-" : (names.count(parent) ? names[parent] : parent.substr(0, 8)),
-             !flag(h, "approved") ? "awaiting approval" : flag(h, "online") ? "online" : "offline",
+             str(h, "role"),
+             parent.empty() ? "-" : (names.count(parent) ? names[parent] : parent.substr(0, 8)),
+             !flag(h, "approved") ? "awaiting approval"
+             : flag(h, "online")  ? "online"
+                                  : "offline",
              one_line(str(h, "os"), 40), format_time(num(h, "last_seen"))});
     }
     t.print();
@@ -304,7 +317,8 @@ struct Cli {
     const auto& me = answer.at("manager").as_object();
     std::cout << "this " << str(me, "role") << " (" << str(me, "host_id") << ")\n";
     std::size_t online = 0, total = 0;
-    std::function<void(const std::string&, const std::string&)> walk = [&](const std::string& id, const std::string& indent) {
+    std::function<void(const std::string&, const std::string&)> walk = [&](const std::string& id,
+                                                                           const std::string& indent) {
       auto it = children.find(id);
       if (it == children.end()) return;
       for (std::size_t i = 0; i < it->second.size(); ++i) {
@@ -314,7 +328,9 @@ struct Cli {
         ++total;
         online += up;
         std::cout << indent << (last ? "└── " : "├── ") << str(h, "name") << "  " << str(h, "role") << "  "
-                  << (!flag(h, "approved") ? "awaiting approval" : up ? "online" : "offline")
+                  << (!flag(h, "approved") ? "awaiting approval"
+                      : up                 ? "online"
+                                           : "offline")
                   << "  last seen " << ago(num(h, "last_seen")) << "\n";
         walk(str(h, "host_id"), indent + (last ? "    " : "│   "));
       }
@@ -327,8 +343,10 @@ struct Cli {
   int hosts_approve() {
     if (args.size() < 3) throw UsageError("usage: distribctl hosts approve HOST...");
     const int n = client().approve_hosts(std::vector<std::string>(args.begin() + 2, args.end()));
-    if (json) print_json(bj::object{{"approved", n}});
-    else std::cout << fmt::format("{} host(s) approved\n", n);
+    if (json)
+      print_json(bj::object{{"approved", n}});
+    else
+      std::cout << fmt::format("{} host(s) approved\n", n);
     return kOk;
   }
 
@@ -344,12 +362,13 @@ struct Cli {
       auto it = c.find(k);
       return it == c.end() ? std::uint64_t{0} : it->value().to_number<std::uint64_t>();
     };
-    std::cout << fmt::format("{} {}\nchunks served {} ({}) · cache hits {} · misses {}\n", str(answer, "role"),
-                             str(answer, "host_id"), count("chunks_served"), format_size(count("bytes_served")),
-                             count("cache_hits"), count("cache_misses"));
+    std::cout << fmt::format("{} {}\nchunks served {} ({}) · cache hits {} · misses {}\n",
+                             str(answer, "role"), str(answer, "host_id"), count("chunks_served"),
+                             format_size(count("bytes_served")), count("cache_hits"), count("cache_misses"));
     if (c.contains("upstream_fetches"))
-      std::cout << fmt::format("fetched from the parent: {} chunk(s), {} · requests that joined a fetch under way: {}\n",
-                               count("upstream_fetches"), format_size(count("upstream_bytes")), count("upstream_joined"));
+      std::cout << fmt::format(
+          "fetched from the parent: {} chunk(s), {} · requests that joined a fetch under way: {}\n",
+          count("upstream_fetches"), format_size(count("upstream_bytes")), count("upstream_joined"));
     std::map<std::string, std::string> names;
     try {
       const auto hosts = hosts_answer();
@@ -399,16 +418,19 @@ struct Cli {
     });
     const auto& m = result.manifest;
     if (json) {
-      print_json(bj::object{{"name", m.name}, {"version", m.version},
-                            {"payload_digest", m.payload_digest}, {"payload_size", m.payload_size},
-                            {"files", m.files.size()}, {"chunks", result.chunks_total},
+      print_json(bj::object{{"name", m.name},
+                            {"version", m.version},
+                            {"payload_digest", m.payload_digest},
+                            {"payload_size", m.payload_size},
+                            {"files", m.files.size()},
+                            {"chunks", result.chunks_total},
                             {"chunks_uploaded", result.chunks_uploaded},
                             {"bytes_uploaded", result.bytes_uploaded},
                             {"already_registered", result.already_registered}});
       return kOk;
     }
-    std::cout << fmt::format("package {} {} {}: {} file(s), {}, {} chunk(s) ({} uploaded, {})\n",
-                             m.name, m.version, result.already_registered ? "already registered" : "registered",
+    std::cout << fmt::format("package {} {} {}: {} file(s), {}, {} chunk(s) ({} uploaded, {})\n", m.name,
+                             m.version, result.already_registered ? "already registered" : "registered",
                              m.files.size(), format_size(m.payload_size), result.chunks_total,
                              result.chunks_uploaded, format_size(result.bytes_uploaded));
     std::cout << "payload sha256 " << m.payload_digest << "\n";
@@ -421,8 +443,11 @@ struct Cli {
     if (json) {
       bj::array a;
       for (const auto& p : pkgs)
-        a.push_back(bj::object{{"name", p.name}, {"version", p.version}, {"payload_digest", p.payload_digest},
-                               {"payload_size", p.payload_size}, {"file_count", p.file_count},
+        a.push_back(bj::object{{"name", p.name},
+                               {"version", p.version},
+                               {"payload_digest", p.payload_digest},
+                               {"payload_size", p.payload_size},
+                               {"file_count", p.file_count},
                                {"created_at", p.created_at}});
       print_json(bj::object{{"packages", a}});
       return kOk;
@@ -442,12 +467,12 @@ struct Cli {
       std::cout << manifest_to_json(m) << "\n";
       return kOk;
     }
-    std::cout << fmt::format("package {} {}\npayload   {} ({}, {} chunk(s))\ncreated   {}\n",
-                             m.name, m.version, m.payload_digest, format_size(m.payload_size),
-                             m.chunks.size(), format_time(m.created_at));
+    std::cout << fmt::format("package {} {}\npayload   {} ({}, {} chunk(s))\ncreated   {}\n", m.name,
+                             m.version, m.payload_digest, format_size(m.payload_size), m.chunks.size(),
+                             format_time(m.created_at));
     std::cout << "install   dir: " << (m.install.directory.empty() ? "(agent default)" : m.install.directory)
-              << "; command: " << (m.install.command.empty() ? "(none)" : m.install.command)
-              << "; timeout " << m.install.timeout_seconds << " s\n\n";
+              << "; command: " << (m.install.command.empty() ? "(none)" : m.install.command) << "; timeout "
+              << m.install.timeout_seconds << " s\n\n";
     Table t({"PATH", "TYPE", "SIZE", "MODE", "SHA256"});
     for (const auto& f : m.files)
       t.add({f.type == "symlink" ? f.path + " -> " + f.link_target : f.path, f.type,
@@ -458,7 +483,8 @@ struct Cli {
   }
 
   int job_create() {
-    if (args.size() < 3) throw UsageError("usage: distribctl job create TYPE [NAME VERSION] DESTINATION... (see --help)");
+    if (args.size() < 3)
+      throw UsageError("usage: distribctl job create TYPE [NAME VERSION] DESTINATION... (see --help)");
     JobType type;
     try {
       type = parse_job_type(args[2]);
@@ -502,7 +528,8 @@ struct Cli {
       if (sc.timing == InstallTiming::window && !vm.count("window"))
         throw UsageError("--timing window needs --window HH:MM-HH:MM");
       if (vm.count("retries")) sc.max_retries = vm["retries"].as<int>();
-      if (vm.count("retry-backoff")) sc.retry_backoff_seconds = static_cast<int>(parse_duration_seconds(opt("retry-backoff")));
+      if (vm.count("retry-backoff"))
+        sc.retry_backoff_seconds = static_cast<int>(parse_duration_seconds(opt("retry-backoff")));
       sc.retry_installs = vm.count("retry-installs") > 0;
       if (vm.count("waves")) spec.rollout.waves = parse_waves(opt("waves"));
       if (vm.count("success-threshold")) spec.rollout.success_threshold = vm["success-threshold"].as<int>();
@@ -523,9 +550,10 @@ struct Cli {
     if (job.schedule.start_at) std::cout << "starts " << format_time(job.schedule.start_at) << "\n";
     if (job.schedule.expires_at) std::cout << "expires " << format_time(job.schedule.expires_at) << "\n";
     if (!job.rollout.waves.empty())
-      std::cout << fmt::format("rollout in {} waves ({} %), next wave at {} % success, stop above {} % errors\n",
-                               job.rollout.waves.size(), waves_text(job.rollout.waves),
-                               job.rollout.success_threshold, job.rollout.error_threshold);
+      std::cout << fmt::format(
+          "rollout in {} waves ({} %), next wave at {} % success, stop above {} % errors\n",
+          job.rollout.waves.size(), waves_text(job.rollout.waves), job.rollout.success_threshold,
+          job.rollout.error_threshold);
     if (job.split.enabled()) std::cout << "split distribution: segments of " << to_string(job.split) << "\n";
     return kOk;
   }
@@ -552,32 +580,41 @@ struct Cli {
     expect_args(3, "job complete-now ID");
     const auto id = parse_id(args[2]);
     const auto n = client().complete_now(id);
-    if (json) print_json(bj::object{{"job_id", id}, {"entries", n}});
-    else std::cout << fmt::format("job {}: split distribution ended; {} open entr{} receive the rest unsplit\n", id, n,
-                                  n == 1 ? "y" : "ies");
+    if (json)
+      print_json(bj::object{{"job_id", id}, {"entries", n}});
+    else
+      std::cout << fmt::format("job {}: split distribution ended; {} open entr{} receive the rest unsplit\n",
+                               id, n, n == 1 ? "y" : "ies");
     return kOk;
   }
 
   int transfer_cmd() {
     expect_args(2, "transfer suspend|resume --job ID | --relay RELAY");
     const auto& verb = args[1];
-    if (verb != "suspend" && verb != "resume") throw UsageError("transfer takes suspend or resume, not \"" + verb + "\"");
-    if (vm.count("job") == vm.count("relay")) throw UsageError("transfer " + verb + " needs --job ID or --relay RELAY");
+    if (verb != "suspend" && verb != "resume")
+      throw UsageError("transfer takes suspend or resume, not \"" + verb + "\"");
+    if (vm.count("job") == vm.count("relay"))
+      throw UsageError("transfer " + verb + " needs --job ID or --relay RELAY");
     const std::int64_t job = vm.count("job") ? parse_id(opt("job")) : 0;
     const auto relay = vm.count("relay") ? opt("relay") : std::string();
     const bool suspend = verb == "suspend";
     const auto n = client().suspend_transfers(job, relay, suspend);
     const auto scope = job ? "job " + std::to_string(job) : "relay " + relay;
-    if (json) print_json(bj::object{{suspend ? "suspended" : "resumed", n}, {"scope", scope}});
-    else std::cout << fmt::format("{}: {} transfer{} {}\n", scope, n, n == 1 ? "" : "s", suspend ? "suspended" : "resumed");
+    if (json)
+      print_json(bj::object{{suspend ? "suspended" : "resumed", n}, {"scope", scope}});
+    else
+      std::cout << fmt::format("{}: {} transfer{} {}\n", scope, n, n == 1 ? "" : "s",
+                               suspend ? "suspended" : "resumed");
     return kOk;
   }
 
   int job_retry() {
     expect_args(3, "job retry ID");
     const auto n = client().retry_job(parse_id(args[2]));
-    if (json) print_json(bj::object{{"job_id", parse_id(args[2])}, {"retried", n}});
-    else std::cout << fmt::format("job {}: {} failed entr{} retried\n", args[2], n, n == 1 ? "y" : "ies");
+    if (json)
+      print_json(bj::object{{"job_id", parse_id(args[2])}, {"retried", n}});
+    else
+      std::cout << fmt::format("job {}: {} failed entr{} retried\n", args[2], n, n == 1 ? "y" : "ies");
     return kOk;
   }
 
@@ -619,12 +656,14 @@ struct Cli {
     const auto& name = args[2];
     if (sub == "create" && vm.count("query")) {
       if (args.size() > 3) throw UsageError("a host group has either members or --query, not both");
-      auto o = bj::parse(c.call("POST", "/v1/groups",
-                                bj::serialize(bj::object{{"name", name}, {"description", opt("description")}, {"query", opt("query")}})))
+      auto o = bj::parse(
+                   c.call("POST", "/v1/groups",
+                          bj::serialize(bj::object{
+                              {"name", name}, {"description", opt("description")}, {"query", opt("query")}})))
                    .as_object();
       if (json) return print_json(o), kOk;
-      std::cout << fmt::format("host group {} created: the hosts matching {} ({} now)\n", name, str(o, "query"),
-                               o.at("members").as_array().size());
+      std::cout << fmt::format("host group {} created: the hosts matching {} ({} now)\n", name,
+                               str(o, "query"), o.at("members").as_array().size());
       return kOk;
     }
     if (sub == "create") {
@@ -637,29 +676,36 @@ struct Cli {
       if (args.size() < 4) throw UsageError("usage: distribctl group " + sub + " NAME HOST...");
       c.change_members(false, name, sub == "add" ? rest(3) : std::vector<std::string>{},
                        sub == "remove" ? rest(3) : std::vector<std::string>{});
-      if (!json) std::cout << fmt::format("host group {}: {} host(s) {}\n", name, args.size() - 3, sub == "add" ? "added" : "removed");
-      else print_json(bj::object{{"group", name}});
+      if (!json)
+        std::cout << fmt::format("host group {}: {} host(s) {}\n", name, args.size() - 3,
+                                 sub == "add" ? "added" : "removed");
+      else
+        print_json(bj::object{{"group", name}});
       return kOk;
     }
     if (sub == "show") {
       expect_args(3, "group show NAME");
       auto o = bj::parse(c.call("GET", "/v1/groups/" + url_encode(name))).as_object();
       if (json) return print_json(o), kOk;
-      std::cout << fmt::format("host group {} · {} host(s) · created {}\n", name, o.at("members").as_array().size(),
-                               format_time(num(o, "created_at")));
-      if (!str(o, "query").empty()) std::cout << "dynamic: the hosts whose inventory matches " << str(o, "query") << "\n";
+      std::cout << fmt::format("host group {} · {} host(s) · created {}\n", name,
+                               o.at("members").as_array().size(), format_time(num(o, "created_at")));
+      if (!str(o, "query").empty())
+        std::cout << "dynamic: the hosts whose inventory matches " << str(o, "query") << "\n";
       if (!str(o, "description").empty()) std::cout << str(o, "description") << "\n";
       std::cout << "\n";
       Table t({"HOST", "HOST ID"});
-      for (const auto& v : o.at("hosts").as_array()) t.add({str(v.as_object(), "name"), str(v.as_object(), "host_id")});
+      for (const auto& v : o.at("hosts").as_array())
+        t.add({str(v.as_object(), "name"), str(v.as_object(), "host_id")});
       t.print();
       return kOk;
     }
     if (sub == "delete") {
       expect_args(3, "group delete NAME");
       c.call("DELETE", "/v1/groups/" + url_encode(name));
-      if (json) print_json(bj::object{{"deleted", name}});
-      else std::cout << "host group " << name << " deleted\n";
+      if (json)
+        print_json(bj::object{{"deleted", name}});
+      else
+        std::cout << "host group " << name << " deleted\n";
       return kOk;
     }
     throw UsageError("unknown command \"group " + sub + "\" (see distribctl --help)");
@@ -678,9 +724,11 @@ struct Cli {
         const auto& pol = g.at("policy").as_object();
         std::string policy;
         if (!str(pol, "name_pattern").empty()) policy = "name " + str(pol, "name_pattern");
-        if (!str(pol, "ip_range").empty()) policy += (policy.empty() ? "" : " or ") + std::string("ip ") + str(pol, "ip_range");
-        t.add({str(g, "name"), std::to_string(num(g, "member_count")), std::to_string(num(g, "standing_jobs")),
-               flag(g, "password") ? "yes" : "no", policy.empty() ? "-" : policy, one_line(str(g, "description"), 40)});
+        if (!str(pol, "ip_range").empty())
+          policy += (policy.empty() ? "" : " or ") + std::string("ip ") + str(pol, "ip_range");
+        t.add({str(g, "name"), std::to_string(num(g, "member_count")),
+               std::to_string(num(g, "standing_jobs")), flag(g, "password") ? "yes" : "no",
+               policy.empty() ? "-" : policy, one_line(str(g, "description"), 40)});
       }
       t.print();
       return kOk;
@@ -692,8 +740,10 @@ struct Cli {
       JoinPolicy policy{opt("match-name"), opt("match-ip")};
       auto g = c.create_id_group(name, opt("password"), policy, opt("description"));
       if (json) return print_json(bj::object{{"created", name}, {"members", g.members.size()}}), kOk;
-      std::cout << fmt::format("ID group {} created{}{}\n", name, g.has_password() || vm.count("password") ? " (join password set)" : "",
-                               policy.empty() ? "" : fmt::format("; {} host(s) joined by its policy", g.members.size()));
+      std::cout << fmt::format(
+          "ID group {} created{}{}\n", name,
+          g.has_password() || vm.count("password") ? " (join password set)" : "",
+          policy.empty() ? "" : fmt::format("; {} host(s) joined by its policy", g.members.size()));
       return kOk;
     }
     if (sub == "add" || sub == "remove") {
@@ -708,8 +758,8 @@ struct Cli {
         std::cout << fmt::format("ID group {}: {} host(s) joined; {} standing job entr{} created\n", name,
                                  num(o, "joined"), num(o, "entries"), num(o, "entries") == 1 ? "y" : "ies");
       else
-        std::cout << fmt::format("ID group {}: {} host(s) left; {} pending entr{} cancelled\n", name, num(o, "left"),
-                                 num(o, "cancelled"), num(o, "cancelled") == 1 ? "y" : "ies");
+        std::cout << fmt::format("ID group {}: {} host(s) left; {} pending entr{} cancelled\n", name,
+                                 num(o, "left"), num(o, "cancelled"), num(o, "cancelled") == 1 ? "y" : "ies");
       return kOk;
     }
     if (sub == "show") {
@@ -721,7 +771,8 @@ struct Cli {
                                o.at("members").as_array().size(), flag(o, "password") ? "yes" : "no",
                                format_time(num(o, "created_at")));
       if (!str(pol, "name_pattern").empty() || !str(pol, "ip_range").empty())
-        std::cout << "join policy: " << (str(pol, "name_pattern").empty() ? "" : "name " + str(pol, "name_pattern") + " ")
+        std::cout << "join policy: "
+                  << (str(pol, "name_pattern").empty() ? "" : "name " + str(pol, "name_pattern") + " ")
                   << (str(pol, "ip_range").empty() ? "" : "ip " + str(pol, "ip_range")) << "\n";
       std::cout << "\nMembers\n";
       Table t({"HOST", "HOST ID", "JOINED BY", "JOINED"});
@@ -744,8 +795,10 @@ struct Cli {
     if (sub == "delete") {
       expect_args(3, "idgroup delete NAME");
       c.call("DELETE", "/v1/id-groups/" + url_encode(name));
-      if (json) print_json(bj::object{{"deleted", name}});
-      else std::cout << "ID group " << name << " deleted (its jobs stop standing)\n";
+      if (json)
+        print_json(bj::object{{"deleted", name}});
+      else
+        std::cout << "ID group " << name << " deleted (its jobs stop standing)\n";
       return kOk;
     }
     throw UsageError("unknown command \"idgroup " + sub + "\" (see distribctl --help)");
@@ -763,8 +816,9 @@ struct Cli {
     auto jobs = c.list_jobs(limit);
     Table t({"ID", "TYPE", "PACKAGE / PATHS", "HOSTS", "DONE", "SUCCEEDED", "FAILED", "CREATED"});
     for (const auto& l : jobs)
-      t.add({std::to_string(l.job.id), std::string(to_string(l.job.type)), what_of(l.job), std::to_string(l.progress.total),
-             std::to_string(l.progress.final_count), std::to_string(l.progress.count(EntryState::succeeded)),
+      t.add({std::to_string(l.job.id), std::string(to_string(l.job.type)), what_of(l.job),
+             std::to_string(l.progress.total), std::to_string(l.progress.final_count),
+             std::to_string(l.progress.count(EntryState::succeeded)),
              std::to_string(l.progress.count(EntryState::failed)), format_time(l.job.created_at)});
     t.print();
     return kOk;
@@ -817,35 +871,35 @@ struct Cli {
     }
     const auto& j = details.job;
     std::cout << fmt::format("job {}: {} {} · created {} · {}/{} done{}\n", j.id, to_string(j.type),
-                             what_of(j), format_time(j.created_at),
-                             details.progress.final_count, details.progress.total,
-                             j.cancel_requested ? " · cancel requested" : "");
+                             what_of(j), format_time(j.created_at), details.progress.final_count,
+                             details.progress.total, j.cancel_requested ? " · cancel requested" : "");
     // Grouped by the relay each host is under (hosts directly under this manager first).
     auto entries = details.entries;
-    std::stable_sort(entries.begin(), entries.end(), [](const JobEntry& a, const JobEntry& b) {
-      return a.parent_name < b.parent_name;
-    });
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const JobEntry& a, const JobEntry& b) { return a.parent_name < b.parent_name; });
     if (!j.id_groups.empty()) std::cout << "standing for ID group(s) " << join(j.id_groups) << "\n";
     if (j.schedule.start_at || j.schedule.expires_at || j.schedule.timing != InstallTiming::immediate ||
         j.schedule.max_retries)
-      std::cout << fmt::format("schedule: start {} · expires {} · timing {}{} · retries {}{}\n",
-                               j.schedule.start_at ? format_time(j.schedule.start_at) : "now",
-                               j.schedule.expires_at ? format_time(j.schedule.expires_at) : "never",
-                               to_string(j.schedule.timing),
-                               j.schedule.timing == InstallTiming::window ? " " + to_string(j.schedule.window) : "",
-                               j.schedule.max_retries, j.schedule.retry_installs ? " (installs too)" : "");
+      std::cout << fmt::format(
+          "schedule: start {} · expires {} · timing {}{} · retries {}{}\n",
+          j.schedule.start_at ? format_time(j.schedule.start_at) : "now",
+          j.schedule.expires_at ? format_time(j.schedule.expires_at) : "never", to_string(j.schedule.timing),
+          j.schedule.timing == InstallTiming::window ? " " + to_string(j.schedule.window) : "",
+          j.schedule.max_retries, j.schedule.retry_installs ? " (installs too)" : "");
     if (j.split.enabled()) std::cout << "split distribution: segments of " << to_string(j.split) << "\n";
     if (!j.rollout.waves.empty()) {
-      std::cout << fmt::format("rollout {}: waves {} % · next wave at {} % success · stop above {} % errors{}\n",
-                               to_string(j.rollout_state), waves_text(j.rollout.waves), j.rollout.success_threshold,
-                               j.rollout.error_threshold, j.rollout_message.empty() ? "" : " · " + j.rollout_message);
+      std::cout << fmt::format(
+          "rollout {}: waves {} % · next wave at {} % success · stop above {} % errors{}\n",
+          to_string(j.rollout_state), waves_text(j.rollout.waves), j.rollout.success_threshold,
+          j.rollout.error_threshold, j.rollout_message.empty() ? "" : " · " + j.rollout_message);
       Table w({"WAVE", "SHARE", "STATE", "HOSTS", "SUCCEEDED", "FAILED", "DONE"});
       for (const auto& wc : details.waves) {
         const auto share = wc.wave >= 1 && wc.wave <= static_cast<int>(j.rollout.waves.size())
                                ? j.rollout.waves[static_cast<std::size_t>(wc.wave - 1)]
                                : 0;
-        w.add({std::to_string(wc.wave), std::to_string(share) + " %", std::string(wave_state(j, wc)), std::to_string(wc.total),
-               std::to_string(wc.succeeded), std::to_string(wc.failed), std::to_string(wc.final_count)});
+        w.add({std::to_string(wc.wave), std::to_string(share) + " %", std::string(wave_state(j, wc)),
+               std::to_string(wc.total), std::to_string(wc.succeeded), std::to_string(wc.failed),
+               std::to_string(wc.final_count)});
       }
       w.print();
     }
@@ -853,7 +907,8 @@ struct Cli {
     const bool waves = !j.rollout.waves.empty();
     std::vector<std::string> headers{"RELAY", "HOST"};
     if (waves) headers.push_back("WAVE");
-    const bool segments = std::any_of(entries.begin(), entries.end(), [](const JobEntry& e) { return !e.progress.empty(); });
+    const bool segments =
+        std::any_of(entries.begin(), entries.end(), [](const JobEntry& e) { return !e.progress.empty(); });
     headers.push_back("STATE");
     if (segments) headers.insert(headers.end(), {"SEGMENTS", "RECEIVED"});
     for (const char* h : {"TRY", "EXIT", "UPDATED", "MESSAGE"}) headers.push_back(h);
@@ -861,8 +916,10 @@ struct Cli {
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     for (const auto& e : entries) {
       std::string state(to_string(e.state));
-      if (e.state == EntryState::waiting && e.ready_at >= kHeldUntilReleased) state = "held";
-      else if (e.state == EntryState::waiting && e.ready_at > now) state = "waiting until " + format_time(e.ready_at);
+      if (e.state == EntryState::waiting && e.ready_at >= kHeldUntilReleased)
+        state = "held";
+      else if (e.state == EntryState::waiting && e.ready_at > now)
+        state = "waiting until " + format_time(e.ready_at);
       std::vector<std::string> row{
           e.parent_id.empty() ? "-" : (e.parent_name.empty() ? e.parent_id.substr(0, 8) : e.parent_name),
           (e.host_name.empty() ? e.host_id : e.host_name) + (e.late_join ? " (joined later)" : "")};
@@ -875,8 +932,9 @@ struct Cli {
                                               (pr.bad_chunks ? fmt::format(" ({} bad)", pr.bad_chunks) : "")
                                         : "-");
       }
-      for (auto& x : {std::to_string(e.attempt), e.exit_code ? std::to_string(*e.exit_code) : std::string("-"),
-                      format_time(e.updated_at), one_line(e.message, 60)})
+      for (auto& x :
+           {std::to_string(e.attempt), e.exit_code ? std::to_string(*e.exit_code) : std::string("-"),
+            format_time(e.updated_at), one_line(e.message, 60)})
         row.push_back(x);
       t.add(std::move(row));
     }
@@ -918,8 +976,9 @@ struct Cli {
       auto o = bj::parse(c.call("GET", "/v1/inventory/hosts/" + url_encode(args[2]))).as_object();
       if (json) return print_json(o), kOk;
       const auto& items = o.at("items").as_object();
-      std::cout << fmt::format("host {} ({}) · {} items · collected {} · reported {}\n", str(o, "name"), str(o, "host_id"),
-                               items.size(), format_time(num(o, "collected_at")), format_time(num(o, "reported_at")));
+      std::cout << fmt::format("host {} ({}) · {} items · collected {} · reported {}\n", str(o, "name"),
+                               str(o, "host_id"), items.size(), format_time(num(o, "collected_at")),
+                               format_time(num(o, "reported_at")));
       // System and user fields first, then software as one table.
       for (const char* root : {"system.", "user.", "software."}) {
         Table t({"ITEM", "VALUE"});
@@ -938,14 +997,17 @@ struct Cli {
     if (sub == "history") {
       expect_args(3, "inventory history HOST [--limit N]");
       const int limit = vm.count("limit") ? vm["limit"].as<int>() : 100;
-      auto o = bj::parse(c.call("GET", "/v1/inventory/hosts/" + url_encode(args[2]) + "/history?limit=" + std::to_string(limit)))
+      auto o = bj::parse(c.call("GET", "/v1/inventory/hosts/" + url_encode(args[2]) +
+                                           "/history?limit=" + std::to_string(limit)))
                    .as_object();
       if (json) return print_json(o), kOk;
-      std::cout << fmt::format("inventory history of {} ({}), newest first\n\n", str(o, "name"), str(o, "host_id"));
+      std::cout << fmt::format("inventory history of {} ({}), newest first\n\n", str(o, "name"),
+                               str(o, "host_id"));
       Table t({"WHEN", "CHANGE", "ITEM", "BEFORE", "AFTER"});
       for (const auto& v : o.at("history").as_array()) {
         const auto& h = v.as_object();
-        t.add({format_time(num(h, "at")), str(h, "change"), str(h, "key"), one_line(str(h, "old"), 40), one_line(str(h, "new"), 40)});
+        t.add({format_time(num(h, "at")), str(h, "change"), str(h, "key"), one_line(str(h, "old"), 40),
+               one_line(str(h, "new"), 40)});
       }
       t.print();
       return kOk;
@@ -953,7 +1015,8 @@ struct Cli {
     if (sub == "query") {
       std::string query;
       for (const auto& a : rest(2)) query += (query.empty() ? "" : " ") + a;
-      auto o = bj::parse(c.call("GET", "/v1/inventory?query=" + url_encode(query) + "&fields=" + url_encode(opt("fields"))))
+      auto o = bj::parse(c.call("GET", "/v1/inventory?query=" + url_encode(query) +
+                                           "&fields=" + url_encode(opt("fields"))))
                    .as_object();
       const auto& hosts = o.at("hosts").as_array();
       if (json) return emit(bj::serialize(o) + "\n"), kOk;
@@ -992,7 +1055,8 @@ struct Cli {
         t.add(std::move(row));
       }
       t.print();
-      std::cout << fmt::format("{} host(s){}\n", hosts.size(), query.empty() ? " with an inventory" : " match " + str(o, "query"));
+      std::cout << fmt::format("{} host(s){}\n", hosts.size(),
+                               query.empty() ? " with an inventory" : " match " + str(o, "query"));
       return kOk;
     }
     if (sub == "field") {
@@ -1005,8 +1069,10 @@ struct Cli {
         for (const auto& v : o.at("fields").as_array()) {
           const auto& f = v.as_object();
           std::string values;
-          for (const auto& x : f.at("values").as_array()) values += (values.empty() ? "" : ", ") + std::string(x.as_string());
-          t.add({str(f, "name"), str(f, "type"), values.empty() ? "-" : values, one_line(str(f, "description"), 40)});
+          for (const auto& x : f.at("values").as_array())
+            values += (values.empty() ? "" : ", ") + std::string(x.as_string());
+          t.add({str(f, "name"), str(f, "type"), values.empty() ? "-" : values,
+                 one_line(str(f, "description"), 40)});
         }
         t.print();
         return kOk;
@@ -1022,20 +1088,24 @@ struct Cli {
           if (comma > start) values.emplace_back(list.substr(start, comma - start));
           start = comma + 1;
         }
-        auto o = bj::parse(c.call("POST", "/v1/inventory/fields",
-                                  bj::serialize(bj::object{{"name", name},
-                                                           {"type", opt("type", values.empty() ? "text" : "choice")},
-                                                           {"values", values},
-                                                           {"description", opt("description")}})))
-                     .as_object();
+        auto o =
+            bj::parse(
+                c.call("POST", "/v1/inventory/fields",
+                       bj::serialize(bj::object{{"name", name},
+                                                {"type", opt("type", values.empty() ? "text" : "choice")},
+                                                {"values", values},
+                                                {"description", opt("description")}})))
+                .as_object();
         if (json) return print_json(o), kOk;
         std::cout << "inventory field " << name << " defined; agents report it as user." << name << "\n";
         return kOk;
       }
       if (verb == "remove") {
         c.call("DELETE", "/v1/inventory/fields/" + url_encode(name));
-        if (json) print_json(bj::object{{"deleted", name}});
-        else std::cout << "inventory field " << name << " removed\n";
+        if (json)
+          print_json(bj::object{{"deleted", name}});
+        else
+          std::cout << "inventory field " << name << " removed\n";
         return kOk;
       }
       throw UsageError("usage: distribctl inventory field add|list|remove ...");
@@ -1055,15 +1125,21 @@ struct Cli {
       Table t({"SINK", "TYPE", "TARGET", "DELIVERED", "PENDING", "FAILURES", "DROPPED", "LAST ERROR"});
       for (const auto& v : o.at("sinks").as_array()) {
         const auto& x = v.as_object();
-        t.add({str(x, "name"), str(x, "type"), one_line(str(x, "target"), 40), std::to_string(num(x, "delivered")),
-               std::to_string(num(x, "pending")), std::to_string(num(x, "failures")), std::to_string(num(x, "dropped")),
+        t.add({str(x, "name"), str(x, "type"), one_line(str(x, "target"), 40),
+               std::to_string(num(x, "delivered")), std::to_string(num(x, "pending")),
+               std::to_string(num(x, "failures")), std::to_string(num(x, "dropped")),
                str(x, "last_error").empty() ? "-" : one_line(str(x, "last_error"), 60)});
       }
-      if (o.at("sinks").as_array().empty()) std::cout << "no event sinks configured (distribd --event-sink)\n";
-      else t.print();
+      if (o.at("sinks").as_array().empty())
+        std::cout << "no event sinks configured (distribd --event-sink)\n";
+      else
+        t.print();
       return kOk;
     }
-    if (args.size() != 1) throw UsageError("usage: distribctl events [--follow] [--after ID] [--limit N] [--type T,T] [--severity S] | events sinks");
+    if (args.size() != 1)
+      throw UsageError(
+          "usage: distribctl events [--follow] [--after ID] [--limit N] [--type T,T] [--severity S] | events "
+          "sinks");
     const std::string types = opt("type", "");
     const auto severity = parse_severity(opt("severity", "info"));
     std::int64_t after = -1;
@@ -1075,15 +1151,16 @@ struct Cli {
       } catch (const std::exception&) {
         used = 0;
       }
-      if (used != text.size() || after < 0) throw UsageError("--after takes an event id (0: from the first), not \"" + text + "\"");
+      if (used != text.size() || after < 0)
+        throw UsageError("--after takes an event id (0: from the first), not \"" + text + "\"");
     }
     auto print = [&](const Event& e) {
       if (json) {
         std::cout << event_to_json(e) << std::endl;
         return;
       }
-      std::cout << fmt::format("{:>6}  {}  {:<7}  {:<18}  {}\n", e.id, event_time(e.at_ms), to_string(e.severity),
-                               e.type, one_line(e.message, 160))
+      std::cout << fmt::format("{:>6}  {}  {:<7}  {:<18}  {}\n", e.id, event_time(e.at_ms),
+                               to_string(e.severity), e.type, one_line(e.message, 160))
                 << std::flush;
     };
     auto c = client();
@@ -1122,8 +1199,14 @@ struct Cli {
     if (json) {
       bj::array a;
       for (const auto& r : list)
-        a.push_back(bj::object{{"id", r.id}, {"at_ms", r.at_ms}, {"actor", r.actor}, {"remote", r.remote},
-                               {"action", r.action}, {"target", r.target}, {"status", r.status}, {"result", r.result}});
+        a.push_back(bj::object{{"id", r.id},
+                               {"at_ms", r.at_ms},
+                               {"actor", r.actor},
+                               {"remote", r.remote},
+                               {"action", r.action},
+                               {"target", r.target},
+                               {"status", r.status},
+                               {"result", r.result}});
       return print_json(bj::object{{"audit", std::move(a)}}), kOk;
     }
     if (list.empty()) {
@@ -1132,8 +1215,9 @@ struct Cli {
     }
     Table t({"ID", "TIME", "WHO", "FROM", "ACTION", "TARGET", "STATUS", "RESULT"});
     for (const auto& r : list)
-      t.add({std::to_string(r.id), event_time(r.at_ms), one_line(r.actor, 32), r.remote, one_line(r.action, 48),
-             r.target.empty() ? "-" : one_line(r.target, 32), std::to_string(r.status), one_line(r.result, 80)});
+      t.add({std::to_string(r.id), event_time(r.at_ms), one_line(r.actor, 32), r.remote,
+             one_line(r.action, 48), r.target.empty() ? "-" : one_line(r.target, 32),
+             std::to_string(r.status), one_line(r.result, 80)});
     t.print();
     return kOk;
   }
@@ -1145,19 +1229,21 @@ struct Cli {
     if (json) return print_json(o), kOk;
     const auto now = num(o, "now_ms");
     const auto expires = num(o, "expires_at_ms");
-    std::cout << fmt::format("active node: {} (answered by {}, coordinator {})\n", str(o, "holder"), str(o, "node"),
-                             str(o, "coordinator"));
+    std::cout << fmt::format("active node: {} (answered by {}, coordinator {})\n", str(o, "holder"),
+                             str(o, "node"), str(o, "coordinator"));
     const auto left = expires - now;
-    std::cout << fmt::format("active since {} · {} · fencing token {}\n", format_time(num(o, "since_ms") / 1000),
-                             left > 100'000'000'000 ? std::string("held until the node stops (no expiry)")
-                                                    : fmt::format("lease expires in {:.1f} s", static_cast<double>(left) / 1000.0),
-                             num(o, "token"));
+    std::cout << fmt::format(
+        "active since {} · {} · fencing token {}\n", format_time(num(o, "since_ms") / 1000),
+        left > 100'000'000'000 ? std::string("held until the node stops (no expiry)")
+                               : fmt::format("lease expires in {:.1f} s", static_cast<double>(left) / 1000.0),
+        num(o, "token"));
     Table t({"TOKEN", "NODE", "TOOK OVER FROM", "AT", "GAP"});
     for (const auto& v : o.at("takeovers").as_array()) {
       const auto& x = v.as_object();
       const auto prev = str(x, "previous");
       t.add({std::to_string(num(x, "token")), str(x, "holder"), prev.empty() ? "-" : prev,
-             format_time(num(x, "at_ms") / 1000), prev.empty() ? "-" : fmt::format("{:.1f} s", static_cast<double>(num(x, "gap_ms")) / 1000.0)});
+             format_time(num(x, "at_ms") / 1000),
+             prev.empty() ? "-" : fmt::format("{:.1f} s", static_cast<double>(num(x, "gap_ms")) / 1000.0)});
     }
     t.print();
     return kOk;
@@ -1186,13 +1272,14 @@ struct Cli {
     }
     if (sub != "get") throw UsageError("usage: distribctl collect list|get JOB");
     if (files.empty())
-      throw Error(ErrorKind::not_found, "job " + args[2] + " has no collected files" + (host.empty() ? "" : " from " + host));
+      throw Error(ErrorKind::not_found,
+                  "job " + args[2] + " has no collected files" + (host.empty() ? "" : " from " + host));
     const std::filesystem::path out = opt("output", "collected-" + args[2]);
     std::uint64_t bytes = 0;
     std::size_t n = 0;
     for (const auto& f : files) {
-      const auto data = c.call("GET", "/v1/jobs/" + std::to_string(id) + "/files/" + str(f, "host_id") + "?path=" +
-                                          url_encode(str(f, "path")));
+      const auto data = c.call("GET", "/v1/jobs/" + std::to_string(id) + "/files/" + str(f, "host_id") +
+                                          "?path=" + url_encode(str(f, "path")));
       if (sha256_hex(data) != str(f, "sha256"))
         throw Error(ErrorKind::integrity, "file " + str(f, "path") + " from " + str(f, "host_name") +
                                               " arrived damaged (SHA-256 differs); run the command again");
@@ -1207,7 +1294,10 @@ struct Cli {
       if (!json && isatty(STDOUT_FILENO))
         std::cout << fmt::format("\r{}/{} files, {}", n, files.size(), format_size(bytes)) << std::flush;
     }
-    if (json) return print_json(bj::object{{"job_id", id}, {"files", n}, {"bytes", bytes}, {"directory", out.string()}}), kOk;
+    if (json)
+      return print_json(
+                 bj::object{{"job_id", id}, {"files", n}, {"bytes", bytes}, {"directory", out.string()}}),
+             kOk;
     if (isatty(STDOUT_FILENO)) std::cout << "\n";
     std::cout << fmt::format("{} file(s), {} written under {}\n", n, format_size(bytes), out.string());
     return kOk;
@@ -1216,8 +1306,10 @@ struct Cli {
   int job_cancel() {
     expect_args(3, "job cancel ID");
     const auto n = client().cancel_job(parse_id(args[2]));
-    if (json) print_json(bj::object{{"job_id", parse_id(args[2])}, {"cancelled", n}});
-    else std::cout << fmt::format("job {}: {} entr{} cancelled\n", args[2], n, n == 1 ? "y" : "ies");
+    if (json)
+      print_json(bj::object{{"job_id", parse_id(args[2])}, {"cancelled", n}});
+    else
+      std::cout << fmt::format("job {}: {} entr{} cancelled\n", args[2], n, n == 1 ? "y" : "ies");
     return kOk;
   }
 
@@ -1252,9 +1344,12 @@ struct Cli {
 
 int exit_code_for(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::unavailable: return kUnreachable;
-    case ErrorKind::not_found: return kNotFound;
-    default: return kFailed;
+    case ErrorKind::unavailable:
+      return kUnreachable;
+    case ErrorKind::not_found:
+      return kNotFound;
+    default:
+      return kFailed;
   }
 }
 
@@ -1262,38 +1357,38 @@ int exit_code_for(ErrorKind kind) {
 
 int main(int argc, char** argv) {
   po::options_description desc;
-  desc.add_options()
-      ("help,h", "")("version", "")("json", "")("wait", "")
-      ("server", po::value<std::string>())("token", po::value<std::string>())
-      ("token-file", po::value<std::string>())("ca-file", po::value<std::string>())
-      ("name", po::value<std::string>())("version-string", po::value<std::string>())
-      ("install-command", po::value<std::string>())("install-dir", po::value<std::string>())
-      ("install-timeout", po::value<int>())("chunk-size", po::value<std::string>())
-      ("split", po::value<std::string>())("job", po::value<std::string>())("relay", po::value<std::string>())
-      ("timeout", po::value<int>())("limit", po::value<int>())
-      ("description", po::value<std::string>())("password", po::value<std::string>())
-      ("match-name", po::value<std::string>())("match-ip", po::value<std::string>())
-      ("start", po::value<std::string>())("expires", po::value<std::string>())
-      ("timing", po::value<std::string>())("window", po::value<std::string>())
-      ("retries", po::value<int>())("retry-backoff", po::value<std::string>())("retry-installs", "")
-      ("waves", po::value<std::string>())("success-threshold", po::value<int>())
-      ("error-threshold", po::value<int>())
-      ("path", po::value<std::vector<std::string>>()->composing())("max-file", po::value<std::string>())
-      ("max-total", po::value<std::string>())("query", po::value<std::string>())("fields", po::value<std::string>())
-      ("csv", "")("output", po::value<std::string>())("host", po::value<std::string>())("type", po::value<std::string>())
-      ("values", po::value<std::string>())("follow", "")("after", po::value<std::string>())
-      ("severity", po::value<std::string>())
-      ("args", po::value<std::vector<std::string>>());
+  desc.add_options()("help,h", "")("version", "")("json", "")("wait", "")("server", po::value<std::string>())(
+      "token", po::value<std::string>())("token-file", po::value<std::string>())(
+      "ca-file", po::value<std::string>())("name", po::value<std::string>())(
+      "version-string", po::value<std::string>())("install-command", po::value<std::string>())(
+      "install-dir", po::value<std::string>())("install-timeout", po::value<int>())(
+      "chunk-size", po::value<std::string>())("split", po::value<std::string>())(
+      "job", po::value<std::string>())("relay", po::value<std::string>())("timeout", po::value<int>())(
+      "limit", po::value<int>())("description", po::value<std::string>())(
+      "password", po::value<std::string>())("match-name", po::value<std::string>())(
+      "match-ip", po::value<std::string>())("start", po::value<std::string>())(
+      "expires", po::value<std::string>())("timing", po::value<std::string>())(
+      "window", po::value<std::string>())("retries", po::value<int>())(
+      "retry-backoff", po::value<std::string>())("retry-installs", "")("waves", po::value<std::string>())(
+      "success-threshold", po::value<int>())("error-threshold", po::value<int>())(
+      "path", po::value<std::vector<std::string>>()->composing())("max-file", po::value<std::string>())(
+      "max-total", po::value<std::string>())("query", po::value<std::string>())(
+      "fields", po::value<std::string>())("csv", "")("output", po::value<std::string>())(
+      "host", po::value<std::string>())("type", po::value<std::string>())("values", po::value<std::string>())(
+      "follow", "")("after", po::value<std::string>())("severity", po::value<std::string>())(
+      "args", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("args", -1);
 
   // "--version V" is a package option after "package create"; alone it prints the tool's version.
   std::vector<std::string> argv_fixed(argv + 1, argv + argc);
-  const bool creating = argv_fixed.size() >= 2 &&
-                        std::find(argv_fixed.begin(), argv_fixed.end(), "create") != argv_fixed.end();
+  const bool creating =
+      argv_fixed.size() >= 2 && std::find(argv_fixed.begin(), argv_fixed.end(), "create") != argv_fixed.end();
   for (std::size_t i = 0; i < argv_fixed.size(); ++i)
-    if (creating && argv_fixed[i] == "--version" && i + 1 < argv_fixed.size()) argv_fixed[i] = "--version-string";
-    else if (creating && argv_fixed[i].starts_with("--version=")) argv_fixed[i] = "--version-string=" + argv_fixed[i].substr(10);
+    if (creating && argv_fixed[i] == "--version" && i + 1 < argv_fixed.size())
+      argv_fixed[i] = "--version-string";
+    else if (creating && argv_fixed[i].starts_with("--version="))
+      argv_fixed[i] = "--version-string=" + argv_fixed[i].substr(10);
 
   Cli cli;
   try {

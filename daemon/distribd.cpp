@@ -5,29 +5,29 @@
 #include <distrib/model/units.h>
 #include <distrib/net/http.h>
 #include <distrib/services/agent.h>
+#include <distrib/services/cluster_node.h>
 #include <distrib/services/failover.h>
 #include <distrib/services/manager.h>
 #include <distrib/store/store.h>
 #include <distrib/version.h>
 
+#include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
-#include <spdlog/spdlog.h>
 
-#include <chrono>
-#include <csignal>
-#include <cstdlib>
-#include <condition_variable>
-#include <mutex>
-#include <tuple>
-#include <thread>
+#include <pthread.h>
 #include <unistd.h>
-#include <filesystem>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <pthread.h>
+#include <mutex>
 #include <thread>
+#include <tuple>
 
 namespace po = boost::program_options;
 
@@ -43,92 +43,99 @@ constexpr int kExitRuntime = 1;
 
 po::options_description all_options() {
   po::options_description general("General");
-  general.add_options()
-      ("role", po::value<std::string>(), "manager, relay or agent")
-      ("state-dir", po::value<std::string>(), "state directory (database, chunks, identity)")
-      ("log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
+  general.add_options()("role", po::value<std::string>(), "manager, relay or agent")(
+      "state-dir", po::value<std::string>(), "state directory (database, chunks, identity)")(
+      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::options_description manager("Manager");
-  manager.add_options()
-      ("listen", po::value<std::string>()->default_value("127.0.0.1"), "address to serve on")
-      ("port", po::value<int>()->default_value(8640), "port to serve on (0: any free port)")
-      ("threads", po::value<int>()->default_value(2), "network threads")
-      ("store-threads", po::value<int>()->default_value(4), "database threads")
-      ("tls-cert", po::value<std::string>(), "PEM certificate chain; enables HTTPS")
-      ("tls-key", po::value<std::string>(), "PEM private key")
-      ("key-mode", po::value<std::string>()->default_value("name"), "ID key for operations: name, ip or host-id")
-      ("database", po::value<std::string>()->default_value("sqlite"), "database backend: sqlite, postgresql or odbc")
-      ("database-path", po::value<std::string>(), "sqlite file (default STATE_DIR/distrib.db)")
-      ("database-connection", po::value<std::string>(),
-       "postgresql: \"host=H port=P dbname=D user=U password=W\"; odbc: \"DRIVER={...};SERVER=...;...\"")
-      ("database-dialect", po::value<std::string>(), "odbc: sqlserver, oracle, postgresql or sqlite (default: from the driver's name)")
-      ("database-timeout", po::value<int>()->default_value(10), "seconds to connect (servers) or wait for a lock (sqlite)")
-      ("database-reconnect", po::value<int>()->default_value(15),
-       "seconds a lost database connection is retried before a request fails (it is retried later)")
-      ("poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open")
-      ("auto-register", po::value<bool>()->default_value(true),
-       "accept new hosts at once (false: they wait for distribctl hosts approve)");
+  manager.add_options()("listen", po::value<std::string>()->default_value("127.0.0.1"),
+                        "address to serve on")("port", po::value<int>()->default_value(8640),
+                                               "port to serve on (0: any free port)")(
+      "threads", po::value<int>()->default_value(2), "network threads")(
+      "store-threads", po::value<int>()->default_value(4), "database threads")(
+      "tls-cert", po::value<std::string>(), "PEM certificate chain; enables HTTPS")(
+      "tls-key", po::value<std::string>(), "PEM private key")("key-mode",
+                                                              po::value<std::string>()->default_value("name"),
+                                                              "ID key for operations: name, ip or host-id")(
+      "database", po::value<std::string>()->default_value("sqlite"),
+      "database backend: sqlite, postgresql or odbc")("database-path", po::value<std::string>(),
+                                                      "sqlite file (default STATE_DIR/distrib.db)")(
+      "database-connection", po::value<std::string>(),
+      "postgresql: \"host=H port=P dbname=D user=U password=W\"; odbc: \"DRIVER={...};SERVER=...;...\"")(
+      "database-dialect", po::value<std::string>(),
+      "odbc: sqlserver, oracle, postgresql or sqlite (default: from the driver's name)")(
+      "database-timeout", po::value<int>()->default_value(10),
+      "seconds to connect (servers) or wait for a lock (sqlite)")(
+      "database-reconnect", po::value<int>()->default_value(15),
+      "seconds a lost database connection is retried before a request fails (it is retried later)")(
+      "poll-timeout", po::value<int>()->default_value(30), "seconds an agent's poll is held open")(
+      "auto-register", po::value<bool>()->default_value(true),
+      "accept new hosts at once (false: they wait for distribctl hosts approve)");
   po::options_description cluster("Active/standby (manager)");
-  cluster.add_options()
-      ("failover", po::value<std::string>()->default_value("none"),
-       "none, standalone, db-lease, etcd or external (a cluster manager starts and stops the node): who decides which node is active")
-      ("etcd-endpoint", po::value<std::string>(), "etcd coordinator: the client URL, e.g. http://10.0.0.5:2379")
-      ("cluster-name", po::value<std::string>()->default_value("distrib"),
-       "names the lease (db-lease) or key (etcd): clusters sharing a database or an etcd need different names")
-      ("node-name", po::value<std::string>(), "this node's name, unique in the cluster")
-      ("lease-ms", po::value<int>()->default_value(3000), "how long the active role is held without renewal")
-      ("renew-ms", po::value<int>()->default_value(1000), "how often the active node renews (at most half the lease)")
-      ("status-listen", po::value<std::string>(),
-       "ADDRESS:PORT of this node's physical address, serving GET /v1/cluster/status whether active or not")
-      ("on-promote", po::value<std::string>(), "shell command run when this node becomes active (e.g. move a floating IP)")
-      ("on-demote", po::value<std::string>(), "shell command run when this node stops being active");
+  cluster.add_options()("failover", po::value<std::string>()->default_value("none"),
+                        "none, standalone, db-lease, etcd or external (a cluster manager starts and stops "
+                        "the node): who decides which node is active")(
+      "etcd-endpoint", po::value<std::string>(),
+      "etcd coordinator: the client URL, e.g. http://10.0.0.5:2379")(
+      "cluster-name", po::value<std::string>()->default_value("distrib"),
+      "names the lease (db-lease) or key (etcd): clusters sharing a database or an etcd need different "
+      "names")("node-name", po::value<std::string>(), "this node's name, unique in the cluster")(
+      "lease-ms", po::value<int>()->default_value(3000), "how long the active role is held without renewal")(
+      "renew-ms", po::value<int>()->default_value(1000),
+      "how often the active node renews (at most half the lease)")(
+      "status-listen", po::value<std::string>(),
+      "ADDRESS:PORT of this node's physical address, serving GET /v1/cluster/status whether active or not")(
+      "on-promote", po::value<std::string>(),
+      "shell command run when this node becomes active (e.g. move a floating IP)")(
+      "on-demote", po::value<std::string>(), "shell command run when this node stops being active");
   po::options_description events("Events, audit and metrics (manager, relay)");
-  events.add_options()
-      ("event-sink", po::value<std::vector<std::string>>()->composing(),
-       "where events go, NAME=TYPE:TARGET[;key=value]... (types: file, syslog, webhook, exec, snmp); repeat for more")
-      ("silent-after", po::value<int>()->default_value(300),
-       "seconds without contact after which a host is reported silent (0: never)")
-      ("event-retention-days", po::value<int>()->default_value(30),
-       "events older than this that every sink has taken are deleted (0: keep them all)")
-      ("metrics", po::value<bool>()->default_value(true), "serve Prometheus metrics at GET /metrics");
+  events.add_options()("event-sink", po::value<std::vector<std::string>>()->composing(),
+                       "where events go, NAME=TYPE:TARGET[;key=value]... (types: file, syslog, webhook, "
+                       "exec, snmp); repeat for more")(
+      "silent-after", po::value<int>()->default_value(300),
+      "seconds without contact after which a host is reported silent (0: never)")(
+      "event-retention-days", po::value<int>()->default_value(30),
+      "events older than this that every sink has taken are deleted (0: keep them all)")(
+      "metrics", po::value<bool>()->default_value(true), "serve Prometheus metrics at GET /metrics");
   po::options_description transfers("Transfers (manager, relay; --split-max also agent)");
-  transfers.add_options()
-      ("split-max", po::value<std::string>(),
-       "this host's own split distribution limit SIZE/INTERVAL, e.g. 1MiB/60s: at each hop the smaller segment size wins")
-      ("rate-limit", po::value<std::string>(), "bytes per second sent to each requesting host, e.g. 10MB (default: none)")
-      ("max-transfers", po::value<int>()->default_value(0),
-       "hosts fetching content at once; others are told when to come back (0: no limit)")
-      ("transfer-idle-seconds", po::value<int>()->default_value(15),
-       "a transfer silent this long gives up its slot")
-      ("memory-cache", po::value<std::string>()->default_value("128MiB"),
-       "memory for recently sent chunks (0: none)");
+  transfers.add_options()("split-max", po::value<std::string>(),
+                          "this host's own split distribution limit SIZE/INTERVAL, e.g. 1MiB/60s: at each "
+                          "hop the smaller segment size wins")(
+      "rate-limit", po::value<std::string>(),
+      "bytes per second sent to each requesting host, e.g. 10MB (default: none)")(
+      "max-transfers", po::value<int>()->default_value(0),
+      "hosts fetching content at once; others are told when to come back (0: no limit)")(
+      "transfer-idle-seconds", po::value<int>()->default_value(15),
+      "a transfer silent this long gives up its slot")("memory-cache",
+                                                       po::value<std::string>()->default_value("128MiB"),
+                                                       "memory for recently sent chunks (0: none)");
   po::options_description relay("Relay (a manager with a parent)");
-  relay.add_options()
-      ("parent", po::value<std::vector<std::string>>()->composing(),
-       "parent URL; repeat for fallback parents, in order of preference (relay and agent)")
-      ("cache-limit", po::value<std::string>(), "relay content cache size limit, e.g. 20GiB (default: none)")
-      ("package-expiry-days", po::value<double>()->default_value(90),
-       "drop cached packages unused this many days (0: never)")
-      ("sync-interval-ms", po::value<int>()->default_value(1000), "longest a change waits before it is reported upward")
-      ("parent-recheck", po::value<int>()->default_value(30),
-       "seconds between probes of the first parent while using a fallback (relay and agent)");
+  relay.add_options()("parent", po::value<std::vector<std::string>>()->composing(),
+                      "parent URL; repeat for fallback parents, in order of preference (relay and agent)")(
+      "cache-limit", po::value<std::string>(), "relay content cache size limit, e.g. 20GiB (default: none)")(
+      "package-expiry-days", po::value<double>()->default_value(90),
+      "drop cached packages unused this many days (0: never)")(
+      "sync-interval-ms", po::value<int>()->default_value(1000),
+      "longest a change waits before it is reported upward")(
+      "parent-recheck", po::value<int>()->default_value(30),
+      "seconds between probes of the first parent while using a fallback (relay and agent)");
   po::options_description agent("Agent");
-  agent.add_options()
-      ("server", po::value<std::vector<std::string>>()->composing(), "parent URL, http(s)://host:port (same as --parent)")
-      ("ca-file", po::value<std::string>(), "CA bundle that verifies an https parent")
-      ("bind-address", po::value<std::string>(), "local address for connections to the parent")
-      ("host-name", po::value<std::string>(), "host name to register (default: the system's)")
-      ("packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)")
-      ("id-group", po::value<std::vector<std::string>>()->composing(),
-       "ID group joined at every registration, NAME or NAME:PASSWORD (repeatable)")
-      ("stop-install-seconds", po::value<int>()->default_value(60),
-       "longest an orderly stop spends on installs timed at agent stop (0: none)")
-      ("inventory-check", po::value<std::string>()->default_value("5m"),
-       "how often the inventory is collected to detect changes (0: only for jobs)")
-      ("inventory-interval", po::value<std::string>()->default_value("1d"),
-       "a full inventory report at least this often even without changes (0: only on change)")
-      ("user-inventory", po::value<std::string>(), "file of NAME=VALUE lines: user inventory values")
-      ("collect-allow", po::value<std::vector<std::string>>()->composing(),
-       "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)");
+  agent.add_options()("server", po::value<std::vector<std::string>>()->composing(),
+                      "parent URL, http(s)://host:port (same as --parent)")(
+      "ca-file", po::value<std::string>(), "CA bundle that verifies an https parent")(
+      "bind-address", po::value<std::string>(), "local address for connections to the parent")(
+      "host-name", po::value<std::string>(), "host name to register (default: the system's)")(
+      "packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)")(
+      "id-group", po::value<std::vector<std::string>>()->composing(),
+      "ID group joined at every registration, NAME or NAME:PASSWORD (repeatable)")(
+      "stop-install-seconds", po::value<int>()->default_value(60),
+      "longest an orderly stop spends on installs timed at agent stop (0: none)")(
+      "inventory-check", po::value<std::string>()->default_value("5m"),
+      "how often the inventory is collected to detect changes (0: only for jobs)")(
+      "inventory-interval", po::value<std::string>()->default_value("1d"),
+      "a full inventory report at least this often even without changes (0: only on change)")(
+      "user-inventory", po::value<std::string>(), "file of NAME=VALUE lines: user inventory values")(
+      "collect-allow", po::value<std::vector<std::string>>()->composing(),
+      "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)");
   po::options_description out;
   out.add(general).add(manager).add(cluster).add(events).add(transfers).add(relay).add(agent);
   return out;
@@ -158,8 +165,9 @@ std::string with_commas(std::int64_t n) {
 }
 
 std::string describe(const distrib::StoreSettings& st) {
-  return st.backend == "sqlite" ? "sqlite database " + st.path
-                                : st.backend + (st.dialect.empty() ? "" : " (" + st.dialect + ")") + " database";
+  return st.backend == "sqlite"
+             ? "sqlite database " + st.path
+             : st.backend + (st.dialect.empty() ? "" : " (" + st.dialect + ")") + " database";
 }
 
 int migrate_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st) {
@@ -177,7 +185,8 @@ void print_summary(const distrib::DataSummary& sum) {
   std::printf("%-22s %12s  %s\n", "TABLE", "ROWS", "CHECKSUM");
   std::int64_t total = 0;
   for (const auto& t : sum.tables) {
-    std::printf("%-22s %12s  %s\n", t.name.c_str(), with_commas(t.rows).c_str(), t.checksum.substr(0, 16).c_str());
+    std::printf("%-22s %12s  %s\n", t.name.c_str(), with_commas(t.rows).c_str(),
+                t.checksum.substr(0, 16).c_str());
     total += t.rows;
   }
   std::printf("%-22s %12s\n", "total", with_commas(total).c_str());
@@ -185,12 +194,14 @@ void print_summary(const distrib::DataSummary& sum) {
 
 distrib::DataProgress progress_printer() {
   return [last = std::string()](const std::string& table, std::int64_t rows) mutable {
-    std::fprintf(stderr, "%s  %s: %s rows", last == table ? "\r" : "\n", table.c_str(), with_commas(rows).c_str());
+    std::fprintf(stderr, "%s  %s: %s rows", last == table ? "\r" : "\n", table.c_str(),
+                 with_commas(rows).c_str());
     last = table;
   };
 }
 
-int export_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st, const std::string& file) {
+int export_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st,
+                    const std::string& file) {
   auto store = stores.open(st);
   const std::string tmp = file + ".partial";
   std::ofstream out(tmp, std::ios::trunc);
@@ -213,7 +224,8 @@ int export_database(const distrib::StoreRegistry& stores, const distrib::StoreSe
   return 0;
 }
 
-int import_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st, const std::string& file) {
+int import_database(const distrib::StoreRegistry& stores, const distrib::StoreSettings& st,
+                    const std::string& file) {
   std::ifstream in(file);
   if (!in) die(kExitConfig, "cannot read " + file);
   auto store = stores.open(st);
@@ -236,218 +248,24 @@ int import_database(const distrib::StoreRegistry& stores, const distrib::StoreSe
 std::pair<std::string, std::uint16_t> parse_status_listen(const std::string& v) {
   const auto colon = v.rfind(':');
   const std::string port = colon == std::string::npos ? std::string() : v.substr(colon + 1);
-  if (colon == std::string::npos || colon == 0 || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
-      port.size() > 5 || std::stoi(port) > 65535)
-    throw distrib::Error(distrib::ErrorKind::invalid_argument, "--status-listen expects ADDRESS:PORT, got \"" + v + "\"");
+  if (colon == std::string::npos || colon == 0 || port.empty() ||
+      port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoi(port) > 65535)
+    throw distrib::Error(distrib::ErrorKind::invalid_argument,
+                         "--status-listen expects ADDRESS:PORT, got \"" + v + "\"");
   return {v.substr(0, colon), static_cast<std::uint16_t>(std::stoi(port))};
 }
 
-struct ClusterOptions {
-  std::string kind;
-  distrib::FailoverSettings failover;
-  std::string status_listen;
-  std::string on_promote, on_demote;
-  std::string etcd_endpoint;
-  std::string cluster_name = "distrib";
-};
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-void run_hook(const std::string& command, const std::string& node, std::int64_t token, const std::string& event) {
-  if (command.empty()) return;
-  // Node names are letters, digits, '.', '_' and '-' (validate_failover): safe unquoted.
-  const std::string env = "export DISTRIB_NODE=" + node + " DISTRIB_TOKEN=" + std::to_string(token) +
-                          " DISTRIB_EVENT=" + event + "; ";
-  const int rc = std::system((env + command).c_str());
-  if (rc != 0) spdlog::warn("--on-{} command exited with status {}", event, rc);
-}
-
-// The manager as one node of an active/standby pair: the coordinator decides; the node serves
-// on the logical address (--listen) only while active, and its status on --status-listen always.
-int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stores, const ClusterOptions& c,
-                  const sigset_t& sigs) {
-  distrib::validate_failover(c.failover);
-  if (s.store.backend == "sqlite" && s.store.path.empty())
-    s.store.path = (std::filesystem::path(s.state_dir) / "distrib.db").string();
-  std::filesystem::create_directories(s.state_dir);
-  auto coordinator_store = stores.open(s.store);  // the coordinator's own connections
+// The manager as one node of an active/standby pair (distrib::ClusterNode) until a signal.
+int run_clustered(const distrib::ManagerSettings& s, const distrib::StoreRegistry& stores,
+                  distrib::ClusterNodeSettings c, const sigset_t& sigs) {
   distrib::CoordinatorRegistry coordinators;
   distrib::register_builtin_coordinators(coordinators);
-  distrib::CoordinatorContext ctx;
-  ctx.store = coordinator_store.get();
-  ctx.cluster = c.cluster_name;
-  if (!c.etcd_endpoint.empty()) ctx.options["endpoint"] = c.etcd_endpoint;
-  auto coordinator = coordinators.make(c.kind, ctx);
-  if (c.kind != "standalone") {
-    // The coordinator must answer before this node stands by, and two nodes must not share a
-    // name (one would renew the other's hold).
-    distrib::LeaseRecord lease;
-    try {
-      lease = coordinator->observe();
-    } catch (const distrib::Error& e) {
-      throw distrib::Error(distrib::ErrorKind::unavailable,
-                           "the " + c.kind + " coordinator cannot be reached: " + e.what());
-    }
-    if (c.kind != "external" && lease.holder == c.failover.node && (c.kind == "etcd" || lease.expires_at_ms > wall_ms())) {
-      // This node's own hold from before a crash, or another node with the same name? Wait
-      // for the hold to run out: a live twin renews it.
-      spdlog::warn("the active role is held under this node's name ({}); waiting one lease to see whether "
-                   "another node with the same name renews it", c.failover.node);
-      std::this_thread::sleep_for(c.failover.lease + c.failover.renew);
-      lease = coordinator->observe();
-    }
-    if (c.kind != "external" && lease.holder == c.failover.node && (c.kind == "etcd" || lease.expires_at_ms > wall_ms()))
-      throw distrib::Error(distrib::ErrorKind::invalid_argument,
-                           "node name \"" + c.failover.node + "\" already holds the active lease: another node "
-                           "runs with the same --node-name (each node needs its own)");
-  }
-  distrib::FailoverCoordinator* coord = coordinator.get();
-  std::mutex mutex;
-  std::unique_ptr<distrib::Manager> manager;
-
-  auto status_json = [&, coord]() {
-    namespace bj = boost::json;
-    const auto lease = coord->observe();
-    bj::array history;
-    for (const auto& t : coord->history(10))
-      history.push_back(bj::object{{"holder", t.holder}, {"previous", t.previous}, {"token", t.token},
-                                   {"at_ms", t.at_ms}, {"gap_ms", t.gap_ms}});
-    bool active = false;
-    {
-      std::lock_guard lock(mutex);
-      active = manager != nullptr;
-    }
-    return bj::serialize(bj::object{{"node", c.failover.node},
-                                    {"coordinator", coord->kind()},
-                                    {"active", active},
-                                    {"holder", lease.holder},
-                                    {"token", lease.token},
-                                    {"since_ms", lease.since_ms},
-                                    {"expires_at_ms", lease.expires_at_ms},
-                                    {"now_ms", wall_ms()},
-                                    {"lease_ms", c.failover.lease.count()},
-                                    {"takeovers", std::move(history)}});
-  };
-  s.cluster_status = status_json;
-
-  std::unique_ptr<distrib::HttpServer> status_server;
-  if (!c.status_listen.empty()) {
-    distrib::HttpServerSettings hs;
-    std::tie(hs.address, hs.port) = parse_status_listen(c.status_listen);
-    hs.threads = 1;
-    status_server = std::make_unique<distrib::HttpServer>(hs, [&](distrib::HttpRequest&& req, distrib::Responder r) {
-      distrib::HttpResponse res;
-      if (req.path == "/v1/cluster/status") {
-        try {
-          res.body = status_json();
-        } catch (const std::exception& e) {
-          res.status = 503;
-          res.body = boost::json::serialize(boost::json::object{{"error", e.what()}});
-        }
-      } else {
-        res.status = 404;
-        res.body = R"({"error":"only /v1/cluster/status is served on the physical address"})";
-      }
-      r(std::move(res));
-    });
-    status_server->start();
-  }
-
-  // Serving starts and stops on a thread of its own: the driver's thread must keep renewing
-  // while a manager starts, and the logical address may still be held for a moment by the node
-  // that had it (stopped, not yet demoted): the bind is retried while this node stays active.
-  std::condition_variable changed;
-  std::int64_t want_token = 0;  // 0: standby
-  bool quit = false;
-  std::uint64_t generation = 0;  // every promote and demote: a promote overtaken by a demote is void
-  std::thread server([&] {
-    std::unique_lock lock(mutex);
-    while (!quit) {
-      changed.wait(lock, [&] { return quit || (want_token != 0) != (manager != nullptr); });
-      if (quit) break;
-      if (want_token != 0 && !manager) {
-        const auto token = want_token;
-        lock.unlock();
-        std::unique_ptr<distrib::Manager> m;
-        try {
-          m = std::make_unique<distrib::Manager>(s, stores);
-          m->store().set_fencing(ctx.cluster, c.kind == "standalone" ? 0 : token);
-          m->start();
-        } catch (const std::exception& e) {
-          m.reset();
-          spdlog::warn("node {} cannot serve yet: {}; retrying", c.failover.node, e.what());
-          std::this_thread::sleep_for(std::chrono::milliseconds(300));
-        }
-        lock.lock();
-        if (m && want_token == token) {
-          manager = std::move(m);
-          spdlog::info("node {} serves {} (fencing token {})", c.failover.node, manager->url(), token);
-        } else if (m) {
-          lock.unlock();
-          m->store().set_fencing(ctx.cluster, -1);
-          m->stop();
-          lock.lock();
-        }
-      } else if (want_token == 0 && manager) {
-        auto m = std::move(manager);
-        lock.unlock();
-        m->store().set_fencing(ctx.cluster, c.kind == "standalone" ? 0 : -1);  // no write from here on
-        m->stop();
-        spdlog::warn("node {} stopped serving", c.failover.node);
-        lock.lock();
-      }
-    }
-  });
-
-  distrib::FailoverDriver::Callbacks callbacks;
-  callbacks.promote = [&](std::int64_t token) {
-    std::uint64_t mine = 0;
-    {
-      std::lock_guard lock(mutex);
-      mine = ++generation;
-    }
-    run_hook(c.on_promote, c.failover.node, token, "promote");
-    {
-      std::lock_guard lock(mutex);
-      if (generation != mine) return;  // demoted while the hook ran
-      want_token = token;
-    }
-    changed.notify_all();
-  };
-  callbacks.demote = [&](const std::string&) {
-    std::unique_ptr<distrib::Manager> m;
-    {
-      std::lock_guard lock(mutex);
-      ++generation;
-      want_token = 0;
-      m = std::move(manager);  // stopped here, at once: the lease may already be elsewhere
-    }
-    changed.notify_all();
-    if (m) {
-      m->store().set_fencing(ctx.cluster, c.kind == "standalone" ? 0 : -1);
-      m->stop();
-      spdlog::warn("node {} stopped serving", c.failover.node);
-    }
-    run_hook(c.on_demote, c.failover.node, 0, "demote");
-  };
-  distrib::FailoverDriver driver(c.failover, std::move(coordinator), callbacks);
-  spdlog::info("node {} standing by ({} coordinator, lease {} ms, renew {} ms)", c.failover.node, c.kind,
-               c.failover.lease.count(), c.failover.renew.count());
-  driver.start();
+  distrib::ClusterNode node(s, stores, coordinators, std::move(c));
+  node.start();
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("signal {} received; stopping", sig);
-  driver.stop();
-  {
-    std::lock_guard lock(mutex);
-    quit = true;
-  }
-  changed.notify_all();
-  server.join();
-  if (status_server) status_server->stop();
+  node.stop();
   return 0;
 }
 
@@ -455,21 +273,23 @@ int run_clustered(distrib::ManagerSettings s, const distrib::StoreRegistry& stor
 
 int main(int argc, char** argv) {
   po::options_description cmdline("distribd --role manager|relay|agent [--config FILE] [options]");
-  cmdline.add_options()
-      ("help,h", "show this help")
-      ("version", "print the version")
-      ("config,c", po::value<std::string>(), "INI-style configuration file (keys as the long options)")
-      ("check-config", "validate the configuration and exit")
-      ("join-group", po::value<std::string>(), "agent: join this ID group now (with --group-password) and exit")
-      ("leave-group", po::value<std::string>(), "agent: leave this ID group now and exit")
-      ("group-password", po::value<std::string>(), "password for --join-group")
-      ("monitor", "manager: exit 0 when the manager answers on its address (--listen/--port), 7 when it does not "
-                  "(a cluster manager's monitor, e.g. a WSFC generic service or script resource)")
-      ("migrate", "manager: bring the database to this version's schema and exit")
-      ("export-db", po::value<std::string>(), "manager: write the whole database to FILE (JSON lines) and exit")
-      ("import-db", po::value<std::string>(), "manager: load FILE (from --export-db) into an empty database and exit")
-      ("set-inventory", po::value<std::vector<std::string>>()->composing(),
-       "agent: set a user inventory value NAME=VALUE (empty value removes it) and exit (repeatable)");
+  cmdline.add_options()("help,h", "show this help")("version", "print the version")(
+      "config,c", po::value<std::string>(), "INI-style configuration file (keys as the long options)")(
+      "check-config", "validate the configuration and exit")(
+      "join-group", po::value<std::string>(),
+      "agent: join this ID group now (with --group-password) and exit")(
+      "leave-group", po::value<std::string>(), "agent: leave this ID group now and exit")(
+      "group-password", po::value<std::string>(), "password for --join-group")(
+      "monitor",
+      "manager: exit 0 when the manager answers on its address (--listen/--port), 7 when it does not "
+      "(a cluster manager's monitor, e.g. a WSFC generic service or script resource)")(
+      "migrate", "manager: bring the database to this version's schema and exit")(
+      "export-db", po::value<std::string>(),
+      "manager: write the whole database to FILE (JSON lines) and exit")(
+      "import-db", po::value<std::string>(),
+      "manager: load FILE (from --export-db) into an empty database and exit")(
+      "set-inventory", po::value<std::vector<std::string>>()->composing(),
+      "agent: set a user inventory value NAME=VALUE (empty value removes it) and exit (repeatable)");
   const auto opts = all_options();
   cmdline.add(opts);
 
@@ -533,8 +353,9 @@ int main(int argc, char** argv) {
       if (s.store.busy_timeout_seconds < 1) die(kExitConfig, "--database-timeout must be at least 1 second");
       if (s.store.reconnect_seconds < 0) die(kExitConfig, "--database-reconnect must not be negative");
       if (s.store.backend == "sqlite" && (vm.count("database-connection") || vm.count("database-dialect")))
-        die(kExitConfig, "--database-connection and --database-dialect are for the postgresql and odbc backends "
-                         "(the sqlite backend takes --database-path)");
+        die(kExitConfig,
+            "--database-connection and --database-dialect are for the postgresql and odbc backends "
+            "(the sqlite backend takes --database-path)");
       if (s.store.backend != "sqlite" && vm.count("database-path"))
         die(kExitConfig, "--database-path is for the sqlite backend (" + s.store.backend +
                              " takes --database-connection)");
@@ -543,7 +364,8 @@ int main(int argc, char** argv) {
       s.split_max = distrib::parse_split(get<std::string>(vm, "split-max"));
       if (vm.count("rate-limit")) {
         s.rate_limit_per_host = distrib::parse_byte_size(get<std::string>(vm, "rate-limit"));
-        if (s.rate_limit_per_host < 1024) die(kExitConfig, "--rate-limit must be at least 1KiB (bytes per second)");
+        if (s.rate_limit_per_host < 1024)
+          die(kExitConfig, "--rate-limit must be at least 1KiB (bytes per second)");
       }
       s.max_transfers = get<int>(vm, "max-transfers");
       if (s.max_transfers < 0) die(kExitConfig, "--max-transfers must not be negative");
@@ -556,17 +378,20 @@ int main(int argc, char** argv) {
         s.ca_file = get<std::string>(vm, "ca-file");
         s.bind_address = get<std::string>(vm, "bind-address");
         s.host_name = get<std::string>(vm, "host-name");
-        if (vm.count("cache-limit")) s.cache_limit_bytes = distrib::parse_byte_size(get<std::string>(vm, "cache-limit"));
+        if (vm.count("cache-limit"))
+          s.cache_limit_bytes = distrib::parse_byte_size(get<std::string>(vm, "cache-limit"));
         s.package_expiry_days = get<double>(vm, "package-expiry-days");
         if (s.package_expiry_days < 0) die(kExitConfig, "--package-expiry-days must not be negative");
         s.sync_interval_ms = get<int>(vm, "sync-interval-ms");
         s.parent_recheck_seconds = get<int>(vm, "parent-recheck");
         for (const auto& u : parents) distrib::parse_base_url(u);
       } else {
-        for (const char* relay_or_agent : {"parent", "server", "ca-file", "bind-address", "host-name", "cache-limit"})
+        for (const char* relay_or_agent :
+             {"parent", "server", "ca-file", "bind-address", "host-name", "cache-limit"})
           if (vm.count(relay_or_agent))
-            die(kExitConfig, std::string("--") + relay_or_agent +
-                                 " is a relay or agent option (a manager with a parent is a relay: --role relay)");
+            die(kExitConfig,
+                std::string("--") + relay_or_agent +
+                    " is a relay or agent option (a manager with a parent is a relay: --role relay)");
       }
       if (vm.count("packages-dir")) die(kExitConfig, "--packages-dir is an agent option");
       for (const auto& spec : get<std::vector<std::string>>(vm, "event-sink"))
@@ -575,7 +400,8 @@ int main(int argc, char** argv) {
       if (s.silent_after_seconds < 0) die(kExitConfig, "--silent-after must be 0 (never) or more seconds");
       s.metrics = get<bool>(vm, "metrics");
       s.event_retention_days = get<int>(vm, "event-retention-days");
-      if (s.event_retention_days < 0) die(kExitConfig, "--event-retention-days must be 0 (keep) or more days");
+      if (s.event_retention_days < 0)
+        die(kExitConfig, "--event-retention-days must be 0 (keep) or more days");
       {
         // Every sink is built once here, so that a wrong one stops the start (and --check-config)
         // before anything is created, on every node, not only when a standby is promoted.
@@ -586,16 +412,20 @@ int main(int argc, char** argv) {
       distrib::StoreRegistry stores;
       distrib::register_builtin_stores(stores);
       if (check_only) {
-        if (!stores.contains(s.store.backend)) stores.open(s.store);  // throws the "unknown backend" error listing the known ones
-        for (const auto& w : distrib::check_store_settings(s.store)) std::cerr << "distribd: warning: " << w << "\n";
+        if (!stores.contains(s.store.backend))
+          stores.open(s.store);  // throws the "unknown backend" error listing the known ones
+        for (const auto& w : distrib::check_store_settings(s.store))
+          std::cerr << "distribd: warning: " << w << "\n";
         if (get<std::string>(vm, "failover") != "none") {
           distrib::CoordinatorRegistry coordinators;
           distrib::register_builtin_coordinators(coordinators);
           const auto kind = get<std::string>(vm, "failover");
           if (!coordinators.contains(kind)) coordinators.make(kind, {});  // throws, listing the known ones
-          distrib::validate_failover({get<std::string>(vm, "node-name"), std::chrono::milliseconds(get<int>(vm, "lease-ms")),
+          distrib::validate_failover({get<std::string>(vm, "node-name"),
+                                      std::chrono::milliseconds(get<int>(vm, "lease-ms")),
                                       std::chrono::milliseconds(get<int>(vm, "renew-ms"))});
-          if (role == "relay") die(kExitConfig, "--failover is for the manager (relays keep their own database)");
+          if (role == "relay")
+            die(kExitConfig, "--failover is for the manager (relays keep their own database)");
           if (vm.count("status-listen")) parse_status_listen(get<std::string>(vm, "status-listen"));
           if (kind == "etcd") {
             if (get<std::string>(vm, "etcd-endpoint").empty())
@@ -609,7 +439,8 @@ int main(int argc, char** argv) {
       if (vm.count("monitor")) {
         const auto host = s.listen_address == "0.0.0.0" ? std::string("127.0.0.1") : s.listen_address;
         distrib::HttpClientSettings hc;
-        hc.base_url = (s.tls_cert_file.empty() ? "http://" : "https://") + host + ":" + std::to_string(s.port);
+        hc.base_url =
+            (s.tls_cert_file.empty() ? "http://" : "https://") + host + ":" + std::to_string(s.port);
         hc.connect_timeout_seconds = 3;
         hc.timeout_seconds = 5;
         try {
@@ -639,18 +470,21 @@ int main(int argc, char** argv) {
       }
       const auto failover = get<std::string>(vm, "failover");
       if (failover != "none") {
-        if (role == "relay") die(kExitConfig, "--failover is for the manager (relays keep their own database)");
-        ClusterOptions c;
-        c.kind = failover;
+        if (role == "relay")
+          die(kExitConfig, "--failover is for the manager (relays keep their own database)");
+        distrib::ClusterNodeSettings c;
+        c.coordinator = failover;
         c.failover.node = get<std::string>(vm, "node-name");
         c.failover.lease = std::chrono::milliseconds(get<int>(vm, "lease-ms"));
         c.failover.renew = std::chrono::milliseconds(get<int>(vm, "renew-ms"));
-        c.status_listen = get<std::string>(vm, "status-listen");
+        if (const auto listen = get<std::string>(vm, "status-listen"); !listen.empty())
+          std::tie(c.status_address, c.status_port) = parse_status_listen(listen);
         c.on_promote = get<std::string>(vm, "on-promote");
         c.on_demote = get<std::string>(vm, "on-demote");
-        c.etcd_endpoint = get<std::string>(vm, "etcd-endpoint");
-        c.cluster_name = get<std::string>(vm, "cluster-name");
-        return run_clustered(s, stores, c, sigs);
+        if (const auto endpoint = get<std::string>(vm, "etcd-endpoint"); !endpoint.empty())
+          c.options["endpoint"] = endpoint;
+        c.cluster = get<std::string>(vm, "cluster-name");
+        return run_clustered(s, stores, std::move(c), sigs);
       }
       distrib::Manager manager(s, stores);
       manager.start();
@@ -661,7 +495,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (role == "agent") {
-      if (vm.count("event-sink")) die(kExitConfig, "--event-sink is a manager and relay option (agents report to their parent)");
+      if (vm.count("event-sink"))
+        die(kExitConfig, "--event-sink is a manager and relay option (agents report to their parent)");
       distrib::AgentSettings s;
       s.state_dir = get<std::string>(vm, "state-dir");
       s.parents = parents;
@@ -675,7 +510,8 @@ int main(int argc, char** argv) {
       if (s.stop_install_seconds < 0) die(kExitConfig, "--stop-install-seconds must not be negative");
       for (const auto& g : get<std::vector<std::string>>(vm, "id-group")) {
         const auto colon = g.find(':');
-        distrib::GroupJoin j{g.substr(0, colon), colon == std::string::npos ? std::string() : g.substr(colon + 1)};
+        distrib::GroupJoin j{g.substr(0, colon),
+                             colon == std::string::npos ? std::string() : g.substr(colon + 1)};
         distrib::validate_group_name(j.name, "ID group");
         s.id_groups.push_back(std::move(j));
       }
@@ -691,7 +527,8 @@ int main(int argc, char** argv) {
       s.inventory_interval_seconds = seconds_option("inventory-interval");
       s.user_inventory_file = get<std::string>(vm, "user-inventory");
       for (const auto& a : get<std::vector<std::string>>(vm, "collect-allow")) {
-        if (a.empty() || a.front() != '/') die(kExitConfig, "--collect-allow \"" + a + "\" is not an absolute path");
+        if (a.empty() || a.front() != '/')
+          die(kExitConfig, "--collect-allow \"" + a + "\" is not an absolute path");
         s.collect_allow.push_back(a);
       }
       if (vm.count("set-inventory")) {
@@ -699,16 +536,19 @@ int main(int argc, char** argv) {
         std::map<std::string, std::string> values;
         for (const auto& a : get<std::vector<std::string>>(vm, "set-inventory")) {
           const auto eq = a.find('=');
-          if (eq == std::string::npos || eq == 0) die(kExitConfig, "--set-inventory expects NAME=VALUE, got \"" + a + "\"");
+          if (eq == std::string::npos || eq == 0)
+            die(kExitConfig, "--set-inventory expects NAME=VALUE, got \"" + a + "\"");
           values[a.substr(0, eq)] = a.substr(eq + 1);
         }
         distrib::Agent::set_user_inventory(s.state_dir, values);
-        std::cout << values.size() << " user inventory value(s) set; reported at the agent's next inventory check\n";
+        std::cout << values.size()
+                  << " user inventory value(s) set; reported at the agent's next inventory check\n";
         return 0;
       }
       for (const char* manager_only : {"tls-cert", "tls-key", "database-path", "database-connection",
-                                        "database-dialect", "rate-limit", "migrate", "export-db", "import-db"})
-        if (vm.count(manager_only)) die(kExitConfig, std::string("--") + manager_only + " is a manager option");
+                                       "database-dialect", "rate-limit", "migrate", "export-db", "import-db"})
+        if (vm.count(manager_only))
+          die(kExitConfig, std::string("--") + manager_only + " is a manager option");
       if (check_only) {
         if (s.parents.empty()) die(kExitConfig, "agent needs --server (or --parent) URL");
         for (const auto& u : s.parents) distrib::parse_base_url(u);

@@ -16,7 +16,7 @@ extern "C" {
 
 typedef enum distrib_status {
   DISTRIB_OK = 0,
-  DISTRIB_E_INVALID = -1,     /* bad argument or input */
+  DISTRIB_E_INVALID = -1, /* bad argument or input */
   DISTRIB_E_NOT_FOUND = -2,
   DISTRIB_E_CONFLICT = -3,
   DISTRIB_E_UNAUTHORIZED = -4,
@@ -31,28 +31,27 @@ const char* distrib_version(void);
 /* Packages `dir` into content-addressed chunks under `chunk_dir` (created when missing) and
  * writes the 64-character payload digest plus NUL into `digest_out` (65 bytes). */
 int distrib_package_create(const char* dir, const char* name, const char* version,
-                           const char* install_command, const char* chunk_dir, char* digest_out,
-                           char* err, size_t errlen);
+                           const char* install_command, const char* chunk_dir, char* digest_out, char* err,
+                           size_t errlen);
 
 typedef struct distrib_client distrib_client;
 
 /* Opens a client for the manager's admin API. `ca_file` may be NULL. Returns NULL on failure. */
-distrib_client* distrib_client_open(const char* url, const char* token, const char* ca_file,
-                                    char* err, size_t errlen);
+distrib_client* distrib_client_open(const char* url, const char* token, const char* ca_file, char* err,
+                                    size_t errlen);
 void distrib_client_close(distrib_client* client);
 
 /* Packages `dir` and uploads it (only missing chunks travel). */
 int distrib_client_upload_package(distrib_client* client, const char* dir, const char* name,
-                                  const char* version, const char* install_command, char* err,
-                                  size_t errlen);
+                                  const char* version, const char* install_command, char* err, size_t errlen);
 
 /* Creates an install job; returns the job id (> 0) or a negative distrib_status. Destinations
    are host keys (the manager's key mode, or host ids), "group:NAME" (host group), "id:NAME"
    (ID group: a standing job, later members receive it too) or "relay:NAME" (every host below a
    relay). */
-int64_t distrib_client_create_install_job(distrib_client* client, const char* name,
-                                          const char* version, const char* const* destinations,
-                                          size_t destination_count, char* err, size_t errlen);
+int64_t distrib_client_create_install_job(distrib_client* client, const char* name, const char* version,
+                                          const char* const* destinations, size_t destination_count,
+                                          char* err, size_t errlen);
 
 /* Creates a job of any type: "install" (agents), "transfer-to-relay" or "delete-package"
    (relays). Returns the job id (> 0) or a negative distrib_status; an unknown type is
@@ -69,8 +68,8 @@ typedef struct distrib_job_status {
   int64_t cancelled;
 } distrib_job_status;
 
-int distrib_client_job_status(distrib_client* client, int64_t job_id, distrib_job_status* out,
-                              char* err, size_t errlen);
+int distrib_client_job_status(distrib_client* client, int64_t job_id, distrib_job_status* out, char* err,
+                              size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -16,14 +16,21 @@ namespace {
 int status_of(distrib::ErrorKind kind) {
   using K = distrib::ErrorKind;
   switch (kind) {
-    case K::invalid_argument: return DISTRIB_E_INVALID;
-    case K::not_found: return DISTRIB_E_NOT_FOUND;
-    case K::conflict: return DISTRIB_E_CONFLICT;
+    case K::invalid_argument:
+      return DISTRIB_E_INVALID;
+    case K::not_found:
+      return DISTRIB_E_NOT_FOUND;
+    case K::conflict:
+      return DISTRIB_E_CONFLICT;
     case K::unauthorized:
-    case K::forbidden: return DISTRIB_E_UNAUTHORIZED;
-    case K::unavailable: return DISTRIB_E_UNAVAILABLE;
-    case K::integrity: return DISTRIB_E_INTEGRITY;
-    case K::internal: return DISTRIB_E_INTERNAL;
+    case K::forbidden:
+      return DISTRIB_E_UNAUTHORIZED;
+    case K::unavailable:
+      return DISTRIB_E_UNAVAILABLE;
+    case K::integrity:
+      return DISTRIB_E_INTEGRITY;
+    case K::internal:
+      return DISTRIB_E_INTERNAL;
   }
   return DISTRIB_E_INTERNAL;
 }
@@ -49,20 +56,25 @@ auto guarded(char* err, std::size_t errlen, Fn&& fn) -> decltype(fn()) {
   }
 }
 
-std::string str(const char* s) { return s ? s : ""; }
+std::string str(const char* s) {
+  return s ? s : "";
+}
 
 }  // namespace
 
 extern "C" {
 
-const char* distrib_version(void) { return distrib::version(); }
+const char* distrib_version(void) {
+  return distrib::version();
+}
 
 int distrib_package_create(const char* dir, const char* name, const char* version,
-                           const char* install_command, const char* chunk_dir, char* digest_out,
-                           char* err, size_t errlen) {
+                           const char* install_command, const char* chunk_dir, char* digest_out, char* err,
+                           size_t errlen) {
   return guarded(err, errlen, [&]() -> int {
     if (!dir || !name || !version || !chunk_dir || !digest_out)
-      throw distrib::Error(distrib::ErrorKind::invalid_argument, "dir, name, version, chunk_dir and digest_out are required");
+      throw distrib::Error(distrib::ErrorKind::invalid_argument,
+                           "dir, name, version, chunk_dir and digest_out are required");
     distrib::ChunkStore chunks(chunk_dir);
     distrib::PackageSpec spec;
     spec.source_dir = dir;
@@ -89,14 +101,17 @@ distrib_client* distrib_client_open(const char* url, const char* token, const ch
   return out;
 }
 
-void distrib_client_close(distrib_client* client) { delete client; }
+void distrib_client_close(distrib_client* client) {
+  delete client;
+}
 
 int distrib_client_upload_package(distrib_client* client, const char* dir, const char* name,
                                   const char* version, const char* install_command, char* err,
                                   size_t errlen) {
   return guarded(err, errlen, [&]() -> int {
     if (!client || !dir || !name || !version)
-      throw distrib::Error(distrib::ErrorKind::invalid_argument, "client, dir, name and version are required");
+      throw distrib::Error(distrib::ErrorKind::invalid_argument,
+                           "client, dir, name and version are required");
     distrib::PackageSpec spec;
     spec.source_dir = dir;
     spec.name = name;
@@ -123,13 +138,15 @@ int64_t distrib_client_create_job(distrib_client* client, const char* type, cons
 int64_t distrib_client_create_install_job(distrib_client* client, const char* name, const char* version,
                                           const char* const* destinations, size_t destination_count,
                                           char* err, size_t errlen) {
-  return distrib_client_create_job(client, "install", name, version, destinations, destination_count, err, errlen);
+  return distrib_client_create_job(client, "install", name, version, destinations, destination_count, err,
+                                   errlen);
 }
 
 int distrib_client_job_status(distrib_client* client, int64_t job_id, distrib_job_status* out, char* err,
                               size_t errlen) {
   return guarded(err, errlen, [&]() -> int {
-    if (!client || !out) throw distrib::Error(distrib::ErrorKind::invalid_argument, "client and out are required");
+    if (!client || !out)
+      throw distrib::Error(distrib::ErrorKind::invalid_argument, "client and out are required");
     const auto d = client->client.show_job(job_id);
     out->total = d.progress.total;
     out->done = d.progress.final_count;

@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
     spec.version = "1.0";
     const auto m = distrib::create_package(spec, chunks);
     std::cout << "libdistrib " << distrib::version() << ": " << m.name << " " << m.version << ", "
-              << m.files.size() << " files, " << m.chunks.size() << " chunk(s), payload "
-              << m.payload_digest << "\n";
+              << m.files.size() << " files, " << m.chunks.size() << " chunk(s), payload " << m.payload_digest
+              << "\n";
     return 0;
   } catch (const distrib::Error& e) {
     std::cerr << "distrib-consumer: " << e.what() << "\n";

@@ -3,9 +3,9 @@
 
 #include "model/json_codec.h"
 
+#include <unistd.h>
 #include <chrono>
 #include <thread>
-#include <unistd.h>
 
 namespace distrib {
 
@@ -15,14 +15,24 @@ namespace stdfs = std::filesystem;
 namespace {
 ErrorKind kind_of_status(int status) {
   switch (status) {
-    case 400: case 413: case 415: return ErrorKind::invalid_argument;
-    case 401: return ErrorKind::unauthorized;
-    case 403: return ErrorKind::forbidden;
-    case 404: return ErrorKind::not_found;
-    case 409: return ErrorKind::conflict;
-    case 422: return ErrorKind::integrity;
-    case 503: return ErrorKind::unavailable;
-    default: return ErrorKind::internal;
+    case 400:
+    case 413:
+    case 415:
+      return ErrorKind::invalid_argument;
+    case 401:
+      return ErrorKind::unauthorized;
+    case 403:
+      return ErrorKind::forbidden;
+    case 404:
+      return ErrorKind::not_found;
+    case 409:
+      return ErrorKind::conflict;
+    case 422:
+      return ErrorKind::integrity;
+    case 503:
+      return ErrorKind::unavailable;
+    default:
+      return ErrorKind::internal;
   }
 }
 
@@ -52,9 +62,9 @@ AdminClient::AdminClient(AdminClientSettings settings)
 
 std::string AdminClient::call(std::string_view method, std::string_view target, std::string_view body,
                               std::string_view content_type) {
-  auto res = settings_.actor.empty()
-                 ? http_.request(method, target, body, content_type, settings_.token)
-                 : http_.request(method, target, body, content_type, {{"X-Distrib-Actor", settings_.actor}}, settings_.token);
+  auto res = settings_.actor.empty() ? http_.request(method, target, body, content_type, settings_.token)
+                                     : http_.request(method, target, body, content_type,
+                                                     {{"X-Distrib-Actor", settings_.actor}}, settings_.token);
   if (res.status / 100 == 2) return res.body;
   throw Error(kind_of_status(res.status), json::error_message(res.body, res.status));
 }
@@ -98,8 +108,8 @@ UploadResult AdminClient::upload_package(const PackageSpec& spec,
 
   bj::array digests;
   for (const auto& c : result.manifest.chunks) digests.emplace_back(c.digest);
-  auto missing_obj = json::parse_object(
-      call("POST", "/v1/chunks/missing", bj::serialize(bj::object{{"digests", digests}})));
+  auto missing_obj =
+      json::parse_object(call("POST", "/v1/chunks/missing", bj::serialize(bj::object{{"digests", digests}})));
   const auto missing = json::get_string_array(missing_obj, "missing");
   std::size_t done = 0;
   for (const auto& d : missing) {
@@ -151,9 +161,12 @@ std::int64_t AdminClient::complete_now(std::int64_t job_id) {
 
 std::int64_t AdminClient::suspend_transfers(std::int64_t job_id, const std::string& relay, bool suspend) {
   bj::object body;
-  if (job_id) body["job"] = job_id;
-  else body["relay"] = relay;
-  auto o = json::parse_object(call("POST", suspend ? "/v1/transfers/suspend" : "/v1/transfers/resume", bj::serialize(body)));
+  if (job_id)
+    body["job"] = job_id;
+  else
+    body["relay"] = relay;
+  auto o = json::parse_object(
+      call("POST", suspend ? "/v1/transfers/suspend" : "/v1/transfers/resume", bj::serialize(body)));
   return json::get_int(o, suspend ? "suspended" : "resumed", 0);
 }
 
@@ -161,15 +174,17 @@ void AdminClient::create_host_group(const std::string& name, const std::vector<s
                                     const std::string& description) {
   bj::array a;
   for (const auto& h : hosts) a.emplace_back(h);
-  call("POST", "/v1/groups", bj::serialize(bj::object{{"name", name}, {"description", description}, {"hosts", a}}));
+  call("POST", "/v1/groups",
+       bj::serialize(bj::object{{"name", name}, {"description", description}, {"hosts", a}}));
 }
 
 IdGroup AdminClient::create_id_group(const std::string& name, const std::string& password,
                                      const JoinPolicy& policy, const std::string& description) {
-  bj::object body{{"name", name},
-                  {"description", description},
-                  {"password", password},
-                  {"policy", bj::object{{"name_pattern", policy.name_pattern}, {"ip_range", policy.ip_range}}}};
+  bj::object body{
+      {"name", name},
+      {"description", description},
+      {"password", password},
+      {"policy", bj::object{{"name_pattern", policy.name_pattern}, {"ip_range", policy.ip_range}}}};
   return json::id_group_from_json(json::parse_object(call("POST", "/v1/id-groups", bj::serialize(body))));
 }
 
@@ -207,13 +222,15 @@ JobDetails AdminClient::show_job(std::int64_t job_id) {
   auto o = json::parse_object(call("GET", "/v1/jobs/" + std::to_string(job_id)));
   JobDetails d;
   d.job = json::job_from_json(o.at("job").as_object());
-  for (const auto& v : json::get_array(o, "entries")) d.entries.push_back(json::entry_from_json(v.as_object()));
+  for (const auto& v : json::get_array(o, "entries"))
+    d.entries.push_back(json::entry_from_json(v.as_object()));
   d.progress = summarize(d.entries);
   if (o.contains("waves"))
     for (const auto& v : json::get_array(o, "waves")) {
       const auto& w = v.as_object();
       d.waves.push_back({static_cast<int>(json::get_int(w, "wave")), json::get_int(w, "total", 0),
-                         json::get_int(w, "succeeded", 0), json::get_int(w, "failed", 0), json::get_int(w, "final", 0)});
+                         json::get_int(w, "succeeded", 0), json::get_int(w, "failed", 0),
+                         json::get_int(w, "final", 0)});
     }
   return d;
 }
@@ -235,7 +252,8 @@ HostInventory AdminClient::inventory(const std::string& host) {
   out.reported_at = json::get_int(o, "reported_at", 0);
   if (auto it = o.find("items"); it != o.end() && it->value().is_object())
     for (const auto& kv : it->value().as_object())
-      if (kv.value().is_string()) out.items.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+      if (kv.value().is_string())
+        out.items.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
   return out;
 }
 
@@ -251,7 +269,8 @@ std::vector<std::string> AdminClient::query_inventory(const std::string& query) 
 
 namespace distrib {
 
-std::vector<Event> AdminClient::events(std::int64_t after, int limit, const std::string& types, Severity min_severity) {
+std::vector<Event> AdminClient::events(std::int64_t after, int limit, const std::string& types,
+                                       Severity min_severity) {
   std::string target = "/v1/events?limit=" + std::to_string(limit) + event_query(types, min_severity);
   if (after >= 0) target += "&after=" + std::to_string(after);
   auto o = json::parse_object(call("GET", target));
@@ -304,7 +323,8 @@ void AdminClient::follow_events(std::int64_t after, const std::string& types, Se
         }
         return true;
       });
-      if (res.status / 100 != 2) throw Error(kind_of_status(res.status), json::error_message(res.body, res.status));
+      if (res.status / 100 != 2)
+        throw Error(kind_of_status(res.status), json::error_message(res.body, res.status));
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::unavailable) throw;
       if (std::chrono::steady_clock::now() - unreachable_since > std::chrono::seconds(give_up_seconds)) throw;

@@ -31,22 +31,34 @@ TEST_CASE("malformed requests get a 4xx JSON error and the manager keeps serving
   };
   const std::vector<Case> cases = {
       {"malformed JSON", "POST", "/v1/jobs", "{\"type\": ", "application/json", true, 400, "malformed JSON"},
-      {"JSON that is not an object", "POST", "/v1/jobs", "[1,2]", "application/json", true, 400, "expected an object"},
-      {"missing field", "POST", "/v1/jobs", "{\"type\":\"install\"}", "application/json", true, 400, "\\\"package\\\" is missing"},
-      {"unknown job type", "POST", "/v1/jobs", "{\"type\":\"reboot\",\"package\":{\"name\":\"a\",\"version\":\"1\"},\"destinations\":[\"x\"]}", "application/json", true, 400, "unknown job type"},
+      {"JSON that is not an object", "POST", "/v1/jobs", "[1,2]", "application/json", true, 400,
+       "expected an object"},
+      {"missing field", "POST", "/v1/jobs", "{\"type\":\"install\"}", "application/json", true, 400,
+       "\\\"package\\\" is missing"},
+      {"unknown job type", "POST", "/v1/jobs",
+       "{\"type\":\"reboot\",\"package\":{\"name\":\"a\",\"version\":\"1\"},\"destinations\":[\"x\"]}",
+       "application/json", true, 400, "unknown job type"},
       {"unknown route", "GET", "/v1/nothing-here", "", "", true, 404, "no route"},
       {"unknown route outside v1", "GET", "/admin", "", "", false, 404, "no route"},
-      {"wrong content type", "POST", "/v1/jobs", "{}", "text/plain", true, 400, "content type must be application/json"},
-      {"oversized body", "POST", "/v1/jobs", std::string(5 * 1024 * 1024, ' '), "application/json", true, 413, "exceeds the limit"},
+      {"wrong content type", "POST", "/v1/jobs", "{}", "text/plain", true, 400,
+       "content type must be application/json"},
+      {"oversized body", "POST", "/v1/jobs", std::string(5 * 1024 * 1024, ' '), "application/json", true, 413,
+       "exceeds the limit"},
       {"no token on an admin route", "GET", "/v1/hosts", "", "", false, 401, "admin bearer token"},
       {"bad job id", "GET", "/v1/jobs/abc", "", "", true, 400, "not a job id"},
       {"missing job", "GET", "/v1/jobs/999", "", "", true, 404, "does not exist"},
       {"bad chunk digest", "GET", "/v1/content/chunks/xyz", "", "", false, 400, "not a chunk digest"},
-      {"missing chunk", "GET", "/v1/content/chunks/" + std::string(64, 'a'), "", "", false, 404, "not in this server's content store"},
-      {"chunk not matching its digest", "PUT", "/v1/chunks/" + std::string(64, 'a'), "garbage", "application/zstd", true, 422, "zstd"},
+      {"missing chunk", "GET", "/v1/content/chunks/" + std::string(64, 'a'), "", "", false, 404,
+       "not in this server's content store"},
+      {"chunk not matching its digest", "PUT", "/v1/chunks/" + std::string(64, 'a'), "garbage",
+       "application/zstd", true, 422, "zstd"},
       {"agent poll without host id", "GET", "/v1/agent/work", "", "", false, 400, "host_id"},
-      {"registration with a bad host id", "POST", "/v1/agent/register", "{\"host_id\":\"x\",\"name\":\"n\"}", "application/json", false, 400, "not a UUID"},
-      {"report with a bad state", "POST", "/v1/agent/report", "{\"host_id\":\"11111111-1111-4111-8111-111111111111\",\"reports\":[{\"entry_id\":1,\"seq\":1,\"state\":\"done\"}]}", "application/json", false, 400, "unknown entry state"},
+      {"registration with a bad host id", "POST", "/v1/agent/register", "{\"host_id\":\"x\",\"name\":\"n\"}",
+       "application/json", false, 400, "not a UUID"},
+      {"report with a bad state", "POST", "/v1/agent/report",
+       "{\"host_id\":\"11111111-1111-4111-8111-111111111111\",\"reports\":[{\"entry_id\":1,\"seq\":1,"
+       "\"state\":\"done\"}]}",
+       "application/json", false, 400, "unknown entry state"},
   };
   for (const auto& k : cases) {
     INFO(k.name);
@@ -74,7 +86,8 @@ TEST_CASE("jobs to unknown destinations are refused whole", "[integration]") {
   REQUIRE(m.ctl({"package", "create", (tmp / "p").string(), "--name", "p", "--version", "1"}).exit_code == 0);
   auto r = m.ctl({"job", "create", "install", "p", "1", "known", "ghost1", "ghost2"});
   CHECK(r.exit_code == 1);
-  CHECK(r.err.find("unknown destination(s): ghost1 (no host answers to it by name), ghost2") != std::string::npos);
+  CHECK(r.err.find("unknown destination(s): ghost1 (no host answers to it by name), ghost2") !=
+        std::string::npos);
   CHECK(r.err.find("no job was created") != std::string::npos);
   auto missing = m.ctl({"job", "create", "install", "nopkg", "1", "known"});
   CHECK(missing.exit_code == 4);
@@ -113,29 +126,69 @@ TEST_CASE("distribd refuses bad configuration with a one-line reason", "[integra
   write_file(tmp / "garbage/distrib.db", std::string(10000, 'g'));
   write_file(tmp / "bad.conf", "role = manager\nstate-dir = " + (tmp / "m").string() + "\nno-such-key = 1\n");
   const std::vector<Case> cases = {
-      {"unknown option", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--frobnicate"}, "unrecognised option"},
+      {"unknown option",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--frobnicate"},
+       "unrecognised option"},
       {"unknown key in the config file", {"--config", (tmp / "bad.conf").string()}, "no-such-key"},
       {"missing config file", {"--config", (tmp / "nope.conf").string()}, "cannot read configuration file"},
       {"no role", {"--state-dir", (tmp / "m").string()}, "--role is required"},
       {"unknown role", {"--role", "toaster", "--state-dir", (tmp / "m").string()}, "unknown role"},
-      {"state dir that cannot be created", {"--role", "manager", "--state-dir", (tmp / "file/sub").string()}, "cannot be created"},
-      {"unreadable database", {"--role", "manager", "--state-dir", (tmp / "garbage").string(), "--port", "0"}, "database"},
-      {"unknown key mode", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--key-mode", "mac"}, "unknown host key mode"},
-      {"unknown database", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--database", "mysql", "--port", "0"}, "known: odbc, postgresql, sqlite"},
+      {"state dir that cannot be created",
+       {"--role", "manager", "--state-dir", (tmp / "file/sub").string()},
+       "cannot be created"},
+      {"unreadable database",
+       {"--role", "manager", "--state-dir", (tmp / "garbage").string(), "--port", "0"},
+       "database"},
+      {"unknown key mode",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--key-mode", "mac"},
+       "unknown host key mode"},
+      {"unknown database",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--database", "mysql", "--port", "0"},
+       "known: odbc, postgresql, sqlite"},
       {"agent without a server", {"--role", "agent", "--state-dir", (tmp / "a").string()}, "parent URL"},
-      {"relay without a parent", {"--role", "relay", "--state-dir", (tmp / "r").string()}, "a relay needs --parent"},
-      {"relay with a bad parent URL", {"--role", "relay", "--state-dir", (tmp / "r").string(), "--parent", "relay1:8640"}, "must start with http"},
-      {"relay with a bad cache limit", {"--role", "relay", "--state-dir", (tmp / "r").string(), "--parent", "http://127.0.0.1:1", "--cache-limit", "lots"}, "is not a size"},
-      {"manager with a parent", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--parent", "http://127.0.0.1:1"}, "--role relay"},
-      {"agent with a bad server URL", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "ftp://x"}, "must start with http"},
-      {"agent with a manager option", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--tls-cert", "x"}, "manager option"},
-      {"split limit of size 0", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--split-max", "0/1s"}, "segment size must be above 0"},
-      {"agent split limit with a long interval", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--split-max", "1MiB/2d"}, "between 1 s and 24 h"},
-      {"rate limit that is not a size", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--rate-limit", "fast"}, "is not a size"},
-      {"rate limit below 1 KiB/s", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--rate-limit", "100"}, "at least 1KiB"},
-      {"negative transfer limit", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--max-transfers", "-1"}, "--max-transfers must not be negative"},
-      {"memory cache that is not a size", {"--role", "manager", "--state-dir", (tmp / "m").string(), "--memory-cache", "big"}, "is not a size"},
-      {"agent with a rate limit", {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1", "--rate-limit", "1MiB"}, "manager option"},
+      {"relay without a parent",
+       {"--role", "relay", "--state-dir", (tmp / "r").string()},
+       "a relay needs --parent"},
+      {"relay with a bad parent URL",
+       {"--role", "relay", "--state-dir", (tmp / "r").string(), "--parent", "relay1:8640"},
+       "must start with http"},
+      {"relay with a bad cache limit",
+       {"--role", "relay", "--state-dir", (tmp / "r").string(), "--parent", "http://127.0.0.1:1",
+        "--cache-limit", "lots"},
+       "is not a size"},
+      {"manager with a parent",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--parent", "http://127.0.0.1:1"},
+       "--role relay"},
+      {"agent with a bad server URL",
+       {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "ftp://x"},
+       "must start with http"},
+      {"agent with a manager option",
+       {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1",
+        "--tls-cert", "x"},
+       "manager option"},
+      {"split limit of size 0",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--split-max", "0/1s"},
+       "segment size must be above 0"},
+      {"agent split limit with a long interval",
+       {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1",
+        "--split-max", "1MiB/2d"},
+       "between 1 s and 24 h"},
+      {"rate limit that is not a size",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--rate-limit", "fast"},
+       "is not a size"},
+      {"rate limit below 1 KiB/s",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--rate-limit", "100"},
+       "at least 1KiB"},
+      {"negative transfer limit",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--max-transfers", "-1"},
+       "--max-transfers must not be negative"},
+      {"memory cache that is not a size",
+       {"--role", "manager", "--state-dir", (tmp / "m").string(), "--memory-cache", "big"},
+       "is not a size"},
+      {"agent with a rate limit",
+       {"--role", "agent", "--state-dir", (tmp / "a").string(), "--server", "http://127.0.0.1:1",
+        "--rate-limit", "1MiB"},
+       "manager option"},
   };
   for (const auto& k : cases) {
     INFO(k.name);
@@ -151,7 +204,8 @@ TEST_CASE("distribd refuses bad configuration with a one-line reason", "[integra
   // The garbage database file was not touched.
   CHECK(read_file(tmp / "garbage/distrib.db") == std::string(10000, 'g'));
 
-  auto ok = run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "m").string(), "--check-config"});
+  auto ok =
+      run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "m").string(), "--check-config"});
   CHECK(ok.exit_code == 0);
   CHECK(ok.out.find("configuration is valid") != std::string::npos);
 }
@@ -160,7 +214,8 @@ TEST_CASE("a port in use is a clear start-up error", "[integration]") {
   TempDir tmp;
   ManagerProc first(tmp / "m1");
   auto r = run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "m2").string(), "--port",
-                std::to_string(first.port())}, 20s);
+                std::to_string(first.port())},
+               20s);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
 }
@@ -171,10 +226,12 @@ TEST_CASE("distribctl exit codes and messages", "[integration]") {
   CHECK(m.ctl({"frobnicate", "now"}).exit_code == 2);
   CHECK(m.ctl({"job", "show", "12"}).exit_code == 4);
   CHECK(m.ctl({"job", "show", "twelve"}).exit_code == 2);
-  auto no_token = run({distribctl_path(), "--server", m.url(), "hosts", "list"}, 20s, {{"DISTRIB_TOKEN", ""}, {"DISTRIB_TOKEN_FILE", ""}});
+  auto no_token = run({distribctl_path(), "--server", m.url(), "hosts", "list"}, 20s,
+                      {{"DISTRIB_TOKEN", ""}, {"DISTRIB_TOKEN_FILE", ""}});
   CHECK(no_token.exit_code == 2);
   CHECK(no_token.err.find("no admin token") != std::string::npos);
-  auto wrong = run({distribctl_path(), "--server", m.url(), "--token", std::string(64, 'f'), "hosts", "list"});
+  auto wrong =
+      run({distribctl_path(), "--server", m.url(), "--token", std::string(64, 'f'), "hosts", "list"});
   CHECK(wrong.exit_code == 1);
   CHECK(wrong.err.find("not valid") != std::string::npos);
   auto down = run({distribctl_path(), "--server", "http://127.0.0.1:1", "--token", "x", "hosts", "list"});

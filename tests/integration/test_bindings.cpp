@@ -18,8 +18,8 @@ TEST_CASE("C API: package, upload, job, status", "[integration][bindings]") {
   REQUIRE(distrib_package_create((tmp / "pkg").c_str(), "capi", "1", nullptr, (tmp / "chunks").c_str(),
                                  digest, err, sizeof err) == DISTRIB_OK);
   CHECK(std::string(digest).size() == 64);
-  CHECK(distrib_package_create((tmp / "nope").c_str(), "capi", "1", nullptr, (tmp / "chunks").c_str(),
-                               digest, err, sizeof err) == DISTRIB_E_INVALID);
+  CHECK(distrib_package_create((tmp / "nope").c_str(), "capi", "1", nullptr, (tmp / "chunks").c_str(), digest,
+                               err, sizeof err) == DISTRIB_E_INVALID);
   CHECK(std::string(err).find("is not a directory") != std::string::npos);
 
   CHECK(distrib_client_open("ftp://x", "t", nullptr, err, sizeof err) == nullptr);
@@ -42,16 +42,19 @@ TEST_CASE("C API: package, upload, job, status", "[integration][bindings]") {
   CHECK(distrib_client_create_job(c, "reboot", "capi", "1", dests, 1, err, sizeof err) == DISTRIB_E_INVALID);
   CHECK(std::string(err).find("transfer-to-relay") != std::string::npos);
   // Cache jobs go to relays: an agent destination is refused, naming it.
-  CHECK(distrib_client_create_job(c, "transfer-to-relay", "capi", "1", dests, 1, err, sizeof err) == DISTRIB_E_INVALID);
+  CHECK(distrib_client_create_job(c, "transfer-to-relay", "capi", "1", dests, 1, err, sizeof err) ==
+        DISTRIB_E_INVALID);
   CHECK(std::string(err).find("is not a relay") != std::string::npos);
   // Group destinations pass through as they are: an unknown host group refuses the job.
   const char* groups[] = {"c-agent", "group:nope"};
   CHECK(distrib_client_create_install_job(c, "capi", "1", groups, 2, err, sizeof err) == DISTRIB_E_INVALID);
   CHECK(std::string(err).find("group:nope (no such host group)") != std::string::npos);
   distrib_job_status st{};
-  REQUIRE(wait_until([&] {
-    return distrib_client_job_status(c, job, &st, err, sizeof err) == DISTRIB_OK && st.done == st.total;
-  }, 60s, 200ms));
+  REQUIRE(wait_until(
+      [&] {
+        return distrib_client_job_status(c, job, &st, err, sizeof err) == DISTRIB_OK && st.done == st.total;
+      },
+      60s, 200ms));
   CHECK(st.total == 1);
   CHECK(st.succeeded == 1);
   CHECK(distrib_client_job_status(c, job + 100, &st, err, sizeof err) == DISTRIB_E_NOT_FOUND);

@@ -6,8 +6,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <csignal>
 #include <unistd.h>
+#include <csignal>
 
 #include <thread>
 
@@ -23,11 +23,26 @@ struct Node {
   Node(const TempDir& tmp, const stdfs::path& shared, const std::string& node, const std::string& logical_ip,
        int port, const std::string& status_ip, std::vector<std::string> db)
       : name(node), status_url("http://" + status_ip + ":" + std::to_string(port) + "/v1/cluster/status") {
-    std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
-                                     logical_ip, "--port", std::to_string(port), "--node-name", node, "--status-listen", status_ip + ":" + std::to_string(port),
-                                     "--poll-timeout", "5", "--log-level", "debug"};
+    std::vector<std::string> argv = {distribd_path(),
+                                     "--role",
+                                     "manager",
+                                     "--state-dir",
+                                     shared.string(),
+                                     "--listen",
+                                     logical_ip,
+                                     "--port",
+                                     std::to_string(port),
+                                     "--node-name",
+                                     node,
+                                     "--status-listen",
+                                     status_ip + ":" + std::to_string(port),
+                                     "--poll-timeout",
+                                     "5",
+                                     "--log-level",
+                                     "debug"};
     argv.insert(argv.end(), db.begin(), db.end());
-    if (std::find(db.begin(), db.end(), "--failover") == db.end()) argv.insert(argv.end(), {"--failover", "db-lease"});
+    if (std::find(db.begin(), db.end(), "--failover") == db.end())
+      argv.insert(argv.end(), {"--failover", "db-lease"});
     proc = std::make_unique<Process>(argv, (tmp / (node + ".log")).string());
   }
   // The node's own view (empty object when it does not answer).
@@ -44,7 +59,9 @@ struct Node {
   }
 };
 
-int cluster_port() { return 47300 + ::getpid() % 200; }
+int cluster_port() {
+  return 47300 + ::getpid() % 200;
+}
 
 // A one-member etcd on loopback.
 struct Etcd {
@@ -53,17 +70,23 @@ struct Etcd {
   Etcd(const TempDir& tmp, int port) : url("http://127.0.0.1:" + std::to_string(port)) {
     const auto peer = "http://127.0.0.1:" + std::to_string(port + 1);
     proc = std::make_unique<Process>(
-        std::vector<std::string>{"etcd", "--name", "t", "--data-dir", (tmp / "etcd").string(), "--listen-client-urls",
-                                 url, "--advertise-client-urls", url, "--listen-peer-urls", peer,
-                                 "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer},
+        std::vector<std::string>{"etcd", "--name", "t", "--data-dir", (tmp / "etcd").string(),
+                                 "--listen-client-urls", url, "--advertise-client-urls", url,
+                                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                 "--initial-cluster", "t=" + peer},
         (tmp / "etcd.log").string());
-    REQUIRE(wait_until([&] { return run({"curl", "-sf", url + "/health"}, 5s).out.find("true") != std::string::npos; },
-                       20s, 100ms));
+    REQUIRE(wait_until(
+        [&] {
+          return run({"curl", "-sf", url + "/health"}, 5s).out.find("true") != std::string::npos;
+        },
+        20s, 100ms));
   }
 };
 
-RunResult ctl(const std::string& url, const stdfs::path& shared, std::vector<std::string> args, bool json = true) {
-  std::vector<std::string> argv = {distribctl_path(), "--server", url, "--token-file", (shared / "admin.token").string()};
+RunResult ctl(const std::string& url, const stdfs::path& shared, std::vector<std::string> args,
+              bool json = true) {
+  std::vector<std::string> argv = {distribctl_path(), "--server", url, "--token-file",
+                                   (shared / "admin.token").string()};
   if (json) argv.push_back("--json");
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, 60s);
@@ -87,9 +110,10 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
   TempDir tmp;
   const auto shared = tmp / "shared";
   static int run_no = 0;
-  const auto db = pg_create_database("cluster_" + std::to_string(::getpid()) + "_" + std::to_string(++run_no));
-  std::vector<std::string> dbopt = {"--database", "postgresql", "--database-connection", pg_connection(db),
-                                    "--failover", coordinator};
+  const auto db =
+      pg_create_database("cluster_" + std::to_string(::getpid()) + "_" + std::to_string(++run_no));
+  std::vector<std::string> dbopt = {"--database",      "postgresql", "--database-connection",
+                                    pg_connection(db), "--failover", coordinator};
   const int port = cluster_port() + 10 * run_no;
   std::unique_ptr<Etcd> etcd;
   if (coordinator == "etcd") {
@@ -111,12 +135,15 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
     agents.push_back(std::make_unique<AgentProc>(tmp / hosts.back(), logical, hosts.back(),
                                                  "127.0.6." + std::to_string(10 + i)));
   }
-  REQUIRE(wait_until([&] {
-    auto r = ctl(logical, shared, {"hosts", "list"});
-    return r.exit_code == 0 && boost::json::parse(r.out).at("hosts").as_array().size() == 20;
-  }, 30s, 300ms));
-  auto pkg = ctl(logical, shared, {"package", "create", counting_package(tmp, 8 << 20).string(), "--name", "ha",
-                                   "--version", "1", "--install-command", "./install.sh"});
+  REQUIRE(wait_until(
+      [&] {
+        auto r = ctl(logical, shared, {"hosts", "list"});
+        return r.exit_code == 0 && boost::json::parse(r.out).at("hosts").as_array().size() == 20;
+      },
+      30s, 300ms));
+  auto pkg = ctl(logical, shared,
+                 {"package", "create", counting_package(tmp, 8 << 20).string(), "--name", "ha", "--version",
+                  "1", "--install-command", "./install.sh"});
   INFO(pkg.err);
   REQUIRE(pkg.exit_code == 0);
   std::vector<std::string> args = {"job", "create", "install", "ha", "1"};
@@ -126,10 +153,12 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
   const auto id = json_at(created.out, "/job/id");
 
   // Kill the active node while entries are on their way.
-  REQUIRE(wait_until([&] {
-    auto r = ctl(logical, shared, {"job", "show", id});
-    return r.exit_code == 0 && json_at(r.out, "/progress/waiting") != "20";
-  }, 60s, 50ms));
+  REQUIRE(wait_until(
+      [&] {
+        auto r = ctl(logical, shared, {"job", "show", id});
+        return r.exit_code == 0 && json_at(r.out, "/progress/waiting") != "20";
+      },
+      60s, 50ms));
   const auto killed = std::chrono::steady_clock::now();
   a->proc->kill_now();
   REQUIRE(wait_until([&] { return b.active(); }, 30s, 100ms));
@@ -137,12 +166,14 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
   WARN("standby active " << took << " s after kill -9 (lease 3 s)");
 
   std::string shown;
-  REQUIRE(wait_until([&] {
-    auto r = ctl(logical, shared, {"job", "show", id});
-    if (r.exit_code != 0) return false;
-    shown = r.out;
-    return json_at(shown, "/progress/final") == "20";
-  }, 180s, 500ms));
+  REQUIRE(wait_until(
+      [&] {
+        auto r = ctl(logical, shared, {"job", "show", id});
+        if (r.exit_code != 0) return false;
+        shown = r.out;
+        return json_at(shown, "/progress/final") == "20";
+      },
+      180s, 500ms));
   INFO(shown << read_file(tmp / "node-b.log"));
   CHECK(all_succeeded(shown));
   for (const auto& h : hosts) CHECK(read_file(tmp / h / "packages/ha/1/installs.log") == "installed\n");
@@ -157,7 +188,8 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
   CHECK(json_at(cs.out, "/holder") == "node-b");
 }
 
-TEST_CASE("split brain: a node stopped past its lease steps down when it wakes and writes nothing", "[cluster]") {
+TEST_CASE("split brain: a node stopped past its lease steps down when it wakes and writes nothing",
+          "[cluster]") {
   TempDir tmp;
   const auto shared = tmp / "shared";  // SQLite on the shared directory: the embedded database
   const int port = cluster_port() + 1;
@@ -166,21 +198,26 @@ TEST_CASE("split brain: a node stopped past its lease steps down when it wakes a
   REQUIRE(wait_until([&] { return a.active(); }, 20s));
   Node b(tmp, shared, "node-b", "127.0.7.1", port, "127.0.7.3", {});
   AgentProc agent(tmp / "agent", logical, "sb1", "127.0.7.10");
-  REQUIRE(wait_until([&] {
-    auto r = ctl(logical, shared, {"hosts", "list"});
-    return r.exit_code == 0 && boost::json::parse(r.out).at("hosts").as_array().size() == 1;
-  }, 30s, 300ms));
+  REQUIRE(wait_until(
+      [&] {
+        auto r = ctl(logical, shared, {"hosts", "list"});
+        return r.exit_code == 0 && boost::json::parse(r.out).at("hosts").as_array().size() == 1;
+      },
+      30s, 300ms));
 
   ::kill(a.proc->pid(), SIGSTOP);
   // The standby takes the lease once it expired (it cannot serve on the logical address until
   // the stopped node lets it go).
-  REQUIRE(wait_until([&] {
-    const auto s = b.status();
-    return s.contains("holder") && s.at("holder").as_string() == "node-b";
-  }, 30s, 200ms));
+  REQUIRE(wait_until(
+      [&] {
+        const auto s = b.status();
+        return s.contains("holder") && s.at("holder").as_string() == "node-b";
+      },
+      30s, 200ms));
   ::kill(a.proc->pid(), SIGCONT);
-  REQUIRE(wait_until([&] { return read_file(tmp / "node-a.log").find("node node-a steps down") != std::string::npos; },
-                     20s));
+  REQUIRE(wait_until(
+      [&] { return read_file(tmp / "node-a.log").find("node node-a steps down") != std::string::npos; },
+      20s));
   // The new holder serves on the logical address; the old one never took the lease back.
   REQUIRE(wait_until([&] { return ctl(logical, shared, {"cluster", "status"}).exit_code == 0; }, 30s, 300ms));
   const auto cs = ctl(logical, shared, {"cluster", "status"});
@@ -188,8 +225,8 @@ TEST_CASE("split brain: a node stopped past its lease steps down when it wakes a
   CHECK(json_at(cs.out, "/token") == "2");
   CHECK(boost::json::parse(cs.out).at("takeovers").as_array().size() == 2);
   CHECK(a.status().at("active").as_bool() == false);
-  auto mon = run({distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen", "127.0.7.1", "--port",
-                  std::to_string(port), "--monitor"});
+  auto mon = run({distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
+                  "127.0.7.1", "--port", std::to_string(port), "--monitor"});
   CHECK(mon.exit_code == 0);
   CHECK(mon.out.find("running: http://127.0.7.1") != std::string::npos);
   // Anything the old node tried to write after waking was refused by the fence.
@@ -204,13 +241,15 @@ TEST_CASE("cluster configuration errors are refused before any node serves", "[c
   const auto shared = tmp / "shared";
   const int port = cluster_port() + 2;
   auto start = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
-                                     "127.0.8.1", "--port", std::to_string(port)};
+    std::vector<std::string> argv = {distribd_path(), "--role",        "manager",
+                                     "--state-dir",   shared.string(), "--listen",
+                                     "127.0.8.1",     "--port",        std::to_string(port)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return run(argv, 30s);
   };
   SECTION("a lease not longer than twice the renew interval") {
-    auto r = start({"--failover", "db-lease", "--node-name", "x", "--lease-ms", "1000", "--renew-ms", "1000"});
+    auto r =
+        start({"--failover", "db-lease", "--node-name", "x", "--lease-ms", "1000", "--renew-ms", "1000"});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("must be at least twice the renew interval") != std::string::npos);
   }
@@ -222,13 +261,16 @@ TEST_CASE("cluster configuration errors are refused before any node serves", "[c
   SECTION("an unknown coordinator") {
     auto r = start({"--failover", "zookeeper", "--node-name", "x"});
     CHECK(r.exit_code == 2);
-    CHECK(r.err.find("unknown failover coordinator \"zookeeper\" (known: db-lease, etcd, external, standalone)") != std::string::npos);
+    CHECK(r.err.find(
+              "unknown failover coordinator \"zookeeper\" (known: db-lease, etcd, external, standalone)") !=
+          std::string::npos);
   }
   SECTION("an etcd that cannot be reached") {
     auto r = start({"--failover", "etcd", "--node-name", "x", "--etcd-endpoint", "http://127.0.0.1:1"});
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("the etcd coordinator cannot be reached") != std::string::npos);
-    CHECK(run({"curl", "-s", "--max-time", "1", "http://127.0.8.1:" + std::to_string(port) + "/v1/status"}).out.empty());
+    CHECK(run({"curl", "-s", "--max-time", "1", "http://127.0.8.1:" + std::to_string(port) + "/v1/status"})
+              .out.empty());
   }
   SECTION("an etcd coordinator without an endpoint") {
     auto r = start({"--failover", "etcd", "--node-name", "x"});
@@ -236,7 +278,8 @@ TEST_CASE("cluster configuration errors are refused before any node serves", "[c
     CHECK(r.err.find("needs an endpoint") != std::string::npos);
   }
   SECTION("a node restarted right after a crash is not taken for a twin") {
-    auto first = std::make_unique<Node>(tmp, shared, "phoenix", "127.0.8.1", port, "127.0.8.2", std::vector<std::string>{});
+    auto first = std::make_unique<Node>(tmp, shared, "phoenix", "127.0.8.1", port, "127.0.8.2",
+                                        std::vector<std::string>{});
     REQUIRE(wait_until([&] { return first->active(); }, 20s));
     first->proc->kill_now();
     first.reset();
@@ -247,7 +290,8 @@ TEST_CASE("cluster configuration errors are refused before any node serves", "[c
   SECTION("two nodes with the same name") {
     Node a(tmp, shared, "twin", "127.0.8.1", port, "127.0.8.2", {});
     REQUIRE(wait_until([&] { return a.active(); }, 20s));
-    auto r = start({"--failover", "db-lease", "--node-name", "twin", "--status-listen", "127.0.8.3:" + std::to_string(port)});
+    auto r = start({"--failover", "db-lease", "--node-name", "twin", "--status-listen",
+                    "127.0.8.3:" + std::to_string(port)});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("another node runs with the same --node-name") != std::string::npos);
     CHECK(a.active());  // the first keeps the role
@@ -258,12 +302,14 @@ TEST_CASE("the OCF resource agent passes ocf-tester and runs an external-coordin
   TempDir tmp;
   const int port = cluster_port() + 5;
   const auto conf = tmp / "manager.conf";
-  write_file(conf, "role = manager\nstate-dir = " + (tmp / "state").string() + "\nlisten = 127.0.9.1\nport = " +
-                       std::to_string(port) + "\nfailover = external\nnode-name = pcmk-1\n");
+  write_file(conf, "role = manager\nstate-dir = " + (tmp / "state").string() +
+                       "\nlisten = 127.0.9.1\nport = " + std::to_string(port) +
+                       "\nfailover = external\nnode-name = pcmk-1\n");
   // ocf-tester also runs the agent as "nobody": give it a copy where everyone may read it (the
   // checkout may sit where only its owner can enter, such as /root).
-  stdfs::permissions(tmp.path(), stdfs::perms::owner_all | stdfs::perms::group_read | stdfs::perms::group_exec |
-                                     stdfs::perms::others_read | stdfs::perms::others_exec);
+  stdfs::permissions(tmp.path(), stdfs::perms::owner_all | stdfs::perms::group_read |
+                                     stdfs::perms::group_exec | stdfs::perms::others_read |
+                                     stdfs::perms::others_exec);
   const auto agent = (tmp / "ocf-distribd").string();
   stdfs::copy_file(examples_dir() / "ocf/distribd", agent);
   stdfs::permissions(agent, stdfs::perms::owner_all | stdfs::perms::group_read | stdfs::perms::group_exec |
@@ -272,10 +318,11 @@ TEST_CASE("the OCF resource agent passes ocf-tester and runs an external-coordin
   auto mon = run({distribd_path(), "--config", conf.string(), "--monitor"});
   CHECK(mon.exit_code == 7);
   CHECK(mon.out.find("not running") != std::string::npos);
-  auto r = run({"ocf-tester", "-n", "distrib", "-o", "config=" + conf.string(), "-o", "binary=" + distribd_path(), "-o",
-                "url=http://127.0.9.1:" + std::to_string(port) + "/v1/status", "-o",
-                "pidfile=" + (tmp / "distribd.pid").string(), agent},
-               120s);
+  auto r =
+      run({"ocf-tester", "-n", "distrib", "-o", "config=" + conf.string(), "-o", "binary=" + distribd_path(),
+           "-o", "url=http://127.0.9.1:" + std::to_string(port) + "/v1/status", "-o",
+           "pidfile=" + (tmp / "distribd.pid").string(), agent},
+          120s);
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("passed all tests") != std::string::npos);

@@ -19,7 +19,8 @@ namespace {
 struct PrivatePostgres {
   std::string dir;
   int port;
-  PrivatePostgres() : dir("/tmp/distrib-test-pgctl-" + std::to_string(::getpid())), port(54360 + ::getpid() % 30) {
+  PrivatePostgres()
+      : dir("/tmp/distrib-test-pgctl-" + std::to_string(::getpid())), port(54360 + ::getpid() % 30) {
     REQUIRE(pg_script({"start", dir, std::to_string(port)}));
   }
   ~PrivatePostgres() { pg_script({"destroy", dir}); }
@@ -54,7 +55,8 @@ std::vector<std::string> names(const boost::json::object& o, const char* list, c
 
 }  // namespace
 
-TEST_CASE("PostgreSQL restarted while a job to 20 agents runs: the job completes and nothing is lost", "[db]") {
+TEST_CASE("PostgreSQL restarted while a job to 20 agents runs: the job completes and nothing is lost",
+          "[db]") {
   TempDir tmp;
   PrivatePostgres pg;
   const auto conn = pg.create("distrib");
@@ -67,19 +69,22 @@ TEST_CASE("PostgreSQL restarted while a job to 20 agents runs: the job completes
                                                  "127.0.3." + std::to_string(10 + i)));
   }
   REQUIRE(wait_until([&] { return host_count(m) == 20; }, 30s, 200ms));
-  REQUIRE(m.ctl({"package", "create", counting_package(tmp, 4 << 20).string(), "--name", "big", "--version", "1",
-                 "--install-command", "./install.sh"}).exit_code == 0);
+  REQUIRE(m.ctl({"package", "create", counting_package(tmp, 4 << 20).string(), "--name", "big", "--version",
+                 "1", "--install-command", "./install.sh"})
+              .exit_code == 0);
   std::vector<std::string> args = {"install", "big", "1"};
   args.insert(args.end(), hosts.begin(), hosts.end());
   const auto id = create_job(m, args);
 
   // Restart the server twice while entries are moving: once as the first ones report, once a
   // moment later.
-  REQUIRE(wait_until([&] {
-    const auto show = ctl_json(m, {"job", "show", id});
-    return show.at("progress").at("total").as_int64() == 20 &&
-           show.at("progress").at("waiting").as_int64() < 20;
-  }, 60s, 50ms));
+  REQUIRE(wait_until(
+      [&] {
+        const auto show = ctl_json(m, {"job", "show", id});
+        return show.at("progress").at("total").as_int64() == 20 &&
+               show.at("progress").at("waiting").as_int64() < 20;
+      },
+      60s, 50ms));
   REQUIRE(pg_script({"restart", pg.dir}));
   std::this_thread::sleep_for(1500ms);
   REQUIRE(pg_script({"restart", pg.dir}));
@@ -95,7 +100,8 @@ TEST_CASE("PostgreSQL restarted while a job to 20 agents runs: the job completes
   CHECK(host_count(m) == 20);
 }
 
-TEST_CASE("a SQLite database exported and imported into PostgreSQL serves the same hosts, packages and jobs", "[db]") {
+TEST_CASE("a SQLite database exported and imported into PostgreSQL serves the same hosts, packages and jobs",
+          "[db]") {
   TempDir tmp;
   const auto state = tmp / "manager";
   std::string job_id;
@@ -104,11 +110,13 @@ TEST_CASE("a SQLite database exported and imported into PostgreSQL serves the sa
     ManagerProc m(state);
     std::vector<std::unique_ptr<AgentProc>> agents;
     for (int i = 0; i < 3; ++i)
-      agents.push_back(std::make_unique<AgentProc>(tmp / ("mv" + std::to_string(i)), m.url(), "mv" + std::to_string(i),
+      agents.push_back(std::make_unique<AgentProc>(tmp / ("mv" + std::to_string(i)), m.url(),
+                                                   "mv" + std::to_string(i),
                                                    "127.0.3." + std::to_string(50 + i)));
     REQUIRE(wait_until([&] { return host_count(m) == 3; }, 20s));
-    REQUIRE(m.ctl({"package", "create", counting_package(tmp, 100000).string(), "--name", "moved", "--version", "1",
-                   "--install-command", "./install.sh"}).exit_code == 0);
+    REQUIRE(m.ctl({"package", "create", counting_package(tmp, 100000).string(), "--name", "moved",
+                   "--version", "1", "--install-command", "./install.sh"})
+                .exit_code == 0);
     job_id = create_job(m, {"install", "moved", "1", "mv0", "mv1", "mv2"});
     REQUIRE(all_succeeded(wait_job(m, job_id, 60s)));
     REQUIRE(m.ctl({"group", "create", "movers", "mv0", "mv1"}).exit_code == 0);
@@ -126,8 +134,8 @@ TEST_CASE("a SQLite database exported and imported into PostgreSQL serves the sa
 
   static int run_no = 0;  // each section runs the case again: a new database each time
   const auto db = pg_create_database("moved_" + std::to_string(::getpid()) + "_" + std::to_string(++run_no));
-  auto im = run({distribd_path(), "--role", "manager", "--state-dir", state.string(), "--database", "postgresql",
-                 "--database-connection", pg_connection(db), "--import-db", file});
+  auto im = run({distribd_path(), "--role", "manager", "--state-dir", state.string(), "--database",
+                 "postgresql", "--database-connection", pg_connection(db), "--import-db", file});
   INFO(im.out << im.err);
   REQUIRE(im.exit_code == 0);
   CHECK(im.out.find("checksum read back equal") != std::string::npos);
@@ -136,16 +144,19 @@ TEST_CASE("a SQLite database exported and imported into PostgreSQL serves the sa
 
   SECTION("the manager on PostgreSQL serves the same data and runs new jobs") {
     ManagerProc m(state, {"--database", "postgresql", "--database-connection", pg_connection(db)});
-    CHECK(names(ctl_json(m, {"hosts", "list"}), "hosts", "host_id") == names(hosts_before, "hosts", "host_id"));
-    CHECK(names(ctl_json(m, {"package", "list"}), "packages", "name") == names(packages_before, "packages", "name"));
+    CHECK(names(ctl_json(m, {"hosts", "list"}), "hosts", "host_id") ==
+          names(hosts_before, "hosts", "host_id"));
+    CHECK(names(ctl_json(m, {"package", "list"}), "packages", "name") ==
+          names(packages_before, "packages", "name"));
     const auto job = ctl_json(m, {"job", "show", job_id});
     CHECK(job.at("progress") == job_before.at("progress"));
     CHECK(job.at("entries").as_array().size() == 3);
     CHECK(m.ctl({"group", "show", "movers"}).out.find("mv1") != std::string::npos);
     // Ids continue after the imported ones.
     AgentProc again(tmp / "mv0", m.url(), "mv0", "127.0.3.50");
-    REQUIRE(m.ctl({"package", "create", counting_package(tmp, 1000).string(), "--name", "moved", "--version", "2",
-                   "--install-command", "./install.sh"}).exit_code == 0);
+    REQUIRE(m.ctl({"package", "create", counting_package(tmp, 1000).string(), "--name", "moved", "--version",
+                   "2", "--install-command", "./install.sh"})
+                .exit_code == 0);
     const auto next = create_job(m, {"install", "moved", "2", "mv0"});
     CHECK(std::stoll(next) > std::stoll(job_id));
     CHECK(all_succeeded(wait_job(m, next, 60s)));
@@ -153,17 +164,19 @@ TEST_CASE("a SQLite database exported and imported into PostgreSQL serves the sa
 
   SECTION("the same database through ODBC (psqlODBC) serves it too") {
     ManagerProc m(state, {"--database", "odbc", "--database-connection", pg_odbc_connection(db)});
-    CHECK(names(ctl_json(m, {"hosts", "list"}), "hosts", "host_id") == names(hosts_before, "hosts", "host_id"));
+    CHECK(names(ctl_json(m, {"hosts", "list"}), "hosts", "host_id") ==
+          names(hosts_before, "hosts", "host_id"));
     CHECK(ctl_json(m, {"job", "show", job_id}).at("progress") == job_before.at("progress"));
   }
 
   SECTION("importing again into the now populated database is refused and changes nothing") {
-    auto again = run({distribd_path(), "--role", "manager", "--state-dir", state.string(), "--database", "postgresql",
-                      "--database-connection", pg_connection(db), "--import-db", file});
+    auto again = run({distribd_path(), "--role", "manager", "--state-dir", state.string(), "--database",
+                      "postgresql", "--database-connection", pg_connection(db), "--import-db", file});
     CHECK(again.exit_code != 0);
     CHECK(again.err.find("not empty") != std::string::npos);
-    auto ex2 = run({distribd_path(), "--role", "manager", "--state-dir", state.string(), "--database", "postgresql",
-                    "--database-connection", pg_connection(db), "--export-db", (tmp / "again.jsonl").string()});
+    auto ex2 =
+        run({distribd_path(), "--role", "manager", "--state-dir", state.string(), "--database", "postgresql",
+             "--database-connection", pg_connection(db), "--export-db", (tmp / "again.jsonl").string()});
     REQUIRE(ex2.exit_code == 0);
     CHECK(ex2.out.substr(ex2.out.find("TABLE")) == ex.out.substr(ex.out.find("TABLE")));
   }
@@ -174,7 +187,8 @@ TEST_CASE("a wrong database configuration is a clear error at start", "[db]") {
   const auto state = (tmp / "m").string();
   const auto db = pg_create_database("bad_" + std::to_string(::getpid()));
   auto start = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", state, "--port", "0"};
+    std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir",
+                                     state,           "--port", "0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return run(argv, 60s);
   };
@@ -195,24 +209,28 @@ TEST_CASE("a wrong database configuration is a clear error at start", "[db]") {
   }
   SECTION("a database of a newer schema") {
     REQUIRE(run({distribd_path(), "--role", "manager", "--state-dir", state, "--database", "postgresql",
-                 "--database-connection", good, "--migrate"}).exit_code == 0);
+                 "--database-connection", good, "--migrate"})
+                .exit_code == 0);
     pg_exec("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)", db);
     auto r = start({"--database", "postgresql", "--database-connection", good});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("schema version 99 is newer than this distribd") != std::string::npos);
   }
   SECTION("a typo in a PostgreSQL connection string") {
-    auto r = start({"--database", "postgresql", "--database-connection", "host=127.0.0.1 prot=5432 dbname=x"});
+    auto r =
+        start({"--database", "postgresql", "--database-connection", "host=127.0.0.1 prot=5432 dbname=x"});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("unknown key \"prot\"") != std::string::npos);
     CHECK(r.err.find("did you mean port") != std::string::npos);
     // --check-config names it without connecting.
-    auto check = start({"--database", "postgresql", "--database-connection", "host=127.0.0.1 prot=5432", "--check-config"});
+    auto check = start(
+        {"--database", "postgresql", "--database-connection", "host=127.0.0.1 prot=5432", "--check-config"});
     CHECK(check.exit_code == 2);
     CHECK(check.err.find("unknown key \"prot\"") != std::string::npos);
   }
   SECTION("a typo in an ODBC driver name") {
-    auto r = start({"--database", "odbc", "--database-connection", "DRIVER={PostgreSQL Unicod};SERVER=127.0.0.1"});
+    auto r =
+        start({"--database", "odbc", "--database-connection", "DRIVER={PostgreSQL Unicod};SERVER=127.0.0.1"});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("ODBC driver \"PostgreSQL Unicod\"") != std::string::npos);
     CHECK(r.err.find("did you mean PostgreSQL Unicode") != std::string::npos);
@@ -226,16 +244,20 @@ TEST_CASE("a wrong database configuration is a clear error at start", "[db]") {
   SECTION("an unknown backend") {
     auto r = start({"--database", "mysql"});
     CHECK(r.exit_code == 2);
-    CHECK(r.err.find("unknown database backend \"mysql\" (known: odbc, postgresql, sqlite)") != std::string::npos);
+    CHECK(r.err.find("unknown database backend \"mysql\" (known: odbc, postgresql, sqlite)") !=
+          std::string::npos);
   }
   SECTION("options of the other backend") {
-    auto r = start({"--database", "postgresql", "--database-connection", good, "--database-path", "/tmp/x.db"});
+    auto r =
+        start({"--database", "postgresql", "--database-connection", good, "--database-path", "/tmp/x.db"});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("--database-path is for the sqlite backend") != std::string::npos);
   }
   SECTION("an export file that is corrupted") {
-    write_file(tmp / "bad.jsonl", "{\"format\":\"distrib-database\",\"schema_version\":6}\n{\"table\":\"hosts\"\n");
-    auto r = run({distribd_path(), "--role", "manager", "--state-dir", state, "--import-db", (tmp / "bad.jsonl").string()});
+    write_file(tmp / "bad.jsonl",
+               "{\"format\":\"distrib-database\",\"schema_version\":6}\n{\"table\":\"hosts\"\n");
+    auto r = run({distribd_path(), "--role", "manager", "--state-dir", state, "--import-db",
+                  (tmp / "bad.jsonl").string()});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("line 2 of the export is not a JSON") != std::string::npos);
   }

@@ -13,7 +13,9 @@ namespace {
 stdfs::path make_package_dir(const TempDir& tmp, const std::string& name, const std::string& body) {
   const auto dir = tmp / ("pkg-" + name);
   write_file(dir / "payload.txt", body);
-  write_file(dir / "install.sh", "#!/bin/sh\necho \"installing $DISTRIB_PACKAGE_NAME\"\ncat payload.txt > installed.marker\n", true);
+  write_file(dir / "install.sh",
+             "#!/bin/sh\necho \"installing $DISTRIB_PACKAGE_NAME\"\ncat payload.txt > installed.marker\n",
+             true);
   return dir;
 }
 
@@ -33,7 +35,8 @@ TEST_CASE("a manager and three agents distribute and install a package", "[integ
   std::vector<std::unique_ptr<AgentProc>> agents;
   for (int i = 1; i <= 3; ++i)
     agents.push_back(std::make_unique<AgentProc>(tmp / ("agent" + std::to_string(i)), m.url(),
-                                                 "host" + std::to_string(i), "127.0.0." + std::to_string(10 + i)));
+                                                 "host" + std::to_string(i),
+                                                 "127.0.0." + std::to_string(10 + i)));
   wait_hosts(m, 3);
 
   auto hosts = m.ctl({"hosts", "list"});
@@ -41,13 +44,15 @@ TEST_CASE("a manager and three agents distribute and install a package", "[integ
   CHECK(hosts.out.find("127.0.0.12") != std::string::npos);
 
   auto created = m.ctl({"package", "create", (examples_dir() / "hello-app").string(), "--name", "hello",
-                        "--version", "1.0", "--install-command", "sh install.sh"}, true);
+                        "--version", "1.0", "--install-command", "sh install.sh"},
+                       true);
   INFO(created.err);
   REQUIRE(created.exit_code == 0);
   CHECK(json_at(created.out, "/chunks_uploaded") != "0");
 
   auto again = m.ctl({"package", "create", (examples_dir() / "hello-app").string(), "--name", "hello",
-                      "--version", "1.0", "--install-command", "sh install.sh"}, true);
+                      "--version", "1.0", "--install-command", "sh install.sh"},
+                     true);
   CHECK(again.exit_code == 0);
   CHECK(json_at(again.out, "/chunks_uploaded") == "0");  // only missing chunks travel
   CHECK(json_at(again.out, "/already_registered") == "true");
@@ -98,7 +103,8 @@ TEST_CASE("a failing install command is reported with its exit code and output",
   wait_hosts(m, 1);
   write_file(tmp / "bad/README", "x");
   REQUIRE(m.ctl({"package", "create", (tmp / "bad").string(), "--name", "bad", "--version", "1",
-                 "--install-command", "echo first line; echo 'disk full' >&2; exit 3"}).exit_code == 0);
+                 "--install-command", "echo first line; echo 'disk full' >&2; exit 3"})
+              .exit_code == 0);
   auto job = m.ctl({"job", "create", "install", "bad", "1", "failer"}, true);
   const auto id = json_at(job.out, "/job/id");
   auto wait = m.ctl({"job", "show", id, "--wait", "--timeout", "60"});
@@ -118,7 +124,8 @@ TEST_CASE("an install command that runs past its timeout is killed and reported"
   wait_hosts(m, 1);
   write_file(tmp / "hang/README", "x");
   REQUIRE(m.ctl({"package", "create", (tmp / "hang").string(), "--name", "hang", "--version", "1",
-                 "--install-command", "echo started; sleep 30", "--install-timeout", "1"}).exit_code == 0);
+                 "--install-command", "echo started; sleep 30", "--install-timeout", "1"})
+              .exit_code == 0);
   auto job = m.ctl({"job", "create", "install", "hang", "1", "slowpoke"}, true);
   const auto started = std::chrono::steady_clock::now();
   const auto out = wait_job(m, json_at(job.out, "/job/id"));
@@ -135,8 +142,9 @@ TEST_CASE("an agent that is down when the job is created installs when it return
   wait_hosts(m, 1);
   a->stop();
   const auto pkg = make_package_dir(tmp, "late", "late payload");
-  REQUIRE(m.ctl({"package", "create", pkg.string(), "--name", "late", "--version", "1",
-                 "--install-command", "./install.sh"}).exit_code == 0);
+  REQUIRE(m.ctl({"package", "create", pkg.string(), "--name", "late", "--version", "1", "--install-command",
+                 "./install.sh"})
+              .exit_code == 0);
   auto job = m.ctl({"job", "create", "install", "late", "1", "sleeper"}, true);
   const auto id = json_at(job.out, "/job/id");
   std::this_thread::sleep_for(1s);
@@ -155,21 +163,27 @@ TEST_CASE("a manager restarted in the middle of a job loses nothing", "[integrat
   wait_hosts(*m, 2);
   const auto pkg = make_package_dir(tmp, "slow", "slow payload");
   // The install takes long enough for the manager to be down when it ends.
-  REQUIRE(m->ctl({"package", "create", pkg.string(), "--name", "slow", "--version", "1",
-                  "--install-command", "sleep 3 && ./install.sh"}).exit_code == 0);
+  REQUIRE(m->ctl({"package", "create", pkg.string(), "--name", "slow", "--version", "1", "--install-command",
+                  "sleep 3 && ./install.sh"})
+              .exit_code == 0);
   auto job = m->ctl({"job", "create", "install", "slow", "1", "r1", "r2"}, true);
   const auto id = json_at(job.out, "/job/id");
-  REQUIRE(wait_until([&] {
-    const auto out = m->ctl({"job", "show", id}, true).out;
-    return entry_field(out, 0, "state") == "installing" && entry_field(out, 1, "state") == "installing";
-  }, 30s, 100ms));
+  REQUIRE(wait_until(
+      [&] {
+        const auto out = m->ctl({"job", "show", id}, true).out;
+        return entry_field(out, 0, "state") == "installing" && entry_field(out, 1, "state") == "installing";
+      },
+      30s, 100ms));
   const int port = m->port();
   m->stop();
   // The installs finish while the manager is away; their reports wait in the agents' outboxes.
-  CHECK(wait_until([&] {
-    return stdfs::exists(tmp / "a1/packages/slow/1/installed.marker") &&
-           stdfs::exists(tmp / "a2/packages/slow/1/installed.marker") && !stdfs::is_empty(tmp / "a1/outbox");
-  }, 30s));
+  CHECK(wait_until(
+      [&] {
+        return stdfs::exists(tmp / "a1/packages/slow/1/installed.marker") &&
+               stdfs::exists(tmp / "a2/packages/slow/1/installed.marker") &&
+               !stdfs::is_empty(tmp / "a1/outbox");
+      },
+      30s));
   m = std::make_unique<ManagerProc>(tmp / "manager", std::vector<std::string>{}, "127.0.0.1", port);
   const auto out = wait_job(*m, id);
   CHECK(json_at(out, "/progress/succeeded") == "2");
@@ -185,13 +199,15 @@ TEST_CASE("a chunk corrupted on the manager's disk is rejected and nothing is in
   wait_hosts(m, 1);
   const auto pkg = make_package_dir(tmp, "corrupt", std::string(200000, 'z'));
   auto created = m.ctl({"package", "create", pkg.string(), "--name", "corrupt", "--version", "1",
-                        "--install-command", "./install.sh"}, true);
+                        "--install-command", "./install.sh"},
+                       true);
   REQUIRE(created.exit_code == 0);
   // Replace every stored chunk with a valid zstd frame of other bytes.
   int corrupted = 0;
   for (const auto& e : stdfs::recursive_directory_iterator(tmp / "manager/chunks"))
     if (e.is_regular_file()) {
-      stdfs::copy_file(examples_dir() / "hello-app/README.txt", e.path(), stdfs::copy_options::overwrite_existing);
+      stdfs::copy_file(examples_dir() / "hello-app/README.txt", e.path(),
+                       stdfs::copy_options::overwrite_existing);
       ++corrupted;
     }
   REQUIRE(corrupted > 0);
@@ -230,18 +246,19 @@ TEST_CASE("agents and distribctl work over TLS", "[integration]") {
   TempDir tmp;
   const auto d = tmp.path().string();
   auto gen = run({"/bin/sh", "-c",
-                  "cd " + d + " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ca "
-                  "-keyout ca.key -out ca.crt 2>/dev/null && openssl req -newkey rsa:2048 -nodes "
-                  "-subj /CN=127.0.0.1 -keyout s.key -out s.csr 2>/dev/null && printf "
-                  "'subjectAltName=IP:127.0.0.1\\n' > ext && openssl x509 -req -in s.csr -CA ca.crt "
-                  "-CAkey ca.key -CAcreateserial -days 2 -extfile ext -out s.crt 2>/dev/null"});
+                  "cd " + d +
+                      " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ca "
+                      "-keyout ca.key -out ca.crt 2>/dev/null && openssl req -newkey rsa:2048 -nodes "
+                      "-subj /CN=127.0.0.1 -keyout s.key -out s.csr 2>/dev/null && printf "
+                      "'subjectAltName=IP:127.0.0.1\\n' > ext && openssl x509 -req -in s.csr -CA ca.crt "
+                      "-CAkey ca.key -CAcreateserial -days 2 -extfile ext -out s.crt 2>/dev/null"});
   REQUIRE(gen.exit_code == 0);
   ManagerProc m(tmp / "manager", {"--tls-cert", d + "/s.crt", "--tls-key", d + "/s.key"});
   REQUIRE(m.url().starts_with("https://"));
   AgentProc a(tmp / "agent", m.url(), "secure", "127.0.0.71", {"--ca-file", d + "/ca.crt"});
   AgentProc untrusting(tmp / "agent2", m.url(), "untrusting", "127.0.0.72", {"--ca-file", d + "/s.crt"});
   auto ctl = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {distribctl_path(), "--server", m.url(), "--token-file",
+    std::vector<std::string> argv = {distribctl_path(),       "--server",  m.url(),       "--token-file",
                                      m.token_file().string(), "--ca-file", d + "/ca.crt", "--json"};
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv);
@@ -250,7 +267,8 @@ TEST_CASE("agents and distribctl work over TLS", "[integration]") {
   CHECK(ctl({"hosts", "list"}).out.find("untrusting") == std::string::npos);
   const auto pkg = make_package_dir(tmp, "tls", "over tls");
   REQUIRE(ctl({"package", "create", pkg.string(), "--name", "tls", "--version", "1", "--install-command",
-               "./install.sh"}).exit_code == 0);
+               "./install.sh"})
+              .exit_code == 0);
   auto job = ctl({"job", "create", "install", "tls", "1", "secure"});
   auto out = ctl({"job", "show", json_at(job.out, "/job/id"), "--wait", "--timeout", "60"});
   CHECK(out.exit_code == 0);

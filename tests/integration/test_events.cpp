@@ -42,8 +42,8 @@ std::vector<std::string> job_types(const std::vector<Seen>& seen) {
   return out;
 }
 
-const std::vector<std::string> kJobEvents = {"job.created", "entry.succeeded", "entry.succeeded", "entry.succeeded",
-                                             "job.completed"};
+const std::vector<std::string> kJobEvents = {"job.created", "entry.succeeded", "entry.succeeded",
+                                             "entry.succeeded", "job.completed"};
 
 bool increasing(const std::vector<Seen>& seen) {
   for (std::size_t i = 1; i < seen.size(); ++i)
@@ -71,8 +71,8 @@ bool has_type(const std::vector<Seen>& seen, const std::string& type) {
 std::string hmac_hex(const std::string& key, const std::string& data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), md, &len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
   static const char* kHex = "0123456789abcdef";
   std::string out;
   for (unsigned i = 0; i < len; ++i) {
@@ -103,7 +103,7 @@ int free_port(int type) {
 
 // A syslog receiver on a UDP port: every datagram, as text.
 class SyslogReceiver {
-public:
+ public:
   SyslogReceiver() {
     std::tie(fd_, port_) = bind_loopback(SOCK_DGRAM);
     timeval tv{0, 200000};
@@ -129,7 +129,7 @@ public:
     return messages_;
   }
 
-private:
+ private:
   int fd_ = -1, port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -153,21 +153,23 @@ std::vector<Seen> syslog_seen(const std::vector<std::string>& messages) {
 
 // A webhook receiver: what arrived, and whether each signature was right.
 class WebhookReceiver {
-public:
+ public:
   WebhookReceiver(std::string secret, int port = 0) : secret_(std::move(secret)) {
     distrib::HttpServerSettings s;
     s.address = "127.0.0.1";
     s.port = static_cast<std::uint16_t>(port);
-    server_ = std::make_unique<distrib::HttpServer>(s, [this](distrib::HttpRequest&& req, distrib::Responder r) {
-      {
-        std::lock_guard lock(mutex_);
-        const auto sig = req.headers.count("x-distrib-signature") ? req.headers.at("x-distrib-signature") : "";
-        if (sig != "sha256=" + hmac_hex(secret_, req.body)) ++bad_signatures_;
-        if (req.path != "/hook" || req.method != "POST") ++bad_requests_;
-        bodies_.push_back(req.body);
-      }
-      r(distrib::HttpResponse{200, "application/json", "{}", {}, {}, {}});
-    });
+    server_ =
+        std::make_unique<distrib::HttpServer>(s, [this](distrib::HttpRequest&& req, distrib::Responder r) {
+          {
+            std::lock_guard lock(mutex_);
+            const auto sig =
+                req.headers.count("x-distrib-signature") ? req.headers.at("x-distrib-signature") : "";
+            if (sig != "sha256=" + hmac_hex(secret_, req.body)) ++bad_signatures_;
+            if (req.path != "/hook" || req.method != "POST") ++bad_requests_;
+            bodies_.push_back(req.body);
+          }
+          r(distrib::HttpResponse{200, "application/json", "{}", {}, {}, {}});
+        });
     server_->start();
   }
   int port() const { return server_->port(); }
@@ -186,7 +188,7 @@ public:
     return bad_requests_;
   }
 
-private:
+ private:
   std::string secret_;
   std::unique_ptr<distrib::HttpServer> server_;
   std::mutex mutex_;
@@ -206,7 +208,8 @@ bool wait_registered(const ManagerProc& m, int n) {
 
 }  // namespace
 
-TEST_CASE("a job to three agents produces its events in order in every sink and the event stream", "[events]") {
+TEST_CASE("a job to three agents produces its events in order in every sink and the event stream",
+          "[events]") {
   TempDir tmp;
   SyslogReceiver syslog;
   WebhookReceiver hook("s3cret");
@@ -216,25 +219,26 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
   Process trapd({"/usr/sbin/snmptrapd", "-f", "-C", "-c", (tmp / "snmptrapd.conf").string(), "-Lf",
                  (tmp / "traps.log").string(), "-n", "127.0.0.1:" + std::to_string(trap_port)},
                 tmp / "snmptrapd.out");
-  write_file(tmp / "on-event.sh", "#!/bin/sh\necho \"$DISTRIB_EVENT_ID $DISTRIB_EVENT_TYPE\" >> " +
-                                      (tmp / "exec.out").string() + "\n",
-             true);
+  write_file(
+      tmp / "on-event.sh",
+      "#!/bin/sh\necho \"$DISTRIB_EVENT_ID $DISTRIB_EVENT_TYPE\" >> " + (tmp / "exec.out").string() + "\n",
+      true);
 
-  ManagerProc m(tmp / "manager",
-                {"--silent-after", "2",
-                 "--event-sink", "json=file:" + (tmp / "events.jsonl").string(),
-                 "--event-sink", "sys=syslog:udp:127.0.0.1:" + std::to_string(syslog.port()) + ";facility=daemon",
-                 "--event-sink", "hook=webhook:http://127.0.0.1:" + std::to_string(hook.port()) + "/hook;secret=s3cret",
-                 "--event-sink", "trap=snmp:127.0.0.1:" + std::to_string(trap_port) + ";types=job.*",
-                 "--event-sink", "cmd=exec:" + (tmp / "on-event.sh").string() + ";types=job.*,entry.*"});
+  ManagerProc m(
+      tmp / "manager",
+      {"--silent-after", "2", "--event-sink", "json=file:" + (tmp / "events.jsonl").string(), "--event-sink",
+       "sys=syslog:udp:127.0.0.1:" + std::to_string(syslog.port()) + ";facility=daemon", "--event-sink",
+       "hook=webhook:http://127.0.0.1:" + std::to_string(hook.port()) + "/hook;secret=s3cret", "--event-sink",
+       "trap=snmp:127.0.0.1:" + std::to_string(trap_port) + ";types=job.*", "--event-sink",
+       "cmd=exec:" + (tmp / "on-event.sh").string() + ";types=job.*,entry.*"});
   // The live stream, followed by distribctl from before anything happens.
-  Process follower({distribctl_path(), "--server", m.url(), "--token-file", m.token_file().string(), "--json", "events",
-                    "--follow"},
+  Process follower({distribctl_path(), "--server", m.url(), "--token-file", m.token_file().string(), "--json",
+                    "events", "--follow"},
                    tmp / "follow.out");
   std::vector<std::unique_ptr<AgentProc>> agents;
   for (int i = 1; i <= 3; ++i) {
-    agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(), "ev" + std::to_string(i),
-                                                 "127.0.0.10" + std::to_string(i)));
+    agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(),
+                                                 "ev" + std::to_string(i), "127.0.0.10" + std::to_string(i)));
   }
   REQUIRE(wait_registered(m, 3));
   make_package(m, tmp, "evapp", "1.0");
@@ -243,7 +247,9 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
   REQUIRE(json_at(shown, "/progress/succeeded") == "3");
 
   // Every sink sees the job's events, in order, each once.
-  auto file_seen = [&] { return json_lines(stdfs::exists(tmp / "events.jsonl") ? read_file(tmp / "events.jsonl") : ""); };
+  auto file_seen = [&] {
+    return json_lines(stdfs::exists(tmp / "events.jsonl") ? read_file(tmp / "events.jsonl") : "");
+  };
   REQUIRE(wait_until([&] { return has_type(file_seen(), "job.completed"); }, 30s));
   const auto file = file_seen();
   CHECK(job_types(file) == kJobEvents);
@@ -279,7 +285,9 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
   CHECK(increasing(exec_seen()));
 
   // The trap sink takes job.* only: job.created and job.completed reach snmptrapd.
-  auto traps = [&] { return stdfs::exists(tmp / "traps.log") ? read_file(tmp / "traps.log") : std::string(); };
+  auto traps = [&] {
+    return stdfs::exists(tmp / "traps.log") ? read_file(tmp / "traps.log") : std::string();
+  };
   INFO(trapd.log());
   REQUIRE(wait_until([&] { return traps().find("job.completed") != std::string::npos; }, 30s));
   CHECK(traps().find("job.created") != std::string::npos);
@@ -321,7 +329,8 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
       [&] {
         std::istringstream in(read_file(tmp / "events.jsonl"));
         for (std::string l; std::getline(in, l);)
-          if (l.find("\"host.silent\"") != std::string::npos && l.find("ev3") != std::string::npos) return true;
+          if (l.find("\"host.silent\"") != std::string::npos && l.find("ev3") != std::string::npos)
+            return true;
         return false;
       },
       40s, 250ms));
@@ -331,14 +340,16 @@ TEST_CASE("a job to three agents produces its events in order in every sink and 
   for (const auto& v : warnings.at("events").as_array()) CHECK(v.at("severity").as_string() != "info");
 }
 
-TEST_CASE("a webhook receiver that was down receives every event afterwards, in order, once each", "[events]") {
+TEST_CASE("a webhook receiver that was down receives every event afterwards, in order, once each",
+          "[events]") {
   TempDir tmp;
   const int port = free_port(SOCK_STREAM);
   ManagerProc m(tmp / "manager", {"--event-sink", "hook=webhook:http://127.0.0.1:" + std::to_string(port) +
                                                       "/hook;secret=k3y;timeout=2s"});
   std::vector<std::unique_ptr<AgentProc>> agents;
   for (int i = 1; i <= 2; ++i) {
-    agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(), "down" + std::to_string(i),
+    agents.push_back(std::make_unique<AgentProc>(tmp / ("a" + std::to_string(i)), m.url(),
+                                                 "down" + std::to_string(i),
                                                  "127.0.0.11" + std::to_string(i)));
   }
   REQUIRE(wait_registered(m, 2));
@@ -374,8 +385,11 @@ TEST_CASE("a webhook receiver that was down receives every event afterwards, in 
   CHECK(std::vector<std::int64_t>(got.begin(), got.begin() + static_cast<long>(expected.size())) == expected);
   CHECK(std::set<std::int64_t>(got.begin(), got.end()).size() == got.size());
   CHECK(hook.bad_signatures() == 0);
-  REQUIRE(wait_until([&] { return ctl_json(m, {"events", "sinks"}).at("sinks").as_array().at(0).at("pending").as_int64() == 0; },
-                     20s));
+  REQUIRE(wait_until(
+      [&] {
+        return ctl_json(m, {"events", "sinks"}).at("sinks").as_array().at(0).at("pending").as_int64() == 0;
+      },
+      20s));
 }
 
 TEST_CASE("promtool accepts the live /metrics and the figures follow a job", "[events]") {
@@ -419,8 +433,9 @@ TEST_CASE("metrics can be turned off", "[events]") {
 TEST_CASE("wrong event sink configurations are refused at start with the part named", "[events]") {
   TempDir tmp;
   auto start = [&](const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {distribd_path(), "--role", "manager", "--state-dir", (tmp / "m").string(),
-                                     "--listen", "127.0.0.1", "--port", "0"};
+    std::vector<std::string> argv = {
+        distribd_path(), "--role", "manager", "--state-dir", (tmp / "m").string(), "--listen",
+        "127.0.0.1",     "--port", "0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return run(argv, 20s);
   };
@@ -470,8 +485,9 @@ TEST_CASE("a sink command that hangs is killed at its timeout and reported", "[e
   TempDir tmp;
   const auto script = tmp / "hang-events-test.sh";
   write_file(script, "#!/bin/sh\nsleep 60\n", true);
-  ManagerProc m(tmp / "manager", {"--event-sink", "slow=exec:" + script.string() + ";timeout=1s;max-attempts=2",
-                                  "--event-sink", "json=file:" + (tmp / "e.jsonl").string()});
+  ManagerProc m(tmp / "manager",
+                {"--event-sink", "slow=exec:" + script.string() + ";timeout=1s;max-attempts=2",
+                 "--event-sink", "json=file:" + (tmp / "e.jsonl").string()});
   make_package(m, tmp, "hangapp", "1.0");
   REQUIRE(wait_until(
       [&] {
@@ -501,7 +517,8 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
   ManagerProc m(tmp / "manager");
   auto r = m.ctl({"job", "create", "install", "nothere", "1.0", "ghost"});
   REQUIRE(r.exit_code != 0);
-  auto bad = run({distribctl_path(), "--server", m.url(), "--token", std::string(40, 'x'), "package", "list"});
+  auto bad =
+      run({distribctl_path(), "--server", m.url(), "--token", std::string(40, 'x'), "package", "list"});
   REQUIRE(bad.exit_code != 0);
   REQUIRE(wait_until([&] { return ctl_json(m, {"audit"}).at("audit").as_array().size() >= 2; }, 10s));
   const auto audit = ctl_json(m, {"audit"}).at("audit").as_array();
@@ -512,7 +529,8 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
       refused_job = true;
       CHECK(std::string(a.at("result").as_string()).find("nothere") != std::string::npos);
     }
-    if (a.at("action").as_string() == "GET /v1/packages" && a.at("status").as_int64() == 401) bad_token = true;
+    if (a.at("action").as_string() == "GET /v1/packages" && a.at("status").as_int64() == 401)
+      bad_token = true;
   }
   CHECK(refused_job);
   CHECK(bad_token);
@@ -527,20 +545,21 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
     while (!t.empty() && t.back() == '\n') t.pop_back();
     return t;
   }();
-  for (const auto& [target, message] : std::vector<std::pair<std::string, std::string>>{
-           {"/v1/events?limit=abc", "limit"},
-           {"/v1/events?limit=0", "limit"},
-           {"/v1/events?type=nope", "matches no event type"},
-           {"/v1/events?severity=loud", "unknown severity"},
-           {"/v1/events/stream?after=-5", "after"},
-           {"/v1/audit?limit=x", "limit"}}) {
+  for (const auto& [target, message] :
+       std::vector<std::pair<std::string, std::string>>{{"/v1/events?limit=abc", "limit"},
+                                                        {"/v1/events?limit=0", "limit"},
+                                                        {"/v1/events?type=nope", "matches no event type"},
+                                                        {"/v1/events?severity=loud", "unknown severity"},
+                                                        {"/v1/events/stream?after=-5", "after"},
+                                                        {"/v1/audit?limit=x", "limit"}}) {
     const auto res = client.request("GET", target, {}, "application/json", token);
     INFO(target << " → " << res.body);
     CHECK(res.status == 400);
     CHECK(res.body.find(message) != std::string::npos);
   }
-  const auto res = client.request("GET", "/v1/events/stream", {}, "application/json",
-                                  std::vector<std::pair<std::string, std::string>>{{"Last-Event-ID", "yesterday"}}, token);
+  const auto res =
+      client.request("GET", "/v1/events/stream", {}, "application/json",
+                     std::vector<std::pair<std::string, std::string>>{{"Last-Event-ID", "yesterday"}}, token);
   CHECK(res.status == 400);
   // The manager still answers.
   CHECK(m.ctl({"events"}).exit_code == 0);
@@ -550,9 +569,11 @@ TEST_CASE("two hosts answering to one name raise a host.conflict event", "[event
   TempDir tmp;
   ManagerProc m(tmp / "manager");
   AgentProc a(tmp / "a1", m.url(), "twin", "127.0.0.125");  // starts at once
-  if (!wait_registered(m, 1)) FAIL("the first twin did not register:\n" << a.log() << "\nmanager:\n" << m.log());
+  if (!wait_registered(m, 1))
+    FAIL("the first twin did not register:\n" << a.log() << "\nmanager:\n" << m.log());
   AgentProc b(tmp / "b1", m.url(), "twin", "127.0.0.126");
-  if (!wait_registered(m, 2)) FAIL("the second twin did not register:\n" << b.log() << "\nmanager:\n" << m.log());
+  if (!wait_registered(m, 2))
+    FAIL("the second twin did not register:\n" << b.log() << "\nmanager:\n" << m.log());
   bj::object listed;
   REQUIRE(wait_until(
       [&] {
@@ -572,18 +593,21 @@ TEST_CASE("the example webhook receiver verifies signatures and shows each event
   TempDir tmp;
   const int port = free_port(SOCK_STREAM);
   write_file(tmp / "hook.key", "example-key\n");
-  Process receiver({"/usr/bin/python3", (examples_dir() / "events" / "webhook-receiver.py").string(), "--port",
-                    std::to_string(port), "--secret-file", (tmp / "hook.key").string(), "--out",
+  Process receiver({"/usr/bin/python3", (examples_dir() / "events" / "webhook-receiver.py").string(),
+                    "--port", std::to_string(port), "--secret-file", (tmp / "hook.key").string(), "--out",
                     (tmp / "received.jsonl").string()},
                    tmp / "receiver.out");
   REQUIRE(wait_until([&] { return receiver.log().find("listening") != std::string::npos; }, 10s));
-  ManagerProc m(tmp / "manager", {"--event-sink", "hook=webhook:http://127.0.0.1:" + std::to_string(port) +
-                                                      "/distrib;secret-file=" + (tmp / "hook.key").string(),
-                                  "--event-sink", "wrong=webhook:http://127.0.0.1:" + std::to_string(port) +
-                                                      "/distrib;secret=not-the-key;max-attempts=1"});
+  ManagerProc m(tmp / "manager", {"--event-sink",
+                                  "hook=webhook:http://127.0.0.1:" + std::to_string(port) +
+                                      "/distrib;secret-file=" + (tmp / "hook.key").string(),
+                                  "--event-sink",
+                                  "wrong=webhook:http://127.0.0.1:" + std::to_string(port) +
+                                      "/distrib;secret=not-the-key;max-attempts=1"});
   make_package(m, tmp, "pyapp", "1.0");
-  REQUIRE(wait_until([&] { return receiver.log().find("package.registered: package pyapp 1.0") != std::string::npos; },
-                     20s));
+  REQUIRE(wait_until(
+      [&] { return receiver.log().find("package.registered: package pyapp 1.0") != std::string::npos; },
+      20s));
   REQUIRE(wait_until([&] { return receiver.log().find("wrong signature") != std::string::npos; }, 20s));
   // The wrongly signed copy was refused: the event is shown and stored once.
   CHECK(json_lines(read_file(tmp / "received.jsonl")).size() == 1);

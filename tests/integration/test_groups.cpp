@@ -23,9 +23,11 @@ void make_app(const ManagerProc& m, const TempDir& tmp, const std::string& name,
   stdfs::create_directories(dir);
   write_file(dir / "README", name + " " + version + "\n");
   const auto cmd = exit_code ? "exit " + std::to_string(exit_code)
-                             : std::string("echo \"$DISTRIB_PACKAGE_NAME $DISTRIB_PACKAGE_VERSION\" >> "
-                                           "\"$DISTRIB_INSTALL_DIR/../../order\"");
-  auto r = m.ctl({"package", "create", dir.string(), "--name", name, "--version", version, "--install-command", cmd});
+                             : std::string(
+                                   "echo \"$DISTRIB_PACKAGE_NAME $DISTRIB_PACKAGE_VERSION\" >> "
+                                   "\"$DISTRIB_INSTALL_DIR/../../order\"");
+  auto r = m.ctl(
+      {"package", "create", dir.string(), "--name", name, "--version", version, "--install-command", cmd});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
 }
@@ -33,10 +35,14 @@ void make_app(const ManagerProc& m, const TempDir& tmp, const std::string& name,
 // What the agent installed, in order.
 std::string installs(const AgentProc& a) {
   std::error_code ec;
-  return stdfs::exists(a.state_dir() / "packages" / "order", ec) ? read_file(a.state_dir() / "packages" / "order") : "";
+  return stdfs::exists(a.state_dir() / "packages" / "order", ec)
+             ? read_file(a.state_dir() / "packages" / "order")
+             : "";
 }
 
-bj::object show(const ManagerProc& m, const std::string& job) { return ctl_json(m, {"job", "show", job}); }
+bj::object show(const ManagerProc& m, const std::string& job) {
+  return ctl_json(m, {"job", "show", job});
+}
 
 std::int64_t count_of(const bj::object& shown, const char* state) {
   return shown.at("progress").at(state).as_int64();
@@ -55,8 +61,9 @@ std::string only_state(const ManagerProc& m, const std::string& job) {
 
 std::vector<std::string> agent_cmd(const AgentProc& a, const std::string& server, const std::string& address,
                                    std::vector<std::string> more) {
-  std::vector<std::string> v = {distribd_path(), "--role", "agent", "--state-dir", a.state_dir().string(),
-                                "--server", server, "--bind-address", address, "--host-name", a.name()};
+  std::vector<std::string> v = {
+      distribd_path(),  "--role", "agent",       "--state-dir", a.state_dir().string(), "--server", server,
+      "--bind-address", address,  "--host-name", a.name()};
   v.insert(v.end(), more.begin(), more.end());
   return v;
 }
@@ -89,7 +96,8 @@ TEST_CASE("a host joining an ID group later receives its standing jobs, oldest f
   // pc2 joins by a command on its machine: a wrong password is refused and changes nothing.
   AgentProc pc2(tmp / "pc2", m.url(), "pc2", "127.0.0.42");
   REQUIRE(wait_until([&] { return !id_by_name(m, "pc2").empty(); }, 20s));
-  auto bad = run(agent_cmd(pc2, m.url(), "127.0.0.42", {"--join-group", "branch", "--group-password", "wrong"}));
+  auto bad =
+      run(agent_cmd(pc2, m.url(), "127.0.0.42", {"--join-group", "branch", "--group-password", "wrong"}));
   CHECK(bad.exit_code != 0);
   CHECK(bad.err.find("wrong password for ID group \"branch\"") != std::string::npos);
   CHECK(ctl_json(m, {"idgroup", "show", "branch"}).at("members").as_array().size() == 1);
@@ -98,7 +106,8 @@ TEST_CASE("a host joining an ID group later receives its standing jobs, oldest f
   CHECK(none.err.find("no ID group \"nosuch\"") != std::string::npos);
   CHECK(installs(pc2).empty());
 
-  auto good = run(agent_cmd(pc2, m.url(), "127.0.0.42", {"--join-group", "branch", "--group-password", "s3cret"}));
+  auto good =
+      run(agent_cmd(pc2, m.url(), "127.0.0.42", {"--join-group", "branch", "--group-password", "s3cret"}));
   INFO(good.err);
   CHECK(good.exit_code == 0);
   CHECK(good.out.find("joined ID group branch (2 standing jobs to receive)") != std::string::npos);
@@ -129,7 +138,11 @@ TEST_CASE("a host joining an ID group later receives its standing jobs, oldest f
     // A host registering later with a matching name joins by the policy at registration.
     REQUIRE(m.ctl({"idgroup", "create", "late", "--match-ip", "127.0.0.43/32"}).exit_code == 0);
     AgentProc pc3(tmp / "pc3", m.url(), "pc3", "127.0.0.43");
-    CHECK(wait_until([&] { return ctl_json(m, {"idgroup", "show", "late"}).at("members").as_array().size() == 1; }, 20s));
+    CHECK(wait_until(
+        [&] {
+          return ctl_json(m, {"idgroup", "show", "late"}).at("members").as_array().size() == 1;
+        },
+        20s));
     REQUIRE(m.ctl({"idgroup", "create", "ops"}).exit_code == 0);
     auto added = ctl_json(m, {"idgroup", "add", "ops", "pc1", "pc3"});
     CHECK(added.at("joined").as_int64() == 2);
@@ -144,16 +157,18 @@ TEST_CASE("a host joining an ID group later receives its standing jobs, oldest f
 TEST_CASE("ID groups through relays: owned at the manager or at a relay", "[groups]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--poll-timeout", "5"});
-  ManagerProc r(tmp / "relay", {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5",
-                                "--sync-interval-ms", "200"},
-                "127.0.0.21");
+  ManagerProc r(
+      tmp / "relay",
+      {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5", "--sync-interval-ms", "200"},
+      "127.0.0.21");
   make_app(m, tmp, "tool", "1");
   REQUIRE(m.ctl({"idgroup", "create", "fleet"}).exit_code == 0);
   const auto job = create_job(m, {"install", "tool", "1", "id:fleet"});
   // A relay owns its own ID group; its administrator sends jobs to it at the relay.
   REQUIRE(r.ctl({"idgroup", "create", "local", "--password", "pw"}).exit_code == 0);
   // The agent below the relay joins the manager's group (forwarded up) and the relay's own.
-  AgentProc leaf(tmp / "leaf", r.url(), "leaf", "127.0.0.51", {"--id-group", "fleet", "--id-group", "local:pw"});
+  AgentProc leaf(tmp / "leaf", r.url(), "leaf", "127.0.0.51",
+                 {"--id-group", "fleet", "--id-group", "local:pw"});
   REQUIRE(wait_until([&] { return count_of(show(m, job), "succeeded") == 1; }, 40s));
   CHECK(ctl_json(m, {"idgroup", "show", "fleet"}).at("members").as_array().size() == 1);
   CHECK(ctl_json(r, {"idgroup", "show", "local"}).at("members").as_array().size() == 1);
@@ -168,8 +183,8 @@ TEST_CASE("ID groups through relays: owned at the manager or at a relay", "[grou
   const auto entries = show(m, below).at("entries").as_array();
   REQUIRE(entries.size() == 1);
   CHECK(entries[0].at("host_name").as_string() == "leaf");
-  CHECK(m.ctl({"job", "create", "install", "tool", "3", "relay:nowhere"}).err.find("relay:nowhere (no such relay)") !=
-        std::string::npos);
+  CHECK(m.ctl({"job", "create", "install", "tool", "3", "relay:nowhere"})
+            .err.find("relay:nowhere (no such relay)") != std::string::npos);
 }
 
 TEST_CASE("a staged rollout stops at the error threshold and a good one runs every wave", "[groups]") {
@@ -201,9 +216,8 @@ TEST_CASE("a staged rollout stops at the error threshold and a good one runs eve
   make_app(m, tmp, "broken", "1", 3);
   const auto bad = create_job(m, {"install", "broken", "1", "group:all", "--waves", "20,60,100",
                                   "--success-threshold", "100", "--error-threshold", "10"});
-  REQUIRE(wait_until([&] {
-    return show(m, bad).at("job").at("rollout").at("state").as_string() == "stopped";
-  }, 40s));
+  REQUIRE(wait_until(
+      [&] { return show(m, bad).at("job").at("rollout").at("state").as_string() == "stopped"; }, 40s));
   const auto stopped = show(m, bad);
   INFO(bj::serialize(stopped));
   // Only the first wave (20 % of 10 hosts) ran; everything held was cancelled.
@@ -272,10 +286,10 @@ TEST_CASE("install timing, start time, expiry and retries", "[groups]") {
     };
     make_app(m, tmp, "night", "1");
     make_app(m, tmp, "open", "1");
-    const auto closed = create_job(m, {"install", "night", "1", "pc", "--window",
-                                       hhmm(now_min + 120) + "-" + hhmm(now_min + 180)});
-    const auto open = create_job(m, {"install", "open", "1", "pc", "--window",
-                                     hhmm(now_min - 1) + "-" + hhmm(now_min + 60)});
+    const auto closed = create_job(
+        m, {"install", "night", "1", "pc", "--window", hhmm(now_min + 120) + "-" + hhmm(now_min + 180)});
+    const auto open = create_job(
+        m, {"install", "open", "1", "pc", "--window", hhmm(now_min - 1) + "-" + hhmm(now_min + 60)});
     REQUIRE(wait_until([&] { return only_state(m, open) == "succeeded"; }, 20s));
     std::this_thread::sleep_for(2s);
     CHECK(only_state(m, closed) == "waiting");
@@ -302,18 +316,20 @@ TEST_CASE("install timing, start time, expiry and retries", "[groups]") {
 
   SECTION("failed installs are retried with backoff when asked, and on the operator's request") {
     make_app(m, tmp, "flaky", "1", 7);
-    const auto job = create_job(m, {"install", "flaky", "1", "pc", "--retries", "1", "--retry-installs",
-                                    "--retry-backoff", "1"});
+    const auto job = create_job(
+        m, {"install", "flaky", "1", "pc", "--retries", "1", "--retry-installs", "--retry-backoff", "1"});
     REQUIRE(wait_until([&] { return only_state(m, job) == "failed"; }, 30s));
     auto e = show(m, job).at("entries").as_array().at(0).as_object();
     CHECK(e.at("attempt").as_int64() == 2);
     CHECK(e.at("exit_code").as_int64() == 7);
     auto retried = ctl_json(m, {"job", "retry", job});
     CHECK(retried.at("retried").as_int64() == 1);
-    REQUIRE(wait_until([&] {
-      auto x = show(m, job).at("entries").as_array().at(0).as_object();
-      return x.at("attempt").as_int64() == 3 && x.at("state").as_string() == "failed";
-    }, 30s));
+    REQUIRE(wait_until(
+        [&] {
+          auto x = show(m, job).at("entries").as_array().at(0).as_object();
+          return x.at("attempt").as_int64() == 3 && x.at("state").as_string() == "failed";
+        },
+        30s));
   }
 }
 
@@ -366,9 +382,9 @@ TEST_CASE("bad job destinations and schedules are refused and nothing is written
   CHECK(r.err.find("is not an address or CIDR range") != std::string::npos);
 
   // A malformed join straight to the agent API: a clear 400, the daemon keeps serving.
-  auto raw = run({"/usr/bin/curl", "-s", "-w", " %{http_code}", "-X", "POST", "-H",
-                  "Content-Type: application/json", "--data", "{\"host_id\": \"x\", \"group\": \"g\"}",
-                  m.url() + "/v1/agent/join"});
+  auto raw =
+      run({"/usr/bin/curl", "-s", "-w", " %{http_code}", "-X", "POST", "-H", "Content-Type: application/json",
+           "--data", "{\"host_id\": \"x\", \"group\": \"g\"}", m.url() + "/v1/agent/join"});
   CHECK(raw.out.find("host_id must be a host UUID") != std::string::npos);
   CHECK(raw.out.find(" 400") != std::string::npos);
   CHECK(host_count(m) == 1);

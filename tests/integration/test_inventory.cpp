@@ -11,12 +11,12 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 using namespace distrib::test;
 namespace bj = boost::json;
@@ -54,18 +54,18 @@ std::string trimmed(std::string s) {
 std::set<std::string> query_hosts(const ManagerProc& m, const std::string& query) {
   std::set<std::string> out;
   const auto answer = ctl_json(m, {"inventory", "query", query});
-  for (const auto& v : answer.at("hosts").as_array())
-    out.insert(std::string(v.at("name").as_string()));
+  for (const auto& v : answer.at("hosts").as_array()) out.insert(std::string(v.at("name").as_string()));
   return out;
 }
 
-bool history_has(const ManagerProc& m, const std::string& host, const std::string& change, const std::string& key,
-                 const std::string& value) {
+bool history_has(const ManagerProc& m, const std::string& host, const std::string& change,
+                 const std::string& key, const std::string& value) {
   auto r = m.ctl({"inventory", "history", host}, true);
   if (r.exit_code != 0) return false;
   const auto answer = bj::parse(r.out);
   for (const auto& v : answer.at("history").as_array())
-    if (v.at("change").as_string() == change && v.at("key").as_string() == key && v.at("new").as_string() == value)
+    if (v.at("change").as_string() == change && v.at("key").as_string() == key &&
+        v.at("new").as_string() == value)
       return true;
   return false;
 }
@@ -125,7 +125,9 @@ TEST_CASE("an agent reports system and software inventory that matches this mach
   // Software: every installed dpkg package with its version, nothing else.
   if (run({"sh", "-c", "command -v dpkg-query"}).exit_code == 0) {
     const auto listing =
-        run({"sh", "-c", "dpkg-query -W -f '${db:Status-Abbrev}\\t${binary:Package}\\t${Version}\\n' | grep '^ii'"}).out;
+        run({"sh", "-c",
+             "dpkg-query -W -f '${db:Status-Abbrev}\\t${binary:Package}\\t${Version}\\n' | grep '^ii'"})
+            .out;
     std::map<std::string, std::string> expected;
     std::istringstream in(listing);
     for (std::string line; std::getline(in, line);) {
@@ -160,19 +162,22 @@ TEST_CASE("installing a distrib package shows up as a software change in the his
   const auto job = create_job(m, {"install", "demo", "1.0", "inv2"});
   REQUIRE(all_succeeded(wait_job(m, job)));
   INFO(a.log());
-  CHECK(wait_until([&] { return history_has(m, "inv2", "added", "software.distrib.demo", "1.0"); }, 20s, 200ms));
+  CHECK(wait_until([&] { return history_has(m, "inv2", "added", "software.distrib.demo", "1.0"); }, 20s,
+                   200ms));
   const auto text = m.ctl({"inventory", "history", "inv2"});
   CHECK(text.out.find("software.distrib.demo") != std::string::npos);
 }
 
-TEST_CASE("a query by installed package version returns exactly the expected hosts and a dynamic group follows it",
-          "[inventory]") {
+TEST_CASE(
+    "a query by installed package version returns exactly the expected hosts and a dynamic group follows it",
+    "[inventory]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager");
   std::vector<std::unique_ptr<AgentProc>> agents;
   for (int i = 1; i <= 3; ++i) {
-    agents.push_back(std::make_unique<AgentProc>(tmp / ("q" + std::to_string(i)), m.url(), "q" + std::to_string(i),
-                                                 "127.0.0.7" + std::to_string(i), kFastInventory));
+    agents.push_back(std::make_unique<AgentProc>(tmp / ("q" + std::to_string(i)), m.url(),
+                                                 "q" + std::to_string(i), "127.0.0.7" + std::to_string(i),
+                                                 kFastInventory));
   }
   for (const auto* n : {"q1", "q2", "q3"}) REQUIRE(inventory_of(m, n).contains("items"));
   make_package(m, tmp, "tool", "1.9");
@@ -180,10 +185,16 @@ TEST_CASE("a query by installed package version returns exactly the expected hos
   REQUIRE(all_succeeded(wait_job(m, create_job(m, {"install", "tool", "1.9", "q1", "q2"}))));
   REQUIRE(all_succeeded(wait_job(m, create_job(m, {"install", "tool", "1.10", "q3"}))));
   // Versions compare as versions: 1.10 is newer than 1.9.
-  CHECK(wait_until([&] { return query_hosts(m, "software.distrib.tool >= 1.10") == std::set<std::string>{"q3"}; }, 20s));
-  CHECK(wait_until([&] { return query_hosts(m, "software.distrib.tool < 1.10") == std::set<std::string>{"q1", "q2"}; }, 20s));
+  CHECK(wait_until(
+      [&] { return query_hosts(m, "software.distrib.tool >= 1.10") == std::set<std::string>{"q3"}; }, 20s));
+  CHECK(wait_until(
+      [&] {
+        return query_hosts(m, "software.distrib.tool < 1.10") == std::set<std::string>{"q1", "q2"};
+      },
+      20s));
   CHECK(query_hosts(m, "software.distrib.tool missing").empty());
-  CHECK(query_hosts(m, "software.distrib.tool >= 1.10 and system.cpu.count >= 1") == std::set<std::string>{"q3"});
+  CHECK(query_hosts(m, "software.distrib.tool >= 1.10 and system.cpu.count >= 1") ==
+        std::set<std::string>{"q3"});
 
   auto g = m.ctl({"group", "create", "newtool", "--query", "software.distrib.tool >= 1.10"});
   INFO(g.err);
@@ -191,8 +202,7 @@ TEST_CASE("a query by installed package version returns exactly the expected hos
   auto members = [&] {
     std::set<std::string> out;
     const auto shown = ctl_json(m, {"group", "show", "newtool"});
-    for (const auto& v : shown.at("hosts").as_array())
-      out.insert(std::string(v.at("name").as_string()));
+    for (const auto& v : shown.at("hosts").as_array()) out.insert(std::string(v.at("name").as_string()));
     return out;
   };
   CHECK(members() == std::set<std::string>{"q3"});
@@ -220,19 +230,22 @@ TEST_CASE("a query by installed package version returns exactly the expected hos
   CHECK_THROWS_AS(client.query_inventory("software.distrib.tool >="), distrib::Error);
 
   // CSV export: a header and one line per host.
-  const auto csv = m.ctl({"inventory", "query", "software.distrib.tool exists", "--fields", "software.distrib.tool", "--csv"});
+  const auto csv = m.ctl(
+      {"inventory", "query", "software.distrib.tool exists", "--fields", "software.distrib.tool", "--csv"});
   REQUIRE(csv.exit_code == 0);
   CHECK(csv.out.starts_with("host,host_id,software.distrib.tool\n"));
   CHECK(std::count(csv.out.begin(), csv.out.end(), '\n') == 4);
   CHECK(csv.out.find("q1,") != std::string::npos);
 }
 
-TEST_CASE("files collected through a relay arrive byte-identical, and inventory travels up too", "[inventory]") {
+TEST_CASE("files collected through a relay arrive byte-identical, and inventory travels up too",
+          "[inventory]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager");
-  ManagerProc relay(tmp / "relay", {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5",
-                                    "--sync-interval-ms", "200"},
-                    "127.0.0.81");
+  ManagerProc relay(
+      tmp / "relay",
+      {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5", "--sync-interval-ms", "200"},
+      "127.0.0.81");
   const auto logs = tmp / "var-log";
   stdfs::create_directories(logs / "app");
   write_file(logs / "syslog.log", random_bytes(300000, 1));
@@ -245,8 +258,8 @@ TEST_CASE("files collected through a relay arrive byte-identical, and inventory 
   // Inventory reports pass through the relay.
   REQUIRE(inventory_of(m, "far1", 40s).contains("items"));
 
-  const auto job = create_job(m, {"collect-files", "far1", "--path", (logs / "*.log").string(), "--path",
-                                  (logs / "app").string()});
+  const auto job = create_job(
+      m, {"collect-files", "far1", "--path", (logs / "*.log").string(), "--path", (logs / "app").string()});
   const auto e = entry_of(m, job);
   INFO(a.log());
   INFO(relay.log());
@@ -267,7 +280,8 @@ TEST_CASE("files collected through a relay arrive byte-identical, and inventory 
   }
   CHECK_FALSE(stdfs::exists(base / "notes.txt"));
   // --host filters by name; an unknown one finds nothing.
-  CHECK(m.ctl({"collect", "get", job, "--host", "nobody", "--output", (tmp / "none").string()}).exit_code == 4);
+  CHECK(m.ctl({"collect", "get", job, "--host", "nobody", "--output", (tmp / "none").string()}).exit_code ==
+        4);
 }
 
 TEST_CASE("collection outside the allowlist or over a limit is refused and reported", "[inventory]") {
@@ -285,29 +299,35 @@ TEST_CASE("collection outside the allowlist or over a limit is refused and repor
   AgentProc a(tmp / "a1", m.url(), "bad1", "127.0.0.91", {"--collect-allow", allowed.string()});
   REQUIRE(wait_until([&] { return host_count(m) >= 1; }, 20s));
 
-  auto outside = entry_of(m, create_job(m, {"collect-files", "bad1", "--path", (secret / "key.pem").string()}));
+  auto outside =
+      entry_of(m, create_job(m, {"collect-files", "bad1", "--path", (secret / "key.pem").string()}));
   CHECK(outside.at("state").as_string() == "failed");
-  CHECK(std::string(outside.at("message").as_string()).find("outside this agent's collection allowlist") != std::string::npos);
+  CHECK(std::string(outside.at("message").as_string()).find("outside this agent's collection allowlist") !=
+        std::string::npos);
 
-  auto link = entry_of(m, create_job(m, {"collect-files", "bad1", "--path", (allowed / "link.log").string()}));
+  auto link =
+      entry_of(m, create_job(m, {"collect-files", "bad1", "--path", (allowed / "link.log").string()}));
   CHECK(link.at("state").as_string() == "failed");
   CHECK(std::string(link.at("message").as_string()).find("outside") != std::string::npos);
 
-  const auto big_job = create_job(m, {"collect-files", "bad1", "--path", (allowed / "*.log").string(), "--max-file", "1KiB"});
+  const auto big_job =
+      create_job(m, {"collect-files", "bad1", "--path", (allowed / "*.log").string(), "--max-file", "1KiB"});
   auto big = entry_of(m, big_job);
   CHECK(big.at("state").as_string() == "failed");
   CHECK(std::string(big.at("message").as_string()).find("over the per-file limit") != std::string::npos);
   // Nothing half-sent: the small file of the refused job was not stored either.
   CHECK(ctl_json(m, {"collect", "list", big_job}).at("files").as_array().empty());
 
-  auto none = entry_of(m, create_job(m, {"collect-files", "bad1", "--path", (allowed / "*.nothing").string()}));
+  auto none =
+      entry_of(m, create_job(m, {"collect-files", "bad1", "--path", (allowed / "*.nothing").string()}));
   CHECK(none.at("state").as_string() == "failed");
   CHECK(std::string(none.at("message").as_string()).find("no file matches") != std::string::npos);
 
   // An agent without an allowlist collects nothing.
   AgentProc b(tmp / "b1", m.url(), "bad2", "127.0.0.92");
   REQUIRE(wait_until([&] { return host_count(m) >= 2; }, 20s));
-  auto closed = entry_of(m, create_job(m, {"collect-files", "bad2", "--path", (allowed / "small.log").string()}));
+  auto closed =
+      entry_of(m, create_job(m, {"collect-files", "bad2", "--path", (allowed / "small.log").string()}));
   CHECK(closed.at("state").as_string() == "failed");
   CHECK(std::string(closed.at("message").as_string()).find("--collect-allow") != std::string::npos);
 
@@ -339,18 +359,23 @@ TEST_CASE("malformed queries, unknown hosts, fields and reports get clear errors
   REQUIRE(m.ctl({"inventory", "field", "add", "site", "--values", "tokyo,osaka"}).exit_code == 0);
   CHECK(m.ctl({"inventory", "field", "add", "bad", "--type", "choice"}).exit_code == 1);
   // The agent learns the definition at its next check.
-  REQUIRE(wait_until([&] { return read_file(a.state_dir() / "inventory-fields.json").find("osaka") != std::string::npos; },
-                     20s, 200ms));
-  auto wrong = run({distribd_path(), "--role", "agent", "--state-dir", a.state_dir().string(), "--set-inventory", "site=nagoya"});
+  REQUIRE(wait_until(
+      [&] { return read_file(a.state_dir() / "inventory-fields.json").find("osaka") != std::string::npos; },
+      20s, 200ms));
+  auto wrong = run({distribd_path(), "--role", "agent", "--state-dir", a.state_dir().string(),
+                    "--set-inventory", "site=nagoya"});
   CHECK(wrong.exit_code != 0);
   CHECK(wrong.err.find("one of: tokyo, osaka") != std::string::npos);
-  auto undefined = run({distribd_path(), "--role", "agent", "--state-dir", a.state_dir().string(), "--set-inventory", "rack=3"});
+  auto undefined = run({distribd_path(), "--role", "agent", "--state-dir", a.state_dir().string(),
+                        "--set-inventory", "rack=3"});
   CHECK(undefined.exit_code != 0);
   CHECK(undefined.err.find("no inventory field \"rack\"") != std::string::npos);
-  auto ok = run({distribd_path(), "--role", "agent", "--state-dir", a.state_dir().string(), "--set-inventory", "site=osaka"});
+  auto ok = run({distribd_path(), "--role", "agent", "--state-dir", a.state_dir().string(), "--set-inventory",
+                 "site=osaka"});
   INFO(ok.err);
   REQUIRE(ok.exit_code == 0);
-  CHECK(wait_until([&] { return query_hosts(m, "user.site = osaka") == std::set<std::string>{"err1"}; }, 20s, 200ms));
+  CHECK(wait_until([&] { return query_hosts(m, "user.site = osaka") == std::set<std::string>{"err1"}; }, 20s,
+                   200ms));
   CHECK(history_has(m, "err1", "added", "user.site", "osaka"));
 
   // Reports and uploads that break the protocol are refused with the part named; nothing is stored.
@@ -374,11 +399,12 @@ TEST_CASE("malformed queries, unknown hosts, fields and reports get clear errors
 
   const auto job = create_job(m, {"get-system-info", "err1"});
   wait_job(m, job);
-  auto up = http.request("POST", "/v1/agent/collect?host_id=" + host + "&job_id=" + job + "&path=/x.log", "data",
-                         "application/octet-stream");
+  auto up = http.request("POST", "/v1/agent/collect?host_id=" + host + "&job_id=" + job + "&path=/x.log",
+                         "data", "application/octet-stream");
   CHECK(up.status == 404);  // not a collect-files job
-  auto dots = http.request("POST", "/v1/agent/collect?host_id=" + host + "&job_id=" + job + "&path=/a/../etc/passwd",
-                           "data", "application/octet-stream");
+  auto dots =
+      http.request("POST", "/v1/agent/collect?host_id=" + host + "&job_id=" + job + "&path=/a/../etc/passwd",
+                   "data", "application/octet-stream");
   CHECK(dots.status == 400);
   CHECK(a.running());
 }

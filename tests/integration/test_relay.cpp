@@ -8,9 +8,9 @@
 
 #include <cstring>
 #include <fstream>
-#include <thread>
 #include <random>
 #include <set>
+#include <thread>
 
 using namespace distrib::test;
 namespace bj = boost::json;
@@ -41,7 +41,8 @@ std::string make_package(const ManagerProc& m, const TempDir& tmp, const std::st
     std::memcpy(&data[i], &x, 8);
   }
   write_file(dir / "payload.bin", data);
-  auto r = m.ctl({"package", "create", dir.string(), "--name", name, "--version", version, "--chunk-size", chunk_size});
+  auto r = m.ctl(
+      {"package", "create", dir.string(), "--name", name, "--version", version, "--chunk-size", chunk_size});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return version;
@@ -64,8 +65,7 @@ std::vector<std::string> relay_opts(const std::string& parent, const std::string
 
 }  // namespace
 
-TEST_CASE("a job from the top installs through nested relays: each chunk travels once per relay",
-          "[relay]") {
+TEST_CASE("a job from the top installs through nested relays: each chunk travels once per relay", "[relay]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--poll-timeout", "5"});
   ManagerProc r1(tmp / "relay1", relay_opts(m.url(), "relay1"), "127.0.0.21");
@@ -75,8 +75,8 @@ TEST_CASE("a job from the top installs through nested relays: each chunk travels
       {"top-a", &m}, {"top-b", &m}, {"mid-a", &r1}, {"mid-b", &r1}, {"leaf-a", &r2}, {"leaf-b", &r2}};
   int n = 0;
   for (const auto& [name, parent] : layout)
-    agents.push_back(std::make_unique<AgentProc>(tmp / name, parent->url(), name,
-                                                 "127.0.0." + std::to_string(31 + n++)));
+    agents.push_back(
+        std::make_unique<AgentProc>(tmp / name, parent->url(), name, "127.0.0." + std::to_string(31 + n++)));
   // The whole tree reaches the top by itself: 2 relays + 6 agents.
   REQUIRE(wait_until([&] { return host_count(m) == 8; }, 20s));
   const auto r1_id = host_id_of(r1), r2_id = host_id_of(r2);
@@ -97,7 +97,8 @@ TEST_CASE("a job from the top installs through nested relays: each chunk travels
   const auto chunks = chunk_count(m, "bulk");  // 4 MiB cut by content around a 1 MiB average
   CHECK(chunks >= 2);
   CHECK(chunks <= 16);
-  const auto job = create_job(m, {"install", "bulk", "1", "top-a", "top-b", "mid-a", "mid-b", "leaf-a", "leaf-b"});
+  const auto job =
+      create_job(m, {"install", "bulk", "1", "top-a", "top-b", "mid-a", "mid-b", "leaf-a", "leaf-b"});
   const auto shown = wait_job(m, job, 90s);
   INFO(shown);
   CHECK(all_succeeded(shown));
@@ -122,17 +123,17 @@ TEST_CASE("a job from the top installs through nested relays: each chunk travels
     for (auto& a : agents) a->stop();
     const auto job2 = create_job(m, {"install", "bulk", "1", "leaf-a", "mid-a"});
     // relay2 holds its entry before the cancel, so the cancel really has to travel down.
-    REQUIRE(wait_until([&] {
-      return ctl_json(r2, {"job", "list"}).at("jobs").as_array().size() == 2;
-    }, 20s));
+    REQUIRE(wait_until([&] { return ctl_json(r2, {"job", "list"}).at("jobs").as_array().size() == 2; }, 20s));
     auto c = m.ctl({"job", "cancel", job2});
     CHECK(c.exit_code == 0);
-    CHECK(wait_until([&] {
-      const auto answer = ctl_json(r2, {"job", "list"});
-      for (const auto& j : answer.at("jobs").as_array())
-        if (j.at("progress").at("cancelled").as_int64() == 1) return true;
-      return false;
-    }, 20s));
+    CHECK(wait_until(
+        [&] {
+          const auto answer = ctl_json(r2, {"job", "list"});
+          for (const auto& j : answer.at("jobs").as_array())
+            if (j.at("progress").at("cancelled").as_int64() == 1) return true;
+          return false;
+        },
+        20s));
     auto top = ctl_json(m, {"job", "show", job2});
     CHECK(top.at("progress").at("cancelled").as_int64() == 2);
   }
@@ -152,11 +153,13 @@ TEST_CASE("a host that moves or is renamed stays one host, updated at every leve
   // Moved from relay2 (under relay1) to relay3 (under the manager), and renamed.
   agent.reset();
   agent = std::make_unique<AgentProc>(tmp / "pc", r3.url(), "pc-new", "127.0.0.31");
-  REQUIRE(wait_until([&] {
-    auto h = hosts_of(m);
-    return h.count(id) && h.at(id).at("parent").as_string() == host_id_of(r3) &&
-           h.at(id).at("name").as_string() == "pc-new";
-  }, 20s));
+  REQUIRE(wait_until(
+      [&] {
+        auto h = hosts_of(m);
+        return h.count(id) && h.at(id).at("parent").as_string() == host_id_of(r3) &&
+               h.at(id).at("name").as_string() == "pc-new";
+      },
+      20s));
   CHECK(host_count(m) == 4);  // 3 relays + 1 agent: never duplicated
   CHECK(id_by_name(m, "pc-old").empty());
   CHECK(hosts_of(r3).count(id) == 1);
@@ -172,7 +175,8 @@ TEST_CASE("a relay killed in the middle of a transfer loses nothing and the job 
   std::vector<std::unique_ptr<AgentProc>> agents;
   for (int i = 0; i < 3; ++i)
     agents.push_back(std::make_unique<AgentProc>(tmp / ("pc" + std::to_string(i)), r1.url(),
-                                                 "pc" + std::to_string(i), "127.0.0." + std::to_string(31 + i)));
+                                                 "pc" + std::to_string(i),
+                                                 "127.0.0." + std::to_string(31 + i)));
   REQUIRE(wait_until([&] { return host_count(m) == 4; }, 20s));
   // About 256 small chunks: the transfer takes long enough to be cut in the middle.
   make_package(m, tmp, "big", 16, "65536");
@@ -196,7 +200,8 @@ TEST_CASE("relays pre-stage and drop packages and the cache keeps to its limit",
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--poll-timeout", "5"});
   ManagerProc r1(tmp / "relay1", relay_opts(m.url(), "relay1", {"--cache-limit", "5MiB"}), "127.0.0.21");
-  ManagerProc r2(tmp / "relay2", relay_opts(m.url(), "relay2", {"--package-expiry-days", "0.00003"}), "127.0.0.22");
+  ManagerProc r2(tmp / "relay2", relay_opts(m.url(), "relay2", {"--package-expiry-days", "0.00003"}),
+                 "127.0.0.22");
   AgentProc agent(tmp / "pc", m.url(), "pc", "127.0.0.31");
   REQUIRE(wait_until([&] { return host_count(m) == 3; }, 20s));
   make_package(m, tmp, "first", 3);
@@ -204,8 +209,7 @@ TEST_CASE("relays pre-stage and drop packages and the cache keeps to its limit",
   auto packages_at = [](const ManagerProc& relay) {
     std::set<std::string> out;
     const auto answer = ctl_json(relay, {"package", "list"});
-    for (const auto& p : answer.at("packages").as_array())
-      out.insert(std::string(p.at("name").as_string()));
+    for (const auto& p : answer.at("packages").as_array()) out.insert(std::string(p.at("name").as_string()));
     return out;
   };
 
@@ -274,7 +278,8 @@ TEST_CASE("with automatic registration off, hosts wait for approval and conflict
 
   stdfs::create_directories(tmp / "app");
   write_file(tmp / "app/readme", "hello");
-  REQUIRE(m.ctl({"package", "create", (tmp / "app").string(), "--name", "app", "--version", "1"}).exit_code == 0);
+  REQUIRE(m.ctl({"package", "create", (tmp / "app").string(), "--name", "app", "--version", "1"}).exit_code ==
+          0);
   auto refused = m.ctl({"job", "create", "install", "app", "1", "solo"});
   CHECK(refused.exit_code == 1);
   CHECK(refused.err.find("waiting for approval") != std::string::npos);
@@ -317,10 +322,13 @@ TEST_CASE("bad relay input: loops, unreachable parents and malformed reports", "
   }
   SECTION("an agent naming an unreachable parent keeps retrying with backoff and logs it") {
     AgentProc a(tmp / "a", "http://127.0.0.42:1", "lonely", "127.0.0.31");
-    REQUIRE(wait_until([&] {
-      const auto log = a.log();
-      return log.find("(backoff 400 ms)") != std::string::npos && log.find("(backoff 800 ms)") != std::string::npos;
-    }, 20s));
+    REQUIRE(wait_until(
+        [&] {
+          const auto log = a.log();
+          return log.find("(backoff 400 ms)") != std::string::npos &&
+                 log.find("(backoff 800 ms)") != std::string::npos;
+        },
+        20s));
     CHECK(a.running());
   }
   SECTION("malformed or unauthorised relay reports are refused and change nothing") {
@@ -329,8 +337,8 @@ TEST_CASE("bad relay input: loops, unreachable parents and malformed reports", "
     REQUIRE(wait_until([&] { return host_count(m) == 1; }, 20s));
     const auto agent_id = id_by_name(m, "pc");
     auto post = [&](const std::string& body) {
-      return run({"/usr/bin/curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "-H", "Content-Type: application/json",
-                  "--data-binary", body, m.url() + "/v1/relay/sync"});
+      return run({"/usr/bin/curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "-H",
+                  "Content-Type: application/json", "--data-binary", body, m.url() + "/v1/relay/sync"});
     };
     auto r = post("{not json");
     CHECK(r.out == "400");
@@ -338,10 +346,14 @@ TEST_CASE("bad relay input: loops, unreachable parents and malformed reports", "
     r = post(R"({"host_id": "nope"})");
     CHECK(r.out == "400");
     // An agent is not a relay: it cannot report for others.
-    r = post(R"({"host_id": ")" + agent_id + R"(", "hosts": [{"host_id": "99999999-9999-4999-8999-999999999999", "name": "fake", "parent": ")" + agent_id + R"("}]})");
+    r = post(
+        R"({"host_id": ")" + agent_id +
+        R"(", "hosts": [{"host_id": "99999999-9999-4999-8999-999999999999", "name": "fake", "parent": ")" +
+        agent_id + R"("}]})");
     CHECK(r.out == "403");
     CHECK(r.err.find("not a relay") != std::string::npos);
-    r = post(R"({"host_id": ")" + agent_id + R"(", "hosts": [{"host_id": "bad", "name": "", "parent": ""}]})");
+    r = post(R"({"host_id": ")" + agent_id +
+             R"(", "hosts": [{"host_id": "bad", "name": "", "parent": ""}]})");
     CHECK(r.out == "400");
     CHECK(host_count(m) == 1);  // nothing was added
   }

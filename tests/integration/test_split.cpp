@@ -32,8 +32,8 @@ std::string random_bytes(std::size_t n, std::uint64_t seed) {
 }
 
 // Registers a package whose payload is `data` (incompressible when random).
-void make_package(const ManagerProc& m, const TempDir& tmp, const std::string& name, const std::string& version,
-                  const std::string& data) {
+void make_package(const ManagerProc& m, const TempDir& tmp, const std::string& name,
+                  const std::string& version, const std::string& data) {
   const auto dir = tmp / ("src-" + name + "-" + version);
   stdfs::create_directories(dir);
   write_file(dir / "payload.bin", data);
@@ -43,7 +43,8 @@ void make_package(const ManagerProc& m, const TempDir& tmp, const std::string& n
 }
 
 // Raw sizes of a package's chunks, in payload order.
-std::vector<std::uint64_t> chunk_sizes(const ManagerProc& m, const std::string& name, const std::string& version) {
+std::vector<std::uint64_t> chunk_sizes(const ManagerProc& m, const std::string& name,
+                                       const std::string& version) {
   std::vector<std::uint64_t> out;
   const auto manifest = ctl_json(m, {"package", "show", name, version});
   for (const auto& c : manifest.at("chunks").as_array())
@@ -67,9 +68,13 @@ std::size_t expected_segments(const std::vector<std::uint64_t>& sizes, std::uint
   return n;
 }
 
-bj::object job_show(const ManagerProc& m, const std::string& job) { return ctl_json(m, {"job", "show", job}); }
+bj::object job_show(const ManagerProc& m, const std::string& job) {
+  return ctl_json(m, {"job", "show", job});
+}
 
-bj::object first_entry(const bj::object& show) { return show.at("entries").as_array().at(0).as_object(); }
+bj::object first_entry(const bj::object& show) {
+  return show.at("entries").as_array().at(0).as_object();
+}
 
 std::int64_t progress_of(const bj::object& entry, const char* field) {
   return entry.at("progress").at(field).as_int64();
@@ -84,7 +89,9 @@ std::pair<std::uint64_t, std::uint64_t> served_to(const ManagerProc& m, const st
   return {0, 0};
 }
 
-std::string host_id_of(const stdfs::path& state_dir) { return read_file(state_dir / "host-id").substr(0, 36); }
+std::string host_id_of(const stdfs::path& state_dir) {
+  return read_file(state_dir / "host-id").substr(0, 36);
+}
 
 }  // namespace
 
@@ -140,14 +147,17 @@ TEST_CASE("at each hop the smaller segment size wins: a relay's and an agent's o
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--poll-timeout", "5"});
   // The relay allows segments of 192 KiB every 1 s; pc-small allows only 64 KiB, pc-large 1 MiB.
-  ManagerProc r(tmp / "relay1", {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5",
-                                 "--sync-interval-ms", "200", "--split-max", "192KiB/1s"}, "127.0.0.50");
+  ManagerProc r(tmp / "relay1",
+                {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5", "--sync-interval-ms",
+                 "200", "--split-max", "192KiB/1s"},
+                "127.0.0.50");
   AgentProc small(tmp / "pc-small", r.url(), "pc-small", "127.0.0.51", {"--split-max", "64KiB/1s"});
   AgentProc large(tmp / "pc-large", r.url(), "pc-large", "127.0.0.52", {"--split-max", "1MiB/1s"});
   REQUIRE(wait_until([&] { return host_count(m) == 3; }, 20s));
   make_package(m, tmp, "app", "1", random_bytes(400 * 1024, 10));
   const auto sizes = chunk_sizes(m, "app", "1");
-  const auto shown = wait_job(m, create_job(m, {"install", "app", "1", "pc-small", "pc-large", "--split", "256KiB/1s"}), 90s);
+  const auto shown = wait_job(
+      m, create_job(m, {"install", "app", "1", "pc-small", "pc-large", "--split", "256KiB/1s"}), 90s);
   INFO(small.log() << large.log());
   REQUIRE(all_succeeded(shown));
   std::map<std::string, std::int64_t> segments;
@@ -168,7 +178,8 @@ TEST_CASE("an agent killed mid-transfer and restarted fetches only the missing c
   const std::size_t size = 2 * 1024 * 1024;
   make_package(m, tmp, "big", "1", random_bytes(size, 2));
   const auto job = create_job(m, {"install", "big", "1", "pc1", "--split", "256KiB/1s"});
-  REQUIRE(wait_until([&] { return progress_of(first_entry(job_show(m, job)), "segments_done") >= 3; }, 30s, 50ms));
+  REQUIRE(wait_until([&] { return progress_of(first_entry(job_show(m, job)), "segments_done") >= 3; }, 30s,
+                     50ms));
   a.kill();  // SIGKILL in the middle of the transfer
   const auto me = host_id_of(a.state_dir());
   const auto [bytes_before, chunks_before] = served_to(m, me);
@@ -193,25 +204,31 @@ TEST_CASE("an agent killed mid-transfer and restarted fetches only the missing c
 TEST_CASE("suspend stops transfers below a relay and resume continues them", "[split]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--poll-timeout", "5"});
-  ManagerProc r(tmp / "relay1", {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5",
-                                 "--sync-interval-ms", "200"}, "127.0.0.43");
+  ManagerProc r(
+      tmp / "relay1",
+      {"--parent", m.url(), "--host-name", "relay1", "--poll-timeout", "5", "--sync-interval-ms", "200"},
+      "127.0.0.43");
   AgentProc a(tmp / "pc1", r.url(), "pc1", "127.0.0.44");
   REQUIRE(wait_until([&] { return host_count(m) == 2; }, 20s));
   const std::size_t size = 2 * 1024 * 1024;
   make_package(m, tmp, "big", "1", random_bytes(size, 3));
   const auto job = create_job(m, {"install", "big", "1", "pc1", "--split", "256KiB/1s"});
-  REQUIRE(wait_until([&] { return progress_of(first_entry(job_show(m, job)), "segments_done") >= 2; }, 30s, 50ms));
+  REQUIRE(wait_until([&] { return progress_of(first_entry(job_show(m, job)), "segments_done") >= 2; }, 30s,
+                     50ms));
 
   auto s = m.ctl({"transfer", "suspend", "--relay", "relay1"});
   INFO(s.err);
   REQUIRE(s.exit_code == 0);
   CHECK(s.out.find("relay relay1: 1 transfer suspended") != std::string::npos);
-  REQUIRE(wait_until([&] { return first_entry(job_show(m, job)).at("state").as_string() == "suspended"; }, 10s));
+  REQUIRE(
+      wait_until([&] { return first_entry(job_show(m, job)).at("state").as_string() == "suspended"; }, 10s));
   // The relay learns it and the agent stops between two segments.
-  REQUIRE(wait_until([&] {
-    auto jobs = ctl_json(r, {"job", "list"}).at("jobs").as_array();
-    return !jobs.empty() && jobs.at(0).at("progress").at("suspended").as_int64() == 1;
-  }, 10s));
+  REQUIRE(wait_until(
+      [&] {
+        auto jobs = ctl_json(r, {"job", "list"}).at("jobs").as_array();
+        return !jobs.empty() && jobs.at(0).at("progress").at("suspended").as_int64() == 1;
+      },
+      10s));
   std::this_thread::sleep_for(2500ms);  // a segment under way ends; no other starts
   const auto held = progress_of(first_entry(job_show(m, job)), "segments_done");
   const auto [bytes_held, c1] = served_to(r, host_id_of(a.state_dir()));
@@ -283,7 +300,8 @@ TEST_CASE("a corrupted chunk is fetched again, and a chunk bad at the source fai
 
   // A chunk corrupted on the manager's disk is bad on every fetch: a clear verification failure.
   make_package(m, tmp, "app", "2", random_bytes(512 * 1024, 6));
-  const auto digest = std::string(ctl_json(m, {"package", "show", "app", "2"}).at("chunks").at(3).at("digest").as_string());
+  const auto digest =
+      std::string(ctl_json(m, {"package", "show", "app", "2"}).at("chunks").at(3).at("digest").as_string());
   write_file(m.state_dir() / "chunks" / digest.substr(0, 2) / (digest + ".zst"), "this is not the chunk");
   const auto bad = wait_job(m, create_job(m, {"install", "app", "2", "pc1"}), 60s);
   e = first_entry(bj::parse(bad).as_object());
@@ -296,7 +314,8 @@ TEST_CASE("a corrupted chunk is fetched again, and a chunk bad at the source fai
   CHECK_FALSE(stdfs::exists(a.state_dir() / "chunks" / digest.substr(0, 2) / (digest + ".zst")));
 }
 
-TEST_CASE("complete-now sends the rest unsplit, and a full server tells requesters when to come back", "[split]") {
+TEST_CASE("complete-now sends the rest unsplit, and a full server tells requesters when to come back",
+          "[split]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--poll-timeout", "5", "--max-transfers", "1", "--rate-limit", "1MiB"});
   AgentProc a1(tmp / "pc1", m.url(), "pc1", "127.0.0.47");
@@ -318,7 +337,8 @@ TEST_CASE("complete-now sends the rest unsplit, and a full server tells requeste
   // A split of one segment every 30 s would take minutes; complete-now ends it at once.
   make_package(m, tmp, "app", "2", random_bytes(2 * 1024 * 1024, 8));
   const auto job = create_job(m, {"install", "app", "2", "pc1", "--split", "256KiB/30s"});
-  REQUIRE(wait_until([&] { return progress_of(first_entry(job_show(m, job)), "segments_done") >= 1; }, 30s, 50ms));
+  REQUIRE(wait_until([&] { return progress_of(first_entry(job_show(m, job)), "segments_done") >= 1; }, 30s,
+                     50ms));
   auto r = m.ctl({"job", "complete-now", job});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
@@ -361,22 +381,30 @@ TEST_CASE("bad split input and unknown chunks are refused with clear errors", "[
     std::string says;
   };
   const std::string unknown(64, 'b');
-  for (const auto& k : std::vector<Raw>{
-           {"POST", "/v1/jobs", R"({"type":"install","package":{"name":"app","version":"1"},"destinations":["pc1"],"split":{"size":0,"interval_seconds":1}})", true, 400, "split.size"},
-           {"POST", "/v1/jobs", R"({"type":"install","package":{"name":"app","version":"1"},"destinations":["pc1"],"split":"1MiB/90000s"})", true, 400, "between 1 s and 24 h"},
-           {"POST", "/v1/content/chunks", "{\"host_id\":\"\",\"digests\":[\"" + unknown + "\"]}", false, 404, "not in this server's content store"},
-           {"GET", "/v1/content/chunks/" + unknown, "", false, 404, "not in this server's content store"},
-           {"POST", "/v1/content/chunks", R"({"digests":["xyz"]})", false, 400, "not a chunk digest"},
-           {"POST", "/v1/content/chunks", R"({"digests":[]})", false, 400, "between 1 and 4096"},
-           {"POST", "/v1/content/chunks", R"({"digests":"nope"})", false, 400, "digests"},
-           {"GET", "/v1/agent/transfer?host_id=11111111-1111-4111-8111-111111111111&entry_id=77", "", false, 404, "does not exist"},
-           {"GET", "/v1/agent/transfer?host_id=11111111-1111-4111-8111-111111111111&entry_id=x", "", false, 400, "entry_id"},
-           {"POST", "/v1/transfers/suspend", R"({})", true, 400, "either a job"},
-           {"POST", "/v1/transfers/suspend", R"({"job":999})", true, 404, "does not exist"},
-           {"POST", "/v1/transfers/resume", R"({"relay":"nowhere"})", true, 404, "no host answers to nowhere"},
-           {"POST", "/v1/transfers/suspend", R"({"relay":"pc1"})", true, 400, "is not a relay"},
-           {"POST", "/v1/jobs/999/complete-now", "{}", true, 404, "does not exist"},
-       }) {
+  for (
+      const auto& k : std::vector<Raw>{
+          {"POST", "/v1/jobs",
+           R"({"type":"install","package":{"name":"app","version":"1"},"destinations":["pc1"],"split":{"size":0,"interval_seconds":1}})",
+           true, 400, "split.size"},
+          {"POST", "/v1/jobs",
+           R"({"type":"install","package":{"name":"app","version":"1"},"destinations":["pc1"],"split":"1MiB/90000s"})",
+           true, 400, "between 1 s and 24 h"},
+          {"POST", "/v1/content/chunks", "{\"host_id\":\"\",\"digests\":[\"" + unknown + "\"]}", false, 404,
+           "not in this server's content store"},
+          {"GET", "/v1/content/chunks/" + unknown, "", false, 404, "not in this server's content store"},
+          {"POST", "/v1/content/chunks", R"({"digests":["xyz"]})", false, 400, "not a chunk digest"},
+          {"POST", "/v1/content/chunks", R"({"digests":[]})", false, 400, "between 1 and 4096"},
+          {"POST", "/v1/content/chunks", R"({"digests":"nope"})", false, 400, "digests"},
+          {"GET", "/v1/agent/transfer?host_id=11111111-1111-4111-8111-111111111111&entry_id=77", "", false,
+           404, "does not exist"},
+          {"GET", "/v1/agent/transfer?host_id=11111111-1111-4111-8111-111111111111&entry_id=x", "", false,
+           400, "entry_id"},
+          {"POST", "/v1/transfers/suspend", R"({})", true, 400, "either a job"},
+          {"POST", "/v1/transfers/suspend", R"({"job":999})", true, 404, "does not exist"},
+          {"POST", "/v1/transfers/resume", R"({"relay":"nowhere"})", true, 404, "no host answers to nowhere"},
+          {"POST", "/v1/transfers/suspend", R"({"relay":"pc1"})", true, 400, "is not a relay"},
+          {"POST", "/v1/jobs/999/complete-now", "{}", true, 404, "does not exist"},
+      }) {
     INFO(k.method << " " << k.target << " " << k.body);
     auto r = http.request(k.method, k.target, k.body, "application/json", k.admin ? token : "");
     INFO(r.body);

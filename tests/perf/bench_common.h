@@ -1,10 +1,10 @@
 #pragma once
 // Helpers shared by the benchmarks: process memory readings and a machine description.
+#include <sys/resource.h>
+#include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <sys/resource.h>
-#include <unistd.h>
 
 namespace bench {
 

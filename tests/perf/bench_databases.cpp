@@ -38,7 +38,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 struct Path {
   std::string label;
@@ -65,7 +67,8 @@ Path make_path(const std::string& kind, const test::TempDir& tmp, int n) {
     p.soci_connection = p.settings.connection;
     p.dialect = &store::sqlite_dialect();
   } else {
-    const auto db = test::pg_create_database((kind == "postgresql" ? "bench_n_" : "bench_o_") + std::to_string(::getpid()) + "_" + std::to_string(n));
+    const auto db = test::pg_create_database((kind == "postgresql" ? "bench_n_" : "bench_o_") +
+                                             std::to_string(::getpid()) + "_" + std::to_string(n));
     p.settings.backend = kind == "postgresql" ? "postgresql" : "odbc";
     p.settings.connection = kind == "postgresql" ? test::pg_connection(db) : test::pg_odbc_connection(db);
     p.factory = kind == "postgresql" ? soci::factory_postgresql() : soci::factory_odbc();
@@ -92,9 +95,12 @@ void exec_all(soci::session& sql, const std::string& statement, const store::Dia
 double raw_entries(const Path& p, const std::vector<std::string>& ids) {
   soci::session sql(*p.factory, p.soci_connection);
   for (const auto& s : p.dialect->connection_setup) sql << s;
-  exec_all(sql, "CREATE TABLE raw_entries (id ${PK}, job_id BIGINT NOT NULL, host_id VARCHAR(36) NOT NULL, state "
-                "VARCHAR(16) NOT NULL, attempt INTEGER NOT NULL, last_seq BIGINT NOT NULL, message ${TEXT}, output_tail "
-                "${TEXT}, updated_at BIGINT NOT NULL, wave INTEGER NOT NULL, ready_at BIGINT NOT NULL)", *p.dialect);
+  exec_all(sql,
+           "CREATE TABLE raw_entries (id ${PK}, job_id BIGINT NOT NULL, host_id VARCHAR(36) NOT NULL, state "
+           "VARCHAR(16) NOT NULL, attempt INTEGER NOT NULL, last_seq BIGINT NOT NULL, message ${TEXT}, "
+           "output_tail "
+           "${TEXT}, updated_at BIGINT NOT NULL, wave INTEGER NOT NULL, ready_at BIGINT NOT NULL)",
+           *p.dialect);
   sql << "CREATE INDEX raw_entries_job_host ON raw_entries (job_id, host_id)";
   sql << "CREATE INDEX raw_entries_host ON raw_entries (host_id, state)";
   sql << "CREATE INDEX raw_entries_ready ON raw_entries (ready_at)";
@@ -107,7 +113,8 @@ double raw_entries(const Path& p, const std::vector<std::string>& ids) {
                  ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + 1000)));
     job.assign(batch.size(), 1);
     now.assign(batch.size(), 1700000000);
-    sql << "INSERT INTO raw_entries (job_id, host_id, state, attempt, last_seq, message, output_tail, updated_at, "
+    sql << "INSERT INTO raw_entries (job_id, host_id, state, attempt, last_seq, message, output_tail, "
+           "updated_at, "
            "wave, ready_at) VALUES (:j, :h, 'waiting', 1, 0, '', '', :u, 0, 0)",
         soci::use(job), soci::use(batch), soci::use(now);
   }
@@ -120,8 +127,10 @@ double raw_entries(const Path& p, const std::vector<std::string>& ids) {
 double raw_items(const Path& p, const std::vector<std::string>& ids, const InventoryItems& items) {
   soci::session sql(*p.factory, p.soci_connection);
   for (const auto& s : p.dialect->connection_setup) sql << s;
-  exec_all(sql, "CREATE TABLE raw_items (host_id VARCHAR(36) NOT NULL, item_key VARCHAR(255) NOT NULL, item_value "
-                "${TEXT} NOT NULL, PRIMARY KEY (host_id, item_key))", *p.dialect);
+  exec_all(sql,
+           "CREATE TABLE raw_items (host_id VARCHAR(36) NOT NULL, item_key VARCHAR(255) NOT NULL, item_value "
+           "${TEXT} NOT NULL, PRIMARY KEY (host_id, item_key))",
+           *p.dialect);
   sql << "CREATE INDEX raw_items_key ON raw_items (item_key)";
   std::vector<std::string> keys, values, hosts;
   for (const auto& [k, v] : items) {
@@ -158,7 +167,8 @@ struct Figures {
   double first_per_s = 0, periodic_per_s = 0, raw_reports_per_s = 0;
 };
 
-Figures measure(const std::string& kind, std::size_t hosts, std::size_t inv_hosts, const InventoryItems& items) {
+Figures measure(const std::string& kind, std::size_t hosts, std::size_t inv_hosts,
+                const InventoryItems& items) {
   test::TempDir tmp;
   Figures f;
   StoreRegistry reg;
@@ -182,7 +192,8 @@ Figures measure(const std::string& kind, std::size_t hosts, std::size_t inv_host
     const auto t0 = Clock::now();
     const auto created = store->create_job(job, {});
     f.entries_per_s = static_cast<double>(created.entries) / since(t0);
-    if (created.entries != static_cast<std::int64_t>(hosts)) throw std::runtime_error("expansion lost entries");
+    if (created.entries != static_cast<std::int64_t>(hosts))
+      throw std::runtime_error("expansion lost entries");
     f.raw_rows_per_s = raw_entries(p, ids);
   }
   {  // inventory ingest
@@ -218,15 +229,17 @@ int main(int argc, char** argv) {
   std::printf("machine: %s\n", bench::machine().c_str());
   const std::string pg_dir = "/tmp/distrib-bench-pg-" + std::to_string(::getpid());
   try {
-    if (!test::pg_script({"start", pg_dir, "54390"})) throw std::runtime_error("cannot start PostgreSQL (postgres.sh)");
+    if (!test::pg_script({"start", pg_dir, "54390"}))
+      throw std::runtime_error("cannot start PostgreSQL (postgres.sh)");
     ::setenv("DISTRIB_TEST_PG_DIR", pg_dir.c_str(), 1);
     std::vector<std::string> errors;
     auto collectors = platform_collectors();
     std::vector<InventoryCollector*> raw;
     for (auto& c : collectors) raw.push_back(c.get());
     const auto model = run_collectors(raw, InventoryScope::full, errors);
-    std::printf("job expansion: %zu hosts in one ID group, one job; inventory: %zu hosts, %zu items per report\n",
-                hosts, inv_hosts, model.size());
+    std::printf(
+        "job expansion: %zu hosts in one ID group, one job; inventory: %zu hosts, %zu items per report\n",
+        hosts, inv_hosts, model.size());
     std::printf("%-16s %12s %12s %6s | %10s %10s %10s %6s\n", "DATABASE", "ENTRIES/S", "RAW ROWS/S", "RATIO",
                 "FIRST/S", "PERIODIC/S", "RAW RPT/S", "RATIO");
     for (const std::string kind : {"sqlite", "odbc-sqlite", "postgresql", "odbc-postgresql"}) {

@@ -4,8 +4,8 @@
 //
 // usage: bench_delivery [CLIENTS=50] [PAYLOAD_MIB=100]
 #include "bench_common.h"
-#include "harness.h"
 #include "bench_fetch.h"
+#include "harness.h"
 
 #include <boost/json.hpp>
 
@@ -39,9 +39,8 @@ int main(int argc, char** argv) {
               static_cast<double>(file_bytes) / 1048576.0);
 
   std::uint64_t bytes = 0;
-  const double secs = bench::run_parallel(clients, [&](int) {
-    return bench::fetch_all("127.0.0.1", m.port(), chunk_targets);
-  }, bytes);
+  const double secs = bench::run_parallel(
+      clients, [&](int) { return bench::fetch_all("127.0.0.1", m.port(), chunk_targets); }, bytes);
   const double distrib_mbs = static_cast<double>(bytes) / 1e6 / secs;
   std::printf("distribd: %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
               static_cast<double>(bytes) / 1e6, secs, distrib_mbs);

@@ -37,13 +37,15 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 struct Result {
-  double job_seconds = 0;     // all reports applied
-  double drain_seconds = 0;   // until the sink held the last event (sink runs only)
-  std::int64_t events = 0;    // events the job wrote
-  std::int64_t behind = 0;    // events the sink had not taken when the job ended
+  double job_seconds = 0;    // all reports applied
+  double drain_seconds = 0;  // until the sink held the last event (sink runs only)
+  std::int64_t events = 0;   // events the job wrote
+  std::int64_t behind = 0;   // events the sink had not taken when the job ended
   std::size_t file_lines = 0;
 };
 
@@ -91,7 +93,8 @@ Result run(std::size_t entries, int reporters, bool with_sink) {
   job.key_mode = "name";
   const auto created = store->create_job(job, ids);
   const auto list = store->job_entries(created.job.id);
-  if (list.size() != entries) throw std::runtime_error("the job has " + std::to_string(list.size()) + " entries");
+  if (list.size() != entries)
+    throw std::runtime_error("the job has " + std::to_string(list.size()) + " entries");
 
   const auto t0 = Clock::now();
   std::atomic<std::size_t> next{0};
@@ -119,7 +122,8 @@ Result run(std::size_t entries, int reporters, bool with_sink) {
   res.events = last - first_event;
   if (with_sink) {
     res.behind = last - dispatcher.status().front().cursor;
-    while (dispatcher.status().front().cursor < last) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    while (dispatcher.status().front().cursor < last)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     res.drain_seconds = seconds_since(t0);
   }
   dispatcher.stop();
@@ -159,7 +163,8 @@ double backlog_events_per_second(std::size_t n) {
   store->set_event_cursor("json", 0);  // the sink has taken nothing yet
   EventSinkRegistry sinks;
   register_builtin_event_sinks(sinks);
-  EventDispatcher dispatcher(*store, sinks, {parse_event_sink("json=file:" + (tmp / "events.jsonl").string())});
+  EventDispatcher dispatcher(*store, sinks,
+                             {parse_event_sink("json=file:" + (tmp / "events.jsonl").string())});
   const auto last = store->last_event_id();
   const auto t0 = Clock::now();
   dispatcher.start();
@@ -181,36 +186,38 @@ int main(int argc, char** argv) {
   const int reporters = argc > 2 ? std::stoi(argv[2]) : 4;
   const int rounds = argc > 3 ? std::stoi(argv[3]) : 3;
   std::printf("machine: %s\n", bench::machine().c_str());
-  std::printf("job of %zu entries, %d reporting threads, 4 reports per entry, SQLite, %d round(s) per mode\n", entries,
-              reporters, rounds);
+  std::printf("job of %zu entries, %d reporting threads, 4 reports per entry, SQLite, %d round(s) per mode\n",
+              entries, reporters, rounds);
   std::vector<double> off_rate, on_rate, ev_rate, behind;
   for (int r = 0; r < rounds; ++r) {
     const auto off = run(entries, reporters, false);
     const auto on = run(entries, reporters, true);
     if (on.file_lines != static_cast<std::size_t>(on.events))
-      throw std::runtime_error("the JSON sink holds " + std::to_string(on.file_lines) + " events, the job wrote " +
-                               std::to_string(on.events));
+      throw std::runtime_error("the JSON sink holds " + std::to_string(on.file_lines) +
+                               " events, the job wrote " + std::to_string(on.events));
     const double reports = static_cast<double>(entries) * 4;
     off_rate.push_back(reports / off.job_seconds);
     on_rate.push_back(reports / on.job_seconds);
     ev_rate.push_back(static_cast<double>(on.events) / on.drain_seconds);
     behind.push_back(static_cast<double>(on.behind));
-    std::printf("round %d: sinks off %.2f s (%.0f reports/s); JSON sink %.2f s (%.0f reports/s), %lld events in the "
-                "file after %.2f s (%.0f events/s), %lld behind at the job's end\n",
-                r + 1, off.job_seconds, reports / off.job_seconds, on.job_seconds, reports / on.job_seconds,
-                static_cast<long long>(on.events), on.drain_seconds, static_cast<double>(on.events) / on.drain_seconds,
-                static_cast<long long>(on.behind));
+    std::printf(
+        "round %d: sinks off %.2f s (%.0f reports/s); JSON sink %.2f s (%.0f reports/s), %lld events in the "
+        "file after %.2f s (%.0f events/s), %lld behind at the job's end\n",
+        r + 1, off.job_seconds, reports / off.job_seconds, on.job_seconds, reports / on.job_seconds,
+        static_cast<long long>(on.events), on.drain_seconds,
+        static_cast<double>(on.events) / on.drain_seconds, static_cast<long long>(on.behind));
   }
   std::printf("\nmedian job throughput, sinks off:  %.0f reports/s (%.0f entries/s)\n", median(off_rate),
               median(off_rate) / 4);
   std::printf("median job throughput, JSON sink:  %.0f reports/s (%.0f entries/s)\n", median(on_rate),
               median(on_rate) / 4);
   std::printf("ratio JSON sink / sinks off:       %.2f\n", median(on_rate) / median(off_rate));
-  std::printf("median events through the outbox to the JSON sink: %.0f events/s (behind at the job's end: %.0f)\n",
-              median(ev_rate), median(behind));
+  std::printf(
+      "median events through the outbox to the JSON sink: %.0f events/s (behind at the job's end: %.0f)\n",
+      median(ev_rate), median(behind));
   std::vector<double> drain;
   for (int r = 0; r < rounds; ++r) drain.push_back(backlog_events_per_second(entries));
-  std::printf("median backlog drain (%zu events waiting, then the dispatcher starts): %.0f events/s\n", entries,
-              median(drain));
+  std::printf("median backlog drain (%zu events waiting, then the dispatcher starts): %.0f events/s\n",
+              entries, median(drain));
   return 0;
 }

@@ -5,13 +5,13 @@
 
 #include <boost/json.hpp>
 
-#include <cstdint>
-#include <chrono>
-#include <functional>
-#include <cstdio>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <stdexcept>
@@ -56,7 +56,8 @@ inline void connect(beast::tcp_stream& stream, const std::string& address, int p
 }
 
 // GETs each target on one kept-alive connection, discarding the body; returns bytes received.
-inline std::uint64_t fetch_all(const std::string& address, int port, const std::vector<std::string>& targets) {
+inline std::uint64_t fetch_all(const std::string& address, int port,
+                               const std::vector<std::string>& targets) {
   asio::io_context io;
   beast::tcp_stream stream(io);
   connect(stream, address, port);
@@ -103,7 +104,8 @@ inline std::uint64_t fetch_batches(const std::string& address, int port, const s
       http::request<http::string_body> req{http::verb::post, "/v1/content/chunks", 11};
       req.set(http::field::host, "bench");
       req.set(http::field::content_type, "application/json");
-      req.body() = boost::json::serialize(boost::json::object{{"host_id", host_id}, {"digests", std::move(digests)}});
+      req.body() =
+          boost::json::serialize(boost::json::object{{"host_id", host_id}, {"digests", std::move(digests)}});
       req.prepare_payload();
       http::write(stream, req);
       http::response_parser<http::buffer_body> parser;
@@ -123,7 +125,8 @@ inline std::uint64_t fetch_batches(const std::string& address, int port, const s
 /// Registers the directory `dir` as package "big" 1 at `m` and returns its chunk digests.
 inline std::vector<std::string> register_package(const distrib::test::ManagerProc& m,
                                                  const std::filesystem::path& dir,
-                                                 const std::string& name = "big", const std::string& version = "1") {
+                                                 const std::string& name = "big",
+                                                 const std::string& version = "1") {
   using namespace std::chrono_literals;
   auto created = m.ctl({"package", "create", dir.string(), "--name", name, "--version", version}, true, 900s);
   if (created.exit_code != 0) throw std::runtime_error("package create failed: " + created.err);
@@ -150,28 +153,32 @@ inline std::unique_ptr<distrib::test::Process> start_nginx(const std::filesystem
       dir / "nginx.conf",
       "user root;\nworker_processes 2;\ndaemon off;\nerror_log " + d + "/error.log;\npid " + d +
           "/nginx.pid;\nevents { worker_connections 4096; }\nhttp {\n access_log off;\n sendfile on;\n"
-          " keepalive_requests 100000;\n client_body_temp_path " + d + ";\n proxy_temp_path " + d +
-          ";\n fastcgi_temp_path " + d + ";\n uwsgi_temp_path " + d + ";\n scgi_temp_path " + d +
-          ";\n server {\n  listen 127.0.0.1:" + std::to_string(port) + ";\n  root " + root.string() + ";\n }\n}\n");
+          " keepalive_requests 100000;\n client_body_temp_path " +
+          d + ";\n proxy_temp_path " + d + ";\n fastcgi_temp_path " + d + ";\n uwsgi_temp_path " + d +
+          ";\n scgi_temp_path " + d + ";\n server {\n  listen 127.0.0.1:" + std::to_string(port) +
+          ";\n  root " + root.string() + ";\n }\n}\n");
   auto p = std::make_unique<distrib::test::Process>(
       std::vector<std::string>{"/usr/sbin/nginx", "-p", d, "-c", d + "/nginx.conf"}, dir / "stdout.log");
-  const bool up = distrib::test::wait_until([&] {
-    try {
-      asio::io_context io;
-      tcp::socket s(io);
-      s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
-      return true;
-    } catch (...) {
-      return false;
-    }
-  }, 10s);
+  const bool up = distrib::test::wait_until(
+      [&] {
+        try {
+          asio::io_context io;
+          tcp::socket s(io);
+          s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+          return true;
+        } catch (...) {
+          return false;
+        }
+      },
+      10s);
   if (!up) return nullptr;
   return p;
 }
 
 /// Runs `clients` threads, each calling fetch(i); returns the seconds until all ended and sets
 /// `bytes` to what they fetched.
-inline double run_parallel(int clients, const std::function<std::uint64_t(int)>& fetch, std::uint64_t& bytes) {
+inline double run_parallel(int clients, const std::function<std::uint64_t(int)>& fetch,
+                           std::uint64_t& bytes) {
   std::atomic<std::uint64_t> total{0};
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
@@ -197,14 +204,16 @@ inline double nginx_throughput(const std::filesystem::path& dir, int clients) {
   const int port = free_port();
   auto nginx = start_nginx(dir / "nginx", dir / "www", port);
   if (!nginx) {
-    std::fprintf(stderr, "nginx did not start: %s\n", distrib::test::read_file(dir / "nginx/error.log").c_str());
+    std::fprintf(stderr, "nginx did not start: %s\n",
+                 distrib::test::read_file(dir / "nginx/error.log").c_str());
     return -1;
   }
   std::uint64_t bytes = 0;
-  const double secs = run_parallel(clients, [&](int) { return fetch_all("127.0.0.1", port, {"/payload.bin"}); }, bytes);
+  const double secs = run_parallel(
+      clients, [&](int) { return fetch_all("127.0.0.1", port, {"/payload.bin"}); }, bytes);
   const double mbs = static_cast<double>(bytes) / 1e6 / secs;
-  std::printf("nginx:    %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients, static_cast<double>(bytes) / 1e6,
-              secs, mbs);
+  std::printf("nginx:    %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
+              static_cast<double>(bytes) / 1e6, secs, mbs);
   return mbs;
 }
 

@@ -34,7 +34,9 @@ namespace bj = boost::json;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 Manifest fake_manifest(const std::string& name) {
   Manifest m;
@@ -58,15 +60,21 @@ double raw_sqlite_seconds(const std::string& schema_db, const std::string& path,
     sqlite3* src = nullptr;
     check(sqlite3_open(schema_db.c_str(), &src), src, "open");
     sqlite3_stmt* st = nullptr;
-    check(sqlite3_prepare_v2(src, "SELECT sql FROM sqlite_master WHERE tbl_name = 'job_entries' AND sql IS NOT NULL "
-                                  "ORDER BY type DESC", -1, &st, nullptr), src, "schema");
-    while (sqlite3_step(st) == SQLITE_ROW) ddl.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+    check(
+        sqlite3_prepare_v2(src,
+                           "SELECT sql FROM sqlite_master WHERE tbl_name = 'job_entries' AND sql IS NOT NULL "
+                           "ORDER BY type DESC",
+                           -1, &st, nullptr),
+        src, "schema");
+    while (sqlite3_step(st) == SQLITE_ROW)
+      ddl.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
     sqlite3_finalize(st);
     sqlite3_close(src);
   }
   sqlite3* db = nullptr;
   check(sqlite3_open(path.c_str(), &db), db, "open");
-  check(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr, nullptr), db, "pragma");
+  check(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr, nullptr),
+        db, "pragma");
   for (const auto& s : ddl) {
     // The copy has no jobs table to reference.
     std::string stmt = s;
@@ -78,9 +86,12 @@ double raw_sqlite_seconds(const std::string& schema_db, const std::string& path,
   const auto t0 = Clock::now();
   check(sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr), db, "begin");
   sqlite3_stmt* ins = nullptr;
-  check(sqlite3_prepare_v2(db, "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, "
-                               "output_tail, updated_at, wave, ready_at) VALUES (1, ?, 'waiting', 1, 0, '', '', ?, 0, 0)",
-                           -1, &ins, nullptr), db, "prepare");
+  check(sqlite3_prepare_v2(
+            db,
+            "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, "
+            "output_tail, updated_at, wave, ready_at) VALUES (1, ?, 'waiting', 1, 0, '', '', ?, 0, 0)",
+            -1, &ins, nullptr),
+        db, "prepare");
   for (const auto& id : ids) {
     sqlite3_bind_text(ins, 1, id.c_str(), static_cast<int>(id.size()), SQLITE_STATIC);
     sqlite3_bind_int64(ins, 2, 1700000000);
@@ -107,7 +118,8 @@ void expansion(std::size_t hosts) {
     Host h;
     h.host_id = ids[i] = make_host_id();
     h.name = "pc" + std::to_string(i);
-    h.addresses = {"10." + std::to_string(i >> 16 & 255) + "." + std::to_string(i >> 8 & 255) + "." + std::to_string(i & 255)};
+    h.addresses = {"10." + std::to_string(i >> 16 & 255) + "." + std::to_string(i >> 8 & 255) + "." +
+                   std::to_string(i & 255)};
     store->upsert_host(h);
   }
   const double reg_s = seconds_since(t0);
@@ -130,8 +142,10 @@ void expansion(std::size_t hosts) {
   const double job_s = seconds_since(t0);
   if (created.entries != static_cast<std::int64_t>(hosts)) throw std::runtime_error("expansion lost entries");
   const double raw_s = raw_sqlite_seconds(ss.path, (tmp / "raw.db").string(), hosts);
-  std::printf("hosts registered (store API):   %zu in %.2f s (%.0f hosts/s)\n", hosts, reg_s, static_cast<double>(hosts) / reg_s);
-  std::printf("joined the ID group (one call): %.2f s (%.0f members/s)\n", join_s, static_cast<double>(hosts) / join_s);
+  std::printf("hosts registered (store API):   %zu in %.2f s (%.0f hosts/s)\n", hosts, reg_s,
+              static_cast<double>(hosts) / reg_s);
+  std::printf("joined the ID group (one call): %.2f s (%.0f members/s)\n", join_s,
+              static_cast<double>(hosts) / join_s);
   std::printf("job to the ID group: %lld entries expanded and persisted in %.3f s (%.0f rows/s)\n",
               static_cast<long long>(created.entries), job_s, static_cast<double>(hosts) / job_s);
   std::printf("raw SQLite, same table and indexes: %zu rows in %.3f s (%.0f rows/s)\n", hosts, raw_s,
@@ -160,17 +174,20 @@ void late_join(int joins) {
     return res;
   };
   admin_call("POST", "/v1/id-groups", bj::object{{"name", "late"}});
-  admin_call("POST", "/v1/jobs", bj::object{{"type", "install"},
-                                            {"package", bj::object{{"name", "app"}, {"version", "1"}}},
-                                            {"destinations", bj::array{"id:late"}}});
+  admin_call("POST", "/v1/jobs",
+             bj::object{{"type", "install"},
+                        {"package", bj::object{{"name", "app"}, {"version", "1"}}},
+                        {"destinations", bj::array{"id:late"}}});
   std::vector<double> ms_taken;
   for (int i = 0; i < joins; ++i) {
     const auto id = make_host_id();
     HttpClient agent(cs);
     agent.set_timeout(60);
     auto reg_res = agent.request("POST", "/v1/agent/register",
-                                 bj::serialize(bj::object{{"host_id", id}, {"name", "late" + std::to_string(i)},
-                                                          {"addresses", bj::array{}}, {"os", "simulated"}}));
+                                 bj::serialize(bj::object{{"host_id", id},
+                                                          {"name", "late" + std::to_string(i)},
+                                                          {"addresses", bj::array{}},
+                                                          {"os", "simulated"}}));
     if (reg_res.status != 200) throw std::runtime_error("register: " + reg_res.body);
     // The agent waits in a long poll (30 s), as an idle agent does.
     auto poll = std::async(std::launch::async, [&] {
@@ -181,7 +198,8 @@ void late_join(int joins) {
     const auto t0 = Clock::now();
     admin_call("POST", "/v1/id-groups/late/members", bj::object{{"add", bj::array{bj::string(id)}}});
     auto [answered, body] = poll.get();
-    if (body.find("\"entry_id\"") == std::string::npos) throw std::runtime_error("the poll ended without the work");
+    if (body.find("\"entry_id\"") == std::string::npos)
+      throw std::runtime_error("the poll ended without the work");
     ms_taken.push_back(std::chrono::duration<double, std::milli>(answered - t0).count());
   }
   std::sort(ms_taken.begin(), ms_taken.end());

@@ -15,8 +15,8 @@
 #include <distrib/model/host.h>
 #include <distrib/services/inventory.h>
 
-#include <boost/json.hpp>
 #include <sqlite3.h>
+#include <boost/json.hpp>
 
 #include <cstdio>
 #include <mutex>
@@ -61,7 +61,8 @@ double post_round(int port, const std::string& target, const std::vector<std::st
       clients,
       [&](int c) {
         std::vector<const std::string*> mine;
-        for (std::size_t i = static_cast<std::size_t>(c); i < bodies.size(); i += static_cast<std::size_t>(clients))
+        for (std::size_t i = static_cast<std::size_t>(c); i < bodies.size();
+             i += static_cast<std::size_t>(clients))
           mine.push_back(&bodies[i]);
         return post_all(port, target, mine, errors, first_error, mu);
       },
@@ -74,7 +75,8 @@ double post_round(int port, const std::string& target, const std::vector<std::st
 std::string report_body(const std::string& host_id, const distrib::InventoryItems& items) {
   bj::object o;
   for (const auto& [k, v] : items) o[k] = v;
-  return bj::serialize(bj::object{{"host_id", host_id}, {"scope", "full"}, {"collected_at", 1}, {"items", std::move(o)}});
+  return bj::serialize(
+      bj::object{{"host_id", host_id}, {"scope", "full"}, {"collected_at", 1}, {"items", std::move(o)}});
 }
 
 std::uint64_t file_size_or_zero(const std::filesystem::path& p) {
@@ -89,8 +91,8 @@ double raw_sqlite_seconds(const std::filesystem::path& file, const std::vector<s
                           const distrib::InventoryItems& items) {
   sqlite3* db = nullptr;
   sqlite3_open(file.c_str(), &db);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;", nullptr,
-               nullptr, nullptr);
+  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;",
+               nullptr, nullptr, nullptr);
   sqlite3_exec(db,
                "CREATE TABLE inventory_items (host_id VARCHAR(36) NOT NULL, item_key VARCHAR(255) NOT NULL, "
                "item_value TEXT NOT NULL, PRIMARY KEY (host_id, item_key));"
@@ -152,7 +154,8 @@ int main(int argc, char** argv) {
       }
     changes.push_back(report_body(ids.back(), items));
   }
-  std::printf("report: %zu items (%zu software), %zu bytes of JSON\n", model.size(), software, first.front().size());
+  std::printf("report: %zu items (%zu software), %zu bytes of JSON\n", model.size(), software,
+              first.front().size());
 
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--log-level", "warn"});
@@ -188,15 +191,18 @@ int main(int argc, char** argv) {
       m.stop();
       const auto size_after = file_size_or_zero(db) + file_size_or_zero(db.string() + "-wal");
       const double per10k = static_cast<double>(size_after - size_before) * 10000.0 / hosts;
-      std::printf("database growth: %.1f MiB for %d hosts = %.1f MiB per 10,000 hosts (%.0f bytes per item)\n",
-                  static_cast<double>(size_after - size_before) / 1048576.0, hosts, per10k / 1048576.0,
-                  static_cast<double>(size_after - size_before) / (static_cast<double>(hosts) * static_cast<double>(model.size())));
+      std::printf(
+          "database growth: %.1f MiB for %d hosts = %.1f MiB per 10,000 hosts (%.0f bytes per item)\n",
+          static_cast<double>(size_after - size_before) / 1048576.0, hosts, per10k / 1048576.0,
+          static_cast<double>(size_after - size_before) /
+              (static_cast<double>(hosts) * static_cast<double>(model.size())));
       m.start();
     }
   }
   const double raw_s = raw_sqlite_seconds(tmp / "raw.db", ids, model);
   const double raw_rate = hosts / raw_s;
-  std::printf("baseline: the same first-report rows straight into SQLite: %.0f reports/s; ingest/raw ratio %.2f\n",
-              raw_rate, first_rate / raw_rate);
+  std::printf(
+      "baseline: the same first-report rows straight into SQLite: %.0f reports/s; ingest/raw ratio %.2f\n",
+      raw_rate, first_rate / raw_rate);
   return 0;
 }

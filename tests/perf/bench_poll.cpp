@@ -132,8 +132,8 @@ int main(int argc, char** argv) {
   std::printf("long poll: %ld agents holding a poll open; manager RSS %.1f MiB\n", st.holding.load(),
               bench::proc_status_kib(pid, "VmRSS") / 1024.0);
   std::printf("RESULT agents=%d registrations_per_s=%.0f polls_per_s=%.0f peak_rss_mib=%.1f errors=%ld\n",
-              agents, st.registered / reg_s, static_cast<double>(polls) / poll_s, bench::proc_status_kib(pid, "VmHWM") / 1024.0,
-              st.errors.load());
+              agents, st.registered / reg_s, static_cast<double>(polls) / poll_s,
+              bench::proc_status_kib(pid, "VmHWM") / 1024.0, st.errors.load());
   m.stop();
   io.stop();
   runner.join();

@@ -6,8 +6,8 @@
 //
 // usage: bench_relay [AGENTS=200] [RELAYS=4] [PAYLOAD_MIB=100]
 #include "bench_common.h"
-#include "harness.h"
 #include "bench_fetch.h"
+#include "harness.h"
 
 #include <boost/json.hpp>
 
@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
     const auto address = "127.0.0." + std::to_string(21 + i);
     relay_procs.push_back(std::make_unique<ManagerProc>(
         tmp / ("relay" + std::to_string(i)),
-        std::vector<std::string>{"--parent", m.url(), "--host-name", "relay" + std::to_string(i), "--log-level", "warn"},
+        std::vector<std::string>{"--parent", m.url(), "--host-name", "relay" + std::to_string(i),
+                                 "--log-level", "warn"},
         address));
     relay_targets.push_back({address, relay_procs.back()->port()});
   }
@@ -95,18 +96,23 @@ int main(int argc, char** argv) {
   const double relay_secs = run_agents(agents, relay_targets, targets, bytes);
   const auto egress = bytes_served(m) - before;
   const double multiple = static_cast<double>(egress) / static_cast<double>(wire);
-  std::printf("through %d relays: %d agents fetched %.0f MB in %.2f s; manager egress %.1f MiB = %.2f x package\n",
-              relays, agents, static_cast<double>(bytes) / 1e6, relay_secs, static_cast<double>(egress) / 1048576.0,
-              multiple);
+  std::printf(
+      "through %d relays: %d agents fetched %.0f MB in %.2f s; manager egress %.1f MiB = %.2f x package\n",
+      relays, agents, static_cast<double>(bytes) / 1e6, relay_secs, static_cast<double>(egress) / 1048576.0,
+      multiple);
   relay_procs.clear();
 
   const auto before_direct = bytes_served(m);
   const double direct_secs = run_agents(agents, {{"127.0.0.1", m.port()}}, targets, bytes);
   const auto direct_egress = bytes_served(m) - before_direct;
-  std::printf("straight from the manager: %d agents fetched %.0f MB in %.2f s; manager egress %.1f MiB = %.2f x package\n",
-              agents, static_cast<double>(bytes) / 1e6, direct_secs, static_cast<double>(direct_egress) / 1048576.0,
-              static_cast<double>(direct_egress) / static_cast<double>(wire));
-  std::printf("RESULT agents=%d relays=%d payload_mib=%d egress_multiple=%.2f relay_s=%.2f direct_s=%.2f time_ratio=%.2f\n",
-              agents, relays, mib, multiple, relay_secs, direct_secs, relay_secs / direct_secs);
+  std::printf(
+      "straight from the manager: %d agents fetched %.0f MB in %.2f s; manager egress %.1f MiB = %.2f x "
+      "package\n",
+      agents, static_cast<double>(bytes) / 1e6, direct_secs, static_cast<double>(direct_egress) / 1048576.0,
+      static_cast<double>(direct_egress) / static_cast<double>(wire));
+  std::printf(
+      "RESULT agents=%d relays=%d payload_mib=%d egress_multiple=%.2f relay_s=%.2f direct_s=%.2f "
+      "time_ratio=%.2f\n",
+      agents, relays, mib, multiple, relay_secs, direct_secs, relay_secs / direct_secs);
   return 0;
 }

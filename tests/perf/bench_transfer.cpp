@@ -29,14 +29,16 @@ namespace bj = boost::json;
 
 namespace {
 
-const std::uint64_t kSegment = std::getenv("SEGMENT_MIB") ? std::strtoull(std::getenv("SEGMENT_MIB"), nullptr, 10) << 20 : 8ull << 20;
+const std::uint64_t kSegment =
+    std::getenv("SEGMENT_MIB") ? std::strtoull(std::getenv("SEGMENT_MIB"), nullptr, 10) << 20 : 8ull << 20;
 
 struct Chunk {
   std::string digest;
   std::uint64_t size = 0;
 };
 
-std::vector<Chunk> manifest_chunks(const ManagerProc& m, const std::string& name, const std::string& version) {
+std::vector<Chunk> manifest_chunks(const ManagerProc& m, const std::string& name,
+                                   const std::string& version) {
   const auto manifest = bj::parse(m.ctl({"package", "show", name, version}, true).out);
   std::vector<Chunk> out;
   for (const auto& c : manifest.at("chunks").as_array())
@@ -104,7 +106,8 @@ int main(int argc, char** argv) {
   // --- 1. unsplit throughput vs nginx ------------------------------------------------------
   {
     bench::write_random_payload(tmp / "pkg/payload.bin", mib, 42);
-    ManagerProc m(tmp / "manager", {"--log-level", "warn", "--threads", std::getenv("NET_THREADS") ? std::getenv("NET_THREADS") : "2"});
+    ManagerProc m(tmp / "manager", {"--log-level", "warn", "--threads",
+                                    std::getenv("NET_THREADS") ? std::getenv("NET_THREADS") : "2"});
     bench::register_package(m, tmp / "pkg");
     const auto chunks = manifest_chunks(m, "big", "1");
     stdfs::create_directories(tmp / "www");
@@ -114,11 +117,12 @@ int main(int argc, char** argv) {
     }
     const auto batches = segments(chunks, kSegment);
     std::printf("package: %d MiB payload, %zu chunks, %zu segments of <= 8 MiB, %.1f MiB on the wire\n", mib,
-                chunks.size(), batches.size(), static_cast<double>(stdfs::file_size(tmp / "www/payload.bin")) / 1048576.0);
+                chunks.size(), batches.size(),
+                static_cast<double>(stdfs::file_size(tmp / "www/payload.bin")) / 1048576.0);
     std::uint64_t bytes = 0;
-    const double secs = bench::run_parallel(clients, [&](int i) {
-      return bench::fetch_batches("127.0.0.1", m.port(), fake_host_id(i), batches);
-    }, bytes);
+    const double secs = bench::run_parallel(
+        clients, [&](int i) { return bench::fetch_batches("127.0.0.1", m.port(), fake_host_id(i), batches); },
+        bytes);
     const double distrib_mbs = static_cast<double>(bytes) / 1e6 / secs;
     std::printf("distribd: %d clients fetched %.0f MB in segments in %.2f s = %.0f MB/s\n", clients,
                 static_cast<double>(bytes) / 1e6, secs, distrib_mbs);
@@ -140,14 +144,18 @@ int main(int argc, char** argv) {
     const double configured = rate_mib * 1048576.0;
     for (int n : {1, 2}) {
       std::uint64_t bytes = 0;
-      const double secs = bench::run_parallel(n, [&](int i) {
-        return bench::fetch_batches("127.0.0.1", m.port(), fake_host_id(100 * n + i), batches);
-      }, bytes);
+      const double secs = bench::run_parallel(
+          n,
+          [&](int i) {
+            return bench::fetch_batches("127.0.0.1", m.port(), fake_host_id(100 * n + i), batches);
+          },
+          bytes);
       const double per_host = static_cast<double>(bytes) / n / secs;
-      std::printf("rate limit %d MiB/s per host, %d host(s) at once: %.2f MiB/s per host over %.1f s (%+.1f %%)\n",
-                  rate_mib, n, per_host / 1048576.0, secs, (per_host / configured - 1) * 100);
-      std::printf("RESULT rate_limit hosts=%d configured_mib_s=%d measured_mib_s=%.2f error_pct=%.1f\n", n, rate_mib,
-                  per_host / 1048576.0, (per_host / configured - 1) * 100);
+      std::printf(
+          "rate limit %d MiB/s per host, %d host(s) at once: %.2f MiB/s per host over %.1f s (%+.1f %%)\n",
+          rate_mib, n, per_host / 1048576.0, secs, (per_host / configured - 1) * 100);
+      std::printf("RESULT rate_limit hosts=%d configured_mib_s=%d measured_mib_s=%.2f error_pct=%.1f\n", n,
+                  rate_mib, per_host / 1048576.0, (per_host / configured - 1) * 100);
     }
   }
 
@@ -192,18 +200,21 @@ int main(int argc, char** argv) {
     std::uint64_t raw2 = 0;
     for (const auto& c : c2) raw2 += c.size;
     const auto wire2 = wire_size(m, c2);
-    std::printf("tree %s: %zu files, %.1f MiB payload (%.1f MiB on the wire), %zu / %zu chunks, packaged in %.1f s\n",
-                tree.c_str(), files.size(), static_cast<double>(raw2) / 1048576.0,
-                static_cast<double>(wire2) / 1048576.0, c1.size(), c2.size(), pack_secs);
+    std::printf(
+        "tree %s: %zu files, %.1f MiB payload (%.1f MiB on the wire), %zu / %zu chunks, packaged in %.1f s\n",
+        tree.c_str(), files.size(), static_cast<double>(raw2) / 1048576.0,
+        static_cast<double>(wire2) / 1048576.0, c1.size(), c2.size(), pack_secs);
     std::printf("changed %zu files (%.2f %% of files, %.2f MiB of them)\n", changed,
                 100.0 * static_cast<double>(changed) / static_cast<double>(files.size()),
                 static_cast<double>(changed_bytes) / 1048576.0);
     std::printf("upgrade to version 2 sent %.2f MiB in %.1f s = %.2f %% of version 2 on the wire\n",
                 static_cast<double>(upgrade) / 1048576.0, upgrade_secs,
                 100.0 * static_cast<double>(upgrade) / static_cast<double>(wire2));
-    std::printf("RESULT dedup files=%zu changed_files=%zu v2_wire_bytes=%llu upgrade_bytes=%llu share_pct=%.2f\n",
-                files.size(), changed, static_cast<unsigned long long>(wire2), static_cast<unsigned long long>(upgrade),
-                100.0 * static_cast<double>(upgrade) / static_cast<double>(wire2));
+    std::printf(
+        "RESULT dedup files=%zu changed_files=%zu v2_wire_bytes=%llu upgrade_bytes=%llu share_pct=%.2f\n",
+        files.size(), changed, static_cast<unsigned long long>(wire2),
+        static_cast<unsigned long long>(upgrade),
+        100.0 * static_cast<double>(upgrade) / static_cast<double>(wire2));
   } else {
     std::printf("dedup: %s is not a directory; skipped\n", tree.c_str());
   }

@@ -48,9 +48,9 @@ inline bool all_succeeded(const std::string& show_json) {
   return p.at("total").as_int64() > 0 && p.at("succeeded").as_int64() == p.at("total").as_int64();
 }
 
-
 /// Packages a one-file directory (VERSION holding `version`) as NAME VERSION at `m`.
-inline void make_package(const ManagerProc& m, const TempDir& tmp, const std::string& name, const std::string& version) {
+inline void make_package(const ManagerProc& m, const TempDir& tmp, const std::string& name,
+                         const std::string& version) {
   const auto dir = tmp / ("src-" + name + "-" + version);
   stdfs::create_directories(dir);
   write_file(dir / "VERSION", version + "\n");

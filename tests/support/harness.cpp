@@ -1,22 +1,22 @@
 #include "harness.h"
 
-#include <boost/json.hpp>
 #include <libpq-fe.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <thread>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 namespace distrib::test {
 
@@ -98,7 +98,9 @@ void Process::kill_now() {
   status_ = decode(st);
 }
 
-std::string Process::log() const { return read_file(log_); }
+std::string Process::log() const {
+  return read_file(log_);
+}
 
 RunResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout,
               const std::map<std::string, std::string>& env) {
@@ -167,8 +169,8 @@ const stdfs::path& examples_dir() {
   return p;
 }
 
-ManagerProc::ManagerProc(const stdfs::path& state_dir, std::vector<std::string> extra,
-                         std::string address, int port)
+ManagerProc::ManagerProc(const stdfs::path& state_dir, std::vector<std::string> extra, std::string address,
+                         int port)
     : state_dir_(state_dir), extra_(std::move(extra)), address_(std::move(address)), port_(port) {
   start();
 }
@@ -179,10 +181,12 @@ void ManagerProc::start() {
   stdfs::remove(state_dir_ / "endpoint", ec);
   // A manager given a parent is a relay.
   const bool relay = std::find(extra_.begin(), extra_.end(), "--parent") != extra_.end();
-  std::vector<std::string> argv = {distribd_path(), "--role", relay ? "relay" : "manager", "--state-dir", state_dir_.string(),
-                                   "--listen", address_, "--port", std::to_string(port_)};
+  std::vector<std::string> argv = {
+      distribd_path(), "--role", relay ? "relay" : "manager", "--state-dir", state_dir_.string(), "--listen",
+      address_,        "--port", std::to_string(port_)};
   // Test defaults, unless the caller chose otherwise.
-  for (const auto& [key, value] : {std::pair<std::string, std::string>{"--poll-timeout", "10"}, {"--log-level", "debug"}})
+  for (const auto& [key, value] :
+       {std::pair<std::string, std::string>{"--poll-timeout", "10"}, {"--log-level", "debug"}})
     if (std::find(extra_.begin(), extra_.end(), key) == extra_.end()) argv.insert(argv.end(), {key, value});
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   stdfs::create_directories(state_dir_.parent_path());
@@ -196,7 +200,8 @@ void ManagerProc::start() {
 }
 
 RunResult ManagerProc::ctl(std::vector<std::string> args, bool json, std::chrono::seconds timeout) const {
-  std::vector<std::string> argv = {distribctl_path(), "--server", url_, "--token-file", token_file().string()};
+  std::vector<std::string> argv = {distribctl_path(), "--server", url_, "--token-file",
+                                   token_file().string()};
   if (json) argv.push_back("--json");
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, timeout);
@@ -204,16 +209,31 @@ RunResult ManagerProc::ctl(std::vector<std::string> args, bool json, std::chrono
 
 AgentProc::AgentProc(const stdfs::path& state_dir, std::string server_url, std::string name,
                      std::string address, std::vector<std::string> extra)
-    : state_dir_(state_dir), server_(std::move(server_url)), name_(std::move(name)),
-      address_(std::move(address)), extra_(std::move(extra)) {
+    : state_dir_(state_dir),
+      server_(std::move(server_url)),
+      name_(std::move(name)),
+      address_(std::move(address)),
+      extra_(std::move(extra)) {
   start();
 }
 
 void AgentProc::start() {
   proc_.reset();
-  std::vector<std::string> argv = {distribd_path(), "--role", "agent", "--state-dir", state_dir_.string(),
-                                   "--server", server_, "--bind-address", address_, "--host-name", name_,
-                                   "--poll-timeout", "5", "--log-level", "debug"};
+  std::vector<std::string> argv = {distribd_path(),
+                                   "--role",
+                                   "agent",
+                                   "--state-dir",
+                                   state_dir_.string(),
+                                   "--server",
+                                   server_,
+                                   "--bind-address",
+                                   address_,
+                                   "--host-name",
+                                   name_,
+                                   "--poll-timeout",
+                                   "5",
+                                   "--log-level",
+                                   "debug"};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   stdfs::create_directories(state_dir_.parent_path());
   proc_ = std::make_unique<Process>(argv, state_dir_.string() + ".log");
@@ -238,11 +258,10 @@ int host_count(const ManagerProc& m) {
 }
 
 std::string wait_job(const ManagerProc& m, const std::string& id, std::chrono::seconds timeout) {
-  auto r = m.ctl({"job", "show", id, "--wait", "--timeout", std::to_string(timeout.count())}, true,
-                 timeout + 10s);
+  auto r =
+      m.ctl({"job", "show", id, "--wait", "--timeout", std::to_string(timeout.count())}, true, timeout + 10s);
   return r.out;
 }
-
 
 std::string pg_server() {
   const char* dir = std::getenv("DISTRIB_TEST_PG_DIR");
@@ -256,7 +275,9 @@ std::string pg_server() {
   return server;
 }
 
-std::string pg_connection(const std::string& db) { return pg_server() + " dbname=" + db; }
+std::string pg_connection(const std::string& db) {
+  return pg_server() + " dbname=" + db;
+}
 
 std::string pg_odbc_connection(const std::string& db) {
   std::map<std::string, std::string> kv;
@@ -273,7 +294,8 @@ void pg_exec(const std::string& sql, const std::string& db) {
     PQfinish(c);
     throw std::runtime_error("cannot reach the test PostgreSQL server: " + why);
   }
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
   PGresult* r = PQexec(c, sql.c_str());
   const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
   const std::string why = PQerrorMessage(c);

@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 
 /// A fresh directory under /tmp, removed with its contents at scope exit.
 class TempDir {
-public:
+ public:
   TempDir();
   ~TempDir();
   TempDir(const TempDir&) = delete;
@@ -25,13 +25,13 @@ public:
   const stdfs::path& path() const { return path_; }
   stdfs::path operator/(const std::string& p) const { return path_ / p; }
 
-private:
+ private:
   stdfs::path path_;
 };
 
 /// A child process with stdout+stderr to a log file.
 class Process {
-public:
+ public:
   Process(std::vector<std::string> argv, stdfs::path log);
   ~Process();
   Process(const Process&) = delete;
@@ -43,7 +43,7 @@ public:
   void kill_now();
   std::string log() const;
 
-private:
+ private:
   int pid_ = -1;
   std::optional<int> status_;
   stdfs::path log_;
@@ -87,7 +87,7 @@ bool pg_script(const std::vector<std::string>& args);
 
 /// A manager process on a loopback address with its own state directory.
 class ManagerProc {
-public:
+ public:
   explicit ManagerProc(const stdfs::path& state_dir, std::vector<std::string> extra = {},
                        std::string address = "127.0.0.1", int port = 0);
   void start();
@@ -101,11 +101,10 @@ public:
   stdfs::path state_dir() const { return state_dir_; }
   stdfs::path token_file() const { return state_dir_ / "admin.token"; }
   /// distribctl against this manager; `json` adds --json.
-  RunResult ctl(std::vector<std::string> args, bool json = false,
-                std::chrono::seconds timeout = 60s) const;
+  RunResult ctl(std::vector<std::string> args, bool json = false, std::chrono::seconds timeout = 60s) const;
   std::string log() const { return proc_ ? proc_->log() : ""; }
 
-private:
+ private:
   stdfs::path state_dir_;
   std::vector<std::string> extra_;
   std::string address_;
@@ -117,9 +116,9 @@ private:
 /// An agent process bound to its own 127.0.0.x address. It starts when constructed; start()
 /// restarts it (after stop() or kill()).
 class AgentProc {
-public:
-  AgentProc(const stdfs::path& state_dir, std::string server_url, std::string name,
-            std::string address, std::vector<std::string> extra = {});
+ public:
+  AgentProc(const stdfs::path& state_dir, std::string server_url, std::string name, std::string address,
+            std::vector<std::string> extra = {});
   void start();
   void stop() { proc_.reset(); }
   /// SIGKILL: no orderly shutdown (a crash or a pulled plug).
@@ -131,7 +130,7 @@ public:
   const std::string& name() const { return name_; }
   std::string log() const { return proc_ ? proc_->log() : ""; }
 
-private:
+ private:
   stdfs::path state_dir_;
   std::string server_;
   std::string name_;

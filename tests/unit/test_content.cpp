@@ -10,9 +10,9 @@
 #include <archive_entry.h>
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <random>
 #include <set>
-#include <unistd.h>
 
 using namespace distrib;
 using namespace distrib::test;
@@ -115,7 +115,8 @@ TEST_CASE("chunk store keeps verified, compressed chunks", "[content]") {
   SECTION("an upload that does not match its digest is refused and not stored") {
     ChunkStore other(tmp / "other");
     const auto wrong = compress_chunk(random_bytes(1000, 2));
-    CHECK_THROWS_WITH(other.put_compressed(digest, wrong, kMaxChunkSize), Catch::Contains("failed verification"));
+    CHECK_THROWS_WITH(other.put_compressed(digest, wrong, kMaxChunkSize),
+                      Catch::Contains("failed verification"));
     CHECK_FALSE(other.contains(digest));
   }
   SECTION("garbage is not a chunk") {
@@ -270,8 +271,8 @@ TEST_CASE("content-defined cuts stay within the chunk bounds", "[content]") {
   const auto params = chunking_for_average(16384);
   const auto data = random_bytes64(256 * 1024, 11);
   SECTION("short input is one chunk") {
-    for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{params.min} - 1,
-                                   std::size_t{params.min}}) {
+    for (const std::size_t size :
+         {std::size_t{0}, std::size_t{1}, std::size_t{params.min} - 1, std::size_t{params.min}}) {
       INFO(size);
       CHECK(cut(std::string_view(data).substr(0, size), params) == size);
     }

@@ -520,7 +520,7 @@ struct Recorder {
 };
 
 class RecordingSink final : public EventSink {
-public:
+ public:
   explicit RecordingSink(Recorder& r) : r_(r) {}
   void deliver(const Event& e) override {
     std::lock_guard lock(r_.mutex);
@@ -539,7 +539,7 @@ public:
     if (!r_.delivered.empty()) r_.flushed_upto.push_back(r_.delivered.back());
   }
 
-private:
+ private:
   Recorder& r_;
 };
 
@@ -576,7 +576,8 @@ std::vector<std::int64_t> delivered(Recorder& r) {
 
 }  // namespace
 
-TEST_CASE("dispatcher: a new sink starts after the newest event, then takes every event in order", "[events]") {
+TEST_CASE("dispatcher: a new sink starts after the newest event, then takes every event in order",
+          "[events]") {
   Outbox box;
   box.add(3);  // history: not for a sink that never ran
   Recorder rec;
@@ -613,7 +614,8 @@ TEST_CASE("dispatcher: failed deliveries are retried in order, and a failed flus
   CHECK(st.last_error.empty());
 }
 
-TEST_CASE("dispatcher: max-attempts gives an event up and goes on; filters skip without delivering", "[events]") {
+TEST_CASE("dispatcher: max-attempts gives an event up and goes on; filters skip without delivering",
+          "[events]") {
   Outbox box;
   box.store->set_event_cursor("r", 0);
   box.add(1, "job.failed");
@@ -621,7 +623,8 @@ TEST_CASE("dispatcher: max-attempts gives an event up and goes on; filters skip 
   box.add(1, "job.completed");
   Recorder rec;
   rec.fail_deliveries = 2;
-  EventDispatcher d(*box.store, recording_registry(rec), {parse_event_sink("r=rec:x;types=job.*;max-attempts=2")});
+  EventDispatcher d(*box.store, recording_registry(rec),
+                    {parse_event_sink("r=rec:x;types=job.*;max-attempts=2")});
   d.start();
   REQUIRE(wait_until([&] { return box.store->event_cursor("r") == 3; }, 10s, 10ms));
   d.stop();

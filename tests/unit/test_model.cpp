@@ -2,8 +2,8 @@
 #include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
-#include <distrib/model/units.h>
 #include <distrib/model/package.h>
+#include <distrib/model/units.h>
 
 #include <model/json_codec.h>
 
@@ -53,8 +53,8 @@ TEST_CASE("host identifiers are version 4 UUIDs", "[model]") {
 }
 
 TEST_CASE("destinations resolve by the configured key", "[model]") {
-  std::vector<Host> hosts = {host(kA, "web1", {"10.0.0.1", "192.168.1.1"}),
-                             host(kB, "Web2", {"10.0.0.2"}), host(kC, "db1", {"10.0.0.3"})};
+  std::vector<Host> hosts = {host(kA, "web1", {"10.0.0.1", "192.168.1.1"}), host(kB, "Web2", {"10.0.0.2"}),
+                             host(kC, "db1", {"10.0.0.3"})};
   SECTION("by name, case-insensitive, overlapping keys give one entry per host") {
     auto r = resolve_destinations(hosts, HostKeyMode::name, {"web1", "WEB2", "web1"});
     CHECK(r.ok());
@@ -85,14 +85,14 @@ TEST_CASE("destinations resolve by the configured key", "[model]") {
 TEST_CASE("every entry state transition is allowed or refused as specified", "[model]") {
   using S = EntryState;
   const std::set<std::pair<S, S>> allowed = {
-      {S::waiting, S::transferring},   {S::waiting, S::succeeded},     {S::waiting, S::failed},
-      {S::waiting, S::cancelled},      {S::waiting, S::expired},       {S::waiting, S::suspended},
-      {S::transferring, S::transferred}, {S::transferring, S::waiting}, {S::transferring, S::suspended},
-      {S::transferring, S::succeeded}, {S::transferring, S::failed},   {S::transferring, S::cancelled},
-      {S::transferring, S::expired},   {S::transferred, S::installing}, {S::transferred, S::succeeded},
-      {S::transferred, S::failed},     {S::transferred, S::cancelled}, {S::transferred, S::expired},
-      {S::installing, S::succeeded},   {S::installing, S::failed},     {S::suspended, S::transferring},
-      {S::suspended, S::waiting},      {S::suspended, S::cancelled},   {S::suspended, S::expired},
+      {S::waiting, S::transferring},     {S::waiting, S::succeeded},      {S::waiting, S::failed},
+      {S::waiting, S::cancelled},        {S::waiting, S::expired},        {S::waiting, S::suspended},
+      {S::transferring, S::transferred}, {S::transferring, S::waiting},   {S::transferring, S::suspended},
+      {S::transferring, S::succeeded},   {S::transferring, S::failed},    {S::transferring, S::cancelled},
+      {S::transferring, S::expired},     {S::transferred, S::installing}, {S::transferred, S::succeeded},
+      {S::transferred, S::failed},       {S::transferred, S::cancelled},  {S::transferred, S::expired},
+      {S::installing, S::succeeded},     {S::installing, S::failed},      {S::suspended, S::transferring},
+      {S::suspended, S::waiting},        {S::suspended, S::cancelled},    {S::suspended, S::expired},
   };
   int checked = 0;
   for (auto from : kAllEntryStates) {
@@ -252,7 +252,8 @@ TEST_CASE("manifests round-trip through JSON and are validated", "[model]") {
 }
 
 TEST_CASE("install timings parse and print", "[model]") {
-  for (auto t : {InstallTiming::immediate, InstallTiming::at_start, InstallTiming::at_stop, InstallTiming::window})
+  for (auto t :
+       {InstallTiming::immediate, InstallTiming::at_start, InstallTiming::at_stop, InstallTiming::window})
     CHECK(parse_install_timing(to_string(t)) == t);
   CHECK(to_string(InstallTiming::at_start) == "at-start");
   CHECK(to_string(InstallTiming::at_stop) == "at-stop");
@@ -435,7 +436,8 @@ TEST_CASE("a rollout advances, waits or stops by its thresholds", "[model]") {
     CHECK(v.action == A::wait);
   }
   SECTION("stop when the failed share of released entries exceeds the error threshold") {
-    auto v = evaluate_rollout(r, 2, {counts(1, 10, 10, 0, 10), counts(2, 10, 1, 3, 4), counts(3, 30, 0, 0, 0)});
+    auto v =
+        evaluate_rollout(r, 2, {counts(1, 10, 10, 0, 10), counts(2, 10, 1, 3, 4), counts(3, 30, 0, 0, 0)});
     CHECK(v.action == A::stop);
     CHECK_THAT(v.reason, Catch::StartsWith("error threshold exceeded"));
     CHECK_THAT(v.reason, Catch::Contains("3 of 20"));
@@ -467,10 +469,13 @@ TEST_CASE("group names are letters, digits, dots, dashes and underscores", "[mod
   CHECK_NOTHROW(validate_group_name("a", "host group"));
   CHECK_NOTHROW(validate_group_name("1st.floor_pcs", "ID group"));
   CHECK_NOTHROW(validate_group_name(std::string(64, 'x'), "ID group"));
-  CHECK_THROWS_WITH(validate_group_name("", "host group"), Catch::Contains("host group name \"\" must be 1 to 64"));
+  CHECK_THROWS_WITH(validate_group_name("", "host group"),
+                    Catch::Contains("host group name \"\" must be 1 to 64"));
   CHECK_THROWS_WITH(validate_group_name(std::string(65, 'x'), "ID group"), Catch::Contains("1 to 64"));
-  CHECK_THROWS_WITH(validate_group_name("-web", "ID group"), Catch::Contains("must start with a letter or digit"));
-  CHECK_THROWS_WITH(validate_group_name(".web", "ID group"), Catch::Contains("must start with a letter or digit"));
+  CHECK_THROWS_WITH(validate_group_name("-web", "ID group"),
+                    Catch::Contains("must start with a letter or digit"));
+  CHECK_THROWS_WITH(validate_group_name(".web", "ID group"),
+                    Catch::Contains("must start with a letter or digit"));
   CHECK_THROWS_WITH(validate_group_name("web servers", "ID group"), Catch::Contains("may only hold"));
   CHECK_THROWS_WITH(validate_group_name("web/1", "ID group"), Catch::Contains("may only hold"));
   CHECK_THROWS_AS(validate_group_name("web;drop", "ID group"), Error);
@@ -620,10 +625,10 @@ TEST_CASE("time specs parse relative, unix and calendar forms", "[model]") {
   CHECK(parse_time_spec("2026-12-01 22:00", now) == expected_local);
   CHECK(parse_time_spec("2026-12-01T22:00:00", now) == expected_local);
 
-  for (auto bad : {"", "tomorrow", "@", "@12ab", "@-5", "2026-13-01T00:00:00Z", "2026-12-32T00:00:00Z",
-                   "2026-12-01T24:00:00Z", "2026-12-01T22:60:00Z", "2026-12-01X22:00",
-                   "2026-12-01T22:00:00+01", "2026-12-01T22:00:00Zulu", "2026-12-01T-1:00:00Z",
-                   "2026-12-01T22:-5:00Z"}) {
+  for (auto bad :
+       {"", "tomorrow", "@", "@12ab", "@-5", "2026-13-01T00:00:00Z", "2026-12-32T00:00:00Z",
+        "2026-12-01T24:00:00Z", "2026-12-01T22:60:00Z", "2026-12-01X22:00", "2026-12-01T22:00:00+01",
+        "2026-12-01T22:00:00Zulu", "2026-12-01T-1:00:00Z", "2026-12-01T22:-5:00Z"}) {
     INFO(bad);
     CHECK_THROWS_WITH(parse_time_spec(bad, now), Catch::Contains("is not a time"));
   }
@@ -674,9 +679,10 @@ TEST_CASE("split specs parse SIZE/INTERVAL within the limits", "[model]") {
     const char* text;
     const char* says;
   };
-  for (const auto& bad : {Bad{"0/1s", "above 0"}, Bad{"3GiB/1s", "2 GiB"}, Bad{"1MiB/0s", "between 1 s and 24 h"},
-                          Bad{"1MiB/25h", "between 1 s and 24 h"}, Bad{"1MiB", "SIZE/INTERVAL"},
-                          Bad{"abc/1s", "segment size"}, Bad{"1MiB/xyz", "interval"}}) {
+  for (const auto& bad :
+       {Bad{"0/1s", "above 0"}, Bad{"3GiB/1s", "2 GiB"}, Bad{"1MiB/0s", "between 1 s and 24 h"},
+        Bad{"1MiB/25h", "between 1 s and 24 h"}, Bad{"1MiB", "SIZE/INTERVAL"}, Bad{"abc/1s", "segment size"},
+        Bad{"1MiB/xyz", "interval"}}) {
     INFO(bad.text);
     CHECK_THROWS_WITH(parse_split(bad.text), Catch::Contains(bad.says));
     try {
@@ -835,7 +841,8 @@ TEST_CASE("versions compare the way dpkg orders them", "[inventory]") {
 }
 
 TEST_CASE("inventory queries parse and evaluate", "[inventory]") {
-  const auto q = parse_inventory_query("software.dpkg.bash >= 5.2 and system.os.version = 12 and user.site exists");
+  const auto q =
+      parse_inventory_query("software.dpkg.bash >= 5.2 and system.os.version = 12 and user.site exists");
   REQUIRE(q.conditions.size() == 3);
   CHECK(q.conditions[0].op == InventoryCondition::Op::ge);
   CHECK(q.conditions[1].value == "12");
@@ -848,7 +855,7 @@ TEST_CASE("inventory queries parse and evaluate", "[inventory]") {
                        {"system.disk./home.free_bytes", "53687091200"},
                        {"user.site", "tokyo"}};
   CHECK(query_matches(q, items));
-  CHECK(query_matches(parse_inventory_query("system.disk.*.free_bytes < 10GiB"), items));       // any disk
+  CHECK(query_matches(parse_inventory_query("system.disk.*.free_bytes < 10GiB"), items));  // any disk
   CHECK_FALSE(query_matches(parse_inventory_query("system.disk./home.free_bytes < 10GiB"), items));
   CHECK(query_matches(parse_inventory_query("software.dpkg.nginx missing"), items));
   CHECK_FALSE(query_matches(parse_inventory_query("software.dpkg.bash missing"), items));

@@ -33,7 +33,8 @@ HttpHandler echo() {
     }
     if (req.path == "/forget") return;  // the Responder's destructor answers 500
     if (req.path == "/throw") throw std::runtime_error("handler bug");
-    r(HttpResponse{200, "text/plain", req.method + " " + req.path + " " + req.query["q"] + " " + req.body, {}, {}});
+    r(HttpResponse{
+        200, "text/plain", req.method + " " + req.path + " " + req.query["q"] + " " + req.body, {}, {}});
   };
 }
 }  // namespace
@@ -79,12 +80,13 @@ TEST_CASE("TLS: a client trusting the CA connects; one that does not is refused"
   TempDir tmp;
   const auto d = tmp.path().string();
   auto sh = [&](const std::string& cmd) { return run({"/bin/sh", "-c", cmd}, std::chrono::seconds(60)); };
-  auto gen = sh("cd " + d + " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca "
-               "-keyout ca.key -out ca.crt && openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
-               "-keyout server.key -out server.csr && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && "
-               "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
-               "-extfile ext -out server.crt && openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
-               "-subj /CN=other-ca -keyout other.key -out other.crt");
+  auto gen = sh("cd " + d +
+                " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca "
+                "-keyout ca.key -out ca.crt && openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+                "-keyout server.key -out server.csr && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && "
+                "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+                "-extfile ext -out server.crt && openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+                "-subj /CN=other-ca -keyout other.key -out other.crt");
   INFO(gen.err);
   REQUIRE(gen.exit_code == 0);
   auto s = local();

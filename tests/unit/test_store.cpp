@@ -10,17 +10,17 @@
 
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <sqlite3.h>
+#include <atomic>
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
-#include <map>
-#include <sstream>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <map>
 #include <set>
+#include <sstream>
 
 using namespace distrib;
 using namespace distrib::test;
@@ -113,7 +113,9 @@ std::optional<ErrorKind> error_kind(Fn&& fn) {
   return std::nullopt;
 }
 
-std::int64_t now_unix() { return static_cast<std::int64_t>(std::time(nullptr)); }
+std::int64_t now_unix() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
 
 // Registers `n` agents "pc000", "pc001", ... and returns their ids in that order.
 std::vector<std::string> register_agents(Store& store, int n) {
@@ -278,7 +280,7 @@ TEST_CASE("store conformance", "[store]") {
     REQUIRE(push.size() == 1);
     CHECK(push[0].entry.host_id == kC);
     CHECK(push[0].job.package_name == "app");
-    CHECK(store->entries_to_push(kA, 100).empty());  // an agent has nothing below it
+    CHECK(store->entries_to_push(kA, 100).empty());   // an agent has nothing below it
     CHECK(store->open_entries_for_host(kR).empty());  // not the relay's own work
 
     store->mark_pushed(kR, {{push[0].entry.id, EntryState::transferring}});  // stale ack: ignored
@@ -342,8 +344,8 @@ TEST_CASE("store conformance", "[store]") {
     CHECK(fwd[0].report.seq == 4);
     r.seq = 5;
     r.state = EntryState::installing;
-    store->apply_report(kC, r);                             // changed after it was read...
-    store->reports_forwarded({{local, fwd[0].version}});    // ...so this does not clear it
+    store->apply_report(kC, r);                           // changed after it was read...
+    store->reports_forwarded({{local, fwd[0].version}});  // ...so this does not clear it
     REQUIRE(store->reports_to_forward(10).size() == 1);
     auto again = store->reports_to_forward(10);
     store->reports_forwarded({{local, again[0].version}});
@@ -391,7 +393,8 @@ TEST_CASE("store registry names what it knows", "[store]") {
   register_builtin_stores(registry);
   StoreSettings s;
   s.backend = "oracle-native";
-  CHECK_THROWS_WITH(registry.open(s), Catch::Contains("unknown database backend") && Catch::Contains("sqlite"));
+  CHECK_THROWS_WITH(registry.open(s),
+                    Catch::Contains("unknown database backend") && Catch::Contains("sqlite"));
   CHECK_THROWS_WITH(registry.add("sqlite", nullptr), Catch::Contains("registered twice"));
 }
 
@@ -400,7 +403,8 @@ TEST_CASE("a database newer than the binary is refused", "[store]") {
   open_store("sqlite", tmp).reset();
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open((tmp / "test.db").c_str(), &db) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 0)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 0)", nullptr, nullptr, nullptr) ==
+          SQLITE_OK);
   sqlite3_close(db);
   CHECK_THROWS_WITH(open_store("sqlite", tmp), Catch::Contains("newer than this distribd"));
 }
@@ -444,9 +448,9 @@ TEST_CASE("store conformance: host groups", "[store]") {
   CHECK(all[1].name == "web");
   CHECK(all[1].members == std::vector<std::string>{kA, kB});
 
-  CHECK(store->change_host_group("web", {kA}, {}) == 0);       // already a member
-  CHECK(store->change_host_group("web", {kR}, {kB}) == 2);     // one in, one out
-  CHECK(store->change_host_group("web", {}, {kB}) == 0);       // not a member any more
+  CHECK(store->change_host_group("web", {kA}, {}) == 0);    // already a member
+  CHECK(store->change_host_group("web", {kR}, {kB}) == 2);  // one in, one out
+  CHECK(store->change_host_group("web", {}, {kB}) == 0);    // not a member any more
   CHECK(store->change_host_group("web", {kR, kB}, {kA}) == 2);
   CHECK(store->find_host_group("web")->members == std::vector<std::string>{kR, kB});
   CHECK(store->find_host_group("empty")->members.empty());
@@ -482,8 +486,9 @@ TEST_CASE("store conformance: ID groups and standing jobs", "[store]") {
   CHECK(error_kind([&] { store->create_id_group(g); }) == ErrorKind::conflict);
   CHECK(error_kind([&] { store->join_id_group("nosuch", {kA}, JoinMethod::admin); }) == ErrorKind::not_found);
   CHECK(error_kind([&] { store->leave_id_group("nosuch", {kA}); }) == ErrorKind::not_found);
-  CHECK(error_kind([&] { store->join_id_group("g", {"55555555-5555-4555-8555-555555555555"}, JoinMethod::admin); }) ==
-        ErrorKind::not_found);
+  CHECK(error_kind([&] {
+          store->join_id_group("g", {"55555555-5555-4555-8555-555555555555"}, JoinMethod::admin);
+        }) == ErrorKind::not_found);
 
   auto standing = app_job({"id:g"});
   standing.id_groups = {"g"};
@@ -735,7 +740,7 @@ TEST_CASE("store conformance: expiry and start times", "[store]") {
   CHECK_THAT(expired.message, Catch::Contains("expired"));
   CHECK(entry_of(*store, expired_id, kB).state == EntryState::installing);
   CHECK(entry_of(*store, later_created.job.id, kA).state == EntryState::waiting);  // no expiry set
-  CHECK(store->expire_entries(0, now).empty());  // nothing left to expire
+  CHECK(store->expire_entries(0, now).empty());                                    // nothing left to expire
   auto open = store->open_entries_for_host(kA);
   REQUIRE(open.size() == 1);
   CHECK(open[0].job_id == later_created.job.id);
@@ -986,7 +991,8 @@ std::vector<std::string> bare_words(const std::string& s) {
 }
 
 bool has_lower(const std::string& w) {
-  return std::any_of(w.begin(), w.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)) != 0; });
+  return std::any_of(w.begin(), w.end(),
+                     [](char c) { return std::islower(static_cast<unsigned char>(c)) != 0; });
 }
 
 // Every migration statement rendered with `d`, in order, with the shared statement it came from.
@@ -1012,10 +1018,9 @@ std::vector<std::string> render_of(const std::string& prefix, const Dialect& d) 
 }
 
 const std::vector<const Dialect*>& all_dialects() {
-  static const std::vector<const Dialect*> d = {&distrib::store::sqlite_dialect(),
-                                                &distrib::store::postgresql_dialect(),
-                                                &distrib::store::sqlserver_dialect(),
-                                                &distrib::store::oracle_dialect()};
+  static const std::vector<const Dialect*> d = {
+      &distrib::store::sqlite_dialect(), &distrib::store::postgresql_dialect(),
+      &distrib::store::sqlserver_dialect(), &distrib::store::oracle_dialect()};
   return d;
 }
 
@@ -1127,37 +1132,45 @@ TEST_CASE("dialects: SQL Server and Oracle DDL from the shared migrations", "[st
       REQUIRE(seq != sqls.end());
       REQUIRE(table != sqls.end());
       CHECK(seq + 1 == table);
-      CHECK(table->find(t.identity + " NUMBER(19) DEFAULT " + t.name + "_seq.NEXTVAL PRIMARY KEY") != std::string::npos);
+      CHECK(table->find(t.identity + " NUMBER(19) DEFAULT " + t.name + "_seq.NEXTVAL PRIMARY KEY") !=
+            std::string::npos);
     }
     // One sequence per identity table, and no other.
-    const auto identity_tables = std::count_if(distrib::store::schema_tables().begin(), distrib::store::schema_tables().end(),
-                                               [](const auto& t) { return !t.identity.empty(); });
-    CHECK(identity_tables == 6);  // jobs, job_entries, inventory_history, cluster_takeovers, events, audit_log
-    CHECK(std::count_if(sqls.begin(), sqls.end(), [](const std::string& s) { return s.rfind("CREATE SEQUENCE", 0) == 0; }) ==
-          identity_tables);
+    const auto identity_tables =
+        std::count_if(distrib::store::schema_tables().begin(), distrib::store::schema_tables().end(),
+                      [](const auto& t) { return !t.identity.empty(); });
+    CHECK(identity_tables ==
+          6);  // jobs, job_entries, inventory_history, cluster_takeovers, events, audit_log
+    CHECK(std::count_if(sqls.begin(), sqls.end(), [](const std::string& s) {
+            return s.rfind("CREATE SEQUENCE", 0) == 0;
+          }) == identity_tables);
 
     CHECK(render_of("CREATE TABLE inventory_fields", d) ==
-          std::vector<std::string>{"CREATE TABLE inventory_fields (name VARCHAR2(64) PRIMARY KEY, field_type VARCHAR2(16) "
-                                   "NOT NULL, allowed CLOB NOT NULL, description CLOB)"});
+          std::vector<std::string>{
+              "CREATE TABLE inventory_fields (name VARCHAR2(64) PRIMARY KEY, field_type VARCHAR2(16) "
+              "NOT NULL, allowed CLOB NOT NULL, description CLOB)"});
     CHECK(render_of("CREATE TABLE collected_files", d) ==
-          std::vector<std::string>{"CREATE TABLE collected_files (job_id NUMBER(19) NOT NULL, host_id VARCHAR2(36) NOT "
-                                   "NULL, path VARCHAR2(1024) NOT NULL, \"SIZE\" NUMBER(19) NOT NULL, sha256 "
-                                   "VARCHAR2(64) NOT NULL, stored_at NUMBER(19) NOT NULL, PRIMARY KEY (job_id, "
-                                   "host_id, path))"});
+          std::vector<std::string>{
+              "CREATE TABLE collected_files (job_id NUMBER(19) NOT NULL, host_id VARCHAR2(36) NOT "
+              "NULL, path VARCHAR2(1024) NOT NULL, \"SIZE\" NUMBER(19) NOT NULL, sha256 "
+              "VARCHAR2(64) NOT NULL, stored_at NUMBER(19) NOT NULL, PRIMARY KEY (job_id, "
+              "host_id, path))"});
     CHECK(render_of("ALTER TABLE collected_files RENAME", d) ==
           std::vector<std::string>{"ALTER TABLE collected_files RENAME COLUMN \"SIZE\" TO byte_size"});
     CHECK(render_of("CREATE TABLE jobs", d) ==
-          std::vector<std::string>{"CREATE SEQUENCE jobs_seq",
-                                   "CREATE TABLE jobs (id NUMBER(19) DEFAULT jobs_seq.NEXTVAL PRIMARY KEY, type "
-                                   "VARCHAR2(32) NOT NULL, package_name VARCHAR2(128) NOT NULL, package_version "
-                                   "VARCHAR2(64) NOT NULL, destinations CLOB NOT NULL, key_mode VARCHAR2(16) NOT NULL, "
-                                   "created_by VARCHAR2(255), created_at NUMBER(19) NOT NULL, cancel_requested "
-                                   "NUMBER(10) NOT NULL)"});
+          std::vector<std::string>{
+              "CREATE SEQUENCE jobs_seq",
+              "CREATE TABLE jobs (id NUMBER(19) DEFAULT jobs_seq.NEXTVAL PRIMARY KEY, type "
+              "VARCHAR2(32) NOT NULL, package_name VARCHAR2(128) NOT NULL, package_version "
+              "VARCHAR2(64) NOT NULL, destinations CLOB NOT NULL, key_mode VARCHAR2(16) NOT NULL, "
+              "created_by VARCHAR2(255), created_at NUMBER(19) NOT NULL, cancel_requested "
+              "NUMBER(10) NOT NULL)"});
     CHECK(render_of("ALTER TABLE hosts ADD via", d) ==
           std::vector<std::string>{"ALTER TABLE hosts ADD via VARCHAR2(36) DEFAULT ''"});
     CHECK(render_of("ALTER TABLE jobs ADD timing", d) ==
           std::vector<std::string>{"ALTER TABLE jobs ADD timing VARCHAR2(16) DEFAULT 'immediate' NOT NULL"});
-    CHECK(render_of("CREATE TABLE packages", d).at(0).find("payload_digest CHAR(64) NOT NULL") != std::string::npos);
+    CHECK(render_of("CREATE TABLE packages", d).at(0).find("payload_digest CHAR(64) NOT NULL") !=
+          std::string::npos);
   }
 
   SECTION("sql server") {
@@ -1178,18 +1191,22 @@ TEST_CASE("dialects: SQL Server and Oracle DDL from the shared migrations", "[st
       CHECK(r.sql.find("GENERATED") == std::string::npos);
     }
     CHECK(render_of("CREATE TABLE inventory_fields", d) ==
-          std::vector<std::string>{"CREATE TABLE inventory_fields (name NVARCHAR(64) PRIMARY KEY, field_type "
-                                   "NVARCHAR(16) NOT NULL, allowed NVARCHAR(MAX) NOT NULL, description NVARCHAR(MAX))"});
+          std::vector<std::string>{
+              "CREATE TABLE inventory_fields (name NVARCHAR(64) PRIMARY KEY, field_type "
+              "NVARCHAR(16) NOT NULL, allowed NVARCHAR(MAX) NOT NULL, description NVARCHAR(MAX))"});
     CHECK(render_of("CREATE TABLE job_entries", d) ==
-          std::vector<std::string>{"CREATE TABLE job_entries (id BIGINT IDENTITY(1,1) PRIMARY KEY, job_id BIGINT NOT "
-                                   "NULL REFERENCES jobs (id), host_id NVARCHAR(36) NOT NULL, state NVARCHAR(16) NOT "
-                                   "NULL, attempt INTEGER NOT NULL, last_seq BIGINT NOT NULL, exit_code INTEGER, "
-                                   "message NVARCHAR(MAX), output_tail NVARCHAR(MAX), updated_at BIGINT NOT NULL)"});
+          std::vector<std::string>{
+              "CREATE TABLE job_entries (id BIGINT IDENTITY(1,1) PRIMARY KEY, job_id BIGINT NOT "
+              "NULL REFERENCES jobs (id), host_id NVARCHAR(36) NOT NULL, state NVARCHAR(16) NOT "
+              "NULL, attempt INTEGER NOT NULL, last_seq BIGINT NOT NULL, exit_code INTEGER, "
+              "message NVARCHAR(MAX), output_tail NVARCHAR(MAX), updated_at BIGINT NOT NULL)"});
     const auto jobs = render_of("CREATE TABLE jobs", d);
     REQUIRE(jobs.size() == 1);
     CHECK(jobs[0].rfind("CREATE TABLE jobs (id BIGINT IDENTITY(1,1) PRIMARY KEY, ", 0) == 0);
-    CHECK(render_of("CREATE TABLE packages", d).at(0).find("payload_digest NCHAR(64) NOT NULL") != std::string::npos);
-    CHECK(render_of("DROP INDEX", d) == std::vector<std::string>{"DROP INDEX job_entries_job ON job_entries"});
+    CHECK(render_of("CREATE TABLE packages", d).at(0).find("payload_digest NCHAR(64) NOT NULL") !=
+          std::string::npos);
+    CHECK(render_of("DROP INDEX", d) ==
+          std::vector<std::string>{"DROP INDEX job_entries_job ON job_entries"});
     CHECK(render_of("ALTER TABLE collected_files RENAME", d) ==
           std::vector<std::string>{"EXEC sp_rename 'collected_files.size', 'byte_size', 'COLUMN'"});
     CHECK(render_of("ALTER TABLE hosts ADD via", d) ==
@@ -1202,15 +1219,18 @@ TEST_CASE("dialects: SQL Server and Oracle DDL from the shared migrations", "[st
       CHECK(render_of("DROP INDEX", *d) == std::vector<std::string>{"DROP INDEX job_entries_job"});
       CHECK(render_of("ALTER TABLE collected_files RENAME", *d) ==
             std::vector<std::string>{"ALTER TABLE collected_files RENAME COLUMN size TO byte_size"});
-      CHECK(render_of("CREATE TABLE inventory_fields", *d) ==
-            std::vector<std::string>{"CREATE TABLE inventory_fields (name VARCHAR(64) PRIMARY KEY, field_type "
-                                     "VARCHAR(16) NOT NULL, allowed TEXT NOT NULL, description TEXT)"});
+      CHECK(
+          render_of("CREATE TABLE inventory_fields", *d) ==
+          std::vector<std::string>{"CREATE TABLE inventory_fields (name VARCHAR(64) PRIMARY KEY, field_type "
+                                   "VARCHAR(16) NOT NULL, allowed TEXT NOT NULL, description TEXT)"});
       CHECK(render_of("CREATE TABLE jobs", *d).size() == 1);
     }
-    CHECK(render_of("CREATE TABLE jobs", distrib::store::sqlite_dialect()).at(0).rfind(
-              "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, ", 0) == 0);
-    CHECK(render_of("CREATE TABLE jobs", distrib::store::postgresql_dialect()).at(0).rfind(
-              "CREATE TABLE jobs (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, ", 0) == 0);
+    CHECK(render_of("CREATE TABLE jobs", distrib::store::sqlite_dialect())
+              .at(0)
+              .rfind("CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, ", 0) == 0);
+    CHECK(render_of("CREATE TABLE jobs", distrib::store::postgresql_dialect())
+              .at(0)
+              .rfind("CREATE TABLE jobs (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, ", 0) == 0);
   }
 }
 
@@ -1226,18 +1246,23 @@ TEST_CASE("dialects: paging, upsert and identity", "[store][dialect]") {
   CHECK(ora.limit(10) == " FETCH FIRST 10 ROWS ONLY");
 
   const std::string on_conflict =
-      "INSERT INTO inventory_fields (name, field_type, allowed) VALUES (:name, :field_type, :allowed) ON CONFLICT "
+      "INSERT INTO inventory_fields (name, field_type, allowed) VALUES (:name, :field_type, :allowed) ON "
+      "CONFLICT "
       "(name) DO UPDATE SET field_type = excluded.field_type, allowed = excluded.allowed";
   CHECK(lite.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) == on_conflict);
   CHECK(pg.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) == on_conflict);
   CHECK(ms.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) ==
-        "MERGE INTO inventory_fields WITH (HOLDLOCK) AS d USING (SELECT :name AS name, :field_type AS field_type, "
-        ":allowed AS allowed) AS s ON (d.name = s.name) WHEN MATCHED THEN UPDATE SET d.field_type = s.field_type, "
+        "MERGE INTO inventory_fields WITH (HOLDLOCK) AS d USING (SELECT :name AS name, :field_type AS "
+        "field_type, "
+        ":allowed AS allowed) AS s ON (d.name = s.name) WHEN MATCHED THEN UPDATE SET d.field_type = "
+        "s.field_type, "
         "d.allowed = s.allowed WHEN NOT MATCHED THEN INSERT (name, field_type, allowed) VALUES (s.name, "
         "s.field_type, s.allowed);");
   CHECK(ora.upsert("inventory_fields", {"name"}, {"field_type", "allowed"}) ==
-        "MERGE INTO inventory_fields d USING (SELECT :name AS name, :field_type AS field_type, :allowed AS allowed "
-        "FROM dual) s ON (d.name = s.name) WHEN MATCHED THEN UPDATE SET d.field_type = s.field_type, d.allowed = "
+        "MERGE INTO inventory_fields d USING (SELECT :name AS name, :field_type AS field_type, :allowed AS "
+        "allowed "
+        "FROM dual) s ON (d.name = s.name) WHEN MATCHED THEN UPDATE SET d.field_type = s.field_type, "
+        "d.allowed = "
         "s.allowed WHEN NOT MATCHED THEN INSERT (name, field_type, allowed) VALUES (s.name, s.field_type, "
         "s.allowed)");
 
@@ -1245,11 +1270,14 @@ TEST_CASE("dialects: paging, upsert and identity", "[store][dialect]") {
   CHECK(lite.upsert("host_group_members", {"group_name", "host_id"}, {}) ==
         "INSERT INTO host_group_members (group_name, host_id) VALUES (:group_name, :host_id) ON CONFLICT "
         "(group_name, host_id) DO NOTHING");
-  CHECK(ms.upsert("host_group_members", {"group_name", "host_id"}, {}) ==
-        "MERGE INTO host_group_members WITH (HOLDLOCK) AS d USING (SELECT :group_name AS group_name, :host_id AS "
-        "host_id) AS s ON (d.group_name = s.group_name AND d.host_id = s.host_id) WHEN NOT MATCHED THEN INSERT "
-        "(group_name, host_id) VALUES (s.group_name, s.host_id);");
-  CHECK(ora.upsert("host_group_members", {"group_name", "host_id"}, {}).find("WHEN MATCHED") == std::string::npos);
+  CHECK(
+      ms.upsert("host_group_members", {"group_name", "host_id"}, {}) ==
+      "MERGE INTO host_group_members WITH (HOLDLOCK) AS d USING (SELECT :group_name AS group_name, :host_id "
+      "AS "
+      "host_id) AS s ON (d.group_name = s.group_name AND d.host_id = s.host_id) WHEN NOT MATCHED THEN INSERT "
+      "(group_name, host_id) VALUES (s.group_name, s.host_id);");
+  CHECK(ora.upsert("host_group_members", {"group_name", "host_id"}, {}).find("WHEN MATCHED") ==
+        std::string::npos);
 
   CHECK(lite.last_id_query("jobs") == "SELECT last_insert_rowid()");
   CHECK(pg.last_id_query("jobs") == "SELECT currval(pg_get_serial_sequence('jobs', 'id'))");
@@ -1282,7 +1310,8 @@ TEST_CASE("dialects: paging, upsert and identity", "[store][dialect]") {
 TEST_CASE("schema model follows the migrations", "[store][dialect]") {
   const auto& tables = distrib::store::schema_tables();
   auto index_of = [&](const std::string& name) {
-    const auto it = std::find_if(tables.begin(), tables.end(), [&](const distrib::store::TableDef& t) { return t.name == name; });
+    const auto it = std::find_if(tables.begin(), tables.end(),
+                                 [&](const distrib::store::TableDef& t) { return t.name == name; });
     return it == tables.end() ? tables.size() : static_cast<std::size_t>(it - tables.begin());
   };
   auto table = [&](const std::string& name) -> const distrib::store::TableDef& {
@@ -1295,8 +1324,8 @@ TEST_CASE("schema model follows the migrations", "[store][dialect]") {
     for (const auto& c : t.columns) out.push_back(c.name);
     return out;
   };
-  for (const std::string name : {"hosts", "packages", "jobs", "job_entries", "collected_files", "inventory_items",
-                                 "inventory_history", "host_groups", "id_groups"}) {
+  for (const std::string name : {"hosts", "packages", "jobs", "job_entries", "collected_files",
+                                 "inventory_items", "inventory_history", "host_groups", "id_groups"}) {
     INFO("table " << name);
     CHECK(index_of(name) < tables.size());
   }
@@ -1389,8 +1418,10 @@ TEST_CASE("connection strings name the wrong part", "[store][connection]") {
           "host=h password='a b' dbname=x connect_timeout=5");
     // URIs become keywords (SOCI's PostgreSQL backend takes only those), percent-decoded.
     CHECK(check_postgresql_connection("postgresql://u:p%40ss@127.0.0.1:5432/x?sslmode=disable", 5) ==
-          "host='127.0.0.1' port='5432' user='u' password='p@ss' dbname='x' sslmode='disable' connect_timeout=5");
-    CHECK_THROWS_WITH(check_postgresql_connection("postgresql://h/x?prot=1", 5), Catch::Contains("did you mean port"));
+          "host='127.0.0.1' port='5432' user='u' password='p@ss' dbname='x' sslmode='disable' "
+          "connect_timeout=5");
+    CHECK_THROWS_WITH(check_postgresql_connection("postgresql://h/x?prot=1", 5),
+                      Catch::Contains("did you mean port"));
     CHECK_THAT(error_message([] { check_postgresql_connection("", 5); }), Catch::Contains("empty"));
     CHECK_THAT(error_message([] { check_postgresql_connection("host=h password='open", 5); }),
                Catch::Contains("closing quote"));
@@ -1406,10 +1437,12 @@ TEST_CASE("connection strings name the wrong part", "[store][connection]") {
     CHECK(parts[2].key == "PWD");
     CHECK(parts[2].value == "a;b");
     CHECK(parse_odbc_connection("DSN=x;;").size() == 1);
-    CHECK_THAT(error_message([] { parse_odbc_connection("DRIVER={open;SERVER=x"); }), Catch::Contains("no closing }"));
+    CHECK_THAT(error_message([] { parse_odbc_connection("DRIVER={open;SERVER=x"); }),
+               Catch::Contains("no closing }"));
 
     const std::vector<std::string> installed = {"PostgreSQL Unicode", "SQLite3"};
-    auto missing = error_message([&] { check_odbc_connection("DRIVER={PostgreSQL Unicod};SERVER=x", "", installed); });
+    auto missing =
+        error_message([&] { check_odbc_connection("DRIVER={PostgreSQL Unicod};SERVER=x", "", installed); });
     CHECK_THAT(missing, Catch::Contains("\"PostgreSQL Unicod\""));
     CHECK_THAT(missing, Catch::Contains("did you mean PostgreSQL Unicode"));
     CHECK_THAT(missing, Catch::Contains("installed: PostgreSQL Unicode, SQLite3"));
@@ -1417,7 +1450,8 @@ TEST_CASE("connection strings name the wrong part", "[store][connection]") {
                Catch::Contains("installed: none"));
     CHECK_THAT(error_message([&] { check_odbc_connection("SERVER=x;UID=u", "", installed); }),
                Catch::Contains("neither DRIVER"));
-    auto dialect = error_message([&] { check_odbc_connection("DRIVER={SQLite3};Database=x", "sqlserve", installed); });
+    auto dialect =
+        error_message([&] { check_odbc_connection("DRIVER={SQLite3};Database=x", "sqlserve", installed); });
     CHECK_THAT(dialect, Catch::Contains("\"sqlserve\""));
     CHECK_THAT(dialect, Catch::Contains("did you mean sqlserver"));
 
@@ -1430,7 +1464,8 @@ TEST_CASE("connection strings name the wrong part", "[store][connection]") {
     CHECK_THAT(unknown, Catch::Contains("set it"));
     CHECK_THAT(unknown, Catch::Contains("database-dialect"));
     CHECK(check_odbc_connection("DSN=warehouse", "oracle", installed) == "oracle");
-    CHECK(check_odbc_connection("DRIVER={PostgreSQL Unicode};SERVER=x", "postgresql", installed) == "postgresql");
+    CHECK(check_odbc_connection("DRIVER={PostgreSQL Unicode};SERVER=x", "postgresql", installed) ==
+          "postgresql");
     // A driver given by its library path is not looked up among the installed ones.
     CHECK(check_odbc_connection("DRIVER=/usr/lib/libsqlite3odbc.so;Database=x", "", installed) == "sqlite");
   }
@@ -1454,11 +1489,15 @@ TEST_CASE("store conformance: export and import between backends", "[store][expo
   const auto entry1 = entry_of(*source, job.id, ids[1]).id;
   REQUIRE(source->apply_report(ids[0], {entry0, 1, 1, EntryState::transferring, {}, "", ""}).kind ==
           ReportOutcome::Kind::applied);
-  REQUIRE(source->apply_report(ids[1], {entry1, 1, 1, EntryState::failed, 2, "no space left", "tail \"quoted\"\n"}).kind ==
-          ReportOutcome::Kind::applied);
+  REQUIRE(
+      source
+          ->apply_report(ids[1], {entry1, 1, 1, EntryState::failed, 2, "no space left", "tail \"quoted\"\n"})
+          .kind == ReportOutcome::Kind::applied);
   InventoryReport inv;
   inv.host_id = ids[0];
-  inv.items = {{"system.os.version", "12"}, {"software.dpkg.bash", "5.2"}, {"system.note", "caf\xc3\xa9 \xe6\x9d\xb1"}};
+  inv.items = {{"system.os.version", "12"},
+               {"software.dpkg.bash", "5.2"},
+               {"system.note", "caf\xc3\xa9 \xe6\x9d\xb1"}};
   source->ingest_inventory(inv, 1000);
   inv.items["software.dpkg.bash"] = "5.3";
   source->ingest_inventory(inv, 1010);  // a row in the history
@@ -1483,7 +1522,8 @@ TEST_CASE("store conformance: export and import between backends", "[store][expo
 
   std::stringstream exported;
   std::vector<std::string> progressed;
-  const auto written = source->export_data(exported, [&](const std::string& t, std::int64_t) { progressed.push_back(t); });
+  const auto written =
+      source->export_data(exported, [&](const std::string& t, std::int64_t) { progressed.push_back(t); });
   const auto want = source->summarize();
   check_same_summary(written, want);
   CHECK(want.schema_version == latest_schema_version());
@@ -1661,7 +1701,8 @@ TEST_CASE("store conformance: a fenced store writes nothing once its lease is go
   auto a = open_store(backend, tmp);
   auto b = open_store(backend, tmp);
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
   const auto la = a->acquire_lease("c", "node-a", now, 60000);
   a->set_fencing("c", la.token);
   a->upsert_host(host(kA, "web1"));  // holds the lease: writes
@@ -1674,7 +1715,7 @@ TEST_CASE("store conformance: a fenced store writes nothing once its lease is go
   CHECK(b->list_hosts().size() == 1);  // nothing of node-a's late writes
   b->upsert_host(host(kB, "web2"));    // the new holder writes
   CHECK(b->list_hosts().size() == 2);
-  a->set_fencing("c", 0);              // unfenced (not clustered): writes again
+  a->set_fencing("c", 0);  // unfenced (not clustered): writes again
   a->touch_hosts({{kA, 5}});
 }
 
@@ -1688,7 +1729,8 @@ TEST_CASE("store conformance: events are written with the changes that cause the
   store->upsert_host(host(kA, "web1"));  // again: no second event
   store->insert_package(manifest("app", "1.0"));
   const auto job = store->create_job(app_job({"web1", "web2"}), {kA, kB});
-  auto report = [&](const std::string& host_id, EntryState state, std::int64_t seq, const std::string& message = "") {
+  auto report = [&](const std::string& host_id, EntryState state, std::int64_t seq,
+                    const std::string& message = "") {
     EntryReport r;
     r.entry_id = entry_of(*store, job.job.id, host_id).id;
     r.seq = seq;
@@ -1706,8 +1748,8 @@ TEST_CASE("store conformance: events are written with the changes that cause the
   std::vector<std::string> types;
   const auto events = store->events_after(0, 100);
   for (const auto& e : events) types.push_back(e.type);
-  CHECK(types == std::vector<std::string>{"host.registered", "host.registered", "package.registered", "job.created",
-                                          "entry.succeeded", "entry.failed", "job.failed"});
+  CHECK(types == std::vector<std::string>{"host.registered", "host.registered", "package.registered",
+                                          "job.created", "entry.succeeded", "entry.failed", "job.failed"});
   for (std::size_t i = 1; i < events.size(); ++i) CHECK(events[i].id > events[i - 1].id);
   CHECK(events[3].job_id == job.job.id);
   CHECK(events[3].subject == "app 1.0");
@@ -1731,7 +1773,8 @@ TEST_CASE("store conformance: events are written with the changes that cause the
   CHECK(store->event_cursor("other") == -1);
 }
 
-TEST_CASE("store conformance: host changes, cancels, silence, the audit trail and counts", "[store][events]") {
+TEST_CASE("store conformance: host changes, cancels, silence, the audit trail and counts",
+          "[store][events]") {
   const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);
   TempDir tmp;
@@ -1754,7 +1797,9 @@ TEST_CASE("store conformance: host changes, cancels, silence, the audit trail an
   // Silence: last seen before the cutoff → host.silent once; heard again → host.returned.
   CHECK(store->mark_silent_hosts(5000) == 0);  // last_seen is "now"
   store->upsert_host(host(kB, "web2"));
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   CHECK(store->mark_silent_hosts(now + 10) == 2);
   CHECK(store->mark_silent_hosts(now + 10) == 0);  // told once
   store->touch_hosts({{kA, now + 20}});
@@ -1780,8 +1825,9 @@ TEST_CASE("store conformance: host changes, cancels, silence, the audit trail an
   // The audit trail, newest first, paged backwards.
   std::vector<AuditRecord> recs;
   for (int i = 0; i < 5; ++i)
-    recs.push_back({0, 1000 + i, "ops@console", "127.0.0.1", "POST /v1/jobs", i % 2 ? "" : "job " + std::to_string(i),
-                    i == 4 ? 404 : 201, i == 4 ? "package \"x\" 1 does not exist" : "ok"});
+    recs.push_back({0, 1000 + i, "ops@console", "127.0.0.1", "POST /v1/jobs",
+                    i % 2 ? "" : "job " + std::to_string(i), i == 4 ? 404 : 201,
+                    i == 4 ? "package \"x\" 1 does not exist" : "ok"});
   store->append_audit(recs);
   const auto page = store->audit_records(3);
   REQUIRE(page.size() == 3);
@@ -1833,7 +1879,10 @@ TEST_CASE("store conformance: host changes, cancels, silence, the audit trail an
   const auto total = store->events_after(0, 1000).size();
   const auto mid = store->events_after(0, 1000)[2].id;
   CHECK(store->prune_events(0, mid) == 0);  // nothing is older than the epoch
-  const auto far = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 60000;
+  const auto far = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count() +
+                   60000;
   CHECK(store->prune_events(far, mid) == 3);
   CHECK(store->events_after(0, 1000).size() == total - 3);
   CHECK(store->events_after(0, 1).front().id == mid + 1);

@@ -1,9 +1,10 @@
 #pragma once
-// AdminClient: the admin REST API as a C++ API. distribctl is a thin shell over it; integrators
-// can drive a manager from their own tools the same way.
+// AdminClient: the admin REST API as a C++ API. distribctl makes every call through it (its own
+// code parses commands and renders tables, progress and JSON); integrators can drive a manager
+// from their own tools the same way.
 #include <distrib/content/packager.h>
-#include <distrib/model/group.h>
 #include <distrib/model/event.h>
+#include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
@@ -28,9 +29,9 @@ struct AdminClientSettings {
 struct UploadResult {
   Manifest manifest;
   std::size_t chunks_total = 0;
-  std::size_t chunks_uploaded = 0;  ///< chunks the manager did not have yet
+  std::size_t chunks_uploaded = 0;   ///< chunks the manager did not have yet
   std::uint64_t bytes_uploaded = 0;  ///< compressed bytes sent
-  bool already_registered = false;  ///< identical package was already there
+  bool already_registered = false;   ///< identical package was already there
 };
 
 struct JobDetails {
@@ -41,7 +42,7 @@ struct JobDetails {
 };
 
 class AdminClient {
-public:
+ public:
   explicit AdminClient(AdminClientSettings settings);
 
   std::vector<Host> list_hosts();
@@ -108,7 +109,7 @@ public:
   std::string call(std::string_view method, std::string_view target, std::string_view body = {},
                    std::string_view content_type = "application/json");
 
-private:
+ private:
   AdminClientSettings settings_;
   HttpClient http_;
 };

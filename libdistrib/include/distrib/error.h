@@ -26,12 +26,12 @@ const char* to_string(ErrorKind kind) noexcept;
 
 /// The one exception type libdistrib throws on purpose.
 class Error : public std::runtime_error {
-public:
+ public:
   Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
   explicit Error(const std::string& message) : Error(ErrorKind::internal, message) {}
   ErrorKind kind() const noexcept { return kind_; }
 
-private:
+ private:
   ErrorKind kind_;
 };
 

@@ -23,14 +23,12 @@ std::string decompress_chunk(std::string_view compressed, std::uint64_t max_size
     throw Error(ErrorKind::integrity, "chunk is not a valid zstd frame");
   if (declared > max_size)
     throw Error(ErrorKind::integrity, "chunk declares " + std::to_string(declared) +
-                                          " bytes, more than the allowed " +
-                                          std::to_string(max_size));
+                                          " bytes, more than the allowed " + std::to_string(max_size));
   std::string out(static_cast<std::size_t>(declared), '\0');
   const auto n = ZSTD_decompress(out.data(), out.size(), compressed.data(), compressed.size());
   if (ZSTD_isError(n) || n != declared)
-    throw Error(ErrorKind::integrity,
-                std::string("chunk does not decompress: ") +
-                    (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch"));
+    throw Error(ErrorKind::integrity, std::string("chunk does not decompress: ") +
+                                          (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch"));
   return out;
 }
 
@@ -79,8 +77,8 @@ void ChunkStore::put_compressed(std::string_view digest, std::string_view compre
   const auto raw = decompress_named(digest, compressed, max_size);
   const auto actual = sha256_hex(raw);
   if (actual != digest)
-    throw Error(ErrorKind::integrity, "chunk " + std::string(digest) +
-                                          " failed verification (got " + actual + ")");
+    throw Error(ErrorKind::integrity,
+                "chunk " + std::string(digest) + " failed verification (got " + actual + ")");
   if (!contains(digest)) store_file(path_of(digest), compressed);
 }
 
@@ -92,8 +90,8 @@ std::string ChunkStore::read_verified(std::string_view digest, std::uint64_t max
   auto raw = decompress_named(digest, read_compressed(digest), max_size);
   const auto actual = sha256_hex(raw);
   if (actual != digest)
-    throw Error(ErrorKind::integrity, "chunk " + std::string(digest) +
-                                          " failed verification (got " + actual + ")");
+    throw Error(ErrorKind::integrity,
+                "chunk " + std::string(digest) + " failed verification (got " + actual + ")");
   return raw;
 }
 

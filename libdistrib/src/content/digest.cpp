@@ -5,10 +5,10 @@
 
 #include <openssl/evp.h>
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
 
 namespace distrib {
 

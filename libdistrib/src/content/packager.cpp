@@ -8,12 +8,12 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace distrib {
 
@@ -31,9 +31,7 @@ struct ChunkSink {
   std::vector<ChunkRef> chunks;
   std::string error;
 
-  void cut(std::string_view bytes) {
-    chunks.push_back({store->put_raw(bytes), bytes.size()});
-  }
+  void cut(std::string_view bytes) { chunks.push_back({store->put_raw(bytes), bytes.size()}); }
   // Cuts while at least one maximal chunk is buffered (a cut never looks further than max).
   void drain(bool final) {
     std::size_t off = 0;
@@ -103,8 +101,8 @@ std::vector<SourceEntry> walk(const stdfs::path& root, const std::string& label)
       std::error_code lec;
       const auto target = stdfs::read_symlink(e.abs, lec).generic_string();
       if (!is_contained_symlink(e.rel, target))
-        throw Error(ErrorKind::invalid_argument, label + ": symlink \"" + e.rel + "\" -> \"" +
-                                                     target + "\" escapes the package directory");
+        throw Error(ErrorKind::invalid_argument, label + ": symlink \"" + e.rel + "\" -> \"" + target +
+                                                     "\" escapes the package directory");
     } else if (!S_ISREG(e.st.st_mode) && !S_ISDIR(e.st.st_mode)) {
       throw Error(ErrorKind::invalid_argument,
                   label + ": \"" + e.rel + "\" is not a regular file, directory or symlink");
@@ -142,8 +140,7 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
   ArchiveWriter w;
   archive_write_set_format_pax_restricted(w.a);
   archive_write_set_bytes_per_block(w.a, 0);  // no padding to 10 KiB blocks
-  if (archive_write_open(w.a, &sink, nullptr, sink_write, nullptr) != ARCHIVE_OK)
-    archive_fail(w.a, label);
+  if (archive_write_open(w.a, &sink, nullptr, sink_write, nullptr) != ARCHIVE_OK) archive_fail(w.a, label);
 
   std::string buf(1 << 16, '\0');
   for (const auto& src : entries) {
@@ -176,7 +173,9 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
     }
     if (f.type == "file") {
       const int fd = ::open(src.abs.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) throw Error(ErrorKind::invalid_argument, "cannot read " + src.abs.string() + ": " + std::strerror(errno));
+      if (fd < 0)
+        throw Error(ErrorKind::invalid_argument,
+                    "cannot read " + src.abs.string() + ": " + std::strerror(errno));
       Sha256 file_hash;
       std::uint64_t done = 0;
       for (;;) {
@@ -262,8 +261,8 @@ void extract_payload(const stdfs::path& archive_path, const stdfs::path& target_
   struct archive* disk = archive_write_disk_new();
   // Entry names were checked above; the destination is target_dir/name, an absolute path, so
   // libarchive's own absolute-path guard cannot be used, but its symlink guard can.
-  archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                                           ARCHIVE_EXTRACT_SECURE_NODOTDOT);
+  archive_write_disk_set_options(
+      disk, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT);
   struct Closer {
     struct archive* d;
     ~Closer() { archive_write_free(d); }

@@ -1,8 +1,8 @@
 #include <distrib/error.h>
 #include <distrib/model/event.h>
 
-#include <boost/json.hpp>
 #include <fnmatch.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <ctime>
@@ -11,9 +11,12 @@ namespace distrib {
 
 std::string_view to_string(Severity s) noexcept {
   switch (s) {
-    case Severity::info: return "info";
-    case Severity::warning: return "warning";
-    case Severity::error: return "error";
+    case Severity::info:
+      return "info";
+    case Severity::warning:
+      return "warning";
+    case Severity::error:
+      return "error";
   }
   return "info";
 }
@@ -22,14 +25,15 @@ Severity parse_severity(std::string_view s) {
   if (s == "info") return Severity::info;
   if (s == "warning") return Severity::warning;
   if (s == "error") return Severity::error;
-  throw Error(ErrorKind::invalid_argument, "unknown severity \"" + std::string(s) + "\" (known: info, warning, error)");
+  throw Error(ErrorKind::invalid_argument,
+              "unknown severity \"" + std::string(s) + "\" (known: info, warning, error)");
 }
 
 const std::vector<std::string>& event_types() {
   static const std::vector<std::string> types = {
-      "job.created",       "job.completed",    "job.failed",         "job.cancelled",   "entry.succeeded",
-      "entry.failed",      "entry.retrying",   "entry.expired",      "host.registered", "host.changed",
-      "host.conflict",     "host.silent",      "host.returned",      "package.registered", "package.deleted",
+      "job.created",       "job.completed",    "job.failed",     "job.cancelled",      "entry.succeeded",
+      "entry.failed",      "entry.retrying",   "entry.expired",  "host.registered",    "host.changed",
+      "host.conflict",     "host.silent",      "host.returned",  "package.registered", "package.deleted",
       "inventory.changed", "cluster.takeover", "database.outage"};
   return types;
 }
@@ -70,13 +74,15 @@ std::vector<std::string> parse_event_type_patterns(const std::string& list) {
   for (std::size_t start = 0;;) {
     const auto comma = list.find(',', start);
     const auto t = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    const bool known = !t.empty() && std::any_of(event_types().begin(), event_types().end(), [&](const std::string& k) {
-      return fnmatch(t.c_str(), k.c_str(), 0) == 0;
-    });
+    const bool known =
+        !t.empty() && std::any_of(event_types().begin(), event_types().end(), [&](const std::string& k) {
+          return fnmatch(t.c_str(), k.c_str(), 0) == 0;
+        });
     if (!known) {
       std::string names;
       for (const auto& k : event_types()) names += (names.empty() ? "" : ", ") + k;
-      throw Error(ErrorKind::invalid_argument, "event type filter \"" + t + "\" matches no event type (known: " + names + ")");
+      throw Error(ErrorKind::invalid_argument,
+                  "event type filter \"" + t + "\" matches no event type (known: " + names + ")");
     }
     out.push_back(t);
     if (comma == std::string::npos) break;

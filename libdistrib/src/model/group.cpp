@@ -14,7 +14,8 @@ namespace distrib {
 
 void validate_group_name(std::string_view name, std::string_view what) {
   auto bad = [&](const std::string& why) {
-    return Error(ErrorKind::invalid_argument, std::string(what) + " name \"" + std::string(name) + "\" " + why);
+    return Error(ErrorKind::invalid_argument,
+                 std::string(what) + " name \"" + std::string(name) + "\" " + why);
   };
   if (name.empty() || name.size() > 64) throw bad("must be 1 to 64 characters");
   if (!std::isalnum(static_cast<unsigned char>(name[0]))) throw bad("must start with a letter or digit");
@@ -25,10 +26,14 @@ void validate_group_name(std::string_view name, std::string_view what) {
 
 std::string_view to_string(JoinMethod how) noexcept {
   switch (how) {
-    case JoinMethod::config: return "config";
-    case JoinMethod::command: return "command";
-    case JoinMethod::admin: return "admin";
-    case JoinMethod::policy: return "policy";
+    case JoinMethod::config:
+      return "config";
+    case JoinMethod::command:
+      return "command";
+    case JoinMethod::admin:
+      return "admin";
+    case JoinMethod::policy:
+      return "policy";
   }
   return "?";
 }
@@ -42,7 +47,9 @@ JoinMethod parse_join_method(std::string_view text) {
 
 namespace {
 
-char fold(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+char fold(char c) {
+  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
 
 bool glob_at(std::string_view p, std::string_view t) {
   std::size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
@@ -112,7 +119,9 @@ bool parse_cidr(std::string_view text, unsigned char (&bytes)[16], int& family, 
 
 }  // namespace
 
-bool glob_matches(std::string_view pattern, std::string_view text) noexcept { return glob_at(pattern, text); }
+bool glob_matches(std::string_view pattern, std::string_view text) noexcept {
+  return glob_at(pattern, text);
+}
 
 bool address_in_range(std::string_view address, std::string_view cidr) noexcept {
   unsigned char a[16], r[16];

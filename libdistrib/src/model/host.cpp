@@ -11,9 +11,12 @@ namespace distrib {
 
 std::string_view to_string(HostKeyMode mode) noexcept {
   switch (mode) {
-    case HostKeyMode::name: return "name";
-    case HostKeyMode::ip: return "ip";
-    case HostKeyMode::host_id: return "host-id";
+    case HostKeyMode::name:
+      return "name";
+    case HostKeyMode::ip:
+      return "ip";
+    case HostKeyMode::host_id:
+      return "host-id";
   }
   return "?";
 }
@@ -28,9 +31,12 @@ HostKeyMode parse_host_key_mode(std::string_view text) {
 
 std::string_view to_string(HostRole role) noexcept {
   switch (role) {
-    case HostRole::agent: return "agent";
-    case HostRole::relay: return "relay";
-    case HostRole::manager: return "manager";
+    case HostRole::agent:
+      return "agent";
+    case HostRole::relay:
+      return "relay";
+    case HostRole::manager:
+      return "manager";
   }
   return "?";
 }
@@ -100,9 +106,12 @@ std::string lower(std::string_view s) {
 // Every key a host answers to in `mode`, normalised for comparison.
 std::vector<std::string> keys_of(const Host& host, HostKeyMode mode) {
   switch (mode) {
-    case HostKeyMode::name: return {lower(host.name)};
-    case HostKeyMode::ip: return host.addresses;
-    case HostKeyMode::host_id: return {lower(host.host_id)};
+    case HostKeyMode::name:
+      return {lower(host.name)};
+    case HostKeyMode::ip:
+      return host.addresses;
+    case HostKeyMode::host_id:
+      return {lower(host.host_id)};
   }
   return {};
 }

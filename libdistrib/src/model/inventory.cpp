@@ -12,9 +12,12 @@ namespace distrib {
 
 std::string_view to_string(InventoryScope scope) noexcept {
   switch (scope) {
-    case InventoryScope::system: return "system";
-    case InventoryScope::software: return "software";
-    case InventoryScope::full: return "full";
+    case InventoryScope::system:
+      return "system";
+    case InventoryScope::software:
+      return "software";
+    case InventoryScope::full:
+      return "full";
   }
   return "full";
 }
@@ -29,9 +32,12 @@ InventoryScope parse_inventory_scope(std::string_view text) {
 
 bool in_scope(InventoryScope scope, std::string_view key) noexcept {
   switch (scope) {
-    case InventoryScope::system: return key.starts_with("system.") || key.starts_with("user.");
-    case InventoryScope::software: return key.starts_with("software.");
-    case InventoryScope::full: return true;
+    case InventoryScope::system:
+      return key.starts_with("system.") || key.starts_with("user.");
+    case InventoryScope::software:
+      return key.starts_with("software.");
+    case InventoryScope::full:
+      return true;
   }
   return true;
 }
@@ -42,7 +48,8 @@ bool is_volatile_key(std::string_view key) noexcept {
 
 void validate_inventory_key(std::string_view key) {
   const bool rooted = key.starts_with("system.") || key.starts_with("software.") || key.starts_with("user.");
-  const bool clean = std::none_of(key.begin(), key.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+  const bool clean =
+      std::none_of(key.begin(), key.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
   if (!rooted || !clean || key.size() > 255 || key.back() == '.')
     throw Error(ErrorKind::invalid_argument,
                 "inventory key \"" + std::string(key.substr(0, 80)) +
@@ -63,9 +70,12 @@ std::string inventory_digest(const InventoryItems& items, InventoryScope scope) 
 
 std::string_view to_string(InventoryChange::Kind kind) noexcept {
   switch (kind) {
-    case InventoryChange::Kind::added: return "added";
-    case InventoryChange::Kind::removed: return "removed";
-    case InventoryChange::Kind::changed: return "changed";
+    case InventoryChange::Kind::added:
+      return "added";
+    case InventoryChange::Kind::removed:
+      return "removed";
+    case InventoryChange::Kind::changed:
+      return "changed";
   }
   return "changed";
 }
@@ -182,14 +192,22 @@ namespace {
 std::string_view op_text(InventoryCondition::Op op) noexcept {
   using Op = InventoryCondition::Op;
   switch (op) {
-    case Op::eq: return "=";
-    case Op::ne: return "!=";
-    case Op::lt: return "<";
-    case Op::le: return "<=";
-    case Op::gt: return ">";
-    case Op::ge: return ">=";
-    case Op::exists: return "exists";
-    case Op::missing: return "missing";
+    case Op::eq:
+      return "=";
+    case Op::ne:
+      return "!=";
+    case Op::lt:
+      return "<";
+    case Op::le:
+      return "<=";
+    case Op::gt:
+      return ">";
+    case Op::ge:
+      return ">=";
+    case Op::exists:
+      return "exists";
+    case Op::missing:
+      return "missing";
   }
   return "=";
 }
@@ -197,7 +215,8 @@ std::string_view op_text(InventoryCondition::Op op) noexcept {
 // A whole number or a byte size ("10GiB") as a number; nullopt otherwise. Anything with a dot
 // ("1.10") is a version: 1.10 is newer than 1.9.
 std::optional<double> as_number(std::string_view text) noexcept {
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text.front())) || text.find('.') != std::string_view::npos)
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text.front())) ||
+      text.find('.') != std::string_view::npos)
     return std::nullopt;
   try {
     return static_cast<double>(parse_byte_size(text));
@@ -207,30 +226,33 @@ std::optional<double> as_number(std::string_view text) noexcept {
 }
 
 class QueryParser {
-public:
+ public:
   explicit QueryParser(std::string_view text) : text_(text) {}
 
   InventoryQuery parse() {
     InventoryQuery q;
     skip_space();
-    if (pos_ == text_.size()) fail("an empty query; write FIELD OP VALUE (for example system.os.version >= 12)");
+    if (pos_ == text_.size())
+      fail("an empty query; write FIELD OP VALUE (for example system.os.version >= 12)");
     for (;;) {
       q.conditions.push_back(condition());
       skip_space();
       if (pos_ == text_.size()) break;
       const auto word = bare_word();
       if (word != "and" && word != "AND")
-        fail("\"and\" between two conditions" + std::string(word.empty() ? "" : ", not \"" + std::string(word) + "\""));
+        fail("\"and\" between two conditions" +
+             std::string(word.empty() ? "" : ", not \"" + std::string(word) + "\""));
       skip_space();
       if (pos_ == text_.size()) fail("a condition after \"and\"");
     }
     return q;
   }
 
-private:
+ private:
   [[noreturn]] void fail(const std::string& expected) const {
-    throw Error(ErrorKind::invalid_argument, "malformed inventory query at character " + std::to_string(pos_ + 1) +
-                                                 ": expected " + expected + " in \"" + std::string(text_) + "\"");
+    throw Error(ErrorKind::invalid_argument, "malformed inventory query at character " +
+                                                 std::to_string(pos_ + 1) + ": expected " + expected +
+                                                 " in \"" + std::string(text_) + "\"");
   }
   void skip_space() {
     while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
@@ -249,15 +271,16 @@ private:
     const auto field_at = pos_;
     c.field = std::string(bare_word());
     if (c.field.empty()) fail("a field name (system..., software..., user...)");
-    if (!(c.field.starts_with("system.") || c.field.starts_with("software.") || c.field.starts_with("user."))) {
+    if (!(c.field.starts_with("system.") || c.field.starts_with("software.") ||
+          c.field.starts_with("user."))) {
       pos_ = field_at;
       fail("a field under system., software. or user., not \"" + c.field + "\"");
     }
     skip_space();
     using Op = InventoryCondition::Op;
     static const std::pair<std::string_view, Op> ops[] = {{"!=", Op::ne}, {"<=", Op::le}, {">=", Op::ge},
-                                                           {"==", Op::eq}, {"=", Op::eq},  {"<", Op::lt},
-                                                           {">", Op::gt}};
+                                                          {"==", Op::eq}, {"=", Op::eq},  {"<", Op::lt},
+                                                          {">", Op::gt}};
     for (const auto& [t, op] : ops)
       if (text_.substr(pos_).starts_with(t)) {
         c.op = op;
@@ -267,9 +290,12 @@ private:
         return c;
       }
     const auto word = bare_word();
-    if (word == "exists") c.op = Op::exists;
-    else if (word == "missing") c.op = Op::missing;
-    else fail("an operator (=, !=, <, <=, >, >=, exists, missing) after \"" + c.field + "\"");
+    if (word == "exists")
+      c.op = Op::exists;
+    else if (word == "missing")
+      c.op = Op::missing;
+    else
+      fail("an operator (=, !=, <, <=, >, >=, exists, missing) after \"" + c.field + "\"");
     return c;
   }
   std::string value() {
@@ -291,11 +317,15 @@ private:
   std::size_t pos_ = 0;
 };
 
-bool has_glob(std::string_view s) noexcept { return s.find_first_of("*?") != std::string_view::npos; }
+bool has_glob(std::string_view s) noexcept {
+  return s.find_first_of("*?") != std::string_view::npos;
+}
 
 }  // namespace
 
-InventoryQuery parse_inventory_query(std::string_view text) { return QueryParser(text).parse(); }
+InventoryQuery parse_inventory_query(std::string_view text) {
+  return QueryParser(text).parse();
+}
 
 std::string to_string(const InventoryQuery& query) {
   std::string out;
@@ -303,7 +333,8 @@ std::string to_string(const InventoryQuery& query) {
     if (!out.empty()) out += " and ";
     out += c.field + " " + std::string(op_text(c.op));
     if (c.op != InventoryCondition::Op::exists && c.op != InventoryCondition::Op::missing)
-      out += c.value.find_first_of(" \t") == std::string::npos && !c.value.empty() ? " " + c.value : " \"" + c.value + "\"";
+      out += c.value.find_first_of(" \t") == std::string::npos && !c.value.empty() ? " " + c.value
+                                                                                   : " \"" + c.value + "\"";
   }
   return out;
 }
@@ -311,22 +342,34 @@ std::string to_string(const InventoryQuery& query) {
 bool condition_holds(const InventoryCondition& c, std::string_view value) noexcept {
   using Op = InventoryCondition::Op;
   switch (c.op) {
-    case Op::exists: return true;
-    case Op::missing: return false;
-    case Op::eq: return has_glob(c.value) ? glob_matches(c.value, value) : value == c.value;
-    case Op::ne: return has_glob(c.value) ? !glob_matches(c.value, value) : value != c.value;
-    default: break;
+    case Op::exists:
+      return true;
+    case Op::missing:
+      return false;
+    case Op::eq:
+      return has_glob(c.value) ? glob_matches(c.value, value) : value == c.value;
+    case Op::ne:
+      return has_glob(c.value) ? !glob_matches(c.value, value) : value != c.value;
+    default:
+      break;
   }
   int cmp = 0;
   const auto a = as_number(value), b = as_number(c.value);
-  if (a && b) cmp = *a < *b ? -1 : (*a > *b ? 1 : 0);
-  else cmp = compare_versions(value, c.value);
+  if (a && b)
+    cmp = *a < *b ? -1 : (*a > *b ? 1 : 0);
+  else
+    cmp = compare_versions(value, c.value);
   switch (c.op) {
-    case Op::lt: return cmp < 0;
-    case Op::le: return cmp <= 0;
-    case Op::gt: return cmp > 0;
-    case Op::ge: return cmp >= 0;
-    default: return false;
+    case Op::lt:
+      return cmp < 0;
+    case Op::le:
+      return cmp <= 0;
+    case Op::gt:
+      return cmp > 0;
+    case Op::ge:
+      return cmp >= 0;
+    default:
+      return false;
   }
 }
 
@@ -351,9 +394,12 @@ bool query_matches(const InventoryQuery& query, const InventoryItems& items) {
 
 std::string_view to_string(InventoryFieldType type) noexcept {
   switch (type) {
-    case InventoryFieldType::text: return "text";
-    case InventoryFieldType::number: return "number";
-    case InventoryFieldType::choice: return "choice";
+    case InventoryFieldType::text:
+      return "text";
+    case InventoryFieldType::number:
+      return "number";
+    case InventoryFieldType::choice:
+      return "choice";
   }
   return "text";
 }
@@ -376,17 +422,20 @@ void validate_inventory_field(const InventoryField& field) {
                 "inventory field \"" + field.name + "\" lists values but is not of type choice");
   for (const auto& v : field.allowed)
     if (v.empty() || v.size() > 255)
-      throw Error(ErrorKind::invalid_argument, "inventory field \"" + field.name + "\": allowed values must be 1-255 characters");
+      throw Error(ErrorKind::invalid_argument,
+                  "inventory field \"" + field.name + "\": allowed values must be 1-255 characters");
 }
 
 void check_field_value(const InventoryField& field, std::string_view value) {
   const auto bad = [&](const std::string& wants) {
-    throw Error(ErrorKind::invalid_argument, "value \"" + std::string(value.substr(0, 80)) + "\" of inventory field \"" +
-                                                 field.name + "\" is not " + wants);
+    throw Error(ErrorKind::invalid_argument, "value \"" + std::string(value.substr(0, 80)) +
+                                                 "\" of inventory field \"" + field.name + "\" is not " +
+                                                 wants);
   };
   if (value.size() > 1024) bad("at most 1024 characters long");
   switch (field.type) {
-    case InventoryFieldType::text: return;
+    case InventoryFieldType::text:
+      return;
     case InventoryFieldType::number: {
       double d = 0;
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), d);
@@ -402,12 +451,15 @@ void check_field_value(const InventoryField& field, std::string_view value) {
   }
 }
 
-void check_user_value(const std::vector<InventoryField>& fields, std::string_view name, std::string_view value) {
-  auto f = std::find_if(fields.begin(), fields.end(), [&](const InventoryField& x) { return x.name == name; });
+void check_user_value(const std::vector<InventoryField>& fields, std::string_view name,
+                      std::string_view value) {
+  auto f =
+      std::find_if(fields.begin(), fields.end(), [&](const InventoryField& x) { return x.name == name; });
   if (f == fields.end())
-    throw Error(ErrorKind::invalid_argument, "no inventory field \"" + std::string(name) +
-                                                 "\" is defined at the manager (distribctl inventory field add " +
-                                                 std::string(name) + ")");
+    throw Error(ErrorKind::invalid_argument,
+                "no inventory field \"" + std::string(name) +
+                    "\" is defined at the manager (distribctl inventory field add " + std::string(name) +
+                    ")");
   check_field_value(*f, value);
 }
 
@@ -425,7 +477,8 @@ std::map<std::string, std::string> parse_assignments(std::string_view text, std:
     const auto eq = line.find('=');
     if (eq == std::string_view::npos || eq == 0)
       throw Error(ErrorKind::invalid_argument, std::string(source) + " line " + std::to_string(line_no) +
-                                                   ": expected NAME=VALUE, got \"" + std::string(line.substr(0, 80)) + "\"");
+                                                   ": expected NAME=VALUE, got \"" +
+                                                   std::string(line.substr(0, 80)) + "\"");
     auto name = line.substr(0, eq);
     while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.remove_suffix(1);
     auto value = line.substr(eq + 1);

@@ -9,24 +9,31 @@ namespace distrib {
 
 std::string_view to_string(JobType type) noexcept {
   switch (type) {
-    case JobType::install: return "install";
-    case JobType::transfer_to_relay: return "transfer-to-relay";
-    case JobType::delete_package: return "delete-package";
-    case JobType::get_system_info: return "get-system-info";
-    case JobType::get_software_info: return "get-software-info";
-    case JobType::collect_files: return "collect-files";
+    case JobType::install:
+      return "install";
+    case JobType::transfer_to_relay:
+      return "transfer-to-relay";
+    case JobType::delete_package:
+      return "delete-package";
+    case JobType::get_system_info:
+      return "get-system-info";
+    case JobType::get_software_info:
+      return "get-software-info";
+    case JobType::collect_files:
+      return "collect-files";
   }
   return "?";
 }
 
 JobType parse_job_type(std::string_view text) {
-  for (auto t : {JobType::install, JobType::transfer_to_relay, JobType::delete_package, JobType::get_system_info,
-                 JobType::get_software_info, JobType::collect_files})
+  for (auto t : {JobType::install, JobType::transfer_to_relay, JobType::delete_package,
+                 JobType::get_system_info, JobType::get_software_info, JobType::collect_files})
     if (text == to_string(t)) return t;
-  throw Error(ErrorKind::invalid_argument,
-              "unknown job type \"" + std::string(text) +
-                  "\" (expected install, transfer-to-relay, delete-package, get-system-info, get-software-info "
-                  "or collect-files)");
+  throw Error(
+      ErrorKind::invalid_argument,
+      "unknown job type \"" + std::string(text) +
+          "\" (expected install, transfer-to-relay, delete-package, get-system-info, get-software-info "
+          "or collect-files)");
 }
 
 bool targets_agents(JobType type) noexcept {
@@ -48,7 +55,8 @@ void validate_collect(const CollectSpec& spec) {
     if (p.size() > 4096) bad("a path is longer than 4096 characters");
     if (p == "/.." || p.find("/../") != std::string::npos || p.ends_with("/.."))
       bad("path \"" + p + "\" contains \"..\"");
-    if (p.find('\0') != std::string::npos || p.find('\n') != std::string::npos) bad("a path contains a control character");
+    if (p.find('\0') != std::string::npos || p.find('\n') != std::string::npos)
+      bad("a path contains a control character");
   }
   if (spec.max_file_bytes == 0 || spec.max_file_bytes > kMaxCollectFile)
     bad("the per-file limit must be between 1 byte and " + format_byte_size(kMaxCollectFile));
@@ -59,15 +67,24 @@ void validate_collect(const CollectSpec& spec) {
 
 std::string_view to_string(EntryState state) noexcept {
   switch (state) {
-    case EntryState::waiting: return "waiting";
-    case EntryState::transferring: return "transferring";
-    case EntryState::transferred: return "transferred";
-    case EntryState::installing: return "installing";
-    case EntryState::suspended: return "suspended";
-    case EntryState::succeeded: return "succeeded";
-    case EntryState::failed: return "failed";
-    case EntryState::cancelled: return "cancelled";
-    case EntryState::expired: return "expired";
+    case EntryState::waiting:
+      return "waiting";
+    case EntryState::transferring:
+      return "transferring";
+    case EntryState::transferred:
+      return "transferred";
+    case EntryState::installing:
+      return "installing";
+    case EntryState::suspended:
+      return "suspended";
+    case EntryState::succeeded:
+      return "succeeded";
+    case EntryState::failed:
+      return "failed";
+    case EntryState::cancelled:
+      return "cancelled";
+    case EntryState::expired:
+      return "expired";
   }
   return "?";
 }
@@ -89,8 +106,10 @@ bool is_final(EntryState state) noexcept {
     case EntryState::succeeded:
     case EntryState::failed:
     case EntryState::cancelled:
-    case EntryState::expired: return true;
-    default: return false;
+    case EntryState::expired:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -99,20 +118,21 @@ bool can_transition(EntryState from, EntryState to) noexcept {
   if (from == to || is_final(from)) return false;
   switch (from) {
     case S::waiting:
-      return to == S::transferring || to == S::succeeded || to == S::failed ||
-             to == S::cancelled || to == S::expired || to == S::suspended;
+      return to == S::transferring || to == S::succeeded || to == S::failed || to == S::cancelled ||
+             to == S::expired || to == S::suspended;
     case S::transferring:
-      return to == S::transferred || to == S::waiting || to == S::suspended ||
-             to == S::succeeded || to == S::failed || to == S::cancelled || to == S::expired;
+      return to == S::transferred || to == S::waiting || to == S::suspended || to == S::succeeded ||
+             to == S::failed || to == S::cancelled || to == S::expired;
     case S::transferred:
-      return to == S::installing || to == S::succeeded || to == S::failed ||
-             to == S::cancelled || to == S::expired;
+      return to == S::installing || to == S::succeeded || to == S::failed || to == S::cancelled ||
+             to == S::expired;
     case S::installing:
       // An install under way is never interrupted by the manager: it ends on the agent.
       return to == S::succeeded || to == S::failed;
     case S::suspended:
       return to == S::transferring || to == S::waiting || to == S::cancelled || to == S::expired;
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -137,8 +157,8 @@ bool can_reach(EntryState from, EntryState to) noexcept {
 
 EntryState transition(EntryState from, EntryState to) {
   if (!can_transition(from, to))
-    throw Error(ErrorKind::conflict, "entry cannot go from " + std::string(to_string(from)) +
-                                         " to " + std::string(to_string(to)));
+    throw Error(ErrorKind::conflict,
+                "entry cannot go from " + std::string(to_string(from)) + " to " + std::string(to_string(to)));
   return to;
 }
 
@@ -154,16 +174,21 @@ JobProgress summarize(const std::vector<JobEntry>& entries) {
 
 std::string_view to_string(InstallTiming timing) noexcept {
   switch (timing) {
-    case InstallTiming::immediate: return "immediate";
-    case InstallTiming::at_start: return "at-start";
-    case InstallTiming::at_stop: return "at-stop";
-    case InstallTiming::window: return "window";
+    case InstallTiming::immediate:
+      return "immediate";
+    case InstallTiming::at_start:
+      return "at-start";
+    case InstallTiming::at_stop:
+      return "at-stop";
+    case InstallTiming::window:
+      return "window";
   }
   return "?";
 }
 
 InstallTiming parse_install_timing(std::string_view text) {
-  for (auto t : {InstallTiming::immediate, InstallTiming::at_start, InstallTiming::at_stop, InstallTiming::window})
+  for (auto t :
+       {InstallTiming::immediate, InstallTiming::at_start, InstallTiming::at_stop, InstallTiming::window})
     if (to_string(t) == text) return t;
   throw Error(ErrorKind::invalid_argument, "unknown install timing \"" + std::string(text) +
                                                "\" (expected immediate, at-start, at-stop or window)");
@@ -202,9 +227,9 @@ void validate_schedule(const JobSchedule& s, std::int64_t now) {
   if (s.start_at < 0 || s.expires_at < 0)
     throw Error(ErrorKind::invalid_argument, "start and expiry times must be unix seconds");
   if (s.expires_at && s.start_at && s.start_at >= s.expires_at)
-    throw Error(ErrorKind::invalid_argument,
-                "the start time (" + std::to_string(s.start_at) + ") is not before the expiry (" +
-                    std::to_string(s.expires_at) + "): no entry could ever run");
+    throw Error(ErrorKind::invalid_argument, "the start time (" + std::to_string(s.start_at) +
+                                                 ") is not before the expiry (" +
+                                                 std::to_string(s.expires_at) + "): no entry could ever run");
   if (s.expires_at && s.expires_at <= now)
     throw Error(ErrorKind::invalid_argument,
                 "the expiry (" + std::to_string(s.expires_at) + ") is already past");
@@ -236,8 +261,9 @@ std::vector<int> parse_waves(std::string_view text) {
       if (used != part.size()) throw std::invalid_argument(part);
       out.push_back(v);
     } catch (const std::exception&) {
-      throw Error(ErrorKind::invalid_argument, "waves \"" + std::string(text) +
-                                                   "\" must be percentages separated by commas, e.g. 5,25,100");
+      throw Error(
+          ErrorKind::invalid_argument,
+          "waves \"" + std::string(text) + "\" must be percentages separated by commas, e.g. 5,25,100");
     }
     start = end + 1;
   }
@@ -259,7 +285,8 @@ void validate_rollout(const Rollout& r) {
   if (r.waves.back() != 100)
     throw Error(ErrorKind::invalid_argument, "the last wave must be 100 (every host)");
   if (r.waves.size() > 20) throw Error(ErrorKind::invalid_argument, "at most 20 waves");
-  if (r.success_threshold < 0 || r.success_threshold > 100 || r.error_threshold < 0 || r.error_threshold > 100)
+  if (r.success_threshold < 0 || r.success_threshold > 100 || r.error_threshold < 0 ||
+      r.error_threshold > 100)
     throw Error(ErrorKind::invalid_argument, "thresholds are percentages between 0 and 100");
 }
 
@@ -280,10 +307,14 @@ std::vector<int> assign_waves(std::size_t n, const std::vector<int>& waves) {
 
 std::string_view to_string(RolloutState s) noexcept {
   switch (s) {
-    case RolloutState::none: return "none";
-    case RolloutState::running: return "running";
-    case RolloutState::stopped: return "stopped";
-    case RolloutState::completed: return "completed";
+    case RolloutState::none:
+      return "none";
+    case RolloutState::running:
+      return "running";
+    case RolloutState::stopped:
+      return "stopped";
+    case RolloutState::completed:
+      return "completed";
   }
   return "?";
 }
@@ -323,9 +354,9 @@ RolloutVerdict evaluate_rollout(const Rollout& r, int current, const std::vector
   }
   if (cur->final_count == cur->total) {
     v.action = RolloutVerdict::Action::stop;
-    v.reason = "wave " + std::to_string(current) + " ended with " + std::to_string(cur->succeeded) +
-               " of " + std::to_string(cur->total) + " succeeded, below the " +
-               std::to_string(r.success_threshold) + " % needed to go on";
+    v.reason = "wave " + std::to_string(current) + " ended with " + std::to_string(cur->succeeded) + " of " +
+               std::to_string(cur->total) + " succeeded, below the " + std::to_string(r.success_threshold) +
+               " % needed to go on";
   }
   return v;
 }
@@ -346,7 +377,8 @@ SplitSpec parse_split(std::string_view text) {
   try {
     out.size = parse_byte_size(size_text);
   } catch (const Error& e) {
-    throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) + "\": segment size: " + e.what());
+    throw Error(ErrorKind::invalid_argument,
+                "split \"" + std::string(text) + "\": segment size: " + e.what());
   }
   std::int64_t interval = 0;
   try {
@@ -355,10 +387,11 @@ SplitSpec parse_split(std::string_view text) {
     throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) + "\": interval: " + e.what());
   }
   if (out.size == 0)
-    throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) + "\": the segment size must be above 0");
+    throw Error(ErrorKind::invalid_argument,
+                "split \"" + std::string(text) + "\": the segment size must be above 0");
   if (interval <= 0 || interval > kMaxSegmentInterval)
-    throw Error(ErrorKind::invalid_argument, "split \"" + std::string(text) +
-                                                 "\": the interval must be between 1 s and 24 h");
+    throw Error(ErrorKind::invalid_argument,
+                "split \"" + std::string(text) + "\": the interval must be between 1 s and 24 h");
   out.interval_seconds = static_cast<int>(interval);
   validate_split(out);
   return out;
@@ -367,8 +400,8 @@ SplitSpec parse_split(std::string_view text) {
 void validate_split(const SplitSpec& split) {
   if (!split.enabled()) return;
   if (split.size > kMaxSegmentSize)
-    throw Error(ErrorKind::invalid_argument, "split segment size " + format_byte_size(split.size) +
-                                                 " is above the 2 GiB limit");
+    throw Error(ErrorKind::invalid_argument,
+                "split segment size " + format_byte_size(split.size) + " is above the 2 GiB limit");
   if (split.interval_seconds <= 0 || split.interval_seconds > kMaxSegmentInterval)
     throw Error(ErrorKind::invalid_argument, "split interval " + std::to_string(split.interval_seconds) +
                                                  " s must be between 1 s and 24 h");
@@ -386,8 +419,8 @@ SplitSpec hop_split(const SplitSpec& offered, const SplitSpec& receiver) noexcep
   return offered;
 }
 
-std::vector<std::size_t> plan_segments(const std::vector<std::uint64_t>& chunk_sizes,
-                                       std::uint64_t size, std::size_t from) {
+std::vector<std::size_t> plan_segments(const std::vector<std::uint64_t>& chunk_sizes, std::uint64_t size,
+                                       std::size_t from) {
   std::vector<std::size_t> ends;
   std::size_t i = from;
   while (i < chunk_sizes.size()) {

@@ -14,8 +14,7 @@ bj::object parse_object(std::string_view text) {
 
 namespace {
 [[noreturn]] void bad_field(std::string_view key, std::string_view expected) {
-  throw Error(ErrorKind::invalid_argument,
-              "field \"" + std::string(key) + "\" " + std::string(expected));
+  throw Error(ErrorKind::invalid_argument, "field \"" + std::string(key) + "\" " + std::string(expected));
 }
 }  // namespace
 
@@ -84,11 +83,17 @@ bj::array strings(const std::vector<std::string>& v) {
 }  // namespace
 
 bj::object to_json(const Host& h) {
-  return {{"host_id", h.host_id},         {"name", h.name},
-          {"addresses", strings(h.addresses)}, {"os", h.os},
-          {"role", std::string(to_string(h.role))}, {"parent", h.parent},
-          {"agent_version", h.agent_version}, {"registered_at", h.registered_at},
-          {"last_seen", h.last_seen}, {"via", h.via}, {"approved", h.approved}};
+  return {{"host_id", h.host_id},
+          {"name", h.name},
+          {"addresses", strings(h.addresses)},
+          {"os", h.os},
+          {"role", std::string(to_string(h.role))},
+          {"parent", h.parent},
+          {"agent_version", h.agent_version},
+          {"registered_at", h.registered_at},
+          {"last_seen", h.last_seen},
+          {"via", h.via},
+          {"approved", h.approved}};
 }
 
 Host host_from_json(const bj::object& o) {
@@ -104,7 +109,8 @@ Host host_from_json(const bj::object& o) {
   h.registered_at = get_int(o, "registered_at", 0);
   h.last_seen = get_int(o, "last_seen", 0);
   h.via = get_string(o, "via", false);
-  if (auto it = o.find("approved"); it != o.end() && it->value().is_bool()) h.approved = it->value().as_bool();
+  if (auto it = o.find("approved"); it != o.end() && it->value().is_bool())
+    h.approved = it->value().as_bool();
   return h;
 }
 
@@ -166,9 +172,13 @@ Manifest manifest_from_json_object(const bj::object& o) {
 }
 
 bj::object to_json(const PackageSummary& p) {
-  return {{"name", p.name}, {"version", p.version}, {"payload_digest", p.payload_digest},
-          {"payload_size", p.payload_size}, {"file_count", p.file_count},
-          {"created_at", p.created_at}, {"last_used", p.last_used}};
+  return {{"name", p.name},
+          {"version", p.version},
+          {"payload_digest", p.payload_digest},
+          {"payload_size", p.payload_size},
+          {"file_count", p.file_count},
+          {"created_at", p.created_at},
+          {"last_used", p.last_used}};
 }
 
 PackageSummary package_summary_from_json(const bj::object& o) {
@@ -223,15 +233,18 @@ SplitSpec split_from_json(const bj::value& v) {
   SplitSpec s;
   s.size = static_cast<std::uint64_t>(size);
   const auto interval = get_int(o, "interval_seconds");
-  if (interval <= 0 || interval > kMaxSegmentInterval) bad_field("split.interval_seconds", "must be between 1 s and 24 h");
+  if (interval <= 0 || interval > kMaxSegmentInterval)
+    bad_field("split.interval_seconds", "must be between 1 s and 24 h");
   s.interval_seconds = static_cast<int>(interval);
   validate_split(s);
   return s;
 }
 
 bj::object to_json(const TransferProgress& p) {
-  return {{"segments_done", p.segments_done}, {"segments_total", p.segments_total},
-          {"bytes_received", p.bytes_received}, {"bad_chunks", p.bad_chunks}};
+  return {{"segments_done", p.segments_done},
+          {"segments_total", p.segments_total},
+          {"bytes_received", p.bytes_received},
+          {"bad_chunks", p.bad_chunks}};
 }
 
 TransferProgress transfer_progress_from_json(const bj::object& o) {
@@ -247,7 +260,9 @@ TransferProgress transfer_progress_from_json(const bj::object& o) {
 }
 
 bj::object to_json(const CollectSpec& c) {
-  return {{"paths", strings(c.paths)}, {"max_file_bytes", c.max_file_bytes}, {"max_total_bytes", c.max_total_bytes}};
+  return {{"paths", strings(c.paths)},
+          {"max_file_bytes", c.max_file_bytes},
+          {"max_total_bytes", c.max_total_bytes}};
 }
 
 CollectSpec collect_from_json(const bj::object& o) {
@@ -306,7 +321,8 @@ Job job_from_json(const bj::object& o) {
   j.created_at = get_int(o, "created_at", 0);
   if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
     j.cancel_requested = c->value().as_bool();
-  if (auto sit = o.find("schedule"); sit != o.end()) j.schedule = schedule_from_json(as_obj(sit->value(), "schedule"));
+  if (auto sit = o.find("schedule"); sit != o.end())
+    j.schedule = schedule_from_json(as_obj(sit->value(), "schedule"));
   if (auto rit = o.find("rollout"); rit != o.end()) {
     const auto& r = as_obj(rit->value(), "rollout");
     if (auto w = r.find("waves"); w != r.end()) {
@@ -343,8 +359,10 @@ bj::object to_json(const JobEntry& e) {
                {"late_join", e.late_join},
                {"ready_at", e.ready_at},
                {"progress", to_json(e.progress)}};
-  if (e.exit_code) o["exit_code"] = *e.exit_code;
-  else o["exit_code"] = nullptr;
+  if (e.exit_code)
+    o["exit_code"] = *e.exit_code;
+  else
+    o["exit_code"] = nullptr;
   return o;
 }
 
@@ -362,7 +380,8 @@ JobEntry entry_from_json(const bj::object& o) {
   e.output_tail = get_string(o, "output_tail", false);
   e.updated_at = get_int(o, "updated_at", 0);
   e.wave = static_cast<int>(get_int(o, "wave", 0));
-  if (auto it = o.find("late_join"); it != o.end() && it->value().is_bool()) e.late_join = it->value().as_bool();
+  if (auto it = o.find("late_join"); it != o.end() && it->value().is_bool())
+    e.late_join = it->value().as_bool();
   e.ready_at = get_int(o, "ready_at", 0);
   if (auto it = o.find("progress"); it != o.end() && it->value().is_object())
     e.progress = transfer_progress_from_json(it->value().as_object());
@@ -386,9 +405,9 @@ JobProgress progress_from_json(const bj::object& o) {
 }
 
 bj::object to_json(const EntryReport& r) {
-  bj::object o{{"entry_id", r.entry_id}, {"attempt", r.attempt}, {"seq", r.seq},
-               {"state", std::string(to_string(r.state))}, {"message", r.message},
-               {"output_tail", r.output_tail}};
+  bj::object o{{"entry_id", r.entry_id}, {"attempt", r.attempt},
+               {"seq", r.seq},           {"state", std::string(to_string(r.state))},
+               {"message", r.message},   {"output_tail", r.output_tail}};
   if (r.exit_code) o["exit_code"] = *r.exit_code;
   if (!r.progress.empty()) o["progress"] = to_json(r.progress);
   return o;
@@ -443,25 +462,32 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
     r.job.package_version = get_string(po, "version");
     validate_package_identity(r.job.package_name, r.job.package_version);
   }
-  if (auto c = o.find("collect"); c != o.end()) r.job.collect = collect_from_json(as_obj(c->value(), "collect"));
+  if (auto c = o.find("collect"); c != o.end())
+    r.job.collect = collect_from_json(as_obj(c->value(), "collect"));
   r.job.created_at = get_int(o, "created_at", 0);
   if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
     r.job.cancel_requested = c->value().as_bool();
-  if (auto sit = o.find("schedule"); sit != o.end()) r.job.schedule = schedule_from_json(as_obj(sit->value(), "schedule"));
+  if (auto sit = o.find("schedule"); sit != o.end())
+    r.job.schedule = schedule_from_json(as_obj(sit->value(), "schedule"));
   if (auto sp = o.find("split"); sp != o.end()) r.job.split = split_from_json(sp->value());
   return r;
 }
 
 bj::object to_json(const HostGroup& g) {
-  return {{"name", g.name}, {"description", g.description}, {"created_at", g.created_at},
-          {"members", strings(g.members)}, {"query", g.query}};
+  return {{"name", g.name},
+          {"description", g.description},
+          {"created_at", g.created_at},
+          {"members", strings(g.members)},
+          {"query", g.query}};
 }
 
 bj::object to_json(const IdGroup& g) {
   bj::array members;
   for (const auto& m : g.members)
-    members.push_back(bj::object{{"host_id", m.host_id}, {"host_name", m.host_name},
-                                 {"how", std::string(to_string(m.how))}, {"joined_at", m.joined_at}});
+    members.push_back(bj::object{{"host_id", m.host_id},
+                                 {"host_name", m.host_name},
+                                 {"how", std::string(to_string(m.how))},
+                                 {"joined_at", m.joined_at}});
   return {{"name", g.name},
           {"description", g.description},
           {"owner", g.owner},

@@ -39,17 +39,16 @@ bool is_valid_package_version(std::string_view version) noexcept {
 
 void validate_package_identity(std::string_view name, std::string_view version) {
   if (!is_valid_package_name(name))
-    throw Error(ErrorKind::invalid_argument, "invalid package name \"" + std::string(name) +
-                                                 "\" (letters, digits and ._+- only)");
+    throw Error(ErrorKind::invalid_argument,
+                "invalid package name \"" + std::string(name) + "\" (letters, digits and ._+- only)");
   if (!is_valid_package_version(version))
-    throw Error(ErrorKind::invalid_argument, "invalid package version \"" + std::string(version) +
-                                                 "\" (letters, digits and ._+~- only)");
+    throw Error(ErrorKind::invalid_argument,
+                "invalid package version \"" + std::string(version) + "\" (letters, digits and ._+~- only)");
 }
 
 bool is_safe_relative_path(std::string_view path) noexcept {
   if (path.empty() || path.front() == '/') return false;
-  if (path.find('\0') != std::string_view::npos || path.find('\\') != std::string_view::npos)
-    return false;
+  if (path.find('\0') != std::string_view::npos || path.find('\\') != std::string_view::npos) return false;
   // A trailing slash (directories in tar) is allowed.
   if (path.back() == '/') path.remove_suffix(1);
   for (auto part : split_path(path))
@@ -81,8 +80,7 @@ bool is_sha256_hex(std::string_view text) noexcept {
 
 void validate_manifest(const Manifest& m) {
   auto fail = [&](const std::string& what) {
-    throw Error(ErrorKind::invalid_argument,
-                "package \"" + m.name + "\" " + m.version + ": " + what);
+    throw Error(ErrorKind::invalid_argument, "package \"" + m.name + "\" " + m.version + ": " + what);
   };
   validate_package_identity(m.name, m.version);
   if (m.format != "tar") fail("unsupported payload format \"" + m.format + "\"");

@@ -26,14 +26,21 @@ std::uint64_t parse_byte_size(std::string_view text) {
   if (i == 0) throw bad();
   while (i < text.size() && text[i] == ' ') ++i;
   std::string unit;
-  for (; i < text.size(); ++i) unit.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(text[i]))));
+  for (; i < text.size(); ++i)
+    unit.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(text[i]))));
   int shift = 0;
-  if (unit.empty() || unit == "b") shift = 0;
-  else if (unit == "k" || unit == "kb" || unit == "kib") shift = 10;
-  else if (unit == "m" || unit == "mb" || unit == "mib") shift = 20;
-  else if (unit == "g" || unit == "gb" || unit == "gib") shift = 30;
-  else if (unit == "t" || unit == "tb" || unit == "tib") shift = 40;
-  else throw bad();
+  if (unit.empty() || unit == "b")
+    shift = 0;
+  else if (unit == "k" || unit == "kb" || unit == "kib")
+    shift = 10;
+  else if (unit == "m" || unit == "mb" || unit == "mib")
+    shift = 20;
+  else if (unit == "g" || unit == "gb" || unit == "gib")
+    shift = 30;
+  else if (unit == "t" || unit == "tb" || unit == "tib")
+    shift = 40;
+  else
+    throw bad();
   if (shift && value > (std::numeric_limits<std::uint64_t>::max() >> shift)) throw bad();
   return value << shift;
 }
@@ -47,8 +54,10 @@ std::string format_byte_size(std::uint64_t bytes) {
     ++u;
   }
   char buf[32];
-  if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-  else std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
+  if (u == 0)
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
   return buf;
 }
 
@@ -61,11 +70,24 @@ std::int64_t parse_duration_seconds(std::string_view text) {
   std::int64_t unit = 1;
   std::string_view digits = text;
   switch (text.back()) {
-    case 's': unit = 1; digits.remove_suffix(1); break;
-    case 'm': unit = 60; digits.remove_suffix(1); break;
-    case 'h': unit = 3600; digits.remove_suffix(1); break;
-    case 'd': unit = 86400; digits.remove_suffix(1); break;
-    default: break;
+    case 's':
+      unit = 1;
+      digits.remove_suffix(1);
+      break;
+    case 'm':
+      unit = 60;
+      digits.remove_suffix(1);
+      break;
+    case 'h':
+      unit = 3600;
+      digits.remove_suffix(1);
+      break;
+    case 'd':
+      unit = 86400;
+      digits.remove_suffix(1);
+      break;
+    default:
+      break;
   }
   if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string_view::npos)
     throw bad();
@@ -74,15 +96,17 @@ std::int64_t parse_duration_seconds(std::string_view text) {
 
 std::int64_t parse_time_spec(std::string_view text, std::int64_t now) {
   auto bad = [&] {
-    return Error(ErrorKind::invalid_argument,
-                 "\"" + std::string(text) +
-                     "\" is not a time (use +10m, @UNIXSECONDS, 2026-12-01T22:00:00Z or \"2026-12-01 22:00\")");
+    return Error(
+        ErrorKind::invalid_argument,
+        "\"" + std::string(text) +
+            "\" is not a time (use +10m, @UNIXSECONDS, 2026-12-01T22:00:00Z or \"2026-12-01 22:00\")");
   };
   if (text.empty()) throw bad();
   if (text.front() == '+') return now + parse_duration_seconds(text.substr(1));
   if (text.front() == '@') {
     const auto d = text.substr(1);
-    if (d.empty() || d.size() > 12 || d.find_first_not_of("0123456789") != std::string_view::npos) throw bad();
+    if (d.empty() || d.size() > 12 || d.find_first_not_of("0123456789") != std::string_view::npos)
+      throw bad();
     return std::stoll(std::string(d));
   }
   std::tm tm{};

@@ -4,9 +4,9 @@
 
 #include "net/asio_fwd.h"
 
+#include <sys/socket.h>
 #include <atomic>
 #include <optional>
-#include <sys/socket.h>
 
 namespace distrib {
 
@@ -62,8 +62,8 @@ std::string url_encode(std::string_view text) {
   std::string out;
   for (char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
       out.push_back(static_cast<char>(c));
     } else {
       out.push_back('%');
@@ -98,8 +98,8 @@ struct HttpClient::Impl {
 
   [[noreturn]] void fail(std::string_view what, const beast::error_code& ec) {
     reset();
-    throw Error(ErrorKind::unavailable, "cannot reach " + settings.base_url + ": " +
-                                            std::string(what) + ": " + ec.message());
+    throw Error(ErrorKind::unavailable,
+                "cannot reach " + settings.base_url + ": " + std::string(what) + ": " + ec.message());
   }
 
   void connect() {
@@ -111,7 +111,9 @@ struct HttpClient::Impl {
     beast::tcp_stream stream(io);
     if (!settings.bind_address.empty()) {
       auto addr = asio::ip::make_address(settings.bind_address, ec);
-      if (ec) throw Error(ErrorKind::invalid_argument, "bind address \"" + settings.bind_address + "\" is not an IP address");
+      if (ec)
+        throw Error(ErrorKind::invalid_argument,
+                    "bind address \"" + settings.bind_address + "\" is not an IP address");
       stream.socket().open(addr.is_v4() ? tcp::v4() : tcp::v6(), ec);
       if (!ec) stream.socket().bind(tcp::endpoint(addr, 0), ec);
       if (ec) fail("cannot bind to " + settings.bind_address, ec);
@@ -161,7 +163,8 @@ struct HttpClient::Impl {
     HttpResponse out;
     out.status = static_cast<int>(parser.get().result_int());
     out.content_type = std::string(parser.get()[http::field::content_type]);
-    for (const auto& f : parser.get()) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    for (const auto& f : parser.get())
+      out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     const bool ok = out.status / 100 == 2;
     std::vector<char> piece(64 * 1024);
     while (!parser.is_done()) {
@@ -194,8 +197,9 @@ struct HttpClient::Impl {
     // A server refusing a request early (413) answers before reading it all: read the answer
     // even when sending failed.
     http::read(stream, buffer, parser, ec);
-    if (ec) fail(write_error ? "sending the request failed" : "reading the response failed",
-                 write_error ? write_error : ec);
+    if (ec)
+      fail(write_error ? "sending the request failed" : "reading the response failed",
+           write_error ? write_error : ec);
     auto res = parser.release();
     HttpResponse out;
     out.status = static_cast<int>(res.result_int());
@@ -233,17 +237,20 @@ void HttpClient::abort() noexcept {
   if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
 }
 
-void HttpClient::set_timeout(int seconds) { impl_->settings.timeout_seconds = seconds; }
-const HttpClientSettings& HttpClient::settings() const noexcept { return impl_->settings; }
+void HttpClient::set_timeout(int seconds) {
+  impl_->settings.timeout_seconds = seconds;
+}
+const HttpClientSettings& HttpClient::settings() const noexcept {
+  return impl_->settings;
+}
 
-HttpResponse HttpClient::request(std::string_view method, std::string_view target,
-                                 std::string_view body, std::string_view content_type,
-                                 std::string_view bearer_token) {
+HttpResponse HttpClient::request(std::string_view method, std::string_view target, std::string_view body,
+                                 std::string_view content_type, std::string_view bearer_token) {
   return request(method, target, body, content_type, {}, bearer_token);
 }
 
-HttpResponse HttpClient::request(std::string_view method, std::string_view target,
-                                 std::string_view body, std::string_view content_type,
+HttpResponse HttpClient::request(std::string_view method, std::string_view target, std::string_view body,
+                                 std::string_view content_type,
                                  const std::vector<std::pair<std::string, std::string>>& headers,
                                  std::string_view bearer_token) {
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
@@ -260,7 +267,8 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
   // A kept-alive connection may have been closed by the server meanwhile: one fresh retry.
   const bool reused = impl_->connected;
   for (int attempt = 0;; ++attempt) {
-    if (impl_->aborted) throw Error(ErrorKind::unavailable, "request to " + impl_->settings.base_url + " aborted");
+    if (impl_->aborted)
+      throw Error(ErrorKind::unavailable, "request to " + impl_->settings.base_url + " aborted");
     if (!impl_->connected) impl_->connect();
     try {
       return impl_->secure ? impl_->exchange(*impl_->secure, req) : impl_->exchange(*impl_->plain, req);
@@ -276,7 +284,8 @@ namespace distrib {
 
 HttpResponse HttpClient::stream(std::string_view method, std::string_view target,
                                 const std::vector<std::pair<std::string, std::string>>& headers,
-                                std::string_view bearer_token, const std::function<bool(std::string_view)>& on_body) {
+                                std::string_view bearer_token,
+                                const std::function<bool(std::string_view)>& on_body) {
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, impl_->url.host + ":" + std::to_string(impl_->url.port));
   req.set(http::field::user_agent, "distrib");
@@ -284,7 +293,8 @@ HttpResponse HttpClient::stream(std::string_view method, std::string_view target
   for (const auto& [name, value] : headers) req.set(name, value);
   req.keep_alive(false);
   req.prepare_payload();
-  if (impl_->aborted) throw Error(ErrorKind::unavailable, "request to " + impl_->settings.base_url + " aborted");
+  if (impl_->aborted)
+    throw Error(ErrorKind::unavailable, "request to " + impl_->settings.base_url + " aborted");
   impl_->connect();  // a fresh connection: the stream keeps it to the end
   return impl_->secure ? impl_->exchange_stream(*impl_->secure, req, on_body)
                        : impl_->exchange_stream(*impl_->plain, req, on_body);

@@ -6,17 +6,17 @@
 #include "model/json_codec.h"
 #include "net/asio_fwd.h"
 
-#include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/url/parse.hpp>
 
-#include <atomic>
-#include <mutex>
-#include <optional>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <atomic>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 namespace distrib {
@@ -37,7 +37,9 @@ Responder::Responder(std::shared_ptr<State> state) noexcept : state_(std::move(s
 Responder::Responder(Responder&&) noexcept = default;
 Responder& Responder::operator=(Responder&& other) noexcept {
   if (this != &other) {
-    if (state_) (*this)(HttpResponse{500, "application/json", json::error_body("internal", "request was not answered"), {}, {}});
+    if (state_)
+      (*this)(HttpResponse{
+          500, "application/json", json::error_body("internal", "request was not answered"), {}, {}});
     state_ = std::move(other.state_);
   }
   return *this;
@@ -45,8 +47,8 @@ Responder& Responder::operator=(Responder&& other) noexcept {
 Responder::~Responder() {
   if (state_) {
     try {
-      (*this)(HttpResponse{500, "application/json",
-                           json::error_body("internal", "request was not answered"), {}, {}});
+      (*this)(HttpResponse{
+          500, "application/json", json::error_body("internal", "request was not answered"), {}, {}});
     } catch (...) {
     }
   }
@@ -179,8 +181,7 @@ struct HttpServer::Impl {
   bool running = false;
 
   template <class Stream>
-  asio::awaitable<bool> write_response(Stream& stream, HttpResponse&& r, unsigned version,
-                                       bool keep_alive) {
+  asio::awaitable<bool> write_response(Stream& stream, HttpResponse&& r, unsigned version, bool keep_alive) {
     beast::error_code ec;
     if (r.stream) co_return co_await write_stream(stream, std::move(r), version);
     if (!r.file_path.empty()) {
@@ -210,7 +211,8 @@ struct HttpServer::Impl {
         sock.native_non_blocking(true, ec);
         off_t offset = 0;
         while (!ec && static_cast<std::uint64_t>(offset) < size) {
-          const auto n = ::sendfile(sock.native_handle(), fd, &offset, size - static_cast<std::uint64_t>(offset));
+          const auto n =
+              ::sendfile(sock.native_handle(), fd, &offset, size - static_cast<std::uint64_t>(offset));
           if (n > 0) continue;
           if (n == 0) co_return false;  // file shrank underneath us
           if (errno == EINTR) continue;
@@ -279,7 +281,8 @@ struct HttpServer::Impl {
                                                       asio::steady_timer::time_point::max());
     std::weak_ptr<asio::steady_timer> weak = timer;
     body->on_ready([weak] {
-      if (auto t = weak.lock()) asio::post(t->get_executor(), [weak] {
+      if (auto t = weak.lock())
+        asio::post(t->get_executor(), [weak] {
           if (auto t2 = weak.lock()) t2->cancel();
         });
     });
@@ -299,7 +302,8 @@ struct HttpServer::Impl {
       timer->expires_after(std::chrono::seconds(1));
       co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    co_await asio::async_write(stream, http::make_chunk_last(), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(stream, http::make_chunk_last(),
+                               asio::redirect_error(asio::use_awaitable, ec));
     co_return false;  // never reused
   }
 
@@ -328,34 +332,33 @@ struct HttpServer::Impl {
       parser.body_limit(boost::none);  // the real limit depends on the route; set after the header
       beast::error_code ec;
       beast::get_lowest_layer(stream).expires_after(idle);
-      co_await http::async_read_header(stream, buffer, parser,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
             ec == asio::error::operation_aborted || ec == asio::error::eof ||
             ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated)
           co_return;
-        co_await write_response(stream, error_response(400, "invalid_argument", "malformed HTTP request: " + ec.message()), 11, false);
+        co_await write_response(
+            stream, error_response(400, "invalid_argument", "malformed HTTP request: " + ec.message()), 11,
+            false);
         co_return;
       }
       const auto& head = parser.get();
       std::uint64_t limit = 0;
-      if (settings.body_limit_for)
-        limit = settings.body_limit_for(head.method_string(), head.target());
+      if (settings.body_limit_for) limit = settings.body_limit_for(head.method_string(), head.target());
       if (limit == 0) limit = settings.body_limit;
       parser.body_limit(limit);
       // The declared length was parsed with the header, before the limit was known.
       const auto declared = parser.content_length();
       if (!(declared && *declared > limit))
-        co_await http::async_read(stream, buffer, parser,
-                                  asio::redirect_error(asio::use_awaitable, ec));
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       beast::get_lowest_layer(stream).expires_never();
       if (ec == http::error::body_limit || (declared && *declared > limit)) {
-        co_await write_response(stream,
-                                error_response(413, "invalid_argument",
-                                               "request body exceeds the limit of " +
-                                                   std::to_string(limit) + " bytes"),
-                                head.version(), false);
+        co_await write_response(
+            stream,
+            error_response(413, "invalid_argument",
+                           "request body exceeds the limit of " + std::to_string(limit) + " bytes"),
+            head.version(), false);
         co_await linger(stream);
         co_return;
       }
@@ -363,7 +366,9 @@ struct HttpServer::Impl {
         if (ec == asio::error::operation_aborted || ec == asio::error::eof ||
             ec == http::error::end_of_stream || ec == asio::error::connection_reset)
           co_return;
-        co_await write_response(stream, error_response(400, "invalid_argument", "malformed HTTP request: " + ec.message()), 11, false);
+        co_await write_response(
+            stream, error_response(400, "invalid_argument", "malformed HTTP request: " + ec.message()), 11,
+            false);
         co_return;
       }
       auto req = parser.release();
@@ -434,8 +439,8 @@ struct HttpServer::Impl {
   asio::awaitable<void> accept_loop() {
     for (;;) {
       beast::error_code ec;
-      tcp::socket socket = co_await acceptor->async_accept(
-          asio::make_strand(*io), asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket socket = co_await acceptor->async_accept(asio::make_strand(*io),
+                                                           asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
         // Out of descriptors and similar: back off briefly rather than spin.
@@ -450,13 +455,14 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(HttpServerSettings settings, HttpHandler handler)
-    : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(HttpServerSettings settings, HttpHandler handler) : impl_(std::make_unique<Impl>()) {
   impl_->settings = std::move(settings);
   impl_->handler = std::move(handler);
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 void HttpServer::start() {
   auto& s = impl_->settings;
@@ -475,13 +481,17 @@ void HttpServer::start() {
                             asio::ssl::context::no_tlsv1_1);
     beast::error_code ec;
     impl_->tls->use_certificate_chain_file(s.tls_cert_file, ec);
-    if (ec) throw Error(ErrorKind::invalid_argument, "cannot load TLS certificate " + s.tls_cert_file + ": " + ec.message());
+    if (ec)
+      throw Error(ErrorKind::invalid_argument,
+                  "cannot load TLS certificate " + s.tls_cert_file + ": " + ec.message());
     impl_->tls->use_private_key_file(s.tls_key_file, asio::ssl::context::pem, ec);
-    if (ec) throw Error(ErrorKind::invalid_argument, "cannot load TLS key " + s.tls_key_file + ": " + ec.message());
+    if (ec)
+      throw Error(ErrorKind::invalid_argument, "cannot load TLS key " + s.tls_key_file + ": " + ec.message());
   }
   beast::error_code ec;
   auto address = asio::ip::make_address(s.address, ec);
-  if (ec) throw Error(ErrorKind::invalid_argument, "listen address \"" + s.address + "\" is not an IP address");
+  if (ec)
+    throw Error(ErrorKind::invalid_argument, "listen address \"" + s.address + "\" is not an IP address");
   tcp::endpoint ep(address, s.port);
   auto& acc = impl_->acceptor.emplace(*impl_->io);
   acc.open(ep.protocol(), ec);
@@ -489,7 +499,8 @@ void HttpServer::start() {
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    throw Error(ErrorKind::unavailable, "cannot listen on " + s.address + ":" + std::to_string(s.port) + ": " + ec.message());
+    throw Error(ErrorKind::unavailable,
+                "cannot listen on " + s.address + ":" + std::to_string(s.port) + ": " + ec.message());
   impl_->port = acc.local_endpoint().port();
   asio::co_spawn(*impl_->io, impl_->accept_loop(), asio::detached);
   impl_->running = true;
@@ -519,7 +530,11 @@ void HttpServer::stop() {
   impl_->threads.clear();
 }
 
-std::uint16_t HttpServer::port() const noexcept { return impl_->port; }
-std::uint64_t HttpServer::open_connections() const noexcept { return impl_->connections; }
+std::uint16_t HttpServer::port() const noexcept {
+  return impl_->port;
+}
+std::uint64_t HttpServer::open_connections() const noexcept {
+  return impl_->connections;
+}
 
 }  // namespace distrib

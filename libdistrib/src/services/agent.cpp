@@ -19,19 +19,19 @@
 #include <distrib/model/inventory.h>
 
 #include <arpa/inet.h>
-#include <atomic>
 #include <fnmatch.h>
 #include <glob.h>
-#include <condition_variable>
 #include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
-#include <net/if.h>
 #include <random>
 #include <set>
-#include <sys/utsname.h>
 #include <thread>
-#include <unistd.h>
 
 namespace distrib {
 
@@ -114,7 +114,7 @@ struct Agent::Impl {
     const auto now = std::chrono::steady_clock::now();
     if (backoff_ms == 0) outage_since = now;
     const int cap = now - outage_since < std::chrono::seconds(30) ? std::min(1000, settings.retry_max_ms)
-                                                                   : settings.retry_max_ms;
+                                                                  : settings.retry_max_ms;
     backoff_ms = backoff_ms == 0 ? settings.retry_min_ms : std::min(backoff_ms * 2, cap);
     std::uniform_int_distribution<int> jitter(backoff_ms / 2, backoff_ms);
     const int wait = jitter(rng);
@@ -149,15 +149,16 @@ struct Agent::Impl {
   }
 
   void write_journal(std::int64_t entry_id, std::int32_t attempt, EntryState state) {
-    fs::write_file_atomic(journal_dir() / (std::to_string(entry_id) + ".json"),
-                          bj::serialize(bj::object{{"entry_id", entry_id},
-                                                   {"attempt", attempt},
-                                                   {"state", std::string(to_string(state))}}));
+    fs::write_file_atomic(
+        journal_dir() / (std::to_string(entry_id) + ".json"),
+        bj::serialize(bj::object{
+            {"entry_id", entry_id}, {"attempt", attempt}, {"state", std::string(to_string(state))}}));
   }
 
   // Queues a report durably (journal first, then outbox), then tries to deliver it.
   void report(std::int64_t entry_id, std::int32_t attempt, EntryState state, std::string message = {},
-              std::optional<int> exit_code = {}, std::string output_tail = {}, TransferProgress progress = {}) {
+              std::optional<int> exit_code = {}, std::string output_tail = {},
+              TransferProgress progress = {}) {
     EntryReport r;
     r.progress = progress;
     r.entry_id = entry_id;
@@ -179,8 +180,9 @@ struct Agent::Impl {
     } catch (const Error& e) {
       spdlog::warn("report for entry {} kept in the outbox: {}", entry_id, e.what());
     }
-    if (auto it = confirmed.find(entry_id);
-        it != confirmed.end() && (is_final(it->second) || it->second == EntryState::suspended) && it->second != state)
+    if (auto it = confirmed.find(entry_id); it != confirmed.end() &&
+                                            (is_final(it->second) || it->second == EntryState::suspended) &&
+                                            it->second != state)
       throw EntryWithdrawn{it->second};
   }
 
@@ -246,7 +248,8 @@ struct Agent::Impl {
       try {
         auto o = join_call(g.name, g.password, false, "config");
         if (json::get_int(o, "entries", 0) > 0 || json::get_bool(o, "joined"))
-          spdlog::info("joined ID group {} ({} standing job(s) to receive)", g.name, json::get_int(o, "entries", 0));
+          spdlog::info("joined ID group {} ({} standing job(s) to receive)", g.name,
+                       json::get_int(o, "entries", 0));
       } catch (const Error& e) {
         // Never fatal: work from the parent goes on; the join is tried again at the next registration.
         spdlog::error("cannot join ID group {} named in the configuration: {}", g.name, e.what());
@@ -255,8 +258,10 @@ struct Agent::Impl {
   }
 
   bj::object join_call(const std::string& group, const std::string& password, bool leave, const char* how) {
-    return call("POST", "/v1/agent/join",
-                bj::object{{"host_id", host_id}, {"group", group}, {"password", password}, {"leave", leave}, {"how", how}});
+    return call(
+        "POST", "/v1/agent/join",
+        bj::object{
+            {"host_id", host_id}, {"group", group}, {"password", password}, {"leave", leave}, {"how", how}});
   }
 
   // --- transfer: segments of whole chunks, one request per segment, paced when split ------
@@ -283,13 +288,15 @@ struct Agent::Impl {
       if (abandoning()) return;
       bj::array digests;
       for (std::size_t i = 0; i < wanted.size() && i < 4096; ++i) digests.emplace_back(wanted[i].digest);
-      auto res = http->request("POST", "/v1/content/chunks",
-                               bj::serialize(bj::object{{"host_id", host_id}, {"digests", std::move(digests)}}));
+      auto res =
+          http->request("POST", "/v1/content/chunks",
+                        bj::serialize(bj::object{{"host_id", host_id}, {"digests", std::move(digests)}}));
       if (res.status == 429) {
         // The server is serving its maximum of transfers: come back when it says.
         int wait = 5;
         try {
-          wait = static_cast<int>(std::clamp<std::int64_t>(json::get_int(json::parse_object(res.body), "retry_after", 5), 1, 300));
+          wait = static_cast<int>(std::clamp<std::int64_t>(
+              json::get_int(json::parse_object(res.body), "retry_after", 5), 1, 300));
         } catch (const Error&) {
         }
         spdlog::info("package {} {}: server busy, coming back in {} s", m.name, m.version, wait);
@@ -343,9 +350,11 @@ struct Agent::Impl {
 
   // Asks the server whether the entry is still to be transferred and with which split.
   SplitSpec check_transfer(Transfer& t) {
-    auto o = call("GET", "/v1/agent/transfer?host_id=" + host_id + "&entry_id=" + std::to_string(t.entry_id), nullptr);
+    auto o = call("GET", "/v1/agent/transfer?host_id=" + host_id + "&entry_id=" + std::to_string(t.entry_id),
+                  nullptr);
     const auto state = parse_entry_state(json::get_string(o, "state"));
-    if (json::get_int(o, "attempt", t.attempt) != t.attempt || is_final(state) || state == EntryState::suspended)
+    if (json::get_int(o, "attempt", t.attempt) != t.attempt || is_final(state) ||
+        state == EntryState::suspended)
       throw EntryWithdrawn{state};
     if (auto it = o.find("split"); it != o.end()) return json::split_from_json(it->value());
     return {};
@@ -452,11 +461,16 @@ struct Agent::Impl {
     try {
       const auto type_text = json::get_string(item, "type", false);
       switch (type_text.empty() ? JobType::install : parse_job_type(type_text)) {
-        case JobType::install: return install(item, entry_id, attempt);
-        case JobType::get_system_info: return report_inventory_now(InventoryScope::system, entry_id, attempt);
-        case JobType::get_software_info: return report_inventory_now(InventoryScope::software, entry_id, attempt);
-        case JobType::collect_files: return collect_files(item, entry_id, attempt);
-        default: throw Error(ErrorKind::invalid_argument, "an agent does not run " + type_text + " jobs");
+        case JobType::install:
+          return install(item, entry_id, attempt);
+        case JobType::get_system_info:
+          return report_inventory_now(InventoryScope::system, entry_id, attempt);
+        case JobType::get_software_info:
+          return report_inventory_now(InventoryScope::software, entry_id, attempt);
+        case JobType::collect_files:
+          return collect_files(item, entry_id, attempt);
+        default:
+          throw Error(ErrorKind::invalid_argument, "an agent does not run " + type_text + " jobs");
       }
     } catch (const EntryWithdrawn& w) {
       write_journal(entry_id, attempt, w.state);
@@ -484,8 +498,8 @@ struct Agent::Impl {
         return;
       }
       report(entry_id, attempt, EntryState::transferring);
-      Manifest m = manifest_from_json(
-          bj::serialize(call("GET", "/v1/content/manifests/" + url_encode(name) + "/" + url_encode(version), nullptr)));
+      Manifest m = manifest_from_json(bj::serialize(
+          call("GET", "/v1/content/manifests/" + url_encode(name) + "/" + url_encode(version), nullptr)));
       validate_manifest(m);
       if (!digest.empty() && m.payload_digest != digest)
         throw Error(ErrorKind::integrity, "manifest payload digest does not match the job's");
@@ -514,7 +528,9 @@ struct Agent::Impl {
       }
       report(entry_id, attempt, EntryState::transferred,
              std::to_string(fetched) + " of " + std::to_string(m.chunks.size()) + " chunk(s) fetched" +
-                 (t.progress.bad_chunks ? ", " + std::to_string(t.progress.bad_chunks) + " failed verification and were fetched again" : ""),
+                 (t.progress.bad_chunks ? ", " + std::to_string(t.progress.bad_chunks) +
+                                              " failed verification and were fetched again"
+                                        : ""),
              {}, {}, t.progress);
       report(entry_id, attempt, EntryState::installing);
 
@@ -529,7 +545,8 @@ struct Agent::Impl {
         auto timeout = std::chrono::seconds(m.install.timeout_seconds);
         if (in_stop_phase) {
           // An install during shutdown gets what is left of the stop budget at most.
-          const auto left = std::chrono::duration_cast<std::chrono::seconds>(stop_deadline - std::chrono::steady_clock::now());
+          const auto left = std::chrono::duration_cast<std::chrono::seconds>(
+              stop_deadline - std::chrono::steady_clock::now());
           timeout = std::max(std::chrono::seconds(1), std::min(timeout, left));
         }
         auto result = run_command(m.install.command, target,
@@ -542,8 +559,8 @@ struct Agent::Impl {
         tail = result.output_tail;
         if (result.timed_out) {
           report(entry_id, attempt, EntryState::failed,
-                 "install command timed out after " + std::to_string(timeout.count()) + " s",
-                 exit_code, tail);
+                 "install command timed out after " + std::to_string(timeout.count()) + " s", exit_code,
+                 tail);
           return;
         }
         if (result.exit_code != 0) {
@@ -552,7 +569,8 @@ struct Agent::Impl {
           return;
         }
       }
-      installed[m.payload_digest] = bj::object{{"name", m.name}, {"version", m.version},
+      installed[m.payload_digest] = bj::object{{"name", m.name},
+                                               {"version", m.version},
                                                {"directory", target.string()},
                                                {"installed_at", fs::now_unix()}};
       fs::write_file_atomic(installed_file(), bj::serialize(installed));
@@ -602,7 +620,8 @@ struct Agent::Impl {
       for (const auto& v : json::get_array(o, "fields")) {
         const auto& f = v.as_object();
         out.push_back({json::get_string(f, "name"), parse_inventory_field_type(json::get_string(f, "type")),
-                       json::get_string_array(f, "values", false), json::get_string(f, "description", false)});
+                       json::get_string_array(f, "values", false),
+                       json::get_string(f, "description", false)});
       }
       return out;
     } catch (const Error&) {
@@ -650,7 +669,8 @@ struct Agent::Impl {
                                       {"items", std::move(o)}});
     if (auto it = res.find("rejected"); it != res.end() && it->value().is_array())
       for (const auto& v : it->value().as_array())
-        if (v.is_string()) spdlog::warn("inventory value refused by the manager: {}", std::string(v.as_string()));
+        if (v.is_string())
+          spdlog::warn("inventory value refused by the manager: {}", std::string(v.as_string()));
     return res;
   }
 
@@ -660,7 +680,8 @@ struct Agent::Impl {
     const auto changes = json::get_int(res, "changes", 0);
     report(entry_id, attempt, EntryState::succeeded,
            std::to_string(items.size()) + " " + std::string(to_string(scope)) + " item(s) reported" +
-               (json::get_bool(res, "first") ? " (first inventory)" : ", " + std::to_string(changes) + " changed"));
+               (json::get_bool(res, "first") ? " (first inventory)"
+                                             : ", " + std::to_string(changes) + " changed"));
   }
 
   void poke_inventory() {
@@ -714,8 +735,11 @@ struct Agent::Impl {
     while (!stopping) {
       {
         std::unique_lock lock(inventory_mutex);
-        const int wait = first ? 0 : failed ? std::min(settings.inventory_check_seconds, 10) : settings.inventory_check_seconds;
-        inventory_cv.wait_for(lock, std::chrono::seconds(wait), [&] { return stopping.load() || inventory_poked; });
+        const int wait = first    ? 0
+                         : failed ? std::min(settings.inventory_check_seconds, 10)
+                                  : settings.inventory_check_seconds;
+        inventory_cv.wait_for(lock, std::chrono::seconds(wait),
+                              [&] { return stopping.load() || inventory_poked; });
         inventory_poked = false;
       }
       if (stopping) break;
@@ -762,7 +786,8 @@ struct Agent::Impl {
     std::string allow_list;
     for (const auto& a : settings.collect_allow) allow_list += (allow_list.empty() ? "" : ", ") + a;
     if (settings.collect_allow.empty())
-      throw Error(ErrorKind::forbidden, "this agent collects no files: its configuration allows none (--collect-allow DIR)");
+      throw Error(ErrorKind::forbidden,
+                  "this agent collects no files: its configuration allows none (--collect-allow DIR)");
     // Everything is checked before anything is sent: a refused path fails the entry whole.
     std::vector<std::pair<std::string, std::uint64_t>> files;
     std::set<std::string> seen;
@@ -773,13 +798,14 @@ struct Agent::Impl {
       const auto canon = stdfs::canonical(p, ec);
       if (ec) return problems.push_back(p.string() + ": " + ec.message());
       if (!collect_allowed(canon))
-        return problems.push_back(p.string() + " is outside this agent's collection allowlist (" + allow_list + ")");
+        return problems.push_back(p.string() + " is outside this agent's collection allowlist (" +
+                                  allow_list + ")");
       if (!stdfs::is_regular_file(canon, ec) || !seen.insert(canon.string()).second) return;
       const auto size = stdfs::file_size(canon, ec);
       if (ec) return problems.push_back(canon.string() + ": " + ec.message());
       if (size > spec.max_file_bytes)
-        return problems.push_back(canon.string() + " is " + format_byte_size(size) + ", over the per-file limit of " +
-                                  format_byte_size(spec.max_file_bytes));
+        return problems.push_back(canon.string() + " is " + format_byte_size(size) +
+                                  ", over the per-file limit of " + format_byte_size(spec.max_file_bytes));
       total += size;
       files.emplace_back(canon.string(), size);
     };
@@ -793,10 +819,12 @@ struct Agent::Impl {
         if (stdfs::is_directory(match, ec)) {
           const auto canon = stdfs::canonical(match, ec);
           if (!ec && !collect_allowed(canon)) {
-            problems.push_back(match.string() + " is outside this agent's collection allowlist (" + allow_list + ")");
+            problems.push_back(match.string() + " is outside this agent's collection allowlist (" +
+                               allow_list + ")");
             continue;
           }
-          for (auto d = stdfs::recursive_directory_iterator(match, stdfs::directory_options::skip_permission_denied, ec);
+          for (auto d = stdfs::recursive_directory_iterator(
+                   match, stdfs::directory_options::skip_permission_denied, ec);
                !ec && d != stdfs::recursive_directory_iterator(); d.increment(ec))
             if (d->is_regular_file(ec)) consider(d->path());
         } else {
@@ -823,8 +851,9 @@ struct Agent::Impl {
     for (const auto& [path, size] : files) {
       const auto data = fs::read_file(path);
       if (data.size() > spec.max_file_bytes)
-        throw Error(ErrorKind::forbidden, "nothing more collected: " + path + " grew to " + format_byte_size(data.size()) +
-                                              ", over the per-file limit of " + format_byte_size(spec.max_file_bytes));
+        throw Error(ErrorKind::forbidden,
+                    "nothing more collected: " + path + " grew to " + format_byte_size(data.size()) +
+                        ", over the per-file limit of " + format_byte_size(spec.max_file_bytes));
       auto res = http->request("POST",
                                "/v1/agent/collect?host_id=" + host_id + "&job_id=" + std::to_string(job_id) +
                                    "&path=" + url_encode(path) + "&sha256=" + sha256_hex(data),
@@ -834,9 +863,10 @@ struct Agent::Impl {
       require_ok(res, "upload of " + path);
       sent += data.size();
     }
-    report(entry_id, attempt, EntryState::succeeded,
-           std::to_string(files.size()) + " file(s), " + format_byte_size(sent) + " collected" +
-               (unmatched.empty() ? "" : " (no match for " + std::to_string(unmatched.size()) + " pattern(s))"));
+    report(
+        entry_id, attempt, EntryState::succeeded,
+        std::to_string(files.size()) + " file(s), " + format_byte_size(sent) + " collected" +
+            (unmatched.empty() ? "" : " (no match for " + std::to_string(unmatched.size()) + " pattern(s))"));
   }
 
   void run() {
@@ -880,7 +910,8 @@ struct Agent::Impl {
     for (const auto& item : work) {
       if (abandoning()) break;
       const auto& o = item.as_object();
-      const auto before = journal_state(json::get_int(o, "entry_id"), static_cast<std::int32_t>(json::get_int(o, "attempt", 1)));
+      const auto before = journal_state(json::get_int(o, "entry_id"),
+                                        static_cast<std::int32_t>(json::get_int(o, "attempt", 1)));
       if (before && is_final(*before)) continue;
       process(o);
       did_something = true;
@@ -904,11 +935,13 @@ struct Agent::Impl {
       auto res = call("GET", "/v1/agent/work?host_id=" + host_id + "&stopping=1&wait=0", nullptr);
       const auto& work = json::get_array(res, "work");
       if (!work.empty()) {
-        spdlog::info("stopping: {} install(s) timed at agent stop (up to {} s)", work.size(), settings.stop_install_seconds);
+        spdlog::info("stopping: {} install(s) timed at agent stop (up to {} s)", work.size(),
+                     settings.stop_install_seconds);
         process_work(work);
       }
     } catch (const std::exception& e) {
-      spdlog::warn("stopping: installs timed at agent stop not run now ({}); they run at the next stop", e.what());
+      spdlog::warn("stopping: installs timed at agent stop not run now ({}); they run at the next stop",
+                   e.what());
     }
     in_stop_phase = false;
   }
@@ -951,8 +984,12 @@ Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>()) {
 }
 
 Agent::~Agent() = default;
-const std::string& Agent::host_id() const noexcept { return impl_->host_id; }
-void Agent::run() { impl_->run(); }
+const std::string& Agent::host_id() const noexcept {
+  return impl_->host_id;
+}
+void Agent::run() {
+  impl_->run();
+}
 JoinOutcome Agent::join_group(const std::string& group, const std::string& password, bool leave) {
   auto& i = *impl_;
   for (std::size_t tries = 0;; ++tries) {
@@ -984,7 +1021,8 @@ void Agent::stop() {
   if (impl_->inventory_client) impl_->inventory_client->abort();
 }
 
-void Agent::set_user_inventory(const std::filesystem::path& state_dir, const std::map<std::string, std::string>& values) {
+void Agent::set_user_inventory(const std::filesystem::path& state_dir,
+                               const std::map<std::string, std::string>& values) {
   const auto fields = Impl::cached_fields(state_dir);
   for (const auto& [k, v] : values) {
     validate_group_name(k, "inventory field");
@@ -998,12 +1036,15 @@ void Agent::set_user_inventory(const std::filesystem::path& state_dir, const std
     if (e.kind() != ErrorKind::not_found) throw;
   }
   for (const auto& [k, v] : values) {
-    if (v.empty()) all.erase(k);
-    else all[k] = v;
+    if (v.empty())
+      all.erase(k);
+    else
+      all[k] = v;
   }
   std::string text = "# user inventory values (distribd --set-inventory NAME=VALUE)\n";
   for (const auto& [k, v] : all) {
-    if (v.find('\n') != std::string::npos) throw Error(ErrorKind::invalid_argument, "value of " + k + " spans several lines");
+    if (v.find('\n') != std::string::npos)
+      throw Error(ErrorKind::invalid_argument, "value of " + k + " spans several lines");
     text += k + "=" + v + "\n";
   }
   fs::write_file_atomic(file, text);

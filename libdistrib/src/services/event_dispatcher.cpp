@@ -154,8 +154,8 @@ struct EventDispatcher::Impl {
             erred = true;
             note_failure(r, ex.what());
             if (r.settings.max_attempts > 0 && attempts >= r.settings.max_attempts) {
-              spdlog::error("event sink {}: gave up event {} ({}) after {} attempt(s): {}", r.settings.name, e.id,
-                            e.type, attempts, ex.what());
+              spdlog::error("event sink {}: gave up event {} ({}) after {} attempt(s): {}", r.settings.name,
+                            e.id, e.type, attempts, ex.what());
               std::lock_guard lock(r.status_mutex);
               ++r.status.dropped;
               attempts = 0;
@@ -175,8 +175,8 @@ struct EventDispatcher::Impl {
         } catch (const std::exception& ex) {
           // Not durable at the receiver: the whole batch is delivered again.
           note_failure(r, std::string("flush: ") + ex.what());
-          spdlog::warn("event sink {}: {}; the last {} event(s) will be delivered again", r.settings.name, ex.what(),
-                       delivered);
+          spdlog::warn("event sink {}: {}; the last {} event(s) will be delivered again", r.settings.name,
+                       ex.what(), delivered);
           cursor = before;
           attempts = 0;
           if (!sleep(backoff)) break;
@@ -299,7 +299,8 @@ std::vector<std::unique_ptr<EventSink>> make_event_sinks(const EventSinkRegistry
   return out;
 }
 
-EventDispatcher::EventDispatcher(Store& store, const EventSinkRegistry& registry, std::vector<EventSinkSettings> sinks)
+EventDispatcher::EventDispatcher(Store& store, const EventSinkRegistry& registry,
+                                 std::vector<EventSinkSettings> sinks)
     : impl_(std::make_unique<Impl>(store)) {
   auto built = make_event_sinks(registry, sinks);
   for (std::size_t i = 0; i < sinks.size(); ++i) {
@@ -314,7 +315,9 @@ EventDispatcher::EventDispatcher(Store& store, const EventSinkRegistry& registry
   }
 }
 
-EventDispatcher::~EventDispatcher() { stop(); }
+EventDispatcher::~EventDispatcher() {
+  stop();
+}
 
 void EventDispatcher::start() {
   auto& i = *impl_;

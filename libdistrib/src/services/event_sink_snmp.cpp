@@ -106,7 +106,7 @@ struct PduFree {
 /// Sends each event as an SNMPv2c trap to one manager (UDP, no acknowledgement: delivered means
 /// sent).
 class SnmpEventSink final : public EventSink {
-public:
+ public:
   explicit SnmpEventSink(const EventSinkSettings& s) : started_(std::chrono::steady_clock::now()) {
     std::string_view target = s.target;
     std::string host, port = "162";
@@ -197,7 +197,7 @@ public:
     (void)pdu.release();  // sent: net-snmp freed it (a trap expects no response)
   }
 
-private:
+ private:
   std::vector<oid> with(oid a, oid b) const {
     std::vector<oid> out = base_;
     out.push_back(a);

@@ -95,7 +95,7 @@ int whole_seconds(std::chrono::milliseconds timeout) {
 
 /// Closes the descriptor it owns.
 class UniqueFd {
-public:
+ public:
   UniqueFd() = default;
   explicit UniqueFd(int fd) noexcept : fd_(fd) {}
   UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
@@ -113,7 +113,7 @@ public:
   int get() const noexcept { return fd_; }
   explicit operator bool() const noexcept { return fd_ >= 0; }
 
-private:
+ private:
   int fd_ = -1;
 };
 
@@ -121,7 +121,7 @@ private:
 
 /// Appends each event as one JSON line (event_to_json) to a file; flush() makes the lines durable.
 class FileEventSink final : public EventSink {
-public:
+ public:
   explicit FileEventSink(const EventSinkSettings& s) : path_(s.target) {
     if (path_.empty() || path_.front() != '/')
       config_error(s, "the file sink needs an absolute path, as in file:/var/log/distrib/events.jsonl, not " +
@@ -160,7 +160,7 @@ public:
     }
   }
 
-private:
+ private:
   // A short write leaves the rest of the line in pending_: the retry of the same event
   // continues it instead of writing the line twice.
   void write_pending() {
@@ -255,7 +255,7 @@ std::pair<std::string, std::string> split_host_port(const EventSinkSettings& s, 
 /// Sends each event as one RFC 5424 message to a syslog daemon: a datagram on a unix socket
 /// (/dev/log) or UDP, or an octet-counted frame (RFC 6587) on TCP.
 class SyslogEventSink final : public EventSink {
-public:
+ public:
   explicit SyslogEventSink(const EventSinkSettings& s) : timeout_(s.timeout) {
     const std::string target = s.target.empty() ? "unix:/dev/log" : s.target;
     label_ = "syslog " + target;
@@ -313,7 +313,7 @@ public:
     }
   }
 
-private:
+ private:
   enum class Kind { unix_socket, udp, tcp };
 
   [[noreturn]] void fail(const std::string& what, int err) {
@@ -410,7 +410,7 @@ private:
 /// POSTs each event as JSON to a URL; any 2xx answer means delivered. With a secret, the body is
 /// signed (X-Distrib-Signature: sha256=HMAC) so the receiver can tell it came from us.
 class WebhookEventSink final : public EventSink {
-public:
+ public:
   // client_settings() also sets path_ and label_, which are declared (so constructed) before client_.
   explicit WebhookEventSink(const EventSinkSettings& s) : client_(make_client(s, client_settings(s))) {
     const auto secret = s.options.find("secret");
@@ -451,7 +451,7 @@ public:
                                               (res.body.empty() ? "" : ": " + excerpt(res.body, 200)));
   }
 
-private:
+ private:
   HttpClientSettings client_settings(const EventSinkSettings& s) {
     const std::string& url = s.target;
     const auto scheme_end = url.find("://");
@@ -506,7 +506,7 @@ std::string last_line(std::string_view output) {
 /// Runs a command (/bin/sh -c, in "/", its own process group) with the event in its environment;
 /// exit status 0 means delivered.
 class ExecEventSink final : public EventSink {
-public:
+ public:
   explicit ExecEventSink(const EventSinkSettings& s)
       : command_(trim(s.target)), timeout_(whole_seconds(s.timeout)) {
     if (command_.empty())
@@ -544,7 +544,7 @@ public:
     }
   }
 
-private:
+ private:
   std::string command_;
   int timeout_;  ///< seconds
 };
@@ -628,7 +628,8 @@ void EventSinkRegistry::add(const std::string& type, std::vector<std::string> op
 
 std::unique_ptr<EventSink> EventSinkRegistry::create(const EventSinkSettings& settings) const {
   if (!factories_.contains(settings.type))
-    config_error(settings, "unknown type " + in_quotes(settings.type) + " (known: " + factories_.known_list() + ")");
+    config_error(settings,
+                 "unknown type " + in_quotes(settings.type) + " (known: " + factories_.known_list() + ")");
   const auto& known = options_.at(settings.type);
   for (const auto& [key, value] : settings.options) {
     if (std::find(known.begin(), known.end(), key) != known.end()) continue;

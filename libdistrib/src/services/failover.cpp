@@ -14,7 +14,7 @@ namespace {
 
 // Always active: a single manager.
 class StandaloneCoordinator final : public FailoverCoordinator {
-public:
+ public:
   std::string kind() const override { return "standalone"; }
   bool acquire(const std::string& node, std::chrono::milliseconds) override {
     node_ = node;
@@ -25,14 +25,14 @@ public:
   LeaseRecord observe() override { return {"standalone", node_, node_.empty() ? 0 : 1, 0, 0}; }
   std::int64_t token() const override { return node_.empty() ? 0 : 1; }
 
-private:
+ private:
   std::string node_;
 };
 
 // A lease row in the shared database. Taking it over increments its token; the store is fenced
 // by the token, so a node that lost the lease writes nothing even before it notices.
 class DbLeaseCoordinator final : public FailoverCoordinator {
-public:
+ public:
   DbLeaseCoordinator(Store& store, std::string name) : store_(store), name_(std::move(name)) {}
   std::string kind() const override { return "db-lease"; }
 
@@ -52,11 +52,13 @@ public:
     if (token_ != 0) store_.release_lease(name_, node, token_, fs::now_unix_ms());
     token_ = 0;  // the fence stays: the released lease no longer lets this node write
   }
-  LeaseRecord observe() override { return store_.read_lease(name_).value_or(LeaseRecord{name_, "", 0, 0, 0}); }
+  LeaseRecord observe() override {
+    return store_.read_lease(name_).value_or(LeaseRecord{name_, "", 0, 0, 0});
+  }
   std::int64_t token() const override { return token_; }
   std::vector<Takeover> history(int limit) override { return store_.takeovers(name_, limit); }
 
-private:
+ private:
   Store& store_;
   std::string name_;
   std::int64_t token_ = 0;
@@ -66,7 +68,7 @@ private:
 // stops it otherwise. Starting takes the next fencing token in the shared database, so a node
 // the cluster manager failed to stop cannot write.
 class ExternalCoordinator final : public FailoverCoordinator {
-public:
+ public:
   ExternalCoordinator(Store* store, std::string name) : store_(store), name_(std::move(name)) {}
   std::string kind() const override { return "external"; }
   bool acquire(const std::string& node, std::chrono::milliseconds) override {
@@ -96,12 +98,15 @@ public:
   }
   void lose(const std::string&) override { token_ = 0; }
   LeaseRecord observe() override {
-    return store_ ? store_->read_lease(name_).value_or(LeaseRecord{name_, "", 0, 0, 0}) : LeaseRecord{name_, "", token_, 0, 0};
+    return store_ ? store_->read_lease(name_).value_or(LeaseRecord{name_, "", 0, 0, 0})
+                  : LeaseRecord{name_, "", token_, 0, 0};
   }
   std::int64_t token() const override { return token_; }
-  std::vector<Takeover> history(int limit) override { return store_ ? store_->takeovers(name_, limit) : std::vector<Takeover>{}; }
+  std::vector<Takeover> history(int limit) override {
+    return store_ ? store_->takeovers(name_, limit) : std::vector<Takeover>{};
+  }
 
-private:
+ private:
   Store* store_;
   std::string name_;
   std::int64_t token_ = 0;
@@ -117,26 +122,32 @@ void register_builtin_coordinators(CoordinatorRegistry& registry) {
   registry.add("external", [](const CoordinatorContext& c) -> std::unique_ptr<FailoverCoordinator> {
     return std::make_unique<ExternalCoordinator>(c.store, c.cluster);
   });
-  registry.add("standalone", [](const CoordinatorContext&) { return std::make_unique<StandaloneCoordinator>(); });
+  registry.add("standalone",
+               [](const CoordinatorContext&) { return std::make_unique<StandaloneCoordinator>(); });
   registry.add("db-lease", [](const CoordinatorContext& c) -> std::unique_ptr<FailoverCoordinator> {
-    if (!c.store) throw Error(ErrorKind::invalid_argument, "the db-lease coordinator needs the manager's database");
+    if (!c.store)
+      throw Error(ErrorKind::invalid_argument, "the db-lease coordinator needs the manager's database");
     return std::make_unique<DbLeaseCoordinator>(*c.store, c.cluster);
   });
 }
 
 void validate_failover(const FailoverSettings& s) {
   if (s.node.empty())
-    throw Error(ErrorKind::invalid_argument, "a clustered manager needs a node name (--node-name), unique in the cluster");
-  if (s.node.size() > 64 || s.node.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-                                std::string::npos)
-    throw Error(ErrorKind::invalid_argument, "node name \"" + s.node + "\" may hold only letters, digits, '.', '_' and '-' "
-                                             "(at most 64)");
+    throw Error(ErrorKind::invalid_argument,
+                "a clustered manager needs a node name (--node-name), unique in the cluster");
+  if (s.node.size() > 64 ||
+      s.node.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos)
+    throw Error(ErrorKind::invalid_argument, "node name \"" + s.node +
+                                                 "\" may hold only letters, digits, '.', '_' and '-' "
+                                                 "(at most 64)");
   if (s.renew.count() <= 0 || s.lease.count() <= 0)
     throw Error(ErrorKind::invalid_argument, "lease and renew interval must be positive");
   if (s.lease < 2 * s.renew)
-    throw Error(ErrorKind::invalid_argument,
-                "the lease (" + std::to_string(s.lease.count()) + " ms) must be at least twice the renew interval (" +
-                    std::to_string(s.renew.count()) + " ms): one late renewal must not cost the active role");
+    throw Error(ErrorKind::invalid_argument, "the lease (" + std::to_string(s.lease.count()) +
+                                                 " ms) must be at least twice the renew interval (" +
+                                                 std::to_string(s.renew.count()) +
+                                                 " ms): one late renewal must not cost the active role");
 }
 
 struct FailoverDriver::Impl {
@@ -183,8 +194,10 @@ struct FailoverDriver::Impl {
       lock.lock();
       if (stopping) break;
       if (was_active && active) {
-        if (ok) last_kept = started;
-        else demote_locked(lock, why.empty() ? "the lease was lost (expired or taken by another node)" : why);
+        if (ok)
+          last_kept = started;
+        else
+          demote_locked(lock, why.empty() ? "the lease was lost (expired or taken by another node)" : why);
       } else if (!was_active && ok && !active) {
         active = true;
         last_kept = started;
@@ -221,7 +234,9 @@ FailoverDriver::FailoverDriver(FailoverSettings settings, std::unique_ptr<Failov
   impl_->coordinator = coordinator_.get();
 }
 
-FailoverDriver::~FailoverDriver() { stop(); }
+FailoverDriver::~FailoverDriver() {
+  stop();
+}
 
 void FailoverDriver::start() {
   impl_->runner = std::thread([this] { impl_->run(); });

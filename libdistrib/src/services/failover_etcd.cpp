@@ -7,8 +7,8 @@
 #include <distrib/services/failover.h>
 #include "util/fs.h"
 
-#include <boost/json.hpp>
 #include <openssl/evp.h>
+#include <boost/json.hpp>
 
 #include <chrono>
 #include <mutex>
@@ -20,16 +20,18 @@ namespace bj = boost::json;
 
 std::string b64(const std::string& in) {
   std::string out(4 * ((in.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
   out.resize(static_cast<std::size_t>(n));
   return out;
 }
 
 std::string unb64(const std::string& in) {
   std::string out(3 * in.size() / 4 + 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  const int n =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
   if (n < 0) return {};
   std::size_t len = static_cast<std::size_t>(n);
   for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) --len;  // padding decodes as zeros
@@ -46,9 +48,12 @@ std::int64_t as_i64(const bj::object& o, const char* key) {
 }
 
 class EtcdCoordinator final : public FailoverCoordinator {
-public:
+ public:
   EtcdCoordinator(std::string endpoint, std::string key, Store* store, std::string cluster)
-      : http_(make_client(endpoint)), endpoint_(std::move(endpoint)), key_(std::move(key)), store_(store),
+      : http_(make_client(endpoint)),
+        endpoint_(std::move(endpoint)),
+        key_(std::move(key)),
+        store_(store),
         cluster_(std::move(cluster)) {}
   std::string kind() const override { return "etcd"; }
 
@@ -59,9 +64,12 @@ public:
     if (id == 0) throw Error(ErrorKind::unavailable, "etcd at " + endpoint_ + " granted no lease");
     const auto txn = call(
         "/v3/kv/txn",
-        bj::object{{"compare", bj::array{bj::object{{"key", b64(key_)}, {"target", "CREATE"}, {"create_revision", "0"}}}},
-                   {"success", bj::array{bj::object{{"request_put", bj::object{{"key", b64(key_)}, {"value", b64(node)},
-                                                                               {"lease", std::to_string(id)}}}}}}});
+        bj::object{
+            {"compare",
+             bj::array{bj::object{{"key", b64(key_)}, {"target", "CREATE"}, {"create_revision", "0"}}}},
+            {"success", bj::array{bj::object{{"request_put", bj::object{{"key", b64(key_)},
+                                                                        {"value", b64(node)},
+                                                                        {"lease", std::to_string(id)}}}}}}});
     if (!txn.contains("succeeded") || !txn.at("succeeded").as_bool()) {
       call("/v3/lease/revoke", bj::object{{"ID", std::to_string(id)}});
       return false;
@@ -70,11 +78,13 @@ public:
     if (store_ && !store_->raise_fence(cluster_, node, token, fs::now_unix_ms())) {
       call("/v3/lease/revoke", bj::object{{"ID", std::to_string(id)}});
       const auto rec = store_->read_lease(cluster_);
-      throw Error(ErrorKind::conflict,
-                  "the database records fencing token " + std::to_string(rec ? rec->token : 0) +
-                      ", newer than etcd's revision " + std::to_string(token) +
-                      ": etcd was reset or replaced; once no node is active, clear it with DELETE FROM cluster_lease "
-                      "WHERE name = '" + cluster_ + "'");
+      throw Error(
+          ErrorKind::conflict,
+          "the database records fencing token " + std::to_string(rec ? rec->token : 0) +
+              ", newer than etcd's revision " + std::to_string(token) +
+              ": etcd was reset or replaced; once no node is active, clear it with DELETE FROM cluster_lease "
+              "WHERE name = '" +
+              cluster_ + "'");
     }
     lease_ = id;
     token_ = token;
@@ -110,13 +120,16 @@ public:
       out.expires_at_ms = fs::now_unix_ms() + as_i64(t, "TTL") * 1000;
     }
     if (store_)
-      if (auto rec = store_->read_lease(cluster_); rec && rec->token == out.token) out.since_ms = rec->since_ms;
+      if (auto rec = store_->read_lease(cluster_); rec && rec->token == out.token)
+        out.since_ms = rec->since_ms;
     return out;
   }
   std::int64_t token() const override { return token_; }
-  std::vector<Takeover> history(int limit) override { return store_ ? store_->takeovers(cluster_, limit) : std::vector<Takeover>{}; }
+  std::vector<Takeover> history(int limit) override {
+    return store_ ? store_->takeovers(cluster_, limit) : std::vector<Takeover>{};
+  }
 
-private:
+ private:
   static HttpClient make_client(const std::string& endpoint) {
     HttpClientSettings s;
     s.base_url = endpoint;
@@ -128,11 +141,12 @@ private:
     std::lock_guard lock(http_mutex_);  // status pages observe() from other threads
     auto res = http_.request("POST", path, bj::serialize(body));
     if (res.status != 200)
-      throw Error(ErrorKind::unavailable, "etcd at " + endpoint_ + path + " answered " + std::to_string(res.status) +
-                                              ": " + res.body.substr(0, 200));
+      throw Error(ErrorKind::unavailable, "etcd at " + endpoint_ + path + " answered " +
+                                              std::to_string(res.status) + ": " + res.body.substr(0, 200));
     boost::system::error_code ec;
     auto v = bj::parse(res.body, ec);
-    if (ec || !v.is_object()) throw Error(ErrorKind::unavailable, "etcd at " + endpoint_ + " answered no JSON object");
+    if (ec || !v.is_object())
+      throw Error(ErrorKind::unavailable, "etcd at " + endpoint_ + " answered no JSON object");
     return std::move(v.as_object());
   }
 
@@ -151,9 +165,11 @@ private:
 std::unique_ptr<FailoverCoordinator> make_etcd_coordinator(const CoordinatorContext& c) {
   auto it = c.options.find("endpoint");
   if (it == c.options.end() || it->second.empty())
-    throw Error(ErrorKind::invalid_argument, "the etcd coordinator needs an endpoint (--etcd-endpoint http://HOST:2379)");
+    throw Error(ErrorKind::invalid_argument,
+                "the etcd coordinator needs an endpoint (--etcd-endpoint http://HOST:2379)");
   parse_base_url(it->second);  // names a malformed URL
-  return std::make_unique<EtcdCoordinator>(it->second, "/distrib/" + c.cluster + "/active", c.store, c.cluster);
+  return std::make_unique<EtcdCoordinator>(it->second, "/distrib/" + c.cluster + "/active", c.store,
+                                           c.cluster);
 }
 
 }  // namespace distrib

@@ -19,8 +19,8 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -56,7 +56,8 @@ std::map<std::string, std::string> os_release() {
     const auto eq = line.find('=');
     if (eq == std::string::npos || line.starts_with('#')) continue;
     auto v = line.substr(eq + 1);
-    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) v = v.substr(1, v.size() - 2);
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
+      v = v.substr(1, v.size() - 2);
     out[line.substr(0, eq)] = v;
   }
   return out;
@@ -65,9 +66,11 @@ std::map<std::string, std::string> os_release() {
 // Filesystems that hold no user data.
 bool pseudo_fs(const std::string& type) {
   static const std::set<std::string> skip = {
-      "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "securityfs", "pstore",
-      "debugfs", "tracefs", "mqueue", "hugetlbfs", "configfs", "fusectl", "binfmt_misc", "autofs",
-      "bpf", "nsfs", "rpc_pipefs", "efivarfs", "ramfs", "squashfs", "fuse.lxcfs", "fuse.gvfsd-fuse"};
+      "proc",        "sysfs",   "devtmpfs",   "devpts",     "tmpfs",
+      "cgroup",      "cgroup2", "securityfs", "pstore",     "debugfs",
+      "tracefs",     "mqueue",  "hugetlbfs",  "configfs",   "fusectl",
+      "binfmt_misc", "autofs",  "bpf",        "nsfs",       "rpc_pipefs",
+      "efivarfs",    "ramfs",   "squashfs",   "fuse.lxcfs", "fuse.gvfsd-fuse"};
   return skip.count(type) > 0;
 }
 
@@ -77,7 +80,8 @@ std::string unescape_mount(const std::string& s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\' && i + 3 < s.size()) {
       const auto oct = s.substr(i + 1, 3);
-      if (oct.size() == 3 && std::all_of(oct.begin(), oct.end(), [](char c) { return c >= '0' && c <= '7'; })) {
+      if (oct.size() == 3 &&
+          std::all_of(oct.begin(), oct.end(), [](char c) { return c >= '0' && c <= '7'; })) {
         out += static_cast<char>(std::stoi(oct, nullptr, 8));
         i += 3;
         continue;
@@ -92,9 +96,9 @@ std::string unescape_mount(const std::string& s) {
 std::string block_device_of(const char* path) {
   struct stat st {};
   if (::stat(path, &st) != 0) return {};
-  const auto uevent = read_trimmed(std::filesystem::path("/sys/dev/block") /
-                                   (std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev))) /
-                                   "uevent");
+  const auto uevent =
+      read_trimmed(std::filesystem::path("/sys/dev/block") /
+                   (std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev))) / "uevent");
   std::istringstream in(uevent);
   for (std::string line; std::getline(in, line);)
     if (line.starts_with("DEVNAME=")) return "/dev/" + line.substr(8);
@@ -107,10 +111,10 @@ std::string fs_type_of(const char* path) {
   struct statfs st {};
   if (::statfs(path, &st) != 0) return {};
   static const std::map<unsigned long, const char*> known = {
-      {0xEF53, "ext4"},          {0x58465342, "xfs"},  {0x9123683E, "btrfs"}, {0x794C7630, "overlay"},
-      {0x2FC12FC1, "zfs"},       {0x01021994, "tmpfs"}, {0x6969, "nfs"},      {0xFF534D42, "cifs"},
-      {0x65735546, "fuse"},      {0x4D44, "vfat"},     {0x5346544E, "ntfs"},  {0xF2F52010, "f2fs"},
-      {0x3153464A, "jfs"},       {0x52654973, "reiserfs"}};
+      {0xEF53, "ext4"},     {0x58465342, "xfs"},     {0x9123683E, "btrfs"}, {0x794C7630, "overlay"},
+      {0x2FC12FC1, "zfs"},  {0x01021994, "tmpfs"},   {0x6969, "nfs"},       {0xFF534D42, "cifs"},
+      {0x65735546, "fuse"}, {0x4D44, "vfat"},        {0x5346544E, "ntfs"},  {0xF2F52010, "f2fs"},
+      {0x3153464A, "jfs"},  {0x52654973, "reiserfs"}};
   const auto it = known.find(static_cast<unsigned long>(st.f_type));
   return it == known.end() ? std::string() : it->second;
 }
@@ -144,7 +148,7 @@ void collect_disk_items(std::string_view mounts, InventoryItems& out) {
 namespace {
 
 class LinuxSystemCollector final : public InventoryCollector {
-public:
+ public:
   std::string_view name() const noexcept override { return "linux-system"; }
   InventoryScope scope() const noexcept override { return InventoryScope::system; }
 
@@ -171,21 +175,22 @@ public:
       out["system.uptime_seconds"] = up.substr(0, up.find_first_of(". "));
     // DMI: readable by everyone except the serial numbers (root only on most systems).
     static const std::pair<const char*, const char*> dmi[] = {
-        {"sys_vendor", "vendor"}, {"product_name", "model"}, {"product_serial", "serial"},
+        {"sys_vendor", "vendor"}, {"product_name", "model"},        {"product_serial", "serial"},
         {"product_uuid", "uuid"}, {"bios_version", "bios_version"}, {"board_name", "board"}};
     for (const auto& [file, key] : dmi)
       if (auto v = read_trimmed(std::filesystem::path("/sys/class/dmi/id") / file); !v.empty())
         out[std::string("system.dmi.") + key] = v;
   }
 
-private:
+ private:
   static void cpu(InventoryItems& out) {
     std::ifstream in("/proc/cpuinfo");
     std::string model;
     long count = 0;
     for (std::string line; std::getline(in, line);) {
       if (line.starts_with("processor")) ++count;
-      if (model.empty() && (line.starts_with("model name") || line.starts_with("Model") || line.starts_with("cpu model"))) {
+      if (model.empty() &&
+          (line.starts_with("model name") || line.starts_with("Model") || line.starts_with("cpu model"))) {
         auto colon = line.find(':');
         if (colon != std::string::npos) {
           model = line.substr(colon + 1);
@@ -260,7 +265,8 @@ bool have_program(const char* name) {
 void list_packages(const std::string& command, const std::string& prefix, InventoryItems& out) {
   auto r = run_command(command, "/", {{"LC_ALL", "C"}}, std::chrono::seconds(120), 64u << 20);
   if (r.exit_code != 0 || r.timed_out)
-    throw Error(ErrorKind::unavailable, "\"" + command + "\" failed (exit " + std::to_string(r.exit_code) + ")");
+    throw Error(ErrorKind::unavailable,
+                "\"" + command + "\" failed (exit " + std::to_string(r.exit_code) + ")");
   std::istringstream in(r.output_tail);
   for (std::string line; std::getline(in, line);) {
     const auto tab = line.find('\t');
@@ -273,7 +279,7 @@ void list_packages(const std::string& command, const std::string& prefix, Invent
 }
 
 class DpkgCollector final : public InventoryCollector {
-public:
+ public:
   std::string_view name() const noexcept override { return "dpkg"; }
   InventoryScope scope() const noexcept override { return InventoryScope::software; }
   void collect(InventoryItems& out) override {
@@ -286,7 +292,7 @@ public:
 };
 
 class RpmCollector final : public InventoryCollector {
-public:
+ public:
   std::string_view name() const noexcept override { return "rpm"; }
   InventoryScope scope() const noexcept override { return InventoryScope::software; }
   void collect(InventoryItems& out) override {

@@ -21,7 +21,7 @@ std::string label(std::string_view v) {
 }
 
 class Exposition {
-public:
+ public:
   void family(const std::string& name, const char* type, const char* help) {
     out_ += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
   }
@@ -36,7 +36,7 @@ public:
   }
   std::string take() { return std::move(out_); }
 
-private:
+ private:
   std::string out_;
 };
 
@@ -46,8 +46,10 @@ std::string render_metrics(const MetricsSnapshot& m) {
   Exposition x;
   x.family("distrib_info", "gauge", "This server: version, role and host identifier.");
   x.sample("distrib_info", 1,
-           "version=\"" + label(m.version) + "\",role=\"" + label(m.role) + "\",host_id=\"" + label(m.host_id) + "\"");
-  x.family("distrib_agents_connected", "gauge", "Hosts below this server heard from within two poll timeouts.");
+           "version=\"" + label(m.version) + "\",role=\"" + label(m.role) + "\",host_id=\"" +
+               label(m.host_id) + "\"");
+  x.family("distrib_agents_connected", "gauge",
+           "Hosts below this server heard from within two poll timeouts.");
   x.sample("distrib_agents_connected", m.agents_connected);
   x.family("distrib_polls_waiting", "gauge", "Long polls held open now.");
   x.sample("distrib_polls_waiting", m.polls_waiting);
@@ -59,35 +61,41 @@ std::string render_metrics(const MetricsSnapshot& m) {
   x.sample("distrib_jobs", m.counts.open_jobs, "state=\"open\"");
   x.sample("distrib_jobs", m.counts.jobs - m.counts.open_jobs, "state=\"finished\"");
   x.family("distrib_job_entries", "gauge", "Job entries by state.");
-  for (const char* state :
-       {"waiting", "transferring", "transferred", "installing", "suspended", "succeeded", "failed", "cancelled", "expired"}) {
+  for (const char* state : {"waiting", "transferring", "transferred", "installing", "suspended", "succeeded",
+                            "failed", "cancelled", "expired"}) {
     auto it = m.counts.entries_by_state.find(state);
     x.sample("distrib_job_entries", it == m.counts.entries_by_state.end() ? 0 : it->second,
              std::string("state=\"") + state + "\"");
   }
-  x.family("distrib_link_sent_bytes_total", "counter", "Content bytes sent to each requesting host (agent or relay).");
-  for (const auto& [peer, v] : m.sent_to) x.sample("distrib_link_sent_bytes_total", v.second, "peer=\"" + label(peer) + "\"");
+  x.family("distrib_link_sent_bytes_total", "counter",
+           "Content bytes sent to each requesting host (agent or relay).");
+  for (const auto& [peer, v] : m.sent_to)
+    x.sample("distrib_link_sent_bytes_total", v.second, "peer=\"" + label(peer) + "\"");
   x.family("distrib_link_sent_chunks_total", "counter", "Content chunks sent to each requesting host.");
-  for (const auto& [peer, v] : m.sent_to) x.sample("distrib_link_sent_chunks_total", v.first, "peer=\"" + label(peer) + "\"");
+  for (const auto& [peer, v] : m.sent_to)
+    x.sample("distrib_link_sent_chunks_total", v.first, "peer=\"" + label(peer) + "\"");
   x.family("distrib_link_received_bytes_total", "counter", "Content bytes fetched from the parent (relays).");
   x.sample("distrib_link_received_bytes_total", m.received_from_parent, "peer=\"parent\"");
   x.family("distrib_request_received_bytes_total", "counter", "Request body bytes received on every route.");
   x.sample("distrib_request_received_bytes_total", m.request_bytes_received);
   x.family("distrib_chunk_cache_hits_total", "counter", "Chunks served from the content cache.");
   x.sample("distrib_chunk_cache_hits_total", m.cache_hits);
-  x.family("distrib_chunk_cache_misses_total", "counter", "Chunks that had to be fetched from the parent first.");
+  x.family("distrib_chunk_cache_misses_total", "counter",
+           "Chunks that had to be fetched from the parent first.");
   x.sample("distrib_chunk_cache_misses_total", m.cache_misses);
   x.family("distrib_transfers_active", "gauge", "Hosts fetching content now.");
   x.sample("distrib_transfers_active", m.active_transfers);
   x.family("distrib_transfers_busy_total", "counter", "Requests told to come back later (transfer limits).");
   x.sample("distrib_transfers_busy_total", m.busy_answers);
 
-  x.family("distrib_database_call_duration_seconds", "histogram", "Duration of database calls (reads and transactions).");
+  x.family("distrib_database_call_duration_seconds", "histogram",
+           "Duration of database calls (reads and transactions).");
   static constexpr const char* kLe[] = {"0.001", "0.005", "0.025", "0.1", "0.5", "+Inf"};
   std::uint64_t cumulative = 0;
   for (int i = 0; i < 6; ++i) {
     cumulative += m.store.buckets[i];
-    x.sample("distrib_database_call_duration_seconds_bucket", cumulative, std::string("le=\"") + kLe[i] + "\"");
+    x.sample("distrib_database_call_duration_seconds_bucket", cumulative,
+             std::string("le=\"") + kLe[i] + "\"");
   }
   const auto us = m.store.total_micros;
   x.raw("distrib_database_call_duration_seconds_sum",
@@ -139,7 +147,8 @@ AuditRecord audit_record(const HttpRequest& req, const HttpResponse& res, std::i
   // The object: what the path names after its area ("jobs/12/cancel" → "12/cancel"), else the
   // id a creation answered with.
   const auto area_end = req.path.find('/', 4);
-  if (req.path.rfind("/v1/", 0) == 0 && area_end != std::string::npos) a.target = req.path.substr(area_end + 1, 240);
+  if (req.path.rfind("/v1/", 0) == 0 && area_end != std::string::npos)
+    a.target = req.path.substr(area_end + 1, 240);
   a.status = res.status;
   boost::system::error_code ec;
   const auto body = res.content_type == "application/json" && res.body.size() < (1u << 20)
@@ -165,7 +174,8 @@ AuditRecord audit_record(const HttpRequest& req, const HttpResponse& res, std::i
       if (auto* n = obj->if_contains("name"); n && n->is_string()) a.target = std::string(n->as_string());
     if (a.target.empty() && obj)
       if (auto* j = obj->if_contains("job"); j && j->is_object())
-        if (auto* v = j->as_object().if_contains("id"); v && v->is_int64()) a.target = "job " + std::to_string(v->as_int64());
+        if (auto* v = j->as_object().if_contains("id"); v && v->is_int64())
+          a.target = "job " + std::to_string(v->as_int64());
   } else {
     a.result = "HTTP " + std::to_string(res.status);
     if (obj)

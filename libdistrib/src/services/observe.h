@@ -20,8 +20,8 @@ struct MetricsSnapshot {
   std::uint64_t polls = 0;            ///< polls answered since start
   Store::Counts counts;
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> sent_to;  ///< peer → (chunks, bytes)
-  std::uint64_t received_from_parent = 0;                                   ///< bytes (relays)
-  std::uint64_t request_bytes_received = 0;                                 ///< request bodies, all routes
+  std::uint64_t received_from_parent = 0;                                  ///< bytes (relays)
+  std::uint64_t request_bytes_received = 0;                                ///< request bodies, all routes
   std::uint64_t cache_hits = 0, cache_misses = 0, busy_answers = 0;
   std::int64_t active_transfers = 0;
   Store::Stats store;

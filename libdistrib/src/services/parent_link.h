@@ -17,7 +17,7 @@
 namespace distrib {
 
 class ParentLink {
-public:
+ public:
   struct Settings {
     std::vector<std::string> urls;  ///< in order of preference; at least one
     std::string ca_file;
@@ -39,7 +39,7 @@ public:
   /// Settings for a client of `url` (CA file, bind address).
   HttpClientSettings client_settings(const std::string& url) const;
 
-private:
+ private:
   Settings settings_;
   mutable std::mutex mutex_;
   std::size_t index_ = 0;
@@ -56,12 +56,12 @@ boost::json::object call_parent(HttpClient& client, std::string_view method, std
 
 /// One HttpClient per parent URL, for one thread. abort() may be called from any thread.
 class ClientSet {
-public:
+ public:
   explicit ClientSet(const ParentLink& link) : link_(link) {}
   HttpClient& get(const std::string& url);
   void abort() noexcept;
 
-private:
+ private:
   const ParentLink& link_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<HttpClient>> clients_;
@@ -72,13 +72,13 @@ private:
 /// is idle, so one slow upload does not hold up the others. abort() breaks off every leased
 /// request and fails every later lease (the pool is stopping).
 class ClientPool {
-public:
+ public:
   explicit ClientPool(const ParentLink& link) : link_(link) {}
   ClientPool(const ClientPool&) = delete;
   ClientPool& operator=(const ClientPool&) = delete;
 
   class Lease {
-  public:
+   public:
     Lease(ClientPool& pool, std::size_t slot) : pool_(&pool), slot_(slot) {}
     Lease(Lease&& other) noexcept : pool_(std::exchange(other.pool_, nullptr)), slot_(other.slot_) {}
     Lease& operator=(Lease&&) = delete;
@@ -88,7 +88,7 @@ public:
     HttpClient& operator*() const { return pool_->client(slot_); }
     HttpClient* operator->() const { return &pool_->client(slot_); }
 
-  private:
+   private:
     ClientPool* pool_;
     std::size_t slot_;
   };
@@ -100,7 +100,7 @@ public:
   /// Clients made so far (idle or leased).
   std::size_t size() const;
 
-private:
+ private:
   struct Slot {
     std::string url;
     std::unique_ptr<HttpClient> client;

@@ -2,13 +2,13 @@
 
 #include <distrib/error.h>
 
-#include <cerrno>
-#include <csignal>
-#include <cstring>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <vector>
 
 extern char** environ;
@@ -16,10 +16,11 @@ extern char** environ;
 namespace distrib {
 
 CommandResult run_command(const std::string& command, const std::filesystem::path& cwd,
-                          const std::map<std::string, std::string>& extra_env,
-                          std::chrono::seconds timeout, std::size_t tail_bytes) {
+                          const std::map<std::string, std::string>& extra_env, std::chrono::seconds timeout,
+                          std::size_t tail_bytes) {
   int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) throw Error(std::string("cannot create a pipe: ") + std::strerror(errno));
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    throw Error(std::string("cannot create a pipe: ") + std::strerror(errno));
 
   // Build the environment before fork (no allocation in the child).
   std::vector<std::string> env_strings;
@@ -57,7 +58,8 @@ CommandResult run_command(const std::string& command, const std::filesystem::pat
   bool open = true;
   char buf[8192];
   while (open) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       result.timed_out = true;
       ::kill(-pid, SIGKILL);
@@ -82,8 +84,10 @@ CommandResult run_command(const std::string& command, const std::filesystem::pat
   }
   // Children the command left behind in its group do not outlive the install.
   ::kill(-pid, SIGKILL);
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) result.exit_code = 128 + WTERMSIG(status);
+  if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
   if (tail.size() > tail_bytes) tail.erase(0, tail.size() - tail_bytes);
   result.output_tail = std::move(tail);
   return result;

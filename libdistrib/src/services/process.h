@@ -17,7 +17,7 @@ struct CommandResult {
 
 /// Runs `command` through /bin/sh in `cwd`. Throws Error only when the process cannot be started.
 CommandResult run_command(const std::string& command, const std::filesystem::path& cwd,
-                          const std::map<std::string, std::string>& extra_env,
-                          std::chrono::seconds timeout, std::size_t tail_bytes);
+                          const std::map<std::string, std::string>& extra_env, std::chrono::seconds timeout,
+                          std::size_t tail_bytes);
 
 }  // namespace distrib

@@ -13,7 +13,9 @@ namespace distrib {
 UpstreamFetcher::UpstreamFetcher(ChunkStore& chunks, ParentLink& link, std::string host_id, int threads)
     : chunks_(chunks), link_(link), host_id_(std::move(host_id)), pool_(threads) {}
 
-UpstreamFetcher::~UpstreamFetcher() { stop(); }
+UpstreamFetcher::~UpstreamFetcher() {
+  stop();
+}
 
 void UpstreamFetcher::stop() {
   {

@@ -18,7 +18,7 @@ namespace distrib {
 class ChunkStore;
 
 class UpstreamFetcher {
-public:
+ public:
   /// `host_id` names this relay in the parent's counters.
   UpstreamFetcher(ChunkStore& chunks, ParentLink& link, std::string host_id, int threads);
   ~UpstreamFetcher();
@@ -41,7 +41,7 @@ public:
   std::uint64_t bytes() const noexcept { return bytes_; }
   std::uint64_t joined() const noexcept { return joined_; }
 
-private:
+ private:
   std::unique_ptr<ClientSet> checkout();
   void checkin(std::unique_ptr<ClientSet> c);
   void run_fetch(const std::string& digest);

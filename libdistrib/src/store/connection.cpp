@@ -5,10 +5,10 @@
 
 #include "store/dialect.h"
 
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
 #include <sql.h>
 #include <sqlext.h>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -21,14 +21,44 @@ std::string lower(std::string s) {
   return s;
 }
 
-const std::vector<std::string> kLibpqKeys = {
-    "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "channel_binding",
-    "connect_timeout", "client_encoding", "options", "application_name", "fallback_application_name",
-    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-    "replication", "gssencmode", "sslmode", "requiressl", "sslcompression", "sslcert", "sslkey",
-    "sslpassword", "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer",
-    "ssl_min_protocol_version", "ssl_max_protocol_version", "krbsrvname", "gsslib", "service",
-    "target_session_attrs", "load_balance_hosts"};
+const std::vector<std::string> kLibpqKeys = {"host",
+                                             "hostaddr",
+                                             "port",
+                                             "dbname",
+                                             "user",
+                                             "password",
+                                             "passfile",
+                                             "channel_binding",
+                                             "connect_timeout",
+                                             "client_encoding",
+                                             "options",
+                                             "application_name",
+                                             "fallback_application_name",
+                                             "keepalives",
+                                             "keepalives_idle",
+                                             "keepalives_interval",
+                                             "keepalives_count",
+                                             "tcp_user_timeout",
+                                             "replication",
+                                             "gssencmode",
+                                             "sslmode",
+                                             "requiressl",
+                                             "sslcompression",
+                                             "sslcert",
+                                             "sslkey",
+                                             "sslpassword",
+                                             "sslrootcert",
+                                             "sslcrl",
+                                             "sslcrldir",
+                                             "sslsni",
+                                             "requirepeer",
+                                             "ssl_min_protocol_version",
+                                             "ssl_max_protocol_version",
+                                             "krbsrvname",
+                                             "gsslib",
+                                             "service",
+                                             "target_session_attrs",
+                                             "load_balance_hosts"};
 
 std::string hint(const std::string& word, const std::vector<std::string>& known) {
   const auto n = nearest(word, known);
@@ -51,7 +81,8 @@ std::string uri_to_keywords(const std::string& uri) {
   auto parsed = boost::urls::parse_uri(uri);
   if (!parsed)
     throw Error(ErrorKind::invalid_argument, "the postgresql connection URI is malformed (" +
-                                                 parsed.error().message() + "): expected postgresql://user:password@host:port/dbname");
+                                                 parsed.error().message() +
+                                                 "): expected postgresql://user:password@host:port/dbname");
   const auto& u = *parsed;
   std::string out;
   auto add = [&](const std::string& key, const std::string& value) {
@@ -66,7 +97,8 @@ std::string uri_to_keywords(const std::string& uri) {
   add("dbname", db);
   for (const auto& p : u.params()) {
     if (!p.has_value)
-      throw Error(ErrorKind::invalid_argument, "parameter \"" + p.key + "\" of the postgresql connection URI has no value");
+      throw Error(ErrorKind::invalid_argument,
+                  "parameter \"" + p.key + "\" of the postgresql connection URI has no value");
     out += (out.empty() ? "" : " ") + p.key + "=" + quote_value(p.value);
   }
   return out;
@@ -108,13 +140,15 @@ std::string check_postgresql_connection(const std::string& connection, int conne
     while (i < connection.size() && std::isspace(static_cast<unsigned char>(connection[i]))) ++i;
     if (i >= connection.size()) break;
     std::size_t j = i;
-    while (j < connection.size() && connection[j] != '=' && !std::isspace(static_cast<unsigned char>(connection[j])))
+    while (j < connection.size() && connection[j] != '=' &&
+           !std::isspace(static_cast<unsigned char>(connection[j])))
       ++j;
     const std::string key = connection.substr(i, j - i);
     std::size_t k = j;
     while (k < connection.size() && std::isspace(static_cast<unsigned char>(connection[k]))) ++k;
     if (k >= connection.size() || connection[k] != '=')
-      throw Error(ErrorKind::invalid_argument, "part \"" + key + "\" of the postgresql connection string is not KEY=VALUE");
+      throw Error(ErrorKind::invalid_argument,
+                  "part \"" + key + "\" of the postgresql connection string is not KEY=VALUE");
     if (std::find(kLibpqKeys.begin(), kLibpqKeys.end(), key) == kLibpqKeys.end())
       throw Error(ErrorKind::invalid_argument,
                   "unknown key \"" + key + "\" in the postgresql connection string" + hint(key, kLibpqKeys));
@@ -125,8 +159,9 @@ std::string check_postgresql_connection(const std::string& connection, int conne
       ++k;
       while (k < connection.size() && connection[k] != '\'') k += connection[k] == '\\' ? 2u : 1u;
       if (k >= connection.size())
-        throw Error(ErrorKind::invalid_argument, "the value of \"" + key + "\" in the postgresql connection string "
-                                                 "has no closing quote");
+        throw Error(ErrorKind::invalid_argument, "the value of \"" + key +
+                                                     "\" in the postgresql connection string "
+                                                     "has no closing quote");
       ++k;
     } else {
       while (k < connection.size() && !std::isspace(static_cast<unsigned char>(connection[k]))) ++k;
@@ -141,13 +176,16 @@ std::vector<OdbcPart> parse_odbc_connection(const std::string& connection) {
   std::vector<OdbcPart> out;
   std::size_t i = 0;
   while (i < connection.size()) {
-    while (i < connection.size() && (connection[i] == ';' || std::isspace(static_cast<unsigned char>(connection[i])))) ++i;
+    while (i < connection.size() &&
+           (connection[i] == ';' || std::isspace(static_cast<unsigned char>(connection[i]))))
+      ++i;
     if (i >= connection.size()) break;
     const auto eq = connection.find('=', i);
     const auto semi = connection.find(';', i);
     if (eq == std::string::npos || (semi != std::string::npos && semi < eq))
-      throw Error(ErrorKind::invalid_argument, "part \"" + connection.substr(i, semi == std::string::npos ? semi : semi - i) +
-                                                   "\" of the ODBC connection string is not KEY=VALUE");
+      throw Error(ErrorKind::invalid_argument,
+                  "part \"" + connection.substr(i, semi == std::string::npos ? semi : semi - i) +
+                      "\" of the ODBC connection string is not KEY=VALUE");
     OdbcPart p;
     p.key = connection.substr(i, eq - i);
     while (!p.key.empty() && std::isspace(static_cast<unsigned char>(p.key.back()))) p.key.pop_back();
@@ -155,11 +193,13 @@ std::vector<OdbcPart> parse_odbc_connection(const std::string& connection) {
     if (k < connection.size() && connection[k] == '{') {
       const auto close = connection.find('}', k);
       if (close == std::string::npos)
-        throw Error(ErrorKind::invalid_argument, "the value of " + p.key + " in the ODBC connection string has no closing }");
+        throw Error(ErrorKind::invalid_argument,
+                    "the value of " + p.key + " in the ODBC connection string has no closing }");
       p.value = connection.substr(k + 1, close - k - 1);
       k = close + 1;
       if (k < connection.size() && connection[k] != ';')
-        throw Error(ErrorKind::invalid_argument, "text after the } of " + p.key + " in the ODBC connection string");
+        throw Error(ErrorKind::invalid_argument,
+                    "text after the } of " + p.key + " in the ODBC connection string");
     } else {
       const auto end = connection.find(';', k);
       p.value = connection.substr(k, end == std::string::npos ? std::string::npos : end - k);
@@ -185,16 +225,18 @@ std::string check_odbc_connection(const std::string& connection, const std::stri
     if (key == "dsn" || key == "filedsn") dsn = p.value;
   }
   if (driver.empty() && dsn.empty())
-    throw Error(ErrorKind::invalid_argument,
-                "the ODBC connection string names neither DRIVER={...} nor DSN=... "
-                "(e.g. \"DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=distrib;UID=u;PWD=p\")");
+    throw Error(
+        ErrorKind::invalid_argument,
+        "the ODBC connection string names neither DRIVER={...} nor DSN=... "
+        "(e.g. \"DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=distrib;UID=u;PWD=p\")");
   if (!driver.empty() && driver.front() != '/' &&
       std::find(installed_drivers.begin(), installed_drivers.end(), driver) == installed_drivers.end()) {
     std::string list;
     for (const auto& d : installed_drivers) list += (list.empty() ? "" : ", ") + d;
     throw Error(ErrorKind::invalid_argument,
-                "ODBC driver \"" + driver + "\" named by DRIVER= is not installed" + hint(driver, installed_drivers) +
-                    " (installed: " + (list.empty() ? "none" : list) + "; see odbcinst -q -d)");
+                "ODBC driver \"" + driver + "\" named by DRIVER= is not installed" +
+                    hint(driver, installed_drivers) + " (installed: " + (list.empty() ? "none" : list) +
+                    "; see odbcinst -q -d)");
   }
   if (!dialect.empty()) return dialect;
   const auto d = lower(driver);
@@ -202,9 +244,10 @@ std::string check_odbc_connection(const std::string& connection, const std::stri
   if (d.find("sqlite") != std::string::npos) return "sqlite";
   if (d.find("sql server") != std::string::npos || d.find("freetds") != std::string::npos) return "sqlserver";
   if (d.find("oracle") != std::string::npos) return "oracle";
-  throw Error(ErrorKind::invalid_argument, "cannot tell the SQL dialect of ODBC " +
-                                               (driver.empty() ? "DSN \"" + dsn + "\"" : "driver \"" + driver + "\"") +
-                                               ": set it (database-dialect = " + dialect_names() + ")");
+  throw Error(ErrorKind::invalid_argument,
+              "cannot tell the SQL dialect of ODBC " +
+                  (driver.empty() ? "DSN \"" + dsn + "\"" : "driver \"" + driver + "\"") +
+                  ": set it (database-dialect = " + dialect_names() + ")");
 }
 
 std::vector<std::string> installed_odbc_drivers() {
@@ -216,7 +259,8 @@ std::vector<std::string> installed_odbc_drivers() {
   SQLCHAR attrs[2048];
   SQLSMALLINT name_len = 0, attrs_len = 0;
   SQLUSMALLINT direction = SQL_FETCH_FIRST;
-  while (SQL_SUCCEEDED(SQLDrivers(env, direction, name, sizeof name, &name_len, attrs, sizeof attrs, &attrs_len))) {
+  while (SQL_SUCCEEDED(
+      SQLDrivers(env, direction, name, sizeof name, &name_len, attrs, sizeof attrs, &attrs_len))) {
     out.emplace_back(reinterpret_cast<const char*>(name));
     direction = SQL_FETCH_NEXT;
   }
@@ -233,7 +277,8 @@ std::vector<std::string> check_store_settings(const StoreSettings& settings) {
   if (settings.backend == "postgresql") store::check_postgresql_connection(settings.connection, 0);
   if (settings.backend == "odbc") {
     if (settings.connection.empty())
-      throw Error(ErrorKind::invalid_argument, "the odbc backend needs a connection string (database-connection)");
+      throw Error(ErrorKind::invalid_argument,
+                  "the odbc backend needs a connection string (database-connection)");
     auto installed = store::installed_odbc_drivers();
     for (const auto& p : store::parse_odbc_connection(settings.connection)) {
       std::string key = p.key;
@@ -241,7 +286,8 @@ std::vector<std::string> check_store_settings(const StoreSettings& settings) {
       if (key == "driver" && !p.value.empty() && p.value.front() != '/' &&
           std::find(installed.begin(), installed.end(), p.value) == installed.end()) {
         // The configuration may be meant for another machine: say it, do not refuse it.
-        warnings.push_back("ODBC driver \"" + p.value + "\" is not installed on this machine (see odbcinst -q -d)");
+        warnings.push_back("ODBC driver \"" + p.value +
+                           "\" is not installed on this machine (see odbcinst -q -d)");
         installed.push_back(p.value);
       }
     }

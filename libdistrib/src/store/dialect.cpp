@@ -19,8 +19,12 @@ std::string upper(std::string s) {
   return s;
 }
 
-bool ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+bool ident_start(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool ident_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
 
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\n");
@@ -56,16 +60,17 @@ std::string map_words(const std::string& s, const Dialect& d) {
       const auto stop = end == std::string::npos ? s.size() : end + 1;
       out += s.substr(i, stop - i);
       i = stop;
-    } else if (ident_start(s[i]) && (i == 0 || (!ident_char(s[i - 1]) && s[i - 1] != '$' && s[i - 1] != '{'))) {
+    } else if (ident_start(s[i]) &&
+               (i == 0 || (!ident_char(s[i - 1]) && s[i - 1] != '$' && s[i - 1] != '{'))) {
       std::size_t j = i;
       while (j < s.size() && ident_char(s[j])) ++j;
       const std::string w = s.substr(i, j - i);
       std::string repl = w;
       for (const auto& [from, to] : d.types)
         if (w == from) repl = to;
-      const bool lower = std::none_of(w.begin(), w.end(), [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
-      if (repl == w && lower &&
-          std::find(d.reserved.begin(), d.reserved.end(), upper(w)) != d.reserved.end())
+      const bool lower = std::none_of(w.begin(), w.end(),
+                                      [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
+      if (repl == w && lower && std::find(d.reserved.begin(), d.reserved.end(), upper(w)) != d.reserved.end())
         repl = "\"" + upper(w) + "\"";
       out += repl;
       i = j;
@@ -79,23 +84,25 @@ std::string map_words(const std::string& s, const Dialect& d) {
 // Oracle's and SQL Server's reserved words that could plausibly be column names. The schema
 // test checks that no identifier needs quoting anywhere but where render quotes it.
 const std::vector<std::string> kOracleReserved = {
-    "ACCESS", "AUDIT", "CLUSTER", "COLUMN", "COMMENT", "COMPRESS", "CURRENT", "DATE", "FILE",
-    "GROUP", "IDENTIFIED", "IMMEDIATE", "INCREMENT", "INDEX", "INITIAL", "LEVEL", "LOCK", "LONG",
-    "MODE", "MODIFY", "NUMBER", "OFFLINE", "ONLINE", "OPTION", "ORDER", "PRIOR", "PUBLIC", "RAW",
-    "RENAME", "RESOURCE", "ROW", "ROWID", "ROWNUM", "ROWS", "SESSION", "SHARE", "SIZE", "START",
-    "SUCCESSFUL", "SYNONYM", "SYSDATE", "TABLE", "TRIGGER", "UID", "USER", "VALIDATE", "VALUES",
-    "VIEW", "WHENEVER"};
+    "ACCESS",  "AUDIT",    "CLUSTER", "COLUMN",     "COMMENT",   "COMPRESS",  "CURRENT",
+    "DATE",    "FILE",     "GROUP",   "IDENTIFIED", "IMMEDIATE", "INCREMENT", "INDEX",
+    "INITIAL", "LEVEL",    "LOCK",    "LONG",       "MODE",      "MODIFY",    "NUMBER",
+    "OFFLINE", "ONLINE",   "OPTION",  "ORDER",      "PRIOR",     "PUBLIC",    "RAW",
+    "RENAME",  "RESOURCE", "ROW",     "ROWID",      "ROWNUM",    "ROWS",      "SESSION",
+    "SHARE",   "SIZE",     "START",   "SUCCESSFUL", "SYNONYM",   "SYSDATE",   "TABLE",
+    "TRIGGER", "UID",      "USER",    "VALIDATE",   "VALUES",    "VIEW",      "WHENEVER"};
 const std::vector<std::string> kSqlServerReserved = {
-    "BROWSE", "BULK", "CHECKPOINT", "COLUMN", "COMPUTE", "CURRENT", "DATABASE", "DENY", "DISK",
-    "DUMP", "FILE", "FILLFACTOR", "FUNCTION", "IDENTITY", "INDEX", "KEY", "KILL", "LINENO", "LOAD",
-    "MERGE", "OPEN", "OPTION", "ORDER", "OVER", "PERCENT", "PIVOT", "PLAN", "PRINT", "PROC",
-    "PUBLIC", "READ", "RULE", "SCHEMA", "SESSION_USER", "STATISTICS", "TABLE", "TOP", "TRAN",
-    "TRIGGER", "USER", "VIEW", "WAITFOR"};
+    "BROWSE", "BULK",   "CHECKPOINT", "COLUMN",  "COMPUTE",    "CURRENT",      "DATABASE",
+    "DENY",   "DISK",   "DUMP",       "FILE",    "FILLFACTOR", "FUNCTION",     "IDENTITY",
+    "INDEX",  "KEY",    "KILL",       "LINENO",  "LOAD",       "MERGE",        "OPEN",
+    "OPTION", "ORDER",  "OVER",       "PERCENT", "PIVOT",      "PLAN",         "PRINT",
+    "PROC",   "PUBLIC", "READ",       "RULE",    "SCHEMA",     "SESSION_USER", "STATISTICS",
+    "TABLE",  "TOP",    "TRAN",       "TRIGGER", "USER",       "VIEW",         "WAITFOR"};
 const std::vector<std::string> kPostgresReserved = {
-    "ALL", "ANALYSE", "ANALYZE", "ARRAY", "ASYMMETRIC", "BOTH", "CASE", "CAST", "CHECK", "COLLATE",
-    "COLUMN", "CONSTRAINT", "DEFAULT", "DO", "END", "FETCH", "LATERAL", "LEADING", "LIMIT",
-    "OFFSET", "ONLY", "ORDER", "PLACING", "TABLE", "TRAILING", "USER", "USING", "VARIADIC",
-    "WINDOW"};
+    "ALL",      "ANALYSE", "ANALYZE", "ARRAY",      "ASYMMETRIC", "BOTH",  "CASE",    "CAST",
+    "CHECK",    "COLLATE", "COLUMN",  "CONSTRAINT", "DEFAULT",    "DO",    "END",     "FETCH",
+    "LATERAL",  "LEADING", "LIMIT",   "OFFSET",     "ONLY",       "ORDER", "PLACING", "TABLE",
+    "TRAILING", "USER",    "USING",   "VARIADIC",   "WINDOW"};
 
 std::string table_of(const std::string& statement, const std::string& prefix) {
   const auto rest = statement.substr(prefix.size());
@@ -108,9 +115,12 @@ std::string table_of(const std::string& statement, const std::string& prefix) {
 
 std::string Dialect::limit(long n) const {
   switch (paging) {
-    case Paging::limit: return " LIMIT " + std::to_string(n);
-    case Paging::offset_fetch: return " OFFSET 0 ROWS FETCH NEXT " + std::to_string(n) + " ROWS ONLY";
-    case Paging::fetch_first: return " FETCH FIRST " + std::to_string(n) + " ROWS ONLY";
+    case Paging::limit:
+      return " LIMIT " + std::to_string(n);
+    case Paging::offset_fetch:
+      return " OFFSET 0 ROWS FETCH NEXT " + std::to_string(n) + " ROWS ONLY";
+    case Paging::fetch_first:
+      return " FETCH FIRST " + std::to_string(n) + " ROWS ONLY";
   }
   return {};
 }
@@ -152,7 +162,8 @@ std::string Dialect::last_id_query(const std::string& table) const {
 
 std::vector<std::string> Dialect::reset_identity(const std::string& table, const std::string& column) const {
   std::vector<std::string> out;
-  for (const auto& s : after_explicit_ids) out.push_back(replace_all(replace_all(s, "%T", table), "%C", column));
+  for (const auto& s : after_explicit_ids)
+    out.push_back(replace_all(replace_all(s, "%T", table), "%C", column));
   return out;
 }
 
@@ -164,8 +175,8 @@ const Dialect& sqlite_dialect() {
     x.text_type = "TEXT";
     // A checkpoint (and its fsync) every 10,000 pages (40 MiB of WAL) rather than SQLite's
     // 1,000: large writes such as first inventory reports no longer checkpoint at every commit.
-    x.connection_setup = {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-                          "PRAGMA foreign_keys=ON", "PRAGMA wal_autocheckpoint=10000"};
+    x.connection_setup = {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
+                          "PRAGMA wal_autocheckpoint=10000"};
     x.max_identifier = 128;
     x.last_insert_id = "SELECT last_insert_rowid()";
     // AUTOINCREMENT keeps its counter above explicit ids by itself.
@@ -189,7 +200,8 @@ const Dialect& postgresql_dialect() {
     x.reserved = kPostgresReserved;
     x.last_insert_id = "SELECT currval(pg_get_serial_sequence('%T', 'id'))";
     x.after_explicit_ids = {
-        "SELECT setval(pg_get_serial_sequence('%T', '%C'), COALESCE((SELECT MAX(%C) FROM %T), 0) + 1, false)"};
+        "SELECT setval(pg_get_serial_sequence('%T', '%C'), COALESCE((SELECT MAX(%C) FROM %T), 0) + 1, "
+        "false)"};
     x.create_version_table =
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at BIGINT NOT NULL)";
     return x;
@@ -216,7 +228,8 @@ const Dialect& sqlserver_dialect() {
     x.explicit_ids_on = "SET IDENTITY_INSERT %T ON";
     x.explicit_ids_off = "SET IDENTITY_INSERT %T OFF";
     x.create_version_table =
-        "IF OBJECT_ID(N'schema_version', N'U') IS NULL CREATE TABLE schema_version (version INTEGER NOT NULL, "
+        "IF OBJECT_ID(N'schema_version', N'U') IS NULL CREATE TABLE schema_version (version INTEGER NOT "
+        "NULL, "
         "applied_at BIGINT NOT NULL)";
     return x;
   }();
@@ -256,7 +269,9 @@ const Dialect* find_dialect(const std::string& name) {
   return nullptr;
 }
 
-std::string dialect_names() { return "sqlite, postgresql, sqlserver, oracle"; }
+std::string dialect_names() {
+  return "sqlite, postgresql, sqlserver, oracle";
+}
 
 const std::vector<Migration>& migrations() {
   static const std::vector<Migration> m = {
@@ -284,8 +299,7 @@ const std::vector<Migration>& migrations() {
        {"ALTER TABLE hosts ADD via VARCHAR(36) DEFAULT '' NOT NULL",
         "ALTER TABLE hosts ADD approved INTEGER DEFAULT 1 NOT NULL",
         "ALTER TABLE hosts ADD up_version BIGINT DEFAULT 0 NOT NULL",
-        "UPDATE hosts SET via = host_id WHERE via = ''",
-        "CREATE INDEX hosts_via ON hosts (via)",
+        "UPDATE hosts SET via = host_id WHERE via = ''", "CREATE INDEX hosts_via ON hosts (via)",
         "ALTER TABLE jobs ADD upstream_id BIGINT DEFAULT 0 NOT NULL",
         "CREATE INDEX jobs_upstream ON jobs (upstream_id)",
         "ALTER TABLE job_entries ADD pushed_to VARCHAR(36) DEFAULT '' NOT NULL",
@@ -338,40 +352,47 @@ const std::vector<Migration>& migrations() {
       // Inventory (latest items per host, history of changes, administrator-defined fields),
       // collect-files jobs and the files they brought back, host groups defined by a query.
       {5,
-       {"ALTER TABLE jobs ADD params ${TEXT}",
-        "ALTER TABLE host_groups ADD query ${TEXT}",
+       {"ALTER TABLE jobs ADD params ${TEXT}", "ALTER TABLE host_groups ADD query ${TEXT}",
         "CREATE TABLE inventory_hosts (host_id VARCHAR(36) PRIMARY KEY, collected_at BIGINT NOT NULL, "
-        "reported_at BIGINT NOT NULL, system_digest VARCHAR(64) NOT NULL, software_digest VARCHAR(64) NOT NULL)",
+        "reported_at BIGINT NOT NULL, system_digest VARCHAR(64) NOT NULL, software_digest VARCHAR(64) NOT "
+        "NULL)",
         "CREATE TABLE inventory_items (host_id VARCHAR(36) NOT NULL, item_key VARCHAR(255) NOT NULL, "
         "item_value ${TEXT} NOT NULL, PRIMARY KEY (host_id, item_key))",
         "CREATE INDEX inventory_items_key ON inventory_items (item_key)",
         "CREATE TABLE inventory_history (id ${PK}, host_id VARCHAR(36) NOT NULL, at BIGINT NOT NULL, "
-        "change_kind VARCHAR(8) NOT NULL, item_key VARCHAR(255) NOT NULL, old_value ${TEXT}, new_value ${TEXT})",
+        "change_kind VARCHAR(8) NOT NULL, item_key VARCHAR(255) NOT NULL, old_value ${TEXT}, new_value "
+        "${TEXT})",
         "CREATE INDEX inventory_history_host ON inventory_history (host_id, id)",
         "CREATE TABLE inventory_fields (name VARCHAR(64) PRIMARY KEY, field_type VARCHAR(16) NOT NULL, "
         "allowed ${TEXT} NOT NULL, description ${TEXT})",
         "CREATE TABLE collected_files (job_id BIGINT NOT NULL, host_id VARCHAR(36) NOT NULL, path "
-        "VARCHAR(1024) NOT NULL, size BIGINT NOT NULL, sha256 VARCHAR(64) NOT NULL, stored_at BIGINT NOT NULL, "
+        "VARCHAR(1024) NOT NULL, size BIGINT NOT NULL, sha256 VARCHAR(64) NOT NULL, stored_at BIGINT NOT "
+        "NULL, "
         "PRIMARY KEY (job_id, host_id, path))"}},
       // "size" is reserved in Oracle: the column takes a name every database accepts.
       {6, {"ALTER TABLE collected_files RENAME COLUMN size TO byte_size"}},
       // Active/standby: the lease that names the active manager (its token fences writes) and
       // the takeovers for `distribctl cluster status`.
       {7,
-       {"CREATE TABLE cluster_lease (name VARCHAR(64) PRIMARY KEY, holder VARCHAR(128) NOT NULL, token BIGINT "
+       {"CREATE TABLE cluster_lease (name VARCHAR(64) PRIMARY KEY, holder VARCHAR(128) NOT NULL, token "
+        "BIGINT "
         "NOT NULL, expires_at BIGINT NOT NULL, since BIGINT NOT NULL)",
         "CREATE TABLE cluster_takeovers (id ${PK}, name VARCHAR(64) NOT NULL, holder VARCHAR(128) NOT NULL, "
         "token BIGINT NOT NULL, at_ms BIGINT NOT NULL, previous VARCHAR(128), gap_ms BIGINT NOT NULL)"}},
       // Events: the durable outbox, written with the change that caused them, and how far each
       // sink has taken it.
       {8,
-       {"CREATE TABLE events (id ${PK}, type VARCHAR(64) NOT NULL, severity VARCHAR(16) NOT NULL, at_ms BIGINT "
-        "NOT NULL, job_id BIGINT NOT NULL, host_id VARCHAR(36) DEFAULT '' NOT NULL, subject VARCHAR(255) DEFAULT '' NOT NULL, "
+       {"CREATE TABLE events (id ${PK}, type VARCHAR(64) NOT NULL, severity VARCHAR(16) NOT NULL, at_ms "
+        "BIGINT "
+        "NOT NULL, job_id BIGINT NOT NULL, host_id VARCHAR(36) DEFAULT '' NOT NULL, subject VARCHAR(255) "
+        "DEFAULT '' NOT NULL, "
         "message ${TEXT})",
         "CREATE TABLE event_cursors (sink VARCHAR(64) PRIMARY KEY, last_id BIGINT NOT NULL)",
         // The audit trail of administrative actions.
-        "CREATE TABLE audit_log (id ${PK}, at_ms BIGINT NOT NULL, actor VARCHAR(128) DEFAULT '' NOT NULL, remote "
-        "VARCHAR(64) DEFAULT '' NOT NULL, action VARCHAR(255) NOT NULL, target VARCHAR(255) DEFAULT '' NOT NULL, "
+        "CREATE TABLE audit_log (id ${PK}, at_ms BIGINT NOT NULL, actor VARCHAR(128) DEFAULT '' NOT NULL, "
+        "remote "
+        "VARCHAR(64) DEFAULT '' NOT NULL, action VARCHAR(255) NOT NULL, target VARCHAR(255) DEFAULT '' NOT "
+        "NULL, "
         "status INTEGER NOT NULL, result ${TEXT})",
         // Hosts that went silent (reported once as host.silent, then host.returned).
         "ALTER TABLE hosts ADD silent INTEGER DEFAULT 0 NOT NULL",
@@ -380,7 +401,6 @@ const std::vector<Migration>& migrations() {
   };
   return m;
 }
-
 
 std::vector<std::string> render(const std::string& statement, const Dialect& d) {
   std::vector<std::string> out;

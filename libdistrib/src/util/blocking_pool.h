@@ -12,7 +12,7 @@
 namespace distrib {
 
 class BlockingPool {
-public:
+ public:
   explicit BlockingPool(int threads) {
     for (int i = 0; i < std::max(1, threads); ++i) workers_.emplace_back([this] { loop(); });
   }
@@ -49,7 +49,7 @@ public:
     return tasks_.size();
   }
 
-private:
+ private:
   void loop() {
     for (;;) {
       std::function<void()> task;

@@ -11,7 +11,7 @@
 namespace distrib {
 
 class ByteCache {
-public:
+ public:
   using Bytes = std::shared_ptr<const std::string>;
   explicit ByteCache(std::uint64_t limit_bytes) : limit_(limit_bytes) {}
 
@@ -47,7 +47,7 @@ public:
     map_.erase(it);
   }
 
-private:
+ private:
   std::mutex mutex_;
   std::uint64_t limit_;
   std::uint64_t bytes_ = 0;

@@ -3,12 +3,12 @@
 #include <distrib/error.h>
 #include <distrib/model/host.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fcntl.h>
 #include <random>
-#include <unistd.h>
 
 namespace distrib::fs {
 
@@ -73,24 +73,23 @@ void ensure_writable_dir(const stdfs::path& dir, std::string_view what) {
   std::error_code ec;
   stdfs::create_directories(dir, ec);
   if (ec)
-    throw Error(ErrorKind::invalid_argument, std::string(what) + " " + dir.string() +
-                                                 " cannot be created: " + ec.message());
-  if (!stdfs::is_directory(dir))
     throw Error(ErrorKind::invalid_argument,
-                std::string(what) + " " + dir.string() + " is not a directory");
+                std::string(what) + " " + dir.string() + " cannot be created: " + ec.message());
+  if (!stdfs::is_directory(dir))
+    throw Error(ErrorKind::invalid_argument, std::string(what) + " " + dir.string() + " is not a directory");
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    throw Error(ErrorKind::invalid_argument, std::string(what) + " " + dir.string() +
-                                                 " is not writable: " + std::strerror(errno));
+    throw Error(ErrorKind::invalid_argument,
+                std::string(what) + " " + dir.string() + " is not writable: " + std::strerror(errno));
 }
 
 std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
 std::int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

@@ -11,7 +11,7 @@
 namespace distrib {
 
 class TimerQueue {
-public:
+ public:
   using Clock = std::chrono::steady_clock;
   TimerQueue() : thread_([this] { loop(); }) {}
   ~TimerQueue() { stop(); }
@@ -38,7 +38,7 @@ public:
     tasks_.clear();
   }
 
-private:
+ private:
   void loop() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {

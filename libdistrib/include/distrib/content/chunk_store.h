@@ -17,7 +17,7 @@ std::string compress_chunk(std::string_view raw, int level = 3);
 std::string decompress_chunk(std::string_view compressed, std::uint64_t max_size);
 
 class ChunkStore {
-public:
+ public:
   /// Creates `root` when missing; throws Error when it cannot.
   explicit ChunkStore(std::filesystem::path root);
 
@@ -30,8 +30,7 @@ public:
   std::string put_raw(std::string_view raw);
   /// Stores a compressed chunk after checking that it decompresses to bytes with `digest`.
   /// Throws Error(integrity) naming the digest when it does not.
-  void put_compressed(std::string_view digest, std::string_view compressed,
-                      std::uint64_t max_size);
+  void put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size);
   /// Reads the compressed bytes as stored (no verification).
   std::string read_compressed(std::string_view digest) const;
   /// Reads, decompresses and verifies; throws Error(integrity) when the stored bytes are bad.
@@ -39,7 +38,7 @@ public:
   /// Removes a chunk (used when verification found it corrupt).
   void remove(std::string_view digest);
 
-private:
+ private:
   std::filesystem::path root_;
 };
 

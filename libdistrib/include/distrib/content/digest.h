@@ -10,7 +10,7 @@ namespace distrib {
 
 /// Incremental SHA-256.
 class Sha256 {
-public:
+ public:
   Sha256();
   ~Sha256();
   Sha256(Sha256&&) noexcept;
@@ -20,7 +20,7 @@ public:
   /// Lower-case hex digest; the object is reset afterwards.
   std::string finish();
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

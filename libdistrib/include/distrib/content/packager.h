@@ -27,15 +27,14 @@ struct PackageSpec {
 };
 
 /// Archives `spec.source_dir` (tar, deterministic order, owner and times normalised), cuts the
-/// archive into content-defined chunks (see chunker.h) stored in `chunks`, and returns the manifest. Refuses (Error
-/// invalid_argument) names or versions that are not valid, special files, and symlinks whose
-/// target is absolute or escapes the directory.
+/// archive into content-defined chunks (see chunker.h) stored in `chunks`, and returns the manifest. Refuses
+/// (Error invalid_argument) names or versions that are not valid, special files, and symlinks whose target is
+/// absolute or escapes the directory.
 Manifest create_package(const PackageSpec& spec, ChunkStore& chunks);
 
 /// Writes the payload of `manifest` from `chunks` to `out`, verifying every chunk and the whole
 /// payload digest. Throws Error(integrity) naming the first chunk or digest that does not match.
-void assemble_payload(const Manifest& manifest, const ChunkStore& chunks,
-                      const std::filesystem::path& out);
+void assemble_payload(const Manifest& manifest, const ChunkStore& chunks, const std::filesystem::path& out);
 
 /// Extracts a payload archive into `target_dir` (which must not exist yet), refusing absolute
 /// paths, "..", hard links, device files and symlinks that escape the directory. On any refusal

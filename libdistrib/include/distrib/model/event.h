@@ -16,8 +16,8 @@ std::string_view to_string(Severity s) noexcept;
 Severity parse_severity(std::string_view s);
 
 struct Event {
-  std::int64_t id = 0;      ///< increasing; the order of delivery
-  std::string type;         ///< stable identifier: "job.completed", "entry.failed", "host.registered", ...
+  std::int64_t id = 0;  ///< increasing; the order of delivery
+  std::string type;     ///< stable identifier: "job.completed", "entry.failed", "host.registered", ...
   Severity severity = Severity::info;
   std::int64_t at_ms = 0;   ///< milliseconds since the epoch
   std::int64_t job_id = 0;  ///< the objects it concerns (0 / empty: none)

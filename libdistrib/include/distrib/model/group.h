@@ -56,8 +56,8 @@ struct IdGroupMember {
 struct IdGroup {
   std::string name;
   std::string description;
-  std::string owner;           ///< host id of the manager or relay that owns it
-  std::string password_hash;   ///< "" when joining needs no password (never sent to clients)
+  std::string owner;          ///< host id of the manager or relay that owns it
+  std::string password_hash;  ///< "" when joining needs no password (never sent to clients)
   JoinPolicy policy;
   std::int64_t created_at = 0;
   std::vector<IdGroupMember> members;

@@ -26,14 +26,14 @@ struct Host {
   std::vector<std::string> addresses;  ///< IP addresses; the first is the one seen by the parent
   std::string os;                      ///< OS description, e.g. "Debian GNU/Linux 12 (x86_64)"
   HostRole role = HostRole::agent;
-  std::string parent;                  ///< host id of the parent; empty when directly under this manager
+  std::string parent;  ///< host id of the parent; empty when directly under this manager
   /// Host id of this manager's direct child through which the host is reached: the host itself
   /// when it registered here directly, otherwise the relay that reported it.
   std::string via;
-  bool approved = true;                ///< false while automatic registration is off and no one approved it
+  bool approved = true;  ///< false while automatic registration is off and no one approved it
   std::string agent_version;
-  std::int64_t registered_at = 0;      ///< unix seconds
-  std::int64_t last_seen = 0;          ///< unix seconds
+  std::int64_t registered_at = 0;  ///< unix seconds
+  std::int64_t last_seen = 0;      ///< unix seconds
 };
 
 /// The host ids from `host_id` up to the top of the tree known in `hosts` (the host first), by

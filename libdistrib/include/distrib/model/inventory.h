@@ -120,7 +120,8 @@ void check_field_value(const InventoryField& field, std::string_view value);
 
 /// Checks the value of user field `name` against the definitions: throws Error(invalid_argument)
 /// when no field of that name is defined or the value does not fit it.
-void check_user_value(const std::vector<InventoryField>& fields, std::string_view name, std::string_view value);
+void check_user_value(const std::vector<InventoryField>& fields, std::string_view name,
+                      std::string_view value);
 
 /// Parses "NAME=VALUE" lines (blank lines and '#' comments skipped); throws Error naming the line.
 std::map<std::string, std::string> parse_assignments(std::string_view text, std::string_view source);

@@ -12,7 +12,14 @@ namespace distrib {
 /// relays' caches. delete_package: remove a package from relays' caches. get_system_info,
 /// get_software_info: agents report that part of their inventory now. collect_files: agents send
 /// files back to the manager.
-enum class JobType { install, transfer_to_relay, delete_package, get_system_info, get_software_info, collect_files };
+enum class JobType {
+  install,
+  transfer_to_relay,
+  delete_package,
+  get_system_info,
+  get_software_info,
+  collect_files
+};
 std::string_view to_string(JobType type) noexcept;
 /// Parses "install", "transfer-to-relay", "delete-package", "get-system-info",
 /// "get-software-info" or "collect-files"; throws Error listing them.
@@ -59,9 +66,9 @@ enum class EntryState {
   expired,
 };
 inline constexpr EntryState kAllEntryStates[] = {
-    EntryState::waiting,   EntryState::transferring, EntryState::transferred,
-    EntryState::installing, EntryState::suspended,   EntryState::succeeded,
-    EntryState::failed,    EntryState::cancelled,    EntryState::expired};
+    EntryState::waiting,    EntryState::transferring, EntryState::transferred,
+    EntryState::installing, EntryState::suspended,    EntryState::succeeded,
+    EntryState::failed,     EntryState::cancelled,    EntryState::expired};
 
 std::string_view to_string(EntryState state) noexcept;
 /// Parses a state name; throws Error(invalid_argument) listing the known names.
@@ -99,9 +106,9 @@ struct JobSchedule {
   std::int64_t start_at = 0;    ///< entries are not delivered before this
   std::int64_t expires_at = 0;  ///< entries not final (and not installing) by then become expired
   InstallTiming timing = InstallTiming::immediate;
-  DailyWindow window;           ///< used when timing is window
-  int max_retries = 0;          ///< automatic retries of an entry after a transfer failure
-  bool retry_installs = false;  ///< ... and after a failed install
+  DailyWindow window;              ///< used when timing is window
+  int max_retries = 0;             ///< automatic retries of an entry after a transfer failure
+  bool retry_installs = false;     ///< ... and after a failed install
   int retry_backoff_seconds = 30;  ///< first retry delay, doubled each attempt (at most 1 h)
 };
 /// Throws Error(invalid_argument) when the schedule cannot work: a start time after its expiry,
@@ -169,8 +176,8 @@ SplitSpec hop_split(const SplitSpec& offered, const SplitSpec& receiver) noexcep
 /// Cuts chunk sizes (in payload order) into segments of whole chunks of at most `size` bytes
 /// (a chunk larger than `size` is a segment of its own). Returns the index one past the last
 /// chunk of each segment. size 0: one segment.
-std::vector<std::size_t> plan_segments(const std::vector<std::uint64_t>& chunk_sizes,
-                                       std::uint64_t size, std::size_t from = 0);
+std::vector<std::size_t> plan_segments(const std::vector<std::uint64_t>& chunk_sizes, std::uint64_t size,
+                                       std::size_t from = 0);
 
 /// A job as created by an operator.
 struct Job {
@@ -191,7 +198,7 @@ struct Job {
   std::string rollout_message;  ///< why a rollout stopped
   /// ID groups the job stands for: hosts joining them later receive it too.
   std::vector<std::string> id_groups;
-  SplitSpec split;  ///< split distribution (none by default)
+  SplitSpec split;      ///< split distribution (none by default)
   CollectSpec collect;  ///< collect-files jobs
 };
 
@@ -217,7 +224,7 @@ struct JobEntry {
   std::int64_t id = 0;
   std::int64_t job_id = 0;
   std::string host_id;
-  std::string host_name;  ///< filled in by queries for display
+  std::string host_name;    ///< filled in by queries for display
   std::string parent_id;    ///< the host's parent (empty: directly under this manager)
   std::string parent_name;  ///< the parent's name, for display
   EntryState state = EntryState::waiting;

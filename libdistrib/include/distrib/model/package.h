@@ -10,7 +10,7 @@ namespace distrib {
 
 /// One file inside a package payload.
 struct ManifestFile {
-  std::string path;    ///< relative, '/'-separated, never absolute, never containing ".."
+  std::string path;  ///< relative, '/'-separated, never absolute, never containing ".."
   std::uint64_t size = 0;
   std::string sha256;  ///< empty for directories and symlinks
   std::uint32_t mode = 0644;
@@ -26,8 +26,8 @@ struct ChunkRef {
 
 /// What the agent does once the payload is verified.
 struct InstallInstructions {
-  std::string command;            ///< run through /bin/sh in the install directory; may be empty
-  std::string directory;          ///< where the payload goes; empty: the agent's own package dir
+  std::string command;    ///< run through /bin/sh in the install directory; may be empty
+  std::string directory;  ///< where the payload goes; empty: the agent's own package dir
   std::uint32_t timeout_seconds = 600;
 };
 

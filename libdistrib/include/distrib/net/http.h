@@ -30,7 +30,7 @@ struct HttpRequest {
 /// The handler keeps the shared pointer, writes from any thread and closes it when done; the
 /// server sends each piece as it comes (chunked encoding) and ends the response after close().
 class HttpStream {
-public:
+ public:
   /// Queues `data`. Returns false once the client is gone or the stream was closed: stop writing.
   bool write(std::string data);
   void close();
@@ -46,7 +46,7 @@ public:
   /// The client is gone: writes fail from now on.
   void abandon();
 
-private:
+ private:
   mutable std::mutex mutex_;
   std::vector<std::string> queue_;
   std::size_t queued_bytes_ = 0;
@@ -69,7 +69,7 @@ struct HttpResponse {
 /// Completes one request. Move-only; call exactly once, from any thread. Destroying it without a
 /// call answers 500, so a handler that forgets can never leave a client hanging.
 class Responder {
-public:
+ public:
   struct State;
   explicit Responder(std::shared_ptr<State> state) noexcept;
   Responder(Responder&&) noexcept;
@@ -82,7 +82,7 @@ public:
   /// (an audit trail, metrics). Set it before handing the responder on.
   void on_answer(std::function<void(const HttpResponse&)> hook);
 
-private:
+ private:
   std::shared_ptr<State> state_;
 };
 
@@ -103,7 +103,7 @@ struct HttpServerSettings {
 };
 
 class HttpServer {
-public:
+ public:
   HttpServer(HttpServerSettings settings, HttpHandler handler);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
@@ -116,7 +116,7 @@ public:
   std::uint16_t port() const noexcept;
   std::uint64_t open_connections() const noexcept;
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -132,7 +132,7 @@ struct HttpClientSettings {
 /// A blocking client keeping one connection alive between requests. Not thread-safe; use one
 /// per thread.
 class HttpClient {
-public:
+ public:
   explicit HttpClient(HttpClientSettings settings);
   ~HttpClient();
   HttpClient(HttpClient&&) noexcept;
@@ -152,8 +152,8 @@ public:
   /// whole in the response. Uses a connection of its own, closed at the end. Throws
   /// Error(unavailable) when the server cannot be reached or the connection breaks.
   HttpResponse stream(std::string_view method, std::string_view target,
-                      const std::vector<std::pair<std::string, std::string>>& headers, std::string_view bearer_token,
-                      const std::function<bool(std::string_view)>& on_body);
+                      const std::vector<std::pair<std::string, std::string>>& headers,
+                      std::string_view bearer_token, const std::function<bool(std::string_view)>& on_body);
   /// Breaks off a request blocked in another thread (it fails with Error(unavailable)).
   /// The only member that may be called concurrently with request().
   void abort() noexcept;
@@ -161,7 +161,7 @@ public:
   void set_timeout(int seconds);
   const HttpClientSettings& settings() const noexcept;
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

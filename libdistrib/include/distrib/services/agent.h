@@ -24,16 +24,16 @@ struct AgentSettings {
   /// Parents in order of preference, "http(s)://host:port". The agent talks to the first that
   /// answers and goes back to the first as soon as it answers again.
   std::vector<std::string> parents;
-  int parent_recheck_seconds = 30;  ///< how often the first parent is probed while away from it
-  std::string ca_file;              ///< verifies an https parent
-  std::string bind_address;         ///< local address for outgoing connections (optional)
-  std::string host_name;            ///< overrides the system host name (tests, containers)
+  int parent_recheck_seconds = 30;     ///< how often the first parent is probed while away from it
+  std::string ca_file;                 ///< verifies an https parent
+  std::string bind_address;            ///< local address for outgoing connections (optional)
+  std::string host_name;               ///< overrides the system host name (tests, containers)
   std::filesystem::path packages_dir;  ///< default install root; empty: state_dir/packages
   int poll_timeout_seconds = 30;
-  int retry_min_ms = 200;    ///< backoff after a failed contact, doubled up to retry_max_ms (at most 1 s
-                             ///< during the first 30 s of an outage), each wait jittered
+  int retry_min_ms = 200;  ///< backoff after a failed contact, doubled up to retry_max_ms (at most 1 s
+                           ///< during the first 30 s of an outage), each wait jittered
   int retry_max_ms = 5000;
-  int chunk_retries = 3;     ///< fetches of a chunk that fails verification before giving up
+  int chunk_retries = 3;  ///< fetches of a chunk that fails verification before giving up
   /// This agent's own limit on split distribution: the smaller segment size wins (hop_split).
   SplitSpec split_max;
   /// Segment size of transfers that are not split (one request, no pause, per segment).
@@ -60,13 +60,13 @@ struct AgentSettings {
 /// What a join or leave asked from the agent's machine did.
 struct JoinOutcome {
   std::string group;
-  std::string owner;        ///< host id of the manager or relay that owns the group
-  bool changed = false;     ///< joined (was not a member) or left (was one)
+  std::string owner;         ///< host id of the manager or relay that owns the group
+  bool changed = false;      ///< joined (was not a member) or left (was one)
   std::int64_t entries = 0;  ///< standing jobs this host receives (join) or entries cancelled (leave)
 };
 
 class Agent {
-public:
+ public:
   /// Prepares the state directory and creates the host identifier on first start. Throws Error
   /// with a one-line reason when the directory is missing and cannot be created or is unwritable.
   explicit Agent(AgentSettings settings);
@@ -93,7 +93,7 @@ public:
   static void set_user_inventory(const std::filesystem::path& state_dir,
                                  const std::map<std::string, std::string>& values);
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

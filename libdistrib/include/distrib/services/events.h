@@ -11,8 +11,8 @@
 //  - A sink is used by one thread at a time (its own delivery thread).
 //
 // Retries, backoff, cursors and filters live in the EventDispatcher, not in the sinks.
-#include <distrib/registry.h>
 #include <distrib/model/event.h>
+#include <distrib/registry.h>
 
 #include <chrono>
 #include <cstdint>
@@ -46,7 +46,7 @@ struct EventSinkSettings {
 EventSinkSettings parse_event_sink(const std::string& spec);
 
 class EventSink {
-public:
+ public:
   virtual ~EventSink() = default;
   virtual void deliver(const Event& e) = 0;
   virtual void flush() {}
@@ -54,7 +54,7 @@ public:
 
 /// Maps a sink type to a factory (the common `Registry`) and to the options the type accepts.
 class EventSinkRegistry {
-public:
+ public:
   using Factory = Registry<EventSink, EventSinkSettings>::Factory;
   /// `options`: the type-specific keys the type accepts. Throws on a duplicate type.
   void add(const std::string& type, std::vector<std::string> options, Factory factory);
@@ -63,7 +63,7 @@ public:
   std::unique_ptr<EventSink> create(const EventSinkSettings& settings) const;
   std::vector<std::string> types() const { return factories_.names(); }
 
-private:
+ private:
   Registry<EventSink, EventSinkSettings> factories_{"event sink type"};
   std::map<std::string, std::vector<std::string>> options_;
 };
@@ -96,7 +96,7 @@ struct EventSinkStatus {
 /// are retried with doubling backoff (250 ms to 30 s); a sink that is down loses nothing. Only
 /// the process that writes the store (the active manager) should run one.
 class EventDispatcher {
-public:
+ public:
   /// Builds every sink through the registry (configuration errors throw before anything runs).
   EventDispatcher(Store& store, const EventSinkRegistry& registry, std::vector<EventSinkSettings> sinks);
   ~EventDispatcher();
@@ -114,7 +114,7 @@ public:
   /// Live subscribers now.
   int subscribers() const;
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

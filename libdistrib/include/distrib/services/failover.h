@@ -26,7 +26,7 @@
 namespace distrib {
 
 class FailoverCoordinator {
-public:
+ public:
   virtual ~FailoverCoordinator() = default;
   virtual std::string kind() const = 0;
   virtual bool acquire(const std::string& node, std::chrono::milliseconds ttl) = 0;
@@ -42,14 +42,15 @@ public:
 /// What a coordinator may need: the node's store (db-lease) and settings by key.
 struct CoordinatorContext {
   Store* store = nullptr;
-  std::string cluster = "distrib";                ///< lease / key name
-  std::map<std::string, std::string> options;     ///< e.g. "endpoints" for etcd
+  std::string cluster = "distrib";             ///< lease / key name
+  std::map<std::string, std::string> options;  ///< e.g. "endpoints" for etcd
 };
 
 /// Maps a coordinator name to a factory (the common `Registry`). `register_builtin_coordinators`
-/// adds standalone, db-lease and etcd (options: "endpoint", e.g. http://127.0.0.1:2379).
+/// adds standalone, db-lease, etcd (options: "endpoint", e.g. http://127.0.0.1:2379) and external
+/// (a cluster manager such as Pacemaker starts and stops the node).
 class CoordinatorRegistry : public Registry<FailoverCoordinator, CoordinatorContext> {
-public:
+ public:
   CoordinatorRegistry() : Registry("failover coordinator") {}
 };
 void register_builtin_coordinators(CoordinatorRegistry& registry);
@@ -68,12 +69,13 @@ void validate_failover(const FailoverSettings& settings);
 /// throws, and by a watchdog when no keep() succeeded for the lease minus half a renew interval
 /// (a keep() that hangs, a process that was stopped): the role may be elsewhere by then.
 class FailoverDriver {
-public:
+ public:
   struct Callbacks {
-    std::function<void(std::int64_t token)> promote;  ///< become active (start serving)
+    std::function<void(std::int64_t token)> promote;     ///< become active (start serving)
     std::function<void(const std::string& why)> demote;  ///< stop serving and writing now
   };
-  FailoverDriver(FailoverSettings settings, std::unique_ptr<FailoverCoordinator> coordinator, Callbacks callbacks);
+  FailoverDriver(FailoverSettings settings, std::unique_ptr<FailoverCoordinator> coordinator,
+                 Callbacks callbacks);
   ~FailoverDriver();
   FailoverDriver(const FailoverDriver&) = delete;
   FailoverDriver& operator=(const FailoverDriver&) = delete;
@@ -83,7 +85,7 @@ public:
   bool active() const;
   FailoverCoordinator& coordinator() { return *coordinator_; }
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<FailoverCoordinator> coordinator_;

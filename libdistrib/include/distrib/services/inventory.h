@@ -11,7 +11,7 @@
 namespace distrib {
 
 class InventoryCollector {
-public:
+ public:
   virtual ~InventoryCollector() = default;
   /// Short name for logs ("linux-system", "dpkg").
   virtual std::string_view name() const noexcept = 0;

@@ -25,9 +25,9 @@ struct ManagerSettings {
   std::string tls_cert_file;
   std::string tls_key_file;
   HostKeyMode key_mode = HostKeyMode::name;
-  StoreSettings store;               ///< store.path defaults to state_dir/distrib.db
-  int poll_timeout_seconds = 30;     ///< longest an agent's poll is held open
-  int poll_interval_seconds = 5;     ///< agents wait this long between failed contacts
+  StoreSettings store;            ///< store.path defaults to state_dir/distrib.db
+  int poll_timeout_seconds = 30;  ///< longest an agent's poll is held open
+  int poll_interval_seconds = 5;  ///< agents wait this long between failed contacts
   /// Off: hosts registering for the first time wait for `distribctl hosts approve`.
   bool auto_register = true;
 
@@ -46,10 +46,10 @@ struct ManagerSettings {
   std::uint64_t memory_cache_bytes = 128ull << 20;
 
   // --- relay manager (parents set)
-  std::vector<std::string> parents;  ///< parent URLs in order of preference; empty: central manager
-  std::string ca_file;               ///< verifies an https parent
-  std::string bind_address;          ///< local address for connections to the parent
-  std::string host_name;             ///< name registered upward (default: the system's)
+  std::vector<std::string> parents;     ///< parent URLs in order of preference; empty: central manager
+  std::string ca_file;                  ///< verifies an https parent
+  std::string bind_address;             ///< local address for connections to the parent
+  std::string host_name;                ///< name registered upward (default: the system's)
   std::uint64_t cache_limit_bytes = 0;  ///< content cache size limit; 0: unlimited
   double package_expiry_days = 90;      ///< cached packages unused this long are dropped; 0: never
   int sync_interval_ms = 1000;          ///< longest a change waits before it is reported upward
@@ -73,7 +73,7 @@ struct ManagerSettings {
 };
 
 class Manager {
-public:
+ public:
   /// Validates settings, prepares the state directory (creating the admin token on first start),
   /// opens the store and applies migrations. Throws Error with a one-line reason on any problem.
   Manager(ManagerSettings settings, const StoreRegistry& stores);
@@ -97,7 +97,7 @@ public:
   /// This manager's own host identifier (kept in state_dir/host-id).
   const std::string& host_id() const noexcept;
 
-private:
+ private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

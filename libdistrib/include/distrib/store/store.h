@@ -10,12 +10,12 @@
 //    is busy beyond its timeout (retrying later may work), conflict / not_found for domain
 //    refusals, internal otherwise. A call that throws changed nothing (each is one transaction).
 #include <distrib/model/event.h>
-#include <distrib/registry.h>
 #include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/inventory.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
+#include <distrib/registry.h>
 
 #include <functional>
 #include <iosfwd>
@@ -99,9 +99,9 @@ struct JobCreated {
 
 /// What joining or leaving an ID group changed.
 struct MembershipChange {
-  int changed = 0;                 ///< hosts that joined (were not members) or left (were)
-  std::int64_t entries = 0;        ///< entries created for standing jobs, or cancelled on leaving
-  std::vector<std::string> vias;   ///< direct children whose work changed
+  int changed = 0;                ///< hosts that joined (were not members) or left (were)
+  std::int64_t entries = 0;       ///< entries created for standing jobs, or cancelled on leaving
+  std::vector<std::string> vias;  ///< direct children whose work changed
 };
 
 /// What suspending, resuming or completing transfers changed.
@@ -123,7 +123,7 @@ struct InventoryIngest {
   bool unchanged = false;  ///< nothing but volatile values differed from what was stored
   std::size_t items = 0;   ///< items the report carried
   std::vector<InventoryChange> changes;  ///< recorded in the history
-  std::string error;  ///< batches only: why this report was not stored (the others were)
+  std::string error;                     ///< batches only: why this report was not stored (the others were)
 };
 
 /// One stored inventory value (query results).
@@ -162,7 +162,7 @@ using DataProgress = std::function<void(const std::string& table, std::int64_t r
 /// milliseconds since the epoch on the nodes' clocks (keep them synchronised).
 struct LeaseRecord {
   std::string name;
-  std::string holder;  ///< node name; empty: nobody
+  std::string holder;      ///< node name; empty: nobody
   std::int64_t token = 0;  ///< increases at every change of holder
   std::int64_t expires_at_ms = 0;
   std::int64_t since_ms = 0;  ///< when the holder took it
@@ -183,9 +183,10 @@ struct JobListing {
 };
 
 class Store {
-public:
+ public:
   virtual ~Store() = default;
 
+  // --- schema
   /// Schema version the database is at after migrations.
   virtual int schema_version() = 0;
   /// Schema version the database was at when opened, before migrations (0: a new database).
@@ -208,12 +209,16 @@ public:
   /// Raises last_seen of the hosts given (host id, unix seconds); unknown hosts are ignored.
   virtual void touch_hosts(const std::vector<std::pair<std::string, std::int64_t>>& seen) = 0;
 
+  /// Hosts whose last contact is older than `cutoff` (unix seconds) are marked silent
+  /// (host.silent) and silent hosts heard since are marked back (host.returned). Returns the
+  /// number of hosts that changed either way.
+  virtual int mark_silent_hosts(std::int64_t cutoff) = 0;
+
   // --- packages
   /// Registers a package. Returns false when the same name and version with the same payload
   /// digest already exists (idempotent); throws Error(conflict) when it exists with other content.
   virtual bool insert_package(const Manifest& manifest) = 0;
-  virtual std::optional<Manifest> find_package(const std::string& name,
-                                               const std::string& version) = 0;
+  virtual std::optional<Manifest> find_package(const std::string& name, const std::string& version) = 0;
   virtual std::vector<PackageSummary> list_packages() = 0;
   /// Records that the package was used now (relay cache LRU).
   virtual void touch_package(const std::string& name, const std::string& version, std::int64_t when) = 0;
@@ -238,7 +243,8 @@ public:
   /// With members (and their names).
   virtual std::optional<IdGroup> find_id_group(const std::string& name) = 0;
   /// Without members; `member_counts` (if given) receives the count per group.
-  virtual std::vector<IdGroup> list_id_groups(std::map<std::string, std::int64_t>* member_counts = nullptr) = 0;
+  virtual std::vector<IdGroup> list_id_groups(
+      std::map<std::string, std::int64_t>* member_counts = nullptr) = 0;
   /// Deletes the group and its memberships; its jobs stop standing (their entries stay).
   virtual bool delete_id_group(const std::string& name) = 0;
   /// Makes the hosts members. Each new member receives every standing job of the group it has
@@ -248,7 +254,8 @@ public:
                                          JoinMethod how) = 0;
   /// Ends memberships; the hosts' entries of the group's jobs that have not started are
   /// cancelled ("left ID group").
-  virtual MembershipChange leave_id_group(const std::string& name, const std::vector<std::string>& host_ids) = 0;
+  virtual MembershipChange leave_id_group(const std::string& name,
+                                          const std::vector<std::string>& host_ids) = 0;
   /// ID groups the host is a member of.
   virtual std::vector<std::string> id_groups_of(const std::string& host_id) = 0;
   /// Standing jobs of the group, oldest first.
@@ -274,6 +281,20 @@ public:
   virtual ReportOutcome apply_report(const std::string& reporter, const EntryReport& report,
                                      bool forwarded = false) = 0;
 
+  /// What a cancel changed: the direct children whose entries changed, and how many entries.
+  struct JobCancel {
+    std::vector<std::string> vias;
+    std::int64_t cancelled = 0;
+  };
+  /// Marks the job cancel-requested and moves its cancellable entries to cancelled (a rollout
+  /// stops), in one transaction, counting what it cancelled. Throws not_found for no such job.
+  virtual JobCancel cancel_job_entries(std::int64_t job_id) = 0;
+  /// cancel_job_entries(job_id).vias: the hosts whose entries changed.
+  std::vector<std::string> cancel_job(std::int64_t job_id) { return cancel_job_entries(job_id).vias; }
+  /// Failed entries of the job wait again for a new attempt, ready now. Returns how many and
+  /// the direct children to wake.
+  virtual std::pair<std::int64_t, std::vector<std::string>> retry_failed(std::int64_t job_id) = 0;
+
   // --- routing down the tree
   /// Entries of hosts reached through relay `via` (not the relay's own) whose current state
   /// the relay has not acknowledged, oldest first.
@@ -292,19 +313,6 @@ public:
   virtual std::vector<PendingReport> reports_to_forward(int limit) = 0;
   /// (local entry id, version) pairs the parent acknowledged.
   virtual void reports_forwarded(const std::vector<std::pair<std::int64_t, std::int64_t>>& done) = 0;
-  /// What a cancel changed: the direct children whose entries changed, and how many entries.
-  struct JobCancel {
-    std::vector<std::string> vias;
-    std::int64_t cancelled = 0;
-  };
-  /// Marks the job cancel-requested and moves its cancellable entries to cancelled (a rollout
-  /// stops), in one transaction, counting what it cancelled. Throws not_found for no such job.
-  virtual JobCancel cancel_job_entries(std::int64_t job_id) = 0;
-  /// cancel_job_entries(job_id).vias: the hosts whose entries changed.
-  std::vector<std::string> cancel_job(std::int64_t job_id) { return cancel_job_entries(job_id).vias; }
-  /// Failed entries of the job wait again for a new attempt, ready now. Returns how many and
-  /// the direct children to wake.
-  virtual std::pair<std::int64_t, std::vector<std::string>> retry_failed(std::int64_t job_id) = 0;
 
   // --- transfers
   /// Suspends (waiting or transferring → suspended) or resumes (suspended → waiting) the entries
@@ -316,7 +324,8 @@ public:
   /// entries travel down again so relays learn it. Throws not_found for an unknown job.
   virtual TransferChange clear_split(std::int64_t job_id) = 0;
   /// The state of a host's entry and its job's split, for an agent between two segments.
-  virtual std::optional<TransferStatus> transfer_status(const std::string& host_id, std::int64_t entry_id) = 0;
+  virtual std::optional<TransferStatus> transfer_status(const std::string& host_id,
+                                                        std::int64_t entry_id) = 0;
 
   // --- scheduling (the manager's scheduler calls these every second or so)
   /// Entries of jobs whose expiry fell in (after, upto] that can still expire become expired
@@ -407,10 +416,6 @@ public:
   /// Called (on the writing thread, after the commit) whenever a transaction wrote events; it
   /// must be quick and thread-safe (wake a thread). Set it before the store is used concurrently.
   virtual void set_event_listener(std::function<void()> listener) = 0;
-  /// Hosts whose last contact is older than `cutoff` (unix seconds) are marked silent
-  /// (host.silent) and silent hosts heard since are marked back (host.returned). Returns the
-  /// number of hosts that changed either way.
-  virtual int mark_silent_hosts(std::int64_t cutoff) = 0;
 
   // --- audit trail of administrative actions
   virtual void append_audit(const std::vector<AuditRecord>& records) = 0;
@@ -419,10 +424,10 @@ public:
 
   // --- what the store costs (Prometheus /metrics)
   struct Stats {
-    std::uint64_t calls = 0;          ///< store calls completed (reads and writes)
-    std::uint64_t total_micros = 0;   ///< their summed duration
-    std::uint64_t buckets[6] = {};    ///< calls taking <= 1, 5, 25, 100, 500 ms, and longer
-    std::uint64_t outages = 0;        ///< connections lost and re-established
+    std::uint64_t calls = 0;         ///< store calls completed (reads and writes)
+    std::uint64_t total_micros = 0;  ///< their summed duration
+    std::uint64_t buckets[6] = {};   ///< calls taking <= 1, 5, 25, 100, 500 ms, and longer
+    std::uint64_t outages = 0;       ///< connections lost and re-established
   };
   virtual Stats stats() const = 0;
   /// Jobs, open jobs and entries by state, for /metrics.
@@ -449,10 +454,12 @@ public:
 /// name are refused, the latter listing the known ones). Implementations are registered where the
 /// program is composed; `register_builtin_stores` adds the ones compiled into libdistrib.
 class StoreRegistry : public Registry<Store, StoreSettings> {
-public:
+ public:
   StoreRegistry() : Registry("database backend") {}
   /// The backend `settings.backend` names, opened with `settings`.
-  std::unique_ptr<Store> open(const StoreSettings& settings) const { return make(settings.backend, settings); }
+  std::unique_ptr<Store> open(const StoreSettings& settings) const {
+    return make(settings.backend, settings);
+  }
 };
 
 /// Registers "sqlite" (the embedded database), "postgresql" (libpq) and "odbc" (a driver and

@@ -17,10 +17,7 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
-#include <soci/odbc/soci-odbc.h>
-#include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
-#include <soci/sqlite3/soci-sqlite3.h>
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>

@@ -1,0 +1,295 @@
+// One manager node of an active/standby pair (cluster_node.h).
+#include <distrib/error.h>
+#include <distrib/net/http.h>
+#include <distrib/services/cluster_node.h>
+
+#include "util/fs.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/json.hpp>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+namespace distrib {
+
+namespace {
+
+void run_hook(const std::string& command, const std::string& node, std::int64_t token,
+              const std::string& event) {
+  if (command.empty()) return;
+  // Node names are letters, digits, '.', '_' and '-' (validate_failover): safe unquoted.
+  const std::string env = "export DISTRIB_NODE=" + node + " DISTRIB_TOKEN=" + std::to_string(token) +
+                          " DISTRIB_EVENT=" + event + "; ";
+  const int rc = std::system((env + command).c_str());
+  if (rc != 0) spdlog::warn("--on-{} command exited with status {}", event, rc);
+}
+
+}  // namespace
+
+struct ClusterNode::Impl {
+  ManagerSettings manager_settings;
+  const StoreRegistry& stores;
+  const CoordinatorRegistry& coordinators;
+  ClusterNodeSettings settings;
+
+  std::unique_ptr<Store> coordinator_store;  // the coordinator's own connections
+  FailoverCoordinator* coordinator = nullptr;
+  std::unique_ptr<FailoverDriver> driver;
+  std::unique_ptr<HttpServer> status_server;
+
+  // The serving thread starts and stops the Manager: the driver's thread must keep renewing while
+  // a Manager starts, and the logical address may still be held for a moment by the node that had
+  // it (stopped, not yet demoted): the start is retried while this node stays active.
+  mutable std::mutex mutex;
+  std::condition_variable changed;
+  std::unique_ptr<Manager> manager;
+  std::int64_t want_token = 0;  // 0: standby
+  std::int64_t serving_token = 0;
+  std::uint64_t generation = 0;  // every promote and demote: a promote overtaken by a demote is void
+  bool quit = false;
+  bool started = false;
+  std::thread server;
+
+  Impl(ManagerSettings m, const StoreRegistry& s, const CoordinatorRegistry& c, ClusterNodeSettings n)
+      : manager_settings(std::move(m)), stores(s), coordinators(c), settings(std::move(n)) {}
+
+  bool fenced() const { return settings.coordinator != "standalone"; }
+
+  // A hold under this node's name that is still running (not a crashed self's expired one).
+  bool held_by_this_name(const LeaseRecord& lease) const {
+    return settings.coordinator != "external" && lease.holder == settings.failover.node &&
+           (settings.coordinator == "etcd" || lease.expires_at_ms > fs::now_unix_ms());
+  }
+
+  void check_coordinator() {
+    if (settings.coordinator == "standalone") return;
+    LeaseRecord lease;
+    try {
+      lease = coordinator->observe();
+    } catch (const Error& e) {
+      throw Error(ErrorKind::unavailable,
+                  "the " + settings.coordinator + " coordinator cannot be reached: " + e.what());
+    }
+    if (held_by_this_name(lease)) {
+      // This node's own hold from before a crash, or another node with the same name? Wait for
+      // the hold to run out: a live twin renews it.
+      spdlog::warn(
+          "the active role is held under this node's name ({}); waiting one lease to see whether "
+          "another node with the same name renews it",
+          settings.failover.node);
+      std::this_thread::sleep_for(settings.failover.lease + settings.failover.renew);
+      lease = coordinator->observe();
+    }
+    if (held_by_this_name(lease))
+      throw Error(ErrorKind::invalid_argument,
+                  "node name \"" + settings.failover.node +
+                      "\" already holds the active lease: another node runs with "
+                      "the same --node-name (each node needs its own)");
+  }
+
+  std::string status_json() const {
+    namespace bj = boost::json;
+    const auto lease = coordinator->observe();
+    bj::array history;
+    for (const auto& t : coordinator->history(10))
+      history.push_back(bj::object{{"holder", t.holder},
+                                   {"previous", t.previous},
+                                   {"token", t.token},
+                                   {"at_ms", t.at_ms},
+                                   {"gap_ms", t.gap_ms}});
+    bool active = false;
+    {
+      std::lock_guard lock(mutex);
+      active = manager != nullptr;
+    }
+    return bj::serialize(bj::object{{"node", settings.failover.node},
+                                    {"coordinator", coordinator->kind()},
+                                    {"active", active},
+                                    {"holder", lease.holder},
+                                    {"token", lease.token},
+                                    {"since_ms", lease.since_ms},
+                                    {"expires_at_ms", lease.expires_at_ms},
+                                    {"now_ms", fs::now_unix_ms()},
+                                    {"lease_ms", settings.failover.lease.count()},
+                                    {"takeovers", std::move(history)}});
+  }
+
+  void start_status_server() {
+    if (settings.status_address.empty()) return;
+    HttpServerSettings hs;
+    hs.address = settings.status_address;
+    hs.port = settings.status_port;
+    hs.threads = 1;
+    status_server = std::make_unique<HttpServer>(hs, [this](HttpRequest&& req, Responder r) {
+      HttpResponse res;
+      if (req.path == "/v1/cluster/status") {
+        try {
+          res.body = status_json();
+        } catch (const std::exception& e) {
+          res.status = 503;
+          res.body = boost::json::serialize(boost::json::object{{"error", e.what()}});
+        }
+      } else {
+        res.status = 404;
+        res.body = R"({"error":"only /v1/cluster/status is served on the physical address"})";
+      }
+      r(std::move(res));
+    });
+    status_server->start();
+  }
+
+  // Stops a Manager that no longer may serve: its store refuses writes first.
+  void retire(std::unique_ptr<Manager> m) {
+    if (!m) return;
+    m->store().set_fencing(settings.cluster, fenced() ? -1 : 0);
+    m->stop();
+    spdlog::warn("node {} stopped serving", settings.failover.node);
+  }
+
+  void serve_loop() {
+    std::unique_lock lock(mutex);
+    while (!quit) {
+      changed.wait(lock, [&] { return quit || (want_token != 0) != (manager != nullptr); });
+      if (quit) break;
+      if (want_token != 0 && !manager) {
+        const auto token = want_token;
+        lock.unlock();
+        std::unique_ptr<Manager> m;
+        try {
+          m = std::make_unique<Manager>(manager_settings, stores);
+          m->store().set_fencing(settings.cluster, fenced() ? token : 0);
+          m->start();
+        } catch (const std::exception& e) {
+          m.reset();
+          spdlog::warn("node {} cannot serve yet: {}; retrying", settings.failover.node, e.what());
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        }
+        lock.lock();
+        if (m && want_token == token) {
+          manager = std::move(m);
+          serving_token = token;
+          spdlog::info("node {} serves {} (fencing token {})", settings.failover.node, manager->url(), token);
+        } else if (m) {
+          lock.unlock();
+          retire(std::move(m));
+          lock.lock();
+        }
+      } else if (want_token == 0 && manager) {
+        auto m = std::move(manager);
+        serving_token = 0;
+        lock.unlock();
+        retire(std::move(m));
+        lock.lock();
+      }
+    }
+  }
+
+  void promote(std::int64_t token) {
+    std::uint64_t mine = 0;
+    {
+      std::lock_guard lock(mutex);
+      mine = ++generation;
+    }
+    run_hook(settings.on_promote, settings.failover.node, token, "promote");
+    {
+      std::lock_guard lock(mutex);
+      if (generation != mine) return;  // demoted while the hook ran
+      want_token = token;
+    }
+    changed.notify_all();
+  }
+
+  void demote() {
+    std::unique_ptr<Manager> m;
+    {
+      std::lock_guard lock(mutex);
+      ++generation;
+      want_token = 0;
+      serving_token = 0;
+      m = std::move(manager);  // stopped here, at once: the lease may already be elsewhere
+    }
+    changed.notify_all();
+    retire(std::move(m));
+    run_hook(settings.on_demote, settings.failover.node, 0, "demote");
+  }
+};
+
+ClusterNode::ClusterNode(ManagerSettings manager, const StoreRegistry& stores,
+                         const CoordinatorRegistry& coordinators, ClusterNodeSettings settings)
+    : impl_(std::make_unique<Impl>(std::move(manager), stores, coordinators, std::move(settings))) {}
+
+ClusterNode::~ClusterNode() {
+  stop();
+}
+
+void ClusterNode::start() {
+  auto& i = *impl_;
+  if (i.started) return;
+  validate_failover(i.settings.failover);
+  auto& s = i.manager_settings;
+  if (s.store.backend == "sqlite" && s.store.path.empty())
+    s.store.path = (std::filesystem::path(s.state_dir) / "distrib.db").string();
+  std::filesystem::create_directories(s.state_dir);
+  i.coordinator_store = i.stores.open(s.store);
+  CoordinatorContext ctx;
+  ctx.store = i.coordinator_store.get();
+  ctx.cluster = i.settings.cluster;
+  ctx.options = i.settings.options;
+  auto coordinator = i.coordinators.make(i.settings.coordinator, ctx);
+  i.coordinator = coordinator.get();
+  i.check_coordinator();
+  s.cluster_status = [&i] { return i.status_json(); };
+  i.start_status_server();
+  i.server = std::thread([&i] { i.serve_loop(); });
+  FailoverDriver::Callbacks callbacks;
+  callbacks.promote = [&i](std::int64_t token) { i.promote(token); };
+  callbacks.demote = [&i](const std::string&) { i.demote(); };
+  i.driver = std::make_unique<FailoverDriver>(i.settings.failover, std::move(coordinator), callbacks);
+  spdlog::info("node {} standing by ({} coordinator, lease {} ms, renew {} ms)", i.settings.failover.node,
+               i.settings.coordinator, i.settings.failover.lease.count(), i.settings.failover.renew.count());
+  i.started = true;
+  i.driver->start();
+}
+
+void ClusterNode::stop() {
+  auto& i = *impl_;
+  if (!i.started) return;
+  i.started = false;
+  i.driver->stop();  // demotes (the Manager stops) and gives the role up
+  {
+    std::lock_guard lock(i.mutex);
+    i.quit = true;
+  }
+  i.changed.notify_all();
+  if (i.server.joinable()) i.server.join();
+  if (i.status_server) i.status_server->stop();
+}
+
+bool ClusterNode::serving() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->manager != nullptr;
+}
+
+std::string ClusterNode::url() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->manager ? impl_->manager->url() : std::string();
+}
+
+std::int64_t ClusterNode::token() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->serving_token;
+}
+
+std::string ClusterNode::status_json() const {
+  return impl_->status_json();
+}
+
+std::uint16_t ClusterNode::status_port() const {
+  return impl_->status_server ? impl_->status_server->port() : std::uint16_t{0};
+}
+
+}  // namespace distrib

@@ -1,0 +1,166 @@
+// ClusterNode's transitions, driven by a coordinator the test grants and revokes: standby →
+// serving → demoted → serving again with a newer token; hooks; a node that stops.
+#include <distrib/net/http.h>
+#include <distrib/services/cluster_node.h>
+
+#include "harness.h"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <mutex>
+
+using namespace distrib;
+using namespace distrib::test;
+
+namespace {
+
+// Grants the role while `grant` is set, with a new token at each acquisition.
+struct Switch {
+  std::atomic<bool> grant{false};
+  std::atomic<std::int64_t> token{0};
+  std::atomic<bool> unreachable{false};
+};
+
+class SwitchCoordinator final : public FailoverCoordinator {
+ public:
+  explicit SwitchCoordinator(Switch& s) : s_(s) {}
+  std::string kind() const override { return "switch"; }
+  bool acquire(const std::string& node, std::chrono::milliseconds) override {
+    if (s_.unreachable) throw Error(ErrorKind::unavailable, "switch unreachable");
+    if (!s_.grant) return false;
+    std::lock_guard lock(mutex_);
+    holder_ = node;
+    held_ = ++s_.token;
+    return true;
+  }
+  bool keep(const std::string&, std::chrono::milliseconds) override { return s_.grant && !s_.unreachable; }
+  void lose(const std::string&) override {
+    std::lock_guard lock(mutex_);
+    holder_.clear();
+    held_ = 0;
+  }
+  LeaseRecord observe() override {
+    if (s_.unreachable) throw Error(ErrorKind::unavailable, "switch unreachable");
+    std::lock_guard lock(mutex_);
+    LeaseRecord r;
+    r.name = "distrib";
+    r.holder = holder_;
+    r.token = held_;
+    return r;
+  }
+  std::int64_t token() const override { return s_.token; }
+
+ private:
+  Switch& s_;
+  std::mutex mutex_;
+  std::string holder_;
+  std::int64_t held_ = 0;
+};
+
+struct Fixture {
+  TempDir tmp;
+  Switch sw;
+  StoreRegistry stores;
+  CoordinatorRegistry coordinators;
+  ManagerSettings manager;
+  ClusterNodeSettings node;
+  Fixture() {
+    register_builtin_stores(stores);
+    coordinators.add("switch",
+                     [this](const CoordinatorContext&) { return std::make_unique<SwitchCoordinator>(sw); });
+    manager.state_dir = tmp / "state";
+    manager.listen_address = "127.0.0.1";
+    manager.port = 0;
+    node.coordinator = "switch";
+    node.failover.node = "node-a";
+    node.failover.lease = std::chrono::milliseconds(600);
+    node.failover.renew = std::chrono::milliseconds(100);
+    node.status_address = "127.0.0.1";
+    node.on_promote = "echo \"$DISTRIB_EVENT $DISTRIB_NODE $DISTRIB_TOKEN\" >> " + (tmp / "hooks").string();
+    node.on_demote = node.on_promote;
+  }
+};
+
+bool answers(const std::string& url) {
+  try {
+    HttpClient c({url, "", "", 2, 2});
+    return c.request("GET", "/v1/status").status == 200;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a cluster node serves only while it holds the role, with the role's token", "[cluster]") {
+  Fixture f;
+  ClusterNode node(f.manager, f.stores, f.coordinators, f.node);
+  node.start();
+  HttpClient status({"http://127.0.0.1:" + std::to_string(node.status_port()), "", "", 2, 2});
+
+  // standby: nothing serves; the status answers on the physical address
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  CHECK_FALSE(node.serving());
+  CHECK(node.url().empty());
+  CHECK(status.request("GET", "/v1/cluster/status").body.find("\"active\":false") != std::string::npos);
+
+  // promoted: a manager serves with token 1 and its store is fenced with it
+  f.sw.grant = true;
+  REQUIRE(wait_until([&] { return node.serving(); }, std::chrono::seconds(10)));
+  CHECK(node.token() == 1);
+  const auto first = node.url();
+  CHECK(answers(first));
+  CHECK(status.request("GET", "/v1/cluster/status").body.find("\"active\":true") != std::string::npos);
+
+  // demoted when the role may have passed: the manager stops at once
+  f.sw.grant = false;
+  REQUIRE(wait_until([&] { return !node.serving(); }, std::chrono::seconds(10)));
+  CHECK(node.token() == 0);
+  CHECK_FALSE(answers(first));
+
+  // promoted again: a newer token
+  f.sw.grant = true;
+  REQUIRE(wait_until([&] { return node.serving(); }, std::chrono::seconds(10)));
+  CHECK(node.token() == 2);
+  CHECK(answers(node.url()));
+
+  // a coordinator that cannot be reached demotes the node (the watchdog, or keep() false)
+  f.sw.unreachable = true;
+  REQUIRE(wait_until([&] { return !node.serving(); }, std::chrono::seconds(10)));
+  CHECK(status.request("GET", "/v1/cluster/status").status == 503);
+  f.sw.unreachable = false;
+  REQUIRE(wait_until([&] { return node.serving(); }, std::chrono::seconds(10)));
+
+  node.stop();
+  CHECK_FALSE(node.serving());
+  // every transition ran its hook with the node and the token
+  const auto hooks = read_file(f.tmp / "hooks");
+  CHECK(hooks.find("promote node-a 1\n") != std::string::npos);
+  CHECK(hooks.find("demote node-a 0\n") != std::string::npos);
+  CHECK(hooks.find("promote node-a 2\n") != std::string::npos);
+  CHECK(hooks.find("promote node-a 3\n") != std::string::npos);
+}
+
+TEST_CASE("a cluster node refuses to start when its coordinator cannot be reached or settings are wrong",
+          "[cluster]") {
+  Fixture f;
+  f.sw.unreachable = true;
+  {
+    ClusterNode node(f.manager, f.stores, f.coordinators, f.node);
+    CHECK_THROWS_WITH(node.start(), Catch::Contains("the switch coordinator cannot be reached"));
+    CHECK_FALSE(node.serving());
+  }
+  f.sw.unreachable = false;
+  f.node.failover.lease = std::chrono::milliseconds(150);  // not twice the renew interval
+  {
+    ClusterNode node(f.manager, f.stores, f.coordinators, f.node);
+    CHECK_THROWS_AS(node.start(), Error);
+  }
+  f.node.failover.lease = std::chrono::milliseconds(600);
+  f.node.coordinator = "zookeeper";
+  {
+    ClusterNode node(f.manager, f.stores, f.coordinators, f.node);
+    CHECK_THROWS_WITH(node.start(), Catch::Contains("unknown failover coordinator \"zookeeper\""));
+  }
+}

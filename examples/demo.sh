@@ -11,7 +11,7 @@ root="$(pwd)"
 if [ -x build/daemon/distribd ] && [ -x build/daemon/distribctl ]; then
   echo "== building distribd and distribctl (up to date in seconds)"
 else
-  echo "== building distribd and distribctl (the first build takes about 8 to 10 minutes on two cores)"
+  echo "== building distribd and distribctl (the first build takes about 7 minutes on two cores)"
 fi
 SECONDS=0
 .ci/build distribd distribctl

@@ -72,7 +72,7 @@ Manager::~Manager() {
 void Manager::start() {
   auto& i = *impl_;
   if (i.started) return;
-  for (auto& h : i.store->children_with_work()) i.hosts_with_work.insert(h);
+  i.work_cache.mark(i.store->children_with_work());
   i.pool = std::make_unique<BlockingPool>(i.settings.store_threads);
   HttpServerSettings hs;
   hs.address = i.settings.listen_address;
@@ -102,7 +102,7 @@ void Manager::start() {
   i.started_unix = fs::now_unix();
   i.store->set_event_listener([d = i.events.get()] { d->notify(); });
   i.events->start();
-  i.sweeper = std::thread([this] { impl_->sweep_loop(); });
+  i.work_cache.start();
   i.scheduler = std::thread([this] { impl_->schedule_loop(); });
   i.ingest_stopping = false;
   i.ingester = std::thread([this] { impl_->ingest_loop(); });
@@ -126,7 +126,7 @@ void Manager::start() {
   fs::write_file_atomic(i.settings.state_dir / "endpoint", url() + "\n");
   spdlog::info("{} {} listening on {} (database: {}, key mode: {}, {} host(s) with open work)",
                i.is_relay() ? "relay" : "manager", i.my_id, url(), i.settings.store.backend,
-               to_string(i.settings.key_mode), i.hosts_with_work.size());
+               to_string(i.settings.key_mode), i.work_cache.hosts_with_work());
 }
 
 void Manager::stop() {
@@ -147,12 +147,6 @@ void Manager::stop() {
       if (t->joinable()) t->join();
   }
   {
-    std::lock_guard lock(i.mutex);
-    i.stopping = true;
-  }
-  i.sweeper_cv.notify_all();
-  if (i.sweeper.joinable()) i.sweeper.join();
-  {
     std::lock_guard lock(i.sched_mutex);
     i.sched_stopping = true;
   }
@@ -165,13 +159,7 @@ void Manager::stop() {
   i.ingest_cv.notify_all();
   if (i.ingester.joinable()) i.ingester.join();
   // Agents in a long poll get an empty answer and come back to whoever serves next.
-  decltype(i.waiters) waiting;
-  {
-    std::lock_guard lock(i.mutex);
-    waiting.swap(i.waiters);
-  }
-  for (auto& [host, list] : waiting)
-    for (auto& w : list) (*w.responder)(json_response(200, bj::object{{"work", bj::array{}}}));
+  for (auto& r : i.work_cache.stop()) (*r)(json_response(200, bj::object{{"work", bj::array{}}}));
   if (i.timers) i.timers->stop();
   i.events->stop();  // closes event streams
   i.pool->stop();

@@ -5,16 +5,12 @@
 namespace distrib {
 
 void Manager::Impl::note_contact(const std::string& id) {
-  {
-    std::lock_guard lock(mutex);
-    last_contact[id] = fs::now_unix();
-  }
+  work_cache.contact(id, fs::now_unix());
   note_for_sync(id);
 }
 
 auto Manager::Impl::generation_of(const std::string& host_id) -> std::uint64_t {
-  std::lock_guard lock(mutex);
-  return work_generation[host_id];
+  return work_cache.generation(host_id);
 }
 
 auto Manager::Impl::minute_of_day_now() -> int {
@@ -65,9 +61,7 @@ auto Manager::Impl::has_work(const std::string& child) -> bool {
 
 // Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
 void Manager::Impl::settle(const std::string& host_id, std::uint64_t seen, bool has_open_entries) {
-  if (has_open_entries) return;
-  std::lock_guard lock(mutex);
-  if (work_generation[host_id] == seen) hosts_with_work.erase(host_id);
+  if (!has_open_entries) work_cache.settle(host_id, seen);
 }
 
 auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> HttpResponse {
@@ -99,13 +93,7 @@ auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> Htt
   bj::array routed;
   for (const auto& x : store->entries_to_push(host_id, 500)) routed.push_back(json::to_json(x));
   bj::array gone;
-  {
-    std::lock_guard lock(mutex);
-    if (auto it = released.find(host_id); it != released.end()) {
-      for (const auto& h : it->second) gone.emplace_back(h);
-      released.erase(it);
-    }
-  }
+  for (const auto& h : work_cache.take_released(host_id)) gone.emplace_back(h);
   if (!flags.start && !flags.stopping) settle(host_id, seen, !entries.empty() || !routed.empty());
   bj::object out{{"work", std::move(work)}};
   if (!routed.empty()) out["routed"] = std::move(routed);
@@ -114,21 +102,7 @@ auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> Htt
 }
 
 void Manager::Impl::wake(const std::vector<std::string>& host_ids, bool has_work) {
-  std::vector<std::pair<std::string, std::shared_ptr<Responder>>> woken;
-  {
-    std::lock_guard lock(mutex);
-    for (const auto& h : host_ids) {
-      if (has_work) {
-        hosts_with_work.insert(h);
-        ++work_generation[h];
-      }
-      auto it = waiters.find(h);
-      if (it == waiters.end()) continue;
-      for (auto& w : it->second) woken.emplace_back(h, std::move(w.responder));
-      waiters.erase(it);
-    }
-  }
-  for (auto& [h, r] : woken) {
+  for (auto& [h, r] : work_cache.wake(host_ids, has_work)) {
     pool->submit([this, h = h, r = r] {
       try {
         (*r)(work_for(h));
@@ -139,32 +113,6 @@ void Manager::Impl::wake(const std::vector<std::string>& host_ids, bool has_work
         (*r)(error_response(Error(ErrorKind::internal, e.what())));
       }
     });
-  }
-}
-
-void Manager::Impl::sweep_loop() {
-  std::unique_lock lock(mutex);
-  while (!stopping) {
-    sweeper_cv.wait_for(lock, std::chrono::milliseconds(200));
-    const auto now = Clock::now();
-    std::vector<std::shared_ptr<Responder>> expired;
-    for (auto it = waiters.begin(); it != waiters.end();) {
-      auto& list = it->second;
-      for (auto w = list.begin(); w != list.end();) {
-        if (w->deadline <= now || stopping) {
-          expired.push_back(std::move(w->responder));
-          w = list.erase(w);
-        } else {
-          ++w;
-        }
-      }
-      it = list.empty() ? waiters.erase(it) : std::next(it);
-    }
-    if (expired.empty()) continue;
-    lock.unlock();
-    const auto empty = json_response(200, bj::object{{"work", bj::array{}}});
-    for (auto& r : expired) (*r)(empty);
-    lock.lock();
   }
 }
 
@@ -185,25 +133,18 @@ void Manager::Impl::agent_work(HttpRequest&& req, Responder& r, const PathSegmen
   flags.stopping = req.query["stopping"] == "1";
   note_for_sync(host_id);
   ++polls;
-  std::unique_lock lock(mutex);
-  last_contact[host_id] = fs::now_unix();
-  if (flags.start || flags.stopping) {
-    // The first contact after a start and the last before a stop are answered at once.
-    lock.unlock();
-    return blocking(std::move(r), [this, host_id, flags] { return work_for(host_id, flags); });
+  // The first contact after a start and the last before a stop are answered at once.
+  const bool answer_now = flags.start || flags.stopping;
+  const auto park = [&r] { return std::make_shared<Responder>(std::move(r)); };
+  switch (work_cache.poll(host_id, fs::now_unix(), answer_now, std::chrono::seconds(wait), park)) {
+    case manager::WorkCache::Poll::work:
+      return blocking(std::move(r), [this, host_id, flags] { return work_for(host_id, flags); });
+    case manager::WorkCache::Poll::nothing:
+      r(json_response(200, bj::object{{"work", bj::array{}}}));
+      return;
+    case manager::WorkCache::Poll::parked:
+      return;
   }
-  if (hosts_with_work.count(host_id)) {
-    lock.unlock();
-    return blocking(std::move(r), [this, host_id] { return work_for(host_id); });
-  }
-  if (wait == 0) {
-    lock.unlock();
-    r(json_response(200, bj::object{{"work", bj::array{}}}));
-    return;
-  }
-  waiters[host_id].push_back(
-      {std::make_shared<Responder>(std::move(r)), Clock::now() + std::chrono::seconds(wait)});
-  return;
 }
 
 void Manager::Impl::agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&) {

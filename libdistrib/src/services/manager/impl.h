@@ -2,8 +2,8 @@
 // The manager's shared state and the declarations of its facilities. Manager::Impl is one class
 // whose member functions are defined by facility, one source file each under services/manager/
 // (see the groups below and docs/ARCHITECTURE.md): it is over the usual size because it is the
-// state those facilities share; the next step gives each facility a class of its own with a narrow
-// context (issue "Restructure the manager and the store into facility modules").
+// state those facilities share. The way on is to give each facility a class of its own with a
+// narrow context, as the work cache (work_cache.h) already has.
 #include <distrib/content/chunk_store.h>
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
@@ -14,6 +14,7 @@
 #include "model/json_codec.h"
 #include "services/manager/http_util.h"
 #include "services/manager/router.h"
+#include "services/manager/work_cache.h"
 #include "services/observe.h"
 #include "services/parent_link.h"
 #include "services/system_info.h"
@@ -83,29 +84,18 @@ struct Manager::Impl {
   std::unique_ptr<BlockingPool> pool;
   std::unique_ptr<HttpServer> server;
 
-  // Work cache: hosts with open entries, and agents waiting in a long poll. Rebuilt from the
-  // store at start; never the source of truth.
-  struct Waiter {
-    std::shared_ptr<Responder> responder;
-    Clock::time_point deadline;
-  };
-  std::mutex mutex;
-  std::unordered_set<std::string> hosts_with_work;
-  std::unordered_map<std::string, std::vector<Waiter>> waiters;
-  std::unordered_map<std::string, std::int64_t> last_contact;
-  // Bumped whenever a host gets new work, so that a reader who saw no open entries only clears
-  // the host's flag if no job arrived meanwhile (no lost wake-ups).
-  std::unordered_map<std::string, std::uint64_t> work_generation;
-  std::condition_variable sweeper_cv;
-  std::thread sweeper;
-  bool stopping = false;
+  // Work cache: hosts with work, agents waiting in a long poll, last contacts, releases. The
+  // only mutable state the facilities share (work_cache.h); long polls whose wait ran out are
+  // answered empty.
+  manager::WorkCache work_cache{[](std::vector<manager::WorkCache::Waiter> expired) {
+    const auto empty = json_response(200, bj::object{{"work", bj::array{}}});
+    for (auto& r : expired) (*r)(empty);
+  }};
   bool started = false;
   std::int64_t started_unix = 0;
 
   std::string my_id;                   // this manager's host identifier
   std::vector<std::string> tree_path;  // host ids from this manager up to the top
-  // Hosts that moved away from a relay below: told to that relay in its next work answer.
-  std::unordered_map<std::string, std::set<std::string>> released;
 
   // Content counters (GET /v1/stats).
   struct Served {
@@ -258,7 +248,6 @@ struct Manager::Impl {
   void settle(const std::string& host_id, std::uint64_t seen, bool has_open_entries);
   HttpResponse work_for(const std::string& host_id, PollFlags flags = {});
   void wake(const std::vector<std::string>& host_ids, bool has_work);
-  void sweep_loop();
   void agent_work(HttpRequest&& req, Responder& r, const PathSegments&);
   void agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&);
   void agent_report(HttpRequest&& req, Responder& r, const PathSegments&);

@@ -188,14 +188,10 @@ void Manager::Impl::get_metrics(HttpRequest&&, Responder& r, const PathSegments&
   m.version = distrib::version();
   m.role = is_relay() ? "relay" : "manager";
   m.host_id = my_id;
-  {
-    std::lock_guard lock(mutex);
-    const auto cutoff =
-        fs::now_unix() - 2 * std::max(settings.poll_timeout_seconds, settings.poll_interval_seconds);
-    for (const auto& [h, t] : last_contact)
-      if (t >= cutoff) ++m.agents_connected;
-    for (const auto& [h, list] : waiters) m.polls_waiting += static_cast<std::int64_t>(list.size());
-  }
+  const auto load = work_cache.load(
+      fs::now_unix() - 2 * std::max(settings.poll_timeout_seconds, settings.poll_interval_seconds));
+  m.agents_connected = load.connected;
+  m.polls_waiting = load.waiting;
   m.polls = polls.load();
   {
     std::lock_guard lock(stats_mutex);

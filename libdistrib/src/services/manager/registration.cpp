@@ -6,10 +6,7 @@ namespace distrib {
 
 // `host` now lives elsewhere: the relay `via` it was reached through forgets it.
 void Manager::Impl::release(const std::string& via, const std::string& host) {
-  {
-    std::lock_guard lock(mutex);
-    released[via].insert(host);
-  }
+  work_cache.release(via, host);
   wake({via}, true);
 }
 
@@ -20,11 +17,8 @@ auto Manager::Impl::record_host(Host host, const std::string& via) -> HostChange
   host.approved = settings.auto_register;
   // A host registering directly may have been below another parent meanwhile: tell upward.
   const auto change = store->upsert_host(host, via == host.host_id);
-  if (via != host.host_id) {
-    // Back below a relay that was told to forget it: that news is stale now.
-    std::lock_guard lock(mutex);
-    if (auto it = released.find(via); it != released.end()) it->second.erase(host.host_id);
-  }
+  // Back below a relay that was told to forget it: that news is stale now.
+  if (via != host.host_id) work_cache.unrelease(via, host.host_id);
   if (!change.previous_via.empty() && change.previous_via != via && change.previous_via != host.host_id) {
     spdlog::info("host {} ({}) moved from below {} to below {}", host.name, host.host_id, change.previous_via,
                  via);
@@ -161,12 +155,10 @@ void Manager::Impl::approve_hosts(HttpRequest&& req, Responder& r, const PathSeg
 void Manager::Impl::list_hosts(HttpRequest&&, Responder& r, const PathSegments&) {
   blocking(std::move(r), [this] {
     auto hosts = store->list_hosts();
-    {
-      std::lock_guard lock(mutex);
-      for (auto& h : hosts)
-        if (auto it = last_contact.find(h.host_id); it != last_contact.end())
-          h.last_seen = std::max(h.last_seen, it->second);
-    }
+    const auto contacts = work_cache.last_contacts();
+    for (auto& h : hosts)
+      if (auto it = contacts.find(h.host_id); it != contacts.end())
+        h.last_seen = std::max(h.last_seen, it->second);
     bj::array arr;
     const auto now = fs::now_unix();
     const auto window = 2 * settings.poll_timeout_seconds + 15;

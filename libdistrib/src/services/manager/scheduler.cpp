@@ -16,16 +16,8 @@ void Manager::Impl::poke_scheduler() {
 // silent for longer than silent_after_seconds are reported (host.silent / host.returned).
 void Manager::Impl::flush_contacts(SchedulerState& st, std::int64_t now) {
   if (now - st.contacts_flushed < 10) return;
-  std::vector<std::pair<std::string, std::int64_t>> seen;
-  {
-    std::lock_guard lock(mutex);
-    for (const auto& [h, t] : last_contact)
-      if (t > st.contacts_flushed) seen.emplace_back(h, t);
-    // A host waiting in a long poll is in contact now.
-    for (const auto& [h, list] : waiters)
-      if (!list.empty()) seen.emplace_back(h, now);
-  }
-  store->touch_hosts(seen);
+  // A host waiting in a long poll is in contact now.
+  store->touch_hosts(work_cache.contacts_since(st.contacts_flushed, now));
   st.contacts_flushed = now;
   // Silence is judged once this process has been up for the whole period: a restarted (or
   // newly active) manager does not call everyone silent before they had a chance to poll.

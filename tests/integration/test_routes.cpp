@@ -8,6 +8,8 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include <map>
+
 using namespace distrib;
 using namespace distrib::test;
 
@@ -105,6 +107,22 @@ TEST_CASE("the route table is pinned and the router enforces each route's access
                     " " + std::string(o.at("access").as_string()));
   }
   CHECK(table == std::vector<std::string>(std::begin(kPinned), std::end(kPinned)));
+  // Each route's body limit: 4 MiB unless it declares its own.
+  std::map<std::string, std::uint64_t> limits;
+  for (const auto& v : answer.at("routes").as_array()) {
+    const auto& o = v.as_object();
+    limits[std::string(o.at("method").as_string()) + " " + std::string(o.at("path").as_string())] =
+        o.at("body_limit").to_number<std::uint64_t>();
+  }
+  CHECK(limits.at("POST /v1/jobs") == 4u << 20);
+  CHECK(limits.at("PUT /v1/chunks/{digest}") == (16u << 20) + 64 * 1024);
+  CHECK(limits.at("POST /v1/agent/collect") == 256u << 20);
+  CHECK(limits.at("POST /v1/agent/inventory") == 64u << 20);
+  // ... and the server holds to it before reading the body: 5 MiB of JSON is refused at
+  // /v1/jobs (413) but read, and judged on its content, at /v1/agent/inventory (400).
+  const std::string big = "{\"pad\":\"" + std::string(5u << 20, 'x') + "\"}";
+  CHECK(c.request("POST", "/v1/jobs", big, "application/json", token).status == 413);
+  CHECK(c.request("POST", "/v1/agent/inventory", big, "application/json").status == 400);
 
   // Without the token every admin route is refused with 401 and nothing is done; the rest are
   // reachable without it (they answer something other than 401).

@@ -80,14 +80,10 @@ void Manager::start() {
   hs.threads = i.settings.network_threads;
   hs.tls_cert_file = i.settings.tls_cert_file;
   hs.tls_key_file = i.settings.tls_key_file;
-  hs.body_limit = 4 * 1024 * 1024;
-  hs.body_limit_for = [](std::string_view method, std::string_view target) -> std::uint64_t {
-    // Chunk uploads carry up to one compressed chunk (zstd never grows data by more than a little).
-    if (method == "PUT" && target.starts_with("/v1/chunks/")) return kMaxChunkSize + 64 * 1024;
-    // Collected files carry up to the largest per-file limit; inventory reports are large JSON.
-    if (method == "POST" && target.starts_with("/v1/agent/collect")) return kMaxCollectFile;
-    if (method == "POST" && target.starts_with("/v1/agent/inventory")) return 64ull << 20;
-    return 0;
+  hs.body_limit = Impl::kDefaultBodyLimit;
+  // Each route declares its own limit (routes.cpp); the router answers before the body is read.
+  hs.body_limit_for = [this](std::string_view method, std::string_view target) {
+    return impl_->router.body_limit(method, target);
   };
   i.server = std::make_unique<HttpServer>(
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });

@@ -204,6 +204,9 @@ struct Manager::Impl {
     std::map<std::int64_t, bool> window_open;
   };
 
+  // routes.cpp: the body limit of a route that declares none.
+  static constexpr std::uint64_t kDefaultBodyLimit = 4 * 1024 * 1024;
+
   // content.cpp: a segment lists at most this many chunks and is cut at this many bytes.
   static constexpr std::size_t kMaxBatchChunks = 4096;
   static constexpr std::uint64_t kMaxBatchBytes = 32ull << 20;

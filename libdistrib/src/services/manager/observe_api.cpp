@@ -57,8 +57,10 @@ void Manager::Impl::get_status(HttpRequest&&, Responder& r, const PathSegments&)
 void Manager::Impl::get_routes(HttpRequest&&, Responder& r, const PathSegments&) {
   bj::array out;
   for (const auto& route : router.routes())
-    out.push_back(bj::object{
-        {"method", route.method}, {"path", route.pattern}, {"access", std::string(to_string(route.access))}});
+    out.push_back(bj::object{{"method", route.method},
+                             {"path", route.pattern},
+                             {"access", std::string(to_string(route.access))},
+                             {"body_limit", route.body_limit ? route.body_limit : kDefaultBodyLimit}});
   r(json_response(200, bj::object{{"routes", std::move(out)}}));
 }
 

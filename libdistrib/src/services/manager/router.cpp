@@ -106,8 +106,16 @@ void Router::dispatch(HttpRequest&& req, Responder& r) const {
 std::vector<RouteInfo> Router::routes() const {
   std::vector<RouteInfo> out;
   out.reserve(entries_.size());
-  for (const auto& e : entries_) out.push_back({e.route.method, e.route.pattern, e.route.access});
+  for (const auto& e : entries_)
+    out.push_back({e.route.method, e.route.pattern, e.route.access, e.route.body_limit});
   return out;
+}
+
+std::uint64_t Router::body_limit(std::string_view method, std::string_view target) const {
+  const auto p = split_path(target.substr(0, target.find('?')));
+  for (const auto& e : entries_)
+    if (e.route.method == method && matches(e.segments, p)) return e.route.body_limit;
+  return 0;
 }
 
 }  // namespace distrib::manager

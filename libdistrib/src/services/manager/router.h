@@ -9,6 +9,7 @@
 // unauthenticated caller nothing.
 #include <distrib/net/http.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -35,12 +36,16 @@ struct Route {
   std::string pattern;  ///< "/v1/jobs/{id}"
   Access access = Access::admin;
   RouteHandler handler;
+  /// Largest request body accepted, checked while the request is read (413 above it); 0: the
+  /// server's default (4 MiB at the manager).
+  std::uint64_t body_limit = 0;
 };
 
 /// One row of the table as listed (GET /v1/routes, the pinned test).
 struct RouteInfo {
   std::string method, pattern;
   Access access;
+  std::uint64_t body_limit;  ///< 0: the server's default
 };
 
 class Router {
@@ -66,6 +71,10 @@ class Router {
 
   /// Every route in declaration order.
   std::vector<RouteInfo> routes() const;
+  /// The body limit of the route `method` `target` (path and query) matches; 0 when none or the
+  /// route takes the default. Called on network threads before the body is read: the table does
+  /// not change once the server runs.
+  std::uint64_t body_limit(std::string_view method, std::string_view target) const;
 
  private:
   struct Entry {

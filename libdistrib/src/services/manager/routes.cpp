@@ -47,9 +47,10 @@ void Manager::Impl::register_routes() {
   t.add(R{"GET", "/v1/agent/work", Access::agent, on(&Impl::agent_work)});
   t.add(R{"POST", "/v1/agent/join", Access::agent, on(&Impl::agent_join)});
   t.add(R{"GET", "/v1/agent/transfer", Access::agent, on(&Impl::agent_transfer)});
-  t.add(R{"POST", "/v1/agent/inventory", Access::agent, on(&Impl::agent_inventory)});
+  // Inventory reports are large JSON; collected files carry up to the largest per-file limit.
+  t.add(R{"POST", "/v1/agent/inventory", Access::agent, on(&Impl::agent_inventory), 64ull << 20});
   t.add(R{"GET", "/v1/agent/inventory-fields", Access::agent, on(&Impl::agent_inventory_fields)});
-  t.add(R{"POST", "/v1/agent/collect", Access::agent, on(&Impl::agent_collect)});
+  t.add(R{"POST", "/v1/agent/collect", Access::agent, on(&Impl::agent_collect), kMaxCollectFile});
   t.add(R{"POST", "/v1/agent/report", Access::agent, on(&Impl::agent_report)});
   t.add(R{"POST", "/v1/content/chunks", Access::agent, on(&Impl::content_chunk_batch)});
   t.add(R{"GET", "/v1/content/chunks/{digest}", Access::agent, on(&Impl::content_chunk)});
@@ -62,7 +63,8 @@ void Manager::Impl::register_routes() {
   t.add(R{"POST", "/v1/hosts/approve", Access::admin, on(&Impl::approve_hosts)});
   t.add(R{"GET", "/v1/stats", Access::admin, on(&Impl::stats)});
   t.add(R{"POST", "/v1/chunks/missing", Access::admin, on(&Impl::chunks_missing)});
-  t.add(R{"PUT", "/v1/chunks/{digest}", Access::admin, on(&Impl::chunk_upload)});
+  // One compressed chunk (zstd never grows data by more than a little).
+  t.add(R{"PUT", "/v1/chunks/{digest}", Access::admin, on(&Impl::chunk_upload), kMaxChunkSize + 64 * 1024});
   t.add(R{"GET", "/v1/packages", Access::admin, on(&Impl::package_list)});
   t.add(R{"POST", "/v1/packages", Access::admin, on(&Impl::package_register)});
   t.add(R{"GET", "/v1/packages/{name}/{version}", Access::admin, on(&Impl::package_show)});

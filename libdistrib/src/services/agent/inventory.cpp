@@ -1,0 +1,181 @@
+// The agent's inventory: collection, user items and fields, when to report, the inventory thread.
+#include "services/agent/impl.h"
+
+namespace distrib {
+
+// User inventory values: the configured file, then what `set_user_inventory` stored. Values
+// that do not fit the definitions last received are left out (and logged).
+void Agent::Impl::add_user_items(InventoryItems& items) {
+  std::map<std::string, std::string> values;
+  auto read = [&](const stdfs::path& file) {
+    try {
+      for (auto& [k, v] : parse_assignments(fs::read_file(file), file.string())) values[k] = v;
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::not_found) spdlog::warn("user inventory: {}", e.what());
+    }
+  };
+  if (!settings.user_inventory_file.empty()) read(settings.user_inventory_file);
+  read(settings.state_dir / "user-inventory");
+  const auto fields = cached_fields(settings.state_dir);
+  for (const auto& [k, v] : values) {
+    if (v.empty()) continue;
+    if (fields) {
+      try {
+        check_user_value(*fields, k, v);
+      } catch (const Error& e) {
+        spdlog::warn("user inventory value left out: {}", e.what());
+        continue;
+      }
+    }
+    items["user." + k] = v;
+  }
+}
+
+// Field definitions the agent last received; nullopt when it never did.
+auto Agent::Impl::cached_fields(const stdfs::path& state_dir) -> std::optional<std::vector<InventoryField>> {
+  try {
+    auto o = json::parse_object(fs::read_file(state_dir / "inventory-fields.json"));
+    std::vector<InventoryField> out;
+    for (const auto& v : json::get_array(o, "fields")) {
+      const auto& f = v.as_object();
+      out.push_back({json::get_string(f, "name"), parse_inventory_field_type(json::get_string(f, "type")),
+                     json::get_string_array(f, "values", false), json::get_string(f, "description", false)});
+    }
+    return out;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+auto Agent::Impl::collect_inventory(InventoryScope scope) -> InventoryItems {
+  std::vector<std::string> errors;
+  auto items = run_collectors(collectors, scope, errors);
+  for (const auto& e : errors) spdlog::warn("inventory collector {}", e);
+  if (scope != InventoryScope::system) {
+    // Packages distrib installed: the newest install of each name.
+    std::map<std::string, std::pair<std::int64_t, std::string>> newest;
+    for (const auto& [digest, v] : load_installed()) {
+      if (!v.is_object()) continue;
+      const auto& o = v.as_object();
+      const auto name = json::get_string(o, "name", false);
+      const auto at = json::get_int(o, "installed_at", 0);
+      if (!name.empty() && (!newest.count(name) || newest[name].first <= at))
+        newest[name] = {at, json::get_string(o, "version", false)};
+    }
+    for (const auto& [name, v] : newest) items["software.distrib." + name] = v.second;
+  }
+  if (scope != InventoryScope::software) add_user_items(items);
+  std::erase_if(items, [](const auto& kv) {
+    try {
+      validate_inventory_key(kv.first);
+      return false;
+    } catch (const Error& e) {
+      spdlog::warn("inventory item left out: {}", e.what());
+      return true;
+    }
+  });
+  return items;
+}
+
+auto Agent::Impl::send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items)
+    -> bj::object {
+  bj::object o;
+  for (const auto& [k, v] : items) o[k] = v;
+  auto res = call_parent(client, "POST", "/v1/agent/inventory",
+                         bj::object{{"host_id", host_id},
+                                    {"scope", std::string(to_string(scope))},
+                                    {"collected_at", fs::now_unix()},
+                                    {"items", std::move(o)}});
+  if (auto it = res.find("rejected"); it != res.end() && it->value().is_array())
+    for (const auto& v : it->value().as_array())
+      if (v.is_string())
+        spdlog::warn("inventory value refused by the manager: {}", std::string(v.as_string()));
+  return res;
+}
+
+void Agent::Impl::report_inventory_now(InventoryScope scope, std::int64_t entry_id, std::int32_t attempt) {
+  const auto items = collect_inventory(scope);
+  const auto res = send_inventory(*http, scope, items);
+  const auto changes = json::get_int(res, "changes", 0);
+  report(entry_id, attempt, EntryState::succeeded,
+         std::to_string(items.size()) + " " + std::string(to_string(scope)) + " item(s) reported" +
+             (json::get_bool(res, "first") ? " (first inventory)"
+                                           : ", " + std::to_string(changes) + " changed"));
+}
+
+void Agent::Impl::poke_inventory() {
+  std::lock_guard lock(inventory_mutex);
+  inventory_poked = true;
+  inventory_cv.notify_all();
+}
+
+// One periodic check: fetch the field definitions, collect everything, send when something
+// changed since the last report the parent stored, or when the periodic report is due. A
+// report owed (a failed send) survives restarts in the state file.
+void Agent::Impl::inventory_check() {
+  auto cs = link->client_settings(link->current());
+  auto client = std::make_shared<HttpClient>(cs);
+  client->set_timeout(60);
+  {
+    std::lock_guard lock(inventory_mutex);
+    inventory_client = client;
+  }
+  try {
+    auto fields = call_parent(*client, "GET", "/v1/agent/inventory-fields", nullptr);
+    fs::write_file_atomic(fields_file(), bj::serialize(fields));
+  } catch (const Error& e) {
+    spdlog::debug("inventory field definitions not refreshed: {}", e.what());
+  }
+  const auto items = collect_inventory(InventoryScope::full);
+  const auto digest = inventory_digest(items);
+  bj::object st;
+  try {
+    st = json::parse_object(fs::read_file(inventory_state_file()));
+  } catch (const Error&) {
+  }
+  const auto now = fs::now_unix();
+  const bool owed = json::get_bool(st, "owed");
+  const bool changed = json::get_string(st, "digest", false) != digest;
+  const bool periodic = settings.inventory_interval_seconds > 0 &&
+                        now - json::get_int(st, "sent_at", 0) >= settings.inventory_interval_seconds;
+  if (!owed && !changed && !periodic) return;
+  st["owed"] = true;
+  fs::write_file_atomic(inventory_state_file(), bj::serialize(st));
+  const auto res = send_inventory(*client, InventoryScope::full, items);
+  fs::write_file_atomic(inventory_state_file(),
+                        bj::serialize(bj::object{{"digest", digest}, {"sent_at", now}, {"owed", false}}));
+  spdlog::info("inventory reported: {} items ({}), {} change(s) at the manager", items.size(),
+               changed ? "changed" : (owed ? "owed" : "periodic"), json::get_int(res, "changes", 0));
+}
+
+void Agent::Impl::inventory_loop() {
+  bool failed = false;
+  bool first = true;
+  while (!stopping) {
+    {
+      std::unique_lock lock(inventory_mutex);
+      const int wait = first    ? 0
+                       : failed ? std::min(settings.inventory_check_seconds, 10)
+                                : settings.inventory_check_seconds;
+      inventory_cv.wait_for(lock, std::chrono::seconds(wait),
+                            [&] { return stopping.load() || inventory_poked; });
+      inventory_poked = false;
+    }
+    if (stopping) break;
+    if (!registered_once) {
+      sleep_ms(500);
+      continue;
+    }
+    first = false;
+    try {
+      inventory_check();
+      failed = false;
+    } catch (const std::exception& e) {
+      if (stopping) break;
+      failed = true;
+      spdlog::warn("inventory report kept for later: {}", e.what());
+    }
+  }
+}
+
+}  // namespace distrib

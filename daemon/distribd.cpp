@@ -12,20 +12,17 @@
 #include <distrib/version.h>
 
 #include <spdlog/spdlog.h>
-#include <boost/json.hpp>
 #include <boost/program_options.hpp>
 
 #include <pthread.h>
 #include <unistd.h>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <thread>
 #include <tuple>
 

@@ -86,12 +86,17 @@ void Router::admit(Access access, const HttpRequest& req, Responder& r) const {
   if (const auto& check = checks_[index_of(access)]) check(req);
 }
 
+const Router::Entry* Router::find(std::string_view method, const PathSegments& p) const {
+  for (const auto& e : entries_)
+    if (e.route.method == method && matches(e.segments, p)) return &e;
+  return nullptr;
+}
+
 void Router::dispatch(HttpRequest&& req, Responder& r) const {
   const auto p = split_path(req.path);
-  for (const auto& e : entries_) {
-    if (e.route.method != req.method || !matches(e.segments, p)) continue;
-    admit(e.route.access, req, r);
-    e.route.handler(std::move(req), r, p);
+  if (const auto* e = find(req.method, p)) {
+    admit(e->route.access, req, r);
+    e->route.handler(std::move(req), r, p);
     return;
   }
   // No route: the realm decides whether the caller must prove who it is before hearing so.
@@ -112,10 +117,8 @@ std::vector<RouteInfo> Router::routes() const {
 }
 
 std::uint64_t Router::body_limit(std::string_view method, std::string_view target) const {
-  const auto p = split_path(target.substr(0, target.find('?')));
-  for (const auto& e : entries_)
-    if (e.route.method == method && matches(e.segments, p)) return e.route.body_limit;
-  return 0;
+  const auto* e = find(method, split_path(target.substr(0, target.find('?'))));
+  return e ? e->route.body_limit : 0;
 }
 
 }  // namespace distrib::manager

@@ -85,6 +85,7 @@ class Router {
     PathSegments prefix;
     Access access;
   };
+  const Entry* find(std::string_view method, const PathSegments& p) const;
   void admit(Access access, const HttpRequest& req, Responder& r) const;
 
   std::vector<Entry> entries_;

@@ -1,7 +1,28 @@
-// The manager service: builds its facilities (services/manager/) and starts and stops them in order.
-#include "services/manager/impl.h"
+// The manager service, the composition root of its facilities (services/manager/, one class per
+// file): builds them, declares the route table's realms and admin check, and starts and stops
+// them in one explicit order.
+#include "services/manager/collection.h"
+#include "services/manager/common.h"
+#include "services/manager/content.h"
+#include "services/manager/dispatch.h"
+#include "services/manager/groups.h"
+#include "services/manager/inventory.h"
+#include "services/manager/jobs.h"
+#include "services/manager/observe_api.h"
+#include "services/manager/packages.h"
+#include "services/manager/registration.h"
+#include "services/manager/relay_sync.h"
+#include "services/manager/relay_uplink.h"
+#include "services/manager/scheduler.h"
+#include "services/manager/uplink.h"
+#include "util/random.h"
+
+#include <openssl/crypto.h>
+#include <sys/stat.h>
 
 namespace distrib {
+
+using namespace manager;
 
 namespace {
 EventSinkRegistry builtin_sinks() {
@@ -9,61 +30,132 @@ EventSinkRegistry builtin_sinks() {
   register_builtin_event_sinks(r);
   return r;
 }
+
+// The admin bearer token: read from the state directory, made there on first start.
+std::string load_admin_token(const std::filesystem::path& state_dir) {
+  const auto token_file = state_dir / "admin.token";
+  std::error_code ec;
+  if (std::filesystem::exists(token_file, ec)) {
+    auto token = trim(fs::read_file(token_file));
+    if (token.size() < 32)
+      throw Error(ErrorKind::invalid_argument,
+                  "admin token in " + token_file.string() +
+                      " is too short (32+ characters); delete it to have a new one made");
+    return token;
+  }
+  auto token = util::random_hex(32, "admin token");
+  fs::write_file_atomic(token_file, token + "\n");
+  ::chmod(token_file.c_str(), 0600);
+  return token;
+}
+
+void require_admin(const HttpRequest& req, const std::string& admin_token) {
+  static constexpr std::string_view kPrefix = "Bearer ";
+  const std::string_view auth = req.authorization;
+  if (!auth.starts_with(kPrefix))
+    throw Error(ErrorKind::unauthorized,
+                "this route needs the admin bearer token (see the manager's admin.token file)");
+  const auto token = auth.substr(kPrefix.size());
+  if (token.size() != admin_token.size() ||
+      CRYPTO_memcmp(token.data(), admin_token.data(), token.size()) != 0)
+    throw Error(ErrorKind::unauthorized, "the admin bearer token is not valid");
+}
+
+// The top of the tree, or a relay's link to its parent.
+std::unique_ptr<Uplink> make_uplink(Context& ctx, Dispatch& dispatch, Registration& registration) {
+  if (ctx.is_relay()) return std::make_unique<RelayUplink>(ctx, dispatch, registration);
+  return std::make_unique<TopOfTree>(ctx);
+}
 }  // namespace
+
+// The facilities, in construction order. A facility may hold a reference to one declared after
+// it (the cycles: dispatch and the scheduler wake each other; the relay uplink hands routed work
+// to dispatch, which reports contacts to it); none calls another before Manager::start.
+struct Manager::Impl {
+  Impl(ManagerSettings settings, const StoreRegistry& stores, const EventSinkRegistry& sinks)
+      : ctx(std::move(settings), stores, sinks),
+        admin_token(load_admin_token(ctx.settings.state_dir)),
+        uplink(make_uplink(ctx, dispatch, registration)),
+        dispatch(ctx, *uplink, scheduler, content),
+        scheduler(ctx, dispatch),
+        content(ctx, *uplink),
+        registration(ctx, dispatch, *uplink),
+        relay_sync(ctx, dispatch, registration, scheduler, *uplink),
+        packages(ctx),
+        inventory(ctx, registration, *uplink),
+        jobs(ctx, registration, inventory, dispatch, scheduler, *uplink),
+        groups(ctx, registration, inventory, dispatch, *uplink),
+        collection(ctx, *uplink),
+        observe(ctx, router, content, *uplink) {
+    declare_routes();
+  }
+
+  Context ctx;
+  std::string admin_token;
+  Router router;
+  std::unique_ptr<HttpServer> server;
+  bool started = false;
+
+  std::unique_ptr<Uplink> uplink;
+  Dispatch dispatch;
+  Scheduler scheduler;
+  Content content;
+  Registration registration;
+  RelaySync relay_sync;
+  Packages packages;
+  Inventory inventory;
+  Jobs jobs;
+  Groups groups;
+  Collection collection;
+  ObserveApi observe;
+
+  void declare_routes();
+  void handle(HttpRequest&& req, Responder r);
+};
+
+// The route table: each facility declares its routes with their access levels; the router
+// checks access in one place and audits every admin request. GET /v1/routes lists the table and
+// a test pins it.
+void Manager::Impl::declare_routes() {
+  router.check(Access::admin, [this](const HttpRequest& req) { require_admin(req, admin_token); });
+  router.on_admin([this](const HttpRequest& req, Responder& r) { observe.audit_answer(req, r); });
+  // Requests that match no route: under /v1/agent, /v1/relay and /v1/content anyone hears
+  // "no route"; anywhere else under /v1 only an administrator does.
+  router.realm("/v1/agent", Access::agent);
+  router.realm("/v1/content", Access::agent);
+  router.realm("/v1/relay", Access::relay);
+  router.realm("/v1/{area}", Access::admin);
+  observe.register_routes(router);
+  registration.register_routes(router);
+  dispatch.register_routes(router);
+  relay_sync.register_routes(router);
+  content.register_routes(router);
+  packages.register_routes(router);
+  jobs.register_routes(router);
+  groups.register_routes(router);
+  inventory.register_routes(router);
+  collection.register_routes(router);
+}
+
+void Manager::Impl::handle(HttpRequest&& req, Responder r) {
+  ctx.request_bytes += req.body.size();
+  try {
+    router.dispatch(std::move(req), r);
+  } catch (const Error& e) {
+    // `r` was not moved when the route threw before handing it on.
+    if (e.kind() == ErrorKind::internal) spdlog::error("{}", e.what());
+    r(error_response(e));
+  } catch (const std::exception& e) {
+    spdlog::error("request failed: {}", e.what());
+    r(error_response(Error(ErrorKind::internal, e.what())));
+  }
+}
 
 Manager::Manager(ManagerSettings settings, const StoreRegistry& stores)
     : Manager(std::move(settings), stores, builtin_sinks()) {}
 
 Manager::Manager(ManagerSettings settings, const StoreRegistry& stores, const EventSinkRegistry& sinks)
-    : impl_(std::make_unique<Impl>()) {
-  auto& s = impl_->settings;
-  s = std::move(settings);
-  fs::ensure_writable_dir(s.state_dir, "state directory");
-  if (s.store.backend == "sqlite" && s.store.path.empty())
-    s.store.path = (s.state_dir / "distrib.db").string();
-  if (s.store.pool_size < s.store_threads + 1) s.store.pool_size = s.store_threads + 1;
-  if (s.poll_timeout_seconds < 1)
-    throw Error(ErrorKind::invalid_argument, "poll timeout must be at least 1 second");
-
-  const auto token_file = s.state_dir / "admin.token";
-  std::error_code ec;
-  if (std::filesystem::exists(token_file, ec)) {
-    impl_->admin_token = trim(fs::read_file(token_file));
-    if (impl_->admin_token.size() < 32)
-      throw Error(ErrorKind::invalid_argument,
-                  "admin token in " + token_file.string() +
-                      " is too short (32+ characters); delete it to have a new one made");
-  } else {
-    impl_->admin_token = random_token();
-    fs::write_file_atomic(token_file, impl_->admin_token + "\n");
-    ::chmod(token_file.c_str(), 0600);
-  }
-  impl_->chunks = std::make_unique<ChunkStore>(s.state_dir / "chunks");
-  impl_->my_id = fs::load_or_create_host_id(s.state_dir / "host-id");
-  impl_->tree_path = {impl_->my_id};
-  if (!s.parents.empty()) {
-    ParentLink::Settings ls;
-    ls.urls = s.parents;
-    ls.ca_file = s.ca_file;
-    ls.bind_address = s.bind_address;
-    ls.recheck_seconds = s.parent_recheck_seconds;
-    impl_->link = std::make_unique<ParentLink>(ls);
-    if (s.sync_interval_ms < 10)
-      throw Error(ErrorKind::invalid_argument, "sync interval must be at least 10 ms");
-    try {
-      impl_->own_seq = std::stoll(fs::read_file(s.state_dir / "seq"));
-    } catch (...) {
-      impl_->own_seq = 1;
-    }
-  }
-  if (s.silent_after_seconds < 0)
-    throw Error(ErrorKind::invalid_argument, "silent-after must be 0 (never) or more seconds");
-  if (s.event_retention_days < 0)
-    throw Error(ErrorKind::invalid_argument, "event retention must be 0 (keep) or more days");
-  impl_->store = stores.open(s.store);
-  impl_->events = std::make_unique<EventDispatcher>(*impl_->store, sinks, s.event_sinks);
-  impl_->register_routes();
-}
+    : impl_(std::make_unique<Impl>(std::move(settings), stores, sinks)) {}
 
 Manager::~Manager() {
   stop();
@@ -71,104 +163,67 @@ Manager::~Manager() {
 
 void Manager::start() {
   auto& i = *impl_;
+  auto& ctx = i.ctx;
   if (i.started) return;
-  i.work_cache.mark(i.store->children_with_work());
-  i.pool = std::make_unique<BlockingPool>(i.settings.store_threads);
+  ctx.work_cache.mark(ctx.store->children_with_work());
+  ctx.pool = std::make_unique<BlockingPool>(ctx.settings.store_threads);
   HttpServerSettings hs;
-  hs.address = i.settings.listen_address;
-  hs.port = i.settings.port;
-  hs.threads = i.settings.network_threads;
-  hs.tls_cert_file = i.settings.tls_cert_file;
-  hs.tls_key_file = i.settings.tls_key_file;
-  hs.body_limit = Impl::kDefaultBodyLimit;
-  // Each route declares its own limit (routes.cpp); the router answers before the body is read.
+  hs.address = ctx.settings.listen_address;
+  hs.port = ctx.settings.port;
+  hs.threads = ctx.settings.network_threads;
+  hs.tls_cert_file = ctx.settings.tls_cert_file;
+  hs.tls_key_file = ctx.settings.tls_key_file;
+  hs.body_limit = ObserveApi::kDefaultBodyLimit;
+  // Each route declares its own limit; the router answers before the body is read.
   hs.body_limit_for = [this](std::string_view method, std::string_view target) {
     return impl_->router.body_limit(method, target);
   };
   i.server = std::make_unique<HttpServer>(
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });
   i.server->start();
-  i.timers = std::make_unique<TimerQueue>();
-  i.hot_chunks = std::make_unique<ByteCache>(i.settings.memory_cache_bytes);
-  if (const char* fault = std::getenv("DISTRIB_FAULT_CORRUPT_CHUNKS"); fault && *fault) {
-    i.corrupt_left = std::atoll(fault);
-    spdlog::warn("fault injection: the next {} chunk(s) served in batches are corrupted on purpose",
-                 i.corrupt_left.load());
-  }
-  i.started_unix = fs::now_unix();
-  i.store->set_event_listener([d = i.events.get()] { d->notify(); });
-  i.events->start();
-  i.work_cache.start();
-  i.scheduler = std::thread([this] { impl_->schedule_loop(); });
-  i.ingest_stopping = false;
-  i.ingester = std::thread([this] { impl_->ingest_loop(); });
+  i.content.start();
+  ctx.started_unix = fs::now_unix();
+  ctx.store->set_event_listener([d = ctx.events.get()] { d->notify(); });
+  ctx.events->start();
+  ctx.work_cache.start();
+  i.scheduler.start();
+  i.inventory.start();
   i.started = true;
-  if (i.is_relay()) {
-    i.poll_clients = std::make_unique<ClientSet>(*i.link);
-    i.sync_clients = std::make_unique<ClientSet>(*i.link);
-    i.join_clients = std::make_unique<ClientPool>(*i.link);
-    i.upstream = std::make_unique<UpstreamFetcher>(*i.chunks, *i.link, i.my_id, i.settings.upstream_threads);
-    try {
-      i.check_parents_at_start();
-    } catch (...) {
-      stop();
-      throw;
-    }
-    i.poller = std::thread([this] { impl_->poll_loop(); });
-    i.syncer = std::thread([this] { impl_->sync_loop(); });
-    i.maintainer = std::thread([this] { impl_->maintain_loop(); });
-    i.maybe_maintain();
+  try {
+    i.uplink->start();
+  } catch (...) {
+    stop();
+    throw;
   }
-  fs::write_file_atomic(i.settings.state_dir / "endpoint", url() + "\n");
-  spdlog::info("{} {} listening on {} (database: {}, key mode: {}, {} host(s) with open work)",
-               i.is_relay() ? "relay" : "manager", i.my_id, url(), i.settings.store.backend,
-               to_string(i.settings.key_mode), i.work_cache.hosts_with_work());
+  fs::write_file_atomic(ctx.settings.state_dir / "endpoint", url() + "\n");
+  spdlog::info("{} {} listening on {} (database: {}, key mode: {}, {} host(s) with open work)", ctx.role(),
+               ctx.my_id, url(), ctx.settings.store.backend, to_string(ctx.settings.key_mode),
+               ctx.work_cache.hosts_with_work());
 }
 
 void Manager::stop() {
   auto& i = *impl_;
+  auto& ctx = i.ctx;
   if (!i.started) return;
   i.started = false;
-  if (i.is_relay() && i.poll_clients) {
-    {
-      std::lock_guard lock(i.relay_mutex);
-      i.relay_stopping_flag = true;
-    }
-    i.relay_cv.notify_all();
-    i.poll_clients->abort();
-    i.sync_clients->abort();
-    i.join_clients->abort();
-    i.upstream->stop();
-    for (auto* t : {&i.poller, &i.syncer, &i.maintainer})
-      if (t->joinable()) t->join();
-  }
-  {
-    std::lock_guard lock(i.sched_mutex);
-    i.sched_stopping = true;
-  }
-  i.sched_cv.notify_all();
-  if (i.scheduler.joinable()) i.scheduler.join();
-  {
-    std::lock_guard lock(i.ingest_mutex);
-    i.ingest_stopping = true;
-  }
-  i.ingest_cv.notify_all();
-  if (i.ingester.joinable()) i.ingester.join();
+  i.uplink->stop();
+  i.scheduler.stop();
+  i.inventory.stop();
   // Agents in a long poll get an empty answer and come back to whoever serves next.
-  for (auto& r : i.work_cache.stop()) (*r)(json_response(200, bj::object{{"work", bj::array{}}}));
-  if (i.timers) i.timers->stop();
-  i.events->stop();  // closes event streams
-  i.pool->stop();
+  for (auto& r : ctx.work_cache.stop()) (*r)(json_response(200, bj::object{{"work", bj::array{}}}));
+  i.content.stop();
+  ctx.events->stop();  // closes event streams
+  ctx.pool->stop();
   i.server->stop();
-  i.store->set_event_listener(nullptr);
+  ctx.store->set_event_listener(nullptr);
 }
 
 std::uint16_t Manager::port() const noexcept {
-  return impl_->server ? impl_->server->port() : impl_->settings.port;
+  return impl_->server ? impl_->server->port() : impl_->ctx.settings.port;
 }
 
 std::string Manager::url() const {
-  const auto& s = impl_->settings;
+  const auto& s = impl_->ctx.settings;
   const bool tls = !s.tls_cert_file.empty();
   const bool v6 = s.listen_address.find(':') != std::string::npos;
   return std::string(tls ? "https://" : "http://") + (v6 ? "[" + s.listen_address + "]" : s.listen_address) +
@@ -176,13 +231,13 @@ std::string Manager::url() const {
 }
 
 std::filesystem::path Manager::admin_token_file() const {
-  return impl_->settings.state_dir / "admin.token";
+  return impl_->ctx.settings.state_dir / "admin.token";
 }
 Store& Manager::store() noexcept {
-  return *impl_->store;
+  return *impl_->ctx.store;
 }
 const std::string& Manager::host_id() const noexcept {
-  return impl_->my_id;
+  return impl_->ctx.my_id;
 }
 
 }  // namespace distrib

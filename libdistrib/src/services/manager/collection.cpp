@@ -1,15 +1,28 @@
-// Remote collection: files sent back by agents for collect-files jobs.
-#include "services/manager/impl.h"
+// Remote collection: files sent back by agents for collect-files jobs, and a job's files as administrators
+// fetch them.
+#include "services/manager/collection.h"
 
-namespace distrib {
+#include "services/manager/jobs.h"
+#include "services/manager/uplink.h"
 
-auto Manager::Impl::collected_path(std::int64_t job, const std::string& host, const std::string& path) const
+namespace distrib::manager {
+
+void Collection::register_routes(Router& t) {
+  // Collected files carry up to the largest per-file limit.
+  t.add(Route{"POST", "/v1/agent/collect", Access::agent, bind(this, &Collection::agent_collect),
+              kMaxCollectFile});
+  t.add(Route{"GET", "/v1/jobs/{id}/files", Access::admin, bind(this, &Collection::job_files)});
+  t.add(Route{"GET", "/v1/jobs/{id}/files/{host}", Access::admin, bind(this, &Collection::job_file)});
+}
+
+auto Collection::collected_path(std::int64_t job, const std::string& host, const std::string& path) const
     -> std::filesystem::path {
-  return settings.state_dir / "collected" / std::to_string(job) / host /
+  return ctx_.settings.state_dir / "collected" / std::to_string(job) / host /
          std::filesystem::path(path).relative_path();
 }
 
-void Manager::Impl::validate_collected_path(const std::string& path) {
+namespace {
+void validate_collected_path(const std::string& path) {
   const bool control =
       std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
   if (path.empty() || path.front() != '/' || path.size() > 1024 || control ||
@@ -18,9 +31,10 @@ void Manager::Impl::validate_collected_path(const std::string& path) {
     throw Error(ErrorKind::invalid_argument,
                 "collected file path \"" + path.substr(0, 200) + "\" is not a plain absolute path");
 }
+}  // namespace
 
 // POST /v1/agent/collect?host_id=&job_id=&path=&sha256= with the file's bytes as the body.
-void Manager::Impl::agent_collect(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegments&) {
   const auto host_id = req.query["host_id"];
   if (!is_valid_host_id(host_id))
     throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
@@ -33,25 +47,25 @@ void Manager::Impl::agent_collect(HttpRequest&& req, Responder& r, const PathSeg
   const auto path = req.query["path"];
   validate_collected_path(path);
   const auto sha = req.query["sha256"];
-  if (is_relay()) {
+  if (uplink_.has_parent()) {
     auto shared = std::make_shared<HttpRequest>(std::move(req));
-    return blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
-      auto job = store->find_job(job_id);
+    return ctx_.blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
+      auto job = ctx_.store->find_job(job_id);
       if (!job || job->upstream_id == 0)
         throw Error(ErrorKind::not_found,
                     "job " + std::to_string(job_id) + " did not come from this relay's parent");
-      return forward_request(*shared, "/v1/agent/collect?host_id=" + host_id +
+      return uplink_.forward(*shared, "/v1/agent/collect?host_id=" + host_id +
                                           "&job_id=" + std::to_string(job->upstream_id) +
                                           "&path=" + url_encode(path) + "&sha256=" + url_encode(sha));
     });
   }
   auto shared = std::make_shared<HttpRequest>(std::move(req));
-  return blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
+  return ctx_.blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
     const auto& data = shared->body;
-    auto job = store->find_job(job_id);
+    auto job = ctx_.store->find_job(job_id);
     if (!job || job->type != JobType::collect_files)
       throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " is not a collect-files job");
-    const auto open = store->open_entries_for_host(host_id);
+    const auto open = ctx_.store->open_entries_for_host(host_id);
     if (std::none_of(open.begin(), open.end(), [&](const JobEntry& e) { return e.job_id == job_id; }))
       throw Error(ErrorKind::conflict,
                   "host " + host_id + " has no open entry in job " + std::to_string(job_id));
@@ -60,7 +74,7 @@ void Manager::Impl::agent_collect(HttpRequest&& req, Responder& r, const PathSeg
                                                    ", over the job's per-file limit of " +
                                                    format_byte_size(job->collect.max_file_bytes));
     std::uint64_t total = data.size();
-    for (const auto& f : store->collected_files(job_id))
+    for (const auto& f : ctx_.store->collected_files(job_id))
       if (f.host_id == host_id && f.path != path) total += static_cast<std::uint64_t>(f.size);
     if (total > job->collect.max_total_bytes)
       throw Error(ErrorKind::invalid_argument,
@@ -79,9 +93,45 @@ void Manager::Impl::agent_collect(HttpRequest&& req, Responder& r, const PathSeg
     f.path = path;
     f.size = static_cast<std::int64_t>(data.size());
     f.sha256 = digest;
-    store->record_collected_file(f);
+    ctx_.store->record_collected_file(f);
     return json_response(200, bj::object{{"path", path}, {"size", f.size}, {"sha256", digest}});
   });
 }
 
-}  // namespace distrib
+void Collection::job_files(HttpRequest&&, Responder& r, const PathSegments& p) {
+  const auto id = job_id_of(p);
+  return ctx_.blocking(std::move(r), [this, id] {
+    if (!ctx_.store->find_job(id))
+      throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
+    bj::array arr;
+    for (const auto& f : ctx_.store->collected_files(id))
+      arr.push_back(bj::object{{"host_id", f.host_id},
+                               {"host_name", f.host_name},
+                               {"path", f.path},
+                               {"size", f.size},
+                               {"sha256", f.sha256},
+                               {"stored_at", f.stored_at}});
+    return json_response(200, bj::object{{"job_id", id}, {"files", std::move(arr)}});
+  });
+}
+
+void Collection::job_file(HttpRequest&& req, Responder& r, const PathSegments& p) {
+  const auto id = job_id_of(p);
+  const auto host = p[4];
+  const auto path = req.query["path"];
+  return ctx_.blocking(std::move(r), [this, id, host, path] {
+    for (const auto& f : ctx_.store->collected_files(id))
+      if (f.host_id == host && f.path == path) {
+        HttpResponse res;
+        res.status = 200;
+        res.content_type = "application/octet-stream";
+        res.file_path = collected_path(id, host, path).string();
+        res.headers.emplace_back("X-Distrib-Sha256", f.sha256);
+        return res;
+      }
+    throw Error(ErrorKind::not_found,
+                "job " + std::to_string(id) + " has no file " + path + " from host " + host);
+  });
+}
+
+}  // namespace distrib::manager

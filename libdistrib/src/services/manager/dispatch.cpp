@@ -1,19 +1,27 @@
-// Agents asking for work: the work cache (hosts with work, waiting polls, generations, last contacts), due
-// entries, long polls, transfer checks and reports.
-#include "services/manager/impl.h"
+// Agents asking for work: the work cache (hosts with work, waiting ctx_.polls, generations, last contacts),
+// due entries, long ctx_.polls, transfer checks and reports.
+#include "services/manager/dispatch.h"
 
-namespace distrib {
+#include "services/manager/content.h"
+#include "services/manager/scheduler.h"
+#include "services/manager/uplink.h"
 
-void Manager::Impl::note_contact(const std::string& id) {
-  work_cache.contact(id, fs::now_unix());
-  note_for_sync(id);
+#include <ctime>
+
+namespace distrib::manager {
+
+void Dispatch::register_routes(Router& t) {
+  t.add(Route{"GET", "/v1/agent/work", Access::agent, bind(this, &Dispatch::agent_work)});
+  t.add(Route{"GET", "/v1/agent/transfer", Access::agent, bind(this, &Dispatch::agent_transfer)});
+  t.add(Route{"POST", "/v1/agent/report", Access::agent, bind(this, &Dispatch::agent_report)});
 }
 
-auto Manager::Impl::generation_of(const std::string& host_id) -> std::uint64_t {
-  return work_cache.generation(host_id);
+void Dispatch::note_contact(const std::string& id) {
+  ctx_.work_cache.contact(id, fs::now_unix());
+  uplink_.note_contact(id);
 }
 
-auto Manager::Impl::minute_of_day_now() -> int {
+int minute_of_day_now() {
   std::time_t t = std::time(nullptr);
   std::tm tm{};
   localtime_r(&t, &tm);
@@ -22,8 +30,8 @@ auto Manager::Impl::minute_of_day_now() -> int {
 
 // Is the entry due on this contact: ready (start time, retry backoff, released wave) and its
 // install timing met?
-auto Manager::Impl::due(const JobEntry& e, const Job& job, PollFlags flags, std::int64_t now, int minute)
-    -> bool {
+namespace {
+bool due(const JobEntry& e, const Job& job, PollFlags flags, std::int64_t now, int minute) {
   if (e.ready_at > now || e.state == EntryState::suspended) return false;
   switch (job.schedule.timing) {
     case InstallTiming::immediate:
@@ -37,17 +45,18 @@ auto Manager::Impl::due(const JobEntry& e, const Job& job, PollFlags flags, std:
   }
   return false;
 }
+}  // namespace
 
 // The host's open entries due on this contact, with their jobs.
-auto Manager::Impl::due_entries(const std::string& host_id, PollFlags flags)
+auto Dispatch::due_entries(const std::string& host_id, PollFlags flags)
     -> std::vector<std::pair<JobEntry, Job>> {
   std::vector<std::pair<JobEntry, Job>> out;
   std::map<std::int64_t, std::optional<Job>> jobs;  // one lookup per job
   const auto now = fs::now_unix();
   const int minute = minute_of_day_now();
-  for (auto& e : store->open_entries_for_host(host_id)) {
+  for (auto& e : ctx_.store->open_entries_for_host(host_id)) {
     auto [it, fresh] = jobs.try_emplace(e.job_id);
-    if (fresh) it->second = store->find_job(e.job_id);
+    if (fresh) it->second = ctx_.store->find_job(e.job_id);
     if (!it->second || !due(e, *it->second, flags, now, minute)) continue;
     out.emplace_back(std::move(e), *it->second);
   }
@@ -55,17 +64,17 @@ auto Manager::Impl::due_entries(const std::string& host_id, PollFlags flags)
 }
 
 // Does the direct child have work due: its own entries, or entries to push below it?
-auto Manager::Impl::has_work(const std::string& child) -> bool {
-  return !due_entries(child, {}).empty() || !store->entries_to_push(child, 1).empty();
+auto Dispatch::has_work(const std::string& child) -> bool {
+  return !due_entries(child, {}).empty() || !ctx_.store->entries_to_push(child, 1).empty();
 }
 
 // Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
-void Manager::Impl::settle(const std::string& host_id, std::uint64_t seen, bool has_open_entries) {
-  if (!has_open_entries) work_cache.settle(host_id, seen);
+void Dispatch::settle(const std::string& host_id, std::uint64_t seen, bool has_open_entries) {
+  if (!has_open_entries) ctx_.work_cache.settle(host_id, seen);
 }
 
-auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> HttpResponse {
-  const auto seen = generation_of(host_id);
+auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResponse {
+  const auto seen = ctx_.work_cache.generation(host_id);
   const auto entries = due_entries(host_id, flags);
   bj::array work;
   std::map<std::pair<std::string, std::string>, std::string> digests;  // one lookup per package
@@ -79,10 +88,10 @@ auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> Htt
     if (needs_package(job.type)) {
       auto key = std::make_pair(job.package_name, job.package_version);
       if (!digests.count(key)) {
-        auto m = store->find_package(job.package_name, job.package_version);
+        auto m = ctx_.store->find_package(job.package_name, job.package_version);
         digests[key] = m ? m->payload_digest : "";
       }
-      item["split"] = json::to_json(hop_split(job.split, settings.split_max));
+      item["split"] = json::to_json(hop_split(job.split, ctx_.settings.split_max));
       item["package"] = bj::object{
           {"name", job.package_name}, {"version", job.package_version}, {"payload_digest", digests[key]}};
     }
@@ -91,9 +100,9 @@ auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> Htt
   }
   // Entries of the subtree below a relay that it has not stored yet (none for an agent).
   bj::array routed;
-  for (const auto& x : store->entries_to_push(host_id, 500)) routed.push_back(json::to_json(x));
+  for (const auto& x : ctx_.store->entries_to_push(host_id, 500)) routed.push_back(json::to_json(x));
   bj::array gone;
-  for (const auto& h : work_cache.take_released(host_id)) gone.emplace_back(h);
+  for (const auto& h : ctx_.work_cache.take_released(host_id)) gone.emplace_back(h);
   if (!flags.start && !flags.stopping) settle(host_id, seen, !entries.empty() || !routed.empty());
   bj::object out{{"work", std::move(work)}};
   if (!routed.empty()) out["routed"] = std::move(routed);
@@ -101,9 +110,9 @@ auto Manager::Impl::work_for(const std::string& host_id, PollFlags flags) -> Htt
   return json_response(200, out);
 }
 
-void Manager::Impl::wake(const std::vector<std::string>& host_ids, bool has_work) {
-  for (auto& [h, r] : work_cache.wake(host_ids, has_work)) {
-    pool->submit([this, h = h, r = r] {
+void Dispatch::wake(const std::vector<std::string>& host_ids, bool has_work) {
+  for (auto& [h, r] : ctx_.work_cache.wake(host_ids, has_work)) {
+    ctx_.pool->submit([this, h = h, r = r] {
       try {
         (*r)(work_for(h));
       } catch (const Error& e) {
@@ -116,14 +125,14 @@ void Manager::Impl::wake(const std::vector<std::string>& host_ids, bool has_work
   }
 }
 
-void Manager::Impl::agent_work(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Dispatch::agent_work(HttpRequest&& req, Responder& r, const PathSegments&) {
   const auto host_id = req.query["host_id"];
   if (!is_valid_host_id(host_id))
     throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
-  long wait = settings.poll_timeout_seconds;
+  long wait = ctx_.settings.poll_timeout_seconds;
   if (auto w = req.query.find("wait"); w != req.query.end()) {
     try {
-      wait = std::clamp(std::stol(w->second), 0L, static_cast<long>(settings.poll_timeout_seconds));
+      wait = std::clamp(std::stol(w->second), 0L, static_cast<long>(ctx_.settings.poll_timeout_seconds));
     } catch (const std::exception&) {
       throw Error(ErrorKind::invalid_argument, "query parameter wait must be a number of seconds");
     }
@@ -131,14 +140,14 @@ void Manager::Impl::agent_work(HttpRequest&& req, Responder& r, const PathSegmen
   PollFlags flags;
   flags.start = req.query["start"] == "1";
   flags.stopping = req.query["stopping"] == "1";
-  note_for_sync(host_id);
-  ++polls;
+  uplink_.note_contact(host_id);
+  ++ctx_.polls;
   // The first contact after a start and the last before a stop are answered at once.
   const bool answer_now = flags.start || flags.stopping;
   const auto park = [&r] { return std::make_shared<Responder>(std::move(r)); };
-  switch (work_cache.poll(host_id, fs::now_unix(), answer_now, std::chrono::seconds(wait), park)) {
+  switch (ctx_.work_cache.poll(host_id, fs::now_unix(), answer_now, std::chrono::seconds(wait), park)) {
     case manager::WorkCache::Poll::work:
-      return blocking(std::move(r), [this, host_id, flags] { return work_for(host_id, flags); });
+      return ctx_.blocking(std::move(r), [this, host_id, flags] { return work_for(host_id, flags); });
     case manager::WorkCache::Poll::nothing:
       r(json_response(200, bj::object{{"work", bj::array{}}}));
       return;
@@ -147,7 +156,7 @@ void Manager::Impl::agent_work(HttpRequest&& req, Responder& r, const PathSegmen
   }
 }
 
-void Manager::Impl::agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Dispatch::agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&) {
   // Between two segments: is the entry still to be transferred, and with which split?
   const auto host_id = req.query["host_id"];
   if (!is_valid_host_id(host_id))
@@ -158,19 +167,20 @@ void Manager::Impl::agent_transfer(HttpRequest&& req, Responder& r, const PathSe
   } catch (const std::exception&) {
     throw Error(ErrorKind::invalid_argument, "query parameter entry_id must be a number");
   }
-  return blocking(std::move(r), [this, host_id, entry_id] {
-    auto t = store->transfer_status(host_id, entry_id);
+  return ctx_.blocking(std::move(r), [this, host_id, entry_id] {
+    auto t = ctx_.store->transfer_status(host_id, entry_id);
     if (!t)
       throw Error(ErrorKind::not_found,
                   "entry " + std::to_string(entry_id) + " of host " + host_id + " does not exist");
-    return json_response(200, bj::object{{"entry_id", entry_id},
-                                         {"state", std::string(to_string(t->state))},
-                                         {"attempt", t->attempt},
-                                         {"split", json::to_json(hop_split(t->split, settings.split_max))}});
+    return json_response(200,
+                         bj::object{{"entry_id", entry_id},
+                                    {"state", std::string(to_string(t->state))},
+                                    {"attempt", t->attempt},
+                                    {"split", json::to_json(hop_split(t->split, ctx_.settings.split_max))}});
   });
 }
 
-void Manager::Impl::agent_report(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Dispatch::agent_report(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
   const auto host_id = json::get_string(body, "host_id");
@@ -179,29 +189,29 @@ void Manager::Impl::agent_report(HttpRequest&& req, Responder& r, const PathSegm
     if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "reports must contain objects");
     reports.push_back(json::report_from_json(v.as_object()));
   }
-  return blocking(std::move(r), [this, host_id, reports] {
+  return ctx_.blocking(std::move(r), [this, host_id, reports] {
     bj::array results;
     for (const auto& rep : reports) {
-      const auto outcome = store->apply_report(host_id, rep);
+      const auto outcome = ctx_.store->apply_report(host_id, rep);
       if (outcome.retried)
         spdlog::info("entry {} on host {}: failed ({}); retried at {}", rep.entry_id, host_id, rep.message,
                      outcome.retry_at);
       else if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state))
         spdlog::info("entry {} on host {}: {}{}", rep.entry_id, host_id, to_string(rep.state),
                      rep.message.empty() ? "" : " (" + rep.message + ")");
-      if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state)) poke_scheduler();
-      if (rep.state != EntryState::transferring) transfer_done(host_id);
+      if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state)) scheduler_.poke();
+      if (rep.state != EntryState::transferring) content_.transfer_done(host_id);
       results.push_back(bj::object{{"entry_id", rep.entry_id},
                                    {"seq", rep.seq},
                                    {"outcome", std::string(to_string(outcome.kind))},
                                    {"state", std::string(to_string(outcome.current))}});
     }
     note_contact(host_id);
-    notify_sync();
-    const auto seen = generation_of(host_id);
+    uplink_.notify_sync();
+    const auto seen = ctx_.work_cache.generation(host_id);
     settle(host_id, seen, has_work(host_id));
     return json_response(200, bj::object{{"results", std::move(results)}});
   });
 }
 
-}  // namespace distrib
+}  // namespace distrib::manager

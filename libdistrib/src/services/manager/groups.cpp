@@ -1,10 +1,42 @@
 // Host groups and ID groups: joins asked by hosts (forwarded up to the owning server), the admin routes of
 // both kinds of group.
-#include "services/manager/impl.h"
+#include "services/manager/groups.h"
 
-namespace distrib {
+#include "services/manager/dispatch.h"
+#include "services/manager/inventory.h"
+#include "services/manager/registration.h"
+#include "services/manager/uplink.h"
 
-void Manager::Impl::agent_join(HttpRequest&& req, Responder& r, const PathSegments&) {
+namespace distrib::manager {
+
+void Groups::register_routes(Router& t) {
+  t.add(Route{"POST", "/v1/agent/join", Access::agent, bind(this, &Groups::agent_join)});
+  t.add(Route{"GET", "/v1/groups", Access::admin, bind(this, &Groups::group_list)});
+  t.add(Route{"POST", "/v1/groups", Access::admin, bind(this, &Groups::group_create)});
+  t.add(Route{"GET", "/v1/groups/{name}", Access::admin, bind(this, &Groups::group_show)});
+  t.add(Route{"DELETE", "/v1/groups/{name}", Access::admin, bind(this, &Groups::group_delete)});
+  t.add(Route{"POST", "/v1/groups/{name}/members", Access::admin, bind(this, &Groups::group_members)});
+  t.add(Route{"GET", "/v1/id-groups", Access::admin, bind(this, &Groups::id_group_list)});
+  t.add(Route{"POST", "/v1/id-groups", Access::admin, bind(this, &Groups::id_group_create)});
+  t.add(Route{"GET", "/v1/id-groups/{name}", Access::admin, bind(this, &Groups::id_group_show)});
+  t.add(Route{"DELETE", "/v1/id-groups/{name}", Access::admin, bind(this, &Groups::id_group_delete)});
+  t.add(Route{"POST", "/v1/id-groups/{name}/members", Access::admin, bind(this, &Groups::id_group_members)});
+}
+
+namespace {
+// {"add": [keys], "remove": [keys]} of a members request; at least one host.
+std::pair<std::vector<std::string>, std::vector<std::string>> member_change(const HttpRequest& req) {
+  require_json(req);
+  auto body = json::parse_object(req.body);
+  auto add = optional_strings(body, "add");
+  auto remove = optional_strings(body, "remove");
+  if (add.empty() && remove.empty())
+    throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
+  return {std::move(add), std::move(remove)};
+}
+}  // namespace
+
+void Groups::agent_join(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
   JoinRequest j;
@@ -24,106 +56,90 @@ void Manager::Impl::agent_join(HttpRequest&& req, Responder& r, const PathSegmen
     if (auto it = body.find("host"); it != body.end() && it->value().is_object())
       j.record = json::host_from_json(it->value().as_object());
   }
-  return blocking(std::move(r), [this, j] { return json_response(200, join(j)); });
+  return ctx_.blocking(std::move(r), [this, j] { return json_response(200, join(j)); });
 }
 
-auto Manager::Impl::join(const JoinRequest& j) -> bj::object {
+auto Groups::join(const JoinRequest& j) -> bj::object {
   if (!j.relay.empty()) {
-    auto relay = store->find_host(j.relay);
+    auto relay = ctx_.store->find_host(j.relay);
     if (!relay || relay->role != HostRole::relay || relay->via != j.relay)
       throw Error(ErrorKind::forbidden,
                   "host " + j.relay + " is not a relay registered directly with this manager");
-    auto known = store->find_host(j.host_id);
+    auto known = ctx_.store->find_host(j.host_id);
     if (!known && j.record && j.record->host_id == j.host_id && is_valid_host_id(j.record->parent))
-      record_host(*j.record, j.relay);  // its registration has not arrived yet
+      registration_.record_host(*j.record, j.relay);  // its registration has not arrived yet
     else if (known && known->via != j.relay)
       throw Error(ErrorKind::forbidden, "host " + j.host_id + " is not below relay " + relay->name);
   }
-  auto host = store->find_host(j.host_id);
+  auto host = ctx_.store->find_host(j.host_id);
   if (!host)
     throw Error(ErrorKind::not_found,
                 "host " + j.host_id + " is not registered here; it must register first");
-  auto group = store->find_id_group(j.group);
+  auto group = ctx_.store->find_id_group(j.group);
   if (!group) {
-    if (!is_relay())
+    if (!uplink_.has_parent())
       throw Error(
           ErrorKind::not_found,
           "no ID group \"" + j.group +
               "\" at this manager or the relays on the way to it (create it with distribctl idgroup create)");
     // Owned above: the parent decides (and keeps the membership).
     Host up = *host;
-    if (up.parent.empty()) up.parent = my_id;
+    if (up.parent.empty()) up.parent = ctx_.my_id;
     bj::object body{{"host_id", j.host_id},
                     {"group", j.group},
                     {"password", j.password},
                     {"leave", j.leave},
                     {"how", std::string(to_string(j.how))},
-                    {"relay", my_id},
+                    {"relay", ctx_.my_id},
                     {"host", json::to_json(up)}};
-    auto c = join_clients->lease(link->current());
-    c->set_timeout(30);
-    return call_parent(*c, "POST", "/v1/agent/join", body);
+    return uplink_.ask_parent("POST", "/v1/agent/join", body, 30);
   }
   if (j.leave) {
-    auto change = store->leave_id_group(j.group, {j.host_id});
-    wake(change.vias, true);
+    auto change = ctx_.store->leave_id_group(j.group, {j.host_id});
+    dispatch_.wake(change.vias, true);
     if (change.changed) spdlog::info("host {} left ID group {}", host->name, j.group);
-    return bj::object{
-        {"group", j.group}, {"owner", my_id}, {"left", change.changed > 0}, {"cancelled", change.entries}};
+    return bj::object{{"group", j.group},
+                      {"owner", ctx_.my_id},
+                      {"left", change.changed > 0},
+                      {"cancelled", change.entries}};
   }
   if (group->has_password() && !check_join_password(j.password, group->password_hash))
     throw Error(ErrorKind::forbidden,
                 j.password.empty()
                     ? "ID group \"" + j.group + "\" needs a password to join; the host did not join"
                     : "wrong password for ID group \"" + j.group + "\"; the host did not join");
-  auto change = store->join_id_group(j.group, {j.host_id}, j.how);
-  wake(change.vias, true);
+  auto change = ctx_.store->join_id_group(j.group, {j.host_id}, j.how);
+  dispatch_.wake(change.vias, true);
   if (change.changed)
     spdlog::info("host {} joined ID group {} ({}; {} standing job(s) to receive)", host->name, j.group,
                  to_string(j.how), change.entries);
   return bj::object{
-      {"group", j.group}, {"owner", my_id}, {"joined", change.changed > 0}, {"entries", change.entries}};
+      {"group", j.group}, {"owner", ctx_.my_id}, {"joined", change.changed > 0}, {"entries", change.entries}};
 }
 
-auto Manager::Impl::host_refs(const std::vector<std::string>& ids) -> bj::array {
+auto Groups::host_refs(const std::vector<std::string>& ids) -> bj::array {
   std::map<std::string, std::string> names;
-  for (const auto& h : store->list_hosts()) names[h.host_id] = h.name;
+  for (const auto& h : ctx_.store->list_hosts()) names[h.host_id] = h.name;
   bj::array out;
   for (const auto& id : ids)
     out.push_back(bj::object{{"host_id", id}, {"name", names.count(id) ? names[id] : ""}});
   return out;
 }
 
-auto Manager::Impl::optional_strings(const bj::object& o, std::string_view key) -> std::vector<std::string> {
-  return o.contains(key) ? json::get_string_array(o, key) : std::vector<std::string>{};
-}
-
-// {"add": [keys], "remove": [keys]} of a members request; at least one host.
-auto Manager::Impl::member_change(const HttpRequest& req)
-    -> std::pair<std::vector<std::string>, std::vector<std::string>> {
-  require_json(req);
-  auto body = json::parse_object(req.body);
-  auto add = optional_strings(body, "add");
-  auto remove = optional_strings(body, "remove");
-  if (add.empty() && remove.empty())
-    throw Error(ErrorKind::invalid_argument, "name hosts to \"add\" or \"remove\"");
-  return {std::move(add), std::move(remove)};
-}
-
-void Manager::Impl::delete_group(Responder& r, const char* what, const std::string& name,
-                                 std::function<bool()> erase) {
-  blocking(std::move(r), [what, name, erase = std::move(erase)] {
+void Groups::delete_group(Responder& r, const char* what, const std::string& name,
+                          std::function<bool()> erase) {
+  ctx_.blocking(std::move(r), [what, name, erase = std::move(erase)] {
     if (!erase()) throw Error(ErrorKind::not_found, std::string(what) + " \"" + name + "\" does not exist");
     spdlog::info("{} {} deleted", what, name);
     return json_response(200, bj::object{{"deleted", name}});
   });
 }
 
-void Manager::Impl::group_list(HttpRequest&&, Responder& r, const PathSegments&) {
-  return blocking(std::move(r), [this] {
+void Groups::group_list(HttpRequest&&, Responder& r, const PathSegments&) {
+  return ctx_.blocking(std::move(r), [this] {
     bj::array arr;
-    for (auto& g : store->list_host_groups()) {
-      if (!g.query.empty()) g.members = hosts_matching(parse_inventory_query(g.query));
+    for (auto& g : ctx_.store->list_host_groups()) {
+      if (!g.query.empty()) g.members = inventory_.hosts_matching(parse_inventory_query(g.query));
       auto o = json::to_json(g);
       o["hosts"] = host_refs(g.members);
       arr.push_back(std::move(o));
@@ -132,7 +148,7 @@ void Manager::Impl::group_list(HttpRequest&&, Responder& r, const PathSegments&)
   });
 }
 
-void Manager::Impl::group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Groups::group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
   HostGroup g;
@@ -147,64 +163,64 @@ void Manager::Impl::group_create(HttpRequest&& req, Responder& r, const PathSegm
                   "a host group has either members or a query, not both; the host group was not created");
     g.query = to_string(parse_inventory_query(g.query));  // refused here when malformed
   }
-  return blocking(std::move(r), [this, g, keys]() mutable {
-    g.members = resolve_host_keys(keys, "the host group was not created");
-    store->create_host_group(g);
-    if (!g.query.empty()) g.members = hosts_matching(parse_inventory_query(g.query));
+  return ctx_.blocking(std::move(r), [this, g, keys]() mutable {
+    g.members = registration_.resolve_host_keys(keys, "the host group was not created");
+    ctx_.store->create_host_group(g);
+    if (!g.query.empty()) g.members = inventory_.hosts_matching(parse_inventory_query(g.query));
     spdlog::info("host group {} created with {} host(s){}", g.name, g.members.size(),
                  g.query.empty() ? "" : " matching " + g.query);
     return json_response(201, json::to_json(g));
   });
 }
 
-void Manager::Impl::group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Groups::group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto name = p[2];
-  return blocking(std::move(r), [this, name] {
-    auto g = store->find_host_group(name);
+  return ctx_.blocking(std::move(r), [this, name] {
+    auto g = ctx_.store->find_host_group(name);
     if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
-    if (!g->query.empty()) g->members = hosts_matching(parse_inventory_query(g->query));
+    if (!g->query.empty()) g->members = inventory_.hosts_matching(parse_inventory_query(g->query));
     auto o = json::to_json(*g);
     o["hosts"] = host_refs(g->members);
     return json_response(200, o);
   });
 }
 
-void Manager::Impl::group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Groups::group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto name = p[2];
-  return delete_group(r, "host group", name, [this, name] { return store->delete_host_group(name); });
+  return delete_group(r, "host group", name, [this, name] { return ctx_.store->delete_host_group(name); });
 }
 
-void Manager::Impl::group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
+void Groups::group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
   const auto name = p[2];
   auto [add, remove] = member_change(req);
-  return blocking(std::move(r), [this, name, add, remove] {
-    auto g = store->find_host_group(name);
+  return ctx_.blocking(std::move(r), [this, name, add, remove] {
+    auto g = ctx_.store->find_host_group(name);
     if (!g) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
     if (!g->query.empty())
       throw Error(ErrorKind::conflict, "host group \"" + name + "\" is defined by the query \"" + g->query +
                                            "\"; its members follow the inventory");
-    const auto a = resolve_host_keys(add, "nothing was changed");
-    const auto d = resolve_host_keys(remove, "nothing was changed");
-    const int n = store->change_host_group(name, a, d);
+    const auto a = registration_.resolve_host_keys(add, "nothing was changed");
+    const auto d = registration_.resolve_host_keys(remove, "nothing was changed");
+    const int n = ctx_.store->change_host_group(name, a, d);
     return json_response(200, bj::object{{"group", name}, {"changed", n}});
   });
 }
 
-void Manager::Impl::id_group_list(HttpRequest&&, Responder& r, const PathSegments&) {
-  return blocking(std::move(r), [this] {
+void Groups::id_group_list(HttpRequest&&, Responder& r, const PathSegments&) {
+  return ctx_.blocking(std::move(r), [this] {
     std::map<std::string, std::int64_t> counts;
     bj::array arr;
-    for (const auto& g : store->list_id_groups(&counts)) {
+    for (const auto& g : ctx_.store->list_id_groups(&counts)) {
       auto o = json::to_json(g);
       o["member_count"] = counts.count(g.name) ? counts[g.name] : 0;
-      o["standing_jobs"] = store->standing_jobs(g.name).size();
+      o["standing_jobs"] = ctx_.store->standing_jobs(g.name).size();
       arr.push_back(std::move(o));
     }
-    return json_response(200, bj::object{{"id_groups", std::move(arr)}, {"owner", my_id}});
+    return json_response(200, bj::object{{"id_groups", std::move(arr)}, {"owner", ctx_.my_id}});
   });
 }
 
-void Manager::Impl::id_group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Groups::id_group_create(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
   IdGroup g = json::id_group_from_json(body);
@@ -212,54 +228,55 @@ void Manager::Impl::id_group_create(HttpRequest&& req, Responder& r, const PathS
   validate_join_policy(g.policy);
   const auto password = json::get_string(body, "password", false);
   if (!password.empty()) g.password_hash = hash_join_password(password);
-  g.owner = my_id;
+  g.owner = ctx_.my_id;
   g.members.clear();
-  return blocking(std::move(r), [this, g] {
-    store->create_id_group(g);
+  return ctx_.blocking(std::move(r), [this, g] {
+    ctx_.store->create_id_group(g);
     spdlog::info("ID group {} created{}{}", g.name, g.has_password() ? " (join password set)" : "",
                  g.policy.empty() ? "" : " with a join policy");
     if (!g.policy.empty()) {
       // Hosts already registered that the policy takes in, in one join.
       std::vector<std::string> matching;
-      for (const auto& h : store->list_hosts())
+      for (const auto& h : ctx_.store->list_hosts())
         if (h.approved && policy_matches(g.policy, h)) matching.push_back(h.host_id);
-      if (!matching.empty()) wake(store->join_id_group(g.name, matching, JoinMethod::policy).vias, true);
+      if (!matching.empty())
+        dispatch_.wake(ctx_.store->join_id_group(g.name, matching, JoinMethod::policy).vias, true);
     }
-    auto created = store->find_id_group(g.name);
+    auto created = ctx_.store->find_id_group(g.name);
     return json_response(201, json::to_json(*created));
   });
 }
 
-void Manager::Impl::id_group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Groups::id_group_show(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto name = p[2];
-  return blocking(std::move(r), [this, name] {
-    auto g = store->find_id_group(name);
+  return ctx_.blocking(std::move(r), [this, name] {
+    auto g = ctx_.store->find_id_group(name);
     if (!g) throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
     auto o = json::to_json(*g);
     bj::array jobs;
-    for (const auto& j : store->standing_jobs(name)) jobs.push_back(json::to_json(j));
+    for (const auto& j : ctx_.store->standing_jobs(name)) jobs.push_back(json::to_json(j));
     o["jobs"] = std::move(jobs);
     return json_response(200, o);
   });
 }
 
-void Manager::Impl::id_group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Groups::id_group_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto name = p[2];
-  return delete_group(r, "ID group", name, [this, name] { return store->delete_id_group(name); });
+  return delete_group(r, "ID group", name, [this, name] { return ctx_.store->delete_id_group(name); });
 }
 
-void Manager::Impl::id_group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
+void Groups::id_group_members(HttpRequest&& req, Responder& r, const PathSegments& p) {
   const auto name = p[2];
   auto [add, remove] = member_change(req);
-  return blocking(std::move(r), [this, name, add, remove] {
-    if (!store->find_id_group(name))
+  return ctx_.blocking(std::move(r), [this, name, add, remove] {
+    if (!ctx_.store->find_id_group(name))
       throw Error(ErrorKind::not_found, "ID group \"" + name + "\" does not exist here");
-    const auto a = resolve_host_keys(add, "nothing was changed");
-    const auto d = resolve_host_keys(remove, "nothing was changed");
-    auto joined_change = store->join_id_group(name, a, JoinMethod::admin);
-    auto left_change = store->leave_id_group(name, d);
-    wake(joined_change.vias, true);
-    wake(left_change.vias, true);
+    const auto a = registration_.resolve_host_keys(add, "nothing was changed");
+    const auto d = registration_.resolve_host_keys(remove, "nothing was changed");
+    auto joined_change = ctx_.store->join_id_group(name, a, JoinMethod::admin);
+    auto left_change = ctx_.store->leave_id_group(name, d);
+    dispatch_.wake(joined_change.vias, true);
+    dispatch_.wake(left_change.vias, true);
     return json_response(200, bj::object{{"group", name},
                                          {"joined", joined_change.changed},
                                          {"entries", joined_change.entries},
@@ -268,4 +285,4 @@ void Manager::Impl::id_group_members(HttpRequest&& req, Responder& r, const Path
   });
 }
 
-}  // namespace distrib
+}  // namespace distrib::manager

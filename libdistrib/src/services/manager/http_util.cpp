@@ -71,4 +71,19 @@ int query_clamped(const HttpRequest& req, const char* name, int fallback, int hi
   }
 }
 
+std::string join_list(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+std::vector<std::string> optional_strings(const boost::json::object& o, std::string_view key) {
+  return o.contains(key) ? json::get_string_array(o, key) : std::vector<std::string>{};
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
 }  // namespace distrib::manager

@@ -4,7 +4,12 @@
 #include <distrib/error.h>
 #include <distrib/net/http.h>
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace distrib::manager {
 
@@ -21,5 +26,13 @@ long query_number(const HttpRequest& req, const char* name, long fallback, long 
 /// A page size in query parameter `name`: `fallback` when absent, otherwise clamped to 1..hi;
 /// throws invalid_argument when it is not a number.
 int query_clamped(const HttpRequest& req, const char* name, int fallback, int hi);
+
+/// "a, b, c" (error messages listing names).
+std::string join_list(const std::vector<std::string>& v);
+/// The strings of array `key` in a request body; none when absent; throws invalid_argument
+/// when it is not an array of strings.
+std::vector<std::string> optional_strings(const boost::json::object& o, std::string_view key);
+/// The text without trailing newlines and spaces.
+std::string trim(std::string s);
 
 }  // namespace distrib::manager

@@ -1,27 +1,91 @@
 // Inventory: reports from agents (group commit on the ingest thread), user field definitions, queries, a
 // host's inventory and its history.
-#include "services/manager/impl.h"
+#include "services/manager/inventory.h"
 
-namespace distrib {
+#include "services/manager/registration.h"
+#include "services/manager/uplink.h"
 
-void Manager::Impl::agent_inventory_fields(HttpRequest&& req, Responder& r, const PathSegments&) {
-  if (is_relay()) return forward_up(std::move(req), r, req.target);
-  return blocking(std::move(r),
-                  [this] { return json_response(200, fields_json(store->list_inventory_fields())); });
+namespace distrib::manager {
+
+void Inventory::register_routes(Router& t) {
+  // Inventory reports are large JSON.
+  t.add(Route{"POST", "/v1/agent/inventory", Access::agent, bind(this, &Inventory::agent_inventory),
+              64ull << 20});
+  t.add(Route{"GET", "/v1/agent/inventory-fields", Access::agent,
+              bind(this, &Inventory::agent_inventory_fields)});
+  t.add(Route{"GET", "/v1/inventory", Access::admin, bind(this, &Inventory::inventory_query)});
+  t.add(Route{"GET", "/v1/inventory/fields", Access::admin, bind(this, &Inventory::inventory_fields_list)});
+  t.add(Route{"POST", "/v1/inventory/fields", Access::admin, bind(this, &Inventory::inventory_field_define)});
+  t.add(Route{"DELETE", "/v1/inventory/fields/{name}", Access::admin,
+              bind(this, &Inventory::inventory_field_delete)});
+  t.add(Route{"GET", "/v1/inventory/hosts/{key}", Access::admin, bind(this, &Inventory::inventory_host)});
+  t.add(Route{"GET", "/v1/inventory/hosts/{key}/history", Access::admin,
+              bind(this, &Inventory::inventory_host)});
+}
+
+void Inventory::start() {
+  ingest_stopping_ = false;
+  ingester_ = std::thread([this] { ingest_loop(); });
+}
+
+void Inventory::stop() {
+  {
+    std::lock_guard lock(ingest_mutex_);
+    ingest_stopping_ = true;
+  }
+  ingest_cv_.notify_all();
+  if (ingester_.joinable()) ingester_.join();
+}
+
+namespace {
+bj::object fields_json(const std::vector<InventoryField>& fields) {
+  bj::array arr;
+  for (const auto& f : fields) {
+    bj::array values;
+    for (const auto& v : f.allowed) values.emplace_back(v);
+    arr.push_back(bj::object{{"name", f.name},
+                             {"type", std::string(to_string(f.type))},
+                             {"values", std::move(values)},
+                             {"description", f.description}});
+  }
+  return bj::object{{"fields", std::move(arr)}};
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    auto part = trim(text.substr(start, comma - start));
+    if (!part.empty()) out.push_back(part);
+    start = comma + 1;
+  }
+  return out;
+}
+}  // namespace
+
+// Forwarded to the parent at a relay: the top manager keeps the definitions and every host's
+// inventory. The relay passes the request on as it came (the parent checks it).
+
+void Inventory::agent_inventory_fields(HttpRequest&& req, Responder& r, const PathSegments&) {
+  if (uplink_.has_parent()) return pass_up(ctx_, uplink_, std::move(req), r);
+  return ctx_.blocking(
+      std::move(r), [this] { return json_response(200, fields_json(ctx_.store->list_inventory_fields())); });
 }
 
 // Stored values of a query or display field; '*' and '?' stand for any part of a key.
-auto Manager::Impl::values_of(const std::string& field) -> std::vector<InventoryValue> {
+auto Inventory::values_of(const std::string& field) -> std::vector<InventoryValue> {
   const auto wild = field.find_first_of("*?");
-  if (wild == std::string::npos) return store->inventory_values(field, false);
-  auto values = store->inventory_values(field.substr(0, wild), true);
+  if (wild == std::string::npos) return ctx_.store->inventory_values(field, false);
+  auto values = ctx_.store->inventory_values(field.substr(0, wild), true);
   std::erase_if(values, [&](const InventoryValue& v) { return !glob_matches(field, v.key); });
   return values;
 }
 
 // Hosts whose latest inventory satisfies every condition (all inventoried hosts for none).
-auto Manager::Impl::hosts_matching(const InventoryQuery& q) -> std::vector<std::string> {
-  const auto all = store->inventoried_hosts();
+auto Inventory::hosts_matching(const InventoryQuery& q) -> std::vector<std::string> {
+  const auto all = ctx_.store->inventoried_hosts();
   std::set<std::string> result(all.begin(), all.end());
   for (const auto& c : q.conditions) {
     std::set<std::string> have, ok;
@@ -37,29 +101,21 @@ auto Manager::Impl::hosts_matching(const InventoryQuery& q) -> std::vector<std::
   return {result.begin(), result.end()};
 }
 
-auto Manager::Impl::fields_json(const std::vector<InventoryField>& fields) -> bj::object {
-  bj::array arr;
-  for (const auto& f : fields) {
-    bj::array values;
-    for (const auto& v : f.allowed) values.emplace_back(v);
-    arr.push_back(bj::object{{"name", f.name},
-                             {"type", std::string(to_string(f.type))},
-                             {"values", std::move(values)},
-                             {"description", f.description}});
-  }
-  return bj::object{{"fields", std::move(arr)}};
+auto Inventory::inventory_fields() -> std::vector<InventoryField> {
+  std::lock_guard lock(fields_mutex_);
+  if (!fields_cache_) fields_cache_ = ctx_.store->list_inventory_fields();
+  return *fields_cache_;
 }
 
-auto Manager::Impl::inventory_fields() -> std::vector<InventoryField> {
-  std::lock_guard lock(fields_mutex);
-  if (!fields_cache) fields_cache = store->list_inventory_fields();
-  return *fields_cache;
+void Inventory::forget_fields() {
+  std::lock_guard lock(fields_mutex_);
+  fields_cache_.reset();
 }
 
 // POST /v1/agent/inventory {host_id, scope, collected_at, items: {key: value}}
-void Manager::Impl::agent_inventory(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Inventory::agent_inventory(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
-  if (is_relay()) return forward_up(std::move(req), r, req.target);
+  if (uplink_.has_parent()) return pass_up(ctx_, uplink_, std::move(req), r);
   auto body = json::parse_object(req.body);
   InventoryReport rep;
   rep.host_id = json::get_string(body, "host_id");
@@ -86,15 +142,15 @@ void Manager::Impl::agent_inventory(HttpRequest&& req, Responder& r, const PathS
     rep.items.emplace(key, std::string(v));
   }
   {
-    std::lock_guard lock(ingest_mutex);
-    ingest_queue.push_back({std::move(rep), std::make_shared<Responder>(std::move(r))});
+    std::lock_guard lock(ingest_mutex_);
+    ingest_queue_.push_back({std::move(rep), std::make_shared<Responder>(std::move(r))});
   }
-  ingest_cv.notify_one();
+  ingest_cv_.notify_one();
 }
 
 // User inventory: only fields the administrator defined, with values that fit them. Returns
 // why each value left out was refused.
-auto Manager::Impl::drop_undefined_fields(InventoryReport& rep) -> bj::array {
+auto Inventory::drop_undefined_fields(InventoryReport& rep) -> bj::array {
   bj::array rejected;
   auto u = rep.items.lower_bound("user.");
   if (u == rep.items.end() || !u->first.starts_with("user.")) return rejected;
@@ -113,17 +169,17 @@ auto Manager::Impl::drop_undefined_fields(InventoryReport& rep) -> bj::array {
 
 // Group commit of inventory reports: whatever arrived while the last batch was written goes
 // into the next transaction together (one commit for many agents).
-void Manager::Impl::ingest_loop() {
+void Inventory::ingest_loop() {
   for (;;) {
     std::vector<QueuedReport> batch;
     {
-      std::unique_lock lock(ingest_mutex);
-      ingest_cv.wait(lock, [&] { return ingest_stopping || !ingest_queue.empty(); });
-      if (ingest_queue.empty()) return;
-      const auto n = std::min<std::size_t>(ingest_queue.size(), 256);
-      batch.assign(std::make_move_iterator(ingest_queue.begin()),
-                   std::make_move_iterator(ingest_queue.begin() + static_cast<long>(n)));
-      ingest_queue.erase(ingest_queue.begin(), ingest_queue.begin() + static_cast<long>(n));
+      std::unique_lock lock(ingest_mutex_);
+      ingest_cv_.wait(lock, [&] { return ingest_stopping_ || !ingest_queue_.empty(); });
+      if (ingest_queue_.empty()) return;
+      const auto n = std::min<std::size_t>(ingest_queue_.size(), 256);
+      batch.assign(std::make_move_iterator(ingest_queue_.begin()),
+                   std::make_move_iterator(ingest_queue_.begin() + static_cast<long>(n)));
+      ingest_queue_.erase(ingest_queue_.begin(), ingest_queue_.begin() + static_cast<long>(n));
     }
     std::vector<InventoryReport> reports;
     std::vector<bj::array> rejected;
@@ -132,7 +188,7 @@ void Manager::Impl::ingest_loop() {
         rejected.push_back(drop_undefined_fields(p.report));
         reports.push_back(std::move(p.report));
       }
-      const auto results = store->ingest_inventory_batch(reports, fs::now_unix());
+      const auto results = ctx_.store->ingest_inventory_batch(reports, fs::now_unix());
       for (std::size_t i = 0; i < batch.size(); ++i) {
         const auto& res = results[i];
         if (!res.error.empty()) {
@@ -158,21 +214,8 @@ void Manager::Impl::ingest_loop() {
   }
 }
 
-auto Manager::Impl::split_list(const std::string& text) -> std::vector<std::string> {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    auto comma = text.find(',', start);
-    if (comma == std::string::npos) comma = text.size();
-    auto part = trim(text.substr(start, comma - start));
-    if (!part.empty()) out.push_back(part);
-    start = comma + 1;
-  }
-  return out;
-}
-
 // Admin: /v1/inventory?query=&fields=, /v1/inventory/hosts/KEY[/history], /v1/inventory/fields[/NAME]
-void Manager::Impl::inventory_query(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Inventory::inventory_query(HttpRequest&& req, Responder& r, const PathSegments&) {
   InventoryQuery q;
   if (const auto text = req.query["query"]; !text.empty()) q = parse_inventory_query(text);
   const auto fields = split_list(req.query["fields"]);
@@ -180,7 +223,7 @@ void Manager::Impl::inventory_query(HttpRequest&& req, Responder& r, const PathS
     if (!(f.starts_with("system.") || f.starts_with("software.") || f.starts_with("user.")))
       throw Error(ErrorKind::invalid_argument,
                   "field \"" + f + "\" is not under system., software. or user.");
-  return blocking(std::move(r), [this, q, fields] {
+  return ctx_.blocking(std::move(r), [this, q, fields] {
     const auto ids = hosts_matching(q);
     std::map<std::string, std::map<std::string, std::string>> shown;  // host → key → value
     const std::set<std::string> wanted(ids.begin(), ids.end());
@@ -191,7 +234,7 @@ void Manager::Impl::inventory_query(HttpRequest&& req, Responder& r, const PathS
       for (auto& v : values_of(f))
         if (wanted.count(v.host_id)) shown[v.host_id][v.key] = std::move(v.value);
     std::map<std::string, std::string> names;
-    for (const auto& h : store->list_hosts()) names[h.host_id] = h.name;
+    for (const auto& h : ctx_.store->list_hosts()) names[h.host_id] = h.name;
     std::vector<std::string> order = ids;
     std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) { return names[a] < names[b]; });
     bj::array hosts;
@@ -209,12 +252,12 @@ void Manager::Impl::inventory_query(HttpRequest&& req, Responder& r, const PathS
   });
 }
 
-void Manager::Impl::inventory_fields_list(HttpRequest&&, Responder& r, const PathSegments&) {
-  return blocking(std::move(r),
-                  [this] { return json_response(200, fields_json(store->list_inventory_fields())); });
+void Inventory::inventory_fields_list(HttpRequest&&, Responder& r, const PathSegments&) {
+  return ctx_.blocking(
+      std::move(r), [this] { return json_response(200, fields_json(ctx_.store->list_inventory_fields())); });
 }
 
-void Manager::Impl::inventory_field_define(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Inventory::inventory_field_define(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
   InventoryField f;
@@ -224,42 +267,38 @@ void Manager::Impl::inventory_field_define(HttpRequest&& req, Responder& r, cons
   f.allowed = optional_strings(body, "values");
   f.description = json::get_string(body, "description", false);
   validate_inventory_field(f);
-  return blocking(std::move(r), [this, f] {
-    store->put_inventory_field(f);
-    {
-      std::lock_guard lock(fields_mutex);
-      fields_cache.reset();
-    }
+  return ctx_.blocking(std::move(r), [this, f] {
+    ctx_.store->put_inventory_field(f);
+    forget_fields();
     spdlog::info("inventory field {} ({}) defined", f.name, to_string(f.type));
     return json_response(201, fields_json({f}));
   });
 }
 
-void Manager::Impl::inventory_field_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Inventory::inventory_field_delete(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto name = p[3];
-  return blocking(std::move(r), [this, name] {
-    if (!store->delete_inventory_field(name))
+  return ctx_.blocking(std::move(r), [this, name] {
+    if (!ctx_.store->delete_inventory_field(name))
       throw Error(ErrorKind::not_found, "inventory field \"" + name + "\" does not exist");
-    std::lock_guard lock(fields_mutex);
-    fields_cache.reset();
+    forget_fields();
     return json_response(200, bj::object{{"deleted", name}});
   });
 }
 
-void Manager::Impl::inventory_host(HttpRequest&& req, Responder& r, const PathSegments& p) {
+void Inventory::inventory_host(HttpRequest&& req, Responder& r, const PathSegments& p) {
   const auto key = p[3];
   const bool history = p.size() == 5;
   const int limit = manager::query_clamped(req, "limit", 200, 100000);
-  return blocking(std::move(r), [this, key, history, limit] {
-    const auto all = store->list_hosts();
-    const auto id = resolve_host_keys({key}, "no inventory shown", all).front();
+  return ctx_.blocking(std::move(r), [this, key, history, limit] {
+    const auto all = ctx_.store->list_hosts();
+    const auto id = registration_.resolve_host_keys({key}, "no inventory shown", all).front();
     std::string name;
     for (const auto& h : all)
       if (h.host_id == id) name = h.name;
     bj::object out{{"host_id", id}, {"name", name}};
     if (history) {
       bj::array arr;
-      for (const auto& c : store->inventory_history(id, limit))
+      for (const auto& c : ctx_.store->inventory_history(id, limit))
         arr.push_back(bj::object{{"at", c.at},
                                  {"change", std::string(to_string(c.kind))},
                                  {"key", c.key},
@@ -268,7 +307,7 @@ void Manager::Impl::inventory_host(HttpRequest&& req, Responder& r, const PathSe
       out["history"] = std::move(arr);
       return json_response(200, out);
     }
-    auto inv = store->find_inventory(id);
+    auto inv = ctx_.store->find_inventory(id);
     if (!inv)
       throw Error(ErrorKind::not_found, "host " + name +
                                             " has not reported an inventory yet (create a get-system-info "
@@ -282,4 +321,4 @@ void Manager::Impl::inventory_host(HttpRequest&& req, Responder& r, const PathSe
   });
 }
 
-}  // namespace distrib
+}  // namespace distrib::manager

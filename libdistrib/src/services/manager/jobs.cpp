@@ -1,17 +1,29 @@
-// Jobs: creation with destination expansion, listing, details, collected files, retry, complete-now, cancel,
-// and suspending or resuming transfers.
-#include "services/manager/impl.h"
+// Jobs: creation with destination expansion, listing, details, retry, complete-now, cancel, and
+// suspending or resuming transfers.
+#include "services/manager/jobs.h"
 
-namespace distrib {
+#include "services/manager/dispatch.h"
+#include "services/manager/inventory.h"
+#include "services/manager/registration.h"
+#include "services/manager/scheduler.h"
+#include "services/manager/uplink.h"
+#include "services/observe.h"
 
-auto Manager::Impl::joined(const std::vector<std::string>& v) -> std::string {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
+namespace distrib::manager {
+
+void Jobs::register_routes(Router& t) {
+  t.add(Route{"POST", "/v1/jobs", Access::admin, bind(this, &Jobs::job_create)});
+  t.add(Route{"GET", "/v1/jobs", Access::admin, bind(this, &Jobs::job_list)});
+  t.add(Route{"GET", "/v1/jobs/{id}", Access::admin, bind(this, &Jobs::job_show)});
+  t.add(Route{"POST", "/v1/jobs/{id}/retry", Access::admin, bind(this, &Jobs::job_retry)});
+  t.add(Route{"POST", "/v1/jobs/{id}/complete-now", Access::admin, bind(this, &Jobs::job_complete_now)});
+  t.add(Route{"POST", "/v1/jobs/{id}/cancel", Access::admin, bind(this, &Jobs::job_cancel)});
+  t.add(Route{"POST", "/v1/transfers/suspend", Access::admin, bind(this, &Jobs::transfers_suspend_resume)});
+  t.add(Route{"POST", "/v1/transfers/resume", Access::admin, bind(this, &Jobs::transfers_suspend_resume)});
 }
 
-auto Manager::Impl::expand_destinations(const Job& job) -> Expansion {
-  const auto all = store->list_hosts();
+auto Jobs::expand_destinations(const Job& job) -> Expansion {
+  const auto all = ctx_.store->list_hosts();
   std::map<std::string, const Host*> by_id;
   for (const auto& h : all) by_id[h.host_id] = &h;
   const bool install = targets_agents(job.type);
@@ -25,12 +37,12 @@ auto Manager::Impl::expand_destinations(const Job& job) -> Expansion {
   for (const auto& d : job.destinations) {
     if (d.starts_with("group:")) {
       const auto name = d.substr(6);
-      auto g = store->find_host_group(name);
+      auto g = ctx_.store->find_host_group(name);
       if (!g) {
         unknown.push_back(d + " (no such host group)");
         continue;
       }
-      if (!g->query.empty()) g->members = hosts_matching(parse_inventory_query(g->query));
+      if (!g->query.empty()) g->members = inventory_.hosts_matching(parse_inventory_query(g->query));
       for (const auto& id : g->members) {
         auto it = by_id.find(id);
         if (it != by_id.end() && fits(*it->second))
@@ -40,7 +52,7 @@ auto Manager::Impl::expand_destinations(const Job& job) -> Expansion {
       }
     } else if (d.starts_with("id:")) {
       const auto name = d.substr(3);
-      if (!store->find_id_group(name)) {
+      if (!ctx_.store->find_id_group(name)) {
         unknown.push_back(d + " (no such ID group here)");
         continue;
       }
@@ -50,7 +62,7 @@ auto Manager::Impl::expand_destinations(const Job& job) -> Expansion {
       const auto key = d.substr(6);
       const Host* relay = nullptr;
       for (const auto& h : all)
-        if (h.role == HostRole::relay && (h.host_id == key || host_matches(h, settings.key_mode, key)))
+        if (h.role == HostRole::relay && (h.host_id == key || host_matches(h, ctx_.settings.key_mode, key)))
           relay = &h;
       if (!relay) {
         unknown.push_back(d + " (no such relay)");
@@ -71,25 +83,26 @@ auto Manager::Impl::expand_destinations(const Job& job) -> Expansion {
     std::vector<Host> approved;
     for (const auto& h : all)
       if (h.approved) approved.push_back(h);
-    auto res = resolve_destinations(approved, settings.key_mode, plain);
+    auto res = resolve_destinations(approved, ctx_.settings.key_mode, plain);
     // A key only a host waiting for approval answers to gets its own message.
     std::vector<std::string> pending;
     std::erase_if(res.unknown, [&](const std::string& k) {
       for (const auto& h : all)
-        if (!h.approved && host_matches(h, settings.key_mode, k)) {
+        if (!h.approved && host_matches(h, ctx_.settings.key_mode, k)) {
           pending.push_back(k);
           return true;
         }
       return false;
     });
     if (!pending.empty())
-      throw Error(ErrorKind::invalid_argument, "host(s) waiting for approval: " + joined(pending) +
+      throw Error(ErrorKind::invalid_argument, "host(s) waiting for approval: " + join_list(pending) +
                                                    " (distribctl hosts approve ...); no job was created");
     for (const auto& k : res.unknown)
-      unknown.push_back(k + " (no host answers to it by " + std::string(to_string(settings.key_mode)) + ")");
+      unknown.push_back(k + " (no host answers to it by " + std::string(to_string(ctx_.settings.key_mode)) +
+                        ")");
     if (!res.ambiguous.empty())
       throw Error(ErrorKind::invalid_argument, "ambiguous destination(s), claimed by several hosts: " +
-                                                   joined(res.ambiguous) + "; no job was created");
+                                                   join_list(res.ambiguous) + "; no job was created");
     // Installs go to agents; cache jobs to relays.
     for (const auto& id : res.host_ids) {
       const auto& h = *by_id.at(id);
@@ -108,7 +121,7 @@ auto Manager::Impl::expand_destinations(const Job& job) -> Expansion {
   }
   if (!unknown.empty())
     throw Error(ErrorKind::invalid_argument,
-                "unknown destination(s): " + joined(unknown) + "; no job was created");
+                "unknown destination(s): " + join_list(unknown) + "; no job was created");
   if (out.host_ids.empty() && out.id_groups.empty())
     throw Error(ErrorKind::invalid_argument,
                 "the destinations name no " + std::string(install ? "agent" : "relay") +
@@ -117,7 +130,7 @@ auto Manager::Impl::expand_destinations(const Job& job) -> Expansion {
 }
 
 // POST /v1/transfers/suspend|resume {"job": ID} or {"relay": KEY}
-void Manager::Impl::transfers_suspend_resume(HttpRequest&& req, Responder& r, const PathSegments& p) {
+void Jobs::transfers_suspend_resume(HttpRequest&& req, Responder& r, const PathSegments& p) {
   require_json(req);
   auto body = json::parse_object(req.body);
   const bool suspend = p[2] == "suspend";
@@ -125,14 +138,15 @@ void Manager::Impl::transfers_suspend_resume(HttpRequest&& req, Responder& r, co
   const auto relay = json::get_string(body, "relay", false);
   if ((job_id != 0) == !relay.empty())
     throw Error(ErrorKind::invalid_argument, "name either a job (\"job\": ID) or a relay (\"relay\": KEY)");
-  return blocking(std::move(r), [this, suspend, job_id, relay] {
+  return ctx_.blocking(std::move(r), [this, suspend, job_id, relay] {
     std::vector<std::string> hosts;
     std::string relay_id;
     if (!relay.empty()) {
-      const auto all = store->list_hosts();
-      relay_id =
-          resolve_host_keys({relay}, "nothing was " + std::string(suspend ? "suspended" : "resumed"), all)
-              .front();
+      const auto all = ctx_.store->list_hosts();
+      relay_id = registration_
+                     .resolve_host_keys({relay},
+                                        "nothing was " + std::string(suspend ? "suspended" : "resumed"), all)
+                     .front();
       std::map<std::string, const Host*> by_id;
       for (const auto& h : all) by_id[h.host_id] = &h;
       if (by_id.at(relay_id)->role != HostRole::relay)
@@ -141,8 +155,8 @@ void Manager::Impl::transfers_suspend_resume(HttpRequest&& req, Responder& r, co
       for (const auto& h : all)
         if (is_below(by_id, h, relay_id)) hosts.push_back(h.host_id);
     }
-    auto change = store->suspend_transfers(job_id, hosts, suspend);
-    wake(change.vias, true);
+    auto change = ctx_.store->suspend_transfers(job_id, hosts, suspend);
+    dispatch_.wake(change.vias, true);
     const auto scope = job_id ? "job " + std::to_string(job_id) : "relay " + relay;
     spdlog::info("transfers of {} {}: {} entr(ies)", scope, suspend ? "suspended" : "resumed",
                  change.entries);
@@ -155,7 +169,7 @@ void Manager::Impl::transfers_suspend_resume(HttpRequest&& req, Responder& r, co
   });
 }
 
-void Manager::Impl::job_create(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Jobs::job_create(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
   Job job = json::job_from_json(body);
@@ -173,7 +187,7 @@ void Manager::Impl::job_create(HttpRequest&& req, Responder& r, const PathSegmen
     job.split = {};
   }
   if (job.type == JobType::collect_files) validate_collect(job.collect);
-  job.key_mode = std::string(to_string(settings.key_mode));
+  job.key_mode = std::string(to_string(ctx_.settings.key_mode));
   // Who, as the audit trail has it: the client's word for its user, and its address.
   job.created_by = req.remote_address;
   if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end() && !it->second.empty())
@@ -181,36 +195,35 @@ void Manager::Impl::job_create(HttpRequest&& req, Responder& r, const PathSegmen
   job.id = 0;
   job.upstream_id = 0;
   job.id_groups.clear();
-  return blocking(std::move(r), [this, job]() mutable {
+  return ctx_.blocking(std::move(r), [this, job]() mutable {
     // A relay's own jobs use packages of its parent: the manifest is fetched on demand.
     const bool wants_package = needs_package(job.type);
-    const auto package = !wants_package ? std::optional<Manifest>(Manifest{})
-                         : is_relay()   ? ensure_manifest(job.package_name, job.package_version)
-                                        : store->find_package(job.package_name, job.package_version);
+    const auto package = wants_package ? uplink_.manifest(job.package_name, job.package_version, false)
+                                       : std::optional<Manifest>(Manifest{});
     if (!package)
       throw Error(ErrorKind::not_found, "package \"" + job.package_name + "\" " + job.package_version +
                                             " does not exist; no job was created");
     auto ex = expand_destinations(job);
     job.id_groups = ex.id_groups;
-    auto created = store->create_job(job, ex.host_ids);
+    auto created = ctx_.store->create_job(job, ex.host_ids);
     spdlog::info(
         "job {} created: {} {} {} on {} host(s){}{}", created.job.id, to_string(job.type), job.package_name,
         job.package_version, created.entries,
-        job.id_groups.empty() ? "" : ", standing for ID group(s) " + joined(job.id_groups),
+        job.id_groups.empty() ? "" : ", standing for ID group(s) " + join_list(job.id_groups),
         job.rollout.waves.empty() ? "" : " in " + std::to_string(job.rollout.waves.size()) + " waves");
-    wake(created.vias, true);
-    poke_scheduler();
+    dispatch_.wake(created.vias, true);
+    scheduler_.poke();
     return json_response(
         201, bj::object{
                  {"job", json::to_json(created.job)}, {"entries", created.entries}, {"skipped", ex.skipped}});
   });
 }
 
-void Manager::Impl::job_list(HttpRequest&& req, Responder& r, const PathSegments&) {
+void Jobs::job_list(HttpRequest&& req, Responder& r, const PathSegments&) {
   const int limit = manager::query_clamped(req, "limit", 100, 10000);
-  return blocking(std::move(r), [this, limit] {
+  return ctx_.blocking(std::move(r), [this, limit] {
     bj::array arr;
-    for (const auto& l : store->list_jobs(limit)) {
+    for (const auto& l : ctx_.store->list_jobs(limit)) {
       auto o = json::to_json(l.job);
       o["progress"] = json::to_json(l.progress);
       arr.push_back(std::move(o));
@@ -220,7 +233,7 @@ void Manager::Impl::job_list(HttpRequest&& req, Responder& r, const PathSegments
 }
 
 // The job id in /v1/jobs/{id}/...: a positive whole number.
-auto Manager::Impl::job_id_of(const PathSegments& p) -> std::int64_t {
+std::int64_t job_id_of(const PathSegments& p) {
   std::int64_t id = 0;
   try {
     std::size_t used = 0;
@@ -232,12 +245,12 @@ auto Manager::Impl::job_id_of(const PathSegments& p) -> std::int64_t {
   return id;
 }
 
-void Manager::Impl::job_show(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Jobs::job_show(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto id = job_id_of(p);
-  return blocking(std::move(r), [this, id] {
-    auto job = store->find_job(id);
+  return ctx_.blocking(std::move(r), [this, id] {
+    auto job = ctx_.store->find_job(id);
     if (!job) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
-    auto entries = store->job_entries(id);
+    auto entries = ctx_.store->job_entries(id);
     bj::array arr;
     for (const auto& e : entries) arr.push_back(json::to_json(e));
     bj::object out{{"job", json::to_json(*job)},
@@ -245,7 +258,7 @@ void Manager::Impl::job_show(HttpRequest&&, Responder& r, const PathSegments& p)
                    {"entries", std::move(arr)}};
     if (!job->rollout.waves.empty()) {
       bj::array waves;
-      const auto counts = store->wave_counts(id);
+      const auto counts = ctx_.store->wave_counts(id);
       for (std::size_t w = 1; w <= job->rollout.waves.size(); ++w) {
         WaveCounts c;
         for (const auto& x : counts)
@@ -265,77 +278,41 @@ void Manager::Impl::job_show(HttpRequest&&, Responder& r, const PathSegments& p)
   });
 }
 
-void Manager::Impl::job_files(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Jobs::job_retry(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto id = job_id_of(p);
-  return blocking(std::move(r), [this, id] {
-    if (!store->find_job(id))
-      throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
-    bj::array arr;
-    for (const auto& f : store->collected_files(id))
-      arr.push_back(bj::object{{"host_id", f.host_id},
-                               {"host_name", f.host_name},
-                               {"path", f.path},
-                               {"size", f.size},
-                               {"sha256", f.sha256},
-                               {"stored_at", f.stored_at}});
-    return json_response(200, bj::object{{"job_id", id}, {"files", std::move(arr)}});
-  });
-}
-
-void Manager::Impl::job_file(HttpRequest&& req, Responder& r, const PathSegments& p) {
-  const auto id = job_id_of(p);
-  const auto host = p[4];
-  const auto path = req.query["path"];
-  return blocking(std::move(r), [this, id, host, path] {
-    for (const auto& f : store->collected_files(id))
-      if (f.host_id == host && f.path == path) {
-        HttpResponse res;
-        res.status = 200;
-        res.content_type = "application/octet-stream";
-        res.file_path = collected_path(id, host, path).string();
-        res.headers.emplace_back("X-Distrib-Sha256", f.sha256);
-        return res;
-      }
-    throw Error(ErrorKind::not_found,
-                "job " + std::to_string(id) + " has no file " + path + " from host " + host);
-  });
-}
-
-void Manager::Impl::job_retry(HttpRequest&&, Responder& r, const PathSegments& p) {
-  const auto id = job_id_of(p);
-  return blocking(std::move(r), [this, id] {
-    auto job = store->find_job(id);
+  return ctx_.blocking(std::move(r), [this, id] {
+    auto job = ctx_.store->find_job(id);
     if (!job) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
     if (job->schedule.expires_at && job->schedule.expires_at <= fs::now_unix())
       throw Error(ErrorKind::conflict,
                   "job " + std::to_string(id) + " has expired; create a new job instead");
-    auto [n, vias] = store->retry_failed(id);
-    wake(vias, true);
+    auto [n, vias] = ctx_.store->retry_failed(id);
+    dispatch_.wake(vias, true);
     spdlog::info("job {}: {} failed entr(ies) retried", id, n);
     return json_response(200, bj::object{{"job_id", id}, {"retried", n}});
   });
 }
 
-void Manager::Impl::job_complete_now(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Jobs::job_complete_now(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto id = job_id_of(p);
-  return blocking(std::move(r), [this, id] {
-    auto change = store->clear_split(id);
-    wake(change.vias, true);
+  return ctx_.blocking(std::move(r), [this, id] {
+    auto change = ctx_.store->clear_split(id);
+    dispatch_.wake(change.vias, true);
     spdlog::info("job {}: split distribution ended; the rest travels unsplit ({} open entries)", id,
                  change.entries);
     return json_response(200, bj::object{{"job_id", id}, {"entries", change.entries}});
   });
 }
 
-void Manager::Impl::job_cancel(HttpRequest&&, Responder& r, const PathSegments& p) {
+void Jobs::job_cancel(HttpRequest&&, Responder& r, const PathSegments& p) {
   const auto id = job_id_of(p);
-  return blocking(std::move(r), [this, id] {
+  return ctx_.blocking(std::move(r), [this, id] {
     // Relays below hear of it in their next work answer and cancel down their subtree.
-    const auto cancel = store->cancel_job_entries(id);
-    wake(cancel.vias, true);
+    const auto cancel = ctx_.store->cancel_job_entries(id);
+    dispatch_.wake(cancel.vias, true);
     spdlog::info("job {} cancelled ({} entries)", id, cancel.cancelled);
     return json_response(200, bj::object{{"job_id", id}, {"cancelled", cancel.cancelled}});
   });
 }
 
-}  // namespace distrib
+}  // namespace distrib::manager

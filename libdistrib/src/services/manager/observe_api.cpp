@@ -1,25 +1,56 @@
 // Status, route list, cluster status, events, audit trail, metrics and content counters.
-#include "services/manager/impl.h"
+#include "services/manager/observe_api.h"
 
-namespace distrib {
+#include "services/manager/content.h"
+#include "services/manager/uplink.h"
+#include "services/observe.h"
+#include "services/upstream.h"
 
-// The audit trail of an admin request: the request (without its body) and its answer,
-// written off the network thread once the answer is given (a refused token included).
-void Manager::Impl::audit_answer(const HttpRequest& req, Responder& r) {
+#include <limits>
+
+namespace distrib::manager {
+
+void ObserveApi::register_routes(Router& t) {
+  if (ctx_.settings.metrics) {
+    t.add(Route{"GET", "/metrics", Access::open, bind(this, &ObserveApi::get_metrics)});
+    t.add(Route{"HEAD", "/metrics", Access::open, bind(this, &ObserveApi::get_metrics)});
+  }
+  t.add(Route{"GET", "/v1/status", Access::open, bind(this, &ObserveApi::get_status)});
+  t.add(Route{"GET", "/v1/routes", Access::admin, bind(this, &ObserveApi::get_routes)});
+  t.add(Route{"GET", "/v1/cluster/status", Access::admin, bind(this, &ObserveApi::get_cluster_status)});
+  t.add(Route{"GET", "/v1/stats", Access::admin, bind(this, &ObserveApi::stats)});
+  t.add(Route{"GET", "/v1/events", Access::admin, bind(this, &ObserveApi::events_page)});
+  t.add(Route{"GET", "/v1/events/stream", Access::admin, bind(this, &ObserveApi::events_stream)});
+  t.add(Route{"GET", "/v1/events/sinks", Access::admin, bind(this, &ObserveApi::events_sinks)});
+  t.add(Route{"GET", "/v1/audit", Access::admin, bind(this, &ObserveApi::audit_route)});
+}
+
+namespace {
+EventFilter filter_of(const HttpRequest& req) {
+  EventFilter f;
+  if (auto it = req.query.find("type"); it != req.query.end() && !it->second.empty())
+    f.types = parse_event_type_patterns(it->second);
+  if (auto it = req.query.find("severity"); it != req.query.end() && !it->second.empty())
+    f.min_severity = parse_severity(it->second);
+  return f;
+}
+}  // namespace
+
+void ObserveApi::audit_answer(const HttpRequest& req, Responder& r) {
   auto head = std::make_shared<HttpRequest>();
   head->method = req.method;
   head->path = req.path;
   head->remote_address = req.remote_address;
   if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end()) head->headers.insert(*it);
   r.on_answer([this, head](const HttpResponse& res) {
-    if (!audited(*head, res.status) || !pool) return;
+    if (!audited(*head, res.status) || !ctx_.pool) return;
     auto rec = audit_record(*head, res, fs::now_unix_ms());
     if (res.status == 401 || res.status == 403) {
       // Refused credentials: at most one record per address every 10 s, counting the rest,
       // so that anyone who can reach the port cannot flood the trail and the store.
-      std::lock_guard lock(audit_mutex);
-      if (refused_by.size() > 10000) refused_by.clear();
-      auto& seen = refused_by[rec.remote];
+      std::lock_guard lock(audit_mutex_);
+      if (refused_by_.size() > 10000) refused_by_.clear();
+      auto& seen = refused_by_[rec.remote];
       if (rec.at_ms - seen.first < 10000) {
         ++seen.second;
         return;
@@ -28,9 +59,9 @@ void Manager::Impl::audit_answer(const HttpRequest& req, Responder& r) {
         rec.result += " (and " + std::to_string(seen.second) + " more refused from here before)";
       seen = {rec.at_ms, 0};
     }
-    pool->submit([this, rec = std::move(rec)] {
+    ctx_.pool->submit([this, rec = std::move(rec)] {
       try {
-        store->append_audit({rec});
+        ctx_.store->append_audit({rec});
       } catch (const std::exception& e) {
         spdlog::error("audit trail: cannot record {} by {} ({}): {}", rec.action, rec.actor, rec.result,
                       e.what());
@@ -39,24 +70,21 @@ void Manager::Impl::audit_answer(const HttpRequest& req, Responder& r) {
   });
 }
 
-void Manager::Impl::get_status(HttpRequest&&, Responder& r, const PathSegments&) {
+void ObserveApi::get_status(HttpRequest&&, Responder& r, const PathSegments&) {
   bj::array up;
-  {
-    std::lock_guard lock(relay_mutex);
-    for (const auto& h : tree_path) up.emplace_back(h);
-  }
+  for (const auto& h : ctx_.path()) up.emplace_back(h);
   r(json_response(200, bj::object{{"status", "active"},
                                   {"version", distrib::version()},
                                   {"protocol", kProtocolVersion},
-                                  {"role", is_relay() ? "relay" : "manager"},
-                                  {"host_id", my_id},
+                                  {"role", ctx_.role()},
+                                  {"host_id", ctx_.my_id},
                                   {"path", std::move(up)},
-                                  {"key_mode", std::string(to_string(settings.key_mode))}}));
+                                  {"key_mode", std::string(to_string(ctx_.settings.key_mode))}}));
 }
 
-void Manager::Impl::get_routes(HttpRequest&&, Responder& r, const PathSegments&) {
+void ObserveApi::get_routes(HttpRequest&&, Responder& r, const PathSegments&) {
   bj::array out;
-  for (const auto& route : router.routes())
+  for (const auto& route : router_.routes())
     out.push_back(bj::object{{"method", route.method},
                              {"path", route.pattern},
                              {"access", std::string(to_string(route.access))},
@@ -64,40 +92,32 @@ void Manager::Impl::get_routes(HttpRequest&&, Responder& r, const PathSegments&)
   r(json_response(200, bj::object{{"routes", std::move(out)}}));
 }
 
-void Manager::Impl::get_cluster_status(HttpRequest&&, Responder& r, const PathSegments&) {
-  if (!settings.cluster_status)
+void ObserveApi::get_cluster_status(HttpRequest&&, Responder& r, const PathSegments&) {
+  if (!ctx_.settings.cluster_status)
     throw Error(ErrorKind::not_found, "this manager is not clustered (distribd --failover is not set)");
-  return blocking(std::move(r), [this] {
+  return ctx_.blocking(std::move(r), [this] {
     HttpResponse res;
-    res.body = settings.cluster_status();
+    res.body = ctx_.settings.cluster_status();
     return res;
   });
 }
 
-auto Manager::Impl::filter_of(const HttpRequest& req) -> EventFilter {
-  EventFilter f;
-  if (auto it = req.query.find("type"); it != req.query.end() && !it->second.empty())
-    f.types = parse_event_type_patterns(it->second);
-  if (auto it = req.query.find("severity"); it != req.query.end() && !it->second.empty())
-    f.min_severity = parse_severity(it->second);
-  return f;
-}
-
-void Manager::Impl::events_page(HttpRequest&& req, Responder& r, const PathSegments&) {
+void ObserveApi::events_page(HttpRequest&& req, Responder& r, const PathSegments&) {
   const auto filter = filter_of(req);
   {
     // A page of the outbox: after an id, or the newest `limit` events.
     const long limit = query_number(req, "limit", 100, 1, 10000);
     const bool tail = req.query.find("after") == req.query.end();
     const long after = query_number(req, "after", 0, 0, std::numeric_limits<long>::max());
-    return blocking(std::move(r), [this, filter, limit, tail, after] {
-      const auto last = store->last_event_id();
+    return ctx_.blocking(std::move(r), [this, filter, limit, tail, after] {
+      const auto last = ctx_.store->last_event_id();
       std::vector<Event> page;
       // Newest `limit` that match: read backwards; else forwards from `after`. Either way
       // at most 100,000 events are looked at for one page.
       std::int64_t bound = tail ? 0 : after;
       for (int read = 0; static_cast<long>(page.size()) < limit && read < 100000;) {
-        const auto batch = tail ? store->events_before(bound, 500) : store->events_after(bound, 500);
+        const auto batch =
+            tail ? ctx_.store->events_before(bound, 500) : ctx_.store->events_after(bound, 500);
         for (const auto& e : batch) {
           bound = e.id;
           if (filter.matches(e) && static_cast<long>(page.size()) < limit) page.push_back(e);
@@ -116,7 +136,7 @@ void Manager::Impl::events_page(HttpRequest&& req, Responder& r, const PathSegme
   }
 }
 
-void Manager::Impl::events_stream(HttpRequest&& req, Responder& r, const PathSegments&) {
+void ObserveApi::events_stream(HttpRequest&& req, Responder& r, const PathSegments&) {
   const auto filter = filter_of(req);
   {
     // Server-sent events: from Last-Event-ID or ?after=, else from now on.
@@ -131,26 +151,26 @@ void Manager::Impl::events_stream(HttpRequest&& req, Responder& r, const PathSeg
     } else if (req.query.count("after")) {
       after = query_number(req, "after", 0, 0, std::numeric_limits<long>::max());
     }
-    return blocking(std::move(r), [this, filter, after] {
+    return ctx_.blocking(std::move(r), [this, filter, after] {
       HttpResponse res;
       res.content_type = "text/event-stream";
       res.stream = std::make_shared<HttpStream>();
-      const auto from = after >= 0 ? after : store->last_event_id();
+      const auto from = after >= 0 ? after : ctx_.store->last_event_id();
       // The position first (an "id:" without data), so a client that reconnects before any
       // event arrives resumes from here.
       res.stream->write("retry: 2000\nid: " + std::to_string(from) + "\n\n");
-      events->subscribe(res.stream, from, filter);
+      ctx_.events->subscribe(res.stream, from, filter);
       return res;
     });
   }
 }
 
-void Manager::Impl::events_sinks(HttpRequest&& req, Responder& r, const PathSegments&) {
+void ObserveApi::events_sinks(HttpRequest&& req, Responder& r, const PathSegments&) {
   filter_of(req);  // a malformed filter is refused here too
   {
-    return blocking(std::move(r), [this] {
+    return ctx_.blocking(std::move(r), [this] {
       bj::array sinks;
-      for (const auto& s : events->status())
+      for (const auto& s : ctx_.events->status())
         sinks.push_back(bj::object{{"name", s.name},
                                    {"type", s.type},
                                    {"target", s.target},
@@ -166,12 +186,12 @@ void Manager::Impl::events_sinks(HttpRequest&& req, Responder& r, const PathSegm
   }
 }
 
-void Manager::Impl::audit_route(HttpRequest&& req, Responder& r, const PathSegments&) {
+void ObserveApi::audit_route(HttpRequest&& req, Responder& r, const PathSegments&) {
   const long limit = query_number(req, "limit", 50, 1, 10000);
   const long before = query_number(req, "before", 0, 0, std::numeric_limits<long>::max());
-  return blocking(std::move(r), [this, limit, before] {
+  return ctx_.blocking(std::move(r), [this, limit, before] {
     bj::array out;
-    for (const auto& a : store->audit_records(static_cast<int>(limit), before))
+    for (const auto& a : ctx_.store->audit_records(static_cast<int>(limit), before))
       out.push_back(bj::object{{"id", a.id},
                                {"at_ms", a.at_ms},
                                {"time", format_rfc3339_ms(a.at_ms)},
@@ -185,35 +205,30 @@ void Manager::Impl::audit_route(HttpRequest&& req, Responder& r, const PathSegme
   });
 }
 
-void Manager::Impl::get_metrics(HttpRequest&&, Responder& r, const PathSegments&) {
+void ObserveApi::get_metrics(HttpRequest&&, Responder& r, const PathSegments&) {
   MetricsSnapshot m;
   m.version = distrib::version();
-  m.role = is_relay() ? "relay" : "manager";
-  m.host_id = my_id;
-  const auto load = work_cache.load(
-      fs::now_unix() - 2 * std::max(settings.poll_timeout_seconds, settings.poll_interval_seconds));
+  m.role = ctx_.role();
+  m.host_id = ctx_.my_id;
+  const auto load = ctx_.work_cache.load(
+      fs::now_unix() - 2 * std::max(ctx_.settings.poll_timeout_seconds, ctx_.settings.poll_interval_seconds));
   m.agents_connected = load.connected;
   m.polls_waiting = load.waiting;
-  m.polls = polls.load();
-  {
-    std::lock_guard lock(stats_mutex);
-    for (const auto& [h, sv] : served_by) m.sent_to[h] = {sv.chunks, sv.bytes};
-  }
-  if (upstream) m.received_from_parent = upstream->bytes();
-  m.request_bytes_received = request_bytes.load();
-  m.cache_hits = cache_hits.load();
-  m.cache_misses = cache_misses.load();
-  m.busy_answers = busy_answers.load();
-  {
-    std::lock_guard lock(transfer_mutex);
-    m.active_transfers = static_cast<std::int64_t>(active_transfers.size());
-  }
-  m.event_streams = events->subscribers();
-  blocking(std::move(r), [this, m]() mutable {
-    m.counts = store->counts();
-    m.store = store->stats();
-    m.sinks = events->status();
-    m.last_event_id = store->last_event_id();
+  m.polls = ctx_.polls.load();
+  const auto c = content_.counters();
+  for (const auto& [h, sv] : c.served_by) m.sent_to[h] = {sv.chunks, sv.bytes};
+  if (const auto* upstream = uplink_.chunk_source()) m.received_from_parent = upstream->bytes();
+  m.request_bytes_received = ctx_.request_bytes.load();
+  m.cache_hits = c.cache_hits;
+  m.cache_misses = c.cache_misses;
+  m.busy_answers = c.busy_answers;
+  m.active_transfers = c.active_transfers;
+  m.event_streams = ctx_.events->subscribers();
+  ctx_.blocking(std::move(r), [this, m]() mutable {
+    m.counts = ctx_.store->counts();
+    m.store = ctx_.store->stats();
+    m.sinks = ctx_.events->status();
+    m.last_event_id = ctx_.store->last_event_id();
     HttpResponse res;
     res.content_type = "text/plain; version=0.0.4";
     res.body = render_metrics(m);
@@ -221,34 +236,28 @@ void Manager::Impl::get_metrics(HttpRequest&&, Responder& r, const PathSegments&
   });
 }
 
-void Manager::Impl::stats(HttpRequest&&, Responder& r, const PathSegments&) {
+void ObserveApi::stats(HttpRequest&&, Responder& r, const PathSegments&) {
   bj::array by;
   std::uint64_t chunks_total = 0, bytes_total = 0;
-  {
-    std::lock_guard lock(stats_mutex);
-    for (const auto& [h, s] : served_by) {
-      by.push_back(bj::object{{"host_id", h}, {"chunks", s.chunks}, {"bytes", s.bytes}});
-      chunks_total += s.chunks;
-      bytes_total += s.bytes;
-    }
+  const auto c = content_.counters();
+  for (const auto& [h, s] : c.served_by) {
+    by.push_back(bj::object{{"host_id", h}, {"chunks", s.chunks}, {"bytes", s.bytes}});
+    chunks_total += s.chunks;
+    bytes_total += s.bytes;
   }
-  bj::object content{{"chunks_served", chunks_total},       {"bytes_served", bytes_total},
-                     {"by_requester", std::move(by)},       {"cache_hits", cache_hits.load()},
-                     {"cache_misses", cache_misses.load()}, {"busy_answers", busy_answers.load()}};
-  {
-    std::lock_guard lock(transfer_mutex);
-    content["active_transfers"] = active_transfers.size();
-  }
-  content["max_transfers"] = settings.max_transfers;
-  content["rate_limit_per_host"] = settings.rate_limit_per_host;
-  if (upstream) {
+  bj::object content{{"chunks_served", chunks_total},  {"bytes_served", bytes_total},
+                     {"by_requester", std::move(by)},  {"cache_hits", c.cache_hits},
+                     {"cache_misses", c.cache_misses}, {"busy_answers", c.busy_answers}};
+  content["active_transfers"] = c.active_transfers;
+  content["max_transfers"] = ctx_.settings.max_transfers;
+  content["rate_limit_per_host"] = ctx_.settings.rate_limit_per_host;
+  if (const auto* upstream = uplink_.chunk_source()) {
     content["upstream_fetches"] = upstream->fetches();
     content["upstream_bytes"] = upstream->bytes();
     content["upstream_joined"] = upstream->joined();
   }
-  r(json_response(200, bj::object{{"host_id", my_id},
-                                  {"role", is_relay() ? "relay" : "manager"},
-                                  {"content", std::move(content)}}));
+  r(json_response(
+      200, bj::object{{"host_id", ctx_.my_id}, {"role", ctx_.role()}, {"content", std::move(content)}}));
 }
 
-}  // namespace distrib
+}  // namespace distrib::manager

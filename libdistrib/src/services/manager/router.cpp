@@ -4,6 +4,7 @@
 #include <distrib/error.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace distrib::manager {
 
@@ -57,15 +58,25 @@ std::size_t index_of(Access access) {
   return static_cast<std::size_t>(access);
 }
 
+// Could one path match both patterns?
+bool overlap(const PathSegments& a, const PathSegments& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!placeholder(a[i]) && !placeholder(b[i]) && a[i] != b[i]) return false;
+  return true;
+}
+
 }  // namespace
 
 void Router::add(Route route) {
   if (!route.pattern.starts_with('/') || !route.handler || route.method.empty())
     throw Error(ErrorKind::internal, "route " + route.method + " " + route.pattern + " is malformed");
   auto segments = split_path(route.pattern);
+  // No two routes may match one request: which facility declared its routes first never matters.
   for (const auto& e : entries_)
-    if (e.route.method == route.method && e.route.pattern == route.pattern)
-      throw Error(ErrorKind::internal, "route " + route.method + " " + route.pattern + " is declared twice");
+    if (e.route.method == route.method && overlap(e.segments, segments))
+      throw Error(ErrorKind::internal, "route " + route.method + " " + route.pattern + " overlaps " +
+                                           e.route.method + " " + e.route.pattern);
   entries_.push_back({std::move(route), std::move(segments)});
 }
 
@@ -113,6 +124,9 @@ std::vector<RouteInfo> Router::routes() const {
   out.reserve(entries_.size());
   for (const auto& e : entries_)
     out.push_back({e.route.method, e.route.pattern, e.route.access, e.route.body_limit});
+  std::sort(out.begin(), out.end(), [](const RouteInfo& x, const RouteInfo& y) {
+    return std::tie(x.pattern, x.method) < std::tie(y.pattern, y.method);
+  });
   return out;
 }
 

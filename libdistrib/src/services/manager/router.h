@@ -69,7 +69,7 @@ class Router {
   /// Error(not_found) "no route METHOD PATH" when none matches (after the check of its realm).
   void dispatch(HttpRequest&& req, Responder& r) const;
 
-  /// Every route in declaration order.
+  /// Every route, by path and then method (not by the order facilities declared them in).
   std::vector<RouteInfo> routes() const;
   /// The body limit of the route `method` `target` (path and query) matches; 0 when none or the
   /// route takes the default. Called on network threads before the body is read: the table does
@@ -93,6 +93,14 @@ class Router {
   std::vector<Check> checks_ = std::vector<Check>(4);
   AdminHook admin_hook_;
 };
+
+/// A route handler calling member function `fn` of `self` (a facility's register_routes).
+template <class T>
+RouteHandler bind(T* self, void (T::*fn)(HttpRequest&&, Responder&, const PathSegments&)) {
+  return [self, fn](HttpRequest&& req, Responder& r, const PathSegments& p) {
+    (self->*fn)(std::move(req), r, p);
+  };
+}
 
 /// "/a/b/c" → {"a", "b", "c"} (empty segments dropped).
 PathSegments split_path(std::string_view path);

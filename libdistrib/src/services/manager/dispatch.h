@@ -1,0 +1,51 @@
+#pragma once
+// Agents asking for work: due entries, long polls answered from the work cache, the check between two
+// segments of a transfer, and state reports.
+#include "services/manager/common.h"
+
+namespace distrib::manager {
+
+class Content;
+class Scheduler;
+class Uplink;
+
+/// What kind of contact a poll is: the first after the agent started (at-start installs are
+/// due), or its last before an orderly stop (at-stop installs are due).
+struct PollFlags {
+  bool start = false;
+  bool stopping = false;
+};
+
+/// The minute of the day now, local time (install windows).
+int minute_of_day_now();
+
+class Dispatch {
+ public:
+  Dispatch(Context& ctx, Uplink& uplink, Scheduler& scheduler, Content& content)
+      : ctx_(ctx), uplink_(uplink), scheduler_(scheduler), content_(content) {}
+  void register_routes(Router& t);
+
+  /// A host was in contact now.
+  void note_contact(const std::string& id);
+  /// Does the direct child have work due: its own entries, or entries to push below it?
+  bool has_work(const std::string& child);
+  /// Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
+  void settle(const std::string& host_id, std::uint64_t seen, bool has_open_entries);
+  /// The work answer for a host: its due entries, entries routed below it, hosts released.
+  HttpResponse work_for(const std::string& host_id, PollFlags flags = {});
+  /// These direct children have (or may have) work: waiting polls are answered.
+  void wake(const std::vector<std::string>& host_ids, bool has_work);
+
+ private:
+  std::vector<std::pair<JobEntry, Job>> due_entries(const std::string& host_id, PollFlags flags);
+  void agent_work(HttpRequest&& req, Responder& r, const PathSegments&);
+  void agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&);
+  void agent_report(HttpRequest&& req, Responder& r, const PathSegments&);
+
+  Context& ctx_;
+  Uplink& uplink_;
+  Scheduler& scheduler_;
+  Content& content_;
+};
+
+}  // namespace distrib::manager

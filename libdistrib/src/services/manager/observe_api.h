@@ -1,0 +1,45 @@
+#pragma once
+// What the manager tells about itself: status, the route table, cluster status, events (pages and a
+// stream), event sinks, the audit trail (and the hook that writes it), metrics and content counters.
+#include "services/manager/common.h"
+
+#include <unordered_map>
+
+namespace distrib::manager {
+
+class Content;
+class Uplink;
+
+class ObserveApi {
+ public:
+  ObserveApi(Context& ctx, const Router& router, Content& content, Uplink& uplink)
+      : ctx_(ctx), router_(router), content_(content), uplink_(uplink) {}
+  void register_routes(Router& t);
+  /// The audit trail of an admin request: the request (without its body) and its answer,
+  /// written off the network thread once the answer is given (a refused token included).
+  void audit_answer(const HttpRequest& req, Responder& r);
+
+  /// The body limit of a route that declares none.
+  static constexpr std::uint64_t kDefaultBodyLimit = 4 * 1024 * 1024;
+
+ private:
+  void get_status(HttpRequest&&, Responder& r, const PathSegments&);
+  void get_routes(HttpRequest&&, Responder& r, const PathSegments&);
+  void get_cluster_status(HttpRequest&&, Responder& r, const PathSegments&);
+  void events_page(HttpRequest&& req, Responder& r, const PathSegments&);
+  void events_stream(HttpRequest&& req, Responder& r, const PathSegments&);
+  void events_sinks(HttpRequest&& req, Responder& r, const PathSegments&);
+  void audit_route(HttpRequest&& req, Responder& r, const PathSegments&);
+  void get_metrics(HttpRequest&&, Responder& r, const PathSegments&);
+  void stats(HttpRequest&&, Responder& r, const PathSegments&);
+
+  Context& ctx_;
+  const Router& router_;
+  Content& content_;
+  Uplink& uplink_;
+  std::mutex audit_mutex_;
+  std::unordered_map<std::string, std::pair<std::int64_t, int>>
+      refused_by_;  // address → (last record, since)
+};
+
+}  // namespace distrib::manager

@@ -1,0 +1,86 @@
+// At a parent: the sync route relays below call (hosts, last contacts and entry states of their
+// subtree; acknowledgements of routed entries).
+#include "services/manager/relay_sync.h"
+
+#include "services/manager/dispatch.h"
+#include "services/manager/registration.h"
+#include "services/manager/scheduler.h"
+#include "services/manager/uplink.h"
+
+namespace distrib::manager {
+
+void RelaySync::register_routes(Router& t) {
+  t.add(Route{"POST", "/v1/relay/sync", Access::relay, bind(this, &RelaySync::relay_sync)});
+}
+
+void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&) {
+  require_json(req);
+  auto body = json::parse_object(req.body);
+  const auto relay = json::get_string(body, "host_id");
+  if (!is_valid_host_id(relay)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
+  std::vector<Host> hosts;
+  if (body.contains("hosts"))
+    for (const auto& v : json::get_array(body, "hosts")) {
+      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "hosts must contain objects");
+      auto h = json::host_from_json(v.as_object());
+      if (!is_valid_host_id(h.host_id) || h.name.empty() || !is_valid_host_id(h.parent))
+        throw Error(
+            ErrorKind::invalid_argument,
+            "host \"" + h.name + "\": host_id and parent must be host UUIDs and the name must not be empty");
+      hosts.push_back(std::move(h));
+    }
+  std::vector<std::pair<std::string, std::int64_t>> seen;
+  if (body.contains("seen"))
+    for (const auto& v : json::get_array(body, "seen")) {
+      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "seen must contain objects");
+      seen.emplace_back(json::get_string(v.as_object(), "host_id"),
+                        json::get_int(v.as_object(), "last_seen"));
+    }
+  std::vector<EntryReport> reports;
+  if (body.contains("reports"))
+    for (const auto& v : json::get_array(body, "reports")) {
+      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "reports must contain objects");
+      reports.push_back(json::report_from_json(v.as_object()));
+    }
+  std::vector<std::pair<std::int64_t, EntryState>> acks;
+  if (body.contains("acks"))
+    for (const auto& v : json::get_array(body, "acks")) {
+      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "acks must contain objects");
+      acks.emplace_back(json::get_int(v.as_object(), "entry_id"),
+                        parse_entry_state(json::get_string(v.as_object(), "state")));
+    }
+  return ctx_.blocking(std::move(r), [this, relay, hosts, seen, reports, acks] {
+    auto me = ctx_.store->find_host(relay);
+    if (!me || me->role != HostRole::relay || me->via != relay)
+      throw Error(
+          ErrorKind::forbidden,
+          "host " + relay + " is not a relay registered directly with this manager; it must register first");
+    dispatch_.note_contact(relay);
+    const auto gen = ctx_.work_cache.generation(relay);
+    ctx_.store->mark_pushed(relay, acks);
+    for (const auto& h : hosts) {
+      if (h.host_id == ctx_.my_id || h.host_id == relay) continue;
+      const auto change = registration_.record_host(h, relay);
+      if (change.changed)
+        spdlog::info("{} {} ({}) registered below relay {}", to_string(h.role), h.name, h.host_id, me->name);
+    }
+    ctx_.store->touch_hosts(seen);
+    uplink_.note_contacts(seen);
+    bj::array results;
+    for (const auto& rep : reports) {
+      const auto outcome = ctx_.store->apply_report(relay, rep, true);
+      if (outcome.kind == ReportOutcome::Kind::applied && is_final(rep.state)) {
+        spdlog::info("entry {} below relay {}: {}", rep.entry_id, me->name, to_string(rep.state));
+        scheduler_.poke();
+      }
+      results.push_back(bj::object{{"entry_id", rep.entry_id},
+                                   {"outcome", std::string(to_string(outcome.kind))},
+                                   {"state", std::string(to_string(outcome.current))}});
+    }
+    if (!reports.empty()) uplink_.notify_sync();
+    dispatch_.settle(relay, gen, dispatch_.has_work(relay));
+    return json_response(200, bj::object{{"results", std::move(results)}, {"hosts", hosts.size()}});
+  });
+}
+
+}  // namespace distrib::manager

@@ -1,0 +1,73 @@
+#pragma once
+// The private PKI of a distrib tree: the manager's CA, certificates for servers (their names and
+// addresses) and for hosts (binding a host id and a role, agent or relay), certificate signing
+// requests made by hosts, and inspection and verification of both. Keys are ECDSA P-256; every
+// text in and out is PEM. Every function throws Error(invalid_argument) for input it cannot
+// parse or that fails its checks, naming what is wrong, and Error(internal) when OpenSSL fails.
+//
+// A host certificate's identity is its subjectAltName URI "urn:distrib:ROLE:HOST-ID" (ROLE:
+// agent or relay); its common name is the host id for people reading it.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace distrib::pki {
+
+/// A new ECDSA P-256 private key (PKCS#8 PEM).
+std::string generate_key();
+/// The public key of a private key (PEM), and its fingerprint "sha256:HEX" (of the DER
+/// SubjectPublicKeyInfo): what an administrator compares when accepting a host.
+std::string public_key_of(const std::string& key_pem);
+std::string key_fingerprint(const std::string& public_key_pem);
+
+/// Who a certificate or request speaks for.
+struct Identity {
+  std::string host_id;
+  std::string role;  ///< "agent" or "relay"
+};
+/// "urn:distrib:ROLE:HOST-ID"
+std::string identity_uri(const Identity& id);
+
+/// A certificate signing request for `id`, signed with `key_pem`.
+std::string make_request(const std::string& key_pem, const Identity& id);
+
+struct RequestInfo {
+  Identity identity;
+  std::string public_key_pem;
+  std::string fingerprint;  ///< key_fingerprint of the request's key
+};
+/// Parses a request and checks its signature and its identity (a host id and a known role).
+RequestInfo inspect_request(const std::string& csr_pem);
+
+/// A certificate authority: its certificate and private key (PEM).
+struct Authority {
+  std::string cert_pem;
+  std::string key_pem;
+};
+/// A new self-signed CA named `name`, valid `days` days.
+Authority create_authority(const std::string& name, int days);
+
+/// A server certificate for `key_pem`'s public key, for DNS names and IP addresses (at least one),
+/// valid `days` days; usable as a client certificate too (a relay's server key talks upward).
+std::string issue_server(const Authority& ca, const std::string& key_pem,
+                         const std::vector<std::string>& names, const std::vector<std::string>& addresses,
+                         int days, std::uint64_t serial);
+/// A host certificate for the identity and key of a checked request, valid `days` days.
+std::string issue_host(const Authority& ca, const std::string& csr_pem, int days, std::uint64_t serial);
+
+struct CertificateInfo {
+  std::string subject;                        ///< the common name
+  std::vector<Identity> identities;           ///< from urn:distrib: URIs (a host certificate has one)
+  std::vector<std::string> names, addresses;  ///< DNS names and IP addresses
+  std::uint64_t serial = 0;
+  std::int64_t not_before = 0, not_after = 0;  ///< Unix seconds
+  std::string fingerprint;                     ///< "sha256:HEX" of the certificate's DER
+  bool is_ca = false;
+};
+CertificateInfo inspect_certificate(const std::string& cert_pem);
+
+/// Does `cert_pem` chain to `ca_cert_pem`, and is it valid at `at` (Unix seconds)? Returns an
+/// empty string when it does, otherwise why not.
+std::string verify(const std::string& ca_cert_pem, const std::string& cert_pem, std::int64_t at);
+
+}  // namespace distrib::pki

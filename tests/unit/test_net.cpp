@@ -2,6 +2,7 @@
 #include <distrib/net/http.h>
 
 #include "harness.h"
+#include "security/pki.h"
 #include "services/parent_link.h"
 
 #include <catch2/catch.hpp>
@@ -141,4 +142,72 @@ TEST_CASE("forwarding clients: concurrent requests to a parent each get a connec
   pool.abort();
   CHECK_THROWS_WITH(pool.lease(link.current()), Catch::Contains("stopping"));
   server.stop();
+}
+
+TEST_CASE("mutual TLS: the server sees the client certificate its CA issued, and refuses others", "[net]") {
+  TempDir tmp;
+  const auto ca = pki::create_authority("test CA", 2);
+  const auto server_key = pki::generate_key();
+  write_file(tmp / "ca.crt", ca.cert_pem);
+  write_file(tmp / "server.crt", pki::issue_server(ca, server_key, {}, {"127.0.0.1"}, 2, 2));
+  write_file(tmp / "server.key", server_key);
+  const pki::Identity id{"3b2a77bf-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "agent"};
+  const auto agent_key = pki::generate_key();
+  const auto agent_cert = pki::issue_host(ca, pki::make_request(agent_key, id), 2, 3);
+  write_file(tmp / "agent.crt", agent_cert);
+  write_file(tmp / "agent.key", agent_key);
+  const auto other = pki::create_authority("other CA", 2);
+  write_file(tmp / "forged.crt", pki::issue_host(other, pki::make_request(agent_key, id), 2, 3));
+
+  auto s = local();
+  s.tls_cert_file = (tmp / "server.crt").string();
+  s.tls_key_file = (tmp / "server.key").string();
+  s.tls_client_ca_file = (tmp / "ca.crt").string();
+  HttpServer server(s, [](HttpRequest&& req, Responder r) {
+    const auto& p = req.peer;
+    r(HttpResponse{200,
+                   "text/plain",
+                   p.present()
+                       ? p.subject + " " + (p.uris.empty() ? "" : p.uris[0]) + " " + std::to_string(p.serial)
+                       : "anonymous",
+                   {},
+                   {}});
+  });
+  server.start();
+  const auto url = "https://127.0.0.1:" + std::to_string(server.port());
+  auto settings = [&](const char* cert) {
+    HttpClientSettings c{url, (tmp / "ca.crt").string(), "", 5, 10};
+    if (cert) {
+      c.cert_file = (tmp / cert).string();
+      c.key_file = (tmp / "agent.key").string();
+    }
+    return c;
+  };
+  HttpClient with(settings("agent.crt"));
+  CHECK(with.request("GET", "/who").body == id.host_id + " urn:distrib:agent:" + id.host_id + " 3");
+  // Optional by default: a client without a certificate is served, as nobody in particular.
+  HttpClient without(settings(nullptr));
+  CHECK(without.request("GET", "/who").body == "anonymous");
+  // A certificate another CA issued fails the handshake: nobody can claim an identity with it.
+  HttpClient forged(settings("forged.crt"));
+  CHECK_THROWS_AS(forged.request("GET", "/who"), Error);
+  HttpClientSettings half = settings(nullptr);
+  half.cert_file = (tmp / "agent.crt").string();
+  CHECK_THROWS_WITH(HttpClient(half), Catch::Contains("both a certificate file and a key file"));
+  server.stop();
+
+  // Required: no certificate, no connection.
+  s.require_client_certificate = true;
+  HttpServer strict(s, echo());
+  strict.start();
+  const auto strict_url = "https://127.0.0.1:" + std::to_string(strict.port());
+  HttpClientSettings anon{strict_url, (tmp / "ca.crt").string(), "", 5, 10};
+  CHECK_THROWS_AS(HttpClient(anon).request("GET", "/x"), Error);
+  auto ok = anon;
+  ok.cert_file = (tmp / "agent.crt").string();
+  ok.key_file = (tmp / "agent.key").string();
+  CHECK(HttpClient(ok).request("GET", "/x").status == 200);
+  strict.stop();
+  s.tls_client_ca_file.clear();
+  CHECK_THROWS_WITH(HttpServer(s, echo()).start(), Catch::Contains("needs a client CA file"));
 }

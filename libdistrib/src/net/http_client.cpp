@@ -225,6 +225,19 @@ HttpClient::HttpClient(HttpClientSettings settings) : impl_(std::make_unique<Imp
         throw Error(ErrorKind::invalid_argument,
                     "cannot load CA file " + impl_->settings.ca_file + ": " + ec.message());
     }
+    const auto& cert = impl_->settings.cert_file;
+    const auto& key = impl_->settings.key_file;
+    if (cert.empty() != key.empty())
+      throw Error(ErrorKind::invalid_argument,
+                  "a client certificate needs both a certificate file and a key file");
+    if (!cert.empty()) {
+      impl_->tls->use_certificate_chain_file(cert, ec);
+      if (ec)
+        throw Error(ErrorKind::invalid_argument,
+                    "cannot load client certificate " + cert + ": " + ec.message());
+      impl_->tls->use_private_key_file(key, asio::ssl::context::pem, ec);
+      if (ec) throw Error(ErrorKind::invalid_argument, "cannot load client key " + key + ": " + ec.message());
+    }
   }
 }
 HttpClient::~HttpClient() = default;

@@ -1,5 +1,6 @@
 // HTTP/1.1 server on Beast with C++20 coroutines. One coroutine per connection on its own strand;
 // handlers complete requests through a Responder from any thread.
+#include <distrib/content/digest.h>
 #include <distrib/error.h>
 #include <distrib/net/http.h>
 
@@ -9,12 +10,16 @@
 #include <spdlog/spdlog.h>
 #include <boost/url/parse.hpp>
 
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <atomic>
+#include <ctime>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -22,6 +27,44 @@
 namespace distrib {
 
 using namespace net;
+
+std::string der_of(X509* cert) {
+  unsigned char* der = nullptr;
+  const int n = i2d_X509(cert, &der);
+  if (n <= 0) return {};
+  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n));
+  OPENSSL_free(der);
+  return out;
+}
+
+// The verified client certificate of a TLS connection (empty when it presented none).
+PeerCertificate peer_of(SSL* ssl) {
+  PeerCertificate out;
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert || SSL_get_verify_result(ssl) != X509_V_OK) return out;
+  char cn[256] = {};
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0)
+    out.subject = cn;
+  if (auto* names =
+          static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr))) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+      const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+      if (g->type != GEN_URI) continue;
+      const auto* u = g->d.uniformResourceIdentifier;
+      out.uris.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(u)),
+                            static_cast<std::size_t>(ASN1_STRING_length(u)));
+    }
+    GENERAL_NAMES_free(names);
+  }
+  std::uint64_t serial = 0;
+  if (ASN1_INTEGER_get_uint64(&serial, X509_get0_serialNumber(cert)) == 1) out.serial = serial;
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+    out.not_after = static_cast<std::int64_t>(timegm(&tm));
+  out.fingerprint = "sha256:" + sha256_hex(der_of(cert));
+  ERR_clear_error();
+  return out;
+}
 
 struct Responder::State {
   explicit State(asio::any_io_executor ex, std::shared_ptr<asio::io_context> keep)
@@ -323,7 +366,9 @@ struct HttpServer::Impl {
   }
 
   template <class Stream>
-  asio::awaitable<void> serve(Stream& stream, std::string remote) {
+  // `peer` is passed as a named object, never a default argument: GCC 12 destroys a coroutine's
+  // default-argument temporaries twice.
+  asio::awaitable<void> serve(Stream& stream, std::string remote, PeerCertificate peer) {
     beast::flat_buffer buffer;
     const auto idle = std::chrono::seconds(settings.idle_timeout_seconds);
     for (;;) {
@@ -382,6 +427,7 @@ struct HttpServer::Impl {
       } else {
         plain.body = std::move(req.body());
         plain.remote_address = remote;
+        plain.peer = peer;
         auto state = std::make_shared<Responder::State>(co_await asio::this_coro::executor, io);
         try {
           handler(std::move(plain), Responder(state));
@@ -423,12 +469,14 @@ struct HttpServer::Impl {
           spdlog::debug("TLS handshake with {} failed: {}", remote, ec.message());
           co_return;
         }
-        co_await serve(stream, remote);
+        const auto peer = peer_of(stream.native_handle());
+        co_await serve(stream, remote, peer);
         beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
         co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
       } else {
         beast::tcp_stream stream(std::move(socket));
-        co_await serve(stream, remote);
+        const PeerCertificate nobody;
+        co_await serve(stream, remote, nobody);
         stream.socket().shutdown(tcp::socket::shutdown_send, ec);
       }
     } catch (const std::exception& e) {
@@ -487,6 +535,22 @@ void HttpServer::start() {
     impl_->tls->use_private_key_file(s.tls_key_file, asio::ssl::context::pem, ec);
     if (ec)
       throw Error(ErrorKind::invalid_argument, "cannot load TLS key " + s.tls_key_file + ": " + ec.message());
+    if (!s.tls_client_ca_file.empty()) {
+      impl_->tls->load_verify_file(s.tls_client_ca_file, ec);
+      if (ec)
+        throw Error(ErrorKind::invalid_argument,
+                    "cannot load the client CA " + s.tls_client_ca_file + ": " + ec.message());
+      auto* ctx = impl_->tls->native_handle();
+      if (auto* names = SSL_load_client_CA_file(s.tls_client_ca_file.c_str()))
+        SSL_CTX_set_client_CA_list(ctx, names);
+      static constexpr unsigned char kSessionContext[] = "distrib";
+      SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+      impl_->tls->set_verify_mode(
+          asio::ssl::verify_peer |
+          (s.require_client_certificate ? asio::ssl::verify_fail_if_no_peer_cert : 0));
+    } else if (s.require_client_certificate) {
+      throw Error(ErrorKind::invalid_argument, "requiring client certificates needs a client CA file");
+    }
   }
   beast::error_code ec;
   auto address = asio::ip::make_address(s.address, ec);

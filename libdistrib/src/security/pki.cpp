@@ -1,6 +1,7 @@
 // The private PKI (pki.h) on OpenSSL 3: keys, requests, certificates, verification.
 #include "security/pki.h"
 
+#include <distrib/content/digest.h>
 #include <distrib/error.h>
 #include <distrib/model/host.h>
 
@@ -108,16 +109,6 @@ std::string pem_of(X509* c) {
   return bio_text(b.get());
 }
 
-std::string hex(const unsigned char* p, unsigned n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += kHex[p[i] >> 4];
-    out += kHex[p[i] & 15];
-  }
-  return out;
-}
-
 std::string public_pem(EVP_PKEY* k) {
   Bio b(BIO_new(BIO_s_mem()));
   check(PEM_write_bio_PUBKEY(b.get(), k), "PEM_write_bio_PUBKEY");
@@ -128,12 +119,10 @@ std::string fingerprint_of_key(EVP_PKEY* k) {
   unsigned char* der = nullptr;
   const int n = i2d_PUBKEY(k, &der);
   if (n <= 0) fail("i2d_PUBKEY");
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  const int ok = EVP_Digest(der, static_cast<std::size_t>(n), md, &len, EVP_sha256(), nullptr);
+  auto out = "sha256:" +
+             sha256_hex(std::string_view(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n)));
   OPENSSL_free(der);
-  check(ok, "EVP_Digest");
-  return "sha256:" + hex(md, len);
+  return out;
 }
 
 void set_name(X509_NAME* name, const std::string& cn) {
@@ -371,10 +360,12 @@ CertificateInfo inspect_certificate(const std::string& cert_pem) {
   ERR_clear_error();
   out.not_before = unix_of(X509_get0_notBefore(c.get()));
   out.not_after = unix_of(X509_get0_notAfter(c.get()));
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  check(X509_digest(c.get(), EVP_sha256(), md, &len), "X509_digest");
-  out.fingerprint = "sha256:" + hex(md, len);
+  unsigned char* der = nullptr;
+  const int der_size = i2d_X509(c.get(), &der);
+  if (der_size <= 0) fail("i2d_X509");
+  out.fingerprint = "sha256:" + sha256_hex(std::string_view(reinterpret_cast<const char*>(der),
+                                                            static_cast<std::size_t>(der_size)));
+  OPENSSL_free(der);
   out.is_ca = X509_check_ca(c.get()) != 0;
   return out;
 }

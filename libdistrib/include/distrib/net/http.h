@@ -13,6 +13,17 @@
 
 namespace distrib {
 
+/// The client certificate a TLS connection presented and the server verified against its client
+/// CA. Empty (no fingerprint) when there was none: plain HTTP, or a client without one.
+struct PeerCertificate {
+  std::string subject;            ///< common name
+  std::vector<std::string> uris;  ///< subjectAltName URIs (a distrib host's identity)
+  std::string fingerprint;        ///< "sha256:HEX" of the certificate's DER
+  std::uint64_t serial = 0;
+  std::int64_t not_after = 0;  ///< Unix seconds
+  bool present() const noexcept { return !fingerprint.empty(); }
+};
+
 struct HttpRequest {
   std::string method;  ///< "GET", "POST", ...
   std::string target;  ///< path and query as sent
@@ -24,6 +35,7 @@ struct HttpRequest {
   std::string remote_address;
   /// Every request header, names in lower case.
   std::map<std::string, std::string> headers;
+  PeerCertificate peer;  ///< the verified client certificate of the connection, if any
 };
 
 /// A response body written piece by piece while the connection stays open (server-sent events).
@@ -96,6 +108,11 @@ struct HttpServerSettings {
   int threads = 2;
   std::string tls_cert_file;  ///< PEM; TLS is on when both files are set
   std::string tls_key_file;
+  /// PEM CA certificate(s): clients may present a certificate issued by it (mutual TLS; checked
+  /// in the handshake, shown in HttpRequest::peer). Empty: client certificates are not asked for.
+  std::string tls_client_ca_file;
+  /// With a client CA: refuse a handshake without a client certificate (otherwise optional).
+  bool require_client_certificate = false;
   std::uint64_t body_limit = 1024 * 1024;  ///< bytes, for requests not matched below
   /// Optional per-request limit (method, path) → bytes; 0 means "use body_limit".
   std::function<std::uint64_t(std::string_view, std::string_view)> body_limit_for;
@@ -127,6 +144,8 @@ struct HttpClientSettings {
   std::string bind_address;  ///< local address for outgoing connections (optional)
   int connect_timeout_seconds = 10;
   int timeout_seconds = 120;  ///< per request, covering long polls
+  std::string cert_file;      ///< PEM client certificate presented to the server (mutual TLS)
+  std::string key_file;       ///< its private key
 };
 
 /// A blocking client keeping one connection alive between requests. Not thread-safe; use one

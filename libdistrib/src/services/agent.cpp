@@ -1,64 +1,59 @@
-// The agent: the public class over Agent::Impl, whose parts are under services/agent/.
-#include "services/agent/impl.h"
+// The agent, the composition root of its parts (services/agent/, one class per file): builds them
+// in order and starts and stops them; the public class forwards to them.
+#include "services/agent/loop.h"
 
 namespace distrib {
 
-Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>()) {
-  auto& i = *impl_;
-  i.settings = std::move(settings);
-  auto& s = i.settings;
-  if (s.parents.empty()) throw Error(ErrorKind::invalid_argument, "agent needs a parent URL (--server)");
-  ParentLink::Settings ls;
-  ls.urls = s.parents;
-  ls.ca_file = s.ca_file;
-  ls.bind_address = s.bind_address;
-  ls.recheck_seconds = s.parent_recheck_seconds;
-  i.link = std::make_unique<ParentLink>(ls);
-  i.clients = std::make_unique<ClientSet>(*i.link);
-  fs::ensure_writable_dir(s.state_dir, "state directory");
-  fs::ensure_writable_dir(i.outbox_dir(), "outbox directory");
-  fs::ensure_writable_dir(s.state_dir / "entries", "entry journal directory");
-  i.chunks = std::make_unique<ChunkStore>(s.state_dir / "chunks");
-  i.platform = platform_collectors();
-  for (const auto& c : i.platform) i.collectors.push_back(c.get());
-  for (const auto& c : s.collectors)
-    if (c) i.collectors.push_back(c.get());
+using namespace agent;
 
-  i.host_id = fs::load_or_create_host_id(s.state_dir / "host-id");
-  try {
-    i.next_seq = std::stoll(fs::read_file(s.state_dir / "seq"));
-  } catch (...) {
-    i.next_seq = 1;
-  }
-  // Sequence numbers only grow, even if the seq file was lost: never below a queued report's.
-  for (const auto& e : stdfs::directory_iterator(i.outbox_dir())) {
-    try {
-      i.next_seq = std::max<std::int64_t>(i.next_seq, std::stoll(e.path().stem().string()) + 1);
-    } catch (...) {
-    }
-  }
-}
+// The parts, in construction order; each takes the context and the parts declared before it that
+// it calls.
+struct Agent::Impl {
+  explicit Impl(AgentSettings settings)
+      : ctx(std::move(settings)),
+        link(ctx),
+        fetcher(ctx, link),
+        inventory(ctx, link),
+        installer(ctx, link, fetcher, inventory),
+        files(ctx, link),
+        loop(ctx, link, installer, inventory, files) {}
+
+  Context ctx;
+  Link link;
+  Fetcher fetcher;
+  InventoryReporter inventory;
+  Installer installer;
+  FileCollector files;
+  WorkLoop loop;
+};
+
+Agent::Agent(AgentSettings settings) : impl_(std::make_unique<Impl>(std::move(settings))) {}
 
 Agent::~Agent() = default;
 const std::string& Agent::host_id() const noexcept {
-  return impl_->host_id;
+  return impl_->ctx.host_id;
 }
+
+// The inventory thread runs beside the work loop, from its start until after its stop phase.
 void Agent::run() {
-  impl_->run();
+  impl_->inventory.start();
+  impl_->loop.run();
+  impl_->inventory.join();
 }
+
 JoinOutcome Agent::join_group(const std::string& group, const std::string& password, bool leave) {
   auto& i = *impl_;
   for (std::size_t tries = 0;; ++tries) {
     try {
-      i.register_with_parent();
+      i.link.register_with_parent();
       break;
     } catch (const Error& e) {
-      i.registered = false;
-      if (e.kind() != ErrorKind::unavailable || tries + 1 >= i.settings.parents.size()) throw;
-      i.link->failed(i.link->current());
+      i.ctx.registered = false;
+      if (e.kind() != ErrorKind::unavailable || tries + 1 >= i.ctx.settings.parents.size()) throw;
+      i.ctx.parents->failed(i.ctx.parents->current());
     }
   }
-  auto o = i.join_call(group, password, leave, "command");
+  auto o = i.link.join_call(group, password, leave, "command");
   JoinOutcome out;
   out.group = group;
   out.owner = json::get_string(o, "owner", false);
@@ -69,17 +64,13 @@ JoinOutcome Agent::join_group(const std::string& group, const std::string& passw
 }
 
 void Agent::stop() {
-  impl_->stopping = true;
-  impl_->sleep_cv.notify_all();
-  impl_->clients->abort();
-  std::lock_guard lock(impl_->inventory_mutex);
-  impl_->inventory_cv.notify_all();
-  if (impl_->inventory_client) impl_->inventory_client->abort();
+  impl_->ctx.request_stop();
+  impl_->inventory.abort();
 }
 
 void Agent::set_user_inventory(const std::filesystem::path& state_dir,
                                const std::map<std::string, std::string>& values) {
-  const auto fields = Impl::cached_fields(state_dir);
+  const auto fields = InventoryReporter::cached_fields(state_dir);
   for (const auto& [k, v] : values) {
     validate_group_name(k, "inventory field");
     if (!v.empty() && fields) check_user_value(*fields, k, v);

@@ -1,11 +1,14 @@
 // Remote collection on the agent: what may be sent and sending it.
-#include "services/agent/impl.h"
+#include "services/agent/collection.h"
 
-namespace distrib {
+#include <fnmatch.h>
+#include <glob.h>
 
-auto Agent::Impl::collect_allowed(const stdfs::path& canonical) const -> bool {
+namespace distrib::agent {
+
+auto FileCollector::collect_allowed(const stdfs::path& canonical) const -> bool {
   const auto text = canonical.string();
-  for (const auto& a : settings.collect_allow) {
+  for (const auto& a : ctx_.settings.collect_allow) {
     if (a.find_first_of("*?[") != std::string::npos) {
       if (::fnmatch(a.c_str(), text.c_str(), FNM_PATHNAME) == 0) return true;
       continue;
@@ -19,15 +22,15 @@ auto Agent::Impl::collect_allowed(const stdfs::path& canonical) const -> bool {
   return false;
 }
 
-void Agent::Impl::collect_files(const bj::object& item, std::int64_t entry_id, std::int32_t attempt) {
+void FileCollector::collect_files(const bj::object& item, std::int64_t entry_id, std::int32_t attempt) {
   const auto job_id = json::get_int(item, "job_id");
   auto it = item.find("collect");
   if (it == item.end() || !it->value().is_object())
     throw Error(ErrorKind::invalid_argument, "collect-files work arrived without the paths to collect");
   const auto spec = json::collect_from_json(it->value().as_object());
   std::string allow_list;
-  for (const auto& a : settings.collect_allow) allow_list += (allow_list.empty() ? "" : ", ") + a;
-  if (settings.collect_allow.empty())
+  for (const auto& a : ctx_.settings.collect_allow) allow_list += (allow_list.empty() ? "" : ", ") + a;
+  if (ctx_.settings.collect_allow.empty())
     throw Error(ErrorKind::forbidden,
                 "this agent collects no files: its configuration allows none (--collect-allow DIR)");
   // Everything is checked before anything is sent: a refused path fails the entry whole.
@@ -88,7 +91,8 @@ void Agent::Impl::collect_files(const bj::object& item, std::int64_t entry_id, s
     for (const auto& x : unmatched) all += (all.empty() ? "" : ", ") + x;
     throw Error(ErrorKind::not_found, "nothing collected: no file matches " + all);
   }
-  report(entry_id, attempt, EntryState::transferring, std::to_string(files.size()) + " file(s) to send");
+  link_.report(entry_id, attempt, EntryState::transferring,
+               std::to_string(files.size()) + " file(s) to send");
   std::uint64_t sent = 0;
   for (const auto& [path, size] : files) {
     const auto data = fs::read_file(path);
@@ -96,19 +100,20 @@ void Agent::Impl::collect_files(const bj::object& item, std::int64_t entry_id, s
       throw Error(ErrorKind::forbidden, "nothing more collected: " + path + " grew to " +
                                             format_byte_size(data.size()) + ", over the per-file limit of " +
                                             format_byte_size(spec.max_file_bytes));
-    auto res = http->request("POST",
-                             "/v1/agent/collect?host_id=" + host_id + "&job_id=" + std::to_string(job_id) +
-                                 "&path=" + url_encode(path) + "&sha256=" + sha256_hex(data),
-                             data, "application/octet-stream");
+    auto res =
+        ctx_.http->request("POST",
+                           "/v1/agent/collect?host_id=" + ctx_.host_id + "&job_id=" + std::to_string(job_id) +
+                               "&path=" + url_encode(path) + "&sha256=" + sha256_hex(data),
+                           data, "application/octet-stream");
     if (res.status == 400 || res.status == 403 || res.status == 422)
       throw Error(ErrorKind::invalid_argument, json::error_message(res.body, res.status));
     require_ok(res, "upload of " + path);
     sent += data.size();
   }
-  report(
+  link_.report(
       entry_id, attempt, EntryState::succeeded,
       std::to_string(files.size()) + " file(s), " + format_byte_size(sent) + " collected" +
           (unmatched.empty() ? "" : " (no match for " + std::to_string(unmatched.size()) + " pattern(s))"));
 }
 
-}  // namespace distrib
+}  // namespace distrib::agent

@@ -1,11 +1,34 @@
 // The agent's inventory: collection, user items and fields, when to report, the inventory thread.
-#include "services/agent/impl.h"
+#include "services/agent/inventory.h"
 
-namespace distrib {
+#include "services/agent/install.h"
+
+namespace distrib::agent {
+
+InventoryReporter::InventoryReporter(Context& ctx, Link& link)
+    : ctx_(ctx), link_(link), platform_(platform_collectors()) {
+  for (const auto& c : platform_) collectors_.push_back(c.get());
+  for (const auto& c : ctx_.settings.collectors)
+    if (c) collectors_.push_back(c.get());
+}
+
+void InventoryReporter::start() {
+  if (ctx_.settings.inventory_check_seconds > 0) thread_ = std::thread([this] { inventory_loop(); });
+}
+
+void InventoryReporter::abort() {
+  std::lock_guard lock(mutex_);
+  cv_.notify_all();
+  if (client_) client_->abort();
+}
+
+void InventoryReporter::join() {
+  if (thread_.joinable()) thread_.join();
+}
 
 // User inventory values: the configured file, then what `set_user_inventory` stored. Values
 // that do not fit the definitions last received are left out (and logged).
-void Agent::Impl::add_user_items(InventoryItems& items) {
+void InventoryReporter::add_user_items(InventoryItems& items) {
   std::map<std::string, std::string> values;
   auto read = [&](const stdfs::path& file) {
     try {
@@ -14,9 +37,9 @@ void Agent::Impl::add_user_items(InventoryItems& items) {
       if (e.kind() != ErrorKind::not_found) spdlog::warn("user inventory: {}", e.what());
     }
   };
-  if (!settings.user_inventory_file.empty()) read(settings.user_inventory_file);
-  read(settings.state_dir / "user-inventory");
-  const auto fields = cached_fields(settings.state_dir);
+  if (!ctx_.settings.user_inventory_file.empty()) read(ctx_.settings.user_inventory_file);
+  read(ctx_.settings.state_dir / "user-inventory");
+  const auto fields = cached_fields(ctx_.settings.state_dir);
   for (const auto& [k, v] : values) {
     if (v.empty()) continue;
     if (fields) {
@@ -32,7 +55,8 @@ void Agent::Impl::add_user_items(InventoryItems& items) {
 }
 
 // Field definitions the agent last received; nullopt when it never did.
-auto Agent::Impl::cached_fields(const stdfs::path& state_dir) -> std::optional<std::vector<InventoryField>> {
+auto InventoryReporter::cached_fields(const stdfs::path& state_dir)
+    -> std::optional<std::vector<InventoryField>> {
   try {
     auto o = json::parse_object(fs::read_file(state_dir / "inventory-fields.json"));
     std::vector<InventoryField> out;
@@ -47,14 +71,14 @@ auto Agent::Impl::cached_fields(const stdfs::path& state_dir) -> std::optional<s
   }
 }
 
-auto Agent::Impl::collect_inventory(InventoryScope scope) -> InventoryItems {
+auto InventoryReporter::collect_inventory(InventoryScope scope) -> InventoryItems {
   std::vector<std::string> errors;
-  auto items = run_collectors(collectors, scope, errors);
+  auto items = run_collectors(collectors_, scope, errors);
   for (const auto& e : errors) spdlog::warn("inventory collector {}", e);
   if (scope != InventoryScope::system) {
     // Packages distrib installed: the newest install of each name.
     std::map<std::string, std::pair<std::int64_t, std::string>> newest;
-    for (const auto& [digest, v] : load_installed()) {
+    for (const auto& [digest, v] : load_installed(ctx_.settings.state_dir)) {
       if (!v.is_object()) continue;
       const auto& o = v.as_object();
       const auto name = json::get_string(o, "name", false);
@@ -77,12 +101,12 @@ auto Agent::Impl::collect_inventory(InventoryScope scope) -> InventoryItems {
   return items;
 }
 
-auto Agent::Impl::send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items)
+auto InventoryReporter::send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items)
     -> bj::object {
   bj::object o;
   for (const auto& [k, v] : items) o[k] = v;
   auto res = call_parent(client, "POST", "/v1/agent/inventory",
-                         bj::object{{"host_id", host_id},
+                         bj::object{{"host_id", ctx_.host_id},
                                     {"scope", std::string(to_string(scope))},
                                     {"collected_at", fs::now_unix()},
                                     {"items", std::move(o)}});
@@ -93,32 +117,33 @@ auto Agent::Impl::send_inventory(HttpClient& client, InventoryScope scope, const
   return res;
 }
 
-void Agent::Impl::report_inventory_now(InventoryScope scope, std::int64_t entry_id, std::int32_t attempt) {
+void InventoryReporter::report_inventory_now(InventoryScope scope, std::int64_t entry_id,
+                                             std::int32_t attempt) {
   const auto items = collect_inventory(scope);
-  const auto res = send_inventory(*http, scope, items);
+  const auto res = send_inventory(*ctx_.http, scope, items);
   const auto changes = json::get_int(res, "changes", 0);
-  report(entry_id, attempt, EntryState::succeeded,
-         std::to_string(items.size()) + " " + std::string(to_string(scope)) + " item(s) reported" +
-             (json::get_bool(res, "first") ? " (first inventory)"
-                                           : ", " + std::to_string(changes) + " changed"));
+  link_.report(entry_id, attempt, EntryState::succeeded,
+               std::to_string(items.size()) + " " + std::string(to_string(scope)) + " item(s) reported" +
+                   (json::get_bool(res, "first") ? " (first inventory)"
+                                                 : ", " + std::to_string(changes) + " changed"));
 }
 
-void Agent::Impl::poke_inventory() {
-  std::lock_guard lock(inventory_mutex);
-  inventory_poked = true;
-  inventory_cv.notify_all();
+void InventoryReporter::poke_inventory() {
+  std::lock_guard lock(mutex_);
+  poked_ = true;
+  cv_.notify_all();
 }
 
 // One periodic check: fetch the field definitions, collect everything, send when something
 // changed since the last report the parent stored, or when the periodic report is due. A
 // report owed (a failed send) survives restarts in the state file.
-void Agent::Impl::inventory_check() {
-  auto cs = link->client_settings(link->current());
+void InventoryReporter::inventory_check() {
+  auto cs = ctx_.parents->client_settings(ctx_.parents->current());
   auto client = std::make_shared<HttpClient>(cs);
   client->set_timeout(60);
   {
-    std::lock_guard lock(inventory_mutex);
-    inventory_client = client;
+    std::lock_guard lock(mutex_);
+    client_ = client;
   }
   try {
     auto fields = call_parent(*client, "GET", "/v1/agent/inventory-fields", nullptr);
@@ -136,8 +161,8 @@ void Agent::Impl::inventory_check() {
   const auto now = fs::now_unix();
   const bool owed = json::get_bool(st, "owed");
   const bool changed = json::get_string(st, "digest", false) != digest;
-  const bool periodic = settings.inventory_interval_seconds > 0 &&
-                        now - json::get_int(st, "sent_at", 0) >= settings.inventory_interval_seconds;
+  const bool periodic = ctx_.settings.inventory_interval_seconds > 0 &&
+                        now - json::get_int(st, "sent_at", 0) >= ctx_.settings.inventory_interval_seconds;
   if (!owed && !changed && !periodic) return;
   st["owed"] = true;
   fs::write_file_atomic(inventory_state_file(), bj::serialize(st));
@@ -148,22 +173,21 @@ void Agent::Impl::inventory_check() {
                changed ? "changed" : (owed ? "owed" : "periodic"), json::get_int(res, "changes", 0));
 }
 
-void Agent::Impl::inventory_loop() {
+void InventoryReporter::inventory_loop() {
   bool failed = false;
   bool first = true;
-  while (!stopping) {
+  while (!ctx_.stopping) {
     {
-      std::unique_lock lock(inventory_mutex);
+      std::unique_lock lock(mutex_);
       const int wait = first    ? 0
-                       : failed ? std::min(settings.inventory_check_seconds, 10)
-                                : settings.inventory_check_seconds;
-      inventory_cv.wait_for(lock, std::chrono::seconds(wait),
-                            [&] { return stopping.load() || inventory_poked; });
-      inventory_poked = false;
+                       : failed ? std::min(ctx_.settings.inventory_check_seconds, 10)
+                                : ctx_.settings.inventory_check_seconds;
+      cv_.wait_for(lock, std::chrono::seconds(wait), [&] { return ctx_.stopping.load() || poked_; });
+      poked_ = false;
     }
-    if (stopping) break;
-    if (!registered_once) {
-      sleep_ms(500);
+    if (ctx_.stopping) break;
+    if (!ctx_.registered_once) {
+      ctx_.sleep_ms(500);
       continue;
     }
     first = false;
@@ -171,11 +195,11 @@ void Agent::Impl::inventory_loop() {
       inventory_check();
       failed = false;
     } catch (const std::exception& e) {
-      if (stopping) break;
+      if (ctx_.stopping) break;
       failed = true;
       spdlog::warn("inventory report kept for later: {}", e.what());
     }
   }
 }
 
-}  // namespace distrib
+}  // namespace distrib::agent

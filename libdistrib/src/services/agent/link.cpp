@@ -1,22 +1,35 @@
 // The agent's link to its parent: calls with fallback, registration, joins, the durable outbox of reports and
 // the local journal of entries.
-#include "services/agent/impl.h"
+#include "services/agent/link.h"
 
-namespace distrib {
+#include "services/system_info.h"
 
-auto Agent::Impl::journal_dir() const -> stdfs::path {
-  return settings.state_dir / "entries" / (server_id.empty() ? std::string("default") : server_id);
+namespace distrib::agent {
+
+Link::Link(Context& ctx) : ctx_(ctx) {
+  try {
+    next_seq_ = std::stoll(fs::read_file(ctx_.settings.state_dir / "seq"));
+  } catch (...) {
+    next_seq_ = 1;
+  }
+  // Sequence numbers only grow, even if the seq file was lost: never below a queued report's.
+  for (const auto& e : stdfs::directory_iterator(ctx_.outbox_dir())) {
+    try {
+      next_seq_ = std::max<std::int64_t>(next_seq_, std::stoll(e.path().stem().string()) + 1);
+    } catch (...) {
+    }
+  }
 }
 
-void Agent::Impl::sleep_ms(int ms) {
-  std::unique_lock lock(sleep_mutex);
-  sleep_cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping.load(); });
+auto Link::journal_dir() const -> stdfs::path {
+  return ctx_.settings.state_dir / "entries" /
+         (ctx_.server_id.empty() ? std::string("default") : ctx_.server_id);
 }
 
-void Agent::Impl::failed_contact(const std::string& why) {
+void Link::failed_contact(const std::string& why) {
   // Another parent to try: go to it at once; back off only when every parent failed.
-  registered = false;
-  if (!link->failed(link->current())) {
+  ctx_.registered = false;
+  if (!ctx_.parents->failed(ctx_.parents->current())) {
     spdlog::warn("{}; trying the next parent", why);
     return;
   }
@@ -24,23 +37,22 @@ void Agent::Impl::failed_contact(const std::string& why) {
   // thousands of agents do not return in step. The first 30 s of an outage retry at least
   // every second: a manager failing over to its standby is back within seconds.
   const auto now = std::chrono::steady_clock::now();
-  if (backoff_ms == 0) outage_since = now;
-  const int cap = now - outage_since < std::chrono::seconds(30) ? std::min(1000, settings.retry_max_ms)
-                                                                : settings.retry_max_ms;
-  backoff_ms = backoff_ms == 0 ? settings.retry_min_ms : std::min(backoff_ms * 2, cap);
-  std::uniform_int_distribution<int> jitter(backoff_ms / 2, backoff_ms);
-  const int wait = jitter(rng);
-  spdlog::warn("{}; retrying in {} ms (backoff {} ms)", why, wait, backoff_ms);
-  sleep_ms(wait);
+  if (backoff_ms_ == 0) outage_since_ = now;
+  const int cap = now - outage_since_ < std::chrono::seconds(30) ? std::min(1000, ctx_.settings.retry_max_ms)
+                                                                 : ctx_.settings.retry_max_ms;
+  backoff_ms_ = backoff_ms_ == 0 ? ctx_.settings.retry_min_ms : std::min(backoff_ms_ * 2, cap);
+  std::uniform_int_distribution<int> jitter(backoff_ms_ / 2, backoff_ms_);
+  const int wait = jitter(rng_);
+  spdlog::warn("{}; retrying in {} ms (backoff {} ms)", why, wait, backoff_ms_);
+  ctx_.sleep_ms(wait);
 }
 
-auto Agent::Impl::call(std::string_view method, std::string_view target, const bj::value& body)
-    -> bj::object {
-  if (!http) throw Error(ErrorKind::unavailable, "not registered with a parent yet");
-  return call_parent(*http, method, target, body);
+auto Link::call(std::string_view method, std::string_view target, const bj::value& body) -> bj::object {
+  if (!ctx_.http) throw Error(ErrorKind::unavailable, "not registered with a parent yet");
+  return call_parent(*ctx_.http, method, target, body);
 }
 
-auto Agent::Impl::journal_state(std::int64_t entry_id, std::int32_t attempt) -> std::optional<EntryState> {
+auto Link::journal_state(std::int64_t entry_id, std::int32_t attempt) -> std::optional<EntryState> {
   try {
     auto o = json::parse_object(fs::read_file(journal_dir() / (std::to_string(entry_id) + ".json")));
     if (json::get_int(o, "attempt", 1) != attempt) return std::nullopt;
@@ -50,7 +62,7 @@ auto Agent::Impl::journal_state(std::int64_t entry_id, std::int32_t attempt) -> 
   }
 }
 
-void Agent::Impl::write_journal(std::int64_t entry_id, std::int32_t attempt, EntryState state) {
+void Link::write_journal(std::int64_t entry_id, std::int32_t attempt, EntryState state) {
   fs::write_file_atomic(
       journal_dir() / (std::to_string(entry_id) + ".json"),
       bj::serialize(bj::object{
@@ -58,39 +70,39 @@ void Agent::Impl::write_journal(std::int64_t entry_id, std::int32_t attempt, Ent
 }
 
 // Queues a report durably (journal first, then outbox), then tries to deliver it.
-void Agent::Impl::report(std::int64_t entry_id, std::int32_t attempt, EntryState state, std::string message,
-                         std::optional<int> exit_code, std::string output_tail, TransferProgress progress) {
+void Link::report(std::int64_t entry_id, std::int32_t attempt, EntryState state, std::string message,
+                  std::optional<int> exit_code, std::string output_tail, TransferProgress progress) {
   EntryReport r;
   r.progress = progress;
   r.entry_id = entry_id;
   r.attempt = attempt;
-  r.seq = next_seq++;
+  r.seq = next_seq_++;
   r.state = state;
   r.message = std::move(message);
   r.exit_code = exit_code;
   r.output_tail = std::move(output_tail);
-  fs::write_file_atomic(settings.state_dir / "seq", std::to_string(next_seq));
+  fs::write_file_atomic(ctx_.settings.state_dir / "seq", std::to_string(next_seq_));
   write_journal(entry_id, attempt, state);
   char name[32];
   std::snprintf(name, sizeof name, "%016lld.json", static_cast<long long>(r.seq));
   auto record = json::to_json(r);
-  record["server_id"] = server_id;
-  fs::write_file_atomic(outbox_dir() / name, bj::serialize(record));
+  record["server_id"] = ctx_.server_id;
+  fs::write_file_atomic(ctx_.outbox_dir() / name, bj::serialize(record));
   try {
     flush_outbox();
   } catch (const Error& e) {
     spdlog::warn("report for entry {} kept in the outbox: {}", entry_id, e.what());
   }
-  if (auto it = confirmed.find(entry_id); it != confirmed.end() &&
-                                          (is_final(it->second) || it->second == EntryState::suspended) &&
-                                          it->second != state)
+  if (auto it = confirmed_.find(entry_id); it != confirmed_.end() &&
+                                           (is_final(it->second) || it->second == EntryState::suspended) &&
+                                           it->second != state)
     throw EntryWithdrawn{it->second};
 }
 
 // Sends every queued report in order; deletes those the manager acknowledged.
-void Agent::Impl::flush_outbox() {
+void Link::flush_outbox() {
   std::vector<stdfs::path> files;
-  for (const auto& e : stdfs::directory_iterator(outbox_dir()))
+  for (const auto& e : stdfs::directory_iterator(ctx_.outbox_dir()))
     if (e.path().extension() == ".json") files.push_back(e.path());
   if (files.empty()) return;
   std::sort(files.begin(), files.end());
@@ -103,7 +115,7 @@ void Agent::Impl::flush_outbox() {
         auto record = json::parse_object(fs::read_file(files[i]));
         // Entry ids are only unique per server: a report waits for the server it belongs to.
         const auto owner = json::get_string(record, "server_id", false);
-        if (!owner.empty() && owner != server_id) continue;
+        if (!owner.empty() && owner != ctx_.server_id) continue;
         reports.push_back(std::move(record));
         sent.push_back(files[i]);
       } catch (const Error& e) {
@@ -112,12 +124,12 @@ void Agent::Impl::flush_outbox() {
       }
     }
     if (reports.empty()) continue;
-    auto res = call("POST", "/v1/agent/report", bj::object{{"host_id", host_id}, {"reports", reports}});
+    auto res = call("POST", "/v1/agent/report", bj::object{{"host_id", ctx_.host_id}, {"reports", reports}});
     for (const auto& v : json::get_array(res, "results")) {
       const auto& o = v.as_object();
       const auto entry = json::get_int(o, "entry_id");
       const auto state = parse_entry_state(json::get_string(o, "state"));
-      confirmed[entry] = state;
+      confirmed_[entry] = state;
       if (json::get_string(o, "outcome") == "refused")
         spdlog::info("entry {} is {} at the manager; report not applied", entry, to_string(state));
     }
@@ -128,22 +140,23 @@ void Agent::Impl::flush_outbox() {
   }
 }
 
-void Agent::Impl::register_with_parent() {
-  parent_url = link->current();
-  http = &clients->get(parent_url);
-  http->set_timeout(120);
-  const Host me = describe_this_host(host_id, HostRole::agent, settings.host_name, settings.bind_address);
+void Link::register_with_parent() {
+  ctx_.parent_url = ctx_.parents->current();
+  ctx_.http = &ctx_.clients->get(ctx_.parent_url);
+  ctx_.http->set_timeout(120);
+  const Host me =
+      describe_this_host(ctx_.host_id, HostRole::agent, ctx_.settings.host_name, ctx_.settings.bind_address);
   auto res = call("POST", "/v1/agent/register", json::to_json(me));
-  server_id = json::get_string(res, "server_id", false);
-  if (!server_id.empty() && !is_valid_host_id(server_id))
-    throw Error(ErrorKind::unavailable, "parent " + parent_url + " sent a malformed server_id");
+  ctx_.server_id = json::get_string(res, "server_id", false);
+  if (!ctx_.server_id.empty() && !is_valid_host_id(ctx_.server_id))
+    throw Error(ErrorKind::unavailable, "parent " + ctx_.parent_url + " sent a malformed server_id");
   stdfs::create_directories(journal_dir());
-  confirmed.clear();
-  registered = true;
-  registered_once = true;
-  spdlog::info("registered with {} as {} ({})", parent_url, me.name, host_id);
+  confirmed_.clear();
+  ctx_.registered = true;
+  ctx_.registered_once = true;
+  spdlog::info("registered with {} as {} ({})", ctx_.parent_url, me.name, ctx_.host_id);
   // ID groups from the configuration: joined at every registration (joining twice is a no-op).
-  for (const auto& g : settings.id_groups) {
+  for (const auto& g : ctx_.settings.id_groups) {
     try {
       auto o = join_call(g.name, g.password, false, "config");
       if (json::get_int(o, "entries", 0) > 0 || json::get_bool(o, "joined"))
@@ -156,12 +169,14 @@ void Agent::Impl::register_with_parent() {
   }
 }
 
-auto Agent::Impl::join_call(const std::string& group, const std::string& password, bool leave,
-                            const char* how) -> bj::object {
-  return call(
-      "POST", "/v1/agent/join",
-      bj::object{
-          {"host_id", host_id}, {"group", group}, {"password", password}, {"leave", leave}, {"how", how}});
+auto Link::join_call(const std::string& group, const std::string& password, bool leave, const char* how)
+    -> bj::object {
+  return call("POST", "/v1/agent/join",
+              bj::object{{"host_id", ctx_.host_id},
+                         {"group", group},
+                         {"password", password},
+                         {"leave", leave},
+                         {"how", how}});
 }
 
-}  // namespace distrib
+}  // namespace distrib::agent

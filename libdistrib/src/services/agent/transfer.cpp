@@ -1,25 +1,25 @@
 // Fetching a package: segments of chunks verified on arrival, checks between segments, split pauses.
-#include "services/agent/impl.h"
+#include "services/agent/transfer.h"
 
-namespace distrib {
+namespace distrib::agent {
 
 // Sleeps `seconds` unless stopping; false when the agent is stopping.
-auto Agent::Impl::pause(int seconds) -> bool {
-  sleep_ms(seconds * 1000);
-  return !abandoning();
+auto Fetcher::pause(int seconds) -> bool {
+  ctx_.sleep_ms(seconds * 1000);
+  return !ctx_.abandoning();
 }
 
 // Fetches `digests` (missing here) in as few requests as the server allows; every chunk is
 // verified before it is stored; a bad one is fetched again up to chunk_retries times.
-void Agent::Impl::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Transfer& t) {
+void Fetcher::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Transfer& t) {
   std::map<std::string, int> bad;
   while (!wanted.empty()) {
-    if (abandoning()) return;
+    if (ctx_.abandoning()) return;
     bj::array digests;
     for (std::size_t i = 0; i < wanted.size() && i < 4096; ++i) digests.emplace_back(wanted[i].digest);
-    auto res =
-        http->request("POST", "/v1/content/chunks",
-                      bj::serialize(bj::object{{"host_id", host_id}, {"digests", std::move(digests)}}));
+    auto res = ctx_.http->request(
+        "POST", "/v1/content/chunks",
+        bj::serialize(bj::object{{"host_id", ctx_.host_id}, {"digests", std::move(digests)}}));
     if (res.status == 429) {
       // The server is serving its maximum of transfers: come back when it says.
       int wait = 5;
@@ -42,23 +42,23 @@ void Agent::Impl::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, 
       const auto nl = body.find('\n');
       const auto sp = body.find(' ');
       if (nl == std::string_view::npos || sp == std::string_view::npos || sp > nl)
-        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + parent_url);
+        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url);
       const std::string digest(body.substr(0, sp));
       std::uint64_t len = 0;
       try {
         len = std::stoull(std::string(body.substr(sp + 1, nl - sp - 1)));
       } catch (const std::exception&) {
-        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + parent_url);
+        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url);
       }
       body.remove_prefix(nl + 1);
       if (len > body.size() || !size_of.count(digest))
-        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + parent_url);
+        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url);
       const auto bytes = body.substr(0, len);
       body.remove_prefix(len);
       ++frames;
       t.progress.bytes_received += static_cast<std::int64_t>(len);
       try {
-        chunks->put_compressed(digest, bytes, std::min<std::uint64_t>(size_of[digest], kMaxChunkSize));
+        ctx_.chunks->put_compressed(digest, bytes, std::min<std::uint64_t>(size_of[digest], kMaxChunkSize));
         stored.insert(digest);
         ++t.fetched_chunks;
       } catch (const Error& e) {
@@ -66,21 +66,22 @@ void Agent::Impl::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, 
         ++t.progress.bad_chunks;
         const int tries = ++bad[digest];
         spdlog::warn("package {} {}: {} (fetch {} of {})", m.name, m.version, e.what(), tries,
-                     std::max(1, settings.chunk_retries));
-        if (tries >= std::max(1, settings.chunk_retries))
+                     std::max(1, ctx_.settings.chunk_retries));
+        if (tries >= std::max(1, ctx_.settings.chunk_retries))
           throw Error(ErrorKind::integrity, std::string(e.what()) + " on each of " + std::to_string(tries) +
                                                 " fetches; the source copy is bad");
       }
     }
-    if (frames == 0) throw Error(ErrorKind::unavailable, "empty chunk batch from " + parent_url);
+    if (frames == 0) throw Error(ErrorKind::unavailable, "empty chunk batch from " + ctx_.parent_url);
     std::erase_if(wanted, [&](const ChunkRef& c) { return stored.count(c.digest) > 0; });
   }
 }
 
 // Asks the server whether the entry is still to be transferred and with which split.
-auto Agent::Impl::check_transfer(Transfer& t) -> SplitSpec {
-  auto o = call("GET", "/v1/agent/transfer?host_id=" + host_id + "&entry_id=" + std::to_string(t.entry_id),
-                nullptr);
+auto Fetcher::check_transfer(Transfer& t) -> SplitSpec {
+  auto o = link_.call(
+      "GET", "/v1/agent/transfer?host_id=" + ctx_.host_id + "&entry_id=" + std::to_string(t.entry_id),
+      nullptr);
   const auto state = parse_entry_state(json::get_string(o, "state"));
   if (json::get_int(o, "attempt", t.attempt) != t.attempt || is_final(state) ||
       state == EntryState::suspended)
@@ -89,17 +90,15 @@ auto Agent::Impl::check_transfer(Transfer& t) -> SplitSpec {
   return {};
 }
 
-// Transfers the chunks of `m` this agent lacks, segment by segment. Returns false when the
-// agent is stopping (the chunks held so far stay: the next run fetches the rest only).
 // The pause between two segments, asking every 2 s whether the entry or its split changed.
 // Returns false when the agent is stopping; a changed split is stored in `split` and ends the
 // pause at once.
-auto Agent::Impl::pause_between_segments(Transfer& t, SplitSpec& split) -> bool {
+auto Fetcher::pause_between_segments(Transfer& t, SplitSpec& split) -> bool {
   for (int left = split.interval_seconds; left > 0;) {
     const int step = std::min(left, 2);
     if (!pause(step)) return false;
     left -= step;
-    const auto now = hop_split(check_transfer(t), settings.split_max);
+    const auto now = hop_split(check_transfer(t), ctx_.settings.split_max);
     if (now != split) {
       split = now;
       return true;
@@ -108,11 +107,11 @@ auto Agent::Impl::pause_between_segments(Transfer& t, SplitSpec& split) -> bool 
   return true;
 }
 
-auto Agent::Impl::transfer(const Manifest& m, Transfer& t) -> bool {
+auto Fetcher::transfer(const Manifest& m, Transfer& t) -> bool {
   std::vector<std::uint64_t> sizes;
   for (const auto& c : m.chunks) sizes.push_back(c.size);
-  auto split = hop_split(t.offered, settings.split_max);
-  const auto segment_size = [&] { return split.enabled() ? split.size : settings.segment_bytes; };
+  auto split = hop_split(t.offered, ctx_.settings.split_max);
+  const auto segment_size = [&] { return split.enabled() ? split.size : ctx_.settings.segment_bytes; };
   auto plan = plan_segments(sizes, segment_size());  // end (chunk index) of each segment
   t.progress.segments_total = static_cast<std::int64_t>(plan.size());
   if (split.enabled())
@@ -122,11 +121,11 @@ auto Agent::Impl::transfer(const Manifest& m, Transfer& t) -> bool {
   std::size_t at = 0;    // first chunk after them
   bool fetched_any = false;
   while (done < plan.size()) {
-    if (abandoning()) return false;
+    if (ctx_.abandoning()) return false;
     std::vector<ChunkRef> wanted;
     std::set<std::string> seen;
     for (std::size_t i = at; i < plan[done]; ++i)
-      if (!chunks->contains(m.chunks[i].digest) && seen.insert(m.chunks[i].digest).second)
+      if (!ctx_.chunks->contains(m.chunks[i].digest) && seen.insert(m.chunks[i].digest).second)
         wanted.push_back(m.chunks[i]);
     if (!wanted.empty()) {
       if (fetched_any && split.enabled()) {
@@ -143,16 +142,17 @@ auto Agent::Impl::transfer(const Manifest& m, Transfer& t) -> bool {
         }
       }
       fetch_chunks(m, std::move(wanted), t);
-      if (abandoning()) return false;
+      if (ctx_.abandoning()) return false;
       fetched_any = true;
     }
     at = plan[done++];
     t.progress.segments_done = static_cast<std::int64_t>(done);
     if (fetched_any || done == plan.size())
-      report(t.entry_id, t.attempt, EntryState::transferring,
-             "segment " + std::to_string(done) + " of " + std::to_string(plan.size()), {}, {}, t.progress);
+      link_.report(t.entry_id, t.attempt, EntryState::transferring,
+                   "segment " + std::to_string(done) + " of " + std::to_string(plan.size()), {}, {},
+                   t.progress);
   }
   return true;
 }
 
-}  // namespace distrib
+}  // namespace distrib::agent

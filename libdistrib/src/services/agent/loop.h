@@ -1,0 +1,33 @@
+#pragma once
+// The agent's work loop on its worker thread: register, flush the outbox, long-poll, process each
+// entry; then the stop phase (installs timed "at agent stop") and a last flush.
+#include "services/agent/collection.h"
+#include "services/agent/install.h"
+#include "services/agent/inventory.h"
+
+namespace distrib::agent {
+
+class WorkLoop {
+ public:
+  WorkLoop(Context& ctx, Link& link, Installer& installer, InventoryReporter& inventory, FileCollector& files)
+      : ctx_(ctx), link_(link), installer_(installer), inventory_(inventory), files_(files) {}
+
+  /// Runs until the context is stopping; failed contacts are retried with backoff, never thrown.
+  /// Ends with the stop phase and a last flush of the outbox.
+  void run();
+
+ private:
+  bool process_work(const bj::array& work);
+  void process(const bj::object& item);
+  void stop_phase();
+
+  Context& ctx_;
+  Link& link_;
+  Installer& installer_;
+  InventoryReporter& inventory_;
+  FileCollector& files_;
+  bool fresh_start_ = true;  // the first work answer after starting (at-start installs are due)
+  std::unique_ptr<HttpClient> stop_client_;
+};
+
+}  // namespace distrib::agent

@@ -1,12 +1,16 @@
 // The private PKI (security/pki.h): a CA, host requests and certificates binding a host id and a
 // role, server certificates, verification, and refusal of what is malformed or tampered with.
+#include "security/authority.h"
 #include "security/pki.h"
+
+#include "harness.h"
 
 #include <distrib/error.h>
 
 #include <catch2/catch.hpp>
 
 #include <ctime>
+#include <filesystem>
 
 using namespace distrib;
 using namespace distrib::pki;
@@ -93,4 +97,39 @@ TEST_CASE("malformed, tampered or foreign input is refused", "[pki]") {
   }
   const auto good = inspect_request(make_request(key, kRelay));
   CHECK(good.identity.role == "relay");
+}
+
+TEST_CASE("the manager's CA and server certificate are made once, kept, and re-issued when names change",
+          "[pki]") {
+  test::TempDir tmp;
+  const auto dir = tmp / "pki";
+  const auto first = security::ensure_manager_tls(dir, {"manager.example"}, {"127.0.0.1"});
+  const auto ca = test::read_file(first.ca_cert);
+  const auto cert = test::read_file(first.server_cert);
+  CHECK(verify(ca, cert, now()).empty());
+  CHECK((std::filesystem::status(first.ca_key).permissions() & std::filesystem::perms::others_read) ==
+        std::filesystem::perms::none);
+  CHECK((std::filesystem::status(first.server_key).permissions() & std::filesystem::perms::group_read) ==
+        std::filesystem::perms::none);
+  CHECK((std::filesystem::status(dir).permissions() & std::filesystem::perms::others_exec) ==
+        std::filesystem::perms::none);
+
+  // Again with the same names: nothing changes.
+  security::ensure_manager_tls(dir, {"manager.example"}, {"127.0.0.1"});
+  CHECK(test::read_file(first.ca_cert) == ca);
+  CHECK(test::read_file(first.server_cert) == cert);
+
+  // Another address: the same CA issues a new server certificate covering it.
+  security::ensure_manager_tls(dir, {"manager.example"}, {"127.0.0.1", "127.0.0.2"});
+  CHECK(test::read_file(first.ca_cert) == ca);
+  const auto again = test::read_file(first.server_cert);
+  CHECK(again != cert);
+  const auto info = inspect_certificate(again);
+  CHECK(info.addresses == std::vector<std::string>{"127.0.0.1", "127.0.0.2"});
+  CHECK(verify(ca, again, now()).empty());
+
+  std::vector<std::string> names, addresses;
+  security::split_names({"a.example", "10.0.0.1", "::1", "a.example", ""}, names, addresses);
+  CHECK(names == std::vector<std::string>{"a.example"});
+  CHECK(addresses == std::vector<std::string>{"10.0.0.1", "::1"});
 }

@@ -9,12 +9,15 @@
 //  - Failures throw distrib::Error: ErrorKind::unavailable when the database cannot be reached or
 //    is busy beyond its timeout (retrying later may work), conflict / not_found for domain
 //    refusals, internal otherwise. A call that throws changed nothing (each is one transaction).
+#include <distrib/model/cluster.h>
 #include <distrib/model/event.h>
 #include <distrib/model/group.h>
 #include <distrib/model/host.h>
 #include <distrib/model/inventory.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
+#include <distrib/model/relay.h>
+#include <distrib/model/report.h>
 #include <distrib/registry.h>
 
 #include <functional>
@@ -43,107 +46,6 @@ struct StoreSettings {
   int reconnect_seconds = 15;
 };
 
-/// A state report from an agent about one entry. (entry, attempt, seq) makes it idempotent.
-struct EntryReport {
-  std::int64_t entry_id = 0;
-  std::int32_t attempt = 1;
-  std::int64_t seq = 0;  ///< strictly increasing per agent
-  EntryState state = EntryState::waiting;
-  std::optional<int> exit_code;
-  std::string message;
-  std::string output_tail;
-  TransferProgress progress;  ///< empty: unchanged
-};
-
-/// What happened to a report.
-struct ReportOutcome {
-  enum class Kind { applied, duplicate, refused, unknown_entry } kind = Kind::applied;
-  EntryState current = EntryState::waiting;  ///< the entry's state after the call
-  /// The failure was turned into a retry: the entry waits (next attempt) until `retry_at`.
-  bool retried = false;
-  std::int64_t retry_at = 0;
-};
-std::string_view to_string(ReportOutcome::Kind kind) noexcept;
-
-/// What registering a host changed.
-struct HostChange {
-  bool created = false;
-  bool changed = false;      ///< created, or any attribute other than last_seen differs
-  std::string previous_via;  ///< the host's `via` before the call (empty when created)
-};
-
-/// An entry on its way down the tree to the relay that will run it, with its job.
-struct RoutedEntry {
-  JobEntry entry;  ///< id, job_id, host_id, state and attempt at the sending manager
-  Job job;
-};
-
-/// At a relay: something still to be told to the parent, with the change counter it was read at
-/// (clearing it only succeeds if nothing changed since).
-struct PendingHost {
-  Host host;
-  std::int64_t version = 0;
-};
-struct PendingReport {
-  EntryReport report;  ///< entry_id is the parent's id of the entry
-  std::int64_t local_id = 0;
-  std::int64_t version = 0;
-};
-
-/// What creating a job made.
-struct JobCreated {
-  Job job;
-  std::int64_t entries = 0;
-  std::vector<std::string> vias;  ///< direct children with new work
-};
-
-/// What joining or leaving an ID group changed.
-struct MembershipChange {
-  int changed = 0;                ///< hosts that joined (were not members) or left (were)
-  std::int64_t entries = 0;       ///< entries created for standing jobs, or cancelled on leaving
-  std::vector<std::string> vias;  ///< direct children whose work changed
-};
-
-/// What suspending, resuming or completing transfers changed.
-struct TransferChange {
-  std::int64_t entries = 0;
-  std::vector<std::string> vias;  ///< direct children to wake
-};
-
-/// An entry's state and its job's split as they stand now.
-struct TransferStatus {
-  EntryState state = EntryState::waiting;
-  std::int32_t attempt = 1;
-  SplitSpec split;
-};
-
-/// What storing an inventory report did.
-struct InventoryIngest {
-  bool first = false;      ///< the host's first report (its items are not listed in the history)
-  bool unchanged = false;  ///< nothing but volatile values differed from what was stored
-  std::size_t items = 0;   ///< items the report carried
-  std::vector<InventoryChange> changes;  ///< recorded in the history
-  std::string error;                     ///< batches only: why this report was not stored (the others were)
-};
-
-/// One stored inventory value (query results).
-struct InventoryValue {
-  std::string host_id;
-  std::string key;
-  std::string value;
-};
-
-/// A file a collect-files job brought back.
-struct CollectedFile {
-  std::int64_t job_id = 0;
-  std::string host_id;
-  std::string host_name;  ///< filled in by queries for display
-  std::string path;       ///< as on the agent's machine
-  std::int64_t size = 0;
-  std::string sha256;
-  std::int64_t stored_at = 0;
-};
-
 /// What a whole-database move carried, per table: counted and checksummed the same way at
 /// both ends (the checksum does not depend on row order, which differs between databases).
 struct TableSummary {
@@ -157,30 +59,6 @@ struct DataSummary {
 };
 /// Called as a table is moved: the table and the rows done so far.
 using DataProgress = std::function<void(const std::string& table, std::int64_t rows)>;
-
-/// The lease that names the active manager of a cluster (db-lease coordinator). Times are
-/// milliseconds since the epoch on the nodes' clocks (keep them synchronised).
-struct LeaseRecord {
-  std::string name;
-  std::string holder;      ///< node name; empty: nobody
-  std::int64_t token = 0;  ///< increases at every change of holder
-  std::int64_t expires_at_ms = 0;
-  std::int64_t since_ms = 0;  ///< when the holder took it
-};
-/// One change of holder.
-struct Takeover {
-  std::string holder;
-  std::string previous;
-  std::int64_t token = 0;
-  std::int64_t at_ms = 0;
-  std::int64_t gap_ms = 0;  ///< from the previous holder's expiry (or release) to the takeover
-};
-
-/// A job with its entry counts, for listings.
-struct JobListing {
-  Job job;
-  JobProgress progress;
-};
 
 class Store {
  public:

@@ -5,7 +5,8 @@
 #include <distrib/model/host.h>
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
-#include <distrib/store/store.h>
+#include <distrib/model/relay.h>
+#include <distrib/model/report.h>
 
 #include <boost/json.hpp>
 

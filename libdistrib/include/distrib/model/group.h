@@ -69,4 +69,11 @@ std::string hash_join_password(std::string_view password);
 /// Constant-time check of `password` against a hash_join_password result.
 bool check_join_password(std::string_view password, std::string_view hash);
 
+/// What joining or leaving an ID group changed.
+struct MembershipChange {
+  int changed = 0;                ///< hosts that joined (were not members) or left (were)
+  std::int64_t entries = 0;       ///< entries created for standing jobs, or cancelled on leaving
+  std::vector<std::string> vias;  ///< direct children whose work changed
+};
+
 }  // namespace distrib

@@ -63,4 +63,11 @@ DestinationResolution resolve_destinations(const std::vector<Host>& hosts, HostK
 /// those keys can be used as destinations.
 std::vector<std::string> duplicate_keys(const std::vector<Host>& hosts, HostKeyMode mode);
 
+/// What registering a host changed.
+struct HostChange {
+  bool created = false;
+  bool changed = false;      ///< created, or any attribute other than last_seen differs
+  std::string previous_via;  ///< the host's `via` before the call (empty when created)
+};
+
 }  // namespace distrib

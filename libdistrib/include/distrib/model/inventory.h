@@ -5,6 +5,7 @@
 // `software.` (installed packages: software.dpkg.NAME, software.rpm.NAME, software.distrib.NAME,
 // each with the version as value) and `user.` (fields the administrator defines). A flat map is
 // what the store keeps, what the history diffs and what queries address.
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -125,5 +126,32 @@ void check_user_value(const std::vector<InventoryField>& fields, std::string_vie
 
 /// Parses "NAME=VALUE" lines (blank lines and '#' comments skipped); throws Error naming the line.
 std::map<std::string, std::string> parse_assignments(std::string_view text, std::string_view source);
+
+/// What storing an inventory report did.
+struct InventoryIngest {
+  bool first = false;      ///< the host's first report (its items are not listed in the history)
+  bool unchanged = false;  ///< nothing but volatile values differed from what was stored
+  std::size_t items = 0;   ///< items the report carried
+  std::vector<InventoryChange> changes;  ///< recorded in the history
+  std::string error;                     ///< batches only: why this report was not stored (the others were)
+};
+
+/// One stored inventory value (query results).
+struct InventoryValue {
+  std::string host_id;
+  std::string key;
+  std::string value;
+};
+
+/// A file a collect-files job brought back.
+struct CollectedFile {
+  std::int64_t job_id = 0;
+  std::string host_id;
+  std::string host_name;  ///< filled in by queries for display
+  std::string path;       ///< as on the agent's machine
+  std::int64_t size = 0;
+  std::string sha256;
+  std::int64_t stored_at = 0;
+};
 
 }  // namespace distrib

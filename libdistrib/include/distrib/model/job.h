@@ -251,4 +251,30 @@ struct JobProgress {
 };
 JobProgress summarize(const std::vector<JobEntry>& entries);
 
+/// What creating a job made.
+struct JobCreated {
+  Job job;
+  std::int64_t entries = 0;
+  std::vector<std::string> vias;  ///< direct children with new work
+};
+
+/// A job with its entry counts, for listings.
+struct JobListing {
+  Job job;
+  JobProgress progress;
+};
+
+/// What suspending, resuming or completing transfers changed.
+struct TransferChange {
+  std::int64_t entries = 0;
+  std::vector<std::string> vias;  ///< direct children to wake
+};
+
+/// An entry's state and its job's split as they stand now.
+struct TransferStatus {
+  EntryState state = EntryState::waiting;
+  std::int32_t attempt = 1;
+  SplitSpec split;
+};
+
 }  // namespace distrib

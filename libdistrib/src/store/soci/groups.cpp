@@ -1,10 +1,10 @@
-// SociStore: Host groups and ID groups: members, joins, standing jobs.
+// SociGroups: host groups and ID groups: members, joins, standing jobs.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-void SociStore::create_host_group(const HostGroup& g) {
-  write([&](soci::session& sql) {
+void SociGroups::create_host_group(const HostGroup& g) {
+  core_.write([&](soci::session& sql) {
     int exists = 0;
     sql << "SELECT COUNT(*) FROM host_groups WHERE name = :n", soci::into(exists), soci::use(g.name);
     if (exists) throw Error(ErrorKind::conflict, "host group \"" + g.name + "\" already exists");
@@ -15,8 +15,8 @@ void SociStore::create_host_group(const HostGroup& g) {
   });
 }
 
-auto SociStore::add_host_group_members(soci::session& sql, const std::string& name,
-                                       const std::vector<std::string>& ids) -> int {
+auto SociGroups::add_host_group_members(soci::session& sql, const std::string& name,
+                                        const std::vector<std::string>& ids) -> int {
   int changed = 0;
   for (const auto& h : ids) {
     int exists = 0;
@@ -30,7 +30,7 @@ auto SociStore::add_host_group_members(soci::session& sql, const std::string& na
   return changed;
 }
 
-auto SociStore::select_host_groups(soci::session& sql, const std::string* only) -> std::vector<HostGroup> {
+auto SociGroups::select_host_groups(soci::session& sql, const std::string* only) -> std::vector<HostGroup> {
   std::vector<HostGroup> out;
   std::map<std::string, std::size_t> index;
   const std::string name = only ? *only : std::string();
@@ -53,21 +53,21 @@ auto SociStore::select_host_groups(soci::session& sql, const std::string* only) 
   return out;
 }
 
-auto SociStore::find_host_group(const std::string& name) -> std::optional<HostGroup> {
-  return guarded([&](soci::session& sql) -> std::optional<HostGroup> {
+auto SociGroups::find_host_group(const std::string& name) -> std::optional<HostGroup> {
+  return core_.guarded([&](soci::session& sql) -> std::optional<HostGroup> {
     auto v = select_host_groups(sql, &name);
     if (v.empty()) return std::nullopt;
     return std::move(v.front());
   });
 }
 
-auto SociStore::list_host_groups() -> std::vector<HostGroup> {
-  return guarded([&](soci::session& sql) { return select_host_groups(sql, nullptr); });
+auto SociGroups::list_host_groups() -> std::vector<HostGroup> {
+  return core_.guarded([&](soci::session& sql) { return select_host_groups(sql, nullptr); });
 }
 
-auto SociStore::change_host_group(const std::string& name, const std::vector<std::string>& add,
-                                  const std::vector<std::string>& remove) -> int {
-  return write([&](soci::session& sql) {
+auto SociGroups::change_host_group(const std::string& name, const std::vector<std::string>& add,
+                                   const std::vector<std::string>& remove) -> int {
+  return core_.write([&](soci::session& sql) {
     int exists = 0;
     sql << "SELECT COUNT(*) FROM host_groups WHERE name = :n", soci::into(exists), soci::use(name);
     if (!exists) throw Error(ErrorKind::not_found, "host group \"" + name + "\" does not exist");
@@ -83,8 +83,8 @@ auto SociStore::change_host_group(const std::string& name, const std::vector<std
   });
 }
 
-auto SociStore::delete_host_group(const std::string& name) -> bool {
-  return write([&](soci::session& sql) {
+auto SociGroups::delete_host_group(const std::string& name) -> bool {
+  return core_.write([&](soci::session& sql) {
     sql << "DELETE FROM host_group_members WHERE group_name = :n", soci::use(name);
     soci::statement st = (sql.prepare << "DELETE FROM host_groups WHERE name = :n", soci::use(name));
     st.execute(true);
@@ -92,8 +92,8 @@ auto SociStore::delete_host_group(const std::string& name) -> bool {
   });
 }
 
-void SociStore::create_id_group(const IdGroup& g) {
-  write([&](soci::session& sql) {
+void SociGroups::create_id_group(const IdGroup& g) {
+  core_.write([&](soci::session& sql) {
     int exists = 0;
     sql << "SELECT COUNT(*) FROM id_groups WHERE name = :n", soci::into(exists), soci::use(g.name);
     if (exists) throw Error(ErrorKind::conflict, "ID group \"" + g.name + "\" already exists");
@@ -105,7 +105,7 @@ void SociStore::create_id_group(const IdGroup& g) {
   });
 }
 
-auto SociStore::id_group_from_row(const soci::row& r) -> IdGroup {
+auto SociGroups::id_group_from_row(const soci::row& r) -> IdGroup {
   IdGroup g;
   g.name = get_str(r, 0);
   g.description = get_str(r, 1);
@@ -117,8 +117,8 @@ auto SociStore::id_group_from_row(const soci::row& r) -> IdGroup {
   return g;
 }
 
-auto SociStore::find_id_group(const std::string& name) -> std::optional<IdGroup> {
-  return guarded([&](soci::session& sql) -> std::optional<IdGroup> {
+auto SociGroups::find_id_group(const std::string& name) -> std::optional<IdGroup> {
+  return core_.guarded([&](soci::session& sql) -> std::optional<IdGroup> {
     std::optional<IdGroup> g;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT " << kIdGroupColumns << " FROM id_groups WHERE name = :n", soci::use(name));
@@ -135,8 +135,8 @@ auto SociStore::find_id_group(const std::string& name) -> std::optional<IdGroup>
   });
 }
 
-auto SociStore::list_id_groups(std::map<std::string, std::int64_t>* counts) -> std::vector<IdGroup> {
-  return guarded([&](soci::session& sql) {
+auto SociGroups::list_id_groups(std::map<std::string, std::int64_t>* counts) -> std::vector<IdGroup> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<IdGroup> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT " << kIdGroupColumns << " FROM id_groups ORDER BY name");
@@ -150,8 +150,8 @@ auto SociStore::list_id_groups(std::map<std::string, std::int64_t>* counts) -> s
   });
 }
 
-auto SociStore::delete_id_group(const std::string& name) -> bool {
-  return write([&](soci::session& sql) {
+auto SociGroups::delete_id_group(const std::string& name) -> bool {
+  return core_.write([&](soci::session& sql) {
     sql << "DELETE FROM id_group_members WHERE group_name = :n", soci::use(name);
     sql << "DELETE FROM job_id_groups WHERE group_name = :n", soci::use(name);
     soci::statement st = (sql.prepare << "DELETE FROM id_groups WHERE name = :n", soci::use(name));
@@ -160,7 +160,7 @@ auto SociStore::delete_id_group(const std::string& name) -> bool {
   });
 }
 
-auto SociStore::select_standing(soci::session& sql, const std::string& name, bool only_open)
+auto SociGroups::select_standing(soci::session& sql, const std::string& name, bool only_open)
     -> std::vector<Job> {
   std::vector<Job> out;
   const ll now = fs::now_unix();
@@ -175,12 +175,12 @@ auto SociStore::select_standing(soci::session& sql, const std::string& name, boo
   return out;
 }
 
-auto SociStore::standing_jobs(const std::string& name) -> std::vector<Job> {
-  return guarded([&](soci::session& sql) { return select_standing(sql, name, false); });
+auto SociGroups::standing_jobs(const std::string& name) -> std::vector<Job> {
+  return core_.guarded([&](soci::session& sql) { return select_standing(sql, name, false); });
 }
 
-auto SociStore::id_groups_of(const std::string& host_id) -> std::vector<std::string> {
-  return guarded([&](soci::session& sql) {
+auto SociGroups::id_groups_of(const std::string& host_id) -> std::vector<std::string> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<std::string> out;
     soci::rowset<soci::row> rs = (sql.prepare << "SELECT group_name FROM id_group_members WHERE host_id = :h "
                                                  "ORDER BY group_name",
@@ -190,16 +190,16 @@ auto SociStore::id_groups_of(const std::string& host_id) -> std::vector<std::str
   });
 }
 
-auto SociStore::via_of(soci::session& sql, const std::string& host_id) -> std::string {
+auto SociGroups::via_of(soci::session& sql, const std::string& host_id) -> std::string {
   std::string via;
   soci::indicator ind = soci::i_null;
   sql << "SELECT via FROM hosts WHERE host_id = :h", soci::into(via, ind), soci::use(host_id);
   return sql.got_data() && ind == soci::i_ok && !via.empty() ? via : host_id;
 }
 
-auto SociStore::join_id_group(const std::string& name, const std::vector<std::string>& host_ids,
-                              JoinMethod how) -> MembershipChange {
-  return write([&](soci::session& sql) {
+auto SociGroups::join_id_group(const std::string& name, const std::vector<std::string>& host_ids,
+                               JoinMethod how) -> MembershipChange {
+  return core_.write([&](soci::session& sql) {
     MembershipChange out;
     int exists = 0;
     sql << "SELECT COUNT(*) FROM id_groups WHERE name = :n", soci::into(exists), soci::use(name);
@@ -244,9 +244,9 @@ auto SociStore::join_id_group(const std::string& name, const std::vector<std::st
   });
 }
 
-auto SociStore::leave_id_group(const std::string& name, const std::vector<std::string>& host_ids)
+auto SociGroups::leave_id_group(const std::string& name, const std::vector<std::string>& host_ids)
     -> MembershipChange {
-  return write([&](soci::session& sql) {
+  return core_.write([&](soci::session& sql) {
     MembershipChange out;
     int exists = 0;
     sql << "SELECT COUNT(*) FROM id_groups WHERE name = :n", soci::into(exists), soci::use(name);
@@ -275,18 +275,6 @@ auto SociStore::leave_id_group(const std::string& name, const std::vector<std::s
     out.vias.assign(vias.begin(), vias.end());
     return out;
   });
-}
-
-auto SociStore::distinct_vias(soci::session& sql, const std::string& where, ll a, ll b)
-    -> std::vector<std::string> {
-  std::vector<std::string> out;
-  soci::rowset<soci::row> rs =
-      (sql.prepare << "SELECT DISTINCT COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN hosts h "
-                      "ON h.host_id = e.host_id WHERE "
-                   << where,
-       soci::use(a), soci::use(b));
-  for (const auto& r : rs) out.push_back(get_str(r, 0));
-  return out;
 }
 
 }  // namespace distrib::store

@@ -1,10 +1,10 @@
-// SociStore: Hosts: registration, approval, last contacts, keys, silence.
+// SociHosts: host registration, approval, last contacts, keys, silence.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-auto SociStore::upsert_host(const Host& h, bool report_upward) -> HostChange {
-  return write([&](soci::session& sql) {
+auto SociHosts::upsert_host(const Host& h, bool report_upward) -> HostChange {
+  return core_.write([&](soci::session& sql) {
     HostChange out;
     std::optional<Host> old = select_host(sql, h.host_id);
     const auto addresses = join_addresses(h.addresses);
@@ -21,9 +21,9 @@ auto SociStore::upsert_host(const Host& h, bool report_upward) -> HostChange {
           soci::use(h.host_id), soci::use(h.name), soci::use(addresses), soci::use(h.os), soci::use(role),
           soci::use(h.parent), soci::use(h.agent_version), soci::use(registered), soci::use(seen),
           soci::use(via), soci::use(approved);
-      emit(sql, "host.registered", Severity::info, 0, h.host_id, h.name,
-           std::string(to_string(h.role)) + " " + h.name + " registered" +
-               (h.addresses.empty() ? std::string() : " from " + h.addresses.front()));
+      core_.emit(sql, "host.registered", Severity::info, 0, h.host_id, h.name,
+                 std::string(to_string(h.role)) + " " + h.name + " registered" +
+                     (h.addresses.empty() ? std::string() : " from " + h.addresses.front()));
       out.created = out.changed = true;
       return out;
     }
@@ -39,7 +39,7 @@ auto SociStore::upsert_host(const Host& h, bool report_upward) -> HostChange {
                 addresses;
       if (old->via != via) what += std::string(what.empty() ? "" : ", ") + "moved below " + via;
       if (!what.empty())
-        emit(sql, "host.changed", Severity::info, 0, h.host_id, h.name, "host " + h.name + " " + what);
+        core_.emit(sql, "host.changed", Severity::info, 0, h.host_id, h.name, "host " + h.name + " " + what);
     }
     const int bump = out.changed || report_upward ? 1 : 0;
     sql << "UPDATE hosts SET name = :n, addresses = :a, os = :o, role = :r, parent = :p, "
@@ -51,8 +51,8 @@ auto SociStore::upsert_host(const Host& h, bool report_upward) -> HostChange {
   });
 }
 
-auto SociStore::approve_hosts(const std::vector<std::string>& host_ids) -> int {
-  return write([&](soci::session& sql) {
+auto SociHosts::approve_hosts(const std::vector<std::string>& host_ids) -> int {
+  return core_.write([&](soci::session& sql) {
     int changed = 0;
     for (const auto& id : host_ids) {
       soci::statement st = (sql.prepare << "UPDATE hosts SET approved = 1, up_version = "
@@ -65,13 +65,13 @@ auto SociStore::approve_hosts(const std::vector<std::string>& host_ids) -> int {
   });
 }
 
-void SociStore::remove_host(const std::string& host_id) {
-  write([&](soci::session& sql) { sql << "DELETE FROM hosts WHERE host_id = :h", soci::use(host_id); });
+void SociHosts::remove_host(const std::string& host_id) {
+  core_.write([&](soci::session& sql) { sql << "DELETE FROM hosts WHERE host_id = :h", soci::use(host_id); });
 }
 
-void SociStore::touch_hosts(const std::vector<std::pair<std::string, std::int64_t>>& seen) {
+void SociHosts::touch_hosts(const std::vector<std::pair<std::string, std::int64_t>>& seen) {
   if (seen.empty()) return;
-  write([&](soci::session& sql) {
+  core_.write([&](soci::session& sql) {
     std::string id;
     ll when = 0;
     soci::statement st = (sql.prepare << "UPDATE hosts SET last_seen = :t WHERE host_id = :h "
@@ -85,13 +85,13 @@ void SociStore::touch_hosts(const std::vector<std::pair<std::string, std::int64_
   });
 }
 
-auto SociStore::find_host(const std::string& host_id) -> std::optional<Host> {
-  return guarded([&](soci::session& sql) { return select_host(sql, host_id); });
+auto SociHosts::find_host(const std::string& host_id) -> std::optional<Host> {
+  return core_.guarded([&](soci::session& sql) { return select_host(sql, host_id); });
 }
 
-auto SociStore::hosts_with_key(HostKeyMode mode, const std::string& key) -> std::vector<Host> {
+auto SociHosts::hosts_with_key(HostKeyMode mode, const std::string& key) -> std::vector<Host> {
   if (mode == HostKeyMode::host_id) return {};
-  return guarded([&](soci::session& sql) {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<Host> out;
     std::string value = key;
     if (mode == HostKeyMode::name)
@@ -108,8 +108,8 @@ auto SociStore::hosts_with_key(HostKeyMode mode, const std::string& key) -> std:
   });
 }
 
-auto SociStore::list_hosts() -> std::vector<Host> {
-  return guarded([&](soci::session& sql) -> std::vector<Host> {
+auto SociHosts::list_hosts() -> std::vector<Host> {
+  return core_.guarded([&](soci::session& sql) -> std::vector<Host> {
     std::vector<Host> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT " << kHostColumns << " FROM hosts ORDER BY name, host_id");
@@ -118,17 +118,17 @@ auto SociStore::list_hosts() -> std::vector<Host> {
   });
 }
 
-auto SociStore::select_host(soci::session& sql, const std::string& host_id) -> std::optional<Host> {
+auto SociHosts::select_host(soci::session& sql, const std::string& host_id) -> std::optional<Host> {
   soci::rowset<soci::row> rs =
       (sql.prepare << "SELECT " << kHostColumns << " FROM hosts WHERE host_id = :id", soci::use(host_id));
   for (const auto& r : rs) return host_from_row(r);
   return std::nullopt;
 }
 
-auto SociStore::mark_silent_hosts(std::int64_t cutoff) -> int {
+auto SociHosts::mark_silent_hosts(std::int64_t cutoff) -> int {
   // A read decides whether a write is needed (called every few seconds).
   const ll c = cutoff;
-  const bool any = guarded([&](soci::session& sql) {
+  const bool any = core_.guarded([&](soci::session& sql) {
     int n = 0;
     sql << "SELECT COUNT(*) FROM hosts WHERE (silent = 0 AND last_seen < :c) OR (silent = 1 AND last_seen >= "
            ":c2)",
@@ -136,7 +136,7 @@ auto SociStore::mark_silent_hosts(std::int64_t cutoff) -> int {
     return n > 0;
   });
   if (!any) return 0;
-  return write([&](soci::session& sql) {
+  return core_.write([&](soci::session& sql) {
     struct Row {
       std::string id, name, role;
       ll seen;
@@ -154,11 +154,11 @@ auto SociStore::mark_silent_hosts(std::int64_t cutoff) -> int {
       const int now_silent = r.silent ? 0 : 1;
       sql << "UPDATE hosts SET silent = :s WHERE host_id = :h", soci::use(now_silent), soci::use(r.id);
       if (now_silent)
-        emit(sql, "host.silent", Severity::warning, 0, r.id, r.name,
-             r.role + " " + r.name + " has been silent since " + format_rfc3339_ms(r.seen * 1000));
+        core_.emit(sql, "host.silent", Severity::warning, 0, r.id, r.name,
+                   r.role + " " + r.name + " has been silent since " + format_rfc3339_ms(r.seen * 1000));
       else
-        emit(sql, "host.returned", Severity::info, 0, r.id, r.name,
-             r.role + " " + r.name + " is in contact again");
+        core_.emit(sql, "host.returned", Severity::info, 0, r.id, r.name,
+                   r.role + " " + r.name + " is in contact again");
     }
     return static_cast<int>(rows.size());
   });

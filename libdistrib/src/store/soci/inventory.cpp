@@ -1,23 +1,24 @@
-// SociStore: Inventory reports, history, values, user fields, and collected files.
+// SociInventory: inventory reports, history, values, user fields, and collected files.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-auto SociStore::ingest_inventory(const InventoryReport& rep, std::int64_t received_at) -> InventoryIngest {
+auto SociInventory::ingest_inventory(const InventoryReport& rep, std::int64_t received_at)
+    -> InventoryIngest {
   auto out = ingest_inventory_batch({rep}, received_at).front();
   if (!out.error.empty()) throw Error(ErrorKind::not_found, out.error);
   return out;
 }
 
-auto SociStore::ingest_inventory_batch(const std::vector<InventoryReport>& reports, std::int64_t received_at)
-    -> std::vector<InventoryIngest> {
+auto SociInventory::ingest_inventory_batch(const std::vector<InventoryReport>& reports,
+                                           std::int64_t received_at) -> std::vector<InventoryIngest> {
   // Digests are computed before the write lock is taken.
   std::vector<std::pair<std::string, std::string>> digests;
   for (const auto& rep : reports)
     digests.emplace_back(
         rep.scope != InventoryScope::software ? inventory_digest(rep.items, InventoryScope::system) : "",
         rep.scope != InventoryScope::system ? inventory_digest(rep.items, InventoryScope::software) : "");
-  return write([&](soci::session& sql) {
+  return core_.write([&](soci::session& sql) {
     std::vector<InventoryIngest> out;
     for (std::size_t i = 0; i < reports.size(); ++i)
       out.push_back(ingest_one(sql, reports[i], digests[i].first, digests[i].second, received_at));
@@ -25,8 +26,8 @@ auto SociStore::ingest_inventory_batch(const std::vector<InventoryReport>& repor
   });
 }
 
-auto SociStore::ingest_one(soci::session& sql, const InventoryReport& rep, const std::string& dsys,
-                           const std::string& dsoft, std::int64_t received_at) -> InventoryIngest {
+auto SociInventory::ingest_one(soci::session& sql, const InventoryReport& rep, const std::string& dsys,
+                               const std::string& dsoft, std::int64_t received_at) -> InventoryIngest {
   const bool sys = rep.scope != InventoryScope::software, soft = rep.scope != InventoryScope::system;
   {
     InventoryIngest out;
@@ -112,9 +113,9 @@ auto SociStore::ingest_one(soci::session& sql, const InventoryReport& rep, const
       std::string sample;
       for (std::size_t k = 0; k < out.changes.size() && k < 3; ++k)
         sample += (k ? ", " : "") + std::string(to_string(out.changes[k].kind)) + " " + out.changes[k].key;
-      emit(sql, "inventory.changed", Severity::info, 0, rep.host_id, "",
-           std::to_string(out.changes.size()) + " inventory change(s): " + sample +
-               (out.changes.size() > 3 ? ", ..." : ""));
+      core_.emit(sql, "inventory.changed", Severity::info, 0, rep.host_id, "",
+                 std::to_string(out.changes.size()) + " inventory change(s): " + sample +
+                     (out.changes.size() > 3 ? ", ..." : ""));
     }
     const std::string new_sys = sys ? dsys : old_sys, new_soft = soft ? dsoft : old_soft;
     if (!exists)
@@ -133,8 +134,8 @@ auto SociStore::ingest_one(soci::session& sql, const InventoryReport& rep, const
   }
 }
 
-auto SociStore::find_inventory(const std::string& host_id) -> std::optional<HostInventory> {
-  return guarded([&](soci::session& sql) -> std::optional<HostInventory> {
+auto SociInventory::find_inventory(const std::string& host_id) -> std::optional<HostInventory> {
+  return core_.guarded([&](soci::session& sql) -> std::optional<HostInventory> {
     HostInventory out;
     out.host_id = host_id;
     ll collected = 0, reported = 0;
@@ -151,13 +152,13 @@ auto SociStore::find_inventory(const std::string& host_id) -> std::optional<Host
   });
 }
 
-auto SociStore::inventory_history(const std::string& host_id, int limit) -> std::vector<InventoryChange> {
-  return guarded([&](soci::session& sql) {
+auto SociInventory::inventory_history(const std::string& host_id, int limit) -> std::vector<InventoryChange> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<InventoryChange> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT at, change_kind, item_key, old_value, new_value FROM inventory_history WHERE "
                         "host_id = :h ORDER BY id DESC" +
-                            dialect_.limit(std::max(1, limit)),
+                            core_.dialect().limit(std::max(1, limit)),
          soci::use(host_id));
     for (const auto& r : rs)
       out.push_back({parse_inventory_change_kind(get_str(r, 1)), get_str(r, 2), get_str(r, 3), get_str(r, 4),
@@ -166,8 +167,8 @@ auto SociStore::inventory_history(const std::string& host_id, int limit) -> std:
   });
 }
 
-auto SociStore::inventory_values(const std::string& key, bool prefix) -> std::vector<InventoryValue> {
-  return guarded([&](soci::session& sql) {
+auto SociInventory::inventory_values(const std::string& key, bool prefix) -> std::vector<InventoryValue> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<InventoryValue> out;
     // Keys are UTF-8: U+10FFFF sorts after every key that starts with the prefix.
     const std::string upper = key + "\xf4\x8f\xbf\xbf";
@@ -184,8 +185,8 @@ auto SociStore::inventory_values(const std::string& key, bool prefix) -> std::ve
   });
 }
 
-auto SociStore::inventoried_hosts() -> std::vector<std::string> {
-  return guarded([&](soci::session& sql) {
+auto SociInventory::inventoried_hosts() -> std::vector<std::string> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<std::string> out;
     soci::rowset<soci::row> rs = sql.prepare << "SELECT host_id FROM inventory_hosts";
     for (const auto& r : rs) out.push_back(get_str(r, 0));
@@ -193,17 +194,17 @@ auto SociStore::inventoried_hosts() -> std::vector<std::string> {
   });
 }
 
-void SociStore::put_inventory_field(const InventoryField& f) {
-  write([&](soci::session& sql) {
+void SociInventory::put_inventory_field(const InventoryField& f) {
+  core_.write([&](soci::session& sql) {
     const std::string type(to_string(f.type));
     const auto allowed = join_addresses(f.allowed);
-    sql << dialect_.upsert("inventory_fields", {"name"}, {"field_type", "allowed", "description"}),
+    sql << core_.dialect().upsert("inventory_fields", {"name"}, {"field_type", "allowed", "description"}),
         soci::use(f.name), soci::use(type), soci::use(allowed), soci::use(f.description);
   });
 }
 
-auto SociStore::list_inventory_fields() -> std::vector<InventoryField> {
-  return guarded([&](soci::session& sql) {
+auto SociInventory::list_inventory_fields() -> std::vector<InventoryField> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<InventoryField> out;
     soci::rowset<soci::row> rs =
         sql.prepare << "SELECT name, field_type, allowed, description FROM inventory_fields ORDER BY name";
@@ -214,26 +215,26 @@ auto SociStore::list_inventory_fields() -> std::vector<InventoryField> {
   });
 }
 
-auto SociStore::delete_inventory_field(const std::string& name) -> bool {
-  return write([&](soci::session& sql) {
+auto SociInventory::delete_inventory_field(const std::string& name) -> bool {
+  return core_.write([&](soci::session& sql) {
     soci::statement st = (sql.prepare << "DELETE FROM inventory_fields WHERE name = :n", soci::use(name));
     st.execute(true);
     return st.get_affected_rows() > 0;
   });
 }
 
-void SociStore::record_collected_file(const CollectedFile& f) {
-  write([&](soci::session& sql) {
+void SociInventory::record_collected_file(const CollectedFile& f) {
+  core_.write([&](soci::session& sql) {
     const ll job = f.job_id, size = f.size, at = f.stored_at ? f.stored_at : fs::now_unix();
-    sql << dialect_.upsert("collected_files", {"job_id", "host_id", "path"},
-                           {"byte_size", "sha256", "stored_at"}),
+    sql << core_.dialect().upsert("collected_files", {"job_id", "host_id", "path"},
+                                  {"byte_size", "sha256", "stored_at"}),
         soci::use(job), soci::use(f.host_id), soci::use(f.path), soci::use(size), soci::use(f.sha256),
         soci::use(at);
   });
 }
 
-auto SociStore::collected_files(std::int64_t job_id) -> std::vector<CollectedFile> {
-  return guarded([&](soci::session& sql) {
+auto SociInventory::collected_files(std::int64_t job_id) -> std::vector<CollectedFile> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<CollectedFile> out;
     const ll job = job_id;
     soci::rowset<soci::row> rs =

@@ -1,11 +1,11 @@
-// SociStore: Jobs and their entries: creation, reports through the entry state machine, cancel, retry,
-// suspend and resume, split changes.
+// SociJobs: jobs and their entries: creation, listings, reports through the entry state machine,
+// cancel, retry.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-auto SociStore::create_job(const Job& job, const std::vector<std::string>& host_ids) -> JobCreated {
-  return write([&](soci::session& sql) {
+auto SociJobs::create_job(const Job& job, const std::vector<std::string>& host_ids) -> JobCreated {
+  return core_.write([&](soci::session& sql) {
     std::vector<std::string> ids;
     std::unordered_set<std::string> seen;
     ids.reserve(host_ids.size());
@@ -31,13 +31,13 @@ auto SociStore::create_job(const Job& job, const std::vector<std::string>& host_
       waves = assign_waves(ids.size(), job.rollout.waves);
     }
     JobCreated out;
-    out.job = insert_job(sql, job, ids, waves);
+    out.job = core_.insert_job(sql, job, ids, waves);
     out.entries = static_cast<std::int64_t>(ids.size());
-    emit(sql, "job.created", Severity::info, out.job.id, "",
-         job.package_name.empty() ? std::string() : job.package_name + " " + job.package_version,
-         "job " + std::to_string(out.job.id) + " created: " + std::string(to_string(job.type)) + " to " +
-             std::to_string(ids.size()) + " host(s)" +
-             (job.created_by.empty() ? std::string() : " by " + job.created_by));
+    core_.emit(sql, "job.created", Severity::info, out.job.id, "",
+               job.package_name.empty() ? std::string() : job.package_name + " " + job.package_version,
+               "job " + std::to_string(out.job.id) + " created: " + std::string(to_string(job.type)) +
+                   " to " + std::to_string(ids.size()) + " host(s)" +
+                   (job.created_by.empty() ? std::string() : " by " + job.created_by));
     for (const auto& g : job.id_groups)
       sql << "INSERT INTO job_id_groups (group_name, job_id) VALUES (:g, :j)", soci::use(g),
           soci::use(static_cast<ll>(out.job.id));
@@ -51,80 +51,8 @@ auto SociStore::create_job(const Job& job, const std::vector<std::string>& host_
   });
 }
 
-auto SociStore::insert_job(soci::session& sql, const Job& job, const std::vector<std::string>& host_ids,
-                           const std::vector<int>& waves) -> Job {
-  Job out = job;
-  out.created_at = job.created_at ? job.created_at : fs::now_unix();
-  const bool rollout = !job.rollout.waves.empty();
-  out.rollout_state = rollout ? RolloutState::running : RolloutState::none;
-  out.current_wave = rollout ? 1 : 0;
-  const std::string type(to_string(job.type));
-  const auto dests = join_addresses(job.destinations);
-  const ll created = out.created_at;
-  const int cancel = 0;
-  const ll upstream = job.upstream_id;
-  const auto& sc = job.schedule;
-  const ll start = sc.start_at, expires = sc.expires_at;
-  const std::string timing(to_string(sc.timing));
-  const std::string window = sc.timing == InstallTiming::window ? to_string(sc.window) : std::string();
-  const int retries = sc.max_retries, retry_installs = sc.retry_installs ? 1 : 0,
-            backoff = sc.retry_backoff_seconds;
-  const std::string wave_text = join_waves(job.rollout.waves);
-  const int success = job.rollout.success_threshold, errors = job.rollout.error_threshold;
-  const std::string rstate(to_string(out.rollout_state));
-  const int current = out.current_wave;
-  const std::string groups = join_addresses(job.id_groups);
-  const ll split_size = static_cast<ll>(job.split.size);
-  const int split_interval = job.split.interval_seconds;
-  const std::string params =
-      job.type == JobType::collect_files
-          ? boost::json::serialize(boost::json::object{{"collect", json::to_json(job.collect)}})
-          : std::string();
-  sql << "INSERT INTO jobs (type, package_name, package_version, destinations, key_mode, "
-         "created_by, created_at, cancel_requested, upstream_id, start_at, expires_at, timing, "
-         "window_spec, max_retries, retry_installs, retry_backoff, waves, success_threshold, "
-         "error_threshold, rollout_state, current_wave, rollout_message, id_groups, split_size, "
-         "split_interval, params) VALUES (:t, "
-         ":n, :v, :d, :k, :b, :c, :x, :u, :sa, :ea, :ti, :wi, :mr, :ri, :rb, :wv, :st, :et, :rs, "
-         ":cw, '', :ig, :ss, :si, :pa)",
-      soci::use(type), soci::use(job.package_name), soci::use(job.package_version), soci::use(dests),
-      soci::use(job.key_mode), soci::use(job.created_by), soci::use(created), soci::use(cancel),
-      soci::use(upstream), soci::use(start), soci::use(expires), soci::use(timing), soci::use(window),
-      soci::use(retries), soci::use(retry_installs), soci::use(backoff), soci::use(wave_text),
-      soci::use(success), soci::use(errors), soci::use(rstate), soci::use(current), soci::use(groups),
-      soci::use(split_size), soci::use(split_interval), soci::use(params);
-  ll id = 0;
-  sql << dialect_.last_id_query("jobs"), soci::into(id);
-  out.id = id;
-  if (host_ids.empty()) return out;
-  // Bound in bulk, 1,000 rows per execution: drivers with array binding (ODBC) send them in
-  // one round trip.
-  std::vector<std::string> hosts;
-  std::vector<ll> jobs, times, readies;
-  std::vector<int> wave_nos;
-  for (std::size_t i = 0; i < host_ids.size(); i += 1000) {
-    const std::size_t end = std::min(host_ids.size(), i + 1000);
-    hosts.assign(host_ids.begin() + static_cast<std::ptrdiff_t>(i),
-                 host_ids.begin() + static_cast<std::ptrdiff_t>(end));
-    jobs.assign(hosts.size(), id);
-    times.assign(hosts.size(), created);
-    wave_nos.clear();
-    readies.clear();
-    for (std::size_t k = i; k < end; ++k) {
-      const int wave = waves.empty() ? 0 : waves[k];
-      wave_nos.push_back(wave);
-      readies.push_back(wave > 1 ? kHeldUntilReleased : start);
-    }
-    sql << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, output_tail, "
-           "updated_at, "
-           "wave, ready_at) VALUES (:j, :h, 'waiting', 1, 0, '', '', :u, :w, :r)",
-        soci::use(jobs), soci::use(hosts), soci::use(times), soci::use(wave_nos), soci::use(readies);
-  }
-  return out;
-}
-
-auto SociStore::find_job(std::int64_t job_id) -> std::optional<Job> {
-  return guarded([&](soci::session& sql) -> std::optional<Job> {
+auto SociJobs::find_job(std::int64_t job_id) -> std::optional<Job> {
+  return core_.guarded([&](soci::session& sql) -> std::optional<Job> {
     const ll id = job_id;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT " << kJobColumns << " FROM jobs WHERE id = :id", soci::use(id));
@@ -133,11 +61,11 @@ auto SociStore::find_job(std::int64_t job_id) -> std::optional<Job> {
   });
 }
 
-auto SociStore::list_jobs(int limit) -> std::vector<JobListing> {
-  return guarded([&](soci::session& sql) {
+auto SociJobs::list_jobs(int limit) -> std::vector<JobListing> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<JobListing> out;
     soci::rowset<soci::row> rs = (sql.prepare << "SELECT " << kJobColumns << " FROM jobs ORDER BY id DESC"
-                                              << dialect_.limit(std::max(1, limit)));
+                                              << core_.dialect().limit(std::max(1, limit)));
     for (const auto& r : rs) out.push_back({job_from_row(r), {}});
     if (out.empty()) return out;
     const ll min_id = out.back().job.id;
@@ -160,8 +88,8 @@ auto SociStore::list_jobs(int limit) -> std::vector<JobListing> {
   });
 }
 
-auto SociStore::job_entries(std::int64_t job_id) -> std::vector<JobEntry> {
-  return guarded([&](soci::session& sql) {
+auto SociJobs::job_entries(std::int64_t job_id) -> std::vector<JobEntry> {
+  return core_.guarded([&](soci::session& sql) {
     const ll id = job_id;
     std::vector<JobEntry> out;
     soci::rowset<soci::row> rs = (sql.prepare << "SELECT " << kEntryColumns << kEntryFrom
@@ -172,8 +100,8 @@ auto SociStore::job_entries(std::int64_t job_id) -> std::vector<JobEntry> {
   });
 }
 
-auto SociStore::open_entries_for_host(const std::string& host_id) -> std::vector<JobEntry> {
-  return guarded([&](soci::session& sql) {
+auto SociJobs::open_entries_for_host(const std::string& host_id) -> std::vector<JobEntry> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<JobEntry> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT " << kEntryColumns << kEntryFrom << "WHERE e.host_id = :h AND e.state IN "
@@ -184,8 +112,8 @@ auto SociStore::open_entries_for_host(const std::string& host_id) -> std::vector
   });
 }
 
-auto SociStore::children_with_work() -> std::vector<std::string> {
-  return guarded([&](soci::session& sql) {
+auto SociJobs::children_with_work() -> std::vector<std::string> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<std::string> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT DISTINCT h.via FROM job_entries e JOIN hosts h ON h.host_id = "
@@ -196,9 +124,9 @@ auto SociStore::children_with_work() -> std::vector<std::string> {
   });
 }
 
-auto SociStore::apply_report(const std::string& reporter, const EntryReport& rep, bool forwarded)
+auto SociJobs::apply_report(const std::string& reporter, const EntryReport& rep, bool forwarded)
     -> ReportOutcome {
-  return write([&](soci::session& sql) {
+  return core_.write([&](soci::session& sql) {
     ReportOutcome out;
     const ll id = rep.entry_id;
     std::string owner, state_text, via;
@@ -263,7 +191,7 @@ auto SociStore::apply_report(const std::string& reporter, const EntryReport& rep
              "up_version = CASE WHEN upstream_id <> 0 THEN up_version + 1 ELSE 0 END WHERE id = :id",
           soci::use(next), soci::use(seq), soci::use(exit_code, exit_ind), soci::use(message),
           soci::use(rep.output_tail), soci::use(now), soci::use(retry_at), soci::use(id);
-      emit(sql, "entry.retrying", Severity::warning, job_id, owner, host_name, message);
+      core_.emit(sql, "entry.retrying", Severity::warning, job_id, owner, host_name, message);
       out.kind = ReportOutcome::Kind::applied;
       out.current = EntryState::waiting;
       out.retried = true;
@@ -288,11 +216,12 @@ auto SociStore::apply_report(const std::string& reporter, const EntryReport& rep
         soci::use(seg_total), soci::use(bytes_received), soci::use(bad_chunks), soci::use(id);
     if (rep.state != current && (rep.state == EntryState::succeeded || rep.state == EntryState::failed)) {
       const bool ok = rep.state == EntryState::succeeded;
-      emit(sql, ok ? "entry.succeeded" : "entry.failed", ok ? Severity::info : Severity::warning, job_id,
-           owner, host_name,
-           "job " + std::to_string(job_id) + " on " + (host_name.empty() ? owner : host_name) + ": " + state +
-               (rep.message.empty() ? std::string() : " (" + first_line(rep.message) + ")"));
-      emit_job_end(sql, job_id);
+      core_.emit(sql, ok ? "entry.succeeded" : "entry.failed", ok ? Severity::info : Severity::warning,
+                 job_id, owner, host_name,
+                 "job " + std::to_string(job_id) + " on " + (host_name.empty() ? owner : host_name) + ": " +
+                     state +
+                     (rep.message.empty() ? std::string() : " (" + SociCore::first_line(rep.message) + ")"));
+      core_.emit_job_end(sql, job_id);
     }
     out.kind = ReportOutcome::Kind::applied;
     out.current = rep.state;
@@ -300,8 +229,8 @@ auto SociStore::apply_report(const std::string& reporter, const EntryReport& rep
   });
 }
 
-auto SociStore::cancel_job_entries(std::int64_t job_id) -> JobCancel {
-  return write([&](soci::session& sql) {
+auto SociJobs::cancel_job_entries(std::int64_t job_id) -> JobCancel {
+  return core_.write([&](soci::session& sql) {
     const ll id = job_id;
     int exists = 0;
     sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
@@ -329,19 +258,19 @@ auto SociStore::cancel_job_entries(std::int64_t job_id) -> JobCancel {
            "pushed_to = '', updated_at = :u WHERE job_id = :id AND state IN "
         << kCancellable,
         soci::use(now), soci::use(id);
-    emit(sql, "job.cancelled", Severity::warning, id, "", "",
-         "job " + std::to_string(id) + " cancelled by operator");
+    core_.emit(sql, "job.cancelled", Severity::warning, id, "", "",
+               "job " + std::to_string(id) + " cancelled by operator");
     return out;
   });
 }
 
-auto SociStore::retry_failed(std::int64_t job_id) -> std::pair<std::int64_t, std::vector<std::string>> {
-  return write([&](soci::session& sql) {
+auto SociJobs::retry_failed(std::int64_t job_id) -> std::pair<std::int64_t, std::vector<std::string>> {
+  return core_.write([&](soci::session& sql) {
     const ll id = job_id, now = fs::now_unix();
     int exists = 0;
     sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
     if (!exists) throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " does not exist");
-    auto vias = distinct_vias(sql, "e.job_id = :j AND e.state = 'failed' AND 0 = :z", id, 0);
+    auto vias = core_.distinct_vias(sql, "e.job_id = :j AND e.state = 'failed' AND 0 = :z", id, 0);
     soci::statement st =
         (sql.prepare << "UPDATE job_entries SET state = 'waiting', attempt = attempt + 1, ready_at = :n, "
                         "message = 'retry requested by operator', exit_code = NULL, output_tail = '', "
@@ -350,94 +279,6 @@ auto SociStore::retry_failed(std::int64_t job_id) -> std::pair<std::int64_t, std
          soci::use(now), soci::use(now), soci::use(id));
     st.execute(true);
     return std::make_pair(static_cast<std::int64_t>(st.get_affected_rows()), vias);
-  });
-}
-
-void SociStore::require_job(soci::session& sql, ll id) {
-  int exists = 0;
-  sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
-  if (!exists) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
-}
-
-auto SociStore::suspend_transfers(std::int64_t job_id, const std::vector<std::string>& host_ids, bool suspend)
-    -> TransferChange {
-  return write([&](soci::session& sql) {
-    const ll id = job_id, now = fs::now_unix();
-    if (id != 0) require_job(sql, id);
-    const std::string from = suspend ? "('waiting', 'transferring')" : "('suspended')";
-    const std::string to = suspend ? "suspended" : "waiting";
-    const std::string why = suspend ? "suspended by operator" : "resumed by operator";
-    // Scope: one job, or every entry of the given hosts.
-    const std::string scope = id != 0 ? "e.job_id = :p" : "e.host_id = :p";
-    std::vector<ll> ids;
-    std::set<std::string> vias;
-    auto collect = [&](const auto& param) {
-      soci::rowset<soci::row> rs =
-          (sql.prepare << "SELECT e.id, COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN hosts h "
-                          "ON h.host_id = e.host_id WHERE "
-                       << scope << " AND e.state IN " << from,
-           soci::use(param));
-      for (const auto& r : rs) {
-        ids.push_back(get_i64(r, 0));
-        vias.insert(get_str(r, 1));
-      }
-    };
-    if (id != 0)
-      collect(id);
-    else
-      for (const auto& h : host_ids) collect(h);
-    {
-      TransferChange out;
-      ll entry = 0;
-      soci::statement st = (sql.prepare << "UPDATE job_entries SET state = :s, message = :m, pushed_to = '', "
-                                           "updated_at = :u WHERE id = :id",
-                            soci::use(to), soci::use(why), soci::use(now), soci::use(entry));
-      for (auto e : ids) {
-        entry = e;
-        st.execute(true);
-      }
-      out.entries = static_cast<std::int64_t>(ids.size());
-      out.vias.assign(vias.begin(), vias.end());
-      return out;
-    }
-  });
-}
-
-auto SociStore::clear_split(std::int64_t job_id) -> TransferChange {
-  return write([&](soci::session& sql) {
-    const ll id = job_id;
-    require_job(sql, id);
-    sql << "UPDATE jobs SET split_size = 0, split_interval = 0 WHERE id = :id", soci::use(id);
-    TransferChange out;
-    out.vias =
-        distinct_vias(sql, std::string("e.job_id = :j AND e.state IN ") + kOpen + " AND 0 = :z", id, 0);
-    soci::statement st = (sql.prepare << "UPDATE job_entries SET pushed_to = '' WHERE job_id = :j "
-                                         "AND state IN "
-                                      << kOpen,
-                          soci::use(id));
-    st.execute(true);
-    out.entries = static_cast<std::int64_t>(st.get_affected_rows());
-    return out;
-  });
-}
-
-auto SociStore::transfer_status(const std::string& host_id, std::int64_t entry_id)
-    -> std::optional<TransferStatus> {
-  return guarded([&](soci::session& sql) -> std::optional<TransferStatus> {
-    const ll id = entry_id;
-    soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT e.state, e.attempt, j.split_size, j.split_interval FROM job_entries "
-                        "e JOIN jobs j ON j.id = e.job_id WHERE e.id = :id AND e.host_id = :h",
-         soci::use(id), soci::use(host_id));
-    for (const auto& r : rs) {
-      TransferStatus t;
-      t.state = parse_entry_state(get_str(r, 0));
-      t.attempt = static_cast<std::int32_t>(get_i64(r, 1));
-      t.split.size = static_cast<std::uint64_t>(get_i64(r, 2));
-      t.split.interval_seconds = static_cast<int>(get_i64(r, 3));
-      return t;
-    }
-    return std::nullopt;
   });
 }
 

@@ -1,10 +1,10 @@
-// SociStore: Packages: manifests registered, listed, touched and deleted.
+// SociPackages: package manifests registered, listed, touched and deleted.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-auto SociStore::insert_package(const Manifest& m) -> bool {
-  return write([&](soci::session& sql) {
+auto SociPackages::insert_package(const Manifest& m) -> bool {
+  return core_.write([&](soci::session& sql) {
     std::string existing;
     soci::indicator ind = soci::i_null;
     sql << "SELECT payload_digest FROM packages WHERE name = :n AND version = :v", soci::into(existing, ind),
@@ -23,15 +23,16 @@ auto SociStore::insert_package(const Manifest& m) -> bool {
            "manifest, created_at) VALUES (:n, :v, :d, :s, :f, :m, :c)",
         soci::use(m.name), soci::use(m.version), soci::use(m.payload_digest), soci::use(size),
         soci::use(files), soci::use(manifest), soci::use(created);
-    emit(
+    core_.emit(
         sql, "package.registered", Severity::info, 0, "", m.name + " " + m.version,
         "package " + m.name + " " + m.version + " registered (" + std::to_string(m.payload_size) + " bytes)");
     return true;
   });
 }
 
-auto SociStore::find_package(const std::string& name, const std::string& version) -> std::optional<Manifest> {
-  return guarded([&](soci::session& sql) -> std::optional<Manifest> {
+auto SociPackages::find_package(const std::string& name, const std::string& version)
+    -> std::optional<Manifest> {
+  return core_.guarded([&](soci::session& sql) -> std::optional<Manifest> {
     std::string manifest;
     soci::indicator ind = soci::i_null;
     sql << "SELECT manifest FROM packages WHERE name = :n AND version = :v", soci::into(manifest, ind),
@@ -41,8 +42,8 @@ auto SociStore::find_package(const std::string& name, const std::string& version
   });
 }
 
-auto SociStore::list_packages() -> std::vector<PackageSummary> {
-  return guarded([&](soci::session& sql) {
+auto SociPackages::list_packages() -> std::vector<PackageSummary> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<PackageSummary> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT name, version, payload_digest, payload_size, file_count, "
@@ -62,16 +63,16 @@ auto SociStore::list_packages() -> std::vector<PackageSummary> {
   });
 }
 
-void SociStore::touch_package(const std::string& name, const std::string& version, std::int64_t when) {
-  write([&](soci::session& sql) {
+void SociPackages::touch_package(const std::string& name, const std::string& version, std::int64_t when) {
+  core_.write([&](soci::session& sql) {
     const ll t = when;
     sql << "UPDATE packages SET last_used = :t WHERE name = :n AND version = :v", soci::use(t),
         soci::use(name), soci::use(version);
   });
 }
 
-auto SociStore::delete_package(const std::string& name, const std::string& version) -> bool {
-  return write([&](soci::session& sql) {
+auto SociPackages::delete_package(const std::string& name, const std::string& version) -> bool {
+  return core_.write([&](soci::session& sql) {
     int exists = 0;
     sql << "SELECT COUNT(*) FROM packages WHERE name = :n AND version = :v", soci::into(exists),
         soci::use(name), soci::use(version);
@@ -87,8 +88,8 @@ auto SociStore::delete_package(const std::string& name, const std::string& versi
       throw Error(ErrorKind::conflict,
                   "package \"" + name + "\" " + version + " is still needed by job " + std::to_string(job));
     sql << "DELETE FROM packages WHERE name = :n AND version = :v", soci::use(name), soci::use(version);
-    emit(sql, "package.deleted", Severity::info, 0, "", name + " " + version,
-         "package " + name + " " + version + " deleted");
+    core_.emit(sql, "package.deleted", Severity::info, 0, "", name + " " + version,
+               "package " + name + " " + version + " deleted");
     return true;
   });
 }

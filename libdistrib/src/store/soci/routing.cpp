@@ -1,10 +1,10 @@
-// SociStore: Entries travelling down the tree to relays and states reported back up.
+// SociRouting: entries travelling down the tree to relays and states reported back up.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-auto SociStore::entries_to_push(const std::string& via, int limit) -> std::vector<RoutedEntry> {
-  return guarded([&](soci::session& sql) {
+auto SociRouting::entries_to_push(const std::string& via, int limit) -> std::vector<RoutedEntry> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<RoutedEntry> out;
     const ll now = fs::now_unix();
     soci::rowset<soci::row> rs =
@@ -15,7 +15,7 @@ auto SociStore::entries_to_push(const std::string& via, int limit) -> std::vecto
                         "FROM job_entries e JOIN hosts h ON h.host_id = e.host_id JOIN jobs j "
                         "ON j.id = e.job_id WHERE h.via = :v AND e.host_id <> :v2 AND "
                         "e.pushed_to <> :v3 AND e.ready_at <= :n ORDER BY e.id"
-                     << dialect_.limit(std::max(1, limit)),
+                     << core_.dialect().limit(std::max(1, limit)),
          soci::use(via), soci::use(via), soci::use(via), soci::use(now));
     for (const auto& r : rs) {
       RoutedEntry x;
@@ -45,10 +45,10 @@ auto SociStore::entries_to_push(const std::string& via, int limit) -> std::vecto
   });
 }
 
-void SociStore::mark_pushed(const std::string& via,
-                            const std::vector<std::pair<std::int64_t, EntryState>>& acks) {
+void SociRouting::mark_pushed(const std::string& via,
+                              const std::vector<std::pair<std::int64_t, EntryState>>& acks) {
   if (acks.empty()) return;
-  write([&](soci::session& sql) {
+  core_.write([&](soci::session& sql) {
     ll id = 0;
     std::string state;
     soci::statement st = (sql.prepare << "UPDATE job_entries SET pushed_to = :v WHERE id = :id "
@@ -62,8 +62,8 @@ void SociStore::mark_pushed(const std::string& via,
   });
 }
 
-auto SociStore::import_entries(const std::vector<RoutedEntry>& entries) -> std::vector<std::string> {
-  return write([&](soci::session& sql) {
+auto SociRouting::import_entries(const std::vector<RoutedEntry>& entries) -> std::vector<std::string> {
+  return core_.write([&](soci::session& sql) {
     std::set<std::string> vias;
     std::map<ll, ll> local_jobs;  // upstream job id → local id
     for (const auto& x : entries) {
@@ -122,7 +122,7 @@ auto SociStore::import_entries(const std::vector<RoutedEntry>& entries) -> std::
             job.upstream_id = x.job.id;
             job.key_mode = "host-id";
             job.created_by = "parent";
-            it->second = insert_job(sql, job, {}).id;
+            it->second = core_.insert_job(sql, job, {}).id;
           }
         }
         const ll job_id = it->second;
@@ -143,7 +143,7 @@ auto SociStore::import_entries(const std::vector<RoutedEntry>& entries) -> std::
   });
 }
 
-auto SociStore::update_split(soci::session& sql, ll local_entry, const SplitSpec& split) -> bool {
+auto SociRouting::update_split(soci::session& sql, ll local_entry, const SplitSpec& split) -> bool {
   const ll size = static_cast<ll>(split.size);
   const int interval = split.interval_seconds;
   soci::statement st =
@@ -155,21 +155,21 @@ auto SociStore::update_split(soci::session& sql, ll local_entry, const SplitSpec
   return st.get_affected_rows() > 0;
 }
 
-auto SociStore::hosts_to_report(int limit) -> std::vector<PendingHost> {
-  return guarded([&](soci::session& sql) {
+auto SociRouting::hosts_to_report(int limit) -> std::vector<PendingHost> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<PendingHost> out;
     soci::rowset<soci::row> rs = (sql.prepare << "SELECT " << kHostColumns
                                               << ", up_version FROM hosts WHERE up_version > 0 "
                                                  "ORDER BY host_id"
-                                              << dialect_.limit(std::max(1, limit)));
+                                              << core_.dialect().limit(std::max(1, limit)));
     for (const auto& r : rs) out.push_back({host_from_row(r), get_i64(r, 11)});
     return out;
   });
 }
 
-void SociStore::hosts_reported(const std::vector<std::pair<std::string, std::int64_t>>& done) {
+void SociRouting::hosts_reported(const std::vector<std::pair<std::string, std::int64_t>>& done) {
   if (done.empty()) return;
-  write([&](soci::session& sql) {
+  core_.write([&](soci::session& sql) {
     std::string id;
     ll version = 0;
     soci::statement st = (sql.prepare << "UPDATE hosts SET up_version = 0 WHERE host_id = :h "
@@ -183,15 +183,15 @@ void SociStore::hosts_reported(const std::vector<std::pair<std::string, std::int
   });
 }
 
-auto SociStore::reports_to_forward(int limit) -> std::vector<PendingReport> {
-  return guarded([&](soci::session& sql) {
+auto SociRouting::reports_to_forward(int limit) -> std::vector<PendingReport> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<PendingReport> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT id, upstream_id, attempt, last_seq, state, exit_code, message, "
                         "output_tail, up_version, seg_done, seg_total, bytes_received, "
                         "bad_chunks FROM job_entries WHERE up_version > 0 AND "
                         "upstream_id <> 0 ORDER BY id"
-                     << dialect_.limit(std::max(1, limit)));
+                     << core_.dialect().limit(std::max(1, limit)));
     for (const auto& r : rs) {
       PendingReport p;
       p.local_id = get_i64(r, 0);
@@ -213,9 +213,9 @@ auto SociStore::reports_to_forward(int limit) -> std::vector<PendingReport> {
   });
 }
 
-void SociStore::reports_forwarded(const std::vector<std::pair<std::int64_t, std::int64_t>>& done) {
+void SociRouting::reports_forwarded(const std::vector<std::pair<std::int64_t, std::int64_t>>& done) {
   if (done.empty()) return;
-  write([&](soci::session& sql) {
+  core_.write([&](soci::session& sql) {
     ll id = 0, version = 0;
     soci::statement st = (sql.prepare << "UPDATE job_entries SET up_version = 0 WHERE id = :id "
                                          "AND up_version = :v",

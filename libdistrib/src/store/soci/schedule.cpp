@@ -1,11 +1,100 @@
-// SociStore: What the scheduler asks: expiries, entries becoming ready, open windows, rollout waves.
+// SociSchedule: suspended and resumed transfers, split changes, and what the scheduler asks: expiries,
+// entries becoming ready, open windows, rollout waves.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-auto SociStore::expire_entries(std::int64_t after, std::int64_t upto) -> std::vector<std::string> {
+void SociSchedule::require_job(soci::session& sql, ll id) {
+  int exists = 0;
+  sql << "SELECT COUNT(*) FROM jobs WHERE id = :id", soci::into(exists), soci::use(id);
+  if (!exists) throw Error(ErrorKind::not_found, "job " + std::to_string(id) + " does not exist");
+}
+
+auto SociSchedule::suspend_transfers(std::int64_t job_id, const std::vector<std::string>& host_ids,
+                                     bool suspend) -> TransferChange {
+  return core_.write([&](soci::session& sql) {
+    const ll id = job_id, now = fs::now_unix();
+    if (id != 0) require_job(sql, id);
+    const std::string from = suspend ? "('waiting', 'transferring')" : "('suspended')";
+    const std::string to = suspend ? "suspended" : "waiting";
+    const std::string why = suspend ? "suspended by operator" : "resumed by operator";
+    // Scope: one job, or every entry of the given hosts.
+    const std::string scope = id != 0 ? "e.job_id = :p" : "e.host_id = :p";
+    std::vector<ll> ids;
+    std::set<std::string> vias;
+    auto collect = [&](const auto& param) {
+      soci::rowset<soci::row> rs =
+          (sql.prepare << "SELECT e.id, COALESCE(h.via, e.host_id) FROM job_entries e LEFT JOIN hosts h "
+                          "ON h.host_id = e.host_id WHERE "
+                       << scope << " AND e.state IN " << from,
+           soci::use(param));
+      for (const auto& r : rs) {
+        ids.push_back(get_i64(r, 0));
+        vias.insert(get_str(r, 1));
+      }
+    };
+    if (id != 0)
+      collect(id);
+    else
+      for (const auto& h : host_ids) collect(h);
+    {
+      TransferChange out;
+      ll entry = 0;
+      soci::statement st = (sql.prepare << "UPDATE job_entries SET state = :s, message = :m, pushed_to = '', "
+                                           "updated_at = :u WHERE id = :id",
+                            soci::use(to), soci::use(why), soci::use(now), soci::use(entry));
+      for (auto e : ids) {
+        entry = e;
+        st.execute(true);
+      }
+      out.entries = static_cast<std::int64_t>(ids.size());
+      out.vias.assign(vias.begin(), vias.end());
+      return out;
+    }
+  });
+}
+
+auto SociSchedule::clear_split(std::int64_t job_id) -> TransferChange {
+  return core_.write([&](soci::session& sql) {
+    const ll id = job_id;
+    require_job(sql, id);
+    sql << "UPDATE jobs SET split_size = 0, split_interval = 0 WHERE id = :id", soci::use(id);
+    TransferChange out;
+    out.vias =
+        core_.distinct_vias(sql, std::string("e.job_id = :j AND e.state IN ") + kOpen + " AND 0 = :z", id, 0);
+    soci::statement st = (sql.prepare << "UPDATE job_entries SET pushed_to = '' WHERE job_id = :j "
+                                         "AND state IN "
+                                      << kOpen,
+                          soci::use(id));
+    st.execute(true);
+    out.entries = static_cast<std::int64_t>(st.get_affected_rows());
+    return out;
+  });
+}
+
+auto SociSchedule::transfer_status(const std::string& host_id, std::int64_t entry_id)
+    -> std::optional<TransferStatus> {
+  return core_.guarded([&](soci::session& sql) -> std::optional<TransferStatus> {
+    const ll id = entry_id;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT e.state, e.attempt, j.split_size, j.split_interval FROM job_entries "
+                        "e JOIN jobs j ON j.id = e.job_id WHERE e.id = :id AND e.host_id = :h",
+         soci::use(id), soci::use(host_id));
+    for (const auto& r : rs) {
+      TransferStatus t;
+      t.state = parse_entry_state(get_str(r, 0));
+      t.attempt = static_cast<std::int32_t>(get_i64(r, 1));
+      t.split.size = static_cast<std::uint64_t>(get_i64(r, 2));
+      t.split.interval_seconds = static_cast<int>(get_i64(r, 3));
+      return t;
+    }
+    return std::nullopt;
+  });
+}
+
+auto SociSchedule::expire_entries(std::int64_t after, std::int64_t upto) -> std::vector<std::string> {
   // Called every second: a read decides whether a write transaction is needed at all.
-  const bool any = guarded([&](soci::session& sql) {
+  const bool any = core_.guarded([&](soci::session& sql) {
     int n = 0;
     const ll a = after, u = upto;
     sql << "SELECT COUNT(*) FROM jobs WHERE expires_at > :a AND expires_at <= :u", soci::into(n),
@@ -13,13 +102,13 @@ auto SociStore::expire_entries(std::int64_t after, std::int64_t upto) -> std::ve
     return n > 0;
   });
   if (!any) return {};
-  return write([&](soci::session& sql) {
+  return core_.write([&](soci::session& sql) {
     const ll a = after, u = upto;
-    auto vias = distinct_vias(sql,
-                              std::string("e.state IN ") + kCancellable +
-                                  " AND e.job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND "
-                                  "expires_at <= :u)",
-                              a, u);
+    auto vias = core_.distinct_vias(sql,
+                                    std::string("e.state IN ") + kCancellable +
+                                        " AND e.job_id IN (SELECT id FROM jobs WHERE expires_at > :a AND "
+                                        "expires_at <= :u)",
+                                    a, u);
     if (vias.empty()) return vias;
     struct Expiring {
       ll job;
@@ -44,24 +133,24 @@ auto SociStore::expire_entries(std::int64_t after, std::int64_t upto) -> std::ve
     std::set<ll> jobs;
     for (const auto& x : expiring) {
       const auto who = x.name.empty() ? x.host_id : x.name;
-      emit(sql, "entry.expired", Severity::warning, x.job, x.host_id, who,
-           "job " + std::to_string(x.job) + " on " + who + ": expired before it could finish");
+      core_.emit(sql, "entry.expired", Severity::warning, x.job, x.host_id, who,
+                 "job " + std::to_string(x.job) + " on " + who + ": expired before it could finish");
       jobs.insert(x.job);
     }
-    for (const auto j : jobs) emit_job_end(sql, j);
+    for (const auto j : jobs) core_.emit_job_end(sql, j);
     return vias;
   });
 }
 
-auto SociStore::vias_ready_between(std::int64_t after, std::int64_t upto) -> std::vector<std::string> {
-  return guarded([&](soci::session& sql) {
-    return distinct_vias(sql, std::string("e.ready_at > :a AND e.ready_at <= :u AND e.state IN ") + kOpen,
-                         after, upto);
+auto SociSchedule::vias_ready_between(std::int64_t after, std::int64_t upto) -> std::vector<std::string> {
+  return core_.guarded([&](soci::session& sql) {
+    return core_.distinct_vias(
+        sql, std::string("e.ready_at > :a AND e.ready_at <= :u AND e.state IN ") + kOpen, after, upto);
   });
 }
 
-auto SociStore::open_window_jobs() -> std::vector<Job> {
-  return guarded([&](soci::session& sql) {
+auto SociSchedule::open_window_jobs() -> std::vector<Job> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<Job> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT " << kJobColumns
@@ -73,14 +162,15 @@ auto SociStore::open_window_jobs() -> std::vector<Job> {
   });
 }
 
-auto SociStore::vias_with_open_entries(std::int64_t job_id) -> std::vector<std::string> {
-  return guarded([&](soci::session& sql) {
-    return distinct_vias(sql, std::string("e.job_id = :j AND 0 = :z AND e.state IN ") + kOpen, job_id, 0);
+auto SociSchedule::vias_with_open_entries(std::int64_t job_id) -> std::vector<std::string> {
+  return core_.guarded([&](soci::session& sql) {
+    return core_.distinct_vias(sql, std::string("e.job_id = :j AND 0 = :z AND e.state IN ") + kOpen, job_id,
+                               0);
   });
 }
 
-auto SociStore::running_rollouts() -> std::vector<Job> {
-  return guarded([&](soci::session& sql) {
+auto SociSchedule::running_rollouts() -> std::vector<Job> {
+  return core_.guarded([&](soci::session& sql) {
     std::vector<Job> out;
     soci::rowset<soci::row> rs =
         (sql.prepare << "SELECT " << kJobColumns << " FROM jobs WHERE rollout_state = 'running' ORDER BY id");
@@ -89,8 +179,8 @@ auto SociStore::running_rollouts() -> std::vector<Job> {
   });
 }
 
-auto SociStore::wave_counts(std::int64_t job_id) -> std::vector<WaveCounts> {
-  return guarded([&](soci::session& sql) {
+auto SociSchedule::wave_counts(std::int64_t job_id) -> std::vector<WaveCounts> {
+  return core_.guarded([&](soci::session& sql) {
     std::map<int, WaveCounts> by;
     const ll id = job_id;
     soci::rowset<soci::row> rs =
@@ -114,8 +204,8 @@ auto SociStore::wave_counts(std::int64_t job_id) -> std::vector<WaveCounts> {
   });
 }
 
-auto SociStore::release_wave(std::int64_t job_id, int wave) -> std::vector<std::string> {
-  return write([&](soci::session& sql) {
+auto SociSchedule::release_wave(std::int64_t job_id, int wave) -> std::vector<std::string> {
+  return core_.write([&](soci::session& sql) {
     const ll id = job_id, now = fs::now_unix();
     std::string waves_text;
     ll start = 0;
@@ -128,12 +218,12 @@ auto SociStore::release_wave(std::int64_t job_id, int wave) -> std::vector<std::
     const std::string state = wave >= static_cast<int>(waves.size()) ? "completed" : "running";
     sql << "UPDATE jobs SET current_wave = :w, rollout_state = :s WHERE id = :j", soci::use(wave),
         soci::use(state), soci::use(id);
-    return distinct_vias(sql, "e.job_id = :j AND e.wave = :w AND e.state = 'waiting'", id, wave);
+    return core_.distinct_vias(sql, "e.job_id = :j AND e.wave = :w AND e.state = 'waiting'", id, wave);
   });
 }
 
-void SociStore::stop_rollout(std::int64_t job_id, const std::string& reason) {
-  write([&](soci::session& sql) {
+void SociSchedule::stop_rollout(std::int64_t job_id, const std::string& reason) {
+  core_.write([&](soci::session& sql) {
     const ll id = job_id, now = fs::now_unix();
     const std::string why = "rollout stopped: " + reason;
     sql << "UPDATE job_entries SET state = 'cancelled', message = :m, updated_at = :u WHERE job_id = "

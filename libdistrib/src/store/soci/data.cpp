@@ -1,31 +1,57 @@
-// SociStore: Whole-database export, import and summaries over the schema's tables.
+// SociData: the schema version, counts and call figures, and whole-database export, import and
+// summaries over the schema's tables.
 #include "store/soci/soci_store.h"
 
 namespace distrib::store {
 
-auto SociStore::columns_of(const TableDef& t) -> std::vector<Column> {
+auto SociData::schema_version() -> int {
+  return core_.guarded([&](soci::session& sql) { return core_.read_version(sql); });
+}
+
+auto SociData::counts() -> Counts {
+  return core_.guarded([&](soci::session& sql) {
+    Counts c;
+    ll n = 0;
+    sql << "SELECT COUNT(*) FROM hosts", soci::into(n);
+    c.hosts = n;
+    sql << "SELECT COUNT(*) FROM jobs", soci::into(n);
+    c.jobs = n;
+    sql << std::string("SELECT COUNT(DISTINCT job_id) FROM job_entries WHERE state IN ") + kOpen,
+        soci::into(n);
+    c.open_jobs = n;
+    soci::rowset<soci::row> rs = (sql.prepare << "SELECT state, COUNT(*) FROM job_entries GROUP BY state");
+    for (const auto& r : rs) c.entries_by_state[get_str(r, 0)] = get_i64(r, 1);
+    return c;
+  });
+}
+
+auto SociData::stats() const -> Stats {
+  return core_.stats();
+}
+
+auto SociData::columns_of(const TableDef& t) -> std::vector<Column> {
   std::vector<Column> out;
   for (const auto& c : t.columns) out.push_back({c.name, c.integer});
   return out;
 }
 
-auto SociStore::column_list(const std::vector<Column>& cols, const std::string& prefix) -> std::string {
+auto SociData::column_list(const std::vector<Column>& cols, const std::string& prefix) -> std::string {
   std::string out;
   for (const auto& c : cols) out += (out.empty() ? "" : ", ") + prefix + c.name;
   return out;
 }
 
-auto SociStore::export_data(std::ostream& out, const DataProgress& progress) -> DataSummary {
-  return guarded(
+auto SociData::export_data(std::ostream& out, const DataProgress& progress) -> DataSummary {
+  return core_.guarded(
       [&](soci::session& sql) {
         soci::transaction tr(sql);
-        if (!dialect_.snapshot.empty()) sql << dialect_.snapshot;
+        if (!core_.dialect().snapshot.empty()) sql << core_.dialect().snapshot;
         DataSummary summary;
-        summary.schema_version = read_version(sql);
+        summary.schema_version = core_.read_version(sql);
         out << boost::json::serialize(boost::json::object{{"format", "distrib-database"},
                                                           {"format_version", 1},
                                                           {"schema_version", summary.schema_version},
-                                                          {"source", dialect_.name},
+                                                          {"source", core_.dialect().name},
                                                           {"exported_at", fs::now_unix()}})
             << "\n";
         for (const auto& t : schema_tables()) {
@@ -55,18 +81,18 @@ auto SociStore::export_data(std::ostream& out, const DataProgress& progress) -> 
       0);
 }
 
-auto SociStore::summarize() -> DataSummary {
-  return guarded([&](soci::session& sql) {
+auto SociData::summarize() -> DataSummary {
+  return core_.guarded([&](soci::session& sql) {
     DataSummary summary;
-    summary.schema_version = read_version(sql);
+    summary.schema_version = core_.read_version(sql);
     for (const auto& t : schema_tables())
       summary.tables.push_back(scan_table(sql, t.name, columns_of(t), [](const std::string&) {}));
     return summary;
   });
 }
 
-void SociStore::insert_batch(soci::session& sql, const std::string& table, const std::vector<Column>& cols,
-                             Batch& b) {
+void SociData::insert_batch(soci::session& sql, const std::string& table, const std::vector<Column>& cols,
+                            Batch& b) {
   if (b.size == 0) return;
   std::string marks;
   for (const auto& c : cols) marks += (marks.empty() ? ":" : ", :") + c.name;
@@ -84,9 +110,9 @@ void SociStore::insert_batch(soci::session& sql, const std::string& table, const
   b.clear();
 }
 
-auto SociStore::import_data(std::istream& in, const DataProgress& progress) -> DataSummary {
-  std::lock_guard lock(write_mutex_);
-  return guarded(
+auto SociData::import_data(std::istream& in, const DataProgress& progress) -> DataSummary {
+  const auto lock = core_.hold_writes();
+  return core_.guarded(
       [&](soci::session& sql) {
         soci::transaction tr(sql);
         for (const auto& t : schema_tables()) {
@@ -157,8 +183,8 @@ auto SociStore::import_data(std::istream& in, const DataProgress& progress) -> D
             if (c == def->columns.end()) throw bad("table " + name + " has no column \"" + cname + "\"");
             cols.push_back({c->name, c->integer});
           }
-          const bool identity = !def->identity.empty() && !dialect_.explicit_ids_on.empty();
-          if (identity) sql << replace_table(dialect_.explicit_ids_on, name);
+          const bool identity = !def->identity.empty() && !core_.dialect().explicit_ids_on.empty();
+          if (identity) sql << replace_table(core_.dialect().explicit_ids_on, name);
           Batch batch(cols.size());
           Checksum sum;
           std::int64_t rows = 0;
@@ -195,9 +221,9 @@ auto SociStore::import_data(std::istream& in, const DataProgress& progress) -> D
             }
           }
           insert_batch(sql, name, cols, batch);
-          if (identity) sql << replace_table(dialect_.explicit_ids_off, name);
+          if (identity) sql << replace_table(core_.dialect().explicit_ids_off, name);
           if (!def->identity.empty())
-            for (const auto& st : dialect_.reset_identity(name, def->identity)) sql << st;
+            for (const auto& st : core_.dialect().reset_identity(name, def->identity)) sql << st;
           if (!end.contains("end") || end.at("end") != name.c_str() || !end.contains("rows") ||
               !end.at("rows").is_int64() || !end.contains("checksum") || !end.at("checksum").is_string())
             throw bad("expected the trailer of table " + name);
@@ -232,7 +258,7 @@ auto SociStore::import_data(std::istream& in, const DataProgress& progress) -> D
       0);
 }
 
-auto SociStore::replace_table(std::string s, const std::string& table) -> std::string {
+auto SociData::replace_table(std::string s, const std::string& table) -> std::string {
   for (auto pos = s.find("%T"); pos != std::string::npos; pos = s.find("%T", pos)) s.replace(pos, 2, table);
   return s;
 }

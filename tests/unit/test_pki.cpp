@@ -1,6 +1,7 @@
 // The private PKI (security/pki.h): a CA, host requests and certificates binding a host id and a
 // role, server certificates, verification, and refusal of what is malformed or tampered with.
 #include "security/authority.h"
+#include "security/enrolment.h"
 #include "security/pki.h"
 
 #include "harness.h"
@@ -132,4 +133,51 @@ TEST_CASE("the manager's CA and server certificate are made once, kept, and re-i
   security::split_names({"a.example", "10.0.0.1", "::1", "a.example", ""}, names, addresses);
   CHECK(names == std::vector<std::string>{"a.example"});
   CHECK(addresses == std::vector<std::string>{"10.0.0.1", "::1"});
+}
+
+TEST_CASE("enrolment tokens keep only a hash; bundles and CA fingerprints are checked", "[pki]") {
+  const auto t = security::make_enrol_token();
+  CHECK(t.text.starts_with("distrib-enrol-" + t.id + "-"));
+  CHECK(t.text.find(t.secret_hash) == std::string::npos);
+  const auto parts = security::parse_enrol_token(t.text);
+  CHECK(parts.id == t.id);
+  CHECK(parts.secret_hash == t.secret_hash);
+  CHECK(security::make_enrol_token().secret_hash != t.secret_hash);
+  for (const std::string& bad :
+       std::vector<std::string>{"", "distrib-enrol-", t.text + "0", t.text.substr(0, t.text.size() - 1) + "g",
+                                "other-prefix-" + t.text.substr(14)})
+    CHECK_THROWS_AS(security::parse_enrol_token(bad), Error);
+
+  const auto ca = create_authority("bundle CA", 10);
+  security::EnrolBundle b{{"https://manager.example:8640", "https://127.0.0.1:8641"}, ca.cert_pem, t.text};
+  const auto back = security::read_bundle(security::write_bundle(b));
+  CHECK(back.servers == b.servers);
+  CHECK(back.ca_certificate == ca.cert_pem);
+  CHECK(back.token == t.text);
+  CHECK_THROWS_WITH(security::read_bundle("{\"servers\":[\"http://plain\"],\"ca_certificate\":\"x\"}"),
+                    Catch::Contains("https://"));
+  CHECK_THROWS_WITH(security::read_bundle("[]"), Catch::Contains("not a JSON object"));
+  b.token = "guess";
+  CHECK_THROWS_AS(security::read_bundle(security::write_bundle(b)), Error);
+  // A host certificate is no CA: a bundle carrying one is refused.
+  const auto host_cert = issue_host(ca, make_request(generate_key(), kAgent), 2, 9);
+  b = {{"https://m:1"}, host_cert, ""};
+  CHECK_THROWS_WITH(security::read_bundle(security::write_bundle(b)),
+                    Catch::Contains("not a CA certificate"));
+
+  const auto fp = inspect_certificate(ca.cert_pem).fingerprint;
+  CHECK_NOTHROW(security::check_ca_fingerprint(ca.cert_pem, fp));
+  std::string upper_with_colons = "SHA256:";
+  for (std::size_t i = 7; i < fp.size(); i += 2)
+    upper_with_colons += (i > 7 ? ":" : "") + std::string(1, static_cast<char>(std::toupper(fp[i]))) +
+                         static_cast<char>(std::toupper(fp[i + 1]));
+  CHECK_NOTHROW(security::check_ca_fingerprint(ca.cert_pem, upper_with_colons));
+  const auto other = create_authority("other", 10);
+  try {
+    security::check_ca_fingerprint(other.cert_pem, fp);
+    FAIL("a CA with another fingerprint was trusted");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::forbidden);
+  }
+  CHECK_THROWS_AS(security::check_ca_fingerprint(ca.cert_pem, "sha256:1234"), Error);
 }

@@ -30,17 +30,21 @@ HttpRequest request(std::string method, std::string path, std::string auth = "")
   return req;
 }
 
-// The router with an admin check that takes the bearer "secret" and a realm for /v1/agent.
+// The router with two bearer tokens, "secret" (an operator's) and "look" (a viewer's), and a realm
+// for /v1/agent.
 Router make_router(std::vector<std::string>& calls, int& audited) {
   Router t;
-  t.check(Access::admin, [](const HttpRequest& req) {
-    if (req.authorization != "Bearer secret") throw Error(ErrorKind::unauthorized, "no token");
+  t.authenticate([](const HttpRequest& req) {
+    if (req.authorization == "Bearer secret") return Access::operate;
+    if (req.authorization == "Bearer look") return Access::view;
+    throw Error(ErrorKind::unauthorized, "no token");
   });
   t.on_admin([&audited](const HttpRequest&, Responder&) { ++audited; });
   t.realm("/v1/agent", Access::agent);
-  t.realm("/v1/{area}", Access::admin);
-  t.add(Route{"GET", "/v1/jobs/{id}", Access::admin, record(calls, "job")});
-  t.add(Route{"POST", "/v1/jobs/{id}/cancel", Access::admin, record(calls, "cancel")});
+  t.realm("/v1/{area}", Access::view);
+  t.add(Route{"GET", "/v1/jobs/{id}", Access::view, record(calls, "job")});
+  t.add(Route{"POST", "/v1/jobs/{id}/cancel", Access::operate, record(calls, "cancel")});
+  t.add(Route{"POST", "/v1/settings", Access::administer, record(calls, "settings")});
   t.add(Route{"GET", "/v1/agent/work", Access::agent, record(calls, "work"), 1234});
   t.add(Route{"GET", "/v1/status", Access::open, record(calls, "status")});
   return t;
@@ -53,15 +57,17 @@ TEST_CASE("routes that could match one request are refused when declared", "[rou
   int audited = 0;
   auto t = make_router(calls, audited);
   const auto noop = record(calls, "x");
-  CHECK_THROWS_WITH(t.add(Route{"GET", "/v1/jobs/{id}", Access::admin, noop}),
+  CHECK_THROWS_WITH(t.add(Route{"GET", "/v1/jobs/{id}", Access::view, noop}),
                     Catch::Contains("overlaps GET /v1/jobs/{id}"));
   // A literal where another route has a placeholder: one path ("/v1/jobs/all") would match both.
   CHECK_THROWS_WITH(t.add(Route{"GET", "/v1/jobs/all", Access::open, noop}), Catch::Contains("overlaps"));
   CHECK_THROWS_AS(t.add(Route{"GET", "no-slash", Access::open, noop}), Error);
   // Another method, another length or another literal is no overlap.
-  CHECK_NOTHROW(t.add(Route{"DELETE", "/v1/jobs/{id}", Access::admin, noop}));
-  CHECK_NOTHROW(t.add(Route{"POST", "/v1/jobs/{id}/retry", Access::admin, noop}));
-  CHECK_NOTHROW(t.add(Route{"GET", "/v1/jobs", Access::admin, noop}));
+  CHECK_NOTHROW(t.add(Route{"DELETE", "/v1/jobs/{id}", Access::operate, noop}));
+  CHECK_NOTHROW(t.add(Route{"POST", "/v1/jobs/{id}/retry", Access::operate, noop}));
+  CHECK_NOTHROW(t.add(Route{"GET", "/v1/jobs", Access::view, noop}));
+  // Administrative roles are proven by authenticate(), never by a per-level check.
+  CHECK_THROWS_AS(t.check(Access::operate, [](const HttpRequest&) {}), Error);
 }
 
 TEST_CASE("the table lists by path and method whatever the declaration order", "[router]") {
@@ -71,11 +77,12 @@ TEST_CASE("the table lists by path and method whatever the declaration order", "
   Router other;
   other.add(Route{"GET", "/v1/status", Access::open, record(calls, "status")});
   other.add(Route{"GET", "/v1/agent/work", Access::agent, record(calls, "work"), 1234});
-  other.add(Route{"POST", "/v1/jobs/{id}/cancel", Access::admin, record(calls, "cancel")});
-  other.add(Route{"GET", "/v1/jobs/{id}", Access::admin, record(calls, "job")});
+  other.add(Route{"POST", "/v1/settings", Access::administer, record(calls, "settings")});
+  other.add(Route{"POST", "/v1/jobs/{id}/cancel", Access::operate, record(calls, "cancel")});
+  other.add(Route{"GET", "/v1/jobs/{id}", Access::view, record(calls, "job")});
   const auto b = other.routes();
-  REQUIRE(a.size() == 4);
-  REQUIRE(b.size() == 4);
+  REQUIRE(a.size() == 5);
+  REQUIRE(b.size() == 5);
   std::vector<std::string> listed;
   for (std::size_t i = 0; i < a.size(); ++i) {
     CHECK(a[i].pattern == b[i].pattern);
@@ -83,7 +90,11 @@ TEST_CASE("the table lists by path and method whatever the declaration order", "
     listed.push_back(a[i].method + " " + a[i].pattern);
   }
   CHECK(listed == std::vector<std::string>{"GET /v1/agent/work", "GET /v1/jobs/{id}",
-                                           "POST /v1/jobs/{id}/cancel", "GET /v1/status"});
+                                           "POST /v1/jobs/{id}/cancel", "POST /v1/settings",
+                                           "GET /v1/status"});
+  CHECK(to_string(a[1].access) == "viewer");
+  CHECK(to_string(a[2].access) == "operator");
+  CHECK(to_string(a[3].access) == "administrator");
   CHECK(other.body_limit("GET", "/v1/agent/work?host_id=x") == 1234);
   CHECK(other.body_limit("GET", "/v1/jobs/7") == 0);
   CHECK(other.body_limit("PUT", "/v1/nothing") == 0);
@@ -103,11 +114,26 @@ TEST_CASE("access is checked before the handler runs, and unknown paths answer b
   CHECK(audited == 2);
   CHECK(calls == std::vector<std::string>{"cancel:7"});
 
+  // A viewer reads but may not change; an operator may not reach an administrator's route. Each
+  // refusal is audited and runs nothing.
+  t.dispatch(request("GET", "/v1/jobs/7", "Bearer look"), r);
+  CHECK(calls.back() == "job:7");
+  try {
+    t.dispatch(request("POST", "/v1/jobs/7/cancel", "Bearer look"), r);
+    FAIL("a viewer cancelled a job");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::forbidden);
+    CHECK(std::string(e.what()).find("needs the operator role") != std::string::npos);
+  }
+  CHECK_THROWS_AS(t.dispatch(request("POST", "/v1/settings", "Bearer secret"), r), Error);
+  CHECK(audited == 5);
+  CHECK(calls.size() == 2);
+
   // Open and agent routes run without credentials and are not audited.
   t.dispatch(request("GET", "/v1/status"), r);
   t.dispatch(request("GET", "/v1/agent/work"), r);
-  CHECK(calls.size() == 3);
-  CHECK(audited == 2);
+  CHECK(calls.size() == 4);
+  CHECK(audited == 5);
 
   // No route: under /v1/agent anyone hears so; in the admin realm only after the token check.
   try {
@@ -128,5 +154,5 @@ TEST_CASE("access is checked before the handler runs, and unknown paths answer b
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::not_found);
   }
-  CHECK(calls.size() == 3);
+  CHECK(calls.size() == 4);
 }

@@ -11,8 +11,8 @@ void Collection::register_routes(Router& t) {
   // Collected files carry up to the largest per-file limit.
   t.add(Route{"POST", "/v1/agent/collect", Access::agent, bind(this, &Collection::agent_collect),
               kMaxCollectFile});
-  t.add(Route{"GET", "/v1/jobs/{id}/files", Access::admin, bind(this, &Collection::job_files)});
-  t.add(Route{"GET", "/v1/jobs/{id}/files/{host}", Access::admin, bind(this, &Collection::job_file)});
+  t.add(Route{"GET", "/v1/jobs/{id}/files", Access::view, bind(this, &Collection::job_files)});
+  t.add(Route{"GET", "/v1/jobs/{id}/files/{host}", Access::operate, bind(this, &Collection::job_file)});
 }
 
 auto Collection::collected_path(std::int64_t job, const std::string& host, const std::string& path) const

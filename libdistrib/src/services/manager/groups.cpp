@@ -11,16 +11,17 @@ namespace distrib::manager {
 
 void Groups::register_routes(Router& t) {
   t.add(Route{"POST", "/v1/agent/join", Access::agent, bind(this, &Groups::agent_join)});
-  t.add(Route{"GET", "/v1/groups", Access::admin, bind(this, &Groups::group_list)});
-  t.add(Route{"POST", "/v1/groups", Access::admin, bind(this, &Groups::group_create)});
-  t.add(Route{"GET", "/v1/groups/{name}", Access::admin, bind(this, &Groups::group_show)});
-  t.add(Route{"DELETE", "/v1/groups/{name}", Access::admin, bind(this, &Groups::group_delete)});
-  t.add(Route{"POST", "/v1/groups/{name}/members", Access::admin, bind(this, &Groups::group_members)});
-  t.add(Route{"GET", "/v1/id-groups", Access::admin, bind(this, &Groups::id_group_list)});
-  t.add(Route{"POST", "/v1/id-groups", Access::admin, bind(this, &Groups::id_group_create)});
-  t.add(Route{"GET", "/v1/id-groups/{name}", Access::admin, bind(this, &Groups::id_group_show)});
-  t.add(Route{"DELETE", "/v1/id-groups/{name}", Access::admin, bind(this, &Groups::id_group_delete)});
-  t.add(Route{"POST", "/v1/id-groups/{name}/members", Access::admin, bind(this, &Groups::id_group_members)});
+  t.add(Route{"GET", "/v1/groups", Access::view, bind(this, &Groups::group_list)});
+  t.add(Route{"POST", "/v1/groups", Access::operate, bind(this, &Groups::group_create)});
+  t.add(Route{"GET", "/v1/groups/{name}", Access::view, bind(this, &Groups::group_show)});
+  t.add(Route{"DELETE", "/v1/groups/{name}", Access::operate, bind(this, &Groups::group_delete)});
+  t.add(Route{"POST", "/v1/groups/{name}/members", Access::operate, bind(this, &Groups::group_members)});
+  t.add(Route{"GET", "/v1/id-groups", Access::view, bind(this, &Groups::id_group_list)});
+  t.add(Route{"POST", "/v1/id-groups", Access::operate, bind(this, &Groups::id_group_create)});
+  t.add(Route{"GET", "/v1/id-groups/{name}", Access::view, bind(this, &Groups::id_group_show)});
+  t.add(Route{"DELETE", "/v1/id-groups/{name}", Access::operate, bind(this, &Groups::id_group_delete)});
+  t.add(
+      Route{"POST", "/v1/id-groups/{name}/members", Access::operate, bind(this, &Groups::id_group_members)});
 }
 
 namespace {

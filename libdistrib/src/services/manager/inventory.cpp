@@ -13,13 +13,15 @@ void Inventory::register_routes(Router& t) {
               64ull << 20});
   t.add(Route{"GET", "/v1/agent/inventory-fields", Access::agent,
               bind(this, &Inventory::agent_inventory_fields)});
-  t.add(Route{"GET", "/v1/inventory", Access::admin, bind(this, &Inventory::inventory_query)});
-  t.add(Route{"GET", "/v1/inventory/fields", Access::admin, bind(this, &Inventory::inventory_fields_list)});
-  t.add(Route{"POST", "/v1/inventory/fields", Access::admin, bind(this, &Inventory::inventory_field_define)});
-  t.add(Route{"DELETE", "/v1/inventory/fields/{name}", Access::admin,
+  t.add(Route{"GET", "/v1/inventory", Access::view, bind(this, &Inventory::inventory_query)});
+  t.add(Route{"GET", "/v1/inventory/fields", Access::view, bind(this, &Inventory::inventory_fields_list)});
+  // Field definitions are configuration: administrators only.
+  t.add(Route{"POST", "/v1/inventory/fields", Access::administer,
+              bind(this, &Inventory::inventory_field_define)});
+  t.add(Route{"DELETE", "/v1/inventory/fields/{name}", Access::administer,
               bind(this, &Inventory::inventory_field_delete)});
-  t.add(Route{"GET", "/v1/inventory/hosts/{key}", Access::admin, bind(this, &Inventory::inventory_host)});
-  t.add(Route{"GET", "/v1/inventory/hosts/{key}/history", Access::admin,
+  t.add(Route{"GET", "/v1/inventory/hosts/{key}", Access::view, bind(this, &Inventory::inventory_host)});
+  t.add(Route{"GET", "/v1/inventory/hosts/{key}/history", Access::view,
               bind(this, &Inventory::inventory_host)});
 }
 

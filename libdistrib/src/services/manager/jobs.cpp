@@ -12,14 +12,14 @@
 namespace distrib::manager {
 
 void Jobs::register_routes(Router& t) {
-  t.add(Route{"POST", "/v1/jobs", Access::admin, bind(this, &Jobs::job_create)});
-  t.add(Route{"GET", "/v1/jobs", Access::admin, bind(this, &Jobs::job_list)});
-  t.add(Route{"GET", "/v1/jobs/{id}", Access::admin, bind(this, &Jobs::job_show)});
-  t.add(Route{"POST", "/v1/jobs/{id}/retry", Access::admin, bind(this, &Jobs::job_retry)});
-  t.add(Route{"POST", "/v1/jobs/{id}/complete-now", Access::admin, bind(this, &Jobs::job_complete_now)});
-  t.add(Route{"POST", "/v1/jobs/{id}/cancel", Access::admin, bind(this, &Jobs::job_cancel)});
-  t.add(Route{"POST", "/v1/transfers/suspend", Access::admin, bind(this, &Jobs::transfers_suspend_resume)});
-  t.add(Route{"POST", "/v1/transfers/resume", Access::admin, bind(this, &Jobs::transfers_suspend_resume)});
+  t.add(Route{"POST", "/v1/jobs", Access::operate, bind(this, &Jobs::job_create)});
+  t.add(Route{"GET", "/v1/jobs", Access::view, bind(this, &Jobs::job_list)});
+  t.add(Route{"GET", "/v1/jobs/{id}", Access::view, bind(this, &Jobs::job_show)});
+  t.add(Route{"POST", "/v1/jobs/{id}/retry", Access::operate, bind(this, &Jobs::job_retry)});
+  t.add(Route{"POST", "/v1/jobs/{id}/complete-now", Access::operate, bind(this, &Jobs::job_complete_now)});
+  t.add(Route{"POST", "/v1/jobs/{id}/cancel", Access::operate, bind(this, &Jobs::job_cancel)});
+  t.add(Route{"POST", "/v1/transfers/suspend", Access::operate, bind(this, &Jobs::transfers_suspend_resume)});
+  t.add(Route{"POST", "/v1/transfers/resume", Access::operate, bind(this, &Jobs::transfers_suspend_resume)});
 }
 
 auto Jobs::expand_destinations(const Job& job) -> Expansion {

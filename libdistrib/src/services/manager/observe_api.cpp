@@ -16,13 +16,13 @@ void ObserveApi::register_routes(Router& t) {
     t.add(Route{"HEAD", "/metrics", Access::open, bind(this, &ObserveApi::get_metrics)});
   }
   t.add(Route{"GET", "/v1/status", Access::open, bind(this, &ObserveApi::get_status)});
-  t.add(Route{"GET", "/v1/routes", Access::admin, bind(this, &ObserveApi::get_routes)});
-  t.add(Route{"GET", "/v1/cluster/status", Access::admin, bind(this, &ObserveApi::get_cluster_status)});
-  t.add(Route{"GET", "/v1/stats", Access::admin, bind(this, &ObserveApi::stats)});
-  t.add(Route{"GET", "/v1/events", Access::admin, bind(this, &ObserveApi::events_page)});
-  t.add(Route{"GET", "/v1/events/stream", Access::admin, bind(this, &ObserveApi::events_stream)});
-  t.add(Route{"GET", "/v1/events/sinks", Access::admin, bind(this, &ObserveApi::events_sinks)});
-  t.add(Route{"GET", "/v1/audit", Access::admin, bind(this, &ObserveApi::audit_route)});
+  t.add(Route{"GET", "/v1/routes", Access::view, bind(this, &ObserveApi::get_routes)});
+  t.add(Route{"GET", "/v1/cluster/status", Access::view, bind(this, &ObserveApi::get_cluster_status)});
+  t.add(Route{"GET", "/v1/stats", Access::view, bind(this, &ObserveApi::stats)});
+  t.add(Route{"GET", "/v1/events", Access::view, bind(this, &ObserveApi::events_page)});
+  t.add(Route{"GET", "/v1/events/stream", Access::view, bind(this, &ObserveApi::events_stream)});
+  t.add(Route{"GET", "/v1/events/sinks", Access::view, bind(this, &ObserveApi::events_sinks)});
+  t.add(Route{"GET", "/v1/audit", Access::administer, bind(this, &ObserveApi::audit_route)});
 }
 
 namespace {

@@ -4,13 +4,13 @@
 namespace distrib::manager {
 
 void Packages::register_routes(Router& t) {
-  t.add(Route{"POST", "/v1/chunks/missing", Access::admin, bind(this, &Packages::chunks_missing)});
+  t.add(Route{"POST", "/v1/chunks/missing", Access::operate, bind(this, &Packages::chunks_missing)});
   // One compressed chunk (zstd never grows data by more than a little).
-  t.add(Route{"PUT", "/v1/chunks/{digest}", Access::admin, bind(this, &Packages::chunk_upload),
+  t.add(Route{"PUT", "/v1/chunks/{digest}", Access::operate, bind(this, &Packages::chunk_upload),
               kMaxChunkSize + 64 * 1024});
-  t.add(Route{"GET", "/v1/packages", Access::admin, bind(this, &Packages::package_list)});
-  t.add(Route{"POST", "/v1/packages", Access::admin, bind(this, &Packages::package_register)});
-  t.add(Route{"GET", "/v1/packages/{name}/{version}", Access::admin, bind(this, &Packages::package_show)});
+  t.add(Route{"GET", "/v1/packages", Access::view, bind(this, &Packages::package_list)});
+  t.add(Route{"POST", "/v1/packages", Access::operate, bind(this, &Packages::package_register)});
+  t.add(Route{"GET", "/v1/packages/{name}/{version}", Access::view, bind(this, &Packages::package_show)});
 }
 
 void Packages::chunks_missing(HttpRequest&& req, Responder& r, const PathSegments&) {

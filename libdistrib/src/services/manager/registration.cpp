@@ -9,8 +9,8 @@ namespace distrib::manager {
 
 void Registration::register_routes(Router& t) {
   t.add(Route{"POST", "/v1/agent/register", Access::agent, bind(this, &Registration::agent_register)});
-  t.add(Route{"GET", "/v1/hosts", Access::admin, bind(this, &Registration::list_hosts)});
-  t.add(Route{"POST", "/v1/hosts/approve", Access::admin, bind(this, &Registration::approve_hosts)});
+  t.add(Route{"GET", "/v1/hosts", Access::view, bind(this, &Registration::list_hosts)});
+  t.add(Route{"POST", "/v1/hosts/approve", Access::operate, bind(this, &Registration::approve_hosts)});
 }
 
 // `host` now lives elsewhere: the relay `via` it was reached through forgets it.

@@ -16,10 +16,14 @@ std::string_view to_string(Access access) noexcept {
       return "agent";
     case Access::relay:
       return "relay";
-    case Access::admin:
-      return "admin";
+    case Access::view:
+      return "viewer";
+    case Access::operate:
+      return "operator";
+    case Access::administer:
+      return "administrator";
   }
-  return "admin";
+  return "administrator";
 }
 
 PathSegments split_path(std::string_view path) {
@@ -85,7 +89,13 @@ void Router::realm(std::string prefix, Access access) {
 }
 
 void Router::check(Access access, Check check) {
+  if (is_administrative(access))
+    throw Error(ErrorKind::internal, "administrative roles are proven through Router::authenticate");
   checks_.at(index_of(access)) = std::move(check);
+}
+
+void Router::authenticate(Authenticate fn) {
+  authenticate_ = std::move(fn);
 }
 
 void Router::on_admin(AdminHook hook) {
@@ -93,8 +103,17 @@ void Router::on_admin(AdminHook hook) {
 }
 
 void Router::admit(Access access, const HttpRequest& req, Responder& r) const {
-  if (access == Access::admin && admin_hook_) admin_hook_(req, r);
-  if (const auto& check = checks_[index_of(access)]) check(req);
+  if (!is_administrative(access)) {
+    if (const auto& check = checks_[index_of(access)]) check(req);
+    return;
+  }
+  if (admin_hook_) admin_hook_(req, r);
+  if (!authenticate_) throw Error(ErrorKind::unauthorized, "administrative routes are closed on this server");
+  const auto role = authenticate_(req);
+  if (role < access)
+    throw Error(ErrorKind::forbidden, "this route needs the " + std::string(to_string(access)) +
+                                          " role; these credentials carry the " +
+                                          std::string(to_string(role)) + " role");
 }
 
 const Router::Entry* Router::find(std::string_view method, const PathSegments& p) const {

@@ -17,14 +17,23 @@
 
 namespace distrib::manager {
 
-/// Who may call a route.
+/// Who may call a route. The last three are administrative roles, in rising order: a caller
+/// whose credentials carry a role may call routes of that role and below; every administrative
+/// request is audited.
 enum class Access {
-  open,   ///< anyone (status, metrics)
-  agent,  ///< agents and relays below this manager (not authenticated yet: agent identities)
-  relay,  ///< relays below this manager (not authenticated yet: agent identities)
-  admin,  ///< holders of the admin bearer token; every admin request is audited
+  open,        ///< anyone (status, metrics)
+  agent,       ///< agents and relays below this manager (not authenticated yet: agent identities)
+  relay,       ///< relays below this manager (not authenticated yet: agent identities)
+  view,        ///< "viewer": reads hosts, jobs, packages, groups, inventory, events
+  operate,     ///< "operator": jobs, packages, groups, approvals, transfers
+  administer,  ///< "administrator": configuration (inventory fields), the audit trail
 };
+/// "open", "agent", "relay", "viewer", "operator", "administrator".
 std::string_view to_string(Access access) noexcept;
+/// Is `access` an administrative role?
+constexpr bool is_administrative(Access access) noexcept {
+  return access >= Access::view;
+}
 
 using PathSegments = std::vector<std::string>;
 /// A route's handler. It may answer through `r` now or hand it on; it may throw Error, which the
@@ -32,9 +41,9 @@ using PathSegments = std::vector<std::string>;
 using RouteHandler = std::function<void(HttpRequest&& req, Responder& r, const PathSegments& p)>;
 
 struct Route {
-  std::string method;   ///< "GET", "POST", "PUT", "DELETE", "HEAD"
-  std::string pattern;  ///< "/v1/jobs/{id}"
-  Access access = Access::admin;
+  std::string method;                  ///< "GET", "POST", "PUT", "DELETE", "HEAD"
+  std::string pattern;                 ///< "/v1/jobs/{id}"
+  Access access = Access::administer;  // the strictest unless declared
   RouteHandler handler;
   /// Largest request body accepted, checked while the request is read (413 above it); 0: the
   /// server's default (4 MiB at the manager).
@@ -52,6 +61,9 @@ class Router {
  public:
   /// How a caller proves an access level: throws Error(unauthorized/forbidden) when it cannot.
   using Check = std::function<void(const HttpRequest&)>;
+  /// The administrative role a request's credentials carry; throws Error(unauthorized) when they
+  /// are missing or not valid.
+  using Authenticate = std::function<Access(const HttpRequest&)>;
   /// Called for every request in the admin realm before its credentials are checked (the audit
   /// trail: it hooks the responder to record the answer, a refusal included).
   using AdminHook = std::function<void(const HttpRequest&, Responder&)>;
@@ -62,7 +74,11 @@ class Router {
   /// Requests under `prefix` ("/v1/agent", "/v1/{area}") that match no route are of `access` for
   /// the answer. The first declared realm that holds a path is its realm.
   void realm(std::string prefix, Access access);
+  /// How agents or relays prove who they are (not for administrative roles: see authenticate).
   void check(Access access, Check check);
+  /// How administrative callers are authenticated; a role below the route's is refused with
+  /// Error(forbidden) naming both.
+  void authenticate(Authenticate fn);
   void on_admin(AdminHook hook);
 
   /// Finds the route, runs the realm's hook and access check, then the handler; throws
@@ -90,7 +106,8 @@ class Router {
 
   std::vector<Entry> entries_;
   std::vector<Realm> realms_;
-  std::vector<Check> checks_ = std::vector<Check>(4);
+  std::vector<Check> checks_ = std::vector<Check>(3);
+  Authenticate authenticate_;
   AdminHook admin_hook_;
 };
 

@@ -92,7 +92,10 @@ po::options_description all_options() {
       "seconds without contact after which a host is reported silent (0: never)")(
       "event-retention-days", po::value<int>()->default_value(30),
       "events older than this that every sink has taken are deleted (0: keep them all)")(
-      "metrics", po::value<bool>()->default_value(true), "serve Prometheus metrics at GET /metrics");
+      "metrics", po::value<bool>()->default_value(true),
+      "serve Prometheus metrics at GET /metrics (to the admin token or the metrics token)")(
+      "metrics-token-file", po::value<std::string>(),
+      "file holding a token (32+ characters) that may read /metrics and nothing else, for a scraper");
   po::options_description transfers("Transfers (manager, relay; --split-max also agent)");
   transfers.add_options()("split-max", po::value<std::string>(),
                           "this host's own split distribution limit SIZE/INTERVAL, e.g. 1MiB/60s: at each "
@@ -396,6 +399,7 @@ int main(int argc, char** argv) {
       s.silent_after_seconds = get<int>(vm, "silent-after");
       if (s.silent_after_seconds < 0) die(kExitConfig, "--silent-after must be 0 (never) or more seconds");
       s.metrics = get<bool>(vm, "metrics");
+      if (vm.count("metrics-token-file")) s.metrics_token_file = vm["metrics-token-file"].as<std::string>();
       s.event_retention_days = get<int>(vm, "event-retention-days");
       if (s.event_retention_days < 0)
         die(kExitConfig, "--event-retention-days must be 0 (keep) or more days");

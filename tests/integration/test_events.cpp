@@ -402,7 +402,10 @@ TEST_CASE("promtool accepts the live /metrics and the figures follow a job", "[e
   distrib::HttpClientSettings hs;
   hs.base_url = m.url();
   distrib::HttpClient client(hs);
-  const auto res = client.request("GET", "/metrics");
+  // Not without credentials: /metrics tells who the hosts are and what they fetched.
+  CHECK(client.request("GET", "/metrics").status == 401);
+  const auto token = read_file(m.token_file()).substr(0, 64);
+  const auto res = client.request("GET", "/metrics", "", "", token);
   REQUIRE(res.status == 200);
   CHECK(res.content_type.starts_with("text/plain"));
   write_file(tmp / "metrics.txt", res.body);
@@ -417,7 +420,39 @@ TEST_CASE("promtool accepts the live /metrics and the figures follow a job", "[e
   CHECK(res.body.find("distrib_polls_total 0\n") == std::string::npos);
   CHECK(res.body.find("distrib_database_call_duration_seconds_count") != std::string::npos);
   CHECK(res.body.find("distrib_event_outbox_pending{sink=\"json\"}") != std::string::npos);
-  CHECK(res.body.find("distrib_link_sent_bytes_total{peer=") != std::string::npos);
+  // Peers by name, never by host id (an agent's host id is what it proves itself with).
+  CHECK(res.body.find("distrib_link_sent_bytes_total{peer=\"met1\"}") != std::string::npos);
+  const auto hosts = boost::json::parse(m.ctl({"hosts", "list"}, true).out).at("hosts").as_array();
+  REQUIRE(hosts.size() == 1);
+  CHECK(res.body.find(std::string(hosts[0].at("host_id").as_string())) == std::string::npos);
+}
+
+TEST_CASE("a scraper's metrics token reads /metrics and nothing else", "[events]") {
+  TempDir tmp;
+  const std::string scrape(48, 's');
+  write_file(tmp / "scrape.token", scrape + "\n");
+  ManagerProc m(tmp / "manager", {"--metrics-token-file", (tmp / "scrape.token").string()});
+  distrib::HttpClientSettings hs;
+  hs.base_url = m.url();
+  distrib::HttpClient client(hs);
+  CHECK(client.request("GET", "/metrics", "", "", scrape).status == 200);
+  CHECK(client.request("HEAD", "/metrics", "", "", scrape).status == 200);
+  const auto refused = client.request("GET", "/v1/hosts", "", "", scrape);
+  CHECK(refused.status == 403);
+  CHECK(refused.body.find("needs the viewer role") != std::string::npos);
+  CHECK(client.request("GET", "/metrics", "", "", std::string(48, 'x')).status == 401);
+  // The refusal is in the audit trail, with the route it was refused.
+  const auto audit = m.ctl({"audit"}, true).out;
+  CHECK(audit.find("/v1/hosts") != std::string::npos);
+  CHECK(audit.find("403") != std::string::npos);
+
+  // A token too short to be a secret is refused at start, with the remedy.
+  write_file(tmp / "short.token", "abc\n");
+  auto bad = run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "other").string(), "--port",
+                  "0", "--metrics-token-file", (tmp / "short.token").string()},
+                 std::chrono::seconds(20));
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("too short") != std::string::npos);
 }
 
 TEST_CASE("metrics can be turned off", "[events]") {

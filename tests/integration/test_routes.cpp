@@ -19,8 +19,8 @@ namespace {
 // METHOD PATH ACCESS, by path and then method (the order GET /v1/routes lists them in, whichever
 // facility declares them).
 const char* const kPinned[] = {
-    "GET /metrics open",
-    "HEAD /metrics open",
+    "GET /metrics metrics",
+    "HEAD /metrics metrics",
     "POST /v1/agent/collect agent",
     "POST /v1/agent/inventory agent",
     "GET /v1/agent/inventory-fields agent",
@@ -138,7 +138,7 @@ TEST_CASE("the route table is pinned and the router enforces each route's access
     HttpClient one({m.url(), "", "", 5, 10});
     const auto body = method == "POST" || method == "PUT" ? std::string("{}") : std::string();
     const auto r = one.request(method, concrete(pattern), body, body.empty() ? "" : "application/json", "");
-    if (access == "viewer" || access == "operator" || access == "administrator") {
+    if (access == "metrics" || access == "viewer" || access == "operator" || access == "administrator") {
       CHECK(r.status == 401);
       CHECK(r.body.find("admin bearer token") != std::string::npos);
     } else {

@@ -49,16 +49,32 @@ std::string load_admin_token(const std::filesystem::path& state_dir) {
   return token;
 }
 
-void require_admin(const HttpRequest& req, const std::string& admin_token) {
-  static constexpr std::string_view kPrefix = "Bearer ";
+constexpr std::string_view kBearer = "Bearer ";
+
+// Does the request carry `token` as its bearer token (compared in constant time)?
+bool bearer_is(const HttpRequest& req, const std::string& token) {
   const std::string_view auth = req.authorization;
-  if (!auth.starts_with(kPrefix))
+  if (!auth.starts_with(kBearer)) return false;
+  const auto given = auth.substr(kBearer.size());
+  return given.size() == token.size() && CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+}
+
+void require_admin(const HttpRequest& req, const std::string& admin_token) {
+  if (!std::string_view(req.authorization).starts_with(kBearer))
     throw Error(ErrorKind::unauthorized,
                 "this route needs the admin bearer token (see the manager's admin.token file)");
-  const auto token = auth.substr(kPrefix.size());
-  if (token.size() != admin_token.size() ||
-      CRYPTO_memcmp(token.data(), admin_token.data(), token.size()) != 0)
+  if (!bearer_is(req, admin_token))
     throw Error(ErrorKind::unauthorized, "the admin bearer token is not valid");
+}
+
+// The metrics token from its file (none when no file is set).
+std::string load_metrics_token(const std::filesystem::path& file) {
+  if (file.empty()) return {};
+  auto token = trim(fs::read_file(file));
+  if (token.size() < 32)
+    throw Error(ErrorKind::invalid_argument, "metrics token in " + file.string() +
+                                                 " is too short (32+ characters; e.g. openssl rand -hex 32)");
+  return token;
 }
 
 // The top of the tree, or a relay's link to its parent.
@@ -75,6 +91,7 @@ struct Manager::Impl {
   Impl(ManagerSettings settings, const StoreRegistry& stores, const EventSinkRegistry& sinks)
       : ctx(std::move(settings), stores, sinks),
         admin_token(load_admin_token(ctx.settings.state_dir)),
+        metrics_token(load_metrics_token(ctx.settings.metrics_token_file)),
         uplink(make_uplink(ctx, dispatch, registration)),
         dispatch(ctx, *uplink, scheduler, content),
         scheduler(ctx, dispatch),
@@ -92,6 +109,7 @@ struct Manager::Impl {
 
   Context ctx;
   std::string admin_token;
+  std::string metrics_token;  // empty: none configured
   Router router;
   std::unique_ptr<HttpServer> server;
   bool started = false;
@@ -117,8 +135,10 @@ struct Manager::Impl {
 // checks access in one place and audits every admin request. GET /v1/routes lists the table and
 // a test pins it.
 void Manager::Impl::declare_routes() {
-  // The one admin token carries the administrator role (user accounts with roles come next).
+  // The admin token carries the administrator role, the metrics token (when configured) the
+  // metrics role (user accounts with roles come next).
   router.authenticate([this](const HttpRequest& req) {
+    if (!metrics_token.empty() && bearer_is(req, metrics_token)) return Access::metrics;
     require_admin(req, admin_token);
     return Access::administer;
   });

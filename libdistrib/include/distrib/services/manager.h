@@ -68,8 +68,11 @@ struct ManagerSettings {
   int silent_after_seconds = 300;
   /// Events older than this that every sink has taken are deleted (hourly); 0: kept forever.
   int event_retention_days = 30;
-  /// Serve Prometheus metrics at GET /metrics (no token: keep the port inside the network).
+  /// Serve Prometheus metrics at GET /metrics, to the admin token or the metrics token.
   bool metrics = true;
+  /// A file holding a token (32+ characters) that may read /metrics and nothing else, for a
+  /// Prometheus scraper (its bearer_token_file). Empty: only administrative credentials scrape.
+  std::filesystem::path metrics_token_file;
 };
 
 class Manager {

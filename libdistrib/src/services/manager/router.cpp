@@ -16,6 +16,8 @@ std::string_view to_string(Access access) noexcept {
       return "agent";
     case Access::relay:
       return "relay";
+    case Access::metrics:
+      return "metrics";
     case Access::view:
       return "viewer";
     case Access::operate:

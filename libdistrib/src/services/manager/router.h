@@ -24,15 +24,16 @@ enum class Access {
   open,        ///< anyone (status, metrics)
   agent,       ///< agents and relays below this manager (not authenticated yet: agent identities)
   relay,       ///< relays below this manager (not authenticated yet: agent identities)
+  metrics,     ///< "metrics": a scraper's token reads /metrics and nothing else
   view,        ///< "viewer": reads hosts, jobs, packages, groups, inventory, events
   operate,     ///< "operator": jobs, packages, groups, approvals, transfers
   administer,  ///< "administrator": configuration (inventory fields), the audit trail
 };
-/// "open", "agent", "relay", "viewer", "operator", "administrator".
+/// "open", "agent", "relay", "metrics", "viewer", "operator", "administrator".
 std::string_view to_string(Access access) noexcept;
 /// Is `access` an administrative role?
 constexpr bool is_administrative(Access access) noexcept {
-  return access >= Access::view;
+  return access >= Access::metrics;
 }
 
 using PathSegments = std::vector<std::string>;

@@ -961,6 +961,61 @@ TEST_CASE("store conformance: inventory", "[store]") {
   CHECK(store->collected_files(8).empty());
 }
 
+// --- enrolment with approval: requests, decisions and tokens as the tests make them
+namespace {
+// A fingerprint of key `key` (one character stands for a key).
+std::string fingerprint_of(char key) {
+  return "sha256:" + std::string(64, key);
+}
+
+// A certificate request of host `id` with key `key`, made at `at`.
+Enrolment enrolment_request(const std::string& id, const std::string& name, char key, std::int64_t at) {
+  Enrolment e;
+  e.host_id = id;
+  e.name = name;
+  e.role = "agent";
+  e.address = "10.0.0.1";
+  e.fingerprint = fingerprint_of(key);
+  e.request_pem = "-----BEGIN CERTIFICATE REQUEST-----\n" + std::string(40, key) +
+                  "\n-----END CERTIFICATE REQUEST-----\n";
+  e.requested_at = at;
+  return e;
+}
+
+// The decision `state` on `request`: accepted ones carry a certificate with `serial`.
+Enrolment decision(const Enrolment& request, EnrolmentState state, std::uint64_t serial, std::int64_t at,
+                   const std::string& by, const std::string& token_id = "") {
+  Enrolment d = request;
+  d.state = state;
+  d.certificate_pem =
+      "-----BEGIN CERTIFICATE-----\n" + std::to_string(serial) + "\n-----END CERTIFICATE-----\n";
+  d.serial = serial;
+  d.not_after = at + 86400;
+  d.decided_at = at;
+  d.decided_by = by;
+  d.token_id = token_id;
+  return d;
+}
+
+std::vector<std::string> enrolled_ids(const std::vector<Enrolment>& v) {
+  std::vector<std::string> out;
+  for (const auto& e : v) out.push_back(e.host_id);
+  return out;
+}
+
+EnrolToken enrol_token(const std::string& id, char secret, int uses, std::int64_t expires_at = 0) {
+  EnrolToken t;
+  t.id = id;
+  t.secret_hash = std::string(64, secret);
+  t.created_at = 100;
+  t.expires_at = expires_at;
+  t.uses_left = uses;
+  t.group = "web";
+  t.created_by = "admin";
+  return t;
+}
+}  // namespace
+
 // --- dialects, the schema model, connection strings and whole-database moves
 namespace {
 using distrib::store::Dialect;
@@ -1324,8 +1379,9 @@ TEST_CASE("schema model follows the migrations", "[store][dialect]") {
     for (const auto& c : t.columns) out.push_back(c.name);
     return out;
   };
-  for (const std::string name : {"hosts", "packages", "jobs", "job_entries", "collected_files",
-                                 "inventory_items", "inventory_history", "host_groups", "id_groups"}) {
+  for (const std::string name :
+       {"hosts", "packages", "jobs", "job_entries", "collected_files", "inventory_items", "inventory_history",
+        "host_groups", "id_groups", "enrolments", "revoked_certificates", "enrol_tokens"}) {
     INFO("table " << name);
     CHECK(index_of(name) < tables.size());
   }
@@ -1344,6 +1400,10 @@ TEST_CASE("schema model follows the migrations", "[store][dialect]") {
   CHECK(table("hosts").primary_key == std::vector<std::string>{"host_id"});
   CHECK(table("packages").primary_key == std::vector<std::string>{"name", "version"});
   CHECK(table("inventory_items").primary_key == std::vector<std::string>{"host_id", "item_key"});
+  CHECK(table("enrolments").primary_key == std::vector<std::string>{"host_id"});
+  CHECK(table("enrol_tokens").primary_key == std::vector<std::string>{"id"});
+  CHECK(table("revoked_certificates").primary_key == std::vector<std::string>{"serial"});
+  CHECK(table("enrol_tokens").identity.empty());
 
   // Columns added by later migrations are there; integer-ness follows the declared type.
   const auto& jobs = table("jobs");
@@ -1367,7 +1427,7 @@ TEST_CASE("schema model follows the migrations", "[store][dialect]") {
   CHECK(std::is_sorted(ids.begin(), ids.end()));
   CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
   for (const std::string id : {"jobs_seq", "job_entries_seq", "inventory_history_seq", "job_entries_job_host",
-                               "hosts_name", "byte_size"}) {
+                               "hosts_name", "byte_size", "enrolments_state", "enrol_tokens_secret"}) {
     INFO("identifier " << id);
     CHECK(std::binary_search(ids.begin(), ids.end(), id));
   }
@@ -1519,6 +1579,14 @@ TEST_CASE("store conformance: export and import between backends", "[store][expo
   g.owner = ids[2];
   source->create_id_group(g);
   source->join_id_group("g", {ids[2]}, JoinMethod::admin);
+  // Enrolments (one accepted then revoked, one pending), a revoked serial and a token.
+  const auto enrolled = enrolment_request(ids[0], "pc000", 'a', 1000);
+  source->request_enrolment(enrolled);
+  REQUIRE(source->decide_enrolment(
+      decision(enrolled, EnrolmentState::accepted, 0x8000000000000002ULL, 1100, "admin \"quoted\"")));
+  REQUIRE(source->revoke_enrolment(ids[0], 1200, "admin"));
+  source->request_enrolment(enrolment_request(ids[1], "pc001", 'b', 1300));
+  source->create_enrol_token(enrol_token("t-export", '1', 2, 5000));
 
   std::stringstream exported;
   std::vector<std::string> progressed;
@@ -1533,6 +1601,14 @@ TEST_CASE("store conformance: export and import between backends", "[store][expo
     if (t.name == "jobs") CHECK(t.rows == 1);
     if (t.name == "job_entries") CHECK(t.rows == 3);
     if (t.name == "inventory_history") CHECK(t.rows >= 1);
+    if (t.name == "enrolments") CHECK(t.rows == 2);
+    if (t.name == "revoked_certificates") CHECK(t.rows == 1);
+    if (t.name == "enrol_tokens") CHECK(t.rows == 1);
+  }
+  for (const std::string name : {"enrolments", "revoked_certificates", "enrol_tokens"}) {
+    INFO("table " << name);
+    CHECK(std::any_of(want.tables.begin(), want.tables.end(),
+                      [&](const TableSummary& t) { return t.name == name; }));
   }
   CHECK(progressed.size() >= want.tables.size());
   const std::string text = exported.str();
@@ -1565,6 +1641,18 @@ TEST_CASE("store conformance: export and import between backends", "[store][expo
     CHECK(target->find_host_group("web")->members.size() == 2);
     CHECK(target->id_groups_of(ids[2]) == std::vector<std::string>{"g"});
     CHECK(target->collected_files(job.id).size() == 1);
+    const auto revoked = target->find_enrolment(ids[0]);
+    REQUIRE(revoked);
+    CHECK(revoked->state == EnrolmentState::revoked);
+    CHECK(revoked->serial == 0x8000000000000002ULL);
+    CHECK(revoked->request_pem == enrolled.request_pem);
+    CHECK(target->revoked_serials() == std::vector<std::uint64_t>{0x8000000000000002ULL});
+    CHECK(enrolled_ids(target->list_enrolments(EnrolmentState::pending)) == std::vector<std::string>{ids[1]});
+    const auto tokens = target->list_enrol_tokens();
+    REQUIRE(tokens.size() == 1);
+    CHECK(tokens[0].id == "t-export");
+    CHECK(tokens[0].expires_at == 5000);
+    CHECK(target->use_enrol_token(std::string(64, '1'), 1000)->uses_left == 2);
 
     // Identities continue after the imported ids.
     const auto next = target->create_job(app_job({"pc000"}), {ids[0]});
@@ -1712,6 +1800,7 @@ TEST_CASE("store conformance: a fenced store writes nothing once its lease is go
   b->set_fencing("c", lb.token);
   CHECK_THROWS_WITH(a->upsert_host(host(kB, "web2")), Catch::Contains("fenced"));
   CHECK_THROWS_WITH(a->create_job(app_job({"web1"}), {kA}), Catch::Contains("fenced"));
+  CHECK_THROWS_WITH(a->request_enrolment(enrolment_request(kB, "web2", 'a', 1)), Catch::Contains("fenced"));
   CHECK(b->list_hosts().size() == 1);  // nothing of node-a's late writes
   b->upsert_host(host(kB, "web2"));    // the new holder writes
   CHECK(b->list_hosts().size() == 2);
@@ -1888,4 +1977,329 @@ TEST_CASE("store conformance: host changes, cancels, silence, the audit trail an
   CHECK(store->events_after(0, 1).front().id == mid + 1);
   CHECK(store->prune_events(far, mid) == 0);
   store->set_event_listener(nullptr);
+}
+
+TEST_CASE("enrolment states have names", "[store][enrolment]") {
+  for (auto s :
+       {EnrolmentState::pending, EnrolmentState::accepted, EnrolmentState::rejected, EnrolmentState::revoked})
+    CHECK(parse_enrolment_state(to_string(s)) == s);
+  CHECK(to_string(EnrolmentState::revoked) == "revoked");
+  CHECK_THAT(error_message([] { parse_enrolment_state("approved"); }), Catch::Contains("\"approved\""));
+  CHECK(error_kind([] { parse_enrolment_state(""); }) == ErrorKind::invalid_argument);
+}
+
+TEST_CASE("store conformance: enrolment requests, decisions, renewal and revocation", "[store][enrolment]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  CHECK(store->list_enrolments(std::nullopt).empty());
+  CHECK_FALSE(store->find_enrolment(kA));
+  CHECK(store->revoked_serials().empty());
+
+  // A first request is pending, whatever state or decision it claims.
+  auto a1 = enrolment_request(kA, "pc-a", 'a', 1000);
+  a1.via = kR;
+  a1.state = EnrolmentState::accepted;
+  a1.serial = 99;
+  a1.decided_by = "someone";
+  auto stored = store->request_enrolment(a1);
+  CHECK(stored.state == EnrolmentState::pending);
+  CHECK(stored.serial == 0);
+  CHECK(stored.decided_by.empty());
+  auto found = store->find_enrolment(kA);
+  REQUIRE(found);
+  CHECK(found->name == "pc-a");
+  CHECK(found->role == "agent");
+  CHECK(found->address == "10.0.0.1");
+  CHECK(found->via == kR);
+  CHECK(found->fingerprint == fingerprint_of('a'));
+  CHECK(found->request_pem == a1.request_pem);
+  CHECK(found->state == EnrolmentState::pending);
+  CHECK(found->certificate_pem.empty());
+  CHECK(found->serial == 0);
+  CHECK(found->requested_at == 1000);
+  CHECK(found->decided_at == 0);
+
+  // A pending request is replaced by a retry with a new key.
+  const auto a2 = enrolment_request(kA, "pc-a", 'b', 1001);
+  CHECK(store->request_enrolment(a2).fingerprint == fingerprint_of('b'));
+  found = store->find_enrolment(kA);
+  CHECK(found->fingerprint == fingerprint_of('b'));
+  CHECK(found->via.empty());
+  CHECK(found->requested_at == 1001);
+  CHECK(store->list_enrolments(std::nullopt).size() == 1);
+
+  // A decision made on the replaced request (another fingerprint) changes nothing.
+  CHECK_FALSE(store->decide_enrolment(decision(a1, EnrolmentState::accepted, 7, 1100, "admin")));
+  CHECK(store->find_enrolment(kA)->state == EnrolmentState::pending);
+  CHECK(store->find_enrolment(kA)->serial == 0);
+  // Nor one on a host that asked nothing.
+  CHECK_FALSE(store->decide_enrolment(
+      decision(enrolment_request(kB, "pc-b", 'b', 1), EnrolmentState::accepted, 7, 1100, "admin")));
+  CHECK_FALSE(store->find_enrolment(kB));
+  // Pending and revoked are no decisions.
+  CHECK(error_kind([&] {
+          store->decide_enrolment(decision(a2, EnrolmentState::revoked, 7, 1100, "admin"));
+        }) == ErrorKind::invalid_argument);
+  CHECK(error_kind([&] {
+          store->decide_enrolment(decision(a2, EnrolmentState::pending, 7, 1100, "admin"));
+        }) == ErrorKind::invalid_argument);
+
+  // pending -> accepted.
+  CHECK(store->decide_enrolment(decision(a2, EnrolmentState::accepted, 42, 1100, "admin")));
+  found = store->find_enrolment(kA);
+  CHECK(found->state == EnrolmentState::accepted);
+  CHECK(found->serial == 42);
+  CHECK(found->certificate_pem == decision(a2, EnrolmentState::accepted, 42, 1100, "admin").certificate_pem);
+  CHECK(found->not_after == 1100 + 86400);
+  CHECK(found->decided_at == 1100);
+  CHECK(found->decided_by == "admin");
+  CHECK(found->token_id.empty());
+  // Decided once: a second decision (either way) changes nothing.
+  CHECK_FALSE(store->decide_enrolment(decision(a2, EnrolmentState::rejected, 0, 1200, "other")));
+  CHECK(store->find_enrolment(kA)->state == EnrolmentState::accepted);
+
+  // The host asking again with the same key learns the outcome; the record is unchanged.
+  auto again = store->request_enrolment(enrolment_request(kA, "pc-a-renamed", 'b', 2000));
+  CHECK(again.state == EnrolmentState::accepted);
+  CHECK(again.serial == 42);
+  CHECK(again.name == "pc-a");
+  CHECK(again.requested_at == 1001);
+  // Another key while accepted is refused and changes nothing.
+  CHECK(error_kind([&] { store->request_enrolment(enrolment_request(kA, "pc-a", 'c', 2001)); }) ==
+        ErrorKind::conflict);
+  CHECK_THAT(error_message([&] { store->request_enrolment(enrolment_request(kA, "pc-a", 'c', 2001)); }),
+             Catch::Contains("is enrolled with another key; revoke it first"));
+  found = store->find_enrolment(kA);
+  CHECK(found->state == EnrolmentState::accepted);
+  CHECK(found->fingerprint == fingerprint_of('b'));
+
+  // Renewal replaces the key, request and certificate of an accepted enrolment.
+  const std::uint64_t high = 0x8000000000000001ULL;  // a serial above INT64_MAX round-trips
+  CHECK(store->renew_certificate(kA, fingerprint_of('c'), "request c", "certificate c", high, 90000));
+  found = store->find_enrolment(kA);
+  CHECK(found->state == EnrolmentState::accepted);
+  CHECK(found->fingerprint == fingerprint_of('c'));
+  CHECK(found->request_pem == "request c");
+  CHECK(found->certificate_pem == "certificate c");
+  CHECK(found->serial == high);
+  CHECK(found->not_after == 90000);
+  CHECK(found->decided_by == "admin");
+  CHECK_FALSE(store->renew_certificate(kB, fingerprint_of('c'), "r", "c", 5, 90000));  // no enrolment
+  CHECK(store->revoked_serials().empty());  // the certificate replaced expires by itself
+
+  // pending -> rejected: no certificate kept; the same key asking again stays rejected.
+  const auto b1 = enrolment_request(kB, "pc-b", 'd', 1300);
+  store->request_enrolment(b1);
+  CHECK(store->decide_enrolment(decision(b1, EnrolmentState::rejected, 77, 1400, "admin")));
+  found = store->find_enrolment(kB);
+  CHECK(found->state == EnrolmentState::rejected);
+  CHECK(found->certificate_pem.empty());
+  CHECK(found->serial == 0);
+  CHECK(found->decided_at == 1400);
+  CHECK(found->decided_by == "admin");
+  CHECK(store->request_enrolment(b1).state == EnrolmentState::rejected);
+  CHECK_FALSE(store->renew_certificate(kB, fingerprint_of('d'), "r", "c", 5, 90000));
+  CHECK_FALSE(store->revoke_enrolment(kB, 1500, "admin"));
+  CHECK(store->find_enrolment(kB)->state == EnrolmentState::rejected);
+  // Rejected, then another key: a new pending request.
+  stored = store->request_enrolment(enrolment_request(kB, "pc-b", 'e', 1500));
+  CHECK(stored.state == EnrolmentState::pending);
+  CHECK(stored.fingerprint == fingerprint_of('e'));
+  CHECK(stored.decided_at == 0);
+  CHECK(stored.decided_by.empty());
+  CHECK(store->find_enrolment(kB)->state == EnrolmentState::pending);
+
+  // Lists: by state, by requested_at then host id.
+  auto r1 = enrolment_request(kR, "relay-1", 'r', 1500);
+  r1.role = "relay";
+  store->request_enrolment(r1);
+  CHECK(enrolled_ids(store->list_enrolments(std::nullopt)) == std::vector<std::string>{kA, kB, kR});
+  CHECK(enrolled_ids(store->list_enrolments(EnrolmentState::pending)) == std::vector<std::string>{kB, kR});
+  CHECK(enrolled_ids(store->list_enrolments(EnrolmentState::accepted)) == std::vector<std::string>{kA});
+  CHECK(store->list_enrolments(EnrolmentState::rejected).empty());
+  CHECK(store->list_enrolments(EnrolmentState::revoked).empty());
+  CHECK(store->find_enrolment(kR)->role == "relay");
+  CHECK_FALSE(store->revoke_enrolment(kR, 1600, "admin"));  // pending: nothing to revoke
+
+  // accepted -> revoked: the serial is kept and listed.
+  CHECK(store->revoke_enrolment(kA, 3000, "admin2"));
+  found = store->find_enrolment(kA);
+  CHECK(found->state == EnrolmentState::revoked);
+  CHECK(found->serial == high);
+  CHECK(found->decided_at == 3000);
+  CHECK(found->decided_by == "admin2");
+  CHECK(store->revoked_serials() == std::vector<std::uint64_t>{high});
+  CHECK_FALSE(store->revoke_enrolment(kA, 3001, "admin2"));
+  CHECK_FALSE(store->renew_certificate(kA, fingerprint_of('c'), "r", "c", 5, 90000));
+  CHECK(store->request_enrolment(enrolment_request(kA, "pc-a", 'c', 3100)).state == EnrolmentState::revoked);
+  CHECK(enrolled_ids(store->list_enrolments(EnrolmentState::revoked)) == std::vector<std::string>{kA});
+
+  // Revoked, then another key: pending again, and the revoked serial stays revoked.
+  const auto a3 = enrolment_request(kA, "pc-a", 'f', 3200);
+  CHECK(store->request_enrolment(a3).state == EnrolmentState::pending);
+  CHECK(store->find_enrolment(kA)->serial == 0);
+  CHECK(store->revoked_serials() == std::vector<std::uint64_t>{high});
+  // A token accepts it this time.
+  CHECK(store->decide_enrolment(decision(a3, EnrolmentState::accepted, 7, 3300, "", "t-1")));
+  found = store->find_enrolment(kA);
+  CHECK(found->state == EnrolmentState::accepted);
+  CHECK(found->token_id == "t-1");
+  CHECK(found->decided_by.empty());
+  CHECK(store->revoke_enrolment(kA, 3400, "admin"));
+  CHECK(store->revoked_serials() == std::vector<std::uint64_t>{7, high});
+}
+
+TEST_CASE("store conformance: enrolment tokens", "[store][enrolment]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  CHECK(store->list_enrol_tokens().empty());
+  CHECK_FALSE(store->use_enrol_token(std::string(64, '1'), 1000));
+
+  store->create_enrol_token(enrol_token("t-two", '1', 2));
+  CHECK(error_kind([&] { store->create_enrol_token(enrol_token("t-two", '9', 1)); }) == ErrorKind::conflict);
+  CHECK(error_kind([&] { store->create_enrol_token(enrol_token("t-other", '1', 1)); }) ==
+        ErrorKind::conflict);
+  auto tokens = store->list_enrol_tokens();
+  REQUIRE(tokens.size() == 1);
+  CHECK(tokens[0].id == "t-two");
+  CHECK(tokens[0].secret_hash == std::string(64, '1'));
+  CHECK(tokens[0].created_at == 100);
+  CHECK(tokens[0].expires_at == 0);
+  CHECK(tokens[0].uses_left == 2);
+  CHECK(tokens[0].group == "web");
+  CHECK(tokens[0].created_by == "admin");
+  CHECK_FALSE(tokens[0].revoked);
+
+  // Two uses, then refused; each use returns the token as it was before it.
+  auto used = store->use_enrol_token(std::string(64, '1'), 1000);
+  REQUIRE(used);
+  CHECK(used->id == "t-two");
+  CHECK(used->uses_left == 2);
+  CHECK(used->group == "web");
+  used = store->use_enrol_token(std::string(64, '1'), 1001);
+  REQUIRE(used);
+  CHECK(used->uses_left == 1);
+  CHECK_FALSE(store->use_enrol_token(std::string(64, '1'), 1002));
+  CHECK(store->list_enrol_tokens().at(0).uses_left == 0);
+
+  // Unlimited.
+  auto unlimited = enrol_token("t-any", '2', -1);
+  unlimited.created_at = 200;
+  unlimited.group.clear();
+  store->create_enrol_token(unlimited);
+  for (int i = 0; i < 3; ++i) {
+    used = store->use_enrol_token(std::string(64, '2'), 1000 + i);
+    REQUIRE(used);
+    CHECK(used->uses_left == -1);
+    CHECK(used->group.empty());
+  }
+
+  // Expiring: usable before its expiry only; a refusal takes no use.
+  auto expiring = enrol_token("t-exp", '3', 3, 5000);
+  expiring.created_at = 200;  // the same as t-any: listed by id then
+  store->create_enrol_token(expiring);
+  used = store->use_enrol_token(std::string(64, '3'), 4999);
+  REQUIRE(used);
+  CHECK(used->expires_at == 5000);
+  CHECK_FALSE(store->use_enrol_token(std::string(64, '3'), 5000));
+  CHECK_FALSE(store->use_enrol_token(std::string(64, '3'), 6000));
+
+  // A wrong secret is refused and changes nothing.
+  const auto before = store->summarize();
+  CHECK_FALSE(store->use_enrol_token(std::string(64, '4'), 1000));
+  CHECK_FALSE(store->use_enrol_token(std::string(64, '1'), 1000));  // used up
+  check_same_summary(store->summarize(), before);
+
+  // Revoked: refused from then on.
+  CHECK(store->revoke_enrol_token("t-any"));
+  CHECK_FALSE(store->revoke_enrol_token("t-any"));
+  CHECK_FALSE(store->revoke_enrol_token("t-none"));
+  CHECK_FALSE(store->use_enrol_token(std::string(64, '2'), 1000));
+
+  tokens = store->list_enrol_tokens();
+  REQUIRE(tokens.size() == 3);
+  CHECK(tokens[0].id == "t-two");
+  CHECK(tokens[1].id == "t-any");
+  CHECK(tokens[1].revoked);
+  CHECK(tokens[1].uses_left == -1);
+  CHECK(tokens[2].id == "t-exp");
+  CHECK(tokens[2].uses_left == 2);
+  CHECK_FALSE(tokens[2].revoked);
+
+  // created_at 0 is now.
+  auto fresh = enrol_token("t-new", '5', 1);
+  fresh.created_at = 0;
+  store->create_enrol_token(fresh);
+  CHECK(store->list_enrol_tokens().back().created_at >= now_unix() - 60);
+}
+
+namespace {
+// A database at schema version `version`, as the distribd of that version made it: the shared
+// migrations up to it, run straight on the database (not through the store), and one host.
+void make_old_database(const std::string& backend, const TempDir& tmp, int version) {
+  const bool pg = backend == "postgresql" || backend == "odbc-postgresql";
+  const auto& dialect = pg ? distrib::store::postgresql_dialect() : distrib::store::sqlite_dialect();
+  std::vector<std::string> statements = {dialect.create_version_table};
+  for (const auto& m : distrib::store::migrations()) {
+    if (m.version > version) break;
+    for (const auto& st : m.statements)
+      for (auto& r : distrib::store::render(st, dialect)) statements.push_back(std::move(r));
+    statements.push_back("INSERT INTO schema_version (version, applied_at) VALUES (" +
+                         std::to_string(m.version) + ", 0)");
+  }
+  statements.push_back(
+      "INSERT INTO hosts (host_id, name, addresses, role, registered_at, last_seen) VALUES ('" + kA +
+      "', 'old-host', '10.0.0.9', 'agent', 1, 1)");
+  if (pg) {
+    const auto db = pg_database(tmp, backend == "postgresql" ? "n_" : "o_");
+    for (const auto& st : statements) pg_exec(st, db);
+    return;
+  }
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((tmp / "test.db").c_str(), &db) == SQLITE_OK);
+  for (const auto& st : statements) {
+    INFO(st);
+    CHECK(sqlite3_exec(db, st.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  }
+  sqlite3_close(db);
+}
+}  // namespace
+
+TEST_CASE("store conformance: a schema 8 database is migrated to the enrolment tables",
+          "[store][enrolment]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  make_old_database(backend, tmp, 8);
+  auto store = open_store(backend, tmp);
+  CHECK(store->version_at_open() == 8);
+  CHECK(store->schema_version() == latest_schema_version());
+  CHECK(latest_schema_version() == 9);
+  REQUIRE(store->find_host(kA));
+  CHECK(store->find_host(kA)->name == "old-host");
+
+  const auto req = enrolment_request(kA, "old-host", 'a', 1000);
+  CHECK(store->request_enrolment(req).state == EnrolmentState::pending);
+  CHECK(store->decide_enrolment(decision(req, EnrolmentState::accepted, 5, 1100, "admin")));
+  CHECK(store->revoke_enrolment(kA, 1200, "admin"));
+  CHECK(store->revoked_serials() == std::vector<std::uint64_t>{5});
+  store->create_enrol_token(enrol_token("t", '1', 1));
+  CHECK(store->use_enrol_token(std::string(64, '1'), 1000));
+
+  std::map<std::string, std::int64_t> rows;
+  for (const auto& t : store->summarize().tables) rows[t.name] = t.rows;
+  CHECK(rows.at("hosts") == 1);
+  CHECK(rows.at("enrolments") == 1);
+  CHECK(rows.at("revoked_certificates") == 1);
+  CHECK(rows.at("enrol_tokens") == 1);
+
+  // Opened again: nothing left to migrate.
+  store.reset();
+  store = open_store(backend, tmp);
+  CHECK(store->version_at_open() == latest_schema_version());
+  CHECK(store->find_enrolment(kA)->state == EnrolmentState::revoked);
 }

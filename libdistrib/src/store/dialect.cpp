@@ -398,6 +398,22 @@ const std::vector<Migration>& migrations() {
         "ALTER TABLE hosts ADD silent INTEGER DEFAULT 0 NOT NULL",
         // Whether a job still has an open entry, asked at each final report (job.completed).
         "CREATE INDEX job_entries_job_state ON job_entries (job_id, state)"}},
+      // Enrolment with approval: each host's certificate request and the decision on it, the
+      // serials of revoked certificates (kept when the host enrols again), and the tokens that
+      // accept enrolments without an administrator (only their secret's hash is stored).
+      {9,
+       {"CREATE TABLE enrolments (host_id VARCHAR(36) PRIMARY KEY, name VARCHAR(255) NOT NULL, role "
+        "VARCHAR(16) NOT NULL, address VARCHAR(255), via VARCHAR(36), fingerprint VARCHAR(80) NOT NULL, "
+        "request_pem ${TEXT} NOT NULL, state VARCHAR(16) NOT NULL, certificate_pem ${TEXT}, serial BIGINT "
+        "NOT NULL, not_after BIGINT NOT NULL, requested_at BIGINT NOT NULL, decided_at BIGINT NOT NULL, "
+        "decided_by VARCHAR(128), token_id VARCHAR(64))",
+        "CREATE INDEX enrolments_state ON enrolments (state, requested_at)",
+        "CREATE TABLE revoked_certificates (serial BIGINT PRIMARY KEY, host_id VARCHAR(36) NOT NULL, "
+        "not_after BIGINT NOT NULL, revoked_at BIGINT NOT NULL, revoked_by VARCHAR(128))",
+        "CREATE TABLE enrol_tokens (id VARCHAR(64) PRIMARY KEY, secret_hash VARCHAR(64) NOT NULL, created_at "
+        "BIGINT NOT NULL, expires_at BIGINT NOT NULL, uses_left INTEGER NOT NULL, group_name VARCHAR(64), "
+        "created_by VARCHAR(128), revoked INTEGER NOT NULL)",
+        "CREATE UNIQUE INDEX enrol_tokens_secret ON enrol_tokens (secret_hash)"}},
   };
   return m;
 }
@@ -496,7 +512,8 @@ std::vector<std::string> schema_identifiers() {
   std::vector<std::string> out;
   for (const auto& m : migrations())
     for (const auto& st : m.statements)
-      if (st.rfind("CREATE INDEX ", 0) == 0) out.push_back(table_of(st, "CREATE INDEX "));
+      for (const std::string prefix : {"CREATE INDEX ", "CREATE UNIQUE INDEX "})
+        if (st.rfind(prefix, 0) == 0) out.push_back(table_of(st, prefix));
   for (const auto& t : schema_tables()) {
     out.push_back(t.name);
     if (!t.identity.empty()) out.push_back(t.name + "_seq");

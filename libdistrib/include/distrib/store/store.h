@@ -12,6 +12,7 @@
 //   inventory_store.h  InventoryStore  inventories, their history and fields; collected files
 //   event_store.h      EventStore      the event outbox with sinks' positions; the audit trail
 //   lease_store.h      LeaseStore      the active manager's lease, takeovers, write fencing
+//   enrolment_store.h  EnrolmentStore  hosts' enrolments, certificates, revocations, tokens
 //   data_store.h       DataStore       schema version, figures, whole-database export and import
 // A component that needs one facility may take that interface; `Store&` serves every one. The
 // facility interfaces are virtual bases, so an implementation may implement each in a class of
@@ -25,6 +26,7 @@
 //    is busy beyond its timeout (retrying later may work), conflict / not_found for domain
 //    refusals, internal otherwise. A call that throws changed nothing (each is one transaction).
 #include <distrib/model/cluster.h>
+#include <distrib/model/enrolment.h>
 #include <distrib/model/event.h>
 #include <distrib/model/group.h>
 #include <distrib/model/host.h>
@@ -35,6 +37,7 @@
 #include <distrib/model/report.h>
 #include <distrib/registry.h>
 #include <distrib/store/data_store.h>
+#include <distrib/store/enrolment_store.h>
 #include <distrib/store/event_store.h>
 #include <distrib/store/group_store.h>
 #include <distrib/store/host_store.h>
@@ -77,6 +80,7 @@ class Store : public virtual HostStore,
               public virtual InventoryStore,
               public virtual EventStore,
               public virtual LeaseStore,
+              public virtual EnrolmentStore,
               public virtual DataStore {
  public:
   ~Store() override = default;

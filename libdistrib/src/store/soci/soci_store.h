@@ -4,7 +4,8 @@
 // dialect, write path, fencing, events), defined in the source file of the same name under
 // store/soci/: SociHosts (hosts.cpp), SociPackages (packages.cpp), SociGroups (groups.cpp),
 // SociJobs (jobs.cpp), SociRouting (routing.cpp), SociSchedule (schedule.cpp), SociInventory
-// (inventory.cpp), SociEvents (events.cpp), SociLease (lease.cpp) and SociData (data.cpp).
+// (inventory.cpp), SociEvents (events.cpp), SociLease (lease.cpp), SociEnrolment (enrolment.cpp)
+// and SociData (data.cpp).
 // SociStore composes them: the facility interfaces are virtual bases of Store, so each facility
 // class's overrides are the final ones.
 #include <distrib/error.h>
@@ -252,6 +253,39 @@ class SociLease : public virtual LeaseStore {
   SociCore& core_;
 };
 
+class SociEnrolment : public virtual EnrolmentStore {
+ public:
+  explicit SociEnrolment(SociCore& core) : core_(core) {}
+
+  Enrolment request_enrolment(const Enrolment& e) override;
+  std::optional<Enrolment> find_enrolment(const std::string& host_id) override;
+  std::vector<Enrolment> list_enrolments(std::optional<EnrolmentState> state) override;
+  bool decide_enrolment(const Enrolment& decision) override;
+  bool renew_certificate(const std::string& host_id, const std::string& fingerprint,
+                         const std::string& request_pem, const std::string& certificate_pem,
+                         std::uint64_t serial, std::int64_t not_after) override;
+  bool revoke_enrolment(const std::string& host_id, std::int64_t at, const std::string& by) override;
+  std::vector<std::uint64_t> revoked_serials() override;
+
+  // --- enrolment tokens
+  void create_enrol_token(const EnrolToken& t) override;
+  std::optional<EnrolToken> use_enrol_token(const std::string& secret_hash, std::int64_t now) override;
+  std::vector<EnrolToken> list_enrol_tokens() override;
+  bool revoke_enrol_token(const std::string& id) override;
+
+ private:
+  // The enrolments whose `column` equals `value` (all when nullopt), by requested_at then host
+  // id; `lock`: locked until the transaction ends.
+  std::vector<Enrolment> select_enrolments(soci::session& sql, const char* column,
+                                           const std::optional<std::string>& value, bool lock = false);
+  std::optional<Enrolment> select_enrolment(soci::session& sql, const std::string& host_id, bool lock);
+  // The token whose secret hashes to `secret_hash` (every token when nullptr), by created_at then id.
+  std::vector<EnrolToken> select_tokens(soci::session& sql, const std::string* secret_hash,
+                                        bool lock = false);
+
+  SociCore& core_;
+};
+
 class SociData : public virtual DataStore {
  public:
   explicit SociData(SociCore& core) : core_(core) {}
@@ -344,6 +378,7 @@ class SociStore final : public Store,
                         public SociInventory,
                         public SociEvents,
                         public SociLease,
+                        public SociEnrolment,
                         public SociData {
  public:
   SociStore(const Dialect& dialect, const soci::backend_factory& backend, const std::string& connection,
@@ -361,6 +396,7 @@ class SociStore final : public Store,
         SociInventory(*core),
         SociEvents(*core),
         SociLease(*core),
+        SociEnrolment(*core),
         SociData(*core),
         core_(std::move(core)) {}
 

@@ -113,6 +113,7 @@ int group_cmd(Cli& cli);
 int idgroup_cmd(Cli& cli);
 int inventory_cmd(Cli& cli);
 int collect_cmd(Cli& cli);
+int enrol_token_cmd(Cli& cli);
 int events_cmd(Cli& cli);
 int audit_cmd(Cli& cli);
 int cluster_cmd(Cli& cli);

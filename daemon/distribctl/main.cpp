@@ -61,6 +61,9 @@ Commands:
   inventory field list | inventory field remove NAME   user inventory fields agents report
   collect list JOB              files a collect-files job brought back
   collect get JOB [--host HOST] [--output DIR]   download them (DIR/HOST/PATH; default ./collected-JOB)
+  enrol-token create [--expires 24h] [--uses N|unlimited] [--group IDGROUP]
+                                a token hosts enrol with (printed once; only its hash is kept)
+  enrol-token list | enrol-token revoke ID
   cluster status                active node of an active/standby pair, lease, fencing token, takeovers
   events [--limit N] [--after ID] [--type job.*,entry.failed] [--severity warning]
                                 the newest events (job, entry, host, package, inventory, cluster, database)
@@ -104,6 +107,7 @@ int dispatch(Cli& cli) {
   if (a == "idgroup") return idgroup_cmd(cli);
   if (a == "inventory") return inventory_cmd(cli);
   if (a == "collect") return collect_cmd(cli);
+  if (a == "enrol-token") return enrol_token_cmd(cli);
   if (a == "cluster") return cluster_cmd(cli);
   throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
 }
@@ -141,7 +145,8 @@ int main(int argc, char** argv) {
       "max-total", po::value<std::string>())("query", po::value<std::string>())(
       "fields", po::value<std::string>())("csv", "")("output", po::value<std::string>())(
       "host", po::value<std::string>())("type", po::value<std::string>())("values", po::value<std::string>())(
-      "follow", "")("after", po::value<std::string>())("severity", po::value<std::string>())(
+      "follow", "")("uses", po::value<std::string>())("group", po::value<std::string>())(
+      "after", po::value<std::string>())("severity", po::value<std::string>())(
       "args", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("args", -1);

@@ -5,6 +5,7 @@
 #include "services/manager/common.h"
 #include "services/manager/content.h"
 #include "services/manager/dispatch.h"
+#include "services/manager/enrolment.h"
 #include "services/manager/groups.h"
 #include "services/manager/inventory.h"
 #include "services/manager/jobs.h"
@@ -103,6 +104,7 @@ struct Manager::Impl {
         jobs(ctx, registration, inventory, dispatch, scheduler, *uplink),
         groups(ctx, registration, inventory, dispatch, *uplink),
         collection(ctx, *uplink),
+        enrolment(ctx),
         observe(ctx, router, content, *uplink) {
     declare_routes();
   }
@@ -125,6 +127,7 @@ struct Manager::Impl {
   Jobs jobs;
   Groups groups;
   Collection collection;
+  Enrolments enrolment;
   ObserveApi observe;
 
   void declare_routes();
@@ -159,6 +162,7 @@ void Manager::Impl::declare_routes() {
   groups.register_routes(router);
   inventory.register_routes(router);
   collection.register_routes(router);
+  enrolment.register_routes(router);
 }
 
 void Manager::Impl::handle(HttpRequest&& req, Responder r) {

@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "services/event_sinks.h"
+#include "services/observe.h"
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
@@ -639,4 +640,26 @@ TEST_CASE("dispatcher: two sinks of one name are refused", "[events]") {
   CHECK_THROWS_WITH(EventDispatcher(*box.store, recording_registry(rec),
                                     {parse_event_sink("r=rec:x"), parse_event_sink("r=rec:y")}),
                     Contains("configured twice"));
+}
+
+TEST_CASE("metrics label peers by host name, never by host id alone", "[events]") {
+  const std::string web1 = "3b2a77bf-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+                    web2 = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f",
+                    db = "11111111-2222-4333-8444-555555555555";
+  std::vector<Host> hosts(3);
+  hosts[0].host_id = web1;
+  hosts[0].name = "web";
+  hosts[1].host_id = web2;
+  hosts[1].name = "web";  // two hosts answer to one name
+  hosts[2].host_id = db;
+  hosts[2].name = "db";
+  const std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_id{
+      {web1, {1, 100}}, {web2, {2, 200}}, {db, {3, 300}}, {"unknown", {4, 400}}};
+  const auto by_name = peers_by_name(by_id, hosts);
+  CHECK(by_name.size() == 4);
+  CHECK(by_name.at("db") == std::make_pair<std::uint64_t, std::uint64_t>(3, 300));
+  CHECK(by_name.at("web/3b2a77bf") == std::make_pair<std::uint64_t, std::uint64_t>(1, 100));
+  CHECK(by_name.at("web/9f8e7d6c") == std::make_pair<std::uint64_t, std::uint64_t>(2, 200));
+  CHECK(by_name.at("unknown").second == 400);
+  for (const auto& [label, v] : by_name) CHECK(label.find(web1) == std::string::npos);
 }

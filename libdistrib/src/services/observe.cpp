@@ -186,4 +186,26 @@ AuditRecord audit_record(const HttpRequest& req, const HttpResponse& res, std::i
   return a;
 }
 
+std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> peers_by_name(
+    const std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& by_id,
+    const std::vector<Host>& hosts) {
+  std::map<std::string, std::string> name_of;
+  std::map<std::string, int> uses;
+  for (const auto& h : hosts) {
+    name_of[h.host_id] = h.name;
+    ++uses[h.name];
+  }
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> out;
+  for (const auto& [id, v] : by_id) {
+    auto it = name_of.find(id);
+    const auto label = it == name_of.end()     ? id
+                       : uses[it->second] == 1 ? it->second
+                                               : it->second + "/" + id.substr(0, 8);
+    auto& slot = out[label];
+    slot.first += v.first;
+    slot.second += v.second;
+  }
+  return out;
+}
+
 }  // namespace distrib

@@ -33,6 +33,14 @@ struct MetricsSnapshot {
 /// Prometheus text format 0.0.4 (HELP and TYPE for every family; counters end in _total).
 std::string render_metrics(const MetricsSnapshot& m);
 
+/// Content counters (peer → chunks, bytes) keyed by the peer's host name rather than its host id
+/// (a host id is what an agent proves itself with; /metrics must not publish it). A name several
+/// hosts share gets the first 8 characters of the host id after it ("web/3b2a77bf"); a requester
+/// no host answers to keeps its key.
+std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> peers_by_name(
+    const std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& by_id,
+    const std::vector<Host>& hosts);
+
 /// Whether a request is recorded in the audit trail: everything that changes something on the
 /// admin API, and every refused credential.
 bool audited(const HttpRequest& req, int status);

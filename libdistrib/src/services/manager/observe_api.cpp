@@ -34,29 +34,6 @@ EventFilter filter_of(const HttpRequest& req) {
     f.min_severity = parse_severity(it->second);
   return f;
 }
-// Content counters keyed by the peer's host name rather than its host id (host ids are what an
-// agent proves itself with; /metrics must not publish them). A name several hosts share gets the
-// first 8 characters of the host id after it; a requester no host answers to keeps its key.
-template <class Counters>
-Counters by_name(Counters by_id, const std::vector<Host>& hosts) {
-  std::map<std::string, std::string> name_of;
-  std::map<std::string, int> uses;
-  for (const auto& h : hosts) {
-    name_of[h.host_id] = h.name;
-    ++uses[h.name];
-  }
-  Counters out;
-  for (auto& [id, v] : by_id) {
-    auto it = name_of.find(id);
-    const auto label = it == name_of.end()     ? id
-                       : uses[it->second] == 1 ? it->second
-                                               : it->second + "/" + id.substr(0, 8);
-    auto& slot = out[label];
-    slot.first += v.first;
-    slot.second += v.second;
-  }
-  return out;
-}
 }  // namespace
 
 void ObserveApi::audit_answer(const HttpRequest& req, Responder& r) {
@@ -249,7 +226,7 @@ void ObserveApi::get_metrics(HttpRequest&&, Responder& r, const PathSegments&) {
   m.event_streams = ctx_.events->subscribers();
   ctx_.blocking(std::move(r), [this, m]() mutable {
     m.counts = ctx_.store->counts();
-    if (!m.sent_to.empty()) m.sent_to = by_name(std::move(m.sent_to), ctx_.store->list_hosts());
+    if (!m.sent_to.empty()) m.sent_to = peers_by_name(m.sent_to, ctx_.store->list_hosts());
     m.store = ctx_.store->stats();
     m.sinks = ctx_.events->status();
     m.last_event_id = ctx_.store->last_event_id();

@@ -49,13 +49,23 @@ po::options_description all_options() {
                                                "port to serve on (0: any free port)")(
       "threads", po::value<int>()->default_value(2), "network threads")(
       "store-threads", po::value<int>()->default_value(4), "database threads")(
-      "tls-cert", po::value<std::string>(), "PEM certificate chain; enables HTTPS")(
-      "tls-key", po::value<std::string>(), "PEM private key")("key-mode",
-                                                              po::value<std::string>()->default_value("name"),
-                                                              "ID key for operations: name, ip or host-id")(
-      "database", po::value<std::string>()->default_value("sqlite"),
-      "database backend: sqlite, postgresql or odbc")("database-path", po::value<std::string>(),
-                                                      "sqlite file (default STATE_DIR/distrib.db)")(
+      "tls-cert", po::value<std::string>(),
+      "PEM certificate chain (default: one issued by the manager's own CA in STATE_DIR/pki)")(
+      "tls-key", po::value<std::string>(), "PEM private key")(
+      "tls-name", po::value<std::vector<std::string>>()->composing(),
+      "DNS name or IP address the server certificate covers besides the listen address, the host name "
+      "and localhost (a cluster's logical name); repeatable")(
+      "insecure-http", po::bool_switch(),
+      "serve plain HTTP: nobody proves who they are (loopback addresses only, see "
+      "--insecure-http-anywhere)")("insecure-http-anywhere", po::bool_switch(),
+                                   "allow --insecure-http on an address other hosts can reach")(
+      "certificate-lifetime", po::value<std::string>()->default_value("30d"),
+      "lifetime of the host certificates the CA issues (hosts renew when a third is left)")(
+      "key-mode", po::value<std::string>()->default_value("name"),
+      "ID key for operations: name, ip or host-id")("database",
+                                                    po::value<std::string>()->default_value("sqlite"),
+                                                    "database backend: sqlite, postgresql or odbc")(
+      "database-path", po::value<std::string>(), "sqlite file (default STATE_DIR/distrib.db)")(
       "database-connection", po::value<std::string>(),
       "postgresql: \"host=H port=P dbname=D user=U password=W\"; odbc: \"DRIVER={...};SERVER=...;...\"")(
       "database-dialect", po::value<std::string>(),
@@ -121,7 +131,13 @@ po::options_description all_options() {
   po::options_description agent("Agent");
   agent.add_options()("server", po::value<std::vector<std::string>>()->composing(),
                       "parent URL, http(s)://host:port (same as --parent)")(
-      "ca-file", po::value<std::string>(), "CA bundle that verifies an https parent")(
+      "ca-file", po::value<std::string>(), "CA certificate that verifies an https parent (relay and agent)")(
+      "enrol-bundle", po::value<std::string>(),
+      "enrolment bundle from distribctl enrol-bundle: servers, CA, optional token (relay and agent)")(
+      "enrol-token-file", po::value<std::string>(),
+      "file holding an enrolment token (distribctl enrol-token create): accepted at once (relay and agent)")(
+      "ca-fingerprint", po::value<std::string>(),
+      "sha256:HEX of the CA certificate: trust the CA the parent shows when it matches (relay and agent)")(
       "bind-address", po::value<std::string>(), "local address for connections to the parent")(
       "host-name", po::value<std::string>(), "host name to register (default: the system's)")(
       "packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)")(
@@ -244,6 +260,22 @@ int import_database(const distrib::StoreRegistry& stores, const distrib::StoreSe
   return 0;
 }
 
+bool is_loopback(const std::string& address) {
+  return address.starts_with("127.") || address == "::1" || address == "localhost";
+}
+
+// An enrolment token from its file (empty: none).
+std::string token_from_file(const std::string& file) {
+  if (file.empty()) return {};
+  std::ifstream in(file);
+  if (!in)
+    throw distrib::Error(distrib::ErrorKind::invalid_argument,
+                         "cannot read the enrolment token file " + file);
+  std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ' || t.back() == '\r')) t.pop_back();
+  return t;
+}
+
 // "ADDRESS:PORT" of --status-listen; throws Error naming the problem.
 std::pair<std::string, std::uint16_t> parse_status_listen(const std::string& v) {
   const auto colon = v.rfind(':');
@@ -343,6 +375,22 @@ int main(int argc, char** argv) {
       s.tls_key_file = get<std::string>(vm, "tls-key");
       if (s.tls_cert_file.empty() != s.tls_key_file.empty())
         die(kExitConfig, "--tls-cert and --tls-key go together");
+      s.tls_names = get<std::vector<std::string>>(vm, "tls-name");
+      s.insecure_http = vm["insecure-http"].as<bool>();
+      if (s.insecure_http && !s.tls_cert_file.empty())
+        die(kExitConfig, "--insecure-http serves plain HTTP: drop it or --tls-cert");
+      if (s.insecure_http && !vm["insecure-http-anywhere"].as<bool>() && !is_loopback(s.listen_address))
+        die(kExitConfig, "--insecure-http on " + s.listen_address +
+                             " would let anyone who reaches it act as any host; it is for loopback addresses "
+                             "(add --insecure-http-anywhere if this network is trusted)");
+      try {
+        s.certificate_lifetime_seconds =
+            distrib::parse_duration_seconds(get<std::string>(vm, "certificate-lifetime"));
+      } catch (const distrib::Error& e) {
+        die(kExitConfig, std::string("--certificate-lifetime: ") + e.what());
+      }
+      if (s.certificate_lifetime_seconds < 60 || s.certificate_lifetime_seconds > 3650LL * 86400)
+        die(kExitConfig, "--certificate-lifetime is from 1m to 3650d");
       s.key_mode = distrib::parse_host_key_mode(get<std::string>(vm, "key-mode"));
       s.store.backend = get<std::string>(vm, "database");
       s.store.path = get<std::string>(vm, "database-path");
@@ -376,6 +424,9 @@ int main(int argc, char** argv) {
         if (parents.empty()) die(kExitConfig, "a relay needs --parent URL (its parent manager or relay)");
         s.parents = parents;
         s.ca_file = get<std::string>(vm, "ca-file");
+        s.enrol_bundle = get<std::string>(vm, "enrol-bundle");
+        s.enrol_token = token_from_file(get<std::string>(vm, "enrol-token-file"));
+        s.ca_fingerprint = get<std::string>(vm, "ca-fingerprint");
         s.bind_address = get<std::string>(vm, "bind-address");
         s.host_name = get<std::string>(vm, "host-name");
         if (vm.count("cache-limit"))
@@ -387,7 +438,8 @@ int main(int argc, char** argv) {
         for (const auto& u : parents) distrib::parse_base_url(u);
       } else {
         for (const char* relay_or_agent :
-             {"parent", "server", "ca-file", "bind-address", "host-name", "cache-limit"})
+             {"parent", "server", "ca-file", "bind-address", "host-name", "cache-limit", "enrol-bundle",
+              "enrol-token-file", "ca-fingerprint"})
           if (vm.count(relay_or_agent))
             die(kExitConfig,
                 std::string("--") + relay_or_agent +
@@ -417,6 +469,9 @@ int main(int argc, char** argv) {
           stores.open(s.store);  // throws the "unknown backend" error listing the known ones
         for (const auto& w : distrib::check_store_settings(s.store))
           std::cerr << "distribd: warning: " << w << "\n";
+        if (s.insecure_http)
+          std::cerr << "distribd: warning: --insecure-http: hosts and administrators prove nothing and "
+                       "anything on the network can read and forge their requests\n";
         if (get<std::string>(vm, "failover") != "none") {
           distrib::CoordinatorRegistry coordinators;
           distrib::register_builtin_coordinators(coordinators);
@@ -440,8 +495,11 @@ int main(int argc, char** argv) {
       if (vm.count("monitor")) {
         const auto host = s.listen_address == "0.0.0.0" ? std::string("127.0.0.1") : s.listen_address;
         distrib::HttpClientSettings hc;
-        hc.base_url =
-            (s.tls_cert_file.empty() ? "http://" : "https://") + host + ":" + std::to_string(s.port);
+        hc.base_url = (s.insecure_http ? "http://" : "https://") + host + ":" + std::to_string(s.port);
+        if (!s.insecure_http)
+          hc.ca_file =
+              (std::filesystem::path(s.state_dir) / (role == "relay" ? "identity" : "pki") / "ca.crt")
+                  .string();
         hc.connect_timeout_seconds = 3;
         hc.timeout_seconds = 5;
         try {
@@ -503,6 +561,9 @@ int main(int argc, char** argv) {
       s.parents = parents;
       s.parent_recheck_seconds = get<int>(vm, "parent-recheck");
       s.ca_file = get<std::string>(vm, "ca-file");
+      s.enrol_bundle = get<std::string>(vm, "enrol-bundle");
+      s.enrol_token = token_from_file(get<std::string>(vm, "enrol-token-file"));
+      s.ca_fingerprint = get<std::string>(vm, "ca-fingerprint");
       s.bind_address = get<std::string>(vm, "bind-address");
       s.host_name = get<std::string>(vm, "host-name");
       s.packages_dir = get<std::string>(vm, "packages-dir");
@@ -546,12 +607,17 @@ int main(int argc, char** argv) {
                   << " user inventory value(s) set; reported at the agent's next inventory check\n";
         return 0;
       }
-      for (const char* manager_only : {"tls-cert", "tls-key", "database-path", "database-connection",
-                                       "database-dialect", "rate-limit", "migrate", "export-db", "import-db"})
+      for (const char* manager_only :
+           {"tls-cert", "tls-key", "tls-name", "database-path", "database-connection", "database-dialect",
+            "rate-limit", "migrate", "export-db", "import-db"})
         if (vm.count(manager_only))
           die(kExitConfig, std::string("--") + manager_only + " is a manager option");
+      for (const char* manager_only : {"insecure-http", "insecure-http-anywhere"})
+        if (vm[manager_only].as<bool>())
+          die(kExitConfig, std::string("--") + manager_only + " is a manager option");
       if (check_only) {
-        if (s.parents.empty()) die(kExitConfig, "agent needs --server (or --parent) URL");
+        if (s.parents.empty() && s.enrol_bundle.empty())
+          die(kExitConfig, "agent needs --server (or --parent) URL or --enrol-bundle");
         for (const auto& u : s.parents) distrib::parse_base_url(u);
         std::cout << "configuration is valid (agent)\n";
         return 0;
@@ -572,7 +638,9 @@ int main(int argc, char** argv) {
         return 0;
       }
       if (vm.count("group-password")) die(kExitConfig, "--group-password goes with --join-group");
-      spdlog::info("agent {} starting; parent {}", agent.host_id(), s.parents.front());
+      spdlog::info(
+          "agent {} starting; parent {}", agent.host_id(),
+          s.parents.empty() ? "from the enrolment bundle " + s.enrol_bundle.string() : s.parents.front());
       std::thread runner([&] { agent.run(); });
       int sig = 0;
       sigwait(&sigs, &sig);

@@ -1,6 +1,8 @@
 // distribctl's shared parts (cli.h): output helpers and the Cli's access to options and the manager.
 #include "cli.h"
 
+#include <filesystem>
+
 #include <unistd.h>
 #include <algorithm>
 #include <cstdlib>
@@ -174,11 +176,21 @@ void Cli::expect_args(std::size_t n, const char* usage) const {
 
 AdminClient Cli::client() const {
   AdminClientSettings s;
-  s.http.base_url = opt("server", env_or("DISTRIB_SERVER", "http://127.0.0.1:8640"));
+  s.http.base_url = opt("server", env_or("DISTRIB_SERVER", kDefaultServer));
   s.http.ca_file = opt("ca-file", env_or("DISTRIB_CA_FILE"));
+  const auto token_file = opt("token-file", env_or("DISTRIB_TOKEN_FILE"));
+  if (s.http.ca_file.empty() && !token_file.empty()) {
+    // On the manager's machine: the CA its state directory holds next to the token.
+    const auto dir = std::filesystem::path(token_file).parent_path();
+    for (const auto* p : {"pki/ca.crt", "identity/ca.crt"})
+      if (std::error_code ec; std::filesystem::exists(dir / p, ec)) {
+        s.http.ca_file = (dir / p).string();
+        break;
+      }
+  }
   s.token = opt("token", env_or("DISTRIB_TOKEN"));
   if (s.token.empty()) {
-    const auto file = opt("token-file", env_or("DISTRIB_TOKEN_FILE"));
+    const auto& file = token_file;
     if (file.empty())
       throw UsageError(
           "no admin token: pass --token-file FILE (the manager's STATE_DIR/admin.token) or set "

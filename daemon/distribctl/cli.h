@@ -40,6 +40,8 @@ struct UsageError : std::runtime_error {
 
 /// The environment variable's value, `fallback` when unset or empty.
 std::string env_or(const char* name, std::string fallback = {});
+/// The manager distribctl talks to unless told otherwise.
+inline constexpr const char* kDefaultServer = "https://127.0.0.1:8640";
 /// Local time "YYYY-MM-DD HH:MM:SS"; "-" for 0.
 std::string format_time(std::int64_t t);
 std::string format_size(std::uint64_t bytes);
@@ -114,6 +116,8 @@ int idgroup_cmd(Cli& cli);
 int inventory_cmd(Cli& cli);
 int collect_cmd(Cli& cli);
 int enrol_token_cmd(Cli& cli);
+int enrolment_cmd(Cli& cli);
+int enrol_bundle_cmd(Cli& cli);
 int events_cmd(Cli& cli);
 int audit_cmd(Cli& cli);
 int cluster_cmd(Cli& cli);

@@ -16,6 +16,9 @@ Commands:
   hosts list                    every host this manager knows (with relays' subtrees)
   hosts tree                    the hierarchy: relays and what is below them, online or not
   hosts approve HOST...         approve hosts waiting for approval (auto-register off)
+  hosts pending [--all]         hosts asking to enrol: id, name, address, relay path, key fingerprint
+  hosts accept HOST [--fingerprint sha256:...]   issue its certificate (the fingerprint it showed)
+  hosts reject HOST | hosts revoke HOST          refuse an enrolment / stop a certificate at once
   stats                         content counters: chunks served per requester, relay cache
   package create DIR --name N --version V [--install-command CMD] [--install-dir PATH]
                  [--install-timeout SECONDS] [--chunk-size SIZE]   SIZE: average chunk, e.g. 16KiB
@@ -64,6 +67,8 @@ Commands:
   enrol-token create [--expires 24h] [--uses N|unlimited] [--group IDGROUP]
                                 a token hosts enrol with (printed once; only its hash is kept)
   enrol-token list | enrol-token revoke ID
+  enrol-bundle [--output FILE] [--parent URL...] [--new-token [--expires 24h] [--uses N] [--group G]]
+                                what a new host needs: its parents, the CA, optionally a token
   cluster status                active node of an active/standby pair, lease, fencing token, takeovers
   events [--limit N] [--after ID] [--type job.*,entry.failed] [--severity warning]
                                 the newest events (job, entry, host, package, inventory, cluster, database)
@@ -72,10 +77,11 @@ Commands:
   audit [--limit N]             administrative actions: who, from where, what, result (newest first)
 
 Global options:
-  --server URL        manager URL (env DISTRIB_SERVER; default http://127.0.0.1:8640)
+  --server URL        manager URL (env DISTRIB_SERVER; default https://127.0.0.1:8640)
   --token TOKEN       admin token (env DISTRIB_TOKEN)
   --token-file FILE   file holding the admin token (env DISTRIB_TOKEN_FILE)
-  --ca-file FILE      CA bundle that verifies an https manager
+  --ca-file FILE      CA certificate that verifies the manager (env DISTRIB_CA_FILE; default: the
+                      pki/ca.crt or identity/ca.crt next to the --token-file, else the system's)
   --json              machine-readable output
   --version, --help
 
@@ -87,12 +93,15 @@ int dispatch(Cli& cli) {
   if (cli.args.size() == 1 && cli.args[0] == "stats") return stats(cli);
   if (!cli.args.empty() && cli.args[0] == "events") return events_cmd(cli);
   if (cli.args.size() == 1 && cli.args[0] == "audit") return audit_cmd(cli);
+  if (!cli.args.empty() && cli.args[0] == "enrol-bundle") return enrol_bundle_cmd(cli);
   if (cli.args.size() < 2) throw UsageError("missing command (see distribctl --help)");
   const auto& a = cli.args[0];
   const auto& b = cli.args[1];
   if (a == "hosts" && b == "list") return hosts_list(cli);
   if (a == "hosts" && b == "tree") return hosts_tree(cli);
   if (a == "hosts" && b == "approve") return hosts_approve(cli);
+  if (a == "hosts" && (b == "pending" || b == "accept" || b == "reject" || b == "revoke"))
+    return enrolment_cmd(cli);
   if (a == "package" && b == "create") return package_create(cli);
   if (a == "package" && b == "list") return package_list(cli);
   if (a == "package" && b == "show") return package_show(cli);
@@ -146,8 +155,10 @@ int main(int argc, char** argv) {
       "fields", po::value<std::string>())("csv", "")("output", po::value<std::string>())(
       "host", po::value<std::string>())("type", po::value<std::string>())("values", po::value<std::string>())(
       "follow", "")("uses", po::value<std::string>())("group", po::value<std::string>())(
-      "after", po::value<std::string>())("severity", po::value<std::string>())(
-      "args", po::value<std::vector<std::string>>());
+      "after", po::value<std::string>())("severity", po::value<std::string>())("all", "")(
+      "fingerprint", po::value<std::string>())("new-token", "")(
+      "parent", po::value<std::vector<std::string>>()->composing())("args",
+                                                                    po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("args", -1);
 
@@ -187,7 +198,12 @@ int main(int argc, char** argv) {
     return kUsage;
   } catch (const Error& e) {
     std::fprintf(stderr, "distribctl: %s\n", e.what());
-    if (e.kind() == ErrorKind::unavailable)
+    if (e.kind() == ErrorKind::unavailable &&
+        std::string_view(e.what()).find("TLS handshake") != std::string_view::npos)
+      std::fprintf(stderr,
+                   "hint: the manager's certificate is not trusted here: pass its CA with --ca-file (the "
+                   "manager's STATE_DIR/pki/ca.crt) or --token-file STATE_DIR/admin.token on its machine\n");
+    else if (e.kind() == ErrorKind::unavailable)
       std::fprintf(stderr, "hint: is the manager running? check --server or DISTRIB_SERVER\n");
     if (e.kind() == ErrorKind::unauthorized)
       std::fprintf(stderr, "hint: pass the manager's STATE_DIR/admin.token with --token-file\n");

@@ -2,6 +2,7 @@
 #include <distrib/net/http.h>
 
 #include "harness.h"
+#include "test_identity.h"
 
 #include <catch2/catch.hpp>
 
@@ -20,8 +21,10 @@ TEST_CASE("malformed requests get a 4xx JSON error and the manager keeps serving
   TempDir tmp;
   ManagerProc m(tmp / "manager");
   const auto token = read_file(m.token_file()).substr(0, 64);
-  HttpClient c({m.url(), "", "", 5, 10});
+  HttpClient c({m.url(), m.ca_file(), "", 5, 10});
   auto alive = [&] { return c.request("GET", "/v1/status").status == 200; };
+  // Agent routes need an enrolled host's certificate: the bad input comes from one.
+  const auto host = enrol_test_host(m, tmp / "host", "prober");
 
   struct Case {
     std::string name, method, target, body, type;
@@ -56,13 +59,15 @@ TEST_CASE("malformed requests get a 4xx JSON error and the manager keeps serving
       {"registration with a bad host id", "POST", "/v1/agent/register", "{\"host_id\":\"x\",\"name\":\"n\"}",
        "application/json", false, 400, "not a UUID"},
       {"report with a bad state", "POST", "/v1/agent/report",
-       "{\"host_id\":\"11111111-1111-4111-8111-111111111111\",\"reports\":[{\"entry_id\":1,\"seq\":1,"
-       "\"state\":\"done\"}]}",
+       "{\"host_id\":\"" + host.host_id +
+           "\",\"reports\":[{\"entry_id\":1,\"seq\":1,"
+           "\"state\":\"done\"}]}",
        "application/json", false, 400, "unknown entry state"},
   };
   for (const auto& k : cases) {
     INFO(k.name);
-    HttpClient one({m.url(), "", "", 5, 10});
+    HttpClient one(k.admin ? HttpClientSettings{m.url(), m.ca_file(), "", 5, 10}
+                           : client_settings(host, m.url()));
     auto r = one.request(k.method, k.target, k.body, k.type, k.admin ? token : "");
     CHECK(r.status == k.status);
     CHECK(r.content_type == "application/json");
@@ -230,10 +235,15 @@ TEST_CASE("distribctl exit codes and messages", "[integration]") {
                       {{"DISTRIB_TOKEN", ""}, {"DISTRIB_TOKEN_FILE", ""}});
   CHECK(no_token.exit_code == 2);
   CHECK(no_token.err.find("no admin token") != std::string::npos);
-  auto wrong =
-      run({distribctl_path(), "--server", m.url(), "--token", std::string(64, 'f'), "hosts", "list"});
+  auto wrong = run({distribctl_path(), "--server", m.url(), "--ca-file", m.ca_file(), "--token",
+                    std::string(64, 'f'), "hosts", "list"});
   CHECK(wrong.exit_code == 1);
   CHECK(wrong.err.find("not valid") != std::string::npos);
+  // Without the manager's CA the connection itself is refused, and the message says what to do.
+  auto untrusted =
+      run({distribctl_path(), "--server", m.url(), "--token", std::string(64, 'f'), "hosts", "list"});
+  CHECK(untrusted.exit_code == 3);
+  CHECK(untrusted.err.find("--ca-file") != std::string::npos);
   auto down = run({distribctl_path(), "--server", "http://127.0.0.1:1", "--token", "x", "hosts", "list"});
   CHECK(down.exit_code == 3);
   CHECK(down.err.find("is the manager running?") != std::string::npos);

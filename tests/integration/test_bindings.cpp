@@ -29,7 +29,8 @@ TEST_CASE("C API: package, upload, job, status", "[integration][bindings]") {
   AgentProc a(tmp / "agent", m.url(), "c-agent", "127.0.0.91");
   REQUIRE(wait_until([&] { return host_count(m) == 1; }, 15s));
   const auto token = read_file(m.token_file()).substr(0, 64);
-  distrib_client* c = distrib_client_open(m.url().c_str(), token.c_str(), nullptr, err, sizeof err);
+  distrib_client* c =
+      distrib_client_open(m.url().c_str(), token.c_str(), m.ca_file().c_str(), err, sizeof err);
   REQUIRE(c);
   REQUIRE(distrib_client_upload_package(c, (tmp / "pkg").c_str(), "capi", "1", "cat hello.txt", err,
                                         sizeof err) == DISTRIB_OK);

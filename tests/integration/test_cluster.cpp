@@ -120,9 +120,10 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
     etcd = std::make_unique<Etcd>(tmp, port + 3);
     dbopt.insert(dbopt.end(), {"--etcd-endpoint", etcd->url});
   }
-  const std::string logical = "http://127.0.6.1:" + std::to_string(port);
+  const std::string logical = "https://127.0.6.1:" + std::to_string(port);
   auto a = std::make_unique<Node>(tmp, shared, "node-a", "127.0.6.1", port, "127.0.6.2", dbopt);
   REQUIRE(wait_until([&] { return a->active(); }, 20s));
+  register_server(logical, shared);  // the nodes' CA and admin token are on the shared state
   Node b(tmp, shared, "node-b", "127.0.6.1", port, "127.0.6.3", dbopt);
   REQUIRE(wait_until([&] { return b.status().contains("holder"); }, 20s));
   CHECK_FALSE(b.active());
@@ -193,9 +194,10 @@ TEST_CASE("split brain: a node stopped past its lease steps down when it wakes a
   TempDir tmp;
   const auto shared = tmp / "shared";  // SQLite on the shared directory: the embedded database
   const int port = cluster_port() + 1;
-  const std::string logical = "http://127.0.7.1:" + std::to_string(port);
+  const std::string logical = "https://127.0.7.1:" + std::to_string(port);
   Node a(tmp, shared, "node-a", "127.0.7.1", port, "127.0.7.2", {});
   REQUIRE(wait_until([&] { return a.active(); }, 20s));
+  register_server(logical, shared);
   Node b(tmp, shared, "node-b", "127.0.7.1", port, "127.0.7.3", {});
   AgentProc agent(tmp / "agent", logical, "sb1", "127.0.7.10");
   REQUIRE(wait_until(
@@ -228,7 +230,7 @@ TEST_CASE("split brain: a node stopped past its lease steps down when it wakes a
   auto mon = run({distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
                   "127.0.7.1", "--port", std::to_string(port), "--monitor"});
   CHECK(mon.exit_code == 0);
-  CHECK(mon.out.find("running: http://127.0.7.1") != std::string::npos);
+  CHECK(mon.out.find("running: https://127.0.7.1") != std::string::npos);
   // Anything the old node tried to write after waking was refused by the fence.
   const auto alog = read_file(tmp / "node-a.log");
   CHECK(alog.find("node node-a is active (fencing token 3)") == std::string::npos);
@@ -318,11 +320,9 @@ TEST_CASE("the OCF resource agent passes ocf-tester and runs an external-coordin
   auto mon = run({distribd_path(), "--config", conf.string(), "--monitor"});
   CHECK(mon.exit_code == 7);
   CHECK(mon.out.find("not running") != std::string::npos);
-  auto r =
-      run({"ocf-tester", "-n", "distrib", "-o", "config=" + conf.string(), "-o", "binary=" + distribd_path(),
-           "-o", "url=http://127.0.9.1:" + std::to_string(port) + "/v1/status", "-o",
-           "pidfile=" + (tmp / "distribd.pid").string(), agent},
-          120s);
+  auto r = run({"ocf-tester", "-n", "distrib", "-o", "config=" + conf.string(), "-o",
+                "binary=" + distribd_path(), "-o", "pidfile=" + (tmp / "distribd.pid").string(), agent},
+               120s);
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("passed all tests") != std::string::npos);

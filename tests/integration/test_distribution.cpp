@@ -255,14 +255,21 @@ TEST_CASE("agents and distribctl work over TLS", "[integration]") {
   REQUIRE(gen.exit_code == 0);
   ManagerProc m(tmp / "manager", {"--tls-cert", d + "/s.crt", "--tls-key", d + "/s.key"});
   REQUIRE(m.url().starts_with("https://"));
-  AgentProc a(tmp / "agent", m.url(), "secure", "127.0.0.71", {"--ca-file", d + "/ca.crt"});
-  AgentProc untrusting(tmp / "agent2", m.url(), "untrusting", "127.0.0.72", {"--ca-file", d + "/s.crt"});
   auto ctl = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {distribctl_path(),       "--server",  m.url(),       "--token-file",
                                      m.token_file().string(), "--ca-file", d + "/ca.crt", "--json"};
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv);
   };
+  // The agents trust the operator's CA for the server; their own certificates come from the
+  // manager's CA through enrolment.
+  const auto token = ctl({"enrol-token", "create", "--uses", "2"});
+  REQUIRE(token.exit_code == 0);
+  write_file(tmp / "token", json_at(token.out, "/token"));
+  AgentProc a(tmp / "agent", m.url(), "secure", "127.0.0.71",
+              {"--ca-file", d + "/ca.crt", "--enrol-token-file", (tmp / "token").string()});
+  AgentProc untrusting(tmp / "agent2", m.url(), "untrusting", "127.0.0.72",
+                       {"--ca-file", d + "/s.crt", "--enrol-token-file", (tmp / "token").string()});
   REQUIRE(wait_until([&] { return ctl({"hosts", "list"}).out.find("secure") != std::string::npos; }, 15s));
   CHECK(ctl({"hosts", "list"}).out.find("untrusting") == std::string::npos);
   const auto pkg = make_package_dir(tmp, "tls", "over tls");

@@ -56,7 +56,7 @@ TEST_CASE("enrolment tokens: created once, listed without secrets, revoked; admi
   CHECK(m.ctl({"enrol-token", "list"}).out.find("revoked") != std::string::npos);
 
   // Hostile or mistaken limits: refused, naming the limit, and nothing is created.
-  HttpClient c({m.url(), "", "", 5, 10});
+  HttpClient c({m.url(), m.ca_file(), "", 5, 10});
   const auto admin = read_file(m.token_file()).substr(0, 64);
   for (const std::string body :
        {R"({"expires_in_seconds": 5})", R"({"expires_in_seconds": 99999999999})", R"({"uses": 0})",

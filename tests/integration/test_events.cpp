@@ -401,6 +401,7 @@ TEST_CASE("promtool accepts the live /metrics and the figures follow a job", "[e
   wait_job(m, install_job(m, {"metapp", "1.0", "met1"}));
   distrib::HttpClientSettings hs;
   hs.base_url = m.url();
+  hs.ca_file = m.ca_file();
   distrib::HttpClient client(hs);
   // Not without credentials: /metrics tells who the hosts are and what they fetched.
   CHECK(client.request("GET", "/metrics").status == 401);
@@ -434,6 +435,7 @@ TEST_CASE("a scraper's metrics token reads /metrics and nothing else", "[events]
   ManagerProc m(tmp / "manager", {"--metrics-token-file", (tmp / "scrape.token").string()});
   distrib::HttpClientSettings hs;
   hs.base_url = m.url();
+  hs.ca_file = m.ca_file();
   distrib::HttpClient client(hs);
   CHECK(client.request("GET", "/metrics", "", "", scrape).status == 200);
   CHECK(client.request("HEAD", "/metrics", "", "", scrape).status == 200);
@@ -460,6 +462,7 @@ TEST_CASE("metrics can be turned off", "[events]") {
   ManagerProc m(tmp / "manager", {"--metrics", "false"});
   distrib::HttpClientSettings hs;
   hs.base_url = m.url();
+  hs.ca_file = m.ca_file();
   distrib::HttpClient client(hs);
   CHECK(client.request("GET", "/metrics").status == 404);
   CHECK(client.request("GET", "/v1/status").status == 200);
@@ -552,8 +555,8 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
   ManagerProc m(tmp / "manager");
   auto r = m.ctl({"job", "create", "install", "nothere", "1.0", "ghost"});
   REQUIRE(r.exit_code != 0);
-  auto bad =
-      run({distribctl_path(), "--server", m.url(), "--token", std::string(40, 'x'), "package", "list"});
+  auto bad = run({distribctl_path(), "--server", m.url(), "--ca-file", m.ca_file(), "--token",
+                  std::string(40, 'x'), "package", "list"});
   REQUIRE(bad.exit_code != 0);
   REQUIRE(wait_until([&] { return ctl_json(m, {"audit"}).at("audit").as_array().size() >= 2; }, 10s));
   const auto audit = ctl_json(m, {"audit"}).at("audit").as_array();
@@ -574,6 +577,7 @@ TEST_CASE("the audit trail records refused actions and the event API refuses bad
 
   distrib::HttpClientSettings hs;
   hs.base_url = m.url();
+  hs.ca_file = m.ca_file();
   distrib::HttpClient client(hs);
   const auto token = [&] {
     auto t = read_file(m.token_file());

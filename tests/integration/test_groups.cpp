@@ -382,9 +382,11 @@ TEST_CASE("bad job destinations and schedules are refused and nothing is written
   CHECK(r.err.find("is not an address or CIDR range") != std::string::npos);
 
   // A malformed join straight to the agent API: a clear 400, the daemon keeps serving.
+  const auto prober = enrol_test_host(m, tmp / "prober", "prober");
   auto raw =
-      run({"/usr/bin/curl", "-s", "-w", " %{http_code}", "-X", "POST", "-H", "Content-Type: application/json",
-           "--data", "{\"host_id\": \"x\", \"group\": \"g\"}", m.url() + "/v1/agent/join"});
+      run({"/usr/bin/curl", "-s", "-w", " %{http_code}", "-X", "POST", "--cacert", m.ca_file(), "--cert",
+           prober.cert_file, "--key", prober.key_file, "-H", "Content-Type: application/json", "--data",
+           "{\"host_id\": \"x\", \"group\": \"g\"}", m.url() + "/v1/agent/join"});
   CHECK(raw.out.find("host_id must be a host UUID") != std::string::npos);
   CHECK(raw.out.find(" 400") != std::string::npos);
   CHECK(host_count(m) == 1);

@@ -221,6 +221,7 @@ TEST_CASE(
   // Integrators get the same answers through the library's AdminClient.
   distrib::AdminClientSettings cs;
   cs.http.base_url = m.url();
+  cs.http.ca_file = m.ca_file();
   cs.token = read_file(m.token_file()).substr(0, read_file(m.token_file()).find('\n'));
   distrib::AdminClient client(cs);
   const auto ids = client.query_inventory("software.distrib.tool >= 1.10");
@@ -381,6 +382,10 @@ TEST_CASE("malformed queries, unknown hosts, fields and reports get clear errors
   // Reports and uploads that break the protocol are refused with the part named; nothing is stored.
   distrib::HttpClientSettings hs;
   hs.base_url = m.url();
+  hs.ca_file = m.ca_file();
+  // As the agent err1 itself: its own certificate.
+  hs.cert_file = (a.state_dir() / "identity/host.crt").string();
+  hs.key_file = (a.state_dir() / "identity/host.key").string();
   distrib::HttpClient http(hs);
   const auto host = id_by_name(m, "err1");
   auto post = [&](const std::string& body) { return http.request("POST", "/v1/agent/inventory", body); };
@@ -392,8 +397,9 @@ TEST_CASE("malformed queries, unknown hosts, fields and reports get clear errors
   CHECK(r2.body.find("outside the report's scope") != std::string::npos);
   auto r3 = post(R"({"host_id":")" + host + R"(","items":{"system.os.name":5}})");
   CHECK(r3.status == 400);
+  // Another host's inventory: refused before anything is looked at.
   auto r4 = post(R"({"host_id":"00000000-0000-4000-8000-000000000000","items":{"system.os.name":"x"}})");
-  CHECK(r4.status == 404);
+  CHECK(r4.status == 403);
   CHECK(post("{not json").status == 400);
   CHECK(item(inventory_of(m, "err1"), "system.os.name") != "x");
 

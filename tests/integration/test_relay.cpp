@@ -299,7 +299,7 @@ TEST_CASE("with automatic registration off, hosts wait for approval and conflict
 TEST_CASE("bad relay input: loops, unreachable parents and malformed reports", "[relay]") {
   TempDir tmp;
   SECTION("a relay whose parent is itself is refused at start") {
-    const std::string self = "http://127.0.0.41:18641";
+    const std::string self = "https://127.0.0.41:18641";
     auto r = run({distribd_path(), "--role", "relay", "--state-dir", (tmp / "self").string(), "--listen",
                   "127.0.0.41", "--port", "18641", "--parent", self},
                  30s);
@@ -336,24 +336,53 @@ TEST_CASE("bad relay input: loops, unreachable parents and malformed reports", "
     AgentProc a(tmp / "a", m.url(), "pc", "127.0.0.31");
     REQUIRE(wait_until([&] { return host_count(m) == 1; }, 20s));
     const auto agent_id = id_by_name(m, "pc");
-    auto post = [&](const std::string& body) {
-      return run({"/usr/bin/curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "-H",
-                  "Content-Type: application/json", "--data-binary", body, m.url() + "/v1/relay/sync"});
+    // As whom: nobody, the agent (its own certificate), an enrolled relay that never registered.
+    const auto relay = enrol_test_host(m, tmp / "fake-relay", "fake-relay", "relay");
+    auto post = [&](const std::string& body, std::vector<std::string> who) {
+      std::vector<std::string> argv = {"/usr/bin/curl",
+                                       "-s",
+                                       "-o",
+                                       "/dev/stderr",
+                                       "-w",
+                                       "%{http_code}",
+                                       "--cacert",
+                                       m.ca_file(),
+                                       "-H",
+                                       "Content-Type: application/json",
+                                       "--data-binary",
+                                       body,
+                                       m.url() + "/v1/relay/sync"};
+      argv.insert(argv.end(), who.begin(), who.end());
+      return run(argv);
     };
-    auto r = post("{not json");
-    CHECK(r.out == "400");
-    CHECK(r.err.find("malformed JSON") != std::string::npos);
-    r = post(R"({"host_id": "nope"})");
-    CHECK(r.out == "400");
-    // An agent is not a relay: it cannot report for others.
-    r = post(
+    const std::vector<std::string> as_agent = {"--cert", (tmp / "a/identity/host.crt").string(), "--key",
+                                               (tmp / "a/identity/host.key").string()};
+    const std::vector<std::string> as_relay = {"--cert", relay.cert_file, "--key", relay.key_file};
+    const auto fake =
         R"({"host_id": ")" + agent_id +
         R"(", "hosts": [{"host_id": "99999999-9999-4999-8999-999999999999", "name": "fake", "parent": ")" +
-        agent_id + R"("}]})");
+        agent_id + R"("}]})";
+    auto r = post(fake, {});
+    CHECK(r.out == "401");
+    // An agent is not a relay: it cannot report for others.
+    r = post(fake, as_agent);
     CHECK(r.out == "403");
-    CHECK(r.err.find("not a relay") != std::string::npos);
-    r = post(R"({"host_id": ")" + agent_id +
-             R"(", "hosts": [{"host_id": "bad", "name": "", "parent": ""}]})");
+    CHECK(r.err.find("is for relays") != std::string::npos);
+    r = post("{not json", as_relay);
+    CHECK(r.out == "400");
+    CHECK(r.err.find("malformed JSON") != std::string::npos);
+    r = post(R"({"host_id": "nope"})", as_relay);
+    CHECK(r.out == "400");
+    // A relay speaks for itself only, and only once registered here.
+    r = post(fake, as_relay);
+    CHECK(r.out == "403");
+    CHECK(r.err.find("may not act for host " + agent_id) != std::string::npos);
+    r = post(R"({"host_id": ")" + relay.host_id + R"(", "hosts": []})", as_relay);
+    CHECK(r.out == "403");
+    CHECK(r.err.find("not a relay registered directly") != std::string::npos);
+    r = post(
+        R"({"host_id": ")" + relay.host_id + R"(", "hosts": [{"host_id": "bad", "name": "", "parent": ""}]})",
+        as_relay);
     CHECK(r.out == "400");
     CHECK(host_count(m) == 1);  // nothing was added
   }

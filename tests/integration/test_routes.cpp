@@ -5,6 +5,7 @@
 #include <distrib/net/http.h>
 
 #include "harness.h"
+#include "test_identity.h"
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
@@ -22,23 +23,31 @@ const char* const kPinned[] = {
     "GET /metrics metrics",
     "HEAD /metrics metrics",
     "POST /v1/agent/collect agent",
+    "POST /v1/agent/enrol open",
     "POST /v1/agent/inventory agent",
     "GET /v1/agent/inventory-fields agent",
     "POST /v1/agent/join agent",
     "POST /v1/agent/register agent",
+    "POST /v1/agent/renew agent",
     "POST /v1/agent/report agent",
     "GET /v1/agent/transfer agent",
     "GET /v1/agent/work agent",
     "GET /v1/audit administrator",
+    "GET /v1/ca open",
     "POST /v1/chunks/missing operator",
     "PUT /v1/chunks/{digest} operator",
     "GET /v1/cluster/status viewer",
     "POST /v1/content/chunks agent",
     "GET /v1/content/chunks/{digest} agent",
     "GET /v1/content/manifests/{name}/{version} agent",
+    "POST /v1/enrol-bundle administrator",
     "GET /v1/enrol-tokens administrator",
     "POST /v1/enrol-tokens administrator",
     "DELETE /v1/enrol-tokens/{id} administrator",
+    "GET /v1/enrolments viewer",
+    "POST /v1/enrolments/{host}/accept operator",
+    "POST /v1/enrolments/{host}/reject operator",
+    "POST /v1/enrolments/{host}/revoke administrator",
     "GET /v1/events viewer",
     "GET /v1/events/sinks viewer",
     "GET /v1/events/stream viewer",
@@ -100,7 +109,7 @@ TEST_CASE("the route table is pinned and the router enforces each route's access
   TempDir tmp;
   ManagerProc m(tmp / "manager");
   const auto token = read_file(m.token_file()).substr(0, 64);
-  HttpClient c({m.url(), "", "", 5, 10});
+  HttpClient c({m.url(), m.ca_file(), "", 5, 10});
 
   auto listed = c.request("GET", "/v1/routes", "", "", token);
   REQUIRE(listed.status == 200);
@@ -127,10 +136,12 @@ TEST_CASE("the route table is pinned and the router enforces each route's access
   // /v1/jobs (413) but read, and judged on its content, at /v1/agent/inventory (400).
   const std::string big = "{\"pad\":\"" + std::string(5u << 20, 'x') + "\"}";
   CHECK(c.request("POST", "/v1/jobs", big, "application/json", token).status == 413);
-  CHECK(c.request("POST", "/v1/agent/inventory", big, "application/json").status == 400);
+  const auto host = enrol_test_host(m, tmp / "host", "routes");
+  HttpClient as_host(client_settings(host, m.url()));
+  CHECK(as_host.request("POST", "/v1/agent/inventory", big, "application/json").status == 400);
 
-  // Without the token every admin route is refused with 401 and nothing is done; the rest are
-  // reachable without it (they answer something other than 401).
+  // Without credentials every admin route is refused with 401, every agent and relay route too
+  // (they need an enrolled host's certificate), and nothing is done; open routes answer.
   const auto jobs_before = m.ctl({"job", "list"}, true).out;
   for (const auto& row : table) {
     const auto method = row.substr(0, row.find(' '));
@@ -138,21 +149,31 @@ TEST_CASE("the route table is pinned and the router enforces each route's access
     const auto access = row.substr(row.rfind(' ') + 1);
     if (pattern == "/v1/events/stream") continue;  // answered with a stream when admitted
     INFO(row);
-    HttpClient one({m.url(), "", "", 5, 10});
+    HttpClient one({m.url(), m.ca_file(), "", 5, 10});
     const auto body = method == "POST" || method == "PUT" ? std::string("{}") : std::string();
     const auto r = one.request(method, concrete(pattern), body, body.empty() ? "" : "application/json", "");
     if (access == "metrics" || access == "viewer" || access == "operator" || access == "administrator") {
       CHECK(r.status == 401);
       CHECK(r.body.find("admin bearer token") != std::string::npos);
+    } else if (access == "agent" || access == "relay") {
+      CHECK(r.status == 401);
+      CHECK(r.body.find("client certificate of an enrolled host") != std::string::npos);
+      // An agent's certificate opens agent routes, not relay routes.
+      HttpClient agent(client_settings(host, m.url()));
+      const auto a =
+          agent.request(method, concrete(pattern), body, body.empty() ? "" : "application/json", "");
+      CHECK(a.status != 401);
+      if (access == "relay") CHECK(a.status == 403);
     } else {
       CHECK(r.status != 401);
     }
   }
   CHECK(m.ctl({"job", "list"}, true).out == jobs_before);
 
-  // A path that matches no route: under /v1/agent anyone hears so; elsewhere under /v1 only an
+  // A path that matches no route: under /v1/agent an enrolled host hears so; elsewhere under /v1 only an
   // administrator does (an unknown path tells nothing to an unauthenticated caller).
-  CHECK(c.request("GET", "/v1/agent/nothing").status == 404);
+  CHECK(c.request("GET", "/v1/agent/nothing").status == 401);
+  CHECK(as_host.request("GET", "/v1/agent/nothing").status == 404);
   CHECK(c.request("GET", "/v1/nothing").status == 401);
   CHECK(c.request("GET", "/v1/nothing", "", "", token).status == 404);
   CHECK(c.request("DELETE", "/v1/jobs", "", "", token).status == 404);

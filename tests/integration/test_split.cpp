@@ -3,6 +3,7 @@
 // admission and rate limits, and bad input.
 #include "ctl_json.h"
 #include "harness.h"
+#include "test_identity.h"
 
 #include <distrib/net/http.h>
 
@@ -373,7 +374,10 @@ TEST_CASE("bad split input and unknown chunks are refused with clear errors", "[
   CHECK(ctl_json(m, {"job", "list"}).at("jobs").as_array().empty());
 
   const auto token = read_file(m.token_file()).substr(0, 64);
-  distrib::HttpClient http({m.url(), "", "", 5, 10});
+  distrib::HttpClient http({m.url(), m.ca_file(), "", 5, 10});
+  // Agent routes need an enrolled host's certificate: the bad input comes from one.
+  const auto host = enrol_test_host(m, tmp / "prober", "prober");
+  distrib::HttpClient as_host(client_settings(host, m.url()));
   struct Raw {
     std::string method, target, body;
     bool admin;
@@ -395,10 +399,11 @@ TEST_CASE("bad split input and unknown chunks are refused with clear errors", "[
           {"POST", "/v1/content/chunks", R"({"digests":["xyz"]})", false, 400, "not a chunk digest"},
           {"POST", "/v1/content/chunks", R"({"digests":[]})", false, 400, "between 1 and 4096"},
           {"POST", "/v1/content/chunks", R"({"digests":"nope"})", false, 400, "digests"},
+          {"GET", "/v1/agent/transfer?host_id=" + host.host_id + "&entry_id=77", "", false, 404,
+           "does not exist"},
+          {"GET", "/v1/agent/transfer?host_id=" + host.host_id + "&entry_id=x", "", false, 400, "entry_id"},
           {"GET", "/v1/agent/transfer?host_id=11111111-1111-4111-8111-111111111111&entry_id=77", "", false,
-           404, "does not exist"},
-          {"GET", "/v1/agent/transfer?host_id=11111111-1111-4111-8111-111111111111&entry_id=x", "", false,
-           400, "entry_id"},
+           403, "may not act for host 11111111"},
           {"POST", "/v1/transfers/suspend", R"({})", true, 400, "either a job"},
           {"POST", "/v1/transfers/suspend", R"({"job":999})", true, 404, "does not exist"},
           {"POST", "/v1/transfers/resume", R"({"relay":"nowhere"})", true, 404, "no host answers to nowhere"},
@@ -406,7 +411,8 @@ TEST_CASE("bad split input and unknown chunks are refused with clear errors", "[
           {"POST", "/v1/jobs/999/complete-now", "{}", true, 404, "does not exist"},
       }) {
     INFO(k.method << " " << k.target << " " << k.body);
-    auto r = http.request(k.method, k.target, k.body, "application/json", k.admin ? token : "");
+    auto r = (k.admin ? http : as_host)
+                 .request(k.method, k.target, k.body, "application/json", k.admin ? token : "");
     INFO(r.body);
     CHECK(r.status == k.status);
     CHECK(r.content_type == "application/json");

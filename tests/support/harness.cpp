@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -169,6 +170,109 @@ const stdfs::path& examples_dir() {
   return p;
 }
 
+namespace {
+struct Server {
+  stdfs::path state_dir;
+  std::string parent;
+};
+std::mutex servers_mutex;
+std::map<std::string, Server>& servers() {
+  static std::map<std::string, Server> s;
+  return s;
+}
+
+// The top of the tree `url` is in (the url itself when it has no recorded parent).
+std::optional<std::pair<std::string, Server>> top_of(std::string url) {
+  std::lock_guard lock(servers_mutex);
+  for (int depth = 0; depth < 16; ++depth) {
+    auto it = servers().find(url);
+    if (it == servers().end()) return std::nullopt;
+    if (it->second.parent.empty()) return *it;
+    url = it->second.parent;
+  }
+  return std::nullopt;
+}
+
+std::string option_after(const std::vector<std::string>& v, const std::string& key) {
+  auto it = std::find(v.begin(), v.end(), key);
+  return it != v.end() && it + 1 != v.end() ? *(it + 1) : std::string();
+}
+
+bool has_trust_option(const std::vector<std::string>& v) {
+  for (const char* k :
+       {"--ca-file", "--enrol-bundle", "--ca-fingerprint", "--enrol-token-file", "--insecure-http"})
+    if (std::find(v.begin(), v.end(), k) != v.end()) return true;
+  return false;
+}
+}  // namespace
+
+void register_server(const std::string& url, const stdfs::path& state_dir, const std::string& parent_url) {
+  std::lock_guard lock(servers_mutex);
+  servers()[url] = Server{state_dir, parent_url};
+}
+
+std::string ca_file_for(const std::string& url) {
+  if (!url.starts_with("https://")) return {};
+  const auto top = top_of(url);
+  return top ? (top->second.state_dir / "pki" / "ca.crt").string() : std::string();
+}
+
+std::vector<std::string> enrol_options(const std::string& url) {
+  if (!url.starts_with("https://")) return {};
+  const auto top = top_of(url);
+  if (!top) return {};
+  const auto& [top_url, server] = *top;
+  const auto token_file = server.state_dir / "test-enrol.token";
+  static std::mutex token_mutex;
+  std::lock_guard lock(token_mutex);
+  if (!stdfs::exists(token_file)) {
+    auto r = run({distribctl_path(), "--server", top_url, "--token-file",
+                  (server.state_dir / "admin.token").string(), "enrol-token", "create", "--uses", "unlimited",
+                  "--expires", "365d"});
+    if (r.exit_code != 0)
+      throw std::runtime_error("cannot create an enrolment token at " + top_url + ": " + r.err);
+    std::string token = r.out;
+    while (!token.empty() && token.back() == '\n') token.pop_back();
+    write_file(token_file, token + "\n");
+  }
+  return {"--ca-file", (server.state_dir / "pki" / "ca.crt").string(), "--enrol-token-file",
+          token_file.string()};
+}
+
+TestHost enrol_test_host(const ManagerProc& m, const stdfs::path& dir, const std::string& name,
+                         const std::string& role) {
+  const auto opts = enrol_options(m.url());
+  if (opts.size() < 4) throw std::runtime_error("no enrolment options for " + m.url());
+  stdfs::create_directories(dir);
+  TestHost h;
+  h.host_id = read_file("/proc/sys/kernel/random/uuid");
+  while (!h.host_id.empty() && h.host_id.back() == '\n') h.host_id.pop_back();
+  h.key_file = (dir / "host.key").string();
+  h.cert_file = (dir / "host.crt").string();
+  h.ca_file = m.ca_file();
+  const auto csr = (dir / "host.csr").string();
+  auto made = run({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", h.key_file, "-out", csr, "-subj", "/CN=" + h.host_id, "-addext",
+                   "subjectAltName=URI:urn:distrib:" + role + ":" + h.host_id});
+  if (made.exit_code != 0) throw std::runtime_error("openssl req failed: " + made.err);
+  auto token = read_file(opts[3]);
+  while (!token.empty() && token.back() == '\n') token.pop_back();
+  const auto body = dir / "enrol.json";
+  write_file(body, boost::json::serialize(
+                       boost::json::object{{"request", read_file(csr)}, {"name", name}, {"token", token}}));
+  auto r = run({"curl", "-sS", "--cacert", h.ca_file, "-H", "Content-Type: application/json", "--data-binary",
+                "@" + body.string(), m.url() + "/v1/agent/enrol"});
+  const auto cert = json_at(r.out, "/certificate");
+  if (r.exit_code != 0 || cert.empty())
+    throw std::runtime_error("enrolment of " + name + " failed: " + r.out + r.err);
+  write_file(h.cert_file, cert);
+  return h;
+}
+
+std::string ManagerProc::ca_file() const {
+  return ca_file_for(url_);
+}
+
 ManagerProc::ManagerProc(const stdfs::path& state_dir, std::vector<std::string> extra, std::string address,
                          int port)
     : state_dir_(state_dir), extra_(std::move(extra)), address_(std::move(address)), port_(port) {
@@ -189,14 +293,19 @@ void ManagerProc::start() {
        {std::pair<std::string, std::string>{"--poll-timeout", "10"}, {"--log-level", "debug"}})
     if (std::find(extra_.begin(), extra_.end(), key) == extra_.end()) argv.insert(argv.end(), {key, value});
   argv.insert(argv.end(), extra_.begin(), extra_.end());
+  // A relay enrols with its parent's tree at once.
+  const auto parent = option_after(extra_, "--parent");
+  if (relay && !has_trust_option(extra_))
+    for (const auto& o : enrol_options(parent)) argv.push_back(o);
   stdfs::create_directories(state_dir_.parent_path());
   proc_ = std::make_unique<Process>(argv, state_dir_.string() + ".log");
-  if (!wait_until([&] { return stdfs::exists(state_dir_ / "endpoint") || !proc_->running(); }, 10s, 20ms) ||
+  if (!wait_until([&] { return stdfs::exists(state_dir_ / "endpoint") || !proc_->running(); }, 20s, 20ms) ||
       !proc_->running())
     throw std::runtime_error("manager did not start: " + proc_->log());
   url_ = read_file(state_dir_ / "endpoint");
   while (!url_.empty() && url_.back() == '\n') url_.pop_back();
   port_ = std::stoi(url_.substr(url_.rfind(':') + 1));
+  register_server(url_, state_dir_, relay ? parent : std::string());
 }
 
 RunResult ManagerProc::ctl(std::vector<std::string> args, bool json, std::chrono::seconds timeout) const {
@@ -235,6 +344,8 @@ void AgentProc::start() {
                                    "--log-level",
                                    "debug"};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
+  if (!has_trust_option(extra_))
+    for (const auto& o : enrol_options(server_)) argv.push_back(o);
   stdfs::create_directories(state_dir_.parent_path());
   proc_ = std::make_unique<Process>(argv, state_dir_.string() + ".log");
 }

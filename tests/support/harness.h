@@ -98,6 +98,8 @@ class ManagerProc {
   }
   const std::string& url() const { return url_; }
   int port() const { return port_; }
+  /// The CA certificate that verifies this server (empty with --insecure-http).
+  std::string ca_file() const;
   stdfs::path state_dir() const { return state_dir_; }
   stdfs::path token_file() const { return state_dir_ / "admin.token"; }
   /// distribctl against this manager; `json` adds --json.
@@ -138,6 +140,32 @@ class AgentProc {
   std::vector<std::string> extra_;
   std::unique_ptr<Process> proc_;
 };
+
+/// Identities (TLS and enrolment are on by default): every manager and relay started here is
+/// recorded with its state directory and parent, so that a host started against its URL enrols
+/// at once with the tree's CA and a test token (made by the top manager on first use).
+/// Servers started otherwise (cluster nodes) are recorded by the test.
+void register_server(const std::string& url, const stdfs::path& state_dir,
+                     const std::string& parent_url = {});
+/// "--ca-file CA --enrol-token-file FILE" for a host whose parent is `url`; empty when `url` is
+/// plain http or not recorded.
+std::vector<std::string> enrol_options(const std::string& url);
+/// The CA file of the tree `url` belongs to (empty when unknown).
+std::string ca_file_for(const std::string& url);
+
+/// A host identity a test speaks for without running an agent: an EC key and a certificate
+/// request made with the openssl tool, enrolled at `m` with the tree's test token through
+/// POST /v1/agent/enrol (sent with curl): an implementation of the enrolment protocol
+/// independent of the library's.
+struct TestHost {
+  std::string host_id, cert_file, key_file, ca_file;
+  /// curl options presenting this identity and trusting the manager's CA.
+  std::vector<std::string> curl() const {
+    return {"--cacert", ca_file, "--cert", cert_file, "--key", key_file};
+  }
+};
+TestHost enrol_test_host(const ManagerProc& m, const stdfs::path& dir, const std::string& name,
+                         const std::string& role = "agent");
 
 /// Parses JSON text and returns the value at a "/"-separated path as text ("" when absent).
 std::string json_at(const std::string& json, const std::string& pointer);

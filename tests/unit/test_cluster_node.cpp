@@ -92,7 +92,7 @@ std::string trimmed_host_id(const std::string& state_dir) {
 
 bool answers(const std::string& url, const std::string& state_dir) {
   try {
-    HttpClient c({url, "", "", 2, 2});
+    HttpClient c({url, state_dir + "/pki/ca.crt", "", 2, 2});
     const auto r = c.request("GET", "/v1/status");
     return r.status == 200 && r.body.find(trimmed_host_id(state_dir)) != std::string::npos;
   } catch (const Error&) {

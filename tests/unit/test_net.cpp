@@ -153,11 +153,11 @@ TEST_CASE("mutual TLS: the server sees the client certificate its CA issued, and
   write_file(tmp / "server.key", server_key);
   const pki::Identity id{"3b2a77bf-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "agent"};
   const auto agent_key = pki::generate_key();
-  const auto agent_cert = pki::issue_host(ca, pki::make_request(agent_key, id), 2, 3);
+  const auto agent_cert = pki::issue_host(ca, pki::make_request(agent_key, id), 2 * 86400, 3);
   write_file(tmp / "agent.crt", agent_cert);
   write_file(tmp / "agent.key", agent_key);
   const auto other = pki::create_authority("other CA", 2);
-  write_file(tmp / "forged.crt", pki::issue_host(other, pki::make_request(agent_key, id), 2, 3));
+  write_file(tmp / "forged.crt", pki::issue_host(other, pki::make_request(agent_key, id), 2 * 86400, 3));
 
   auto s = local();
   s.tls_cert_file = (tmp / "server.crt").string();

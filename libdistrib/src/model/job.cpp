@@ -2,6 +2,8 @@
 #include <distrib/model/job.h>
 #include <distrib/model/units.h>
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -42,6 +44,19 @@ bool targets_agents(JobType type) noexcept {
 
 bool needs_package(JobType type) noexcept {
   return type == JobType::install || type == JobType::transfer_to_relay || type == JobType::delete_package;
+}
+
+bool collect_requested(const CollectSpec& spec, const std::string& path) {
+  for (const auto& pattern : spec.paths) {
+    // The path itself, then each directory above it.
+    for (std::string p = path; !p.empty();) {
+      if (::fnmatch(pattern.c_str(), p.c_str(), FNM_PATHNAME) == 0) return true;
+      const auto slash = p.rfind('/');
+      if (slash == 0 || slash == std::string::npos) break;
+      p.resize(slash);
+    }
+  }
+  return false;
 }
 
 void validate_collect(const CollectSpec& spec) {

@@ -11,17 +11,20 @@
 #include <spdlog/spdlog.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <ctime>
 
 namespace distrib::security {
 
-namespace {
-
 std::uint64_t random_serial() {
   return std::stoull(util::random_hex(8, "certificate serial"), nullptr, 16) >> 1;  // positive, 63 bits
 }
+
+namespace {
 
 void write_private(const std::filesystem::path& p, const std::string& pem) {
   fs::write_file_atomic(p, pem);
@@ -68,8 +71,16 @@ void split_names(const std::vector<std::string>& given, std::vector<std::string>
 TlsFiles ensure_manager_tls(const std::filesystem::path& dir, const std::vector<std::string>& names,
                             const std::vector<std::string>& addresses) {
   fs::ensure_writable_dir(dir, "PKI directory");
-  ::chmod(dir.c_str(), 0700);
+  ::chmod(dir.c_str(), 0755);  // the CA certificate is public; the keys are 0600
   TlsFiles f{dir / "ca.crt", dir / "ca.key", dir / "server.crt", dir / "server.key"};
+  // Nodes of a cluster share the directory and may start together: one makes the CA.
+  const int lock = ::open((dir / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock < 0) throw Error(ErrorKind::internal, "cannot open " + (dir / ".lock").string());
+  ::flock(lock, LOCK_EX);
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }
+  } unlock{lock};
   pki::Authority ca;
   if (present(f.ca_cert) && present(f.ca_key)) {
     ca.cert_pem = fs::read_file(f.ca_cert);
@@ -91,6 +102,10 @@ TlsFiles ensure_manager_tls(const std::filesystem::path& dir, const std::vector<
                  names.empty() || addresses.empty() ? "" : ", ", fmt::join(addresses, ", "));
   }
   return f;
+}
+
+pki::Authority load_authority(const TlsFiles& files) {
+  return pki::Authority{fs::read_file(files.ca_cert), fs::read_file(files.ca_key)};
 }
 
 }  // namespace distrib::security

@@ -1,8 +1,11 @@
 #pragma once
 // The manager's certificate authority and server certificate on disk (STATE_DIR/pki/): made at
-// the first start, reused after. The CA's key never leaves the directory (mode 0600, the
-// directory 0700); agents, relays and administrators trust the CA certificate (ca.crt), which
+// the first start, reused after. The CA's key never leaves the directory (the keys are mode 0600;
+// the certificates are public); agents, relays and administrators trust the CA certificate (ca.crt), which
 // `distribctl` and the enrolment bundle hand out.
+#include "security/pki.h"
+
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -19,6 +22,12 @@ struct TlsFiles {
 /// and address asked for. Throws Error naming the file it cannot read or write.
 TlsFiles ensure_manager_tls(const std::filesystem::path& dir, const std::vector<std::string>& names,
                             const std::vector<std::string>& addresses);
+
+/// The CA that issues host certificates, read from its files.
+pki::Authority load_authority(const TlsFiles& files);
+
+/// A random positive 63-bit certificate serial.
+std::uint64_t random_serial();
 
 /// Splits server names given by an operator into DNS names and IP addresses.
 void split_names(const std::vector<std::string>& given, std::vector<std::string>& names,

@@ -137,7 +137,7 @@ void add_ext(X509* cert, X509V3_CTX* ctx, int nid, const std::string& value) {
   check(X509_add_ext(cert, e.get(), -1), "X509_add_ext");
 }
 
-Identity parse_identity(std::string_view uri) {
+Identity parse_uri(std::string_view uri) {
   // urn:distrib:ROLE:HOST-ID
   if (!uri.starts_with(kUriPrefix)) return {};
   uri.remove_prefix(kUriPrefix.size());
@@ -161,8 +161,8 @@ void read_names(const GENERAL_NAMES* names, CertificateInfo& out) {
     const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
     if (g->type == GEN_URI) {
       const auto* s = g->d.uniformResourceIdentifier;
-      auto id = parse_identity(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                                                static_cast<std::size_t>(ASN1_STRING_length(s))));
+      auto id = parse_uri(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                           static_cast<std::size_t>(ASN1_STRING_length(s))));
       if (!id.host_id.empty()) out.identities.push_back(std::move(id));
     } else if (g->type == GEN_DNS) {
       const auto* s = g->d.dNSName;
@@ -187,22 +187,39 @@ void read_names(const GENERAL_NAMES* names, CertificateInfo& out) {
   }
 }
 
+// "DNS:a,IP:b" for a certificate's subjectAltName.
+std::string san_of(const std::vector<std::string>& names, const std::vector<std::string>& addresses) {
+  std::string san;
+  for (const auto& n : names) {
+    if (n.empty() || n.size() > 253 || n.find_first_of(",: ") != std::string::npos)
+      throw Error(ErrorKind::invalid_argument, "\"" + n.substr(0, 64) + "\" is not a DNS name");
+    san += (san.empty() ? "DNS:" : ",DNS:") + n;
+  }
+  for (const auto& a : addresses) {
+    if (a.empty() || a.size() > 45 || a.find_first_of(", ") != std::string::npos)
+      throw Error(ErrorKind::invalid_argument, "\"" + a.substr(0, 64) + "\" is not an IP address");
+    san += (san.empty() ? "IP:" : ",IP:") + a;
+  }
+  return san;
+}
+
 std::int64_t unix_of(const ASN1_TIME* t) {
   std::tm tm{};
   if (ASN1_TIME_to_tm(t, &tm) != 1) return 0;
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
-Cert new_cert(X509* issuer, EVP_PKEY* subject_key, const std::string& cn, int days, std::uint64_t serial) {
-  if (days < 1 || days > 36500)
-    throw Error(ErrorKind::invalid_argument, "a certificate lives 1 to 36500 days");
+Cert new_cert(X509* issuer, EVP_PKEY* subject_key, const std::string& cn, std::int64_t seconds,
+              std::uint64_t serial) {
+  if (seconds < 60 || seconds > 36500LL * 86400)
+    throw Error(ErrorKind::invalid_argument, "a certificate lives 1 minute to 36500 days");
   Cert c(X509_new());
   if (!c) fail("X509_new");
   check(X509_set_version(c.get(), 2), "X509_set_version");
   check(ASN1_INTEGER_set_uint64(X509_get_serialNumber(c.get()), serial), "serial");
   // A few minutes back: clocks of the tiers are never quite in step.
   if (!X509_gmtime_adj(X509_getm_notBefore(c.get()), -600)) fail("notBefore");
-  if (!X509_gmtime_adj(X509_getm_notAfter(c.get()), static_cast<long>(days) * 86400L)) fail("notAfter");
+  if (!X509_gmtime_adj(X509_getm_notAfter(c.get()), static_cast<long>(seconds))) fail("notAfter");
   check(X509_set_pubkey(c.get(), subject_key), "X509_set_pubkey");
   set_name(X509_get_subject_name(c.get()), cn);
   check(
@@ -234,12 +251,21 @@ std::string key_fingerprint(const std::string& public_key_pem) {
   return fingerprint_of_key(load_public(public_key_pem).get());
 }
 
+std::optional<Identity> parse_identity(std::string_view uri) {
+  auto id = parse_uri(uri);
+  if (id.host_id.empty() || (id.role != "agent" && id.role != "relay") || !is_valid_host_id(id.host_id))
+    return std::nullopt;
+  return id;
+}
+
 std::string identity_uri(const Identity& id) {
   return std::string(kUriPrefix) + id.role + ":" + id.host_id;
 }
 
-std::string make_request(const std::string& key_pem, const Identity& id) {
+std::string make_request(const std::string& key_pem, const Identity& id,
+                         const std::vector<std::string>& names, const std::vector<std::string>& addresses) {
   check_identity(id);
+  const auto extra = san_of(names, addresses);
   auto key = load_key(key_pem);
   Req r(X509_REQ_new());
   if (!r) fail("X509_REQ_new");
@@ -248,7 +274,8 @@ std::string make_request(const std::string& key_pem, const Identity& id) {
   check(X509_REQ_set_pubkey(r.get(), key.get()), "X509_REQ_set_pubkey");
   Exts exts(sk_X509_EXTENSION_new_null());
   X509_EXTENSION* san =
-      X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, ("URI:" + identity_uri(id)).c_str());
+      X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name,
+                          ("URI:" + identity_uri(id) + (extra.empty() ? "" : "," + extra)).c_str());
   if (!san) fail("subjectAltName");
   sk_X509_EXTENSION_push(exts.get(), san);
   check(X509_REQ_add_extensions(r.get(), exts.get()), "X509_REQ_add_extensions");
@@ -281,6 +308,8 @@ RequestInfo inspect_request(const std::string& csr_pem) {
   check_identity(out.identity);
   out.public_key_pem = public_pem(pub);
   out.fingerprint = fingerprint_of_key(pub);
+  out.names = std::move(names.names);
+  out.addresses = std::move(names.addresses);
   return out;
 }
 
@@ -288,7 +317,7 @@ Authority create_authority(const std::string& name, int days) {
   Authority a;
   a.key_pem = generate_key();
   auto key = load_key(a.key_pem);
-  auto c = new_cert(nullptr, key.get(), name, days, 1);
+  auto c = new_cert(nullptr, key.get(), name, days * 86400LL, 1);
   X509V3_CTX ctx;
   X509V3_set_ctx(&ctx, c.get(), c.get(), nullptr, nullptr, 0);
   add_ext(c.get(), &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
@@ -302,10 +331,10 @@ Authority create_authority(const std::string& name, int days) {
 namespace {
 // A leaf certificate for `subject_key` signed by the CA with the extensions of its kind.
 std::string issue(const Authority& ca, EVP_PKEY* subject_key, const std::string& cn, const std::string& san,
-                  const char* usage, int days, std::uint64_t serial) {
+                  const char* usage, std::int64_t seconds, std::uint64_t serial) {
   auto ca_cert = load_cert(ca.cert_pem);
   auto ca_key = load_key(ca.key_pem);
-  auto c = new_cert(ca_cert.get(), subject_key, cn, days, serial);
+  auto c = new_cert(ca_cert.get(), subject_key, cn, seconds, serial);
   X509V3_CTX ctx;
   X509V3_set_ctx(&ctx, ca_cert.get(), c.get(), nullptr, nullptr, 0);
   add_ext(c.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
@@ -324,27 +353,22 @@ std::string issue_server(const Authority& ca, const std::string& key_pem,
                          int days, std::uint64_t serial) {
   if (names.empty() && addresses.empty())
     throw Error(ErrorKind::invalid_argument, "a server certificate needs at least one name or address");
-  std::string san;
-  for (const auto& n : names) {
-    if (n.empty() || n.size() > 253 || n.find_first_of(",: ") != std::string::npos)
-      throw Error(ErrorKind::invalid_argument, "\"" + n.substr(0, 64) + "\" is not a DNS name");
-    san += (san.empty() ? "DNS:" : ",DNS:") + n;
-  }
-  for (const auto& a : addresses) {
-    if (a.empty() || a.size() > 45 || a.find_first_of(", ") != std::string::npos)
-      throw Error(ErrorKind::invalid_argument, "\"" + a.substr(0, 64) + "\" is not an IP address");
-    san += (san.empty() ? "IP:" : ",IP:") + a;
-  }
+  const auto san = san_of(names, addresses);
   auto key = load_key(key_pem);
   const auto cn = !names.empty() ? names.front() : addresses.front();
-  return issue(ca, key.get(), cn, san, "serverAuth,clientAuth", days, serial);
+  return issue(ca, key.get(), cn, san, "serverAuth,clientAuth", days * 86400LL, serial);
 }
 
-std::string issue_host(const Authority& ca, const std::string& csr_pem, int days, std::uint64_t serial) {
+std::string issue_host(const Authority& ca, const std::string& csr_pem, std::int64_t lifetime_seconds,
+                       std::uint64_t serial) {
   const auto info = inspect_request(csr_pem);
   auto key = load_public(info.public_key_pem);
-  return issue(ca, key.get(), info.identity.host_id, "URI:" + identity_uri(info.identity), "clientAuth", days,
-               serial);
+  // Only a relay serves hosts: an agent's request for names gets none.
+  const auto extra = info.identity.role == "relay" ? san_of(info.names, info.addresses) : std::string();
+  const bool serves = !extra.empty();
+  return issue(ca, key.get(), info.identity.host_id,
+               "URI:" + identity_uri(info.identity) + (serves ? "," + extra : ""),
+               serves ? "serverAuth,clientAuth" : "clientAuth", lifetime_seconds, serial);
 }
 
 CertificateInfo inspect_certificate(const std::string& cert_pem) {
@@ -367,6 +391,7 @@ CertificateInfo inspect_certificate(const std::string& cert_pem) {
                                                             static_cast<std::size_t>(der_size)));
   OPENSSL_free(der);
   out.is_ca = X509_check_ca(c.get()) != 0;
+  if (auto* key = X509_get0_pubkey(c.get())) out.key_fingerprint = fingerprint_of_key(key);
   return out;
 }
 

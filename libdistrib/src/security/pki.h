@@ -8,7 +8,9 @@
 // A host certificate's identity is its subjectAltName URI "urn:distrib:ROLE:HOST-ID" (ROLE:
 // agent or relay); its common name is the host id for people reading it.
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace distrib::pki {
@@ -27,14 +29,20 @@ struct Identity {
 };
 /// "urn:distrib:ROLE:HOST-ID"
 std::string identity_uri(const Identity& id);
+/// The identity a "urn:distrib:ROLE:HOST-ID" URI names; nullopt for any other text.
+std::optional<Identity> parse_identity(std::string_view uri);
 
-/// A certificate signing request for `id`, signed with `key_pem`.
-std::string make_request(const std::string& key_pem, const Identity& id);
+/// A certificate signing request for `id`, signed with `key_pem`; a relay also asks for the DNS
+/// names and IP addresses it serves its subtree on.
+std::string make_request(const std::string& key_pem, const Identity& id,
+                         const std::vector<std::string>& names = {},
+                         const std::vector<std::string>& addresses = {});
 
 struct RequestInfo {
   Identity identity;
   std::string public_key_pem;
-  std::string fingerprint;  ///< key_fingerprint of the request's key
+  std::string fingerprint;                    ///< key_fingerprint of the request's key
+  std::vector<std::string> names, addresses;  ///< DNS names and IP addresses asked for
 };
 /// Parses a request and checks its signature and its identity (a host id and a known role).
 RequestInfo inspect_request(const std::string& csr_pem);
@@ -52,8 +60,11 @@ Authority create_authority(const std::string& name, int days);
 std::string issue_server(const Authority& ca, const std::string& key_pem,
                          const std::vector<std::string>& names, const std::vector<std::string>& addresses,
                          int days, std::uint64_t serial);
-/// A host certificate for the identity and key of a checked request, valid `days` days.
-std::string issue_host(const Authority& ca, const std::string& csr_pem, int days, std::uint64_t serial);
+/// A host certificate for the identity and key of a checked request, valid `lifetime_seconds`
+/// (60 s and more). A relay's certificate is a server certificate too, for the names and
+/// addresses its request asked for (it serves its subtree with it).
+std::string issue_host(const Authority& ca, const std::string& csr_pem, std::int64_t lifetime_seconds,
+                       std::uint64_t serial);
 
 struct CertificateInfo {
   std::string subject;                        ///< the common name
@@ -62,6 +73,7 @@ struct CertificateInfo {
   std::uint64_t serial = 0;
   std::int64_t not_before = 0, not_after = 0;  ///< Unix seconds
   std::string fingerprint;                     ///< "sha256:HEX" of the certificate's DER
+  std::string key_fingerprint;                 ///< key_fingerprint of its public key
   bool is_ca = false;
 };
 CertificateInfo inspect_certificate(const std::string& cert_pem);

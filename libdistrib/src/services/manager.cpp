@@ -104,7 +104,7 @@ struct Manager::Impl {
         jobs(ctx, registration, inventory, dispatch, scheduler, *uplink),
         groups(ctx, registration, inventory, dispatch, *uplink),
         collection(ctx, *uplink),
-        enrolment(ctx),
+        enrolment(ctx, *uplink),
         observe(ctx, router, content, *uplink) {
     declare_routes();
   }
@@ -146,6 +146,10 @@ void Manager::Impl::declare_routes() {
     return Access::administer;
   });
   router.on_admin([this](const HttpRequest& req, Responder& r) { observe.audit_answer(req, r); });
+  // Hosts prove who they are with certificates of this tree's CA (checked in the TLS handshake;
+  // revocation and the role here; each handler binds the host ids it acts on to the caller).
+  router.check(Access::agent, [this](const HttpRequest& req) { ctx.callers.require_host(req); });
+  router.check(Access::relay, [this](const HttpRequest& req) { ctx.callers.require_relay(req); });
   // Requests that match no route: under /v1/agent, /v1/relay and /v1/content anyone hears
   // "no route"; anywhere else under /v1 only an administrator does.
   router.realm("/v1/agent", Access::agent);
@@ -195,12 +199,14 @@ void Manager::start() {
   if (i.started) return;
   ctx.work_cache.mark(ctx.store->children_with_work());
   ctx.pool = std::make_unique<BlockingPool>(ctx.settings.store_threads);
+  i.uplink->prepare();
   HttpServerSettings hs;
   hs.address = ctx.settings.listen_address;
   hs.port = ctx.settings.port;
   hs.threads = ctx.settings.network_threads;
   hs.tls_cert_file = ctx.settings.tls_cert_file;
   hs.tls_key_file = ctx.settings.tls_key_file;
+  if (!ctx.settings.insecure_http) hs.tls_client_ca_file = ctx.client_ca_file;
   hs.body_limit = ObserveApi::kDefaultBodyLimit;
   // Each route declares its own limit; the router answers before the body is read.
   hs.body_limit_for = [this](std::string_view method, std::string_view target) {

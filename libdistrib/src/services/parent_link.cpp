@@ -1,5 +1,7 @@
 #include "services/parent_link.h"
 
+#include <filesystem>
+
 #include <distrib/error.h>
 
 #include "model/json_codec.h"
@@ -56,6 +58,11 @@ HttpClientSettings ParentLink::client_settings(const std::string& url) const {
   s.base_url = url;
   s.ca_file = settings_.ca_file;
   s.bind_address = settings_.bind_address;
+  std::error_code ec;
+  if (!settings_.cert_file.empty() && std::filesystem::exists(settings_.cert_file, ec)) {
+    s.cert_file = settings_.cert_file;
+    s.key_file = settings_.key_file;
+  }
   return s;
 }
 
@@ -87,6 +94,12 @@ HttpClient& ClientSet::get(const std::string& url) {
 void ClientSet::abort() noexcept {
   std::lock_guard lock(mutex_);
   for (auto& [u, c] : clients_) c->abort();
+}
+
+void ClientSet::renew() {
+  std::lock_guard lock(mutex_);
+  for (auto& [u, c] : clients_) retired_.push_back(std::move(c));
+  clients_.clear();
 }
 
 ClientPool::Lease ClientPool::lease(const std::string& url) {

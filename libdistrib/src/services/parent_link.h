@@ -23,6 +23,8 @@ class ParentLink {
     std::string ca_file;
     std::string bind_address;
     int recheck_seconds = 30;
+    /// This host's certificate and key, presented to parents once the certificate exists.
+    std::string cert_file, key_file;
   };
   /// Validates every URL; throws Error(invalid_argument) naming a bad one.
   explicit ParentLink(Settings settings);
@@ -60,11 +62,15 @@ class ClientSet {
   explicit ClientSet(const ParentLink& link) : link_(link) {}
   HttpClient& get(const std::string& url);
   void abort() noexcept;
+  /// Later get()s make new clients (this host's certificate changed). Clients handed out before
+  /// stay valid (kept until the set goes).
+  void renew();
 
  private:
   const ParentLink& link_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<HttpClient>> clients_;
+  std::vector<std::unique_ptr<HttpClient>> retired_;
 };
 
 /// Kept-alive clients of the parents for requests from several threads at once (a relay forwarding

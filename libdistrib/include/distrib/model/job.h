@@ -43,6 +43,9 @@ inline constexpr std::uint64_t kMaxCollectTotal = 4ull << 30;
 /// Throws Error(invalid_argument) naming the problem: no paths, a relative path or one with "..",
 /// a limit of 0 or above the maximum, a per-file limit above the total.
 void validate_collect(const CollectSpec& spec);
+/// Did the job ask for `path` (an absolute path an agent sends)? It did when one of its patterns
+/// matches the path or a directory above it (shell globbing: '*' does not cross '/').
+bool collect_requested(const CollectSpec& spec, const std::string& path);
 
 /// State of one host's part of a job.
 ///

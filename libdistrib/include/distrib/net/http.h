@@ -146,6 +146,9 @@ struct HttpClientSettings {
   int timeout_seconds = 120;  ///< per request, covering long polls
   std::string cert_file;      ///< PEM client certificate presented to the server (mutual TLS)
   std::string key_file;       ///< its private key
+  /// Off: the server's certificate is not checked (only to read a CA certificate whose
+  /// fingerprint the caller then checks itself).
+  bool verify_server = true;
 };
 
 /// A blocking client keeping one connection alive between requests. Not thread-safe; use one

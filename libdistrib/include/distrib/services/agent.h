@@ -55,6 +55,15 @@ struct AgentSettings {
   /// Remote collection: files are only sent from under these directories or matching these
   /// glob patterns (after symbolic links are resolved). Empty: this agent sends no files.
   std::vector<std::string> collect_allow;
+
+  // --- identity (docs/SECURITY.md): with an https parent the agent makes a key at its first
+  // start and enrols: it sends a certificate request and waits until an administrator accepts
+  // it (distribctl hosts accept) or a token has it accepted at once. It trusts the CA of an
+  // enrolment bundle, of ca_file, or the one its parent shows when its fingerprint is
+  // ca_fingerprint; never one it was not told about.
+  std::filesystem::path enrol_bundle;  ///< distribctl enrol-bundle: servers, CA, optional token
+  std::string enrol_token;             ///< distrib-enrol-ID-SECRET
+  std::string ca_fingerprint;          ///< "sha256:HEX" of the CA certificate
 };
 
 /// What a join or leave asked from the agent's machine did.

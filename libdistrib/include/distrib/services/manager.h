@@ -73,6 +73,23 @@ struct ManagerSettings {
   /// A file holding a token (32+ characters) that may read /metrics and nothing else, for a
   /// Prometheus scraper (its bearer_token_file). Empty: only administrative credentials scrape.
   std::filesystem::path metrics_token_file;
+
+  // --- identities (docs/SECURITY.md)
+  /// Serve plain HTTP: nobody proves who they are. Off by default: the listener serves TLS with
+  /// the certificate of tls_cert_file, or (top manager) one its own CA issues in STATE_DIR/pki,
+  /// or (relay) the one issued at its enrolment, and hosts present certificates of the CA.
+  bool insecure_http = false;
+  /// DNS names and IP addresses the server certificate covers besides the listen address, the
+  /// host name and localhost (a cluster's logical name, a load balancer's name).
+  std::vector<std::string> tls_names;
+  /// Lifetime of the host certificates this manager's CA issues (agents and relays renew them
+  /// when a third is left).
+  std::int64_t certificate_lifetime_seconds = 30LL * 86400;
+  /// A relay's enrolment with its parent: a bundle (distribctl enrol-bundle), or a CA (ca_file or
+  /// ca_fingerprint) and optionally a token that has it accepted at once.
+  std::filesystem::path enrol_bundle;
+  std::string enrol_token;
+  std::string ca_fingerprint;
 };
 
 class Manager {

@@ -5,6 +5,7 @@
 // agent.cpp builds them in order. Everything here is used by the agent's worker thread only,
 // except what is marked otherwise.
 #include "services/agent/common.h"
+#include "services/enrol_client.h"
 
 namespace distrib::agent {
 
@@ -21,6 +22,9 @@ struct Context {
   std::unique_ptr<ClientSet> clients;   // a client per parent URL (abort() from any thread)
   std::unique_ptr<ChunkStore> chunks;
   std::string host_id;
+  /// This agent's key and certificate, with an https parent (none with plain http ones).
+  std::unique_ptr<security::HostIdentity> identity;
+  EnrolSettings enrol;
   HttpClient* http = nullptr;  // the current parent's client
   std::string parent_url;      // the parent registered with
   std::string server_id;       // its identifier: entry ids are only unique per server

@@ -140,6 +140,35 @@ void Link::flush_outbox() {
   }
 }
 
+bool Link::ensure_enrolled() {
+  auto* id = ctx_.identity.get();
+  if (!id) return true;
+  const auto now = std::chrono::steady_clock::now();
+  if (identity_checked_ != std::chrono::steady_clock::time_point{} &&
+      now - identity_checked_ < std::chrono::minutes(1))
+    return true;
+  establish_trust(*id, ctx_.enrol, ctx_.settings.parents, ctx_.settings.bind_address);
+  const auto url = ctx_.parents->current();
+  const auto unix_now = fs::now_unix();
+  if (!id->certified(unix_now)) {
+    HttpClient c(ctx_.parents->client_settings(url));  // no certificate yet
+    c.set_timeout(30);
+    if (!enrol_once(*id, ctx_.enrol, c)) return false;
+    ctx_.clients->renew();
+    ctx_.registered = false;
+  } else if (id->renewal_due(unix_now)) {
+    try {
+      renew_certificate(*id, ctx_.enrol, ctx_.clients->get(url));
+      ctx_.clients->renew();
+      ctx_.registered = false;
+    } catch (const Error& e) {
+      spdlog::warn("certificate renewal with {} failed ({}); trying again later", url, e.what());
+    }
+  }
+  identity_checked_ = now;
+  return true;
+}
+
 void Link::register_with_parent() {
   ctx_.parent_url = ctx_.parents->current();
   ctx_.http = &ctx_.clients->get(ctx_.parent_url);

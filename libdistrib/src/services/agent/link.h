@@ -28,6 +28,11 @@ class Link {
   /// A contact succeeded: the next outage starts its backoff afresh.
   void contact_succeeded() { backoff_ms_ = 0; }
 
+  /// With an https parent: makes sure this agent holds a valid certificate (enrols at the first
+  /// start, renews when a third of its lifetime is left; checked at most once a minute).
+  /// Returns false while the enrolment waits for an administrator (the caller waits and tries
+  /// again); throws Error when the parent cannot be reached or refuses.
+  bool ensure_enrolled();
   /// Registers with the current parent (and joins the configured ID groups there).
   void register_with_parent();
   /// Joins or leaves an ID group at the registered parent; `how` says who asked.
@@ -50,6 +55,7 @@ class Link {
   stdfs::path journal_dir() const;
 
   Context& ctx_;
+  std::chrono::steady_clock::time_point identity_checked_{};
   int backoff_ms_ = 0;
   std::chrono::steady_clock::time_point outage_since_;
   std::minstd_rand rng_{std::random_device{}()};

@@ -40,6 +40,10 @@ void WorkLoop::run() {
   while (!ctx_.stopping) {
     try {
       if (ctx_.parents->maybe_return_to_primary()) ctx_.registered = false;
+      if (!link_.ensure_enrolled()) {
+        ctx_.sleep_ms(std::max(1000, ctx_.settings.retry_max_ms));  // waiting for approval
+        continue;
+      }
       if (!ctx_.registered) link_.register_with_parent();
       link_.flush_outbox();
       ctx_.http->set_timeout(ctx_.settings.poll_timeout_seconds + 15);

@@ -47,6 +47,7 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
   const auto path = req.query["path"];
   validate_collected_path(path);
   const auto sha = req.query["sha256"];
+  ctx_.callers.require_for(req, host_id, *ctx_.store);
   if (uplink_.has_parent()) {
     auto shared = std::make_shared<HttpRequest>(std::move(req));
     return ctx_.blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
@@ -69,6 +70,8 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
     if (std::none_of(open.begin(), open.end(), [&](const JobEntry& e) { return e.job_id == job_id; }))
       throw Error(ErrorKind::conflict,
                   "host " + host_id + " has no open entry in job " + std::to_string(job_id));
+    if (!collect_requested(job->collect, path))
+      throw Error(ErrorKind::forbidden, "job " + std::to_string(job_id) + " did not ask for " + path);
     if (data.size() > job->collect.max_file_bytes)
       throw Error(ErrorKind::invalid_argument, "file " + path + " is " + format_byte_size(data.size()) +
                                                    ", over the job's per-file limit of " +

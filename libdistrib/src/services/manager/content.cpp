@@ -221,7 +221,7 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
 void Content::content_chunk_batch(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
-  const auto requester = json::get_string(body, "host_id", false);
+  const auto requester = ctx_.callers.requester(req, json::get_string(body, "host_id", false));
   auto digests = json::get_string_array(body, "digests");
   if (digests.empty() || digests.size() > kMaxBatchChunks)
     throw Error(ErrorKind::invalid_argument,
@@ -240,7 +240,7 @@ void Content::content_chunk(HttpRequest&& req, Responder& r, const PathSegments&
   const auto& digest = p[3];
   if (!is_sha256_hex(digest))
     throw Error(ErrorKind::invalid_argument, "\"" + digest + "\" is not a chunk digest");
-  const auto requester = req.query["host_id"];
+  const auto requester = ctx_.callers.requester(req, req.query["host_id"]);
   if (auto wait = admit(requester)) {
     r(busy_response(*wait));
     return;
@@ -267,12 +267,28 @@ void Content::content_chunk(HttpRequest&& req, Responder& r, const PathSegments&
   return;
 }
 
-void Content::content_manifest(HttpRequest&&, Responder& r, const PathSegments& p) {
-  return ctx_.blocking(std::move(r), [this, name = p[3], version = p[4]] {
+// A package's manifest goes to an agent with an open entry for it, or to a relay (which caches
+// for its subtree and pre-stages packages). Its chunks are named by their digests, which only the
+// manifest tells.
+void Content::content_manifest(HttpRequest&& req, Responder& r, const PathSegments& p) {
+  const auto caller = ctx_.callers.of(req);
+  return ctx_.blocking(std::move(r), [this, caller, name = p[3], version = p[4]] {
+    if (caller && caller->role == "agent" && !has_open_entry(caller->host_id, name, version))
+      throw Error(ErrorKind::forbidden,
+                  "host " + caller->host_id + " has no open entry for package \"" + name + "\" " + version);
     auto m = uplink_.manifest(name, version, true);
     if (!m) throw Error(ErrorKind::not_found, "package \"" + name + "\" " + version + " does not exist");
     return json_response(200, json::to_json(*m));
   });
+}
+
+bool Content::has_open_entry(const std::string& host_id, const std::string& name,
+                             const std::string& version) {
+  for (const auto& e : ctx_.store->open_entries_for_host(host_id)) {
+    const auto job = ctx_.store->find_job(e.job_id);
+    if (job && job->package_name == name && job->package_version == version) return true;
+  }
+  return false;
 }
 
 }  // namespace distrib::manager

@@ -40,6 +40,7 @@ class Content {
   static constexpr std::uint64_t kMaxBatchBytes = 32ull << 20;
 
  private:
+  bool has_open_entry(const std::string& host_id, const std::string& name, const std::string& version);
   std::optional<int> admit(const std::string& requester);
   HttpResponse busy_response(int seconds);
   void send_paced(const std::string& requester, std::uint64_t bytes, std::shared_ptr<Responder> r,

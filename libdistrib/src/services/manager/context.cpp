@@ -1,6 +1,7 @@
 // The manager's shared context: the tree path and running store calls off the network threads.
 #include "services/manager/context.h"
 
+#include "services/system_info.h"
 #include "util/fs.h"
 
 #include <spdlog/spdlog.h>
@@ -23,7 +24,42 @@ Context::Context(ManagerSettings s, const StoreRegistry& stores, const EventSink
   chunks = std::make_unique<ChunkStore>(st.state_dir / "chunks");
   my_id = fs::load_or_create_host_id(st.state_dir / "host-id");
   store = stores.open(st.store);
+  prepare_identities();
   events = std::make_unique<EventDispatcher>(*store, sinks, st.event_sinks);
+}
+
+// The top manager's CA (made at the first start) and the TLS files of the listener; a relay's own
+// key (its certificate comes with its enrolment, before it serves).
+void Context::prepare_identities() {
+  auto& st = settings;
+  if (!is_relay()) {
+    std::vector<std::string> given = st.tls_names;
+    if (st.listen_address != "0.0.0.0" && st.listen_address != "::") given.push_back(st.listen_address);
+    given.push_back(st.host_name.empty() ? system_host_name() : st.host_name);
+    given.insert(given.end(), {"localhost", "127.0.0.1"});
+    std::vector<std::string> names, addresses;
+    security::split_names(given, names, addresses);
+    pki = security::ensure_manager_tls(st.state_dir / "pki", names, addresses);
+    client_ca_file = pki->ca_cert.string();
+    if (!st.insecure_http && st.tls_cert_file.empty()) {
+      st.tls_cert_file = pki->server_cert.string();
+      st.tls_key_file = pki->server_key.string();
+    }
+  } else if (!st.insecure_http) {
+    identity =
+        std::make_unique<security::HostIdentity>(st.state_dir / "identity", pki::Identity{my_id, "relay"});
+    client_ca_file = identity->ca_file().string();
+    if (st.tls_cert_file.empty()) {
+      st.tls_cert_file = identity->cert_file().string();
+      st.tls_key_file = identity->key_file().string();
+    }
+  }
+  callers.enable(!st.insecure_http);
+  callers.set_revoked(store->revoked_serials());
+  if (st.insecure_http)
+    spdlog::warn(
+        "serving plain HTTP (--insecure-http): hosts and administrators prove nothing and "
+        "everything on the network can read and forge their requests");
 }
 
 std::vector<std::string> Context::path() const {

@@ -8,6 +8,9 @@
 #include <distrib/store/store.h>
 
 #include <distrib/services/events.h>
+#include "security/authority.h"
+#include "security/host_identity.h"
+#include "services/manager/callers.h"
 #include "services/manager/http_util.h"
 #include "services/manager/work_cache.h"
 #include "util/blocking_pool.h"
@@ -17,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +39,12 @@ struct Context {
   std::unique_ptr<BlockingPool> pool;  // made by Manager::start
   std::unique_ptr<EventDispatcher> events;
   std::string my_id;  // this manager's host identifier
+
+  // Identities (docs/SECURITY.md). With TLS (the default) `callers` checks hosts' certificates.
+  Callers callers;
+  std::optional<security::TlsFiles> pki;             // the top manager's CA and server certificate
+  std::unique_ptr<security::HostIdentity> identity;  // a relay's own key and certificate
+  std::string client_ca_file;                        // what hosts' certificates chain to
   std::int64_t started_unix = 0;
 
   // Hosts with work, agents waiting in a long poll, last contacts, releases: the only mutable
@@ -57,6 +67,8 @@ struct Context {
   void blocking(Responder r, std::function<HttpResponse()> fn);
 
  private:
+  void prepare_identities();
+
   mutable std::mutex path_mutex_;
   std::vector<std::string> path_;
 };

@@ -129,6 +129,7 @@ void Dispatch::agent_work(HttpRequest&& req, Responder& r, const PathSegments&) 
   const auto host_id = req.query["host_id"];
   if (!is_valid_host_id(host_id))
     throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
+  ctx_.callers.require_self(req, host_id);
   long wait = ctx_.settings.poll_timeout_seconds;
   if (auto w = req.query.find("wait"); w != req.query.end()) {
     try {
@@ -161,6 +162,7 @@ void Dispatch::agent_transfer(HttpRequest&& req, Responder& r, const PathSegment
   const auto host_id = req.query["host_id"];
   if (!is_valid_host_id(host_id))
     throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
+  ctx_.callers.require_self(req, host_id);
   std::int64_t entry_id = 0;
   try {
     entry_id = std::stoll(req.query["entry_id"]);
@@ -184,6 +186,7 @@ void Dispatch::agent_report(HttpRequest&& req, Responder& r, const PathSegments&
   require_json(req);
   auto body = json::parse_object(req.body);
   const auto host_id = json::get_string(body, "host_id");
+  ctx_.callers.require_self(req, host_id);
   std::vector<EntryReport> reports;
   for (const auto& v : json::get_array(body, "reports")) {
     if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "reports must contain objects");

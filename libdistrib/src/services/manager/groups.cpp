@@ -57,6 +57,15 @@ void Groups::agent_join(HttpRequest&& req, Responder& r, const PathSegments&) {
     if (auto it = body.find("host"); it != body.end() && it->value().is_object())
       j.record = json::host_from_json(it->value().as_object());
   }
+  // A host joins for itself; a relay passes on joins of hosts below it, naming itself.
+  const auto caller = ctx_.callers.of(req);
+  if (ctx_.callers.enabled() && caller && caller->host_id != j.host_id) {
+    if (caller->role != "relay" || j.relay != caller->host_id)
+      throw Error(ErrorKind::forbidden,
+                  "host " + caller->host_id + " may not join or leave for host " + j.host_id);
+  } else if (!j.relay.empty()) {
+    ctx_.callers.require_self(req, j.relay);
+  }
   return ctx_.blocking(std::move(r), [this, j] { return json_response(200, join(j)); });
 }
 
@@ -67,6 +76,8 @@ auto Groups::join(const JoinRequest& j) -> bj::object {
       throw Error(ErrorKind::forbidden,
                   "host " + j.relay + " is not a relay registered directly with this manager");
     auto known = ctx_.store->find_host(j.host_id);
+    if (!known && !ctx_.callers.may_claim(j.relay, j.host_id, *ctx_.store))
+      throw Error(ErrorKind::forbidden, "host " + j.host_id + " did not enrol through relay " + relay->name);
     if (!known && j.record && j.record->host_id == j.host_id && is_valid_host_id(j.record->parent))
       registration_.record_host(*j.record, j.relay);  // its registration has not arrived yet
     else if (known && known->via != j.relay)

@@ -117,11 +117,13 @@ void Inventory::forget_fields() {
 // POST /v1/agent/inventory {host_id, scope, collected_at, items: {key: value}}
 void Inventory::agent_inventory(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
-  if (uplink_.has_parent()) return pass_up(ctx_, uplink_, std::move(req), r);
   auto body = json::parse_object(req.body);
   InventoryReport rep;
   rep.host_id = json::get_string(body, "host_id");
   if (!is_valid_host_id(rep.host_id)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
+  // Its own inventory, or a relay's for a host below it (a store lookup: relays only).
+  ctx_.callers.require_for(req, rep.host_id, *ctx_.store);
+  if (uplink_.has_parent()) return pass_up(ctx_, uplink_, std::move(req), r);
   const auto scope = json::get_string(body, "scope", false);
   rep.scope = parse_inventory_scope(scope.empty() ? "full" : scope);
   rep.collected_at = json::get_int(body, "collected_at", 0);

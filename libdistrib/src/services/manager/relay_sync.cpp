@@ -13,11 +13,25 @@ void RelaySync::register_routes(Router& t) {
   t.add(Route{"POST", "/v1/relay/sync", Access::relay, bind(this, &RelaySync::relay_sync)});
 }
 
+// A relay reported a host that neither is below it nor enrolled through it: not recorded.
+void RelaySync::refused_claim(const Host& relay, const Host& h) {
+  Event e;
+  e.type = "host.refused";
+  e.severity = Severity::warning;
+  e.host_id = h.host_id;
+  e.subject = h.name;
+  e.message = "relay " + relay.name + " (" + relay.host_id + ") reported host " + h.name + " (" + h.host_id +
+              ") below it, but that host did not enrol through it; ignored";
+  spdlog::warn("{}", e.message);
+  ctx_.store->record_events({e});
+}
+
 void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&) {
   require_json(req);
   auto body = json::parse_object(req.body);
   const auto relay = json::get_string(body, "host_id");
   if (!is_valid_host_id(relay)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
+  ctx_.callers.require_self(req, relay);
   std::vector<Host> hosts;
   if (body.contains("hosts"))
     for (const auto& v : json::get_array(body, "hosts")) {
@@ -60,6 +74,10 @@ void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&)
     ctx_.store->mark_pushed(relay, acks);
     for (const auto& h : hosts) {
       if (h.host_id == ctx_.my_id || h.host_id == relay) continue;
+      if (!ctx_.callers.may_claim(relay, h.host_id, *ctx_.store)) {
+        refused_claim(*me, h);
+        continue;
+      }
       const auto change = registration_.record_host(h, relay);
       if (change.changed)
         spdlog::info("{} {} ({}) registered below relay {}", to_string(h.role), h.name, h.host_id, me->name);

@@ -18,6 +18,7 @@ class RelaySync {
   void register_routes(Router& t);
 
  private:
+  void refused_claim(const Host& relay, const Host& h);
   void relay_sync(HttpRequest&& req, Responder& r, const PathSegments&);
 
   Context& ctx_;

@@ -2,6 +2,7 @@
 // work, its own entries, and requests passed upward.
 #include "services/manager/relay_uplink.h"
 
+#include "services/enrol_client.h"
 #include "services/manager/dispatch.h"
 #include "services/manager/registration.h"
 #include "services/system_info.h"
@@ -9,13 +10,34 @@
 namespace distrib::manager {
 
 namespace {
-ParentLink::Settings link_settings(const ManagerSettings& s) {
+ParentLink::Settings link_settings(const Context& ctx) {
+  const auto& s = ctx.settings;
   ParentLink::Settings ls;
   ls.urls = s.parents;
   ls.ca_file = s.ca_file;
   ls.bind_address = s.bind_address;
   ls.recheck_seconds = s.parent_recheck_seconds;
+  if (ctx.identity) {
+    ls.ca_file = ctx.identity->ca_file().string();
+    ls.cert_file = ctx.identity->cert_file().string();
+    ls.key_file = ctx.identity->key_file().string();
+  }
   return ls;
+}
+
+EnrolSettings enrol_settings(const Context& ctx) {
+  const auto& s = ctx.settings;
+  EnrolSettings es;
+  es.bundle = s.enrol_bundle;
+  es.token = s.enrol_token;
+  es.ca_file = s.ca_file;
+  es.ca_fingerprint = s.ca_fingerprint;
+  es.name = s.host_name.empty() ? system_host_name() : s.host_name;
+  std::vector<std::string> given = s.tls_names;
+  if (s.listen_address != "0.0.0.0" && s.listen_address != "::") given.push_back(s.listen_address);
+  given.push_back(es.name);
+  security::split_names(given, es.names, es.addresses);
+  return es;
 }
 }  // namespace
 
@@ -23,14 +45,58 @@ RelayUplink::RelayUplink(Context& ctx, Dispatch& dispatch, Registration& registr
     : ctx_(ctx),
       dispatch_(dispatch),
       registration_(registration),
-      link_(link_settings(ctx.settings)),
+      link_(link_settings(ctx)),
       cache_(ctx, link_) {
   if (ctx.settings.sync_interval_ms < 10)
     throw Error(ErrorKind::invalid_argument, "sync interval must be at least 10 ms");
+  for (const auto& url : ctx.settings.parents) {
+    const auto p = parse_base_url(url);
+    if (p.host == ctx.settings.listen_address && p.port == ctx.settings.port)
+      throw Error(ErrorKind::invalid_argument,
+                  "parent " + url + " is this relay itself; a relay's parent must be above it");
+    if (ctx.identity && !p.tls)
+      throw Error(ErrorKind::invalid_argument,
+                  "parent " + url +
+                      " is plain http: a relay enrols and talks to its parent over https "
+                      "(or give it --insecure-http too)");
+  }
   try {
     own_seq_ = std::stoll(fs::read_file(ctx.settings.state_dir / "seq"));
   } catch (...) {
     own_seq_ = 1;
+  }
+}
+
+// Before this relay serves: it needs a certificate of the tree's CA, for its parent and for the
+// hosts below it. Waits (logging) until its enrolment is accepted.
+void RelayUplink::prepare() {
+  auto* id = ctx_.identity.get();
+  if (!id) return;
+  const auto es = enrol_settings(ctx_);
+  establish_trust(*id, es, ctx_.settings.parents, ctx_.settings.bind_address);
+  bool announced = false;
+  for (;;) {
+    if (id->certified(fs::now_unix()) && !id->renewal_due(fs::now_unix())) return;
+    const auto url = link_.current();
+    try {
+      HttpClient c(link_.client_settings(url));
+      c.set_timeout(30);
+      if (id->certified(fs::now_unix())) {
+        renew_certificate(*id, es, c);
+      } else if (enrol_once(*id, es, c)) {
+        return;
+      }
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::forbidden) throw;
+      if (id->certified(fs::now_unix())) return;  // renewal later
+      spdlog::warn("relay enrolment with {}: {}", url, e.what());
+      link_.failed(url);
+    }
+    if (!announced)
+      spdlog::warn("relay {} waits for its enrolment to be accepted (key {}) before serving", ctx_.my_id,
+                   id->fingerprint());
+    announced = true;
+    std::this_thread::sleep_for(std::chrono::seconds(std::max(1, ctx_.settings.poll_interval_seconds)));
   }
 }
 

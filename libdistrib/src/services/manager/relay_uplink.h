@@ -35,6 +35,7 @@ class RelayUplink final : public Uplink {
                         int timeout_seconds) override;
   /// Checks the parents (none may be below this relay), then starts the poller, the syncer
   /// and the cache.
+  void prepare() override;
   void start() override;
   void stop() override;
 

@@ -50,6 +50,9 @@ class Uplink {
   /// Sends a JSON request to the parent and returns its JSON answer (see call_parent).
   virtual boost::json::object ask_parent(std::string_view method, const std::string& target,
                                          const boost::json::value& body, int timeout_seconds) = 0;
+  /// Before the listener starts: a relay enrols with its parent (blocking until accepted) so
+  /// that it has a certificate to serve with. Throws Error(forbidden) when it was rejected.
+  virtual void prepare() {}
   virtual void start() {}
   virtual void stop() {}
 };

@@ -35,11 +35,14 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$state/manager/endpoint" ] && break; sleep 0.1; done
 url="$(cat "$state/manager/endpoint")"
 export DISTRIB_SERVER="$url" DISTRIB_TOKEN_FILE="$state/manager/admin.token"
-echo "   manager at $url"
+echo "   manager at $url (TLS with its own CA: $state/manager/pki/ca.crt)"
+
+echo "== an enrolment bundle for the new hosts: the manager's address, its CA and a token for 4 hosts"
+"$bin/distribctl" enrol-bundle --new-token --uses 4 --expires 1h --output "$state/enrol.bundle"
 
 echo "== starting a relay (branch office) on 127.0.0.20 below the manager"
 "$bin/distribd" --role relay --state-dir "$state/relay" --listen 127.0.0.20 --port 0 --parent "$url" \
-  --host-name demo-branch-relay --sync-interval-ms 200 >"$state/relay.log" 2>&1 &
+  --enrol-bundle "$state/enrol.bundle" --host-name demo-branch-relay --sync-interval-ms 200 >"$state/relay.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$state/relay/endpoint" ] && break; sleep 0.1; done
 relay_url="$(cat "$state/relay/endpoint")"
@@ -49,7 +52,7 @@ echo "   relay at $relay_url"
 for i in 1 2 3; do
   parent="$relay_url"
   [ "$i" = 1 ] && parent="$url"
-  "$bin/distribd" --role agent --state-dir "$state/agent$i" --server "$parent" \
+  "$bin/distribd" --role agent --state-dir "$state/agent$i" --server "$parent" --enrol-bundle "$state/enrol.bundle" \
     --bind-address "127.0.0.$((10 + i))" --host-name "demo-agent$i" >"$state/agent$i.log" 2>&1 &
   pids+=($!)
 done
@@ -60,6 +63,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 "$bin/distribctl" hosts tree
+echo "== every host enrolled with the bundle's token: its key, and a certificate of the manager's CA"
+"$bin/distribctl" hosts pending --all
 
 echo
 echo "== packaging examples/hello-app"

@@ -80,6 +80,7 @@ const char* const kPinned[] = {
     "GET /v1/packages viewer",
     "POST /v1/packages operator",
     "GET /v1/packages/{name}/{version} viewer",
+    "GET /v1/relay/revoked relay",
     "POST /v1/relay/sync relay",
     "GET /v1/routes viewer",
     "GET /v1/stats viewer",

@@ -57,6 +57,10 @@ std::string write_bundle(const EnrolBundle& b) {
   return bj::serialize(o) + "\n";
 }
 
+std::string placement_statement(const std::string& host_id, const std::string& parent, std::int64_t at) {
+  return "distrib-placement\n" + host_id + "\n" + parent + "\n" + std::to_string(at);
+}
+
 EnrolBundle read_bundle(const std::string& text) {
   if (text.size() > kMaxBundle)
     throw Error(ErrorKind::invalid_argument, "an enrolment bundle is at most 256 KiB");

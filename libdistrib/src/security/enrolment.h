@@ -37,6 +37,10 @@ std::string write_bundle(const EnrolBundle& b);
 /// well-formed token when one is given.
 EnrolBundle read_bundle(const std::string& text);
 
+/// What a host signs when it registers below `parent` at `at` (unix seconds): its placement, which
+/// the relays above pass up so that a host may move between relays on its own word, not theirs.
+std::string placement_statement(const std::string& host_id, const std::string& parent, std::int64_t at);
+
 /// Throws Error(forbidden) unless the CA certificate's fingerprint is `expected`
 /// ("sha256:HEX", case-insensitive, colons between bytes allowed).
 void check_ca_fingerprint(const std::string& ca_pem, const std::string& expected);

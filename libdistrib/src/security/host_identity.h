@@ -31,6 +31,9 @@ class HostIdentity {
   std::string request(const std::vector<std::string>& names = {},
                       const std::vector<std::string>& addresses = {}) const;
 
+  /// A signature of `data` with this host's key (pki::sign).
+  std::string sign(std::string_view data) const { return pki::sign(key_pem_, data); }
+
   /// Is a CA certificate trusted yet?
   bool trusts() const;
   /// Trusts `ca_pem` from now on (checked to be a CA certificate).

@@ -371,6 +371,54 @@ std::string issue_host(const Authority& ca, const std::string& csr_pem, std::int
                serves ? "serverAuth,clientAuth" : "clientAuth", lifetime_seconds, serial);
 }
 
+std::string sign(const std::string& key_pem, std::string_view data) {
+  auto key = load_key(key_pem);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!md) fail("EVP_MD_CTX_new");
+  check(EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key.get()), "EVP_DigestSignInit");
+  std::size_t size = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  check(EVP_DigestSign(md.get(), nullptr, &size, p, data.size()), "EVP_DigestSign");
+  std::string sig(size, '\0');
+  check(EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(sig.data()), &size, p, data.size()),
+        "EVP_DigestSign");
+  sig.resize(size);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (const char ch : sig) {
+    const auto c = static_cast<unsigned char>(ch);
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+bool verify_signature(const std::string& cert_pem, std::string_view data, const std::string& signature_hex) {
+  if (signature_hex.empty() || signature_hex.size() > 512 || signature_hex.size() % 2) return false;
+  std::string sig;
+  for (std::size_t i = 0; i < signature_hex.size(); i += 2) {
+    const auto nibble = [](char c) {
+      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    const int hi = nibble(signature_hex[i]), lo = nibble(signature_hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    sig += static_cast<char>(static_cast<unsigned char>(hi * 16 + lo));
+  }
+  try {
+    auto c = load_cert(cert_pem);
+    EVP_PKEY* key = X509_get0_pubkey(c.get());
+    if (!key) return false;
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    if (!md || EVP_DigestVerifyInit(md.get(), nullptr, EVP_sha256(), nullptr, key) != 1) return false;
+    const bool ok = EVP_DigestVerify(md.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                                     reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+    ERR_clear_error();
+    return ok;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 CertificateInfo inspect_certificate(const std::string& cert_pem) {
   auto c = load_cert(cert_pem);
   CertificateInfo out;

@@ -78,6 +78,11 @@ struct CertificateInfo {
 };
 CertificateInfo inspect_certificate(const std::string& cert_pem);
 
+/// Signs `data` with `key_pem` (ECDSA with SHA-256); the signature in hex.
+std::string sign(const std::string& key_pem, std::string_view data);
+/// Is `signature_hex` a signature of `data` by the key `cert_pem` certifies?
+bool verify_signature(const std::string& cert_pem, std::string_view data, const std::string& signature_hex);
+
 /// Does `cert_pem` chain to `ca_cert_pem`, and is it valid at `at` (Unix seconds)? Returns an
 /// empty string when it does, otherwise why not.
 std::string verify(const std::string& ca_cert_pem, const std::string& cert_pem, std::int64_t at);

@@ -104,7 +104,7 @@ struct Manager::Impl {
         jobs(ctx, registration, inventory, dispatch, scheduler, *uplink),
         groups(ctx, registration, inventory, dispatch, *uplink),
         collection(ctx, *uplink),
-        enrolment(ctx, *uplink),
+        enrolment(ctx, *uplink, dispatch),
         observe(ctx, router, content, *uplink) {
     declare_routes();
   }

@@ -2,6 +2,7 @@
 // the local journal of entries.
 #include "services/agent/link.h"
 
+#include "security/enrolment.h"
 #include "services/system_info.h"
 
 namespace distrib::agent {
@@ -175,7 +176,20 @@ void Link::register_with_parent() {
   ctx_.http->set_timeout(120);
   const Host me =
       describe_this_host(ctx_.host_id, HostRole::agent, ctx_.settings.host_name, ctx_.settings.bind_address);
-  auto res = call("POST", "/v1/agent/register", json::to_json(me));
+  auto body = json::to_json(me);
+  if (const auto* id = ctx_.identity.get()) {
+    // Signed: "I register below this parent now", which the relays above pass up should this host
+    // have moved here from elsewhere.
+    const auto status = call("GET", "/v1/status", nullptr);
+    const auto parent = json::get_string(status, "host_id");
+    const auto at = fs::now_unix();
+    body["proof"] =
+        bj::object{{"parent", parent},
+                   {"at", at},
+                   {"certificate", fs::read_file(id->cert_file())},
+                   {"signature", id->sign(security::placement_statement(ctx_.host_id, parent, at))}};
+  }
+  auto res = call("POST", "/v1/agent/register", body);
   ctx_.server_id = json::get_string(res, "server_id", false);
   if (!ctx_.server_id.empty() && !is_valid_host_id(ctx_.server_id))
     throw Error(ErrorKind::unavailable, "parent " + ctx_.parent_url + " sent a malformed server_id");

@@ -4,7 +4,9 @@
 // identities off (a manager run with --insecure-http) nobody proves anything and every check
 // passes: the manager then trusts its network, as the warning at its start says.
 #include <distrib/net/http.h>
+
 #include <distrib/store/store.h>
+#include <boost/json/object.hpp>
 
 #include "security/pki.h"
 
@@ -13,10 +15,25 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 namespace distrib::manager {
+
+/// A host's own statement that it registered below `parent` at `at`, signed with its key and
+/// carried with its certificate: the relays above pass it up with the host, so that a relay may
+/// report a host that moved to it from elsewhere (its word alone is not enough).
+struct Placement {
+  std::string parent;
+  std::int64_t at = 0;
+  std::string certificate;  ///< PEM
+  std::string signature;    ///< hex, over security::placement_statement(host, parent, at)
+};
+
+boost::json::object to_json(const Placement& p);
+/// Throws Error(invalid_argument) naming a missing or malformed field.
+Placement placement_from_json(const boost::json::object& o);
 
 class Callers {
  public:
@@ -45,6 +62,15 @@ class Callers {
   /// through it, or the host enrolled through it (its enrolment here passed that relay last).
   /// A host moving from elsewhere comes with its own registration (not through a relay's word).
   bool may_claim(const std::string& relay, const std::string& host_id, Store& store) const;
+  /// The same for a host that moved: its placement names `parent`, which is `relay` or below it,
+  /// is signed by the host's certificate of `ca_pem` (not revoked), made within the last day and
+  /// newer than any placement of it seen before. Remembered (passed further up) when it holds.
+  bool may_claim_moved(const std::string& relay, const Host& host, const Placement& p,
+                       const std::string& ca_pem, Store& store);
+  /// Checks and remembers a host's placement given at its own registration here.
+  bool accept_placement(const std::string& host_id, const Placement& p, const std::string& ca_pem);
+  /// The placement remembered for a host (passed up with it).
+  std::optional<Placement> placement_of(const std::string& host_id) const;
   /// The caller must be `host_id` itself (its own registration, enrolment renewal).
   void require_self(const HttpRequest& req, const std::string& host_id) const;
 
@@ -52,11 +78,18 @@ class Callers {
   void set_revoked(const std::vector<std::uint64_t>& serials);
   void revoke(std::uint64_t serial);
   bool revoked(std::uint64_t serial) const;
+  /// How many serials are revoked (they are never un-revoked: the count says whether a relay's
+  /// copy is current), and which.
+  std::size_t revoked_count() const;
+  std::vector<std::uint64_t> revoked_list() const;
 
  private:
+  bool valid(const std::string& host_id, const Placement& p, const std::string& ca_pem) const;
+
   bool enabled_ = false;
   mutable std::shared_mutex mutex_;
   std::unordered_set<std::uint64_t> revoked_;
+  std::unordered_map<std::string, Placement> placements_;
 };
 
 }  // namespace distrib::manager

@@ -35,7 +35,8 @@ void Context::prepare_identities() {
   if (!is_relay()) {
     std::vector<std::string> given = st.tls_names;
     if (st.listen_address != "0.0.0.0" && st.listen_address != "::") given.push_back(st.listen_address);
-    given.push_back(st.host_name.empty() ? system_host_name() : st.host_name);
+    // A cluster's nodes share the certificate: it names the logical address, not a node.
+    if (!st.cluster_status) given.push_back(st.host_name.empty() ? system_host_name() : st.host_name);
     given.insert(given.end(), {"localhost", "127.0.0.1"});
     std::vector<std::string> names, addresses;
     security::split_names(given, names, addresses);

@@ -107,7 +107,16 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
   bj::object out{{"work", std::move(work)}};
   if (!routed.empty()) out["routed"] = std::move(routed);
   if (!gone.empty()) out["released"] = std::move(gone);
+  // Relays keep a copy of the revoked certificates (GET /v1/relay/revoked when this changes).
+  if (ctx_.callers.enabled()) out["revoked_count"] = ctx_.callers.revoked_count();
   return json_response(200, out);
+}
+
+void Dispatch::wake_relays() {
+  std::vector<std::string> relays;
+  for (const auto& h : ctx_.store->list_hosts())
+    if (h.role == HostRole::relay && h.via == h.host_id) relays.push_back(h.host_id);
+  if (!relays.empty()) wake(relays, true);
 }
 
 void Dispatch::wake(const std::vector<std::string>& host_ids, bool has_work) {

@@ -34,6 +34,9 @@ class Dispatch {
   /// The work answer for a host: its due entries, entries routed below it, hosts released.
   HttpResponse work_for(const std::string& host_id, PollFlags flags = {});
   /// These direct children have (or may have) work: waiting polls are answered.
+  /// Answers the polls of the relays directly below (something every relay must hear at once:
+  /// a revocation). Call off the network threads.
+  void wake_relays();
   void wake(const std::vector<std::string>& host_ids, bool has_work);
 
  private:

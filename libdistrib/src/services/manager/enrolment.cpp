@@ -19,6 +19,7 @@ void Enrolments::register_routes(Router& t) {
   t.add(Route{"POST", "/v1/enrolments/{host}/accept", Access::operate, bind(this, &Enrolments::decide)});
   t.add(Route{"POST", "/v1/enrolments/{host}/reject", Access::operate, bind(this, &Enrolments::decide)});
   t.add(Route{"POST", "/v1/enrolments/{host}/revoke", Access::administer, bind(this, &Enrolments::revoke)});
+  t.add(Route{"GET", "/v1/relay/revoked", Access::relay, bind(this, &Enrolments::revoked)});
   // Tokens let hosts in without an operator's approval: administrators only.
   t.add(Route{"POST", "/v1/enrol-tokens", Access::administer, bind(this, &Enrolments::token_create)});
   t.add(Route{"GET", "/v1/enrol-tokens", Access::administer, bind(this, &Enrolments::token_list)});
@@ -208,9 +209,7 @@ HttpResponse Enrolments::pass_enrolment_up(Enrolment e, const bj::object& body) 
   if (body.contains("token")) up["token"] = body.at("token");
   bj::array via;
   for (const auto& v : split(e.via, ',')) via.emplace_back(v);
-  via.emplace_back(ctx_.my_id);
-  up["via"] = std::move(via);
-  // The relays above add themselves; the part below this relay is what this relay records.
+  up["via"] = std::move(via);  // the parent adds this relay: it knows it by its certificate
   auto answer = uplink_.ask_parent("POST", "/v1/agent/enrol", up, 30);
   const auto state = json::get_string(answer, "state", false);
   if (state != "accepted") return json_response(202, answer);
@@ -312,11 +311,21 @@ void Enrolments::decide(HttpRequest&& req, Responder& r, const PathSegments& p) 
   });
 }
 
+// GET /v1/relay/revoked: the serials of every revoked certificate, for a relay's copy.
+void Enrolments::revoked(HttpRequest&&, Responder& r, const PathSegments&) {
+  bj::array serials;
+  for (const auto s : ctx_.callers.revoked_list()) serials.emplace_back(std::to_string(s));
+  r(json_response(200, bj::object{{"serials", std::move(serials)}}));
+}
+
 // POST /v1/enrolments/HOST/revoke
 void Enrolments::revoke(HttpRequest&& req, Responder& r, const PathSegments& p) {
   const auto host = checked_host(p[2]);
   const auto who = audit_actor(req);
   return ctx_.blocking(std::move(r), [this, host, who] {
+    if (!ctx_.pki)
+      throw Error(ErrorKind::invalid_argument,
+                  "a relay does not revoke certificates; revoke on the top manager");
     const auto e = ctx_.store->find_enrolment(host);
     if (!e || e->state != EnrolmentState::accepted)
       throw Error(ErrorKind::conflict,
@@ -325,7 +334,7 @@ void Enrolments::revoke(HttpRequest&& req, Responder& r, const PathSegments& p) 
     if (!ctx_.store->revoke_enrolment(host, fs::now_unix(), who))
       throw Error(ErrorKind::conflict, "the enrolment of host " + host + " changed meanwhile; look again");
     ctx_.callers.revoke(e->serial);
-    uplink_.notify_sync();
+    dispatch_.wake_relays();  // they fetch the list at once
     record_event("host.revoked", Severity::warning, *e,
                  e->role + " " + e->name + " (" + host + "): certificate " + std::to_string(e->serial) +
                      " revoked by " + who);

@@ -7,6 +7,7 @@
 // A relay has no CA: it passes requests and renewals up, adding itself to the request's path, and
 // records the outcome so that it knows which hosts enrolled through it.
 #include "services/manager/common.h"
+#include "services/manager/dispatch.h"
 #include "services/manager/uplink.h"
 
 #include <distrib/model/enrolment.h>
@@ -15,7 +16,8 @@ namespace distrib::manager {
 
 class Enrolments {
  public:
-  Enrolments(Context& ctx, Uplink& uplink) : ctx_(ctx), uplink_(uplink) {}
+  Enrolments(Context& ctx, Uplink& uplink, Dispatch& dispatch)
+      : ctx_(ctx), uplink_(uplink), dispatch_(dispatch) {}
   void register_routes(Router& t);
 
   /// Limits on a token: it lives 1 minute to 1 year and serves 1 to 1,000,000 enrolments (or
@@ -32,6 +34,7 @@ class Enrolments {
   void list(HttpRequest&& req, Responder& r, const PathSegments&);
   void decide(HttpRequest&& req, Responder& r, const PathSegments& p);
   void revoke(HttpRequest&& req, Responder& r, const PathSegments& p);
+  void revoked(HttpRequest&&, Responder& r, const PathSegments&);
   void token_create(HttpRequest&& req, Responder& r, const PathSegments&);
   void token_list(HttpRequest&&, Responder& r, const PathSegments&);
   void token_revoke(HttpRequest&&, Responder& r, const PathSegments& p);
@@ -45,6 +48,7 @@ class Enrolments {
 
   Context& ctx_;
   Uplink& uplink_;
+  Dispatch& dispatch_;
 };
 
 }  // namespace distrib::manager

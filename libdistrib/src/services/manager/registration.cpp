@@ -98,6 +98,13 @@ void Registration::agent_register(HttpRequest&& req, Responder& r, const PathSeg
     throw Error(ErrorKind::invalid_argument, "host_id \"" + host.host_id + "\" is not a UUID");
   // A host registers itself, over its own certificate, in the role it enrolled in.
   ctx_.callers.require_self(req, host.host_id);
+  // Its signed placement here lets the relays above report it should it have moved.
+  if (auto it = body.find("proof"); ctx_.callers.enabled() && it != body.end() && it->value().is_object()) {
+    const auto p = placement_from_json(it->value().as_object());
+    if (p.parent != ctx_.my_id ||
+        !ctx_.callers.accept_placement(host.host_id, p, fs::read_file(ctx_.client_ca_file)))
+      throw Error(ErrorKind::forbidden, "the placement proof of host " + host.host_id + " does not hold");
+  }
   if (const auto caller = ctx_.callers.of(req); caller && caller->role != to_string(host.role))
     throw Error(ErrorKind::forbidden, "host " + host.host_id + " enrolled as " + caller->role +
                                           " and cannot register as " + std::string(to_string(host.role)));

@@ -33,6 +33,7 @@ void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&)
   if (!is_valid_host_id(relay)) throw Error(ErrorKind::invalid_argument, "host_id must be a host UUID");
   ctx_.callers.require_self(req, relay);
   std::vector<Host> hosts;
+  std::map<std::string, Placement> proofs;  // hosts' own statements of where they registered
   if (body.contains("hosts"))
     for (const auto& v : json::get_array(body, "hosts")) {
       if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "hosts must contain objects");
@@ -41,6 +42,8 @@ void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&)
         throw Error(
             ErrorKind::invalid_argument,
             "host \"" + h.name + "\": host_id and parent must be host UUIDs and the name must not be empty");
+      if (auto it = v.as_object().find("proof"); it != v.as_object().end() && it->value().is_object())
+        proofs[h.host_id] = placement_from_json(it->value().as_object());
       hosts.push_back(std::move(h));
     }
   std::vector<std::pair<std::string, std::int64_t>> seen;
@@ -63,7 +66,7 @@ void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&)
       acks.emplace_back(json::get_int(v.as_object(), "entry_id"),
                         parse_entry_state(json::get_string(v.as_object(), "state")));
     }
-  return ctx_.blocking(std::move(r), [this, relay, hosts, seen, reports, acks] {
+  return ctx_.blocking(std::move(r), [this, relay, hosts, proofs, seen, reports, acks] {
     auto me = ctx_.store->find_host(relay);
     if (!me || me->role != HostRole::relay || me->via != relay)
       throw Error(
@@ -74,7 +77,13 @@ void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&)
     ctx_.store->mark_pushed(relay, acks);
     for (const auto& h : hosts) {
       if (h.host_id == ctx_.my_id || h.host_id == relay) continue;
-      if (!ctx_.callers.may_claim(relay, h.host_id, *ctx_.store)) {
+      const auto proof = proofs.find(h.host_id);
+      if (ctx_.callers.may_claim(relay, h.host_id, *ctx_.store)) {
+        if (proof != proofs.end())
+          ctx_.callers.accept_placement(h.host_id, proof->second, fs::read_file(ctx_.client_ca_file));
+      } else if (proof == proofs.end() ||
+                 !ctx_.callers.may_claim_moved(relay, h, proof->second, fs::read_file(ctx_.client_ca_file),
+                                               *ctx_.store)) {
         refused_claim(*me, h);
         continue;
       }

@@ -240,7 +240,9 @@ auto RelayUplink::sync_once(const std::vector<std::pair<std::int64_t, EntryState
   for (auto& h : hosts) {
     Host up = h.host;
     if (up.parent.empty()) up.parent = ctx_.my_id;  // directly below this relay
-    ha.push_back(json::to_json(up));
+    auto o = json::to_json(up);
+    if (auto p = ctx_.callers.placement_of(up.host_id)) o["proof"] = to_json(*p);
+    ha.push_back(std::move(o));
   }
   for (const auto& [h, t] : seen) sa.push_back(bj::object{{"host_id", h}, {"last_seen", t}});
   for (const auto& r : reports) ra.push_back(json::to_json(r.report));
@@ -349,6 +351,17 @@ void RelayUplink::process_own(const bj::object& item) {
   send_own_report(rep);
 }
 
+// The parent's list of revoked certificates replaces this relay's copy; the relays below fetch it
+// from here in turn.
+void RelayUplink::adopt_revoked(const std::string& url) {
+  const auto o = parent_call(*poll_clients_, url, "GET", "/v1/relay/revoked", nullptr, 30);
+  std::vector<std::uint64_t> serials;
+  for (const auto& s : json::get_string_array(o, "serials")) serials.push_back(std::stoull(s));
+  ctx_.callers.set_revoked(serials);
+  spdlog::info("{} revoked certificate(s) known from the parent", serials.size());
+  dispatch_.wake_relays();
+}
+
 void RelayUplink::poll_loop() {
   int backoff = 0;
   std::set<std::pair<std::int64_t, std::int64_t>> done_own;  // (entry, attempt) finished here
@@ -382,6 +395,10 @@ void RelayUplink::poll_loop() {
         sync_once(acks);
         spdlog::debug("{} entr(ies) received from the parent", routed.size());
       }
+      if (auto it = res.find("revoked_count");
+          it != res.end() && it->value().is_int64() &&
+          static_cast<std::size_t>(it->value().as_int64()) != ctx_.callers.revoked_count())
+        adopt_revoked(url);
       if (auto it = res.find("released"); it != res.end() && it->value().is_array()) {
         for (const auto& v : it->value().as_array()) {
           const std::string h(v.as_string());

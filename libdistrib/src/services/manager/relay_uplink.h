@@ -51,6 +51,7 @@ class RelayUplink final : public Uplink {
   void flush_own_reports();
   void process_own(const bj::object& item);
   void poll_loop();
+  void adopt_revoked(const std::string& url);
   void check_parents_at_start();
 
   Context& ctx_;

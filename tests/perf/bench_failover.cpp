@@ -49,7 +49,8 @@ struct Pair {
                                      "--poll-timeout",
                                      "5",
                                      "--log-level",
-                                     "warn"};
+                                     "warn",
+                                     "--insecure-http"};  // takeover is measured as before identities
     argv.insert(argv.end(), common.begin(), common.end());
     nodes[node] = std::make_unique<Process>(argv, (tmp / (node + ".log")).string());
   }

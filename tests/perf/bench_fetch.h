@@ -36,8 +36,9 @@ inline void write_random_payload(const std::filesystem::path& file, int mib, std
 }
 
 // Reads the rest of a response whose header was read, discarding the body; returns its bytes.
-inline std::uint64_t drain_body(beast::tcp_stream& stream, beast::flat_buffer& buf,
-                                http::response_parser<http::buffer_body>& parser, std::vector<char>& sink) {
+template <class Stream>
+std::uint64_t drain_body(Stream& stream, beast::flat_buffer& buf,
+                         http::response_parser<http::buffer_body>& parser, std::vector<char>& sink) {
   std::uint64_t got = 0;
   while (!parser.is_done()) {
     parser.get().body().data = sink.data();
@@ -56,11 +57,8 @@ inline void connect(beast::tcp_stream& stream, const std::string& address, int p
 }
 
 // GETs each target on one kept-alive connection, discarding the body; returns bytes received.
-inline std::uint64_t fetch_all(const std::string& address, int port,
-                               const std::vector<std::string>& targets) {
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  connect(stream, address, port);
+template <class Stream>
+std::uint64_t fetch_targets(Stream& stream, const std::vector<std::string>& targets) {
   beast::flat_buffer buf;
   std::vector<char> sink(256 * 1024);
   std::uint64_t total = 0;
@@ -84,6 +82,24 @@ inline std::uint64_t fetch_all(const std::string& address, int port,
     }
   }
   return total;
+}
+
+inline std::uint64_t fetch_all(const std::string& address, int port,
+                               const std::vector<std::string>& targets) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  connect(stream, address, port);
+  return fetch_targets(stream, targets);
+}
+
+/// The same over TLS with `ctx` (its CA, and a client certificate when the server asks for one).
+inline std::uint64_t fetch_all_tls(const std::string& address, int port,
+                                   const std::vector<std::string>& targets, asio::ssl::context& ctx) {
+  asio::io_context io;
+  beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
+  connect(beast::get_lowest_layer(stream), address, port);
+  stream.handshake(asio::ssl::stream_base::client);
+  return fetch_targets(stream, targets);
 }
 
 /// Fetches `batches` (lists of chunk digests) as agents do: one POST /v1/content/chunks per
@@ -145,7 +161,9 @@ inline int free_port() {
 /// nginx (2 workers, sendfile) serving `root` on 127.0.0.1:port, its files under `dir`; returns
 /// once it accepts connections (nullptr when it did not start).
 inline std::unique_ptr<distrib::test::Process> start_nginx(const std::filesystem::path& dir,
-                                                           const std::filesystem::path& root, int port) {
+                                                           const std::filesystem::path& root, int port,
+                                                           const std::string& tls_cert = {},
+                                                           const std::string& tls_key = {}) {
   using namespace std::chrono_literals;
   std::filesystem::create_directories(dir / "logs");
   const auto d = dir.string();
@@ -156,6 +174,9 @@ inline std::unique_ptr<distrib::test::Process> start_nginx(const std::filesystem
           " keepalive_requests 100000;\n client_body_temp_path " +
           d + ";\n proxy_temp_path " + d + ";\n fastcgi_temp_path " + d + ";\n uwsgi_temp_path " + d +
           ";\n scgi_temp_path " + d + ";\n server {\n  listen 127.0.0.1:" + std::to_string(port) +
+          (tls_cert.empty()
+               ? std::string()
+               : " ssl;\n  ssl_certificate " + tls_cert + ";\n  ssl_certificate_key " + tls_key) +
           ";\n  root " + root.string() + ";\n }\n}\n");
   auto p = std::make_unique<distrib::test::Process>(
       std::vector<std::string>{"/usr/sbin/nginx", "-p", d, "-c", d + "/nginx.conf"}, dir / "stdout.log");
@@ -200,9 +221,11 @@ inline double run_parallel(int clients, const std::function<std::uint64_t(int)>&
 
 /// nginx serving DIR/www/payload.bin as a static file to `clients` at once (the baseline of the
 /// delivery benchmarks); prints and returns MB/s, or -1 when nginx did not start.
-inline double nginx_throughput(const std::filesystem::path& dir, int clients) {
+inline double nginx_throughput(const std::filesystem::path& dir, int clients,
+                               asio::ssl::context* tls = nullptr, const std::string& tls_cert = {},
+                               const std::string& tls_key = {}) {
   const int port = free_port();
-  auto nginx = start_nginx(dir / "nginx", dir / "www", port);
+  auto nginx = start_nginx(dir / (tls ? "nginx-tls" : "nginx"), dir / "www", port, tls_cert, tls_key);
   if (!nginx) {
     std::fprintf(stderr, "nginx did not start: %s\n",
                  distrib::test::read_file(dir / "nginx/error.log").c_str());
@@ -210,9 +233,14 @@ inline double nginx_throughput(const std::filesystem::path& dir, int clients) {
   }
   std::uint64_t bytes = 0;
   const double secs = run_parallel(
-      clients, [&](int) { return fetch_all("127.0.0.1", port, {"/payload.bin"}); }, bytes);
+      clients,
+      [&](int) {
+        return tls ? fetch_all_tls("127.0.0.1", port, {"/payload.bin"}, *tls)
+                   : fetch_all("127.0.0.1", port, {"/payload.bin"});
+      },
+      bytes);
   const double mbs = static_cast<double>(bytes) / 1e6 / secs;
-  std::printf("nginx:    %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", clients,
+  std::printf("nginx%s: %d clients fetched %.0f MB in %.2f s = %.0f MB/s\n", tls ? " (TLS)" : "", clients,
               static_cast<double>(bytes) / 1e6, secs, mbs);
   return mbs;
 }

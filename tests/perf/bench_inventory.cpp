@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
               first.front().size());
 
   TempDir tmp;
-  ManagerProc m(tmp / "manager", {"--log-level", "warn"});
+  ManagerProc m(tmp / "manager", {"--log-level", "warn", "--insecure-http"});
   {
     std::vector<std::string> reg;
     for (int i = 0; i < hosts; ++i)

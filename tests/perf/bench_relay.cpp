@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   TempDir tmp;
   std::printf("machine: %s\n", bench::machine().c_str());
   bench::write_random_payload(tmp / "pkg/payload.bin", mib, 7);
-  ManagerProc m(tmp / "manager", {"--log-level", "warn"});
+  ManagerProc m(tmp / "manager", {"--log-level", "warn", "--insecure-http"});
   std::vector<std::string> targets;
   std::uint64_t wire = 0;
   for (const auto& d : bench::register_package(m, tmp / "pkg")) {
@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
     const auto address = "127.0.0." + std::to_string(21 + i);
     relay_procs.push_back(std::make_unique<ManagerProc>(
         tmp / ("relay" + std::to_string(i)),
-        std::vector<std::string>{"--parent", m.url(), "--host-name", "relay" + std::to_string(i),
-                                 "--log-level", "warn"},
+        std::vector<std::string>{"--parent", m.url(), "--insecure-http", "--host-name",
+                                 "relay" + std::to_string(i), "--log-level", "warn"},
         address));
     relay_targets.push_back({address, relay_procs.back()->port()});
   }

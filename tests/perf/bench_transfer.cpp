@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
   // --- 1. unsplit throughput vs nginx ------------------------------------------------------
   {
     bench::write_random_payload(tmp / "pkg/payload.bin", mib, 42);
-    ManagerProc m(tmp / "manager", {"--log-level", "warn", "--threads",
+    ManagerProc m(tmp / "manager", {"--log-level", "warn", "--insecure-http", "--threads",
                                     std::getenv("NET_THREADS") ? std::getenv("NET_THREADS") : "2"});
     bench::register_package(m, tmp / "pkg");
     const auto chunks = manifest_chunks(m, "big", "1");
@@ -137,7 +137,8 @@ int main(int argc, char** argv) {
   // --- 2. rate-limit accuracy -----------------------------------------------------------------
   {
     bench::write_random_payload(tmp / "pkg50/payload.bin", 5 * rate_mib, 43);
-    ManagerProc m(tmp / "limited", {"--log-level", "warn", "--rate-limit", std::to_string(rate_mib) + "MiB"});
+    ManagerProc m(tmp / "limited", {"--log-level", "warn", "--insecure-http", "--rate-limit",
+                                    std::to_string(rate_mib) + "MiB"});
     bench::register_package(m, tmp / "pkg50");
     const auto chunks = manifest_chunks(m, "big", "1");
     const auto batches = segments(chunks, kSegment);
@@ -167,7 +168,7 @@ int main(int argc, char** argv) {
     for (const auto& e : stdfs::recursive_directory_iterator(v1))
       if (e.is_regular_file()) files.push_back(e.path());
     std::sort(files.begin(), files.end());
-    ManagerProc m(tmp / "dedup", {"--log-level", "warn"});
+    ManagerProc m(tmp / "dedup", {"--log-level", "warn", "--insecure-http"});
     AgentProc a(tmp / "agent", m.url(), "bench-agent", "127.0.0.60");
     wait_until([&] { return host_count(m) == 1; }, 20s);
     const auto me = read_file(tmp / "agent/host-id").substr(0, 36);

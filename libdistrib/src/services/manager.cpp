@@ -146,6 +146,7 @@ void Manager::Impl::declare_routes() {
     return Access::administer;
   });
   router.on_admin([this](const HttpRequest& req, Responder& r) { observe.audit_answer(req, r); });
+  router.on_host([this](const HttpRequest& req, Responder& r) { observe.audit_answer(req, r, true); });
   // Hosts prove who they are with certificates of this tree's CA (checked in the TLS handshake;
   // revocation and the role here; each handler binds the host ids it acts on to the caller).
   router.check(Access::agent, [this](const HttpRequest& req) { ctx.callers.require_host(req); });

@@ -166,7 +166,10 @@ bool Link::ensure_enrolled() {
       spdlog::warn("certificate renewal with {} failed ({}); trying again later", url, e.what());
     }
   }
-  identity_checked_ = now;
+  // Checked again within a quarter of what is left of the certificate, at most a minute later.
+  const auto left = id->not_after() - fs::now_unix();
+  identity_checked_ =
+      now - std::chrono::minutes(1) + std::chrono::seconds(std::clamp<std::int64_t>(left / 4, 5, 60));
   return true;
 }
 

@@ -113,7 +113,7 @@ bool Callers::valid(const std::string& host_id, const Placement& p, const std::s
   }
   std::shared_lock lock(mutex_);
   const auto it = placements_.find(host_id);
-  return it == placements_.end() || it->second.at < p.at || it->second.signature == p.signature;
+  return it == placements_.end() || it->second.at <= p.at;  // never an older one
 }
 
 bool Callers::accept_placement(const std::string& host_id, const Placement& p, const std::string& ca_pem) {

@@ -36,21 +36,32 @@ EventFilter filter_of(const HttpRequest& req) {
 }
 }  // namespace
 
-void ObserveApi::audit_answer(const HttpRequest& req, Responder& r) {
+void ObserveApi::audit_answer(const HttpRequest& req, Responder& r, bool host_route) {
   auto head = std::make_shared<HttpRequest>();
   head->method = req.method;
   head->path = req.path;
   head->remote_address = req.remote_address;
-  if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end()) head->headers.insert(*it);
-  r.on_answer([this, head](const HttpResponse& res) {
-    if (!audited(*head, res.status) || !ctx_.pool) return;
+  if (host_route) {
+    // A host's request is recorded when refused, naming the certificate it came with.
+    const auto id = ctx_.callers.of(req);
+    head->headers["x-distrib-actor"] = id ? id->role + " " + id->host_id
+                                       : req.peer.present()
+                                           ? "certificate " + req.peer.fingerprint.substr(0, 23)
+                                           : "no certificate";
+  } else if (auto it = req.headers.find("x-distrib-actor"); it != req.headers.end()) {
+    head->headers.insert(*it);
+  }
+  r.on_answer([this, head, host_route](const HttpResponse& res) {
+    const bool refused = res.status == 401 || res.status == 403;
+    if ((host_route ? !refused : !audited(*head, res.status)) || !ctx_.pool) return;
     auto rec = audit_record(*head, res, fs::now_unix_ms());
     if (res.status == 401 || res.status == 403) {
-      // Refused credentials: at most one record per address every 10 s, counting the rest,
+      // Refused credentials: at most one record per address and actor every 10 s, counting the rest,
       // so that anyone who can reach the port cannot flood the trail and the store.
       std::lock_guard lock(audit_mutex_);
       if (refused_by_.size() > 10000) refused_by_.clear();
-      auto& seen = refused_by_[rec.remote];
+      // Per address and credentials: one host's refusals do not hide another's.
+      auto& seen = refused_by_[rec.remote + " " + rec.actor];
       if (rec.at_ms - seen.first < 10000) {
         ++seen.second;
         return;

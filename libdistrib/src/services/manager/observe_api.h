@@ -17,7 +17,9 @@ class ObserveApi {
   void register_routes(Router& t);
   /// The audit trail of an admin request: the request (without its body) and its answer,
   /// written off the network thread once the answer is given (a refused token included).
-  void audit_answer(const HttpRequest& req, Responder& r);
+  /// Records the answer to an administrative request in the audit trail; for a host's request
+  /// (`host_route`) only a refusal, naming the certificate it came with.
+  void audit_answer(const HttpRequest& req, Responder& r, bool host_route = false);
 
   /// The body limit of a route that declares none.
   static constexpr std::uint64_t kDefaultBodyLimit = 4 * 1024 * 1024;

@@ -104,8 +104,13 @@ void Router::on_admin(AdminHook hook) {
   admin_hook_ = std::move(hook);
 }
 
+void Router::on_host(AdminHook hook) {
+  host_hook_ = std::move(hook);
+}
+
 void Router::admit(Access access, const HttpRequest& req, Responder& r) const {
   if (!is_administrative(access)) {
+    if (host_hook_ && (access == Access::agent || access == Access::relay)) host_hook_(req, r);
     if (const auto& check = checks_[index_of(access)]) check(req);
     return;
   }

@@ -81,6 +81,9 @@ class Router {
   /// Error(forbidden) naming both.
   void authenticate(Authenticate fn);
   void on_admin(AdminHook hook);
+  /// Called for every request to an agent or relay route (and the unknown paths of their realms)
+  /// before the caller's certificate is checked.
+  void on_host(AdminHook hook);
 
   /// Finds the route, runs the realm's hook and access check, then the handler; throws
   /// Error(not_found) "no route METHOD PATH" when none matches (after the check of its realm).
@@ -109,7 +112,7 @@ class Router {
   std::vector<Realm> realms_;
   std::vector<Check> checks_ = std::vector<Check>(3);
   Authenticate authenticate_;
-  AdminHook admin_hook_;
+  AdminHook admin_hook_, host_hook_;
 };
 
 /// A route handler calling member function `fn` of `self` (a facility's register_routes).

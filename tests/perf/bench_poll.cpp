@@ -29,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Stats {
-  std::atomic<long> registered{0}, polls{0}, holding{0}, errors{0};
+  std::atomic<long> registered{0}, polls{0}, holding{0}, errors{0}, handshake_errors{0};
 };
 
 // What each agent's TLS needs: a context trusting the manager's CA, the key all agents share

@@ -527,6 +527,8 @@ void HttpServer::start() {
     impl_->tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                             asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                             asio::ssl::context::no_tlsv1_1);
+    // Idle connections (agents in a long poll) give their 2 x 16 KiB record buffers back.
+    SSL_CTX_set_mode(impl_->tls->native_handle(), SSL_MODE_RELEASE_BUFFERS);
     beast::error_code ec;
     impl_->tls->use_certificate_chain_file(s.tls_cert_file, ec);
     if (ec)

@@ -59,6 +59,9 @@ po::options_description all_options() {
       "serve plain HTTP: nobody proves who they are (loopback addresses only, see "
       "--insecure-http-anywhere)")("insecure-http-anywhere", po::bool_switch(),
                                    "allow --insecure-http on an address other hosts can reach")(
+      "admin-token", po::value<bool>()->default_value(true),
+      "accept STATE_DIR/admin.token as an administrator's credentials (false once administrators have "
+      "accounts: distribctl user add)")(
       "certificate-lifetime", po::value<std::string>()->default_value("30d"),
       "lifetime of the host certificates the CA issues (hosts renew when a third is left)")(
       "key-mode", po::value<std::string>()->default_value("name"),
@@ -377,6 +380,7 @@ int main(int argc, char** argv) {
         die(kExitConfig, "--tls-cert and --tls-key go together");
       s.tls_names = get<std::vector<std::string>>(vm, "tls-name");
       s.insecure_http = vm["insecure-http"].as<bool>();
+      s.admin_token = get<bool>(vm, "admin-token");
       if (s.insecure_http && !s.tls_cert_file.empty())
         die(kExitConfig, "--insecure-http serves plain HTTP: drop it or --tls-cert");
       if (s.insecure_http && !vm["insecure-http-anywhere"].as<bool>() && !is_loopback(s.listen_address))

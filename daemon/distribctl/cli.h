@@ -117,6 +117,7 @@ int inventory_cmd(Cli& cli);
 int collect_cmd(Cli& cli);
 int enrol_token_cmd(Cli& cli);
 int enrolment_cmd(Cli& cli);
+int user_cmd(Cli& cli);
 int enrol_bundle_cmd(Cli& cli);
 int events_cmd(Cli& cli);
 int audit_cmd(Cli& cli);

@@ -69,6 +69,8 @@ Commands:
   enrol-token list | enrol-token revoke ID
   enrol-bundle [--output FILE] [--parent URL...] [--new-token [--expires 24h] [--uses N] [--group G]]
                                 what a new host needs: its parents, the CA, optionally a token
+  user add NAME --role viewer|operator|administrator   an administrator's account (its token printed once)
+  user list | user remove NAME | user token NAME       accounts; a new token for one (the old stops)
   cluster status                active node of an active/standby pair, lease, fencing token, takeovers
   events [--limit N] [--after ID] [--type job.*,entry.failed] [--severity warning]
                                 the newest events (job, entry, host, package, inventory, cluster, database)
@@ -117,6 +119,7 @@ int dispatch(Cli& cli) {
   if (a == "inventory") return inventory_cmd(cli);
   if (a == "collect") return collect_cmd(cli);
   if (a == "enrol-token") return enrol_token_cmd(cli);
+  if (a == "user") return user_cmd(cli);
   if (a == "cluster") return cluster_cmd(cli);
   throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
 }
@@ -156,7 +159,7 @@ int main(int argc, char** argv) {
       "host", po::value<std::string>())("type", po::value<std::string>())("values", po::value<std::string>())(
       "follow", "")("uses", po::value<std::string>())("group", po::value<std::string>())(
       "after", po::value<std::string>())("severity", po::value<std::string>())("all", "")(
-      "fingerprint", po::value<std::string>())("new-token", "")(
+      "role", po::value<std::string>())("fingerprint", po::value<std::string>())("new-token", "")(
       "parent", po::value<std::vector<std::string>>()->composing())("args",
                                                                     po::value<std::vector<std::string>>());
   po::positional_options_description pos;

@@ -87,6 +87,10 @@ const char* const kPinned[] = {
     "GET /v1/status open",
     "POST /v1/transfers/resume operator",
     "POST /v1/transfers/suspend operator",
+    "GET /v1/users administrator",
+    "POST /v1/users administrator",
+    "DELETE /v1/users/{name} administrator",
+    "POST /v1/users/{name}/token administrator",
 };
 
 // A concrete path for a pattern: placeholders filled with something of the right shape.

@@ -279,3 +279,66 @@ TEST_CASE("plain HTTP only when asked for, on loopback unless asked twice", "[se
                 "http://127.0.0.1:" + std::to_string(secure.port()) + "/v1/status"});
   CHECK(r.out != "200");
 }
+
+TEST_CASE("administrators' accounts: roles hold, the audit trail names the user, wrong tokens are throttled",
+          "[security]") {
+  TempDir tmp;
+  auto m = std::make_unique<ManagerProc>(tmp / "manager");
+  const auto ca = m->ca_file();
+  // Accounts made with the bootstrap admin token; each token is printed once.
+  auto make_user = [&](const std::string& name, const std::string& role) {
+    auto r = m->ctl({"user", "add", name, "--role", role});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto file = tmp / (name + ".token");
+    write_file(file, r.out);
+    return file.string();
+  };
+  const auto vic = make_user("vic", "viewer");
+  const auto olga = make_user("olga", "operator");
+  const auto ada = make_user("ada", "administrator");
+  auto as = [&](const std::string& token_file, std::vector<std::string> args) {
+    std::vector<std::string> argv = {distribctl_path(), "--server", m->url(), "--ca-file", ca,
+                                     "--token-file",    token_file};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  };
+  CHECK(as(vic, {"hosts", "list"}).exit_code == 0);
+  auto r = as(vic, {"idgroup", "create", "g1"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("needs the operator role; vic has the viewer role") != std::string::npos);
+  CHECK(as(olga, {"idgroup", "create", "g1"}).exit_code == 0);
+  r = as(olga, {"user", "add", "mallory", "--role", "administrator"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("needs the administrator role; olga has the operator role") != std::string::npos);
+  CHECK(as(ada, {"user", "list"}).out.find("olga") != std::string::npos);
+  // The trail names the account, whatever the client says it is.
+  const auto audit = ctl_json(*m, {"audit"}).at("audit").as_array();
+  bool vic_refused = false, olga_refused = false, olga_created = false;
+  for (const auto& v : audit) {
+    const std::string actor(v.at("actor").as_string());
+    if (actor == "vic" && v.at("status") == 403) vic_refused = true;
+    if (actor == "olga" && v.at("status") == 403) olga_refused = true;
+    if (actor == "olga" && v.at("status") == 201) olga_created = true;
+  }
+  CHECK(vic_refused);
+  CHECK(olga_refused);
+  CHECK(olga_created);
+  // A removed account's token stops working.
+  REQUIRE(as(ada, {"user", "remove", "vic"}).exit_code == 0);
+  CHECK(as(vic, {"hosts", "list"}).exit_code == 1);
+
+  // The bootstrap token turned off: only accounts work.
+  m.reset();
+  m = std::make_unique<ManagerProc>(tmp / "manager", std::vector<std::string>{"--admin-token", "false"});
+  CHECK(m->ctl({"hosts", "list"}).exit_code == 1);
+  CHECK(as(ada, {"hosts", "list"}).exit_code == 0);
+
+  // Twenty wrong tokens from one address: its administrative requests are refused for a while,
+  // even with good credentials.
+  write_file(tmp / "wrong.token", std::string(64, 'e'));
+  for (int i = 0; i < 20; ++i) as((tmp / "wrong.token").string(), {"hosts", "list"});
+  r = as(ada, {"hosts", "list"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("too many wrong credentials from 127.0.0.1") != std::string::npos);
+}

@@ -35,11 +35,17 @@ HttpRequest request(std::string method, std::string path, std::string auth = "")
 Router make_router(std::vector<std::string>& calls, int& audited) {
   Router t;
   t.authenticate([](const HttpRequest& req) {
-    if (req.authorization == "Bearer secret") return Access::operate;
-    if (req.authorization == "Bearer look") return Access::view;
+    if (req.authorization == "Bearer secret") return Principal{Access::operate, "olga"};
+    if (req.authorization == "Bearer look") return Principal{Access::view, "victor"};
     throw Error(ErrorKind::unauthorized, "no token");
   });
-  t.on_admin([&audited](const HttpRequest&, Responder&) { ++audited; });
+  // The audit hook sees who the credentials are, whatever the client says it is.
+  t.on_admin([&audited](const HttpRequest& req, Responder&) {
+    const auto it = req.headers.find("x-distrib-actor");
+    if (it != req.headers.end() &&
+        (it->second == "olga" || it->second == "victor" || it->second == "(credentials refused)"))
+      ++audited;
+  });
   t.realm("/v1/agent", Access::agent);
   t.realm("/v1/{area}", Access::view);
   t.add(Route{"GET", "/v1/jobs/{id}", Access::view, record(calls, "job")});
@@ -123,7 +129,8 @@ TEST_CASE("access is checked before the handler runs, and unknown paths answer b
     FAIL("a viewer cancelled a job");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::forbidden);
-    CHECK(std::string(e.what()).find("needs the operator role") != std::string::npos);
+    CHECK(std::string(e.what()).find("needs the operator role; victor has the viewer role") !=
+          std::string::npos);
   }
   CHECK_THROWS_AS(t.dispatch(request("POST", "/v1/settings", "Bearer secret"), r), Error);
   CHECK(audited == 5);

@@ -1,6 +1,7 @@
 // The manager service, the composition root of its facilities (services/manager/, one class per
 // file): builds them, declares the route table's realms and admin check, and starts and stops
 // them in one explicit order.
+#include "services/manager/administrators.h"
 #include "services/manager/collection.h"
 #include "services/manager/common.h"
 #include "services/manager/content.h"
@@ -16,10 +17,6 @@
 #include "services/manager/relay_uplink.h"
 #include "services/manager/scheduler.h"
 #include "services/manager/uplink.h"
-#include "util/random.h"
-
-#include <openssl/crypto.h>
-#include <sys/stat.h>
 
 namespace distrib {
 
@@ -30,52 +27,6 @@ EventSinkRegistry builtin_sinks() {
   EventSinkRegistry r;
   register_builtin_event_sinks(r);
   return r;
-}
-
-// The admin bearer token: read from the state directory, made there on first start.
-std::string load_admin_token(const std::filesystem::path& state_dir) {
-  const auto token_file = state_dir / "admin.token";
-  std::error_code ec;
-  if (std::filesystem::exists(token_file, ec)) {
-    auto token = trim(fs::read_file(token_file));
-    if (token.size() < 32)
-      throw Error(ErrorKind::invalid_argument,
-                  "admin token in " + token_file.string() +
-                      " is too short (32+ characters); delete it to have a new one made");
-    return token;
-  }
-  auto token = util::random_hex(32, "admin token");
-  fs::write_file_atomic(token_file, token + "\n");
-  ::chmod(token_file.c_str(), 0600);
-  return token;
-}
-
-constexpr std::string_view kBearer = "Bearer ";
-
-// Does the request carry `token` as its bearer token (compared in constant time)?
-bool bearer_is(const HttpRequest& req, const std::string& token) {
-  const std::string_view auth = req.authorization;
-  if (!auth.starts_with(kBearer)) return false;
-  const auto given = auth.substr(kBearer.size());
-  return given.size() == token.size() && CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
-}
-
-void require_admin(const HttpRequest& req, const std::string& admin_token) {
-  if (!std::string_view(req.authorization).starts_with(kBearer))
-    throw Error(ErrorKind::unauthorized,
-                "this route needs the admin bearer token (see the manager's admin.token file)");
-  if (!bearer_is(req, admin_token))
-    throw Error(ErrorKind::unauthorized, "the admin bearer token is not valid");
-}
-
-// The metrics token from its file (none when no file is set).
-std::string load_metrics_token(const std::filesystem::path& file) {
-  if (file.empty()) return {};
-  auto token = trim(fs::read_file(file));
-  if (token.size() < 32)
-    throw Error(ErrorKind::invalid_argument, "metrics token in " + file.string() +
-                                                 " is too short (32+ characters; e.g. openssl rand -hex 32)");
-  return token;
 }
 
 // The top of the tree, or a relay's link to its parent.
@@ -91,8 +42,7 @@ std::unique_ptr<Uplink> make_uplink(Context& ctx, Dispatch& dispatch, Registrati
 struct Manager::Impl {
   Impl(ManagerSettings settings, const StoreRegistry& stores, const EventSinkRegistry& sinks)
       : ctx(std::move(settings), stores, sinks),
-        admin_token(load_admin_token(ctx.settings.state_dir)),
-        metrics_token(load_metrics_token(ctx.settings.metrics_token_file)),
+        admins(ctx),
         uplink(make_uplink(ctx, dispatch, registration)),
         dispatch(ctx, *uplink, scheduler, content),
         scheduler(ctx, dispatch),
@@ -110,8 +60,7 @@ struct Manager::Impl {
   }
 
   Context ctx;
-  std::string admin_token;
-  std::string metrics_token;  // empty: none configured
+  Administrators admins;
   Router router;
   std::unique_ptr<HttpServer> server;
   bool started = false;
@@ -139,12 +88,8 @@ struct Manager::Impl {
 // a test pins it.
 void Manager::Impl::declare_routes() {
   // The admin token carries the administrator role, the metrics token (when configured) the
-  // metrics role (user accounts with roles come next).
-  router.authenticate([this](const HttpRequest& req) {
-    if (!metrics_token.empty() && bearer_is(req, metrics_token)) return Access::metrics;
-    require_admin(req, admin_token);
-    return Access::administer;
-  });
+  // metrics role, a user's token the user's role.
+  router.authenticate([this](const HttpRequest& req) { return admins.authenticate(req); });
   router.on_admin([this](const HttpRequest& req, Responder& r) { observe.audit_answer(req, r); });
   router.on_host([this](const HttpRequest& req, Responder& r) { observe.audit_answer(req, r, true); });
   // Hosts prove who they are with certificates of this tree's CA (checked in the TLS handshake;
@@ -168,6 +113,7 @@ void Manager::Impl::declare_routes() {
   inventory.register_routes(router);
   collection.register_routes(router);
   enrolment.register_routes(router);
+  admins.register_routes(router);
 }
 
 void Manager::Impl::handle(HttpRequest&& req, Responder r) {

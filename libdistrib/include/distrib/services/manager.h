@@ -79,6 +79,9 @@ struct ManagerSettings {
   /// the certificate of tls_cert_file, or (top manager) one its own CA issues in STATE_DIR/pki,
   /// or (relay) the one issued at its enrolment, and hosts present certificates of the CA.
   bool insecure_http = false;
+  /// Accept STATE_DIR/admin.token (made at the first start) as an administrator's credentials.
+  /// Turn it off once administrators have accounts of their own (distribctl user add).
+  bool admin_token = true;
   /// DNS names and IP addresses the server certificate covers besides the listen address, the
   /// host name and localhost (a cluster's logical name, a load balancer's name).
   std::vector<std::string> tls_names;

@@ -108,19 +108,29 @@ void Router::on_host(AdminHook hook) {
   host_hook_ = std::move(hook);
 }
 
-void Router::admit(Access access, const HttpRequest& req, Responder& r) const {
+void Router::admit(Access access, HttpRequest& req, Responder& r) const {
   if (!is_administrative(access)) {
     if (host_hook_ && (access == Access::agent || access == Access::relay)) host_hook_(req, r);
     if (const auto& check = checks_[index_of(access)]) check(req);
     return;
   }
+  // The audit trail names who the credentials are, never what the client says it is.
+  Principal who;
+  try {
+    if (!authenticate_)
+      throw Error(ErrorKind::unauthorized, "administrative routes are closed on this server");
+    who = authenticate_(req);
+    req.headers["x-distrib-actor"] = who.name;
+  } catch (const Error&) {
+    req.headers["x-distrib-actor"] = "(credentials refused)";
+    if (admin_hook_) admin_hook_(req, r);
+    throw;
+  }
   if (admin_hook_) admin_hook_(req, r);
-  if (!authenticate_) throw Error(ErrorKind::unauthorized, "administrative routes are closed on this server");
-  const auto role = authenticate_(req);
-  if (role < access)
-    throw Error(ErrorKind::forbidden, "this route needs the " + std::string(to_string(access)) +
-                                          " role; these credentials carry the " +
-                                          std::string(to_string(role)) + " role");
+  if (who.role < access)
+    throw Error(ErrorKind::forbidden, "this route needs the " + std::string(to_string(access)) + " role; " +
+                                          who.name + " has the " + std::string(to_string(who.role)) +
+                                          " role");
 }
 
 const Router::Entry* Router::find(std::string_view method, const PathSegments& p) const {

@@ -36,6 +36,13 @@ constexpr bool is_administrative(Access access) noexcept {
   return access >= Access::metrics;
 }
 
+/// Who an administrative request is from: the role its credentials carry and a name for the audit
+/// trail (a user's name, "admin-token", "metrics-token").
+struct Principal {
+  Access role = Access::view;
+  std::string name;
+};
+
 using PathSegments = std::vector<std::string>;
 /// A route's handler. It may answer through `r` now or hand it on; it may throw Error, which the
 /// router's caller answers (when `r` was not handed on).
@@ -62,9 +69,9 @@ class Router {
  public:
   /// How a caller proves an access level: throws Error(unauthorized/forbidden) when it cannot.
   using Check = std::function<void(const HttpRequest&)>;
-  /// The administrative role a request's credentials carry; throws Error(unauthorized) when they
-  /// are missing or not valid.
-  using Authenticate = std::function<Access(const HttpRequest&)>;
+  /// Who a request's credentials name; throws Error(unauthorized) when they are missing or not
+  /// valid (or Error(forbidden): too many failed attempts from its address).
+  using Authenticate = std::function<Principal(const HttpRequest&)>;
   /// Called for every request in the admin realm before its credentials are checked (the audit
   /// trail: it hooks the responder to record the answer, a refusal included).
   using AdminHook = std::function<void(const HttpRequest&, Responder&)>;
@@ -106,7 +113,7 @@ class Router {
     Access access;
   };
   const Entry* find(std::string_view method, const PathSegments& p) const;
-  void admit(Access access, const HttpRequest& req, Responder& r) const;
+  void admit(Access access, HttpRequest& req, Responder& r) const;
 
   std::vector<Entry> entries_;
   std::vector<Realm> realms_;

@@ -215,13 +215,17 @@ TEST_CASE("enrolment: pending until accepted, rejected never works, tokens count
   CHECK(id_by_name(m, "refused").empty());
   CHECK(refused.log().find("was rejected") != std::string::npos);
 
-  // A token for one host: the first enrols at once, the second waits.
-  auto token = ctl_json(m, {"enrol-token", "create", "--uses", "1"});
+  // A token for one host: the first enrols at once (and joins the token's ID group), the second waits.
+  REQUIRE(m.ctl({"idgroup", "create", "branch"}).exit_code == 0);
+  auto token = ctl_json(m, {"enrol-token", "create", "--uses", "1", "--group", "branch"});
   write_file(tmp / "token", std::string(token.at("token").as_string()));
   const std::vector<std::string> with_token = {"--ca-file", ca, "--enrol-token-file",
                                                (tmp / "token").string()};
   AgentProc first(tmp / "first", m.url(), "first", "127.0.0.73", with_token);
   REQUIRE(wait_until([&] { return !id_by_name(m, "first").empty(); }, 20s));
+  const auto members = ctl_json(m, {"idgroup", "show", "branch"}).at("members").as_array();
+  REQUIRE(members.size() == 1);
+  CHECK(std::string(members.at(0).at("host_id").as_string()) == id_by_name(m, "first"));
   AgentProc second(tmp / "second", m.url(), "second", "127.0.0.74", with_token);
   REQUIRE(wait_until([&] { return second.log().find("token is not valid") != std::string::npos; }, 20s));
   CHECK(id_by_name(m, "second").empty());

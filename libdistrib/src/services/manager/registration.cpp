@@ -37,11 +37,30 @@ auto Registration::record_host(Host host, const std::string& via) -> HostChange 
     spdlog::warn("host {} ({}) registered and waits for approval (distribctl hosts approve {})", host.name,
                  host.host_id, host.name);
   if (change.changed || via == host.host_id) uplink_.notify_sync();
+  if (change.created) join_token_group(host.host_id);
   if (change.changed) {
     apply_join_policies(host.host_id);
     report_conflicts(host);
   }
   return change;
+}
+
+// A host enrolled with a token that names an ID group joins it when it first appears here.
+void Registration::join_token_group(const std::string& host_id) {
+  const auto e = ctx_.store->find_enrolment(host_id);
+  if (!e || e->token_id.empty()) return;
+  for (const auto& t : ctx_.store->list_enrol_tokens()) {
+    if (t.id != e->token_id || t.group.empty()) continue;
+    try {
+      auto change = ctx_.store->join_id_group(t.group, {host_id}, JoinMethod::admin);
+      spdlog::info("host {} joined ID group {} with its enrolment token {} ({} standing job(s))", host_id,
+                   t.group, t.id, change.entries);
+      dispatch_.wake(change.vias, true);
+    } catch (const Error& err) {
+      spdlog::warn("host {} could not join ID group {} of its enrolment token {}: {}", host_id, t.group, t.id,
+                   err.what());
+    }
+  }
 }
 
 // A host that now answers to a key another host answers to (name or address, by the key

@@ -32,6 +32,7 @@ class Registration {
 
  private:
   void report_conflicts(const Host& host);
+  void join_token_group(const std::string& host_id);
   void agent_register(HttpRequest&& req, Responder& r, const PathSegments&);
   void approve_hosts(HttpRequest&& req, Responder& r, const PathSegments&);
   void list_hosts(HttpRequest&&, Responder& r, const PathSegments&);

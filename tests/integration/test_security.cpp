@@ -346,3 +346,19 @@ TEST_CASE("administrators' accounts: roles hold, the audit trail names the user,
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("too many wrong credentials from 127.0.0.1") != std::string::npos);
 }
+
+TEST_CASE("a relay renews its certificate while it runs and serves with the new one", "[security]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager", {"--certificate-lifetime", "2m"});
+  ManagerProc relay(tmp / "relay",
+                    {"--parent", m.url(), "--host-name", "relay1", "--sync-interval-ms", "200"},
+                    "127.0.0.86");
+  const auto first = read_file(tmp / "relay/identity/host.crt");
+  REQUIRE(
+      wait_until([&] { return relay.log().find("certificate renewed") != std::string::npos; }, 30s, 200ms));
+  CHECK(read_file(tmp / "relay/identity/host.crt") != first);
+  // A host enrolling through it now meets the renewed certificate, and works.
+  AgentProc below(tmp / "below", relay.url(), "below", "127.0.0.87");
+  REQUIRE(wait_until([&] { return !id_by_name(m, "below").empty(); }, 30s));
+  CHECK(all_succeeded(wait_job(m, create_job(m, {"get-system-info", "below"}), 30s)));
+}

@@ -11,6 +11,7 @@
 #include <boost/url/parse.hpp>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <mutex>
 #include <optional>
@@ -217,6 +219,18 @@ struct HttpServer::Impl {
   HttpHandler handler;
   std::shared_ptr<asio::io_context> io = std::make_shared<asio::io_context>();
   std::optional<asio::ssl::context> tls;
+  // A certificate read again after it was renewed (reload_certificate), set on each new
+  // connection; none until then.
+  struct Identity {
+    X509* cert = nullptr;
+    EVP_PKEY* key = nullptr;
+    ~Identity() {
+      X509_free(cert);
+      EVP_PKEY_free(key);
+    }
+  };
+  std::mutex identity_mutex;
+  std::shared_ptr<Identity> reloaded;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<std::uint64_t> connections{0};
@@ -462,6 +476,14 @@ struct HttpServer::Impl {
     try {
       if (tls) {
         beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls);
+        std::shared_ptr<Identity> renewed;
+        {
+          std::lock_guard lock(identity_mutex);
+          renewed = reloaded;
+        }
+        if (renewed && (SSL_use_certificate(stream.native_handle(), renewed->cert) != 1 ||
+                        SSL_use_PrivateKey(stream.native_handle(), renewed->key) != 1))
+          co_return;
         beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
         co_await stream.async_handshake(asio::ssl::stream_base::server,
                                         asio::redirect_error(asio::use_awaitable, ec));
@@ -601,6 +623,27 @@ std::uint16_t HttpServer::port() const noexcept {
 }
 std::uint64_t HttpServer::open_connections() const noexcept {
   return impl_->connections;
+}
+
+void HttpServer::reload_certificate() {
+  const auto& s = impl_->settings;
+  if (!impl_->tls) return;
+  auto id = std::make_shared<Impl::Identity>();
+  if (FILE* f = std::fopen(s.tls_cert_file.c_str(), "r")) {
+    id->cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+  }
+  if (FILE* f = std::fopen(s.tls_key_file.c_str(), "r")) {
+    id->key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+  }
+  if (!id->cert || !id->key || X509_check_private_key(id->cert, id->key) != 1) {
+    ERR_clear_error();
+    throw Error(ErrorKind::invalid_argument,
+                "cannot reload TLS certificate " + s.tls_cert_file + " with key " + s.tls_key_file);
+  }
+  std::lock_guard lock(impl_->identity_mutex);
+  impl_->reloaded = std::move(id);
 }
 
 }  // namespace distrib

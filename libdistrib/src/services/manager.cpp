@@ -162,6 +162,7 @@ void Manager::start() {
   i.server = std::make_unique<HttpServer>(
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });
   i.server->start();
+  ctx.certificate_renewed = [this] { impl_->server->reload_certificate(); };
   i.content.start();
   ctx.started_unix = fs::now_unix();
   ctx.store->set_event_listener([d = ctx.events.get()] { d->notify(); });

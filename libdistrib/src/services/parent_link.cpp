@@ -108,10 +108,14 @@ ClientPool::Lease ClientPool::lease(const std::string& url) {
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     if (!slots_[i].leased && slots_[i].url == url) {
       slots_[i].leased = true;
+      if (slots_[i].generation != generation_) {
+        slots_[i].client = std::make_unique<HttpClient>(link_.client_settings(url));
+        slots_[i].generation = generation_;
+      }
       return Lease(*this, i);
     }
   }
-  slots_.push_back(Slot{url, std::make_unique<HttpClient>(link_.client_settings(url)), true});
+  slots_.push_back(Slot{url, std::make_unique<HttpClient>(link_.client_settings(url)), true, generation_});
   return Lease(*this, slots_.size() - 1);
 }
 
@@ -123,6 +127,11 @@ HttpClient& ClientPool::client(std::size_t slot) {
 void ClientPool::give_back(std::size_t slot) noexcept {
   std::lock_guard lock(mutex_);
   slots_[slot].leased = false;
+}
+
+void ClientPool::renew() {
+  std::lock_guard lock(mutex_);
+  ++generation_;
 }
 
 void ClientPool::abort() noexcept {

@@ -105,12 +105,16 @@ class ClientPool {
   void abort() noexcept;
   /// Clients made so far (idle or leased).
   std::size_t size() const;
+  /// This host's certificate changed: idle clients are made anew when next leased (leased ones
+  /// when they come back and are leased again).
+  void renew();
 
  private:
   struct Slot {
     std::string url;
     std::unique_ptr<HttpClient> client;
     bool leased = false;
+    std::uint64_t generation = 0;
   };
   HttpClient& client(std::size_t slot);
   void give_back(std::size_t slot) noexcept;
@@ -119,6 +123,7 @@ class ClientPool {
   mutable std::mutex mutex_;
   std::vector<Slot> slots_;  // never shrinks: a slot's client lives as long as the pool
   bool aborted_ = false;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace distrib

@@ -132,6 +132,9 @@ class HttpServer {
   void stop();
   std::uint16_t port() const noexcept;
   std::uint64_t open_connections() const noexcept;
+  /// Reads the TLS certificate and key files again: connections made from now on present them
+  /// (a renewed certificate); those open keep theirs. Throws Error naming a file it cannot use.
+  void reload_certificate();
 
  private:
   struct Impl;

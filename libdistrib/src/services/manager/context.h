@@ -45,6 +45,7 @@ struct Context {
   std::optional<security::TlsFiles> pki;             // the top manager's CA and server certificate
   std::unique_ptr<security::HostIdentity> identity;  // a relay's own key and certificate
   std::string client_ca_file;                        // what hosts' certificates chain to
+  std::function<void()> certificate_renewed;         // a relay's listener takes its new certificate
   std::int64_t started_unix = 0;
 
   // Hosts with work, agents waiting in a long poll, last contacts, releases: the only mutable

@@ -351,6 +351,28 @@ void RelayUplink::process_own(const bj::object& item) {
   send_own_report(rep);
 }
 
+// This relay's certificate, renewed over the current one when a third of its lifetime is left
+// (checked at most once a minute): the parent clients and the listener take the new one.
+void RelayUplink::renew_if_due() {
+  auto* id = ctx_.identity.get();
+  const auto now = Clock::now();
+  if (!id || now < next_renewal_check_) return;
+  next_renewal_check_ = now + std::chrono::minutes(1);
+  if (!id->renewal_due(fs::now_unix())) return;
+  const auto url = link_.current();
+  try {
+    HttpClient c(link_.client_settings(url));
+    c.set_timeout(30);
+    renew_certificate(*id, enrol_settings(ctx_), c);
+    poll_clients_->renew();
+    sync_clients_->renew();
+    join_clients_->renew();
+    if (ctx_.certificate_renewed) ctx_.certificate_renewed();
+  } catch (const Error& e) {
+    spdlog::warn("relay certificate renewal with {} failed ({}); trying again in a minute", url, e.what());
+  }
+}
+
 // The parent's list of revoked certificates replaces this relay's copy; the relays below fetch it
 // from here in turn.
 void RelayUplink::adopt_revoked(const std::string& url) {
@@ -378,6 +400,7 @@ void RelayUplink::poll_loop() {
         registered = registered_url_ == link_.current();
       }
       if (!registered) register_up(link_.current());
+      renew_if_due();
       flush_own_reports();
       auto res = parent_call(*poll_clients_, link_.current(), "GET",
                              "/v1/agent/work?host_id=" + ctx_.my_id +

@@ -52,6 +52,7 @@ class RelayUplink final : public Uplink {
   void process_own(const bj::object& item);
   void poll_loop();
   void adopt_revoked(const std::string& url);
+  void renew_if_due();
   void check_parents_at_start();
 
   Context& ctx_;
@@ -69,6 +70,7 @@ class RelayUplink final : public Uplink {
   bool sync_wanted_ = false;
   std::string registered_url_;                                     // the parent we are registered with
   std::unordered_map<std::string, std::int64_t> seen_since_sync_;  // last contacts not yet reported up
+  Clock::time_point next_renewal_check_{};
   std::int64_t own_seq_ = 1;             // sequence of this relay's reports on its own entries
   std::vector<EntryReport> own_unsent_;  // those not yet acknowledged by the parent
 };

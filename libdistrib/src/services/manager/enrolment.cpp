@@ -81,6 +81,14 @@ std::vector<std::string> split(const std::string& text, char sep) {
   return out;
 }
 
+// The certificate an enrolment now holds, with its serial and expiry.
+void take_certificate(Enrolment& e, std::string pem) {
+  const auto cert = pki::inspect_certificate(pem);
+  e.certificate_pem = std::move(pem);
+  e.serial = cert.serial;
+  e.not_after = cert.not_after;
+}
+
 std::string joined(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& x : v) out += (out.empty() ? "" : ",") + x;
@@ -178,10 +186,7 @@ HttpResponse Enrolments::enrol_here(Enrolment e, const std::string& token) {
     }
     if (used) {
       stored.state = EnrolmentState::accepted;
-      stored.certificate_pem = issue(stored.request_pem);
-      const auto cert = pki::inspect_certificate(stored.certificate_pem);
-      stored.serial = cert.serial;
-      stored.not_after = cert.not_after;
+      take_certificate(stored, issue(stored.request_pem));
       stored.decided_at = fs::now_unix();
       stored.token_id = used->id;
       if (ctx_.store->decide_enrolment(stored)) {
@@ -216,15 +221,12 @@ HttpResponse Enrolments::pass_enrolment_up(Enrolment e, const bj::object& body) 
   ctx_.store->request_enrolment(e);
   auto decided = e;
   decided.state = EnrolmentState::accepted;
-  decided.certificate_pem = json::get_string(answer, "certificate");
-  const auto cert = pki::inspect_certificate(decided.certificate_pem);
-  decided.serial = cert.serial;
-  decided.not_after = cert.not_after;
+  take_certificate(decided, json::get_string(answer, "certificate"));
   decided.decided_at = fs::now_unix();
   decided.decided_by = "the parent";
   if (!ctx_.store->decide_enrolment(decided))
     ctx_.store->renew_certificate(e.host_id, e.fingerprint, e.request_pem, decided.certificate_pem,
-                                  cert.serial, cert.not_after);
+                                  decided.serial, decided.not_after);
   return json_response(200, answer);
 }
 
@@ -295,10 +297,7 @@ void Enrolments::decide(HttpRequest&& req, Responder& r, const PathSegments& p) 
                                            fingerprint + "; compare again");
     e->state = accept ? EnrolmentState::accepted : EnrolmentState::rejected;
     if (accept) {
-      e->certificate_pem = issue(e->request_pem);
-      const auto cert = pki::inspect_certificate(e->certificate_pem);
-      e->serial = cert.serial;
-      e->not_after = cert.not_after;
+      take_certificate(*e, issue(e->request_pem));
     }
     e->decided_at = fs::now_unix();
     e->decided_by = who;

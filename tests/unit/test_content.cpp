@@ -193,6 +193,25 @@ TEST_CASE("packaging refuses what cannot be distributed safely", "[content]") {
     stdfs::create_symlink("/etc/passwd", src / "evil");
     CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("escapes"));
   }
+  SECTION("links that escape only through other links") {
+    stdfs::create_directories(src / "d");
+    stdfs::create_symlink("..", src / "d/up");  // fine on its own: the root
+    SECTION("a link through a link") {
+      stdfs::create_symlink("d/up/..", src / "esc");
+    }
+    SECTION("a deeper hop") {
+      stdfs::create_symlink("d/up/../..", src / "esc2");
+    }
+    SECTION("a chain of links") {
+      stdfs::create_symlink("d/up", src / "l1");
+      stdfs::create_symlink("l1/d/up/l1/..", src / "l2");
+    }
+    SECTION("a loop") {
+      stdfs::create_symlink("loop2", src / "loop1");
+      stdfs::create_symlink("loop1", src / "loop2");
+    }
+    CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("through other links"));
+  }
   SECTION("a FIFO") {
     REQUIRE(::mkfifo((src / "fifo").c_str(), 0644) == 0);
     CHECK_THROWS_WITH(create_package(spec, chunks), Catch::Contains("not a regular file"));
@@ -232,6 +251,10 @@ TEST_CASE("extraction refuses hostile archives and leaves nothing behind", "[con
   SECTION("hard link") {
     entries = {{"ok.txt", 'f', "fine"}, {"hl", 'h', "/etc/passwd"}};
     expect = "hard link";
+  }
+  SECTION("symlinks that escape through other links") {
+    entries = {{"a/", 'd', ""}, {"a/up", 'l', ".."}, {"esc", 'l', "a/up/.."}};
+    expect = "through other links";
   }
   write_tar(archive, entries);
   CHECK_THROWS_WITH(extract_payload(archive, target), Catch::Contains(expect));

@@ -205,6 +205,17 @@ TEST_CASE("package names, versions and paths are validated", "[model]") {
   CHECK_FALSE(is_contained_symlink("link", "../outside"));
   CHECK_FALSE(is_contained_symlink("share/link", "../../outside"));
   CHECK_FALSE(is_contained_symlink("link", "/etc/passwd"));
+
+  // Resolution through the tree's other links, as the kernel would.
+  using Links = std::vector<std::pair<std::string, std::string>>;
+  CHECK(first_escaping_symlink({}).empty());
+  CHECK(first_escaping_symlink(Links{{"a/up", ".."}, {"b", "a/up/a"}, {"bin/sh", "../lib/x"}}).empty());
+  CHECK(first_escaping_symlink(Links{{"a/up", ".."}, {"esc", "a/up/.."}}) == "esc");
+  CHECK(first_escaping_symlink(Links{{"a/up", ".."}, {"esc2", "a/up/../.."}}) == "esc2");
+  CHECK(first_escaping_symlink(Links{{"a/b/up", "../.."}, {"x", "a/b/up/a/b/up/.."}}) == "x");
+  CHECK(first_escaping_symlink(Links{{"l1", "l2"}, {"l2", "l1"}}) == "l1");  // a loop
+  CHECK(first_escaping_symlink(Links{{"self", "self/x"}}) == "self");
+  CHECK(first_escaping_symlink(Links{{"d/", "."}, {"x", "d/d/d/file"}}).empty());
 }
 
 TEST_CASE("manifests round-trip through JSON and are validated", "[model]") {

@@ -85,6 +85,7 @@ struct SourceEntry {
 // Deterministic, sorted walk; refuses what cannot be distributed safely.
 std::vector<SourceEntry> walk(const stdfs::path& root, const std::string& label) {
   std::vector<SourceEntry> out;
+  std::vector<std::pair<std::string, std::string>> links;
   std::error_code ec;
   stdfs::recursive_directory_iterator it(root, stdfs::directory_options::none, ec), end;
   if (ec) throw Error(ErrorKind::invalid_argument, "cannot read " + root.string() + ": " + ec.message());
@@ -103,12 +104,17 @@ std::vector<SourceEntry> walk(const stdfs::path& root, const std::string& label)
       if (!is_contained_symlink(e.rel, target))
         throw Error(ErrorKind::invalid_argument, label + ": symlink \"" + e.rel + "\" -> \"" + target +
                                                      "\" escapes the package directory");
+      links.emplace_back(e.rel, target);
     } else if (!S_ISREG(e.st.st_mode) && !S_ISDIR(e.st.st_mode)) {
       throw Error(ErrorKind::invalid_argument,
                   label + ": \"" + e.rel + "\" is not a regular file, directory or symlink");
     }
     out.push_back(std::move(e));
   }
+  if (const auto bad = first_escaping_symlink(links); !bad.empty())
+    throw Error(ErrorKind::invalid_argument,
+                label + ": symlink \"" + bad +
+                    "\" resolves outside the package directory (or loops) through other links");
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.rel < b.rel; });
   return out;
 }
@@ -269,6 +275,7 @@ void extract_payload(const stdfs::path& archive_path, const stdfs::path& target_
   } closer{disk};
 
   struct archive_entry* entry = nullptr;
+  std::vector<std::pair<std::string, std::string>> links;
   for (;;) {
     const int rc = archive_read_next_header(r.a, &entry);
     if (rc == ARCHIVE_EOF) break;
@@ -282,6 +289,7 @@ void extract_payload(const stdfs::path& archive_path, const stdfs::path& target_
       const char* t = archive_entry_symlink(entry);
       if (!t || !is_contained_symlink(name, t))
         refuse("symlink \"" + name + "\" points outside the install directory");
+      links.emplace_back(name, t);
     } else if (type != AE_IFREG && type != AE_IFDIR) {
       refuse("entry \"" + name + "\" is not a regular file, directory or symlink");
     }
@@ -306,6 +314,10 @@ void extract_payload(const stdfs::path& archive_path, const stdfs::path& target_
   }
   if (archive_write_close(disk) != ARCHIVE_OK)
     refuse(std::string("cannot finish extraction: ") + archive_error_string(disk));
+  // Links that leave the directory only through other links: nothing was written through them
+  // (libarchive's symlink guard), and they do not stay.
+  if (const auto bad = first_escaping_symlink(links); !bad.empty())
+    refuse("symlink \"" + bad + "\" resolves outside the install directory (or loops) through other links");
 }
 
 }  // namespace distrib

@@ -3,6 +3,7 @@
 
 #include "model/json_codec.h"
 
+#include <map>
 #include <vector>
 
 namespace distrib {
@@ -71,6 +72,58 @@ bool is_contained_symlink(std::string_view link_path, std::string_view target) n
   return true;
 }
 
+namespace {
+using LinkMap = std::map<std::string, std::string, std::less<>>;
+
+std::string joined(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += '/';
+    out += p;
+  }
+  return out;
+}
+
+// Walks `target` from `dir` (components below the root), following the tree's links; `dir` ends
+// as the place it resolves to. False when the walk leaves the root or follows more than 40 links.
+bool walk(const LinkMap& links, std::vector<std::string>& dir, std::string_view target, int& hops) {
+  if (target.empty() || target.front() == '/') return false;
+  for (auto part : split_path(target)) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (dir.empty()) return false;
+      dir.pop_back();
+      continue;
+    }
+    dir.emplace_back(part);
+    const auto link = links.find(joined(dir));
+    if (link == links.end()) continue;
+    if (++hops > 40) return false;
+    dir.pop_back();  // a link's target is relative to the directory holding it
+    if (!walk(links, dir, link->second, hops)) return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::string first_escaping_symlink(const std::vector<std::pair<std::string, std::string>>& links) {
+  LinkMap map;
+  for (const auto& [path, target] : links) {
+    auto p = path;
+    while (!p.empty() && p.back() == '/') p.pop_back();
+    map.emplace(std::move(p), target);
+  }
+  for (const auto& [path, target] : map) {
+    if (!is_safe_relative_path(path)) return path;
+    std::vector<std::string> dir;
+    for (auto part : split_path(path)) dir.emplace_back(part);
+    dir.pop_back();
+    int hops = 0;
+    if (!walk(map, dir, target, hops)) return path;
+  }
+  return {};
+}
+
 bool is_sha256_hex(std::string_view text) noexcept {
   if (text.size() != 64) return false;
   for (char c : text)
@@ -92,13 +145,17 @@ void validate_manifest(const Manifest& m) {
     total += c.size;
   }
   if (total != m.payload_size) fail("chunk sizes do not add up to the payload size");
+  std::vector<std::pair<std::string, std::string>> links;
   for (const auto& f : m.files) {
     if (!is_safe_relative_path(f.path)) fail("unsafe path \"" + f.path + "\"");
+    if (f.type == "symlink") links.emplace_back(f.path, f.link_target);
     if (f.type == "symlink" && !is_contained_symlink(f.path, f.link_target))
       fail("symlink \"" + f.path + "\" points outside the package");
     if (f.type != "file" && f.type != "dir" && f.type != "symlink")
       fail("entry \"" + f.path + "\" has unknown type \"" + f.type + "\"");
   }
+  if (const auto bad = first_escaping_symlink(links); !bad.empty())
+    fail("symlink \"" + bad + "\" resolves outside the package (or loops) through other links");
   if (!m.install.directory.empty() && m.install.directory.front() != '/')
     fail("install directory must be an absolute path");
   if (m.install.timeout_seconds == 0) fail("install timeout must be positive");

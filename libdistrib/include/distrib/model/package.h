@@ -64,8 +64,14 @@ void validate_package_identity(std::string_view name, std::string_view version);
 /// A relative archive path that stays inside its root: no leading '/', no "..", no empty or "."
 /// components, no NUL or backslash.
 bool is_safe_relative_path(std::string_view path) noexcept;
-/// Would a symlink at `link_path` (relative) pointing to `target` stay inside the root?
+/// Would a symlink at `link_path` (relative) pointing to `target` stay inside the root? Judged
+/// by its text alone; links through other links need first_escaping_symlink.
 bool is_contained_symlink(std::string_view link_path, std::string_view target) noexcept;
+/// The symlinks of one tree (relative path → target), resolved as the kernel would against that
+/// tree: every link followed through the others (chains, ".." hops through links, links to
+/// links, at most 40 hops). Returns the path of the first link whose resolution leaves the root
+/// (or loops), empty when all stay inside.
+std::string first_escaping_symlink(const std::vector<std::pair<std::string, std::string>>& links);
 
 /// Checks a manifest's internal consistency (names, paths, chunk sizes add up to the payload
 /// size, digests are well-formed). Throws Error(invalid_argument) naming the first problem.

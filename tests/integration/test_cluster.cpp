@@ -84,12 +84,12 @@ struct Etcd {
 };
 
 RunResult ctl(const std::string& url, const stdfs::path& shared, std::vector<std::string> args,
-              bool json = true) {
+              bool json = true, std::chrono::seconds timeout = 60s) {
   std::vector<std::string> argv = {distribctl_path(), "--server", url, "--token-file",
                                    (shared / "admin.token").string()};
   if (json) argv.push_back("--json");
   argv.insert(argv.end(), args.begin(), args.end());
-  return run(argv, 60s);
+  return run(argv, timeout);
 }
 
 stdfs::path counting_package(const TempDir& tmp, std::size_t bytes) {
@@ -144,7 +144,8 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
       30s, 300ms));
   auto pkg = ctl(logical, shared,
                  {"package", "create", counting_package(tmp, 8 << 20).string(), "--name", "ha", "--version",
-                  "1", "--install-command", "./install.sh"});
+                  "1", "--install-command", "./install.sh"},
+                 true, 300s);  // a loaded machine uploads slowly
   INFO(pkg.err);
   REQUIRE(pkg.exit_code == 0);
   std::vector<std::string> args = {"job", "create", "install", "ha", "1"};

@@ -19,8 +19,8 @@ typedef enum distrib_status {
   DISTRIB_E_INVALID = -1, /* bad argument or input */
   DISTRIB_E_NOT_FOUND = -2,
   DISTRIB_E_CONFLICT = -3,
-  DISTRIB_E_UNAUTHORIZED = -4,
-  DISTRIB_E_UNAVAILABLE = -5, /* the manager cannot be reached; retrying may work */
+  DISTRIB_E_UNAUTHORIZED = -4, /* missing or wrong credentials, or a role too low for the action */
+  DISTRIB_E_UNAVAILABLE = -5,  /* the manager cannot be reached; retrying may work */
   DISTRIB_E_INTEGRITY = -6,
   DISTRIB_E_INTERNAL = -7
 } distrib_status;
@@ -39,6 +39,11 @@ typedef struct distrib_client distrib_client;
 /* Opens a client for the manager's admin API. `ca_file` may be NULL. Returns NULL on failure. */
 distrib_client* distrib_client_open(const char* url, const char* token, const char* ca_file, char* err,
                                     size_t errlen);
+/* The same with a user's client certificate and key (PEM files, `distribctl user certificate`)
+ * instead of a token (`token` NULL), or both NULL for none. */
+distrib_client* distrib_client_open_tls(const char* url, const char* token, const char* ca_file,
+                                        const char* cert_file, const char* key_file, char* err,
+                                        size_t errlen);
 void distrib_client_close(distrib_client* client);
 
 /* Packages `dir` and uploads it (only missing chunks travel). */

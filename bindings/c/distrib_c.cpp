@@ -89,11 +89,22 @@ int distrib_package_create(const char* dir, const char* name, const char* versio
 
 distrib_client* distrib_client_open(const char* url, const char* token, const char* ca_file, char* err,
                                     size_t errlen) {
+  return distrib_client_open_tls(url, token, ca_file, nullptr, nullptr, err, errlen);
+}
+
+distrib_client* distrib_client_open_tls(const char* url, const char* token, const char* ca_file,
+                                        const char* cert_file, const char* key_file, char* err,
+                                        size_t errlen) {
   distrib_client* out = nullptr;
   guarded(err, errlen, [&]() -> int {
     distrib::AdminClientSettings s;
     s.http.base_url = str(url);
     s.http.ca_file = str(ca_file);
+    s.http.cert_file = str(cert_file);
+    s.http.key_file = str(key_file);
+    if (s.http.cert_file.empty() != s.http.key_file.empty())
+      throw distrib::Error(distrib::ErrorKind::invalid_argument,
+                           "a client certificate needs both its certificate and key files");
     s.token = str(token);
     out = new distrib_client{distrib::AdminClient(s)};
     return DISTRIB_OK;

@@ -178,23 +178,29 @@ AdminClient Cli::client() const {
   AdminClientSettings s;
   s.http.base_url = opt("server", env_or("DISTRIB_SERVER", kDefaultServer));
   s.http.ca_file = opt("ca-file", env_or("DISTRIB_CA_FILE"));
+  s.http.cert_file = opt("cert", env_or("DISTRIB_CERT_FILE"));
+  s.http.key_file = opt("key", env_or("DISTRIB_KEY_FILE"));
+  if (s.http.cert_file.empty() != s.http.key_file.empty())
+    throw UsageError("a client certificate needs both --cert FILE and --key FILE");
   const auto token_file = opt("token-file", env_or("DISTRIB_TOKEN_FILE"));
-  if (s.http.ca_file.empty() && !token_file.empty()) {
-    // On the manager's machine: the CA its state directory holds next to the token.
-    const auto dir = std::filesystem::path(token_file).parent_path();
-    for (const auto* p : {"pki/ca.crt", "identity/ca.crt"})
+  // On the manager's machine the CA is in its state directory next to the token; a user's
+  // certificate directory (distribctl user certificate) holds it next to the certificate.
+  const auto credentials = !token_file.empty() ? token_file : s.http.cert_file;
+  if (s.http.ca_file.empty() && !credentials.empty()) {
+    const auto dir = std::filesystem::path(credentials).parent_path();
+    for (const auto* p : {"pki/ca.crt", "identity/ca.crt", "ca.crt"})
       if (std::error_code ec; std::filesystem::exists(dir / p, ec)) {
         s.http.ca_file = (dir / p).string();
         break;
       }
   }
   s.token = opt("token", env_or("DISTRIB_TOKEN"));
-  if (s.token.empty()) {
+  if (s.token.empty() && s.http.cert_file.empty()) {
     const auto& file = token_file;
     if (file.empty())
       throw UsageError(
-          "no admin token: pass --token-file FILE (the manager's STATE_DIR/admin.token) or set "
-          "DISTRIB_TOKEN");
+          "no credentials: pass --token-file FILE (the manager's STATE_DIR/admin.token or a user's token), "
+          "set DISTRIB_TOKEN, or pass a user's --cert FILE --key FILE");
     std::ifstream in(file);
     if (!in) throw UsageError("cannot read token file " + file);
     std::getline(in, s.token);

@@ -71,6 +71,8 @@ Commands:
                                 what a new host needs: its parents, the CA, optionally a token
   user add NAME --role viewer|operator|administrator   an administrator's account (its token printed once)
   user list | user remove NAME | user token NAME       accounts; a new token for one (the old stops)
+  user certificate NAME [--days 90] [--output DIR]     a client certificate for an account (key made
+                                here; DIR/NAME.key, NAME.crt, ca.crt); it replaces the account's last one
   cluster status                active node of an active/standby pair, lease, fencing token, takeovers
   events [--limit N] [--after ID] [--type job.*,entry.failed] [--severity warning]
                                 the newest events (job, entry, host, package, inventory, cluster, database)
@@ -82,8 +84,11 @@ Global options:
   --server URL        manager URL (env DISTRIB_SERVER; default https://127.0.0.1:8640)
   --token TOKEN       admin token (env DISTRIB_TOKEN)
   --token-file FILE   file holding the admin token (env DISTRIB_TOKEN_FILE)
+  --cert FILE --key FILE   a user's client certificate and key instead of a token (env
+                      DISTRIB_CERT_FILE, DISTRIB_KEY_FILE; made by distribctl user certificate)
   --ca-file FILE      CA certificate that verifies the manager (env DISTRIB_CA_FILE; default: the
-                      pki/ca.crt or identity/ca.crt next to the --token-file, else the system's)
+                      pki/ca.crt or identity/ca.crt next to the --token-file, or ca.crt next to
+                      the --cert, else the system's)
   --json              machine-readable output
   --version, --help
 
@@ -141,12 +146,12 @@ int main(int argc, char** argv) {
   po::options_description desc;
   desc.add_options()("help,h", "")("version", "")("json", "")("wait", "")("server", po::value<std::string>())(
       "token", po::value<std::string>())("token-file", po::value<std::string>())(
-      "ca-file", po::value<std::string>())("name", po::value<std::string>())(
-      "version-string", po::value<std::string>())("install-command", po::value<std::string>())(
-      "install-dir", po::value<std::string>())("install-timeout", po::value<int>())(
-      "chunk-size", po::value<std::string>())("split", po::value<std::string>())(
-      "job", po::value<std::string>())("relay", po::value<std::string>())("timeout", po::value<int>())(
-      "limit", po::value<int>())("description", po::value<std::string>())(
+      "ca-file", po::value<std::string>())("cert", po::value<std::string>())("key", po::value<std::string>())(
+      "days", po::value<int>())("name", po::value<std::string>())("version-string", po::value<std::string>())(
+      "install-command", po::value<std::string>())("install-dir", po::value<std::string>())(
+      "install-timeout", po::value<int>())("chunk-size", po::value<std::string>())(
+      "split", po::value<std::string>())("job", po::value<std::string>())("relay", po::value<std::string>())(
+      "timeout", po::value<int>())("limit", po::value<int>())("description", po::value<std::string>())(
       "password", po::value<std::string>())("match-name", po::value<std::string>())(
       "match-ip", po::value<std::string>())("start", po::value<std::string>())(
       "expires", po::value<std::string>())("timing", po::value<std::string>())(

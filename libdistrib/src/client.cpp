@@ -2,6 +2,7 @@
 #include <distrib/error.h>
 
 #include "model/json_codec.h"
+#include "security/pki.h"
 
 #include <unistd.h>
 #include <chrono>
@@ -331,6 +332,21 @@ void AdminClient::follow_events(std::int64_t after, const std::string& types, Se
       std::this_thread::sleep_for(std::chrono::milliseconds(attempt == 0 ? 200 : 1000));
     }
   }
+}
+
+UserCertificate AdminClient::issue_user_certificate(const std::string& name, int days) {
+  UserCertificate out;
+  out.key_pem = pki::generate_key();
+  const auto o = json::parse_object(
+      call("POST", "/v1/users/" + url_encode(name) + "/certificate",
+           bj::serialize(bj::object{{"csr", pki::make_user_request(out.key_pem, name)}, {"days", days}})));
+  out.name = json::get_string(o, "name");
+  out.role = json::get_string(o, "role");
+  out.certificate_pem = json::get_string(o, "certificate");
+  out.ca_pem = json::get_string(o, "ca");
+  out.serial = std::stoull(json::get_string(o, "serial"));
+  out.not_after = json::get_int(o, "not_after");
+  return out;
 }
 
 std::vector<AuditRecord> AdminClient::audit(int limit, std::int64_t before_id) {

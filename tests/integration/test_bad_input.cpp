@@ -234,7 +234,7 @@ TEST_CASE("distribctl exit codes and messages", "[integration]") {
   auto no_token = run({distribctl_path(), "--server", m.url(), "hosts", "list"}, 20s,
                       {{"DISTRIB_TOKEN", ""}, {"DISTRIB_TOKEN_FILE", ""}});
   CHECK(no_token.exit_code == 2);
-  CHECK(no_token.err.find("no admin token") != std::string::npos);
+  CHECK(no_token.err.find("no credentials: pass --token-file") != std::string::npos);
   auto wrong = run({distribctl_path(), "--server", m.url(), "--ca-file", m.ca_file(), "--token",
                     std::string(64, 'f'), "hosts", "list"});
   CHECK(wrong.exit_code == 1);

@@ -61,6 +61,23 @@ TEST_CASE("C API: package, upload, job, status", "[integration][bindings]") {
   CHECK(distrib_client_job_status(c, job + 100, &st, err, sizeof err) == DISTRIB_E_NOT_FOUND);
   distrib_client_close(c);
 
+  // A viewer's client certificate instead of a token: it reads, and may not change anything.
+  REQUIRE(m.ctl({"user", "add", "cview", "--role", "viewer"}).exit_code == 0);
+  REQUIRE(m.ctl({"user", "certificate", "cview", "--output", (tmp / "cview").string()}).exit_code == 0);
+  const auto cert = (tmp / "cview/cview.crt").string(), key = (tmp / "cview/cview.key").string();
+  CHECK(distrib_client_open_tls(m.url().c_str(), nullptr, m.ca_file().c_str(), cert.c_str(), nullptr, err,
+                                sizeof err) == nullptr);
+  CHECK(std::string(err).find("both") != std::string::npos);
+  distrib_client* viewer = distrib_client_open_tls(m.url().c_str(), nullptr, m.ca_file().c_str(),
+                                                   cert.c_str(), key.c_str(), err, sizeof err);
+  REQUIRE(viewer);
+  CHECK(distrib_client_job_status(viewer, job, &st, err, sizeof err) == DISTRIB_OK);
+  CHECK(st.succeeded == 1);
+  CHECK(distrib_client_create_install_job(viewer, "capi", "1", dests, 1, err, sizeof err) ==
+        DISTRIB_E_UNAUTHORIZED);
+  CHECK(std::string(err).find("cview has the viewer role") != std::string::npos);
+  distrib_client_close(viewer);
+
   distrib_client* down = distrib_client_open("http://127.0.0.1:1", "t", nullptr, err, sizeof err);
   REQUIRE(down);
   CHECK(distrib_client_job_status(down, 1, &st, err, sizeof err) == DISTRIB_E_UNAVAILABLE);

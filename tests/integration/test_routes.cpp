@@ -90,6 +90,7 @@ const char* const kPinned[] = {
     "GET /v1/users administrator",
     "POST /v1/users administrator",
     "DELETE /v1/users/{name} administrator",
+    "POST /v1/users/{name}/certificate viewer",
     "POST /v1/users/{name}/token administrator",
 };
 

@@ -332,11 +332,69 @@ TEST_CASE("administrators' accounts: roles hold, the audit trail names the user,
   REQUIRE(as(ada, {"user", "remove", "vic"}).exit_code == 0);
   CHECK(as(vic, {"hosts", "list"}).exit_code == 1);
 
+  // Client certificates instead of tokens: an administrator issues one for olga (the key is made
+  // where distribctl runs); it carries olga's role, and the CA is found next to it.
+  const auto certs = tmp / "olga-certs";
+  r = as(ada, {"user", "certificate", "olga", "--days", "30", "--output", certs.string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK((stdfs::status(certs / "olga.key").permissions() & stdfs::perms::group_read) == stdfs::perms::none);
+  auto as_cert = [&](const stdfs::path& dir, std::vector<std::string> args) {
+    std::vector<std::string> argv = {
+        distribctl_path(),          "--server", m->url(), "--cert", (dir / "olga.crt").string(), "--key",
+        (dir / "olga.key").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  };
+  r = as_cert(certs, {"idgroup", "create", "g2"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  r = as_cert(certs, {"user", "add", "mallory", "--role", "administrator"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("needs the administrator role; olga has the operator role") != std::string::npos);
+  // A user asks for its own certificate, never another's; the new one replaces the old.
+  r = as(olga, {"user", "certificate", "ada", "--output", (tmp / "stolen").string()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("olga may ask for a certificate of its own account only") != std::string::npos);
+  const auto certs2 = tmp / "olga-certs-2";
+  REQUIRE(as(olga, {"user", "certificate", "olga", "--output", certs2.string()}).exit_code == 0);
+  CHECK(as_cert(certs2, {"hosts", "list"}).exit_code == 0);
+  r = as_cert(certs, {"hosts", "list"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("is not its current one") != std::string::npos);
+  // A host's certificate is no administrator's, and bad requests change nothing.
+  const auto host = enrol_test_host(*m, tmp / "h1", "h1");
+  std::vector<std::string> argv = {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"};
+  const auto host_opts = host.curl();
+  argv.insert(argv.end(), host_opts.begin(), host_opts.end());
+  argv.push_back(m->url() + "/v1/hosts");
+  CHECK(run(argv).out == "401");
+  auto olga_token = read_file(olga);
+  while (!olga_token.empty() && (olga_token.back() == '\n' || olga_token.back() == ' '))
+    olga_token.pop_back();
+  auto post_cert = [&](const std::string& user, const std::string& body) {
+    return run({"curl", "-s", "-w", "\n%{http_code}", "--cacert", ca, "-H",
+                "Authorization: Bearer " + olga_token, "-H", "Content-Type: application/json",
+                "--data-binary", body, m->url() + "/v1/users/" + user + "/certificate"})
+        .out;
+  };
+  auto out = post_cert(
+      "olga", R"({"csr":"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"})");
+  CHECK(out.ends_with("400"));
+  CHECK(out.find("certificate request") != std::string::npos);
+  out = post_cert("olga", R"({"csr":"x","days":0})");
+  CHECK(out.ends_with("400"));
+  CHECK(out.find("days is 1 to 397") != std::string::npos);
+  out = post_cert("olga", R"({"days":[1,2]})");
+  CHECK(out.ends_with("400"));
+  CHECK(as_cert(certs2, {"hosts", "list"}).exit_code == 0);
+
   // The bootstrap token turned off: only accounts work.
   m.reset();
   m = std::make_unique<ManagerProc>(tmp / "manager", std::vector<std::string>{"--admin-token", "false"});
   CHECK(m->ctl({"hosts", "list"}).exit_code == 1);
   CHECK(as(ada, {"hosts", "list"}).exit_code == 0);
+  CHECK(as_cert(certs2, {"hosts", "list"}).exit_code == 0);
 
   // Twenty wrong tokens from one address: its administrative requests are refused for a while,
   // even with good credentials.
@@ -361,4 +419,77 @@ TEST_CASE("a relay renews its certificate while it runs and serves with the new 
   AgentProc below(tmp / "below", relay.url(), "below", "127.0.0.87");
   REQUIRE(wait_until([&] { return !id_by_name(m, "below").empty(); }, 30s));
   CHECK(all_succeeded(wait_job(m, create_job(m, {"get-system-info", "below"}), 30s)));
+}
+
+TEST_CASE("hostile enrolment and account requests get a 4xx naming the problem and change nothing",
+          "[security]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  const auto host = enrol_test_host(m, tmp / "h1", "h1");
+  const auto pending_before = ctl_json(m, {"hosts", "pending", "--all"}).at("enrolments").as_array().size();
+  // Certificate requests made with the openssl tool, each wrong in one way.
+  auto csr = [&](const std::string& name, const std::string& keyspec, const std::string& san) {
+    const auto key = tmp / (name + ".key"), out = tmp / (name + ".csr");
+    std::vector<std::string> argv = {"openssl", "req",        "-new",  "-newkey",     keyspec, "-nodes",
+                                     "-keyout", key.string(), "-subj", "/CN=" + name, "-out",  out.string()};
+    if (keyspec.starts_with("ec")) argv.insert(argv.begin() + 5, {"-pkeyopt", "ec_paramgen_curve:P-256"});
+    if (!san.empty()) argv.insert(argv.end(), {"-addext", "subjectAltName=" + san});
+    REQUIRE(run(argv).exit_code == 0);
+    return read_file(out);
+  };
+  auto enrol_body = [](const std::string& request, const std::string& extra = {}) {
+    return bj::serialize(bj::object{{"request", request}, {"name", "x"}}).insert(1, extra);
+  };
+  const std::string id = "9a0c5d0e-1111-4222-8333-444455556666";
+  struct Case {
+    std::string what, body;
+    int status;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"garbage request", enrol_body("garbage"), 400, "not a PEM certificate request"},
+      {"a user's identity asked for", enrol_body(csr("u", "ec", "URI:urn:distrib:user:root")), 400,
+       "neither agent nor relay"},
+      {"two identities",
+       enrol_body(csr("two", "ec", "URI:urn:distrib:agent:" + id + ",URI:urn:distrib:relay:" + id)), 400,
+       "exactly one identity"},
+      {"no identity", enrol_body(csr("none", "ec", "")), 400, "exactly one identity"},
+      {"an RSA key", enrol_body(csr("rsa", "rsa:2048", "URI:urn:distrib:agent:" + id)), 400, "not an EC key"},
+      {"a host id that is no UUID", enrol_body(csr("bad", "ec", "URI:urn:distrib:agent:../../etc")), 400,
+       "is not a UUID"},
+      {"\"via\" without a relay's certificate",
+       enrol_body(csr("via", "ec", "URI:urn:distrib:agent:" + id), R"("via":["relay"],)"), 403,
+       "only a relay passes enrolments on"},
+      {"a body over the route's limit", enrol_body(std::string(100 * 1024, 'A')), 413, "limit"},
+      {"a request over its limit", enrol_body(std::string(60 * 1024, 'A')), 400, "request"},
+      {"not JSON", "{\"request\":", 400, "JSON"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    const auto a = call(m, nullptr, "POST", "/v1/agent/enrol", c.body);
+    CHECK(a.status == c.status);
+    CHECK(a.body.find(c.says) != std::string::npos);
+  }
+  // An enrolled agent is no relay either.
+  const auto a = call(m, &host, "POST", "/v1/agent/enrol",
+                      enrol_body(csr("via2", "ec", "URI:urn:distrib:agent:" + id), R"("via":["x"],)"));
+  CHECK(a.status == 403);
+  CHECK(ctl_json(m, {"hosts", "pending", "--all"}).at("enrolments").as_array().size() == pending_before);
+
+  // Accounts: names, roles and sizes are checked before anything is kept.
+  const auto token_header = "Authorization: Bearer " + read_file(m.token_file()).substr(0, 64);
+  auto add_user = [&](const std::string& body) {
+    auto r = run({"curl", "-s", "-w", "\n%{http_code}", "--cacert", m.ca_file(), "-H", token_header, "-H",
+                  "Content-Type: application/json", "--data-binary", body, m.url() + "/v1/users"});
+    return r.out;
+  };
+  CHECK(add_user(R"({"name":"bad name!","role":"viewer"})").find("a user name is 1 to 64") !=
+        std::string::npos);
+  CHECK(add_user(R"({"name":"eve","role":"root"})").find("a role is viewer, operator or administrator") !=
+        std::string::npos);
+  CHECK(add_user(bj::serialize(bj::object{{"name", std::string(5000, 'a')}, {"role", "viewer"}}))
+            .ends_with("400"));
+  CHECK(add_user(R"({"name":["eve"],"role":"viewer"})").ends_with("400"));
+  CHECK(add_user(R"({"name":"eve"})").ends_with("400"));
+  CHECK(ctl_json(m, {"user", "list"}).at("users").as_array().empty());
 }

@@ -41,6 +41,19 @@ struct JobDetails {
   std::vector<WaveCounts> waves;  ///< per wave of a staged rollout (empty otherwise)
 };
 
+/// A client certificate for an administrator's account (AdminClient::issue_user_certificate).
+struct UserCertificate {
+  std::string name, role;
+  std::string key_pem;  ///< made on this machine; never sent anywhere
+  std::string certificate_pem;
+  std::string ca_pem;  ///< the CA certificate that verifies the manager
+  std::uint64_t serial = 0;
+  std::int64_t not_after = 0;  ///< Unix seconds
+};
+
+/// The manager's administrative API, one member function per action (so it grows with the API
+/// beyond the usual size of a class here). Credentials: AdminClientSettings::token, or a user's
+/// client certificate in http.cert_file/key_file (with no token).
 class AdminClient {
  public:
   explicit AdminClient(AdminClientSettings settings);
@@ -101,6 +114,10 @@ class AdminClient {
   /// Error(unavailable) when the manager stays unreachable for `give_up_seconds`.
   void follow_events(std::int64_t after, const std::string& types, Severity min_severity,
                      const std::function<bool(const Event&)>& on_event, int give_up_seconds = 60);
+  /// Makes a key here and has the manager issue a client certificate for the account `name` (an
+  /// administrator may for anyone, a user for itself); it replaces the account's previous one.
+  UserCertificate issue_user_certificate(const std::string& name, int days = 90);
+
   /// The audit trail of administrative actions, newest first.
   std::vector<AuditRecord> audit(int limit = 50, std::int64_t before_id = 0);
 

@@ -147,12 +147,12 @@ Identity parse_uri(std::string_view uri) {
 }
 
 void check_identity(const Identity& id) {
-  if (!is_valid_host_id(id.host_id))
-    throw Error(ErrorKind::invalid_argument,
-                "the identity's host id \"" + id.host_id.substr(0, 64) + "\" is not a UUID");
   if (id.role != "agent" && id.role != "relay")
     throw Error(ErrorKind::invalid_argument,
                 "the identity's role \"" + id.role.substr(0, 32) + "\" is neither agent nor relay");
+  if (!is_valid_host_id(id.host_id))
+    throw Error(ErrorKind::invalid_argument,
+                "the identity's host id \"" + id.host_id.substr(0, 64) + "\" is not a UUID");
 }
 
 // URIs, DNS names and IP addresses of a subjectAltName.
@@ -262,22 +262,19 @@ std::string identity_uri(const Identity& id) {
   return std::string(kUriPrefix) + id.role + ":" + id.host_id;
 }
 
-std::string make_request(const std::string& key_pem, const Identity& id,
-                         const std::vector<std::string>& names, const std::vector<std::string>& addresses) {
-  check_identity(id);
-  const auto extra = san_of(names, addresses);
+namespace {
+// A request for `key_pem`'s public key, named `cn`, with the subjectAltName `san`.
+std::string request_for(const std::string& key_pem, const std::string& cn, const std::string& san) {
   auto key = load_key(key_pem);
   Req r(X509_REQ_new());
   if (!r) fail("X509_REQ_new");
   check(X509_REQ_set_version(r.get(), 0), "X509_REQ_set_version");
-  set_name(X509_REQ_get_subject_name(r.get()), id.host_id);
+  set_name(X509_REQ_get_subject_name(r.get()), cn);
   check(X509_REQ_set_pubkey(r.get(), key.get()), "X509_REQ_set_pubkey");
   Exts exts(sk_X509_EXTENSION_new_null());
-  X509_EXTENSION* san =
-      X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name,
-                          ("URI:" + identity_uri(id) + (extra.empty() ? "" : "," + extra)).c_str());
-  if (!san) fail("subjectAltName");
-  sk_X509_EXTENSION_push(exts.get(), san);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, san.c_str());
+  if (!ext) fail("subjectAltName");
+  sk_X509_EXTENSION_push(exts.get(), ext);
   check(X509_REQ_add_extensions(r.get(), exts.get()), "X509_REQ_add_extensions");
   if (X509_REQ_sign(r.get(), key.get(), EVP_sha256()) <= 0) fail("X509_REQ_sign");
   Bio b(BIO_new(BIO_s_mem()));
@@ -285,13 +282,43 @@ std::string make_request(const std::string& key_pem, const Identity& id,
   return bio_text(b.get());
 }
 
-RequestInfo inspect_request(const std::string& csr_pem) {
-  auto r = load_req(csr_pem);
-  EVP_PKEY* pub = X509_REQ_get0_pubkey(r.get());
-  if (!pub || X509_REQ_verify(r.get(), pub) != 1)
+// The request's public key once its signature is checked (an EC key).
+EVP_PKEY* checked_key(X509_REQ* r) {
+  EVP_PKEY* pub = X509_REQ_get0_pubkey(r);
+  if (!pub || X509_REQ_verify(r, pub) != 1)
     throw Error(ErrorKind::invalid_argument, "the certificate request's signature does not verify");
   if (EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
     throw Error(ErrorKind::invalid_argument, "the certificate request's key is not an EC key");
+  return pub;
+}
+
+constexpr std::string_view kUserRole = "user";
+}  // namespace
+
+std::string make_request(const std::string& key_pem, const Identity& id,
+                         const std::vector<std::string>& names, const std::vector<std::string>& addresses) {
+  check_identity(id);
+  const auto extra = san_of(names, addresses);
+  return request_for(key_pem, id.host_id, "URI:" + identity_uri(id) + (extra.empty() ? "" : "," + extra));
+}
+
+std::string user_uri(const std::string& name) {
+  return std::string(kUriPrefix) + std::string(kUserRole) + ":" + name;
+}
+
+std::optional<std::string> parse_user(std::string_view uri) {
+  auto id = parse_uri(uri);
+  if (id.role != kUserRole || id.host_id.empty() || id.host_id.size() > 64) return std::nullopt;
+  return id.host_id;
+}
+
+std::string make_user_request(const std::string& key_pem, const std::string& name) {
+  return request_for(key_pem, name, "URI:" + user_uri(name));
+}
+
+RequestInfo inspect_request(const std::string& csr_pem) {
+  auto r = load_req(csr_pem);
+  EVP_PKEY* pub = checked_key(r.get());
   CertificateInfo names;
   Exts exts(X509_REQ_get_extensions(r.get()));
   for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts.get()); ++i) {
@@ -369,6 +396,13 @@ std::string issue_host(const Authority& ca, const std::string& csr_pem, std::int
   return issue(ca, key.get(), info.identity.host_id,
                "URI:" + identity_uri(info.identity) + (serves ? "," + extra : ""),
                serves ? "serverAuth,clientAuth" : "clientAuth", lifetime_seconds, serial);
+}
+
+std::string issue_user(const Authority& ca, const std::string& csr_pem, const std::string& name,
+                       std::int64_t lifetime_seconds, std::uint64_t serial) {
+  auto r = load_req(csr_pem);
+  EVP_PKEY* pub = checked_key(r.get());
+  return issue(ca, pub, name, "URI:" + user_uri(name), "clientAuth", lifetime_seconds, serial);
 }
 
 std::string sign(const std::string& key_pem, std::string_view data) {

@@ -6,7 +6,8 @@
 // parse or that fails its checks, naming what is wrong, and Error(internal) when OpenSSL fails.
 //
 // A host certificate's identity is its subjectAltName URI "urn:distrib:ROLE:HOST-ID" (ROLE:
-// agent or relay); its common name is the host id for people reading it.
+// agent or relay); its common name is the host id for people reading it. An administrator's
+// certificate names a user account instead: "urn:distrib:user:NAME" (never a host identity).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -38,6 +39,13 @@ std::string make_request(const std::string& key_pem, const Identity& id,
                          const std::vector<std::string>& names = {},
                          const std::vector<std::string>& addresses = {});
 
+/// An administrator's certificate identity, "urn:distrib:user:NAME", and the name such a URI
+/// names (nullopt for any other text).
+std::string user_uri(const std::string& name);
+std::optional<std::string> parse_user(std::string_view uri);
+/// A request for an administrator's certificate (the issuer decides the name it binds).
+std::string make_user_request(const std::string& key_pem, const std::string& name);
+
 struct RequestInfo {
   Identity identity;
   std::string public_key_pem;
@@ -65,6 +73,11 @@ std::string issue_server(const Authority& ca, const std::string& key_pem,
 /// addresses its request asked for (it serves its subtree with it).
 std::string issue_host(const Authority& ca, const std::string& csr_pem, std::int64_t lifetime_seconds,
                        std::uint64_t serial);
+
+/// A client certificate for the account `name` and the key of a request (its signature checked;
+/// the names the request asks for are ignored), valid `lifetime_seconds`.
+std::string issue_user(const Authority& ca, const std::string& csr_pem, const std::string& name,
+                       std::int64_t lifetime_seconds, std::uint64_t serial);
 
 struct CertificateInfo {
   std::string subject;                        ///< the common name

@@ -48,6 +48,8 @@ UserBook::UserBook(std::filesystem::path file) : file_(std::move(file)) {
                             std::string(o.at("token_hash").as_string()),
                             o.at("created_at").to_number<std::int64_t>(),
                             std::string(o.at("created_by").as_string())});
+      if (const auto* serial = o.if_contains("certificate_serial"))
+        users_.back().certificate_serial = std::stoull(std::string(serial->as_string()));
     }
   } catch (const std::exception& e) {
     throw Error(ErrorKind::invalid_argument,
@@ -62,7 +64,8 @@ void UserBook::save() const {
                              {"role", u.role},
                              {"token_hash", u.token_hash},
                              {"created_at", u.created_at},
-                             {"created_by", u.created_by}});
+                             {"created_by", u.created_by},
+                             {"certificate_serial", std::to_string(u.certificate_serial)}});
   fs::write_file_atomic(file_, bj::serialize(bj::object{{"users", std::move(arr)}}) + "\n");
   ::chmod(file_.c_str(), 0600);
 }
@@ -99,18 +102,38 @@ std::string UserBook::add(const std::string& name, const std::string& role, cons
 
 void UserBook::remove(const std::string& name) {
   std::lock_guard lock(mutex_);
+  users_.erase(named(name));
+  save();
+}
+
+std::vector<User>::iterator UserBook::named(const std::string& name) {
   const auto it = std::find_if(users_.begin(), users_.end(), [&](const User& u) { return u.name == name; });
   if (it == users_.end())
     throw Error(ErrorKind::not_found, "no user " + name.substr(0, 64) + " (distribctl user list)");
-  users_.erase(it);
+  return it;
+}
+
+std::optional<User> UserBook::find_by_certificate(const std::string& name, std::uint64_t serial) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& u : users_)
+    if (u.name == name && u.certificate_serial != 0 && u.certificate_serial == serial) return u;
+  return std::nullopt;
+}
+
+User UserBook::find(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  return *named(name);
+}
+
+void UserBook::set_certificate(const std::string& name, std::uint64_t serial) {
+  std::lock_guard lock(mutex_);
+  named(name)->certificate_serial = serial;
   save();
 }
 
 std::string UserBook::replace_token(const std::string& name) {
   std::lock_guard lock(mutex_);
-  const auto it = std::find_if(users_.begin(), users_.end(), [&](const User& u) { return u.name == name; });
-  if (it == users_.end())
-    throw Error(ErrorKind::not_found, "no user " + name.substr(0, 64) + " (distribctl user list)");
+  const auto it = named(name);
   auto token = new_token();
   it->token_hash = sha256_hex(token);
   save();

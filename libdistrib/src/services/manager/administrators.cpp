@@ -2,6 +2,7 @@
 // (administrators.h).
 #include "services/manager/administrators.h"
 
+#include "security/authority.h"
 #include "services/observe.h"
 #include "util/random.h"
 
@@ -67,6 +68,9 @@ void Administrators::register_routes(Router& t) {
   t.add(Route{"POST", "/v1/users", Access::administer, bind(this, &Administrators::add)});
   t.add(Route{"DELETE", "/v1/users/{name}", Access::administer, bind(this, &Administrators::remove)});
   t.add(Route{"POST", "/v1/users/{name}/token", Access::administer, bind(this, &Administrators::new_token)});
+  // An administrator for anyone, any user for themself.
+  t.add(
+      Route{"POST", "/v1/users/{name}/certificate", Access::view, bind(this, &Administrators::certificate)});
 }
 
 void Administrators::failed(const std::string& address) {
@@ -92,10 +96,21 @@ Principal Administrators::authenticate(const HttpRequest& req) {
                                             std::to_string(it->second.blocked_until - fs::now_unix()) + " s");
   }
   const std::string_view auth = req.authorization;
+  if (auth.empty() && req.peer.present())
+    for (const auto& uri : req.peer.uris) {
+      const auto name = pki::parse_user(uri);
+      if (!name) continue;
+      if (auto u = users_.find_by_certificate(*name, req.peer.serial)) return {role_of(u->role), u->name};
+      failed(req.remote_address);
+      throw Error(ErrorKind::unauthorized, "the certificate of user " + *name +
+                                               " is not its current one (replaced by a newer one, or the "
+                                               "account was removed)");
+    }
   if (!auth.starts_with(kBearer))
     throw Error(ErrorKind::unauthorized,
                 "this route needs the admin bearer token (see the manager's admin.token "
-                "file) or a user's token (distribctl user add)");
+                "file), a user's token (distribctl user add) or a user's client certificate "
+                "(distribctl user certificate)");
   const auto given = auth.substr(kBearer.size());
   if (same(given, admin_token_)) return {Access::administer, "admin-token"};
   if (same(given, metrics_token_)) return {Access::metrics, "metrics-token"};
@@ -106,8 +121,11 @@ Principal Administrators::authenticate(const HttpRequest& req) {
 
 namespace {
 bj::object user_json(const security::User& u) {
-  return bj::object{
-      {"name", u.name}, {"role", u.role}, {"created_at", u.created_at}, {"created_by", u.created_by}};
+  return bj::object{{"name", u.name},
+                    {"role", u.role},
+                    {"created_at", u.created_at},
+                    {"created_by", u.created_by},
+                    {"certificate", u.certificate_serial != 0}};
 }
 }  // namespace
 
@@ -139,6 +157,42 @@ void Administrators::new_token(HttpRequest&& req, Responder& r, const PathSegmen
   const auto token = users_.replace_token(p[2]);
   spdlog::info("user {} has a new token (by {})", p[2], audit_actor(req));
   r(json_response(200, bj::object{{"name", p[2]}, {"token", token}}));
+}
+
+// POST /v1/users/{name}/certificate {"csr": PEM, "days": N} → the account's client certificate
+// (it replaces the one it had) and the CA certificate that verifies this manager.
+void Administrators::certificate(HttpRequest&& req, Responder& r, const PathSegments& p) {
+  const auto& name = p[2];
+  const auto role = req.headers.find("x-distrib-role");
+  const auto who = audit_actor(req);
+  if ((role == req.headers.end() || role->second != "administrator") && who != name)
+    throw Error(ErrorKind::forbidden,
+                who + " may ask for a certificate of its own account only; an administrator issues others'");
+  require_json(req);
+  const auto body = json::parse_object(req.body);
+  const auto csr = json::get_string(body, "csr");
+  const auto days = json::get_int(body, "days", 90);
+  if (days < 1 || days > kMaxCertificateDays)
+    throw Error(ErrorKind::invalid_argument,
+                "days is 1 to " + std::to_string(kMaxCertificateDays) + ", not " + std::to_string(days));
+  const auto user = users_.find(name);
+  if (!ctx_.pki)
+    throw Error(ErrorKind::conflict,
+                "this manager has no CA of its own (it runs with --insecure-http or on a relay): "
+                "its users sign in with tokens");
+  const auto serial = security::random_serial();
+  const auto cert =
+      pki::issue_user(security::load_authority(*ctx_.pki), csr, user.name, days * 86400, serial);
+  users_.set_certificate(user.name, serial);
+  const auto info = pki::inspect_certificate(cert);
+  spdlog::info("user {} has a new client certificate (serial {}, {} days) issued by {}", user.name, serial,
+               days, who);
+  r(json_response(200, bj::object{{"name", user.name},
+                                  {"role", user.role},
+                                  {"certificate", cert},
+                                  {"serial", std::to_string(serial)},
+                                  {"not_after", info.not_after},
+                                  {"ca", ctx_.client_ca_pem()}}));
 }
 
 }  // namespace distrib::manager

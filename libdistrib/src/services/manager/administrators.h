@@ -18,19 +18,22 @@ class Administrators {
   explicit Administrators(Context& ctx);
   void register_routes(Router& t);
   /// The router's authenticator: the admin token (administrator, unless turned off), the metrics
-  /// token (metrics), a user's token (the user's role).
+  /// token (metrics), a user's token or current client certificate (the user's role).
   Principal authenticate(const HttpRequest& req);
 
   /// Wrong credentials from one address: after kMaxFailures within kWindow seconds, its requests
   /// are refused for kWindow seconds without looking at them.
   static constexpr int kMaxFailures = 20;
   static constexpr std::int64_t kWindow = 60;
+  /// The longest life of a user's client certificate.
+  static constexpr std::int64_t kMaxCertificateDays = 397;
 
  private:
   void list(HttpRequest&&, Responder& r, const PathSegments&);
   void add(HttpRequest&& req, Responder& r, const PathSegments&);
   void remove(HttpRequest&& req, Responder& r, const PathSegments& p);
   void new_token(HttpRequest&& req, Responder& r, const PathSegments& p);
+  void certificate(HttpRequest&& req, Responder& r, const PathSegments& p);
   void failed(const std::string& address);
 
   Context& ctx_;

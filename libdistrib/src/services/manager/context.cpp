@@ -91,4 +91,15 @@ void Context::blocking(Responder r, std::function<HttpResponse()> fn) {
   });
 }
 
+std::string Context::client_ca_pem() const {
+  std::lock_guard lock(ca_mutex_);
+  if (ca_pem_.empty()) {
+    std::error_code ec;
+    if (client_ca_file.empty() || !std::filesystem::exists(client_ca_file, ec))
+      throw Error(ErrorKind::unavailable, "this server does not know its CA yet (a relay not yet enrolled)");
+    ca_pem_ = fs::read_file(client_ca_file);
+  }
+  return ca_pem_;
+}
+
 }  // namespace distrib::manager

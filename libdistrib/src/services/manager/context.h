@@ -64,6 +64,10 @@ struct Context {
   std::vector<std::string> path() const;
   void set_path(std::vector<std::string> up);
 
+  /// The CA certificate (PEM) in client_ca_file, read once it exists (a tree's CA never changes;
+  /// a relay has it once enrolled). Throws Error(unavailable) before.
+  std::string client_ca_pem() const;
+
   /// Runs `fn` on the store pool and answers with its result or its error; nothing escapes.
   void blocking(Responder r, std::function<HttpResponse()> fn);
 
@@ -72,6 +76,8 @@ struct Context {
 
   mutable std::mutex path_mutex_;
   std::vector<std::string> path_;
+  mutable std::mutex ca_mutex_;
+  mutable std::string ca_pem_;
 };
 
 }  // namespace distrib::manager

@@ -98,10 +98,7 @@ std::string joined(const std::vector<std::string>& v) {
 }  // namespace
 
 void Enrolments::ca(HttpRequest&&, Responder& r, const PathSegments&) {
-  const auto file = ctx_.client_ca_file;
-  if (file.empty() || !std::filesystem::exists(file))
-    throw Error(ErrorKind::unavailable, "this server does not know its CA yet (a relay not yet enrolled)");
-  const auto pem = fs::read_file(file);
+  const auto pem = ctx_.client_ca_pem();
   r(json_response(
       200, bj::object{{"ca_certificate", pem}, {"fingerprint", pki::inspect_certificate(pem).fingerprint}}));
 }
@@ -129,7 +126,7 @@ HttpResponse Enrolments::issued(const Enrolment& e) const {
   return json_response(200, bj::object{{"state", "accepted"},
                                        {"host_id", e.host_id},
                                        {"certificate", e.certificate_pem},
-                                       {"ca_certificate", fs::read_file(ctx_.client_ca_file)}});
+                                       {"ca_certificate", ctx_.client_ca_pem()}});
 }
 
 // POST /v1/agent/enrol {"request": CSR, "name": NAME, "token": TOKEN} (and, from a relay passing
@@ -255,9 +252,9 @@ void Enrolments::renew(HttpRequest&& req, Responder& r, const PathSegments&) {
     const auto cert = pki::inspect_certificate(cert_pem);
     ctx_.store->renew_certificate(e->host_id, info.fingerprint, csr, cert_pem, cert.serial, cert.not_after);
     spdlog::info("certificate of {} {} renewed (valid until {})", e->role, e->host_id, cert.not_after);
-    return json_response(200, bj::object{{"state", "accepted"},
-                                         {"certificate", cert_pem},
-                                         {"ca_certificate", fs::read_file(ctx_.client_ca_file)}});
+    return json_response(
+        200, bj::object{
+                 {"state", "accepted"}, {"certificate", cert_pem}, {"ca_certificate", ctx_.client_ca_pem()}});
   });
 }
 
@@ -357,7 +354,7 @@ void Enrolments::bundle(HttpRequest&& req, Responder& r, const PathSegments&) {
   if (!b.token.empty()) security::parse_enrol_token(b.token);
   if (ctx_.client_ca_file.empty() || !std::filesystem::exists(ctx_.client_ca_file))
     throw Error(ErrorKind::unavailable, "this server does not know its CA yet (a relay not yet enrolled)");
-  b.ca_certificate = fs::read_file(ctx_.client_ca_file);
+  b.ca_certificate = ctx_.client_ca_pem();
   const auto text = security::write_bundle(b);
   security::read_bundle(text);  // the same checks a host makes (https servers)
   r(json_response(200,

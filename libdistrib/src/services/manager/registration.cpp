@@ -120,8 +120,7 @@ void Registration::agent_register(HttpRequest&& req, Responder& r, const PathSeg
   // Its signed placement here lets the relays above report it should it have moved.
   if (auto it = body.find("proof"); ctx_.callers.enabled() && it != body.end() && it->value().is_object()) {
     const auto p = placement_from_json(it->value().as_object());
-    if (p.parent != ctx_.my_id ||
-        !ctx_.callers.accept_placement(host.host_id, p, fs::read_file(ctx_.client_ca_file)))
+    if (p.parent != ctx_.my_id || !ctx_.callers.accept_placement(host.host_id, p, ctx_.client_ca_pem()))
       throw Error(ErrorKind::forbidden, "the placement proof of host " + host.host_id + " does not hold");
   }
   if (const auto caller = ctx_.callers.of(req); caller && caller->role != to_string(host.role))

@@ -80,10 +80,9 @@ void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&)
       const auto proof = proofs.find(h.host_id);
       if (ctx_.callers.may_claim(relay, h.host_id, *ctx_.store)) {
         if (proof != proofs.end())
-          ctx_.callers.accept_placement(h.host_id, proof->second, fs::read_file(ctx_.client_ca_file));
+          ctx_.callers.accept_placement(h.host_id, proof->second, ctx_.client_ca_pem());
       } else if (proof == proofs.end() ||
-                 !ctx_.callers.may_claim_moved(relay, h, proof->second, fs::read_file(ctx_.client_ca_file),
-                                               *ctx_.store)) {
+                 !ctx_.callers.may_claim_moved(relay, h, proof->second, ctx_.client_ca_pem(), *ctx_.store)) {
         refused_claim(*me, h);
         continue;
       }

@@ -121,8 +121,10 @@ void Router::admit(Access access, HttpRequest& req, Responder& r) const {
       throw Error(ErrorKind::unauthorized, "administrative routes are closed on this server");
     who = authenticate_(req);
     req.headers["x-distrib-actor"] = who.name;
+    req.headers["x-distrib-role"] = std::string(to_string(who.role));
   } catch (const Error&) {
     req.headers["x-distrib-actor"] = "(credentials refused)";
+    req.headers.erase("x-distrib-role");
     if (admin_hook_) admin_hook_(req, r);
     throw;
   }

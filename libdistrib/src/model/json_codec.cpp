@@ -442,7 +442,8 @@ bj::object to_json(const RoutedEntry& r) {
           {"cancel_requested", r.job.cancel_requested},
           {"schedule", to_json(r.job.schedule)},
           {"split", to_json(r.job.split)},
-          {"collect", to_json(r.job.collect)}};
+          {"collect", to_json(r.job.collect)},
+          {"signed_order", r.entry.signed_order}};
 }
 
 RoutedEntry routed_entry_from_json(const bj::object& o) {
@@ -464,6 +465,8 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
   }
   if (auto c = o.find("collect"); c != o.end())
     r.job.collect = collect_from_json(as_obj(c->value(), "collect"));
+  r.entry.signed_order = get_string(o, "signed_order", false);
+  if (r.entry.signed_order.size() > 8192) bad_field("signed_order", "is longer than 8192 bytes");
   r.job.created_at = get_int(o, "created_at", 0);
   if (auto c = o.find("cancel_requested"); c != o.end() && c->value().is_bool())
     r.job.cancel_requested = c->value().as_bool();

@@ -72,7 +72,8 @@ TlsFiles ensure_manager_tls(const std::filesystem::path& dir, const std::vector<
                             const std::vector<std::string>& addresses) {
   fs::ensure_writable_dir(dir, "PKI directory");
   ::chmod(dir.c_str(), 0755);  // the CA certificate is public; the keys are 0600
-  TlsFiles f{dir / "ca.crt", dir / "ca.key", dir / "server.crt", dir / "server.key"};
+  TlsFiles f{dir / "ca.crt",     dir / "ca.key",     dir / "server.crt",
+             dir / "server.key", dir / "signer.crt", dir / "signer.key"};
   // Nodes of a cluster share the directory and may start together: one makes the CA.
   const int lock = ::open((dir / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock < 0) throw Error(ErrorKind::internal, "cannot open " + (dir / ".lock").string());
@@ -100,6 +101,20 @@ TlsFiles ensure_manager_tls(const std::filesystem::path& dir, const std::vector<
     fs::write_file_atomic(f.server_cert, cert);
     spdlog::info("server certificate issued for {}{}{}", fmt::join(names, ", "),
                  names.empty() || addresses.empty() ? "" : ", ", fmt::join(addresses, ", "));
+  }
+  // The order signer: renewed when it expires within 30 days (agents check it at each order).
+  const bool have_signer = present(f.signer_cert) && present(f.signer_key);
+  bool signer_ok = false;
+  if (have_signer) {
+    const auto info = pki::inspect_certificate(fs::read_file(f.signer_cert));
+    signer_ok = pki::is_order_signer(info) && info.not_after > fs::now_unix() + 30 * 86400 &&
+                pki::verify(ca.cert_pem, fs::read_file(f.signer_cert), fs::now_unix()).empty();
+  }
+  if (!signer_ok) {
+    const auto key = have_signer ? fs::read_file(f.signer_key) : pki::generate_key();
+    write_private(f.signer_key, key);
+    fs::write_file_atomic(f.signer_cert, pki::issue_signer(ca, key, 365, random_serial()));
+    spdlog::info("order-signing certificate issued in {}", dir.string());
   }
   return f;
 }

@@ -14,12 +14,14 @@ namespace distrib::security {
 
 struct TlsFiles {
   std::filesystem::path ca_cert, ca_key, server_cert, server_key;
+  std::filesystem::path signer_cert, signer_key;  ///< signs the orders agents carry out
 };
 
 /// The CA (valid 10 years) and a server certificate (valid 1 year) for `names` (DNS names) and
 /// `addresses` (IP addresses) under `dir`, made when missing. The server certificate is issued
 /// again when it expires within 30 days, does not chain to the CA, or does not cover every name
-/// and address asked for. Throws Error naming the file it cannot read or write.
+/// and address asked for. The order-signing key and certificate (security/orders.h) likewise. Throws Error
+/// naming the file it cannot read or write.
 TlsFiles ensure_manager_tls(const std::filesystem::path& dir, const std::vector<std::string>& names,
                             const std::vector<std::string>& addresses);
 

@@ -405,6 +405,18 @@ std::string issue_user(const Authority& ca, const std::string& csr_pem, const st
   return issue(ca, pub, name, "URI:" + user_uri(name), "clientAuth", lifetime_seconds, serial);
 }
 
+std::string issue_signer(const Authority& ca, const std::string& key_pem, int days, std::uint64_t serial) {
+  auto key = load_key(key_pem);
+  return issue(ca, key.get(), "distrib order signer",
+               std::string("URI:") + std::string(kUriPrefix) + "signer:orders", "codeSigning", days * 86400LL,
+               serial);
+}
+
+bool is_order_signer(const CertificateInfo& info) {
+  return info.identities.size() == 1 && info.identities.front().role == "signer" &&
+         info.identities.front().host_id == "orders" && !info.is_ca;
+}
+
 std::string sign(const std::string& key_pem, std::string_view data) {
   auto key = load_key(key_pem);
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);

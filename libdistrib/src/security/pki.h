@@ -79,6 +79,10 @@ std::string issue_host(const Authority& ca, const std::string& csr_pem, std::int
 std::string issue_user(const Authority& ca, const std::string& csr_pem, const std::string& name,
                        std::int64_t lifetime_seconds, std::uint64_t serial);
 
+/// The top manager's order-signing certificate for `key_pem` ("urn:distrib:signer:orders", code
+/// signing only): what agents check every work item against (security/orders.h).
+std::string issue_signer(const Authority& ca, const std::string& key_pem, int days, std::uint64_t serial);
+
 struct CertificateInfo {
   std::string subject;                        ///< the common name
   std::vector<Identity> identities;           ///< from urn:distrib: URIs (a host certificate has one)
@@ -90,6 +94,8 @@ struct CertificateInfo {
   bool is_ca = false;
 };
 CertificateInfo inspect_certificate(const std::string& cert_pem);
+/// Does the certificate name the order signer (and nothing else)?
+bool is_order_signer(const CertificateInfo& info);
 
 /// Signs `data` with `key_pem` (ECDSA with SHA-256); the signature in hex.
 std::string sign(const std::string& key_pem, std::string_view data);

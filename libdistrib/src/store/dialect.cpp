@@ -414,6 +414,9 @@ const std::vector<Migration>& migrations() {
         "BIGINT NOT NULL, expires_at BIGINT NOT NULL, uses_left INTEGER NOT NULL, group_name VARCHAR(64), "
         "created_by VARCHAR(128), revoked INTEGER NOT NULL)",
         "CREATE UNIQUE INDEX enrol_tokens_secret ON enrol_tokens (secret_hash)"}},
+      // Signed orders: at a relay, the order the top manager signed for each entry, forwarded
+      // untouched to the agent (security/orders.h).
+      {10, {"ALTER TABLE job_entries ADD signed_order ${TEXT}"}},
   };
   return m;
 }

@@ -242,6 +242,8 @@ struct JobEntry {
   std::int64_t ready_at = 0;  ///< not delivered before (start time, retry backoff, held wave)
   /// Transfer progress as the agent last reported it.
   TransferProgress progress;
+  /// At a relay: the order the top manager signed for this attempt, passed on untouched.
+  std::string signed_order;
 };
 
 /// Counts of a job's entries by state, for tables and progress bars.

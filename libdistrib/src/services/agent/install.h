@@ -1,6 +1,7 @@
 #pragma once
 // Installing a package: what is installed, the install directory, the staged swap of the payload
 // and the install command.
+#include "security/orders.h"
 #include "services/agent/inventory.h"
 #include "services/agent/transfer.h"
 
@@ -18,7 +19,9 @@ class Installer {
 
   /// Runs an install entry: manifest, transfer, assembly, placement, install command, each step
   /// reported. Returns early when the agent is stopping mid-transfer (resumed at the next run).
-  void install(const bj::object& item, std::int64_t entry_id, std::int32_t attempt);
+  /// `order` (when the agent checks orders): the manifest fetched must be the one it names.
+  void install(const bj::object& item, std::int64_t entry_id, std::int32_t attempt,
+               const security::Order* order = nullptr);
 
  private:
   stdfs::path install_target(const Manifest& m) const;

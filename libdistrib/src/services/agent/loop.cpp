@@ -8,11 +8,46 @@ void WorkLoop::process(const bj::object& item) {
   const auto attempt = static_cast<std::int32_t>(json::get_int(item, "attempt", 1));
   if (auto s = link_.journal_state(entry_id, attempt); s && is_final(*s)) return;  // re-delivered work
   link_.new_attempt(entry_id);  // a new attempt: what the server said of the last one is over
+  std::optional<security::Order> order;
+  try {
+    order = orders_.verify(item);
+  } catch (const Error& e) {
+    return fail(entry_id, attempt, e.what());
+  }
+  if (order) {
+    if (const auto done = orders_.carried_out(*order)) {
+      // The same order again (through another relay, or replayed): its result, not a second run.
+      spdlog::warn("entry {}: order for entry {} attempt {} was carried out before ({}); not run again",
+                   entry_id, order->entry, order->attempt, to_string(*done));
+      try {
+        link_.report(entry_id, attempt, *done, "carried out before; not run again");
+      } catch (const EntryWithdrawn& w) {
+        link_.write_journal(entry_id, attempt, w.state);
+      }
+      return;
+    }
+  }
+  run_item(item, entry_id, attempt, order ? &*order : nullptr);
+  if (order)
+    if (auto s = link_.journal_state(entry_id, attempt); s && is_final(*s)) orders_.remember(*order, *s);
+}
+
+void WorkLoop::fail(std::int64_t entry_id, std::int32_t attempt, const std::string& why) {
+  spdlog::error("entry {}: {}", entry_id, why);
+  try {
+    link_.report(entry_id, attempt, EntryState::failed, why);
+  } catch (const EntryWithdrawn& w) {
+    link_.write_journal(entry_id, attempt, w.state);
+  }
+}
+
+void WorkLoop::run_item(const bj::object& item, std::int64_t entry_id, std::int32_t attempt,
+                        const security::Order* order) {
   try {
     const auto type_text = json::get_string(item, "type", false);
     switch (type_text.empty() ? JobType::install : parse_job_type(type_text)) {
       case JobType::install:
-        return installer_.install(item, entry_id, attempt);
+        return installer_.install(item, entry_id, attempt, order);
       case JobType::get_system_info:
         return inventory_.report_inventory_now(InventoryScope::system, entry_id, attempt);
       case JobType::get_software_info:
@@ -27,12 +62,7 @@ void WorkLoop::process(const bj::object& item) {
     spdlog::info("entry {} was {} by the manager; stopped", entry_id, to_string(w.state));
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::unavailable) throw;  // transient: retried on the next poll
-    spdlog::error("entry {}: {}", entry_id, e.what());
-    try {
-      link_.report(entry_id, attempt, EntryState::failed, e.what());
-    } catch (const EntryWithdrawn& w) {
-      link_.write_journal(entry_id, attempt, w.state);
-    }
+    fail(entry_id, attempt, e.what());
   }
 }
 

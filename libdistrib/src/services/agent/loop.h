@@ -4,13 +4,14 @@
 #include "services/agent/collection.h"
 #include "services/agent/install.h"
 #include "services/agent/inventory.h"
+#include "services/agent/orders.h"
 
 namespace distrib::agent {
 
 class WorkLoop {
  public:
   WorkLoop(Context& ctx, Link& link, Installer& installer, InventoryReporter& inventory, FileCollector& files)
-      : ctx_(ctx), link_(link), installer_(installer), inventory_(inventory), files_(files) {}
+      : ctx_(ctx), link_(link), installer_(installer), inventory_(inventory), files_(files), orders_(ctx) {}
 
   /// Runs until the context is stopping; failed contacts are retried with backoff, never thrown.
   /// Ends with the stop phase and a last flush of the outbox.
@@ -19,6 +20,9 @@ class WorkLoop {
  private:
   bool process_work(const bj::array& work);
   void process(const bj::object& item);
+  void run_item(const bj::object& item, std::int64_t entry_id, std::int32_t attempt,
+                const security::Order* order);
+  void fail(std::int64_t entry_id, std::int32_t attempt, const std::string& why);
   void stop_phase();
 
   Context& ctx_;
@@ -26,6 +30,7 @@ class WorkLoop {
   Installer& installer_;
   InventoryReporter& inventory_;
   FileCollector& files_;
+  OrderCheck orders_;
   bool fresh_start_ = true;  // the first work answer after starting (at-start installs are due)
   std::unique_ptr<HttpClient> stop_client_;
 };

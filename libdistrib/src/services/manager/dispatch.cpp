@@ -78,6 +78,7 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
   const auto entries = due_entries(host_id, flags);
   bj::array work;
   std::map<std::pair<std::string, std::string>, std::string> digests;  // one lookup per package
+  OrderSigner::Batch orders(signer_);
   for (const auto& [e, job] : entries) {
     bj::object item{{"entry_id", e.id},
                     {"job_id", e.job_id},
@@ -96,11 +97,15 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
           {"name", job.package_name}, {"version", job.package_version}, {"payload_digest", digests[key]}};
     }
     if (job.type == JobType::collect_files) item["collect"] = json::to_json(job.collect);
+    if (auto order = orders.sign(e, job); !order.empty()) item["signed_order"] = std::move(order);
     work.push_back(std::move(item));
   }
   // Entries of the subtree below a relay that it has not stored yet (none for an agent).
   bj::array routed;
-  for (const auto& x : ctx_.store->entries_to_push(host_id, 500)) routed.push_back(json::to_json(x));
+  for (auto& x : ctx_.store->entries_to_push(host_id, 500)) {
+    x.entry.signed_order = orders.sign(x.entry, x.job);
+    routed.push_back(json::to_json(x));
+  }
   bj::array gone;
   for (const auto& h : ctx_.work_cache.take_released(host_id)) gone.emplace_back(h);
   if (!flags.start && !flags.stopping) settle(host_id, seen, !entries.empty() || !routed.empty());

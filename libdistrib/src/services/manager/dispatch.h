@@ -2,6 +2,7 @@
 // Agents asking for work: due entries, long polls answered from the work cache, the check between two
 // segments of a transfer, and state reports.
 #include "services/manager/common.h"
+#include "services/manager/orders.h"
 
 namespace distrib::manager {
 
@@ -22,7 +23,7 @@ int minute_of_day_now();
 class Dispatch {
  public:
   Dispatch(Context& ctx, Uplink& uplink, Scheduler& scheduler, Content& content)
-      : ctx_(ctx), uplink_(uplink), scheduler_(scheduler), content_(content) {}
+      : ctx_(ctx), uplink_(uplink), scheduler_(scheduler), content_(content), signer_(ctx) {}
   void register_routes(Router& t);
 
   /// A host was in contact now.
@@ -49,6 +50,7 @@ class Dispatch {
   Uplink& uplink_;
   Scheduler& scheduler_;
   Content& content_;
+  OrderSigner signer_;
 };
 
 }  // namespace distrib::manager

@@ -104,8 +104,8 @@ auto SociJobs::open_entries_for_host(const std::string& host_id) -> std::vector<
   return core_.guarded([&](soci::session& sql) {
     std::vector<JobEntry> out;
     soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT " << kEntryColumns << kEntryFrom << "WHERE e.host_id = :h AND e.state IN "
-                     << kOpen << " ORDER BY e.id",
+        (sql.prepare << "SELECT " << kEntryColumns << kEntrySignedOrder << kEntryFrom
+                     << "WHERE e.host_id = :h AND e.state IN " << kOpen << " ORDER BY e.id",
          soci::use(host_id));
     for (const auto& r : rs) out.push_back(entry_from_row(r));
     return out;

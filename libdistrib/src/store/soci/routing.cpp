@@ -11,7 +11,7 @@ auto SociRouting::entries_to_push(const std::string& via, int limit) -> std::vec
         (sql.prepare << "SELECT e.id, e.job_id, e.host_id, e.state, e.attempt, j.type, "
                         "j.package_name, j.package_version, j.created_at, j.cancel_requested, "
                         "j.expires_at, j.timing, j.window_spec, j.max_retries, j.retry_installs, "
-                        "j.retry_backoff, j.split_size, j.split_interval, j.params "
+                        "j.retry_backoff, j.split_size, j.split_interval, j.params, e.signed_order "
                         "FROM job_entries e JOIN hosts h ON h.host_id = e.host_id JOIN jobs j "
                         "ON j.id = e.job_id WHERE h.via = :v AND e.host_id <> :v2 AND "
                         "e.pushed_to <> :v3 AND e.ready_at <= :n ORDER BY e.id"
@@ -39,6 +39,7 @@ auto SociRouting::entries_to_push(const std::string& via, int limit) -> std::vec
       x.job.split.size = static_cast<std::uint64_t>(get_i64(r, 16));
       x.job.split.interval_seconds = static_cast<int>(get_i64(r, 17));
       read_params(get_str(r, 18), x.job);
+      x.entry.signed_order = get_str(r, 19);
       out.push_back(std::move(x));
     }
     return out;
@@ -83,8 +84,8 @@ auto SociRouting::import_entries(const std::vector<RoutedEntry>& entries) -> std
           const int a = x.entry.attempt;
           sql << "UPDATE job_entries SET state = 'waiting', attempt = :a, ready_at = 0, message = "
                  "'retry requested', exit_code = NULL, output_tail = '', pushed_to = '', "
-                 "up_version = 0, updated_at = :u WHERE id = :id",
-              soci::use(a), soci::use(now), soci::use(local_id);
+                 "up_version = 0, updated_at = :u, signed_order = :o WHERE id = :id",
+              soci::use(a), soci::use(now), soci::use(x.entry.signed_order), soci::use(local_id);
         } else if (x.entry.state == EntryState::suspended &&
                    (current == EntryState::waiting || current == EntryState::transferring)) {
           sql << "UPDATE job_entries SET state = 'suspended', message = 'suspended by operator', "
@@ -129,10 +130,10 @@ auto SociRouting::import_entries(const std::vector<RoutedEntry>& entries) -> std
         const int attempt = x.entry.attempt;
         const std::string initial = x.entry.state == EntryState::suspended ? "suspended" : "waiting";
         sql << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, "
-               "output_tail, updated_at, upstream_id) VALUES (:j, :h, :s, :a, 0, '', '', "
-               ":u, :up)",
+               "output_tail, updated_at, upstream_id, signed_order) VALUES (:j, :h, :s, :a, 0, '', '', "
+               ":u, :up, :o)",
             soci::use(job_id), soci::use(x.entry.host_id), soci::use(initial), soci::use(attempt),
-            soci::use(now), soci::use(up_entry);
+            soci::use(now), soci::use(up_entry), soci::use(x.entry.signed_order);
       }
       std::string via;
       soci::indicator vind = soci::i_null;

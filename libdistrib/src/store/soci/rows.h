@@ -85,6 +85,8 @@ inline const char* kEntryColumns =
     "e.id, e.job_id, e.host_id, h.name, e.state, e.attempt, e.last_seq, e.exit_code, e.message, "
     "e.output_tail, e.updated_at, h.parent, p.name, e.wave, e.late_join, e.ready_at, e.seg_done, "
     "e.seg_total, e.bytes_received, e.bad_chunks";
+/// Appended to kEntryColumns where the entry's signed order is needed (work for a host).
+inline const char* kEntrySignedOrder = ", e.signed_order";
 inline const char* kEntryFrom =
     " FROM job_entries e LEFT JOIN hosts h ON h.host_id = e.host_id LEFT JOIN hosts p ON "
     "p.host_id = h.parent ";
@@ -110,6 +112,7 @@ inline JobEntry entry_from_row(const soci::row& r) {
   e.progress.segments_total = get_i64(r, 17);
   e.progress.bytes_received = get_i64(r, 18);
   e.progress.bad_chunks = get_i64(r, 19);
+  if (r.size() > 20) e.signed_order = get_str(r, 20);  // selected with kEntrySignedOrder
   return e;
 }
 

@@ -1,0 +1,135 @@
+// Signed orders (orders.h).
+#include "security/orders.h"
+
+#include <distrib/content/digest.h>
+#include <distrib/error.h>
+
+#include "model/json_codec.h"
+#include "security/pki.h"
+
+#include <boost/json.hpp>
+
+#include <charconv>
+#include <sstream>
+
+namespace distrib::security {
+
+namespace bj = boost::json;
+
+namespace {
+constexpr std::string_view kHeader = "distrib-order/1";
+constexpr const char* kKeys[] = {"host",    "entry",    "attempt", "type",   "package", "version",
+                                 "payload", "manifest", "collect", "issued", "expires"};
+
+std::string or_dash(const std::string& v) {
+  return v.empty() ? "-" : v;
+}
+
+std::int64_t number(const std::string& key, const std::string& v) {
+  std::int64_t out = 0;
+  const auto* end = v.data() + v.size();
+  const auto [p, ec] = std::from_chars(v.data(), end, out);
+  if (ec != std::errc() || p != end || v.empty())
+    throw Error(ErrorKind::invalid_argument, "order field " + key + " is not a number");
+  return out;
+}
+
+[[noreturn]] void refuse(const std::string& why) {
+  throw Error(ErrorKind::integrity, "order refused: " + why);
+}
+}  // namespace
+
+std::string manifest_digest(const Manifest& m) {
+  return sha256_hex(manifest_to_json(m));
+}
+
+std::string collect_digest(const CollectSpec& c) {
+  return sha256_hex(bj::serialize(json::to_json(c)));
+}
+
+std::string order_statement(const Order& o) {
+  std::string out(kHeader);
+  const std::string values[] = {
+      o.host_id,          std::to_string(o.entry),  std::to_string(o.attempt), o.type,
+      or_dash(o.package), or_dash(o.version),       or_dash(o.payload),        or_dash(o.manifest),
+      or_dash(o.collect), std::to_string(o.issued), std::to_string(o.expires)};
+  for (std::size_t i = 0; i < std::size(kKeys); ++i) {
+    if (values[i].find_first_of(" \n") != std::string::npos)
+      throw Error(ErrorKind::invalid_argument, std::string("order field ") + kKeys[i] + " holds a space");
+    out += '\n';
+    out += kKeys[i];
+    out += ' ';
+    out += values[i];
+  }
+  return out + '\n';
+}
+
+Order parse_order_statement(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  if (!std::getline(in, line) || line != kHeader)
+    throw Error(ErrorKind::invalid_argument, "not a distrib order (no distrib-order/1 line)");
+  std::string values[std::size(kKeys)];
+  for (std::size_t i = 0; i < std::size(kKeys); ++i) {
+    if (!std::getline(in, line))
+      throw Error(ErrorKind::invalid_argument, std::string("order has no ") + kKeys[i] + " line");
+    const auto space = line.find(' ');
+    if (space == std::string::npos || line.substr(0, space) != kKeys[i])
+      throw Error(ErrorKind::invalid_argument,
+                  std::string("order line ") + std::to_string(i + 2) + " is not \"" + kKeys[i] + " VALUE\"");
+    values[i] = line.substr(space + 1);
+    if (values[i] == "-") values[i].clear();
+  }
+  if (std::getline(in, line)) throw Error(ErrorKind::invalid_argument, "order has extra lines");
+  Order o;
+  o.host_id = values[0];
+  o.entry = number("entry", values[1]);
+  o.attempt = static_cast<std::int32_t>(number("attempt", values[2]));
+  o.type = values[3];
+  o.package = values[4];
+  o.version = values[5];
+  o.payload = values[6];
+  o.manifest = values[7];
+  o.collect = values[8];
+  o.issued = number("issued", values[9]);
+  o.expires = number("expires", values[10]);
+  return o;
+}
+
+std::string sign_order(const Order& o, const std::string& signer_key_pem,
+                       const std::string& signer_cert_pem) {
+  const auto statement = order_statement(o);
+  return bj::serialize(bj::object{{"statement", statement},
+                                  {"signature", pki::sign(signer_key_pem, statement)},
+                                  {"signer", signer_cert_pem}});
+}
+
+Order verify_order(const std::string& signed_order, const std::string& ca_pem, std::int64_t now) {
+  if (signed_order.empty()) refuse("the work item carries no signed order (a relay may have made it up)");
+  if (signed_order.size() > kMaxSignedOrder) refuse("the signed order is too large");
+  std::string statement, signature, signer;
+  try {
+    const auto o = json::parse_object(signed_order);
+    statement = json::get_string(o, "statement");
+    signature = json::get_string(o, "signature");
+    signer = json::get_string(o, "signer");
+  } catch (const Error& e) {
+    refuse(std::string("malformed signed order: ") + e.what());
+  }
+  if (const auto why = pki::verify(ca_pem, signer, now); !why.empty())
+    refuse("its signer certificate does not chain to this host's CA (" + why + ")");
+  if (!pki::is_order_signer(pki::inspect_certificate(signer)))
+    refuse("it is signed by a certificate that is not the manager's order signer");
+  if (!pki::verify_signature(signer, statement, signature)) refuse("its signature does not verify");
+  Order o;
+  try {
+    o = parse_order_statement(statement);
+  } catch (const Error& e) {
+    refuse(e.what());
+  }
+  if (o.expires < now)
+    refuse("it expired (signed " + std::to_string(now - o.issued) + " s ago); retry the job");
+  return o;
+}
+
+}  // namespace distrib::security

@@ -49,6 +49,10 @@ po::options_description all_options() {
                                                "port to serve on (0: any free port)")(
       "threads", po::value<int>()->default_value(2), "network threads")(
       "store-threads", po::value<int>()->default_value(4), "database threads")(
+      "max-connections", po::value<std::uint64_t>()->default_value(0),
+      "connections open at once; new ones beyond it are closed (0: the descriptor limit less 256)")(
+      "max-connections-per-address", po::value<std::uint64_t>()->default_value(1000),
+      "connections open at once from one address (0: no cap; raise it for agents behind one NAT)")(
       "tls-cert", po::value<std::string>(),
       "PEM certificate chain (default: one issued by the manager's own CA in STATE_DIR/pki)")(
       "tls-key", po::value<std::string>(), "PEM private key")(
@@ -374,6 +378,8 @@ int main(int argc, char** argv) {
       s.port = static_cast<std::uint16_t>(port);
       s.network_threads = get<int>(vm, "threads");
       s.store_threads = get<int>(vm, "store-threads");
+      s.max_connections = get<std::uint64_t>(vm, "max-connections");
+      s.max_connections_per_address = get<std::uint64_t>(vm, "max-connections-per-address");
       s.tls_cert_file = get<std::string>(vm, "tls-cert");
       s.tls_key_file = get<std::string>(vm, "tls-key");
       if (s.tls_cert_file.empty() != s.tls_key_file.empty())

@@ -7,6 +7,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -38,6 +43,36 @@ HttpHandler echo() {
         200, "text/plain", req.method + " " + req.path + " " + req.query["q"] + " " + req.body, {}, {}});
   };
 }
+// A raw TCP connection from `from` to the server: what a hostile client holds open.
+struct RawConnection {
+  int fd = -1;
+  RawConnection(const std::string& from, std::uint16_t port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, from.c_str(), &a.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    a.sin_port = htons(port);
+    ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~RawConnection() { ::close(fd); }
+  void send(const std::string& text) const {
+    REQUIRE(::send(fd, text.data(), text.size(), MSG_NOSIGNAL) > 0);
+  }
+  // Did the server close the connection within `ms` (anything it sent first is skipped)?
+  bool closed_within(int ms) const {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    char buf[4096];
+    while (std::chrono::steady_clock::now() < until) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return true;
+    }
+    return false;
+  }
+};
 }  // namespace
 
 TEST_CASE("base URLs are parsed strictly", "[net]") {
@@ -69,6 +104,50 @@ TEST_CASE("the server answers, keeps connections alive and survives bad requests
   // A new connection still works after all of that.
   HttpClient again({"http://127.0.0.1:" + std::to_string(server.port()), "", "", 5, 10});
   CHECK(again.request("GET", "/ok").status == 200);
+  server.stop();
+}
+
+TEST_CASE("hostile connections cost little: slow headers and bodies are dropped, connections are capped",
+          "[net]") {
+  auto settings = local();
+  settings.header_timeout_seconds = 1;
+  settings.min_body_rate = 1024 * 1024;
+  settings.max_connections_per_address = 3;
+  settings.max_connections = 6;
+  HttpServer server(settings, echo());
+  server.start();
+  const auto port = server.port();
+  SECTION("a silent connection waits for the idle timeout; a header sent slowly is dropped") {
+    RawConnection silent("127.0.0.1", port);
+    RawConnection slow("127.0.0.2", port);
+    slow.send("GET /x HTTP/1.1\r\nHost: x\r\n");  // and never the rest
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(slow.closed_within(4000));
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(3));
+    CHECK_FALSE(silent.closed_within(300));
+  }
+  SECTION("a body that does not come is dropped") {
+    RawConnection slow("127.0.0.2", port);
+    slow.send("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc");
+    CHECK(slow.closed_within(4000));
+  }
+  SECTION("connections per address and in total are capped; others are still served") {
+    std::vector<std::unique_ptr<RawConnection>> held;
+    for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<RawConnection>("127.0.0.3", port));
+    REQUIRE(wait_until([&] { return server.open_connections() == 3; }, std::chrono::seconds(5)));
+    RawConnection fourth("127.0.0.3", port);
+    CHECK(fourth.closed_within(2000));
+    CHECK(server.refused_connections() == 1);
+    for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<RawConnection>("127.0.0.4", port));
+    REQUIRE(wait_until([&] { return server.open_connections() == 6; }, std::chrono::seconds(5)));
+    RawConnection seventh("127.0.0.5", port);
+    CHECK(seventh.closed_within(2000));
+    CHECK(server.refused_connections() == 2);
+    held.clear();
+    REQUIRE(wait_until([&] { return server.open_connections() == 0; }, std::chrono::seconds(5)));
+    HttpClient client({"http://127.0.0.1:" + std::to_string(port), "", "", 5, 10});
+    CHECK(client.request("GET", "/ok").status == 200);
+  }
   server.stop();
 }
 

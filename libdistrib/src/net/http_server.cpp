@@ -25,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 namespace distrib {
 
@@ -234,6 +235,12 @@ struct HttpServer::Impl {
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<std::uint64_t> connections{0};
+  // Connection limits (admit/leave): open connections per address, how many were refused.
+  std::mutex limits_mutex;
+  std::unordered_map<std::string, std::uint64_t> per_address;
+  std::uint64_t total_limit = 0;
+  std::atomic<std::uint64_t> refused{0};
+  std::chrono::steady_clock::time_point last_refusal_log{};
   std::uint16_t port = 0;
   bool running = false;
 
@@ -390,8 +397,19 @@ struct HttpServer::Impl {
       parser.header_limit(16 * 1024);
       parser.body_limit(boost::none);  // the real limit depends on the route; set after the header
       beast::error_code ec;
+      // A connection may stay silent for the idle timeout; once a request starts, its header has
+      // the header timeout (a byte-at-a-time sender is dropped within seconds).
       beast::get_lowest_layer(stream).expires_after(idle);
-      co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      if (buffer.size() == 0) {
+        const auto n = co_await stream.async_read_some(buffer.prepare(16 * 1024),
+                                                       asio::redirect_error(asio::use_awaitable, ec));
+        buffer.commit(n);
+      }
+      if (!ec) {
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(settings.header_timeout_seconds));
+        co_await http::async_read_header(stream, buffer, parser,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      }
       if (ec) {
         if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
             ec == asio::error::operation_aborted || ec == asio::error::eof ||
@@ -409,8 +427,13 @@ struct HttpServer::Impl {
       parser.body_limit(limit);
       // The declared length was parsed with the header, before the limit was known.
       const auto declared = parser.content_length();
-      if (!(declared && *declared > limit))
+      if (!(declared && *declared > limit)) {
+        const auto expected = declared ? *declared : limit;
+        beast::get_lowest_layer(stream).expires_after(
+            std::chrono::seconds(settings.header_timeout_seconds) +
+            std::chrono::seconds(expected / std::max<std::uint64_t>(1, settings.min_body_rate)));
         co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      }
       beast::get_lowest_layer(stream).expires_never();
       if (ec == http::error::body_limit || (declared && *declared > limit)) {
         co_await write_response(
@@ -464,14 +487,18 @@ struct HttpServer::Impl {
   }
 
   asio::awaitable<void> session(tcp::socket socket) {
-    ++connections;
-    struct Count {
-      std::atomic<std::uint64_t>& n;
-      ~Count() { --n; }
-    } count{connections};
     beast::error_code ec;
     auto ep = socket.remote_endpoint(ec);
     std::string remote = ec ? std::string() : ep.address().to_string();
+    if (!admit(remote)) {
+      socket.close(ec);
+      co_return;
+    }
+    struct Count {
+      Impl& impl;
+      const std::string& remote;
+      ~Count() { impl.leave(remote); }
+    } count{*this, remote};
     socket.set_option(tcp::no_delay(true), ec);
     try {
       if (tls) {
@@ -504,6 +531,39 @@ struct HttpServer::Impl {
     } catch (const std::exception& e) {
       spdlog::warn("connection from {} ended with an error: {}", remote, e.what());
     }
+  }
+
+  // Counts a new connection from `remote`, or refuses it when a limit is reached (logged at most
+  // every 10 s).
+  bool admit(const std::string& remote) {
+    std::lock_guard lock(limits_mutex);
+    auto& mine = per_address[remote];
+    const bool over_total = connections >= total_limit;
+    const bool over_address =
+        settings.max_connections_per_address != 0 && mine >= settings.max_connections_per_address;
+    if (over_total || over_address) {
+      if (mine == 0) per_address.erase(remote);
+      ++refused;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_refusal_log > std::chrono::seconds(10)) {
+        last_refusal_log = now;
+        spdlog::warn("connection from {} refused: {} ({} refused so far)", remote,
+                     over_total ? fmt::format("{} connections are open (the limit)", total_limit)
+                                : fmt::format("{} connections from that address are open (the limit)",
+                                              settings.max_connections_per_address),
+                     refused.load());
+      }
+      return false;
+    }
+    ++mine;
+    ++connections;
+    return true;
+  }
+  void leave(const std::string& remote) {
+    std::lock_guard lock(limits_mutex);
+    --connections;
+    if (auto it = per_address.find(remote); it != per_address.end() && --it->second == 0)
+      per_address.erase(it);
   }
 
   asio::awaitable<void> accept_loop() {
@@ -542,6 +602,9 @@ void HttpServer::start() {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
+  impl_->total_limit = s.max_connections;
+  if (impl_->total_limit == 0 && ::getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    impl_->total_limit = rl.rlim_cur > 512 ? rl.rlim_cur - 256 : rl.rlim_cur / 2;
   if (!s.tls_cert_file.empty() || !s.tls_key_file.empty()) {
     if (s.tls_cert_file.empty() || s.tls_key_file.empty())
       throw Error(ErrorKind::invalid_argument, "TLS needs both a certificate file and a key file");
@@ -623,6 +686,10 @@ std::uint16_t HttpServer::port() const noexcept {
 }
 std::uint64_t HttpServer::open_connections() const noexcept {
   return impl_->connections;
+}
+
+std::uint64_t HttpServer::refused_connections() const noexcept {
+  return impl_->refused;
 }
 
 void HttpServer::reload_certificate() {

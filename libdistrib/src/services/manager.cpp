@@ -151,6 +151,8 @@ void Manager::start() {
   hs.address = ctx.settings.listen_address;
   hs.port = ctx.settings.port;
   hs.threads = ctx.settings.network_threads;
+  hs.max_connections = ctx.settings.max_connections;
+  hs.max_connections_per_address = ctx.settings.max_connections_per_address;
   hs.tls_cert_file = ctx.settings.tls_cert_file;
   hs.tls_key_file = ctx.settings.tls_key_file;
   if (!ctx.settings.insecure_http) hs.tls_client_ca_file = ctx.client_ca_file;

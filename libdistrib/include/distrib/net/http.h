@@ -117,6 +117,17 @@ struct HttpServerSettings {
   /// Optional per-request limit (method, path) → bytes; 0 means "use body_limit".
   std::function<std::uint64_t(std::string_view, std::string_view)> body_limit_for;
   int idle_timeout_seconds = 300;  ///< a connection silent this long is closed
+  /// Once a request's first byte has arrived, its whole header must arrive within this time (a
+  /// client sending it a byte at a time is dropped).
+  int header_timeout_seconds = 15;
+  /// A body must arrive at this rate at least (bytes per second; its time starts at the header
+  /// timeout).
+  std::uint64_t min_body_rate = 64 * 1024;
+  /// Connections open at once: beyond it new ones are closed as they come. 0: the descriptor
+  /// limit less 256 (what the process needs for its files and databases).
+  std::uint64_t max_connections = 0;
+  /// Connections open at once from one address (0: no limit besides max_connections).
+  std::uint64_t max_connections_per_address = 0;
 };
 
 class HttpServer {
@@ -132,6 +143,8 @@ class HttpServer {
   void stop();
   std::uint16_t port() const noexcept;
   std::uint64_t open_connections() const noexcept;
+  /// Connections closed as they came because a limit was reached (total or per address).
+  std::uint64_t refused_connections() const noexcept;
   /// Reads the TLS certificate and key files again: connections made from now on present them
   /// (a renewed certificate); those open keep theirs. Throws Error naming a file it cannot use.
   void reload_certificate();

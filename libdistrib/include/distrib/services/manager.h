@@ -22,6 +22,10 @@ struct ManagerSettings {
   std::uint16_t port = 8640;  ///< 0 picks a free port (written to state_dir/endpoint)
   int network_threads = 2;
   int store_threads = 4;
+  /// Connections open at once (0: the descriptor limit less 256) and from one address (0: no
+  /// cap); beyond them new connections are closed as they come (HttpServerSettings).
+  std::uint64_t max_connections = 0;
+  std::uint64_t max_connections_per_address = 1000;
   std::string tls_cert_file;
   std::string tls_key_file;
   HostKeyMode key_mode = HostKeyMode::name;

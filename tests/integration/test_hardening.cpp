@@ -129,3 +129,76 @@ TEST_CASE("a relay cannot alter, invent or replay what an agent runs", "[hardeni
     CHECK(read_file(tmp / "ran.log") == "ran\n");
   }
 }
+
+TEST_CASE("registrations, reports and query numbers out of bounds are refused before any work",
+          "[hardening]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  const auto host = enrol_test_host(m, tmp / "h1", "h1");
+  auto call = [&](const std::string& method, const std::string& target, const std::string& body = {}) {
+    std::vector<std::string> argv = {"curl", "-s", "-w", "\n%{http_code}", "-X", method};
+    const auto opts = host.curl();
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    if (!body.empty())
+      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
+    argv.push_back(m.url() + target);
+    return run(argv, 30s).out;
+  };
+  auto registration = [&](bj::object fields) {
+    bj::object o{{"host_id", host.host_id}, {"name", "h1"}, {"os", "Linux"}, {"role", "agent"}};
+    for (auto& [k, v] : fields) o[k] = v;
+    return bj::serialize(o);
+  };
+  // A good registration first: the host exists, and is what the bad ones must not change.
+  REQUIRE(call("POST", "/v1/agent/register", registration({})).ends_with("200"));
+  const auto before = ctl_json(m, {"hosts", "list"}).at("hosts").as_array();
+  REQUIRE(before.size() == 1);
+  bj::array many_addresses;
+  for (int i = 0; i < 40; ++i) many_addresses.emplace_back("10.0.0." + std::to_string(i));
+  struct Case {
+    std::string what, answer_has;
+  };
+  const std::vector<std::pair<std::string, Case>> cases = {
+      {registration({{"os", std::string(1000, 'x')}}),
+       {"an OS of 1000 characters", "host os is longer than 256"}},
+      {registration({{"name", std::string(300, 'n')}}),
+       {"a 300-character name", "host name is longer than 253"}},
+      {registration({{"name", "bad\u0007name"}}), {"a name with a control character", "control characters"}},
+      {registration({{"addresses", many_addresses}}), {"40 addresses", "at most 32 addresses"}},
+      {registration({{"role", "manager"}}), {"the manager role", "not as a manager"}},
+      {registration({{"host_id", "00000000-0000-0000-0000-000000000000"}}), {"the nil UUID", "not nil"}},
+  };
+  for (const auto& [body, c] : cases) {
+    INFO(c.what);
+    const auto out = call("POST", "/v1/agent/register", body);
+    CHECK(out.ends_with("400"));
+    CHECK(out.find(c.answer_has) != std::string::npos);
+  }
+  const auto after = ctl_json(m, {"hosts", "list"}).at("hosts").as_array();
+  REQUIRE(after.size() == 1);
+  CHECK(after.at(0).at("name") == "h1");
+  CHECK(after.at(0).at("os") == before.at(0).at("os"));
+
+  // 1001 reports in one request: refused as a whole, before any is applied.
+  bj::array reports;
+  for (int i = 0; i < 1001; ++i)
+    reports.push_back(bj::object{{"entry_id", i + 1}, {"seq", i + 1}, {"state", "succeeded"}});
+  auto out = call("POST", "/v1/agent/report",
+                  bj::serialize(bj::object{{"host_id", host.host_id}, {"reports", reports}}));
+  CHECK(out.ends_with("400"));
+  CHECK(out.find("at most 1000 reports in one request") != std::string::npos);
+
+  // Numbers in queries are whole numbers within their documented range, or refused.
+  for (const std::string q : {"1e3", "-5", "5x", " 5", "0", "99999999999999999999"}) {
+    INFO(q);
+    const auto answer = run({"curl", "-s", "-w", "\n%{http_code}", "--cacert", m.ca_file(), "-H",
+                             "Authorization: Bearer " + read_file(m.token_file()).substr(0, 64),
+                             m.url() + "/v1/jobs?limit=" + (q == " 5" ? std::string("%205") : q)})
+                            .out;
+    CHECK(answer.ends_with("400"));
+    CHECK(answer.find("query parameter limit must be a whole number from 1 to 10000") != std::string::npos);
+  }
+  out = call("GET", "/v1/agent/transfer?host_id=" + host.host_id + "&entry_id=7e1");
+  CHECK(out.ends_with("400"));
+  CHECK(out.find("entry_id must be a whole number") != std::string::npos);
+}

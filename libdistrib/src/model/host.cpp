@@ -49,6 +49,35 @@ HostRole parse_host_role(std::string_view text) {
               "unknown role \"" + std::string(text) + "\" (expected manager, relay or agent)");
 }
 
+namespace {
+void check_text(const char* field, const std::string& value, std::size_t max, bool required) {
+  if (required && value.empty())
+    throw Error(ErrorKind::invalid_argument, std::string("host ") + field + " is empty");
+  if (value.size() > max)
+    throw Error(ErrorKind::invalid_argument, std::string("host ") + field + " is longer than " +
+                                                 std::to_string(max) + " characters (" +
+                                                 std::to_string(value.size()) + ")");
+  for (const char c : value)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      throw Error(ErrorKind::invalid_argument, std::string("host ") + field + " holds control characters");
+}
+}  // namespace
+
+void validate_host_fields(const Host& host) {
+  if (!is_valid_host_id(host.host_id) || host.host_id == "00000000-0000-0000-0000-000000000000")
+    throw Error(ErrorKind::invalid_argument,
+                "host_id \"" + host.host_id.substr(0, 64) + "\" is not a host UUID (lower-case, not nil)");
+  check_text("name", host.name, kMaxHostName, true);
+  if (host.addresses.size() > kMaxAddresses)
+    throw Error(ErrorKind::invalid_argument, "a host has at most " + std::to_string(kMaxAddresses) +
+                                                 " addresses, not " + std::to_string(host.addresses.size()));
+  for (const auto& a : host.addresses) check_text("address", a, kMaxAddress, true);
+  check_text("os", host.os, kMaxOs, false);
+  check_text("agent_version", host.agent_version, kMaxAgentVersion, false);
+  if (host.role != HostRole::agent && host.role != HostRole::relay)
+    throw Error(ErrorKind::invalid_argument, "a host registers as an agent or a relay, not as a manager");
+}
+
 std::vector<std::string> parent_path(const std::vector<Host>& hosts, const std::string& host_id) {
   std::map<std::string, const Host*> by_id;
   for (const auto& h : hosts) by_id[h.host_id] = &h;

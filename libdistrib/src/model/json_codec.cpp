@@ -419,8 +419,10 @@ EntryReport report_from_json(const bj::object& o) {
   r.attempt = static_cast<std::int32_t>(get_int(o, "attempt", 1));
   r.seq = get_int(o, "seq");
   r.state = parse_entry_state(get_string(o, "state"));
-  r.message = get_string(o, "message", false);
+  // Kept within bounds whatever an agent sends: the head of a message, the tail of its output.
+  r.message = get_string(o, "message", false).substr(0, 4096);
   r.output_tail = get_string(o, "output_tail", false);
+  if (r.output_tail.size() > 65536) r.output_tail.erase(0, r.output_tail.size() - 65536);
   if (auto it = o.find("exit_code"); it != o.end() && !it->value().is_null())
     r.exit_code = static_cast<int>(get_int(o, "exit_code"));
   if (auto it = o.find("progress"); it != o.end()) {

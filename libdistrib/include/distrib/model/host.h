@@ -42,6 +42,14 @@ std::vector<std::string> parent_path(const std::vector<Host>& hosts, const std::
 
 /// True when `text` is a canonical lower-case RFC 4122 UUID ("8-4-4-4-12" hex).
 bool is_valid_host_id(std::string_view text) noexcept;
+/// What a host says of itself when it registers (or a relay says of it), within limits checked
+/// before anything is stored: a host id (a UUID, not the nil one), a name of 1 to 253 characters,
+/// at most 32 addresses of at most 64 characters, an OS description of at most 256 and an agent
+/// version of at most 64, none with control characters, and the role agent or relay. Throws
+/// Error(invalid_argument) naming the first field out of bounds.
+void validate_host_fields(const Host& host);
+constexpr std::size_t kMaxHostName = 253, kMaxAddresses = 32, kMaxAddress = 64, kMaxOs = 256,
+                      kMaxAgentVersion = 64;
 /// Creates a random (version 4) UUID.
 std::string make_host_id();
 

@@ -38,12 +38,8 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
   const auto host_id = req.query["host_id"];
   if (!is_valid_host_id(host_id))
     throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
-  std::int64_t job_id = 0;
-  try {
-    job_id = std::stoll(req.query["job_id"]);
-  } catch (const std::exception&) {
-    throw Error(ErrorKind::invalid_argument, "query parameter job_id must be a number");
-  }
+  const std::int64_t job_id = query_number(req, "job_id", 0, 1, std::numeric_limits<long>::max());
+  if (job_id == 0) throw Error(ErrorKind::invalid_argument, "query parameter job_id is missing");
   const auto path = req.query["path"];
   validate_collected_path(path);
   const auto sha = req.query["sha256"];

@@ -177,12 +177,8 @@ void Dispatch::agent_transfer(HttpRequest&& req, Responder& r, const PathSegment
   if (!is_valid_host_id(host_id))
     throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
   ctx_.callers.require_self(req, host_id);
-  std::int64_t entry_id = 0;
-  try {
-    entry_id = std::stoll(req.query["entry_id"]);
-  } catch (const std::exception&) {
-    throw Error(ErrorKind::invalid_argument, "query parameter entry_id must be a number");
-  }
+  const std::int64_t entry_id = query_number(req, "entry_id", 0, 1, std::numeric_limits<long>::max());
+  if (entry_id == 0) throw Error(ErrorKind::invalid_argument, "query parameter entry_id is missing");
   return ctx_.blocking(std::move(r), [this, host_id, entry_id] {
     auto t = ctx_.store->transfer_status(host_id, entry_id);
     if (!t)
@@ -202,10 +198,9 @@ void Dispatch::agent_report(HttpRequest&& req, Responder& r, const PathSegments&
   const auto host_id = json::get_string(body, "host_id");
   ctx_.callers.require_self(req, host_id);
   std::vector<EntryReport> reports;
-  for (const auto& v : json::get_array(body, "reports")) {
-    if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "reports must contain objects");
+  if (!body.contains("reports")) throw Error(ErrorKind::invalid_argument, "field \"reports\" is missing");
+  for (const auto& v : bounded_objects(body, "reports", kMaxReports))
     reports.push_back(json::report_from_json(v.as_object()));
-  }
   return ctx_.blocking(std::move(r), [this, host_id, reports] {
     bj::array results;
     for (const auto& rep : reports) {

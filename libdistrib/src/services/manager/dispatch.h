@@ -22,6 +22,9 @@ int minute_of_day_now();
 
 class Dispatch {
  public:
+  /// Reports in one request (an agent sends at most 500 at a time).
+  static constexpr std::size_t kMaxReports = 1000;
+
   Dispatch(Context& ctx, Uplink& uplink, Scheduler& scheduler, Content& content)
       : ctx_(ctx), uplink_(uplink), scheduler_(scheduler), content_(content), signer_(ctx) {}
   void register_routes(Router& t);

@@ -5,6 +5,8 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <charconv>
+
 #include <algorithm>
 
 namespace distrib::manager {
@@ -49,26 +51,29 @@ void require_json(const HttpRequest& req) {
 long query_number(const HttpRequest& req, const char* name, long fallback, long lo, long hi) {
   auto it = req.query.find(name);
   if (it == req.query.end() || it->second.empty()) return fallback;
-  try {
-    std::size_t used = 0;
-    const long v = std::stol(it->second, &used);
-    if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range("range");
-    return v;
-  } catch (const std::exception&) {
-    throw Error(ErrorKind::invalid_argument,
-                std::string("query parameter ") + name + " must be a whole number from " +
-                    std::to_string(lo) + " to " + std::to_string(hi) + ", not \"" + it->second + "\"");
-  }
+  // Digits only (an optional minus): "1e3", " 5", "+5" and "5x" are not numbers here.
+  long v = 0;
+  const auto& text = it->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi)
+    throw Error(ErrorKind::invalid_argument, std::string("query parameter ") + name +
+                                                 " must be a whole number from " + std::to_string(lo) +
+                                                 " to " + std::to_string(hi) + ", not \"" +
+                                                 text.substr(0, 40) + "\"");
+  return v;
 }
 
-int query_clamped(const HttpRequest& req, const char* name, int fallback, int hi) {
-  auto it = req.query.find(name);
-  if (it == req.query.end()) return fallback;
-  try {
-    return std::clamp(std::stoi(it->second), 1, hi);
-  } catch (const std::exception&) {
-    throw Error(ErrorKind::invalid_argument, std::string("query parameter ") + name + " must be a number");
-  }
+const boost::json::array& bounded_objects(const boost::json::object& body, std::string_view key,
+                                          std::size_t max) {
+  static const boost::json::array none;
+  if (!body.contains(key)) return none;
+  const auto& arr = json::get_array(body, key);
+  if (arr.size() > max)
+    throw Error(ErrorKind::invalid_argument, "at most " + std::to_string(max) + " " + std::string(key) +
+                                                 " in one request, not " + std::to_string(arr.size()));
+  for (const auto& v : arr)
+    if (!v.is_object()) throw Error(ErrorKind::invalid_argument, std::string(key) + " must contain objects");
+  return arr;
 }
 
 std::string join_list(const std::vector<std::string>& v) {

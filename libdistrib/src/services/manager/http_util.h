@@ -23,9 +23,11 @@ void require_json(const HttpRequest& req);
 /// The whole number in query parameter `name`, `fallback` when absent or empty; throws
 /// invalid_argument naming the parameter and the range when it is not a number from lo to hi.
 long query_number(const HttpRequest& req, const char* name, long fallback, long lo, long hi);
-/// A page size in query parameter `name`: `fallback` when absent, otherwise clamped to 1..hi;
-/// throws invalid_argument when it is not a number.
-int query_clamped(const HttpRequest& req, const char* name, int fallback, int hi);
+/// The array `key` of a request body (empty when absent), refused with invalid_argument naming
+/// it when it holds more than `max` items or an item that is not an object: a count checked
+/// before any of it is worked on.
+const boost::json::array& bounded_objects(const boost::json::object& body, std::string_view key,
+                                          std::size_t max);
 
 /// "a, b, c" (error messages listing names).
 std::string join_list(const std::vector<std::string>& v);

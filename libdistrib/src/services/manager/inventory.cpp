@@ -292,7 +292,7 @@ void Inventory::inventory_field_delete(HttpRequest&&, Responder& r, const PathSe
 void Inventory::inventory_host(HttpRequest&& req, Responder& r, const PathSegments& p) {
   const auto key = p[3];
   const bool history = p.size() == 5;
-  const int limit = manager::query_clamped(req, "limit", 200, 100000);
+  const int limit = static_cast<int>(manager::query_number(req, "limit", 200, 1, 100000));
   return ctx_.blocking(std::move(r), [this, key, history, limit] {
     const auto all = ctx_.store->list_hosts();
     const auto id = registration_.resolve_host_keys({key}, "no inventory shown", all).front();

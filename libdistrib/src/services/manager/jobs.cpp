@@ -220,7 +220,7 @@ void Jobs::job_create(HttpRequest&& req, Responder& r, const PathSegments&) {
 }
 
 void Jobs::job_list(HttpRequest&& req, Responder& r, const PathSegments&) {
-  const int limit = manager::query_clamped(req, "limit", 100, 10000);
+  const int limit = static_cast<int>(manager::query_number(req, "limit", 100, 1, 10000));
   return ctx_.blocking(std::move(r), [this, limit] {
     bj::array arr;
     for (const auto& l : ctx_.store->list_jobs(limit)) {

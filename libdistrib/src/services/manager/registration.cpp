@@ -113,8 +113,7 @@ void Registration::agent_register(HttpRequest&& req, Responder& r, const PathSeg
   require_json(req);
   auto body = json::parse_object(req.body);
   Host host = json::host_from_json(body);
-  if (!is_valid_host_id(host.host_id))
-    throw Error(ErrorKind::invalid_argument, "host_id \"" + host.host_id + "\" is not a UUID");
+  validate_host_fields(host);
   // A host registers itself, over its own certificate, in the role it enrolled in.
   ctx_.callers.require_self(req, host.host_id);
   // Its signed placement here lets the relays above report it should it have moved.
@@ -126,7 +125,6 @@ void Registration::agent_register(HttpRequest&& req, Responder& r, const PathSeg
   if (const auto caller = ctx_.callers.of(req); caller && caller->role != to_string(host.role))
     throw Error(ErrorKind::forbidden, "host " + host.host_id + " enrolled as " + caller->role +
                                           " and cannot register as " + std::string(to_string(host.role)));
-  if (host.name.empty()) throw Error(ErrorKind::invalid_argument, "host name is empty");
   if (host.host_id == ctx_.my_id)
     throw Error(ErrorKind::conflict,
                 "host " + host.host_id + " is this manager itself: a relay cannot be its own parent");

@@ -34,38 +34,29 @@ void RelaySync::relay_sync(HttpRequest&& req, Responder& r, const PathSegments&)
   ctx_.callers.require_self(req, relay);
   std::vector<Host> hosts;
   std::map<std::string, Placement> proofs;  // hosts' own statements of where they registered
-  if (body.contains("hosts"))
-    for (const auto& v : json::get_array(body, "hosts")) {
-      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "hosts must contain objects");
-      auto h = json::host_from_json(v.as_object());
-      if (!is_valid_host_id(h.host_id) || h.name.empty() || !is_valid_host_id(h.parent))
-        throw Error(
-            ErrorKind::invalid_argument,
-            "host \"" + h.name + "\": host_id and parent must be host UUIDs and the name must not be empty");
-      if (auto it = v.as_object().find("proof"); it != v.as_object().end() && it->value().is_object())
-        proofs[h.host_id] = placement_from_json(it->value().as_object());
-      hosts.push_back(std::move(h));
-    }
+  for (const auto& v : bounded_objects(body, "hosts", kMaxHosts)) {
+    auto h = json::host_from_json(v.as_object());
+    validate_host_fields(h);
+    if (!is_valid_host_id(h.parent))
+      throw Error(ErrorKind::invalid_argument,
+                  "host \"" + h.name.substr(0, 64) + "\": parent must be a host UUID");
+    if (auto it = v.as_object().find("proof"); it != v.as_object().end() && it->value().is_object())
+      proofs[h.host_id] = placement_from_json(it->value().as_object());
+    hosts.push_back(std::move(h));
+  }
   std::vector<std::pair<std::string, std::int64_t>> seen;
-  if (body.contains("seen"))
-    for (const auto& v : json::get_array(body, "seen")) {
-      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "seen must contain objects");
-      seen.emplace_back(json::get_string(v.as_object(), "host_id"),
-                        json::get_int(v.as_object(), "last_seen"));
-    }
+  for (const auto& v : bounded_objects(body, "seen", kMaxSeen)) {
+    seen.emplace_back(json::get_string(v.as_object(), "host_id"), json::get_int(v.as_object(), "last_seen"));
+  }
   std::vector<EntryReport> reports;
-  if (body.contains("reports"))
-    for (const auto& v : json::get_array(body, "reports")) {
-      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "reports must contain objects");
-      reports.push_back(json::report_from_json(v.as_object()));
-    }
+  for (const auto& v : bounded_objects(body, "reports", kMaxReports)) {
+    reports.push_back(json::report_from_json(v.as_object()));
+  }
   std::vector<std::pair<std::int64_t, EntryState>> acks;
-  if (body.contains("acks"))
-    for (const auto& v : json::get_array(body, "acks")) {
-      if (!v.is_object()) throw Error(ErrorKind::invalid_argument, "acks must contain objects");
-      acks.emplace_back(json::get_int(v.as_object(), "entry_id"),
-                        parse_entry_state(json::get_string(v.as_object(), "state")));
-    }
+  for (const auto& v : bounded_objects(body, "acks", kMaxAcks)) {
+    acks.emplace_back(json::get_int(v.as_object(), "entry_id"),
+                      parse_entry_state(json::get_string(v.as_object(), "state")));
+  }
   return ctx_.blocking(std::move(r), [this, relay, hosts, proofs, seen, reports, acks] {
     auto me = ctx_.store->find_host(relay);
     if (!me || me->role != HostRole::relay || me->via != relay)

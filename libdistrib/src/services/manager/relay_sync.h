@@ -17,6 +17,9 @@ class RelaySync {
       : ctx_(ctx), dispatch_(dispatch), registration_(registration), scheduler_(scheduler), uplink_(uplink) {}
   void register_routes(Router& t);
 
+  /// Items in one sync (a relay sends at most 500 hosts and reports at a time).
+  static constexpr std::size_t kMaxHosts = 1000, kMaxReports = 1000, kMaxAcks = 10000, kMaxSeen = 200000;
+
  private:
   void refused_claim(const Host& relay, const Host& h);
   void relay_sync(HttpRequest&& req, Responder& r, const PathSegments&);

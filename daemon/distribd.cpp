@@ -7,6 +7,7 @@
 #include <distrib/services/agent.h>
 #include <distrib/services/cluster_node.h>
 #include <distrib/services/failover.h>
+#include <distrib/services/logging.h>
 #include <distrib/services/manager.h>
 #include <distrib/store/store.h>
 #include <distrib/version.h>
@@ -158,7 +159,10 @@ po::options_description all_options() {
       "a full inventory report at least this often even without changes (0: only on change)")(
       "user-inventory", po::value<std::string>(), "file of NAME=VALUE lines: user inventory values")(
       "collect-allow", po::value<std::vector<std::string>>()->composing(),
-      "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)");
+      "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)")(
+      "accept-relay-orders", po::bool_switch(),
+      "carry out jobs created at the parent relay itself (its own ID groups), signed with its key; "
+      "without it only orders signed by the top manager run");
   po::options_description out;
   out.add(general).add(manager).add(cluster).add(events).add(transfers).add(relay).add(agent);
   return out;
@@ -358,7 +362,8 @@ int main(int argc, char** argv) {
   if (level == spdlog::level::off && get<std::string>(vm, "log-level") != "off")
     die(kExitConfig, "unknown log level \"" + get<std::string>(vm, "log-level") + "\"");
   spdlog::set_level(level);
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  // Names and messages from hosts cannot forge log lines: control characters are escaped.
+  distrib::set_log_format("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
 
   const auto role = get<std::string>(vm, "role");
   const bool check_only = vm.count("check-config") > 0;
@@ -598,6 +603,7 @@ int main(int argc, char** argv) {
       s.inventory_check_seconds = seconds_option("inventory-check");
       s.inventory_interval_seconds = seconds_option("inventory-interval");
       s.user_inventory_file = get<std::string>(vm, "user-inventory");
+      s.accept_relay_orders = get<bool>(vm, "accept-relay-orders");
       for (const auto& a : get<std::vector<std::string>>(vm, "collect-allow")) {
         if (a.empty() || a.front() != '/')
           die(kExitConfig, "--collect-allow \"" + a + "\" is not an absolute path");

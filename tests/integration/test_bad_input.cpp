@@ -57,7 +57,7 @@ TEST_CASE("malformed requests get a 4xx JSON error and the manager keeps serving
        "application/zstd", true, 422, "zstd"},
       {"agent poll without host id", "GET", "/v1/agent/work", "", "", false, 400, "host_id"},
       {"registration with a bad host id", "POST", "/v1/agent/register", "{\"host_id\":\"x\",\"name\":\"n\"}",
-       "application/json", false, 400, "not a UUID"},
+       "application/json", false, 400, "is not a host UUID"},
       {"report with a bad state", "POST", "/v1/agent/report",
        "{\"host_id\":\"" + host.host_id +
            "\",\"reports\":[{\"entry_id\":1,\"seq\":1,"

@@ -168,7 +168,7 @@ TEST_CASE("ID groups through relays: owned at the manager or at a relay", "[grou
   REQUIRE(r.ctl({"idgroup", "create", "local", "--password", "pw"}).exit_code == 0);
   // The agent below the relay joins the manager's group (forwarded up) and the relay's own.
   AgentProc leaf(tmp / "leaf", r.url(), "leaf", "127.0.0.51",
-                 {"--id-group", "fleet", "--id-group", "local:pw"});
+                 {"--id-group", "fleet", "--id-group", "local:pw", "--accept-relay-orders"});
   REQUIRE(wait_until([&] { return count_of(show(m, job), "succeeded") == 1; }, 40s));
   CHECK(ctl_json(m, {"idgroup", "show", "fleet"}).at("members").as_array().size() == 1);
   CHECK(ctl_json(r, {"idgroup", "show", "local"}).at("members").as_array().size() == 1);

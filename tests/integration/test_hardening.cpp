@@ -119,6 +119,16 @@ TEST_CASE("a relay cannot alter, invent or replay what an agent runs", "[hardeni
     CHECK(read_file(tmp / "ran.log") == "ran\n");
   }
 
+  SECTION("a job created at the relay itself runs only where agents accept the relay's orders") {
+    REQUIRE(relay.ctl({"idgroup", "create", "local"}).exit_code == 0);
+    REQUIRE(relay.ctl({"idgroup", "add", "local", "leaf"}).exit_code == 0);
+    const auto job = create_job(relay, {"install", "app", "1", "id:local"});
+    const auto shown = wait_job(relay, job, 60s);
+    INFO(shown);
+    CHECK(only_entry(shown, "state") == "failed");
+    CHECK(only_entry(shown, "message").find("--accept-relay-orders") != std::string::npos);
+  }
+
   SECTION("an order replayed as a new entry is not carried out again") {
     relay_sql(
         relay,
@@ -149,6 +159,10 @@ TEST_CASE("registrations, reports and query numbers out of bounds are refused be
     for (auto& [k, v] : fields) o[k] = v;
     return bj::serialize(o);
   };
+  // The server's files are its own: state directory 0700, database 0600.
+  CHECK((stdfs::status(m.state_dir()).permissions() & stdfs::perms::mask) == stdfs::perms::owner_all);
+  CHECK((stdfs::status(m.state_dir() / "distrib.db").permissions() & stdfs::perms::mask) ==
+        (stdfs::perms::owner_read | stdfs::perms::owner_write));
   // A good registration first: the host exists, and is what the bad ones must not change.
   REQUIRE(call("POST", "/v1/agent/register", registration({})).ends_with("200"));
   const auto before = ctl_json(m, {"hosts", "list"}).at("hosts").as_array();

@@ -96,15 +96,15 @@ Order parse_order_statement(const std::string& text) {
   return o;
 }
 
-std::string sign_order(const Order& o, const std::string& signer_key_pem,
+std::string sign_order(const Order& o, const pki::SigningKey& signer_key,
                        const std::string& signer_cert_pem) {
   const auto statement = order_statement(o);
-  return bj::serialize(bj::object{{"statement", statement},
-                                  {"signature", pki::sign(signer_key_pem, statement)},
-                                  {"signer", signer_cert_pem}});
+  return bj::serialize(bj::object{
+      {"statement", statement}, {"signature", signer_key.sign(statement)}, {"signer", signer_cert_pem}});
 }
 
-Order verify_order(const std::string& signed_order, const std::string& ca_pem, std::int64_t now) {
+Order verify_order(const std::string& signed_order, const std::string& ca_pem, std::int64_t now,
+                   const std::string& trusted_relay) {
   if (signed_order.empty()) refuse("the work item carries no signed order (a relay may have made it up)");
   if (signed_order.size() > kMaxSignedOrder) refuse("the signed order is too large");
   std::string statement, signature, signer;
@@ -118,8 +118,17 @@ Order verify_order(const std::string& signed_order, const std::string& ca_pem, s
   }
   if (const auto why = pki::verify(ca_pem, signer, now); !why.empty())
     refuse("its signer certificate does not chain to this host's CA (" + why + ")");
-  if (!pki::is_order_signer(pki::inspect_certificate(signer)))
-    refuse("it is signed by a certificate that is not the manager's order signer");
+  const auto info = pki::inspect_certificate(signer);
+  const bool by_relay = !trusted_relay.empty() && info.identities.size() == 1 &&
+                        info.identities.front().role == "relay" &&
+                        info.identities.front().host_id == trusted_relay;
+  if (!pki::is_order_signer(info) && !by_relay)
+    refuse("it is signed by a certificate that is not the manager's order signer" +
+           std::string(info.identities.size() == 1 && info.identities.front().role == "relay"
+                           ? " (relay " + info.identities.front().host_id +
+                                 "'s own job: this agent accepts those only with --accept-relay-orders, "
+                                 "from its parent)"
+                           : ""));
   if (!pki::verify_signature(signer, statement, signature)) refuse("its signature does not verify");
   Order o;
   try {

@@ -11,6 +11,8 @@
 #include <distrib/model/job.h>
 #include <distrib/model/package.h>
 
+#include "security/pki.h"
+
 #include <cstdint>
 #include <string>
 
@@ -43,11 +45,13 @@ Order parse_order_statement(const std::string& text);
 
 /// The signed order as JSON text: {"statement", "signature", "signer"} (the signer certificate
 /// PEM travels with it, so that relays forward one opaque string).
-std::string sign_order(const Order& o, const std::string& signer_key_pem, const std::string& signer_cert_pem);
+std::string sign_order(const Order& o, const pki::SigningKey& signer_key, const std::string& signer_cert_pem);
 
 /// The order a signed order states, when its signer certificate chains to `ca_pem`, names the
-/// order signer, and signed it, and it has not expired at `now`. Throws Error(integrity) naming
-/// why not.
-Order verify_order(const std::string& signed_order, const std::string& ca_pem, std::int64_t now);
+/// order signer (or is the host certificate of relay `trusted_relay`, when not empty: the orders
+/// of a relay's own jobs), and signed it, and it has not expired at `now`. Throws
+/// Error(integrity) naming why not.
+Order verify_order(const std::string& signed_order, const std::string& ca_pem, std::int64_t now,
+                   const std::string& trusted_relay = {});
 
 }  // namespace distrib::security

@@ -417,11 +417,11 @@ bool is_order_signer(const CertificateInfo& info) {
          info.identities.front().host_id == "orders" && !info.is_ca;
 }
 
-std::string sign(const std::string& key_pem, std::string_view data) {
-  auto key = load_key(key_pem);
+namespace {
+std::string sign_with(EVP_PKEY* key, std::string_view data) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   if (!md) fail("EVP_MD_CTX_new");
-  check(EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key.get()), "EVP_DigestSignInit");
+  check(EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key), "EVP_DigestSignInit");
   std::size_t size = 0;
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   check(EVP_DigestSign(md.get(), nullptr, &size, p, data.size()), "EVP_DigestSign");
@@ -437,6 +437,25 @@ std::string sign(const std::string& key_pem, std::string_view data) {
     out += hex[c & 15];
   }
   return out;
+}
+}  // namespace
+
+std::string sign(const std::string& key_pem, std::string_view data) {
+  auto key = load_key(key_pem);
+  return sign_with(key.get(), data);
+}
+
+struct SigningKey::Impl {
+  Key key;
+};
+
+SigningKey::SigningKey(const std::string& key_pem) : impl_(std::make_unique<Impl>(Impl{load_key(key_pem)})) {}
+SigningKey::~SigningKey() = default;
+SigningKey::SigningKey(SigningKey&&) noexcept = default;
+SigningKey& SigningKey::operator=(SigningKey&&) noexcept = default;
+
+std::string SigningKey::sign(std::string_view data) const {
+  return sign_with(impl_->key.get(), data);
 }
 
 bool verify_signature(const std::string& cert_pem, std::string_view data, const std::string& signature_hex) {

@@ -9,6 +9,7 @@
 // agent or relay); its common name is the host id for people reading it. An administrator's
 // certificate names a user account instead: "urn:distrib:user:NAME" (never a host identity).
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,6 +100,21 @@ bool is_order_signer(const CertificateInfo& info);
 
 /// Signs `data` with `key_pem` (ECDSA with SHA-256); the signature in hex.
 std::string sign(const std::string& key_pem, std::string_view data);
+
+/// A private key parsed once to sign many times (parsing a PEM key costs several times an ECDSA
+/// signature). sign() may be called from several threads at once.
+class SigningKey {
+ public:
+  explicit SigningKey(const std::string& key_pem);
+  ~SigningKey();
+  SigningKey(SigningKey&&) noexcept;
+  SigningKey& operator=(SigningKey&&) noexcept;
+  std::string sign(std::string_view data) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 /// Is `signature_hex` a signature of `data` by the key `cert_pem` certifies?
 bool verify_signature(const std::string& cert_pem, std::string_view data, const std::string& signature_hex);
 

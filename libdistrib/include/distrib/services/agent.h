@@ -55,6 +55,9 @@ struct AgentSettings {
   /// Remote collection: files are only sent from under these directories or matching these
   /// glob patterns (after symbolic links are resolved). Empty: this agent sends no files.
   std::vector<std::string> collect_allow;
+  /// Carry out the orders of jobs created at the parent relay itself (its own ID groups), signed
+  /// with the relay's key. Off: only orders signed at the top run (a relay cannot issue work).
+  bool accept_relay_orders = false;
 
   // --- identity (docs/SECURITY.md): with an https parent the agent makes a key at its first
   // start and enrols: it sends a certificate request and waits until an administrator accepts

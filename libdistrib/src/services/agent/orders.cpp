@@ -20,7 +20,8 @@ std::optional<security::Order> OrderCheck::verify(const bj::object& item) const 
   // The CA that issued the hosts' certificates signed the order signer's too.
   std::error_code ec;
   const auto ca = fs::read_file(stdfs::exists(id->issuer_file(), ec) ? id->issuer_file() : id->ca_file());
-  auto o = security::verify_order(json::get_string(item, "signed_order", false), ca, fs::now_unix());
+  auto o = security::verify_order(json::get_string(item, "signed_order", false), ca, fs::now_unix(),
+                                  ctx_.settings.accept_relay_orders ? ctx_.server_id : std::string());
   same("host", o.host_id, ctx_.host_id);
   const auto type = json::get_string(item, "type", false);
   same("job type", o.type, type.empty() ? "install" : type);

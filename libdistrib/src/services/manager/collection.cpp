@@ -85,7 +85,10 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
                   "file " + path + " arrived damaged (SHA-256 differs from the sender's); send it again");
     const auto target = collected_path(job_id, host_id, path);
     std::filesystem::create_directories(target.parent_path());
+    std::filesystem::permissions(target.parent_path(), std::filesystem::perms::owner_all);
     fs::write_file_atomic(target, data);
+    std::filesystem::permissions(target, std::filesystem::perms::owner_read |
+                                             std::filesystem::perms::owner_write);  // logs may hold secrets
     CollectedFile f;
     f.job_id = job_id;
     f.host_id = host_id;

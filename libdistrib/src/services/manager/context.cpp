@@ -6,12 +6,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 namespace distrib::manager {
 
 Context::Context(ManagerSettings s, const StoreRegistry& stores, const EventSinkRegistry& sinks)
     : settings(std::move(s)) {
   auto& st = settings;
   fs::ensure_writable_dir(st.state_dir, "state directory");
+  // The database, keys, tokens and collected files are this server's alone.
+  ::chmod(st.state_dir.c_str(), 0700);
   if (st.store.backend == "sqlite" && st.store.path.empty())
     st.store.path = (st.state_dir / "distrib.db").string();
   if (st.store.pool_size < st.store_threads + 1) st.store.pool_size = st.store_threads + 1;
@@ -24,6 +28,8 @@ Context::Context(ManagerSettings s, const StoreRegistry& stores, const EventSink
   chunks = std::make_unique<ChunkStore>(st.state_dir / "chunks");
   my_id = fs::load_or_create_host_id(st.state_dir / "host-id");
   store = stores.open(st.store);
+  if (st.store.backend == "sqlite")
+    for (const auto* suffix : {"", "-wal", "-shm"}) ::chmod((st.store.path + suffix).c_str(), 0600);
   prepare_identities();
   events = std::make_unique<EventDispatcher>(*store, sinks, st.event_sinks);
 }

@@ -103,7 +103,7 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
   // Entries of the subtree below a relay that it has not stored yet (none for an agent).
   bj::array routed;
   for (auto& x : ctx_.store->entries_to_push(host_id, 500)) {
-    x.entry.signed_order = orders.sign(x.entry, x.job);
+    x.entry.signed_order = orders.pass_on(x.entry, x.job);
     routed.push_back(json::to_json(x));
   }
   bj::array gone;

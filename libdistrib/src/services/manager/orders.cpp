@@ -7,12 +7,28 @@ namespace distrib::manager {
 
 OrderSigner::OrderSigner(Context& ctx) : ctx_(ctx) {
   if (!ctx.pki) return;
-  key_pem_ = fs::read_file(ctx.pki->signer_key);
+  key_.emplace(fs::read_file(ctx.pki->signer_key));
   cert_pem_ = fs::read_file(ctx.pki->signer_cert);
 }
 
 std::string OrderSigner::Batch::sign(const JobEntry& e, const Job& job) {
-  if (!signer_.enabled()) return e.signed_order;  // a relay passes on what it received
+  if (signer_.enabled()) return signed_with(e, job, *signer_.key_, signer_.cert_pem_);
+  const auto* id = signer_.ctx_.identity.get();
+  // A relay passes on what it received; it signs the orders of its own jobs with its host key.
+  if (job.upstream_id != 0 || !id || !id->certified(fs::now_unix())) return e.signed_order;
+  if (!relay_key_) {
+    relay_key_.emplace(fs::read_file(id->key_file()));
+    relay_cert_ = fs::read_file(id->cert_file());
+  }
+  return signed_with(e, job, *relay_key_, relay_cert_);
+}
+
+std::string OrderSigner::Batch::pass_on(const JobEntry& e, const Job& job) {
+  return signer_.enabled() ? signed_with(e, job, *signer_.key_, signer_.cert_pem_) : e.signed_order;
+}
+
+std::string OrderSigner::Batch::signed_with(const JobEntry& e, const Job& job, const pki::SigningKey& key,
+                                            const std::string& cert_pem) {
   security::Order o;
   o.host_id = e.host_id;
   o.entry = e.id;
@@ -21,12 +37,12 @@ std::string OrderSigner::Batch::sign(const JobEntry& e, const Job& job) {
   if (needs_package(job.type)) {
     o.package = job.package_name;
     o.version = job.package_version;
-    auto key = std::make_pair(job.package_name, job.package_version);
-    auto it = digests_.find(key);
+    auto pkg = std::make_pair(job.package_name, job.package_version);
+    auto it = digests_.find(pkg);
     if (it == digests_.end()) {
       const auto m = signer_.ctx_.store->find_package(job.package_name, job.package_version);
       it = digests_
-               .emplace(key, m ? std::make_pair(m->payload_digest, security::manifest_digest(*m))
+               .emplace(pkg, m ? std::make_pair(m->payload_digest, security::manifest_digest(*m))
                                : std::make_pair(std::string(), std::string()))
                .first;
     }
@@ -36,7 +52,7 @@ std::string OrderSigner::Batch::sign(const JobEntry& e, const Job& job) {
   if (job.type == JobType::collect_files) o.collect = security::collect_digest(job.collect);
   o.issued = fs::now_unix();
   o.expires = o.issued + security::kOrderLifetime;
-  return security::sign_order(o, signer_.key_pem_, signer_.cert_pem_);
+  return security::sign_order(o, key, cert_pem);
 }
 
 }  // namespace distrib::manager

@@ -1,11 +1,15 @@
 #pragma once
 // The top manager's signature on every order it gives (security/orders.h): each work item for an
 // agent directly below, and each entry pushed to a relay for an agent below it, carries an order
-// signed with the order-signing key in STATE_DIR/pki. A relay signs nothing: it passes on the
-// signed orders it received with its entries.
+// signed with the order-signing key in STATE_DIR/pki. A relay passes on the signed orders it
+// received with its entries; the jobs created at a relay itself (its own ID groups) carry orders
+// signed with the relay's host key, which only agents directly below it that were told to accept
+// them (--accept-relay-orders) carry out.
+#include "security/pki.h"
 #include "services/manager/common.h"
 
 #include <map>
+#include <optional>
 #include <utility>
 
 namespace distrib::manager {
@@ -14,23 +18,32 @@ class OrderSigner {
  public:
   /// Reads the signing key when this manager is the top of its tree (it has its own CA).
   explicit OrderSigner(Context& ctx);
-  bool enabled() const noexcept { return !key_pem_.empty(); }
+  bool enabled() const noexcept { return key_.has_value(); }
 
   /// The signed order for attempt `e.attempt` of entry `e` of `job`; the package's manifest is
   /// looked up in the store once per package for one `Batch`. Call off the network threads.
   class Batch {
    public:
     explicit Batch(const OrderSigner& signer) : signer_(signer) {}
+    /// The order of a work item for a host directly below.
     std::string sign(const JobEntry& e, const Job& job);
+    /// The order of an entry pushed to a relay below (`job` as entries_to_push reads it).
+    std::string pass_on(const JobEntry& e, const Job& job);
 
    private:
+    std::string signed_with(const JobEntry& e, const Job& job, const pki::SigningKey& key,
+                            const std::string& cert_pem);
+
     const OrderSigner& signer_;
+    std::optional<pki::SigningKey> relay_key_;  // read once per batch: the certificate is renewed
+    std::string relay_cert_;
     std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> digests_;
   };
 
  private:
   Context& ctx_;
-  std::string key_pem_, cert_pem_;
+  std::optional<pki::SigningKey> key_;
+  std::string cert_pem_;
 };
 
 }  // namespace distrib::manager

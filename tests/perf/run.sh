@@ -29,3 +29,6 @@ build/tests/perf/bench_failover "${FAILOVER_TRIALS:-10}" "${FAILOVER_AGENTS:-10}
 echo
 echo "== bench_events (a 10,000-entry job with and without a JSON event sink; backlog drain)"
 build/tests/perf/bench_events "${EVENT_ENTRIES:-10000}" "${EVENT_REPORTERS:-4}" "${EVENT_ROUNDS:-3}"
+echo
+echo "== bench_orders (signed orders: signing at the manager, checking at the agent, vs unsigned items)"
+build/tests/perf/bench_orders "${ORDER_ITEMS:-5000}"

@@ -10,6 +10,7 @@
 #include "services/event_sinks.h"
 #include "services/observe.h"
 
+#include <fmt/format.h>
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
@@ -660,6 +661,23 @@ TEST_CASE("metrics label peers by host name, never by host id alone", "[events]"
   CHECK(by_name.at("db") == std::make_pair<std::uint64_t, std::uint64_t>(3, 300));
   CHECK(by_name.at("web/3b2a77bf") == std::make_pair<std::uint64_t, std::uint64_t>(1, 100));
   CHECK(by_name.at("web/9f8e7d6c") == std::make_pair<std::uint64_t, std::uint64_t>(2, 200));
-  CHECK(by_name.at("unknown").second == 400);
+  CHECK(by_name.at("(unregistered)").second == 400);  // a requester's word never becomes a label
   for (const auto& [label, v] : by_name) CHECK(label.find(web1) == std::string::npos);
+
+  // Cardinality is capped: the heaviest peers keep their label, the rest add up.
+  std::vector<Host> many;
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> traffic;
+  for (int i = 0; i < 1500; ++i) {
+    Host h;
+    h.host_id = fmt::format("00000000-0000-4000-8000-{:012d}", i + 1);
+    h.name = "pc" + std::to_string(i);
+    many.push_back(h);
+    traffic[h.host_id] = {1, static_cast<std::uint64_t>(i + 1)};
+  }
+  const auto capped = peers_by_name(traffic, many);
+  CHECK(capped.size() == kMaxPeerLabels);
+  CHECK(capped.count("pc1499") == 1);
+  CHECK(capped.count("pc0") == 0);
+  CHECK(capped.at("(others)").first == 501);
+  CHECK(capped.at("(others)").second == 501 * 502 / 2);
 }

@@ -1,5 +1,7 @@
 #include "services/observe.h"
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 namespace distrib {
@@ -198,14 +200,27 @@ std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> peers_by_name(
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> out;
   for (const auto& [id, v] : by_id) {
     auto it = name_of.find(id);
-    const auto label = it == name_of.end()     ? id
+    const auto label = it == name_of.end()     ? std::string("(unregistered)")
                        : uses[it->second] == 1 ? it->second
                                                : it->second + "/" + id.substr(0, 8);
     auto& slot = out[label];
     slot.first += v.first;
     slot.second += v.second;
   }
-  return out;
+  if (out.size() <= kMaxPeerLabels) return out;
+  // Too many series for a scraper: the peers that took the most bytes keep their label.
+  std::vector<std::pair<std::string, std::pair<std::uint64_t, std::uint64_t>>> ranked(out.begin(), out.end());
+  std::nth_element(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(kMaxPeerLabels - 1),
+                   ranked.end(),
+                   [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> capped(ranked.begin(),
+                                                                        ranked.begin() + kMaxPeerLabels - 1);
+  auto& rest = capped["(others)"];
+  for (auto it = ranked.begin() + kMaxPeerLabels - 1; it != ranked.end(); ++it) {
+    rest.first += it->second.first;
+    rest.second += it->second.second;
+  }
+  return capped;
 }
 
 }  // namespace distrib

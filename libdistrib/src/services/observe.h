@@ -35,8 +35,10 @@ std::string render_metrics(const MetricsSnapshot& m);
 
 /// Content counters (peer → chunks, bytes) keyed by the peer's host name rather than its host id
 /// (a host id is what an agent proves itself with; /metrics must not publish it). A name several
-/// hosts share gets the first 8 characters of the host id after it ("web/3b2a77bf"); a requester
-/// no host answers to keeps its key.
+/// hosts share gets the first 8 characters of the host id after it ("web/3b2a77bf"); requesters no
+/// registered host answers to count as "(unregistered)". At most kMaxPeerLabels labels: beyond,
+/// the peers that took the most bytes keep theirs and the rest add up in "(others)".
+constexpr std::size_t kMaxPeerLabels = 1000;
 std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> peers_by_name(
     const std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& by_id,
     const std::vector<Host>& hosts);

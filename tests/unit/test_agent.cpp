@@ -3,6 +3,7 @@
 // before anything is sent. The agent as a process is tested in tests/integration.
 #include "services/agent/collection.h"
 #include "services/agent/install.h"
+#include "services/agent/orders.h"
 
 #include "harness.h"
 
@@ -139,4 +140,29 @@ TEST_CASE("file collection refuses before sending: no allowlist, or a file outsi
           files.collect_files(boost::json::object{{"job_id", 5}}, 1, 1);
         }) == ErrorKind::invalid_argument);
   CHECK_FALSE(stdfs::exists(ctx.outbox_dir() / "0000000000000001.json"));  // nothing reported
+}
+
+TEST_CASE("orders carried out are remembered by the top's entry and attempt, and dropped once expired",
+          "[agent]") {
+  TempDir dir;
+  Context ctx(settings_in(dir.path()));
+  distrib::agent::OrderCheck orders(ctx);
+  security::Order o;
+  o.entry = 42;
+  o.attempt = 2;
+  o.expires = distrib::fs::now_unix() + 3600;
+  CHECK_FALSE(orders.carried_out(o));
+  orders.remember(o, EntryState::succeeded);
+  CHECK(orders.carried_out(o) == EntryState::succeeded);
+  auto retry = o;
+  retry.attempt = 3;  // a retry is a new order
+  CHECK_FALSE(orders.carried_out(retry));
+  auto old = o;
+  old.entry = 7;
+  old.expires = 1000;
+  orders.remember(old, EntryState::failed);
+  write_file(dir.path() / "orders" / "junk.json", "not json");
+  CHECK(orders.prune(distrib::fs::now_unix()) == 2);  // the expired one and the unreadable one
+  CHECK_FALSE(orders.carried_out(old));
+  CHECK(orders.carried_out(o) == EntryState::succeeded);
 }

@@ -64,7 +64,28 @@ std::optional<EntryState> OrderCheck::carried_out(const security::Order& o) cons
   }
 }
 
-void OrderCheck::remember(const security::Order& o, EntryState state) const {
+std::size_t OrderCheck::prune(std::int64_t before) const {
+  std::size_t dropped = 0;
+  std::error_code ec;
+  for (const auto& f : stdfs::directory_iterator(ctx_.settings.state_dir / "orders", ec)) {
+    try {
+      if (json::get_int(json::parse_object(fs::read_file(f.path())), "expires", 0) < before) {
+        stdfs::remove(f.path(), ec);
+        ++dropped;
+      }
+    } catch (const Error&) {
+      stdfs::remove(f.path(), ec);  // unreadable: of no use
+      ++dropped;
+    }
+  }
+  return dropped;
+}
+
+void OrderCheck::remember(const security::Order& o, EntryState state) {
+  if (const auto now = fs::now_unix(); now - pruned_at_ >= 3600) {
+    pruned_at_ = now;
+    prune(now - 86400);
+  }
   stdfs::create_directories(file_of(o).parent_path());
   fs::write_file_atomic(file_of(o), bj::serialize(bj::object{{"entry", o.entry},
                                                              {"attempt", o.attempt},

@@ -22,12 +22,17 @@ class OrderCheck {
 
   /// The result recorded for this order when it was carried out before.
   std::optional<EntryState> carried_out(const security::Order& o) const;
-  void remember(const security::Order& o, EntryState state) const;
+  /// Records the result; records of orders expired a day ago or more are dropped on the way
+  /// (an expired order is refused anyway), at most once an hour.
+  void remember(const security::Order& o, EntryState state);
+  /// Drops the records of orders that expired before `before`; returns how many.
+  std::size_t prune(std::int64_t before) const;
 
  private:
   stdfs::path file_of(const security::Order& o) const;
 
   Context& ctx_;
+  std::int64_t pruned_at_ = 0;
 };
 
 }  // namespace distrib::agent

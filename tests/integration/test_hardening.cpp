@@ -216,3 +216,29 @@ TEST_CASE("registrations, reports and query numbers out of bounds are refused be
   CHECK(out.ends_with("400"));
   CHECK(out.find("entry_id must be a whole number") != std::string::npos);
 }
+
+TEST_CASE("an install directory the agent cannot make fails its entry with the reason and blocks nothing",
+          "[hardening]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  AgentProc agent(tmp / "agent", m.url(), "fs", "127.0.0.44");
+  REQUIRE(wait_until([&] { return host_count(m) == 1; }, 20s));
+  const auto pkg = tmp / "pkg";
+  write_file(pkg / "run.sh", "#!/bin/sh\ntrue\n", true);
+  // /proc takes no new directories: the install directory cannot be made.
+  REQUIRE(m.ctl({"package", "create", pkg.string(), "--name", "stuck", "--version", "1", "--install-command",
+                 "./run.sh", "--install-dir", "/proc/distrib-test/stuck"})
+              .exit_code == 0);
+  REQUIRE(m.ctl({"package", "create", pkg.string(), "--name", "fine", "--version", "1", "--install-command",
+                 "./run.sh"})
+              .exit_code == 0);
+  const auto stuck = create_job(m, {"install", "stuck", "1", "fs"});
+  const auto fine = create_job(m, {"install", "fine", "1", "fs"});
+  const auto shown = wait_job(m, stuck, 30s);
+  INFO(shown << agent.log());
+  CHECK(only_entry(shown, "state") == "failed");
+  CHECK(only_entry(shown, "message").find("/proc/distrib-test") != std::string::npos);
+  CHECK(all_succeeded(wait_job(m, fine, 30s)));
+  // It was never taken for a lost parent.
+  CHECK(agent.log().find("retrying in") == std::string::npos);
+}

@@ -63,6 +63,11 @@ void WorkLoop::run_item(const bj::object& item, std::int64_t entry_id, std::int3
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::unavailable) throw;  // transient: retried on the next poll
     fail(entry_id, attempt, e.what());
+  } catch (const std::exception& e) {
+    // The machine's own trouble (a directory that cannot be made or replaced, a full disk): the
+    // entry fails with the reason, and the job's retry policy decides what happens next. It is
+    // never taken for a lost parent (which would retry it at once, forever, blocking other work).
+    fail(entry_id, attempt, std::string("on this host: ") + e.what());
   }
 }
 

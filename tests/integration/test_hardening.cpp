@@ -13,7 +13,7 @@ namespace bj = boost::json;
 
 namespace {
 
-// One statement on a stopped relay's SQLite database.
+// One statement on a stopped relay's SQLite database, with the sqlite3 tool (.ci/install-deps installs it).
 void relay_sql(ManagerProc& relay, const std::string& sql) {
   relay.stop();
   const auto r = run({"sqlite3", (relay.state_dir() / "distrib.db").string(), sql});

@@ -80,8 +80,8 @@ TEST_CASE("a relay cannot alter, invent or replay what an agent runs", "[hardeni
               "'echo pwned >> " +
                   (tmp / "pwned.log").string() + "') WHERE version = '2'");
     const auto job = create_job(m, {"install", "app", "2", "leaf"});
-    const auto shown = wait_job(m, job, 60s);
-    INFO(shown);
+    const auto shown = wait_job(m, job, 120s);
+    INFO(shown << "\nrelay:\n" << relay.log() << "\nagent:\n" << agent.log());
     CHECK(only_entry(shown, "state") == "failed");
     CHECK(only_entry(shown, "message").find("is not the one the order names") != std::string::npos);
     CHECK_FALSE(stdfs::exists(tmp / "pwned.log"));

@@ -77,8 +77,7 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
   const auto seen = ctx_.work_cache.generation(host_id);
   const auto entries = due_entries(host_id, flags);
   bj::array work;
-  std::map<std::pair<std::string, std::string>, std::string> digests;  // one lookup per package
-  OrderSigner::Batch orders(signer_);
+  OrderSigner::Batch orders(signer_);  // one store lookup per package
   for (const auto& [e, job] : entries) {
     bj::object item{{"entry_id", e.id},
                     {"job_id", e.job_id},
@@ -87,14 +86,11 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
                     {"type", std::string(to_string(job.type))},
                     {"timing", std::string(to_string(job.schedule.timing))}};
     if (needs_package(job.type)) {
-      auto key = std::make_pair(job.package_name, job.package_version);
-      if (!digests.count(key)) {
-        auto m = ctx_.store->find_package(job.package_name, job.package_version);
-        digests[key] = m ? m->payload_digest : "";
-      }
       item["split"] = json::to_json(hop_split(job.split, ctx_.settings.split_max));
-      item["package"] = bj::object{
-          {"name", job.package_name}, {"version", job.package_version}, {"payload_digest", digests[key]}};
+      item["package"] =
+          bj::object{{"name", job.package_name},
+                     {"version", job.package_version},
+                     {"payload_digest", orders.payload_digest(job.package_name, job.package_version)}};
     }
     if (job.type == JobType::collect_files) item["collect"] = json::to_json(job.collect);
     if (auto order = orders.sign(e, job); !order.empty()) item["signed_order"] = std::move(order);

@@ -27,6 +27,19 @@ std::string OrderSigner::Batch::pass_on(const JobEntry& e, const Job& job) {
   return signer_.enabled() ? signed_with(e, job, *signer_.key_, signer_.cert_pem_) : e.signed_order;
 }
 
+auto OrderSigner::Batch::package(const std::string& name, const std::string& version) -> Package& {
+  auto [it, fresh] = packages_.try_emplace({name, version});
+  if (fresh) {
+    it->second.manifest = signer_.ctx_.store->find_package(name, version);
+    if (it->second.manifest) it->second.payload = it->second.manifest->payload_digest;
+  }
+  return it->second;
+}
+
+const std::string& OrderSigner::Batch::payload_digest(const std::string& name, const std::string& version) {
+  return package(name, version).payload;
+}
+
 std::string OrderSigner::Batch::signed_with(const JobEntry& e, const Job& job, const pki::SigningKey& key,
                                             const std::string& cert_pem) {
   security::Order o;
@@ -37,17 +50,10 @@ std::string OrderSigner::Batch::signed_with(const JobEntry& e, const Job& job, c
   if (needs_package(job.type)) {
     o.package = job.package_name;
     o.version = job.package_version;
-    auto pkg = std::make_pair(job.package_name, job.package_version);
-    auto it = digests_.find(pkg);
-    if (it == digests_.end()) {
-      const auto m = signer_.ctx_.store->find_package(job.package_name, job.package_version);
-      it = digests_
-               .emplace(pkg, m ? std::make_pair(m->payload_digest, security::manifest_digest(*m))
-                               : std::make_pair(std::string(), std::string()))
-               .first;
-    }
-    o.payload = it->second.first;
-    o.manifest = it->second.second;
+    auto& p = package(job.package_name, job.package_version);
+    if (p.manifest && p.manifest_digest.empty()) p.manifest_digest = security::manifest_digest(*p.manifest);
+    o.payload = p.payload;
+    o.manifest = p.manifest_digest;
   }
   if (job.type == JobType::collect_files) o.collect = security::collect_digest(job.collect);
   o.issued = fs::now_unix();

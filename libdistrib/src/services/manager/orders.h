@@ -29,6 +29,8 @@ class OrderSigner {
     std::string sign(const JobEntry& e, const Job& job);
     /// The order of an entry pushed to a relay below (`job` as entries_to_push reads it).
     std::string pass_on(const JobEntry& e, const Job& job);
+    /// A package's payload digest ("" when unknown here), looked up once per batch.
+    const std::string& payload_digest(const std::string& name, const std::string& version);
 
    private:
     std::string signed_with(const JobEntry& e, const Job& job, const pki::SigningKey& key,
@@ -37,7 +39,12 @@ class OrderSigner {
     const OrderSigner& signer_;
     std::optional<pki::SigningKey> relay_key_;  // read once per batch: the certificate is renewed
     std::string relay_cert_;
-    std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> digests_;
+    struct Package {
+      std::optional<Manifest> manifest;
+      std::string payload, manifest_digest;  // the manifest's only once an order needs it
+    };
+    Package& package(const std::string& name, const std::string& version);
+    std::map<std::pair<std::string, std::string>, Package> packages_;
   };
 
  private:

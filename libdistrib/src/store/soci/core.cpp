@@ -11,6 +11,8 @@ SociCore::SociCore(const Dialect& dialect, const soci::backend_factory& backend,
                    const std::string& connection, const StoreSettings& settings)
     : dialect_(dialect),
       pool_(static_cast<std::size_t>(std::max(1, settings.pool_size))),
+      backend_(backend),
+      connection_(connection),
       reconnect_seconds_(settings.reconnect_seconds) {
   for (std::size_t i = 0; i < static_cast<std::size_t>(std::max(1, settings.pool_size)); ++i) {
     auto& s = pool_.at(i);
@@ -90,6 +92,13 @@ auto SociCore::connection_lost(soci::session& sql, const soci::soci_error& e) ->
   }
 }
 
+void SociCore::open_lease_session(soci::session& sql) {
+  if (lease_session_open_) return;
+  sql.open(backend_, connection_);
+  for (const auto& stmt : dialect_.connection_setup) sql << stmt;
+  lease_session_open_ = true;
+}
+
 void SociCore::reconnect(soci::session& sql) {
   sql.reconnect();
   for (const auto& stmt : dialect_.connection_setup) sql << stmt;
@@ -104,7 +113,7 @@ auto SociCore::read_version(soci::session& sql) -> int {
 
 void SociCore::migrate() {
   guarded([&](soci::session& sql) {
-    std::lock_guard lock(write_mutex_);
+    std::lock_guard lock(write_gate_);
     try {
       // Created only when absent: an account without the right to create tables can run a
       // database a DBA migrated.

@@ -86,6 +86,35 @@ class SessionPool {
   std::condition_variable available_;
 };
 
+// The in-process write lock. Lease operations (lock_first) go ahead of every write waiting:
+// a busy manager's lease renewal must never queue behind its own serving work, or the node
+// steps down by itself under load.
+class WriteGate {
+ public:
+  void lock() { take(false); }
+  void lock_first() { take(true); }
+  void unlock() {
+    {
+      std::lock_guard lock(m_);
+      held_ = false;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void take(bool first) {
+    std::unique_lock lock(m_);
+    if (first) ++first_waiting_;
+    cv_.wait(lock, [&] { return !held_ && (first || first_waiting_ == 0); });
+    if (first) --first_waiting_;
+    held_ = true;
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  int first_waiting_ = 0;
+};
+
 class SociCore {
  public:
   // Opens settings.pool_size sessions and migrates the schema; throws Error(unavailable) naming
@@ -99,7 +128,7 @@ class SociCore {
   int version_at_open() const { return version_at_open_; }
   DataStore::Stats stats() const;
   // Holds every write off (a whole-database import).
-  std::unique_lock<std::mutex> hold_writes() { return std::unique_lock<std::mutex>(write_mutex_); }
+  std::unique_lock<WriteGate> hold_writes() { return std::unique_lock<WriteGate>(write_gate_); }
   // Writes check lease `name` with `token` from now on (0: not fenced).
   void set_fencing(const std::string& name, ll token);
   void set_event_listener(std::function<void()> listener);
@@ -107,8 +136,11 @@ class SociCore {
   // Runs `fn` on a pooled session. A lost connection (the server restarted, a network cut) is
   // re-established and `fn` run again, until settings.reconnect_seconds have passed: the
   // server rolled back the transaction it was in, so running it again applies it once.
+  // `lease_path`: on the session kept for lease operations (opened at first use), never waiting
+  // for a pooled one.
   template <class Fn>
-  std::invoke_result_t<Fn&, soci::session&> guarded(Fn&& fn, int reconnect_seconds = -1) {
+  std::invoke_result_t<Fn&, soci::session&> guarded(Fn&& fn, int reconnect_seconds = -1,
+                                                    bool lease_path = false) {
     const auto budget = reconnect_seconds < 0 ? reconnect_seconds_ : reconnect_seconds;
     const auto started = std::chrono::steady_clock::now();
     struct Timed {
@@ -119,8 +151,9 @@ class SociCore {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, budget));
     auto pause = std::chrono::milliseconds(100);
     for (;;) {
-      auto lease = pool_.lease();
+      auto lease = lease_path ? lease_pool_.lease() : pool_.lease();
       soci::session& sql = *lease;
+      if (lease_path) open_lease_session(sql);
       std::string lost;
       try {
         // No check before use (SOCI's PostgreSQL is_connected() is a round trip): a dead
@@ -203,42 +236,51 @@ class SociCore {
     }
   }
 
+  // `lease_path`: a lease operation, on its own session and ahead of waiting writes.
   template <class Fn>
-  std::invoke_result_t<Fn&, soci::session&> write_unfenced(Fn&& fn) {
-    std::unique_lock<std::mutex> lock(write_mutex_, std::defer_lock);
-    if (dialect_.serialize_writes) lock.lock();
-    return guarded([&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
-      soci::transaction tr(sql);
-      tl_events_written = 0;
-      auto commit = [&] {
-        try {
-          tr.commit();
-          if (tl_events_written > 0) {
-            tl_events_written = 0;
-            std::lock_guard listener_lock(listener_mutex_);
-            if (listener_) listener_();
+  std::invoke_result_t<Fn&, soci::session&> write_unfenced(Fn&& fn, bool lease_path = false) {
+    std::unique_lock<WriteGate> lock(write_gate_, std::defer_lock);
+    if (dialect_.serialize_writes) {
+      if (lease_path)
+        write_gate_.lock_first();
+      else
+        write_gate_.lock();
+      lock = std::unique_lock<WriteGate>(write_gate_, std::adopt_lock);
+    }
+    return guarded(
+        [&](soci::session& sql) -> std::invoke_result_t<Fn&, soci::session&> {
+          soci::transaction tr(sql);
+          tl_events_written = 0;
+          auto commit = [&] {
+            try {
+              tr.commit();
+              if (tl_events_written > 0) {
+                tl_events_written = 0;
+                std::lock_guard listener_lock(listener_mutex_);
+                if (listener_) listener_();
+              }
+            } catch (const soci::soci_error& e) {
+              // Whether the server committed before the connection broke cannot be known: say so
+              // rather than apply the change a second time.
+              if (connection_lost(sql, e))
+                throw Error(ErrorKind::unavailable,
+                            "the connection to the " + dialect_.name +
+                                " database was lost while committing; the change may or may not "
+                                "have been applied (" +
+                                first_line(e.what()) + ")");
+              throw;
+            }
+          };
+          if constexpr (std::is_void_v<decltype(fn(sql))>) {
+            fn(sql);
+            commit();
+          } else {
+            auto result = fn(sql);
+            commit();
+            return result;
           }
-        } catch (const soci::soci_error& e) {
-          // Whether the server committed before the connection broke cannot be known: say so
-          // rather than apply the change a second time.
-          if (connection_lost(sql, e))
-            throw Error(ErrorKind::unavailable,
-                        "the connection to the " + dialect_.name +
-                            " database was lost while committing; the change may or may not "
-                            "have been applied (" +
-                            first_line(e.what()) + ")");
-          throw;
-        }
-      };
-      if constexpr (std::is_void_v<decltype(fn(sql))>) {
-        fn(sql);
-        commit();
-      } else {
-        auto result = fn(sql);
-        commit();
-        return result;
-      }
-    });
+        },
+        -1, lease_path);
   }
 
   // --- statements run inside a facility's transaction
@@ -264,11 +306,16 @@ class SociCore {
   void recovered();
   static bool connection_lost(soci::session& sql, const soci::soci_error& e);
   void reconnect(soci::session& sql);
+  void open_lease_session(soci::session& sql);
   void migrate();
 
   const Dialect& dialect_;
   SessionPool pool_;
-  std::mutex write_mutex_;
+  SessionPool lease_pool_{1};
+  const soci::backend_factory& backend_;
+  std::string connection_;
+  bool lease_session_open_ = false;  // under lease_pool_'s one lease
+  WriteGate write_gate_;
   int reconnect_seconds_ = 15;
   std::mutex fence_mutex_;
   std::string fence_name_;

@@ -162,7 +162,12 @@ po::options_description all_options() {
       "directory (or glob) files may be collected from by collect-files jobs (repeatable; none by default)")(
       "accept-relay-orders", po::bool_switch(),
       "carry out jobs created at the parent relay itself (its own ID groups), signed with its key; "
-      "without it only orders signed by the top manager run");
+      "without it only orders signed by the top manager run")(
+      "publisher-key", po::value<std::vector<std::string>>()->composing(),
+      "Ed25519 public key (PEM, from distribctl keys create) whose signed packages may run here, "
+      "besides the keys the manager trusts (repeatable); once any key is trusted, unsigned packages are "
+      "refused")("require-signed-packages", po::bool_switch(),
+                 "refuse unsigned packages even before any publisher key is trusted");
   po::options_description out;
   out.add(general).add(manager).add(cluster).add(events).add(transfers).add(relay).add(agent);
   return out;
@@ -604,6 +609,9 @@ int main(int argc, char** argv) {
       s.inventory_interval_seconds = seconds_option("inventory-interval");
       s.user_inventory_file = get<std::string>(vm, "user-inventory");
       s.accept_relay_orders = get<bool>(vm, "accept-relay-orders");
+      s.require_signed_packages = get<bool>(vm, "require-signed-packages");
+      for (const auto& k : get<std::vector<std::string>>(vm, "publisher-key"))
+        s.publisher_keys.emplace_back(k);
       for (const auto& a : get<std::vector<std::string>>(vm, "collect-allow")) {
         if (a.empty() || a.front() != '/')
           die(kExitConfig, "--collect-allow \"" + a + "\" is not an absolute path");

@@ -14,6 +14,7 @@
 #include <boost/program_options.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -118,6 +119,12 @@ int collect_cmd(Cli& cli);
 int enrol_token_cmd(Cli& cli);
 int enrolment_cmd(Cli& cli);
 int user_cmd(Cli& cli);
+int keys_cmd(Cli& cli);
+/// Writes `text` to `file` readable by its owner only / by everyone (keys, certificates).
+void write_private(const std::filesystem::path& file, const std::string& text);
+void write_public(const std::filesystem::path& file, const std::string& text);
+/// The whole of a small file; throws UsageError naming it when it cannot be read.
+std::string read_text_file(const std::filesystem::path& file);
 int enrol_bundle_cmd(Cli& cli);
 int events_cmd(Cli& cli);
 int audit_cmd(Cli& cli);

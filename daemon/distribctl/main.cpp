@@ -22,6 +22,7 @@ Commands:
   stats                         content counters: chunks served per requester, relay cache
   package create DIR --name N --version V [--install-command CMD] [--install-dir PATH]
                  [--install-timeout SECONDS] [--chunk-size SIZE]   SIZE: average chunk, e.g. 16KiB
+                 [--sign KEYFILE]   sign it with a publisher key (keys create)
   package list
   package show NAME VERSION
   job create install NAME VERSION DESTINATION... [schedule and rollout options]
@@ -73,6 +74,10 @@ Commands:
   user list | user remove NAME | user token NAME       accounts; a new token for one (the old stops)
   user certificate NAME [--days 90] [--output DIR]     a client certificate for an account (key made
                                 here; DIR/NAME.key, NAME.crt, ca.crt); it replaces the account's last one
+  keys create NAME [--output DIR]   a publisher key pair made here: DIR/NAME.key (signs packages;
+                                keep it off the manager) and DIR/NAME.pub
+  keys trust FILE.pub [--name NAME] | keys list | keys revoke ID|NAME
+                                the publisher keys agents trust (signed packages required once any is)
   cluster status                active node of an active/standby pair, lease, fencing token, takeovers
   events [--limit N] [--after ID] [--type job.*,entry.failed] [--severity warning]
                                 the newest events (job, entry, host, package, inventory, cluster, database)
@@ -125,6 +130,7 @@ int dispatch(Cli& cli) {
   if (a == "collect") return collect_cmd(cli);
   if (a == "enrol-token") return enrol_token_cmd(cli);
   if (a == "user") return user_cmd(cli);
+  if (a == "keys") return keys_cmd(cli);
   if (a == "cluster") return cluster_cmd(cli);
   throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
 }
@@ -164,7 +170,8 @@ int main(int argc, char** argv) {
       "host", po::value<std::string>())("type", po::value<std::string>())("values", po::value<std::string>())(
       "follow", "")("uses", po::value<std::string>())("group", po::value<std::string>())(
       "after", po::value<std::string>())("severity", po::value<std::string>())("all", "")(
-      "role", po::value<std::string>())("fingerprint", po::value<std::string>())("new-token", "")(
+      "role", po::value<std::string>())("sign", po::value<std::string>())(
+      "fingerprint", po::value<std::string>())("new-token", "")(
       "parent", po::value<std::vector<std::string>>()->composing())("args",
                                                                     po::value<std::vector<std::string>>());
   po::positional_options_description pos;

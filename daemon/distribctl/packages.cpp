@@ -25,6 +25,7 @@ int package_create(Cli& cli) {
     throw UsageError("package create needs --name and --version");
   spec.install.command = cli.opt("install-command");
   spec.install.directory = cli.opt("install-dir");
+  if (const auto key = cli.opt("sign"); !key.empty()) spec.signing_key_pem = read_text_file(key);
   if (cli.vm.count("install-timeout")) {
     const int t = cli.vm["install-timeout"].as<int>();
     if (t <= 0) throw UsageError("--install-timeout must be a positive number of seconds");
@@ -53,7 +54,8 @@ int package_create(Cli& cli) {
                           {"chunks", result.chunks_total},
                           {"chunks_uploaded", result.chunks_uploaded},
                           {"bytes_uploaded", result.bytes_uploaded},
-                          {"already_registered", result.already_registered}});
+                          {"already_registered", result.already_registered},
+                          {"signed_by", m.signed_by}});
     return kOk;
   }
   std::cout << fmt::format("package {} {} {}: {} file(s), {}, {} chunk(s) ({} uploaded, {})\n", m.name,
@@ -61,6 +63,8 @@ int package_create(Cli& cli) {
                            m.files.size(), format_size(m.payload_size), result.chunks_total,
                            result.chunks_uploaded, format_size(result.bytes_uploaded));
   std::cout << "payload sha256 " << m.payload_digest << "\n";
+  std::cout << (m.signed_by.empty() ? std::string("unsigned") : "signed by publisher key " + m.signed_by)
+            << "\n";
   return kOk;
 }
 
@@ -97,6 +101,8 @@ int package_show(Cli& cli) {
   std::cout << fmt::format("package {} {}\npayload   {} ({}, {} chunk(s))\ncreated   {}\n", m.name, m.version,
                            m.payload_digest, format_size(m.payload_size), m.chunks.size(),
                            format_time(m.created_at));
+  std::cout << "signed    " << (m.signed_by.empty() ? std::string("no") : "by publisher key " + m.signed_by)
+            << "\n";
   std::cout << "install   dir: " << (m.install.directory.empty() ? "(agent default)" : m.install.directory)
             << "; command: " << (m.install.command.empty() ? "(none)" : m.install.command) << "; timeout "
             << m.install.timeout_seconds << " s\n\n";

@@ -8,7 +8,6 @@
 
 namespace distribctl {
 
-namespace {
 void write_text(const std::filesystem::path& file, const std::string& text, std::filesystem::perms mode) {
   std::filesystem::remove(file);
   {
@@ -19,6 +18,12 @@ void write_text(const std::filesystem::path& file, const std::string& text, std:
     if (!out.flush()) throw std::runtime_error("cannot write " + file.string());
   }
 }
+std::string read_text_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw UsageError("cannot read " + file.string());
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 void write_private(const std::filesystem::path& file, const std::string& text) {
   write_text(file, text, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
@@ -26,7 +31,6 @@ void write_public(const std::filesystem::path& file, const std::string& text) {
   using std::filesystem::perms;
   write_text(file, text, perms::owner_read | perms::owner_write | perms::group_read | perms::others_read);
 }
-}  // namespace
 
 int user_cmd(Cli& cli) {
   const char* usage =

@@ -3,6 +3,7 @@
 
 #include "model/json_codec.h"
 #include "security/pki.h"
+#include "security/publishers.h"
 
 #include <unistd.h>
 #include <chrono>
@@ -332,6 +333,40 @@ void AdminClient::follow_events(std::int64_t after, const std::string& types, Se
       std::this_thread::sleep_for(std::chrono::milliseconds(attempt == 0 ? 200 : 1000));
     }
   }
+}
+
+PublisherKeyPair make_publisher_key() {
+  auto k = security::make_publisher_key();
+  return {k.private_pem, k.public_pem, security::publisher_key_id(k.public_pem)};
+}
+
+std::string publisher_key_id(const std::string& public_pem) {
+  return security::publisher_key_id(public_pem);
+}
+
+PublisherList AdminClient::publishers() {
+  const auto o = json::parse_object(call("GET", "/v1/publishers"));
+  PublisherList out;
+  out.version = json::get_int(o, "version", 0);
+  for (const auto& v : json::get_array(o, "keys")) {
+    const auto& k = v.as_object();
+    out.keys.push_back({json::get_string(k, "id"), json::get_string(k, "name"),
+                        json::get_string(k, "public_key", false), json::get_int(k, "added", 0)});
+  }
+  out.revoked = json::get_string_array(o, "revoked");
+  return out;
+}
+
+std::string AdminClient::trust_publisher(const std::string& name, const std::string& public_pem) {
+  return json::get_string(
+      json::parse_object(call("POST", "/v1/publishers",
+                              bj::serialize(bj::object{{"name", name}, {"public_key", public_pem}}))),
+      "id");
+}
+
+std::string AdminClient::revoke_publisher(const std::string& id_or_name) {
+  return json::get_string(json::parse_object(call("DELETE", "/v1/publishers/" + url_encode(id_or_name))),
+                          "revoked");
 }
 
 UserCertificate AdminClient::issue_user_certificate(const std::string& name, int days) {

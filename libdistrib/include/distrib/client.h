@@ -41,6 +41,27 @@ struct JobDetails {
   std::vector<WaveCounts> waves;  ///< per wave of a staged rollout (empty otherwise)
 };
 
+/// A publisher's key pair (Ed25519, PEM), made on this machine: the private key signs packages
+/// (PackageSpec::signing_key_pem); the public one is trusted with AdminClient::trust_publisher.
+struct PublisherKeyPair {
+  std::string private_pem, public_pem;
+  std::string id;  ///< "ed25519:" and 16 hex digits
+};
+PublisherKeyPair make_publisher_key();
+/// The id of a public key (PEM); throws Error(invalid_argument) when it is not Ed25519.
+std::string publisher_key_id(const std::string& public_pem);
+
+/// A publisher key the tree trusts, and the trusted set (AdminClient::publishers).
+struct TrustedPublisher {
+  std::string id, name, public_pem;
+  std::int64_t added = 0;
+};
+struct PublisherList {
+  std::int64_t version = 0;  ///< every change makes a new version; 0: no key was ever trusted
+  std::vector<TrustedPublisher> keys;
+  std::vector<std::string> revoked;  ///< key ids
+};
+
 /// A client certificate for an administrator's account (AdminClient::issue_user_certificate).
 struct UserCertificate {
   std::string name, role;
@@ -117,6 +138,13 @@ class AdminClient {
   /// Makes a key here and has the manager issue a client certificate for the account `name` (an
   /// administrator may for anyone, a user for itself); it replaces the account's previous one.
   UserCertificate issue_user_certificate(const std::string& name, int days = 90);
+
+  /// The publisher keys the tree trusts (docs/SECURITY.md, "Signed packages").
+  PublisherList publishers();
+  /// Trusts a public key under `name`; returns its id. Agents learn it at their next poll.
+  std::string trust_publisher(const std::string& name, const std::string& public_pem);
+  /// Revokes a trusted key (by id or name) for good; returns its id.
+  std::string revoke_publisher(const std::string& id_or_name);
 
   /// The audit trail of administrative actions, newest first.
   std::vector<AuditRecord> audit(int limit = 50, std::int64_t before_id = 0);

@@ -3,6 +3,7 @@
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
 
+#include "security/publishers.h"
 #include "util/fs.h"
 
 #include <archive.h>
@@ -213,6 +214,7 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
   m.payload_digest = sink.payload.finish();
   m.created_at = fs::now_unix();
   validate_manifest(m);
+  if (!spec.signing_key_pem.empty()) security::sign_manifest(m, spec.signing_key_pem);
   return m;
 }
 

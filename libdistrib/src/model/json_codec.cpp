@@ -124,17 +124,20 @@ bj::object to_json(const Manifest& m) {
   }
   bj::array chunks;
   for (const auto& c : m.chunks) chunks.push_back(bj::object{{"digest", c.digest}, {"size", c.size}});
-  return {{"name", m.name},
-          {"version", m.version},
-          {"format", m.format},
-          {"payload_digest", m.payload_digest},
-          {"payload_size", m.payload_size},
-          {"created_at", m.created_at},
-          {"install", bj::object{{"command", m.install.command},
-                                 {"directory", m.install.directory},
-                                 {"timeout_seconds", m.install.timeout_seconds}}},
-          {"files", std::move(files)},
-          {"chunks", std::move(chunks)}};
+  bj::object out{{"name", m.name},
+                 {"version", m.version},
+                 {"format", m.format},
+                 {"payload_digest", m.payload_digest},
+                 {"payload_size", m.payload_size},
+                 {"created_at", m.created_at},
+                 {"install", bj::object{{"command", m.install.command},
+                                        {"directory", m.install.directory},
+                                        {"timeout_seconds", m.install.timeout_seconds}}},
+                 {"files", std::move(files)},
+                 {"chunks", std::move(chunks)}};
+  // Only when signed: the canonical text of an unsigned manifest (and its digest) is unchanged.
+  if (!m.signature.empty()) out["signature"] = bj::object{{"key", m.signed_by}, {"value", m.signature}};
+  return out;
 }
 
 Manifest manifest_from_json_object(const bj::object& o) {
@@ -167,6 +170,13 @@ Manifest manifest_from_json_object(const bj::object& o) {
   for (const auto& cv : get_array(o, "chunks")) {
     const auto& co = as_obj(cv, "chunks");
     m.chunks.push_back({get_string(co, "digest"), get_u64(co, "size")});
+  }
+  if (auto it = o.find("signature"); it != o.end()) {
+    const auto& so = as_obj(it->value(), "signature");
+    m.signed_by = get_string(so, "key");
+    m.signature = get_string(so, "value");
+    if (m.signed_by.size() > 64 || m.signature.size() > 256)
+      throw Error(ErrorKind::invalid_argument, "manifest signature is too long");
   }
   return m;
 }

@@ -54,6 +54,7 @@ std::string write_bundle(const EnrolBundle& b) {
   for (const auto& s : b.servers) servers.emplace_back(s);
   bj::object o{{"servers", std::move(servers)}, {"ca_certificate", b.ca_certificate}};
   if (!b.token.empty()) o["token"] = b.token;
+  if (!b.publishers.empty()) o["publishers"] = b.publishers;
   return bj::serialize(o) + "\n";
 }
 
@@ -86,6 +87,12 @@ EnrolBundle read_bundle(const std::string& text) {
       throw Error(ErrorKind::invalid_argument, "the enrolment bundle's token is not text");
     b.token = std::string(it->value().as_string());
     parse_enrol_token(b.token);
+  }
+  // Verified by the agent against the bundle's CA when it takes the set.
+  if (auto it = o.find("publishers"); it != o.end()) {
+    if (!it->value().is_string())
+      throw Error(ErrorKind::invalid_argument, "the enrolment bundle's publishers are not text");
+    b.publishers = std::string(it->value().as_string());
   }
   return b;
 }

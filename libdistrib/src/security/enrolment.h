@@ -31,6 +31,7 @@ struct EnrolBundle {
   std::vector<std::string> servers;  ///< parent URLs, https, in order of preference
   std::string ca_certificate;        ///< PEM
   std::string token;                 ///< may be empty: the request then waits for approval
+  std::string publishers;            ///< the signed trusted publisher set (publishers.h); may be empty
 };
 std::string write_bundle(const EnrolBundle& b);
 /// Parses and checks a bundle: at least one https server, a CA certificate that is a CA, a

@@ -96,29 +96,42 @@ Order parse_order_statement(const std::string& text) {
   return o;
 }
 
+std::string sign_statement(const std::string& statement, const pki::SigningKey& key,
+                           const std::string& cert_pem) {
+  return bj::serialize(
+      bj::object{{"statement", statement}, {"signature", key.sign(statement)}, {"signer", cert_pem}});
+}
+
+OpenedStatement open_statement(const std::string& signed_text, const std::string& ca_pem, std::int64_t now,
+                               std::size_t max_size, const std::string& what) {
+  const auto no = [&](const std::string& why) { throw Error(ErrorKind::integrity, what + ": " + why); };
+  if (signed_text.size() > max_size) no("it is too large");
+  OpenedStatement out;
+  std::string signature, signer;
+  try {
+    const auto o = json::parse_object(signed_text);
+    out.statement = json::get_string(o, "statement");
+    signature = json::get_string(o, "signature");
+    signer = json::get_string(o, "signer");
+  } catch (const Error& e) {
+    no(std::string("malformed: ") + e.what());
+  }
+  if (const auto why = pki::verify(ca_pem, signer, now); !why.empty())
+    no("its signer certificate does not chain to this host's CA (" + why + ")");
+  out.signer = pki::inspect_certificate(signer);
+  if (!pki::verify_signature(signer, out.statement, signature)) no("its signature does not verify");
+  return out;
+}
+
 std::string sign_order(const Order& o, const pki::SigningKey& signer_key,
                        const std::string& signer_cert_pem) {
-  const auto statement = order_statement(o);
-  return bj::serialize(bj::object{
-      {"statement", statement}, {"signature", signer_key.sign(statement)}, {"signer", signer_cert_pem}});
+  return sign_statement(order_statement(o), signer_key, signer_cert_pem);
 }
 
 Order verify_order(const std::string& signed_order, const std::string& ca_pem, std::int64_t now,
                    const std::string& trusted_relay) {
   if (signed_order.empty()) refuse("the work item carries no signed order (a relay may have made it up)");
-  if (signed_order.size() > kMaxSignedOrder) refuse("the signed order is too large");
-  std::string statement, signature, signer;
-  try {
-    const auto o = json::parse_object(signed_order);
-    statement = json::get_string(o, "statement");
-    signature = json::get_string(o, "signature");
-    signer = json::get_string(o, "signer");
-  } catch (const Error& e) {
-    refuse(std::string("malformed signed order: ") + e.what());
-  }
-  if (const auto why = pki::verify(ca_pem, signer, now); !why.empty())
-    refuse("its signer certificate does not chain to this host's CA (" + why + ")");
-  const auto info = pki::inspect_certificate(signer);
+  auto [statement, info] = open_statement(signed_order, ca_pem, now, kMaxSignedOrder, "order refused");
   const bool by_relay = !trusted_relay.empty() && info.identities.size() == 1 &&
                         info.identities.front().role == "relay" &&
                         info.identities.front().host_id == trusted_relay;
@@ -129,7 +142,6 @@ Order verify_order(const std::string& signed_order, const std::string& ca_pem, s
                                  "'s own job: this agent accepts those only with --accept-relay-orders, "
                                  "from its parent)"
                            : ""));
-  if (!pki::verify_signature(signer, statement, signature)) refuse("its signature does not verify");
   Order o;
   try {
     o = parse_order_statement(statement);

@@ -43,6 +43,21 @@ std::string order_statement(const Order& o);
 /// Throws Error(invalid_argument) naming what is malformed.
 Order parse_order_statement(const std::string& text);
 
+/// A signed statement as JSON text: {"statement", "signature", "signer"} (the signer certificate
+/// PEM travels with it, so that relays forward one opaque string). Orders and the publishers'
+/// trusted set (publishers.h) travel so.
+std::string sign_statement(const std::string& statement, const pki::SigningKey& key,
+                           const std::string& cert_pem);
+struct OpenedStatement {
+  std::string statement;
+  pki::CertificateInfo signer;
+};
+/// The statement of a signed one (at most `max_size` bytes) whose signer certificate chains to
+/// `ca_pem` at `now` and signed it. Throws Error(integrity) starting with `what` and naming why
+/// not; who the signer may be is the caller's to check.
+OpenedStatement open_statement(const std::string& signed_text, const std::string& ca_pem, std::int64_t now,
+                               std::size_t max_size, const std::string& what);
+
 /// The signed order as JSON text: {"statement", "signature", "signer"} (the signer certificate
 /// PEM travels with it, so that relays forward one opaque string).
 std::string sign_order(const Order& o, const pki::SigningKey& signer_key, const std::string& signer_cert_pem);

@@ -429,20 +429,39 @@ std::string sign_with(EVP_PKEY* key, std::string_view data) {
   check(EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(sig.data()), &size, p, data.size()),
         "EVP_DigestSign");
   sig.resize(size);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (const char ch : sig) {
-    const auto c = static_cast<unsigned char>(ch);
-    out += hex[c >> 4];
-    out += hex[c & 15];
-  }
-  return out;
+  return hex_encode(sig);
 }
 }  // namespace
 
 std::string sign(const std::string& key_pem, std::string_view data) {
   auto key = load_key(key_pem);
   return sign_with(key.get(), data);
+}
+
+std::string hex_encode(std::string_view bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+bool hex_decode(std::string_view text, std::string& out) {
+  if (text.size() % 2) return false;
+  const auto nibble = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  out.clear();
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    const int hi = nibble(text[i]), lo = nibble(text[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out += static_cast<char>(static_cast<unsigned char>(hi * 16 + lo));
+  }
+  return true;
 }
 
 struct SigningKey::Impl {
@@ -459,16 +478,8 @@ std::string SigningKey::sign(std::string_view data) const {
 }
 
 bool verify_signature(const std::string& cert_pem, std::string_view data, const std::string& signature_hex) {
-  if (signature_hex.empty() || signature_hex.size() > 512 || signature_hex.size() % 2) return false;
   std::string sig;
-  for (std::size_t i = 0; i < signature_hex.size(); i += 2) {
-    const auto nibble = [](char c) {
-      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    };
-    const int hi = nibble(signature_hex[i]), lo = nibble(signature_hex[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    sig += static_cast<char>(static_cast<unsigned char>(hi * 16 + lo));
-  }
+  if (signature_hex.empty() || signature_hex.size() > 512 || !hex_decode(signature_hex, sig)) return false;
   try {
     auto c = load_cert(cert_pem);
     EVP_PKEY* key = X509_get0_pubkey(c.get());

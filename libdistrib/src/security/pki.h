@@ -101,6 +101,11 @@ bool is_order_signer(const CertificateInfo& info);
 /// Signs `data` with `key_pem` (ECDSA with SHA-256); the signature in hex.
 std::string sign(const std::string& key_pem, std::string_view data);
 
+/// Lower-case hex of bytes, and back (false on an odd length or a character that is not
+/// lower-case hex).
+std::string hex_encode(std::string_view bytes);
+bool hex_decode(std::string_view text, std::string& out);
+
 /// A private key parsed once to sign many times (parsing a PEM key costs several times an ECDSA
 /// signature). sign() may be called from several threads at once.
 class SigningKey {

@@ -12,6 +12,7 @@
 #include "services/manager/jobs.h"
 #include "services/manager/observe_api.h"
 #include "services/manager/packages.h"
+#include "services/manager/publishers.h"
 #include "services/manager/registration.h"
 #include "services/manager/relay_sync.h"
 #include "services/manager/relay_uplink.h"
@@ -55,6 +56,7 @@ struct Manager::Impl {
         groups(ctx, registration, inventory, dispatch, *uplink),
         collection(ctx, *uplink),
         enrolment(ctx, *uplink, dispatch),
+        publishers(ctx),
         observe(ctx, router, content, *uplink) {
     declare_routes();
   }
@@ -77,6 +79,7 @@ struct Manager::Impl {
   Groups groups;
   Collection collection;
   Enrolments enrolment;
+  Publishers publishers;
   ObserveApi observe;
 
   void declare_routes();
@@ -113,6 +116,7 @@ void Manager::Impl::declare_routes() {
   inventory.register_routes(router);
   collection.register_routes(router);
   enrolment.register_routes(router);
+  publishers.register_routes(router);
   admins.register_routes(router);
 }
 

@@ -24,6 +24,9 @@ struct PackageSpec {
   InstallInstructions install;
   /// Average chunk size: a power of two between 1 KiB and 4 MiB.
   std::uint64_t chunk_size = kDefaultChunkSize;
+  /// A publisher's Ed25519 private key (PEM, from `distribctl keys create`): when set, the
+  /// manifest is signed with it (docs/SECURITY.md, "Signed packages").
+  std::string signing_key_pem;
 };
 
 /// Archives `spec.source_dir` (tar, deterministic order, owner and times normalised), cuts the

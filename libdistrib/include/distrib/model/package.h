@@ -42,6 +42,10 @@ struct Manifest {
   std::vector<ChunkRef> chunks;
   InstallInstructions install;
   std::int64_t created_at = 0;
+  /// The publisher's signature (security/publishers.h): Ed25519 over everything above, by the
+  /// key `signed_by` ("ed25519:" and 16 hex digits); both empty for an unsigned package.
+  std::string signed_by;
+  std::string signature;  ///< hex
 };
 
 /// A registered package as listed by the manager.

@@ -58,6 +58,11 @@ struct AgentSettings {
   /// Carry out the orders of jobs created at the parent relay itself (its own ID groups), signed
   /// with the relay's key. Off: only orders signed at the top run (a relay cannot issue work).
   bool accept_relay_orders = false;
+  /// Publisher signatures (docs/SECURITY.md): public keys (PEM files, Ed25519) trusted besides
+  /// the top manager's signed trusted set. Signed packages are required once any key is trusted,
+  /// or always with `require_signed_packages`.
+  std::vector<std::filesystem::path> publisher_keys;
+  bool require_signed_packages = false;
 
   // --- identity (docs/SECURITY.md): with an https parent the agent makes a key at its first
   // start and enrols: it sends a certificate request and waits until an administrator accepts

@@ -68,6 +68,7 @@ void Installer::install(const bj::object& item, std::int64_t entry_id, std::int3
         link_.call("GET", "/v1/content/manifests/" + url_encode(name) + "/" + url_encode(version), nullptr)));
     validate_manifest(m);
     if (order) OrderCheck::check_manifest(*order, m);
+    publishers_.check(m);  // before a byte of the payload is fetched
     if (!digest.empty() && m.payload_digest != digest)
       throw Error(ErrorKind::integrity, "manifest payload digest does not match the job's");
 

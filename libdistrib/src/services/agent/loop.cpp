@@ -89,6 +89,7 @@ void WorkLoop::run() {
       auto res = link_.call("GET", target, nullptr);
       ctx_.http->set_timeout(120);
       link_.contact_succeeded();
+      installer_.publishers().announced(json::get_int(res, "publishers_version", 0));
       const bool did_something = process_work(json::get_array(res, "work"));
       fresh_start_ = false;
       // Work the manager still lists but this agent already finished: let reports catch up.

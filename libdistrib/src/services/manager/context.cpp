@@ -31,6 +31,7 @@ Context::Context(ManagerSettings s, const StoreRegistry& stores, const EventSink
   if (st.store.backend == "sqlite")
     for (const auto* suffix : {"", "-wal", "-shm"}) ::chmod((st.store.path + suffix).c_str(), 0600);
   prepare_identities();
+  publishers.load(st.state_dir);
   events = std::make_unique<EventDispatcher>(*store, sinks, st.event_sinks);
 }
 

@@ -12,6 +12,7 @@
 #include "security/host_identity.h"
 #include "services/manager/callers.h"
 #include "services/manager/http_util.h"
+#include "services/manager/publisher_set.h"
 #include "services/manager/work_cache.h"
 #include "util/blocking_pool.h"
 
@@ -46,6 +47,7 @@ struct Context {
   std::unique_ptr<security::HostIdentity> identity;  // a relay's own key and certificate
   std::string client_ca_file;                        // what hosts' certificates chain to
   std::function<void()> certificate_renewed;         // a relay's listener takes its new certificate
+  PublisherSetHolder publishers;                     // the trusted publisher set served below
   std::int64_t started_unix = 0;
 
   // Hosts with work, agents waiting in a long poll, last contacts, releases: the only mutable

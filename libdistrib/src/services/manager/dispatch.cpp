@@ -110,6 +110,8 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
   if (!gone.empty()) out["released"] = std::move(gone);
   // Relays keep a copy of the revoked certificates (GET /v1/relay/revoked when this changes).
   if (ctx_.callers.enabled()) out["revoked_count"] = ctx_.callers.revoked_count();
+  // Hosts fetch a newer trusted publisher set (GET /v1/agent/publishers).
+  if (const auto v = ctx_.publishers.version(); v > 0) out["publishers_version"] = v;
   return json_response(200, out);
 }
 

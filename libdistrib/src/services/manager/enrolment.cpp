@@ -355,6 +355,7 @@ void Enrolments::bundle(HttpRequest&& req, Responder& r, const PathSegments&) {
   if (ctx_.client_ca_file.empty() || !std::filesystem::exists(ctx_.client_ca_file))
     throw Error(ErrorKind::unavailable, "this server does not know its CA yet (a relay not yet enrolled)");
   b.ca_certificate = ctx_.client_ca_pem();
+  b.publishers = ctx_.publishers.signed_text();
   const auto text = security::write_bundle(b);
   security::read_bundle(text);  // the same checks a host makes (https servers)
   r(json_response(200,

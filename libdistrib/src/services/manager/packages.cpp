@@ -1,6 +1,8 @@
 // Packages as the packager uploads them: missing chunks, chunk uploads, registration, list and details.
 #include "services/manager/packages.h"
 
+#include "services/manager/publishers.h"
+
 namespace distrib::manager {
 
 void Packages::register_routes(Router& t) {
@@ -52,7 +54,14 @@ void Packages::package_register(HttpRequest&& req, Responder& r, const PathSegme
   require_json(req);
   Manifest manifest = json::manifest_from_json_object(json::parse_object(req.body));
   validate_manifest(manifest);
+  Publishers::check_upload(ctx_, manifest);
   return ctx_.blocking(std::move(r), [this, manifest]() mutable {
+    if (const auto held = ctx_.store->find_package(manifest.name, manifest.version);
+        held && held->payload_digest == manifest.payload_digest && held->signature != manifest.signature)
+      throw Error(ErrorKind::conflict,
+                  "package \"" + manifest.name + "\" " + manifest.version + " is registered already " +
+                      (held->signature.empty() ? "unsigned" : "signed by " + held->signed_by) +
+                      "; packages are immutable: register the signed package as a new version");
     std::size_t missing = 0;
     for (const auto& c : manifest.chunks)
       if (!ctx_.chunks->contains(c.digest)) ++missing;

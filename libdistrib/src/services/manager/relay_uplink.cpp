@@ -384,6 +384,20 @@ void RelayUplink::adopt_revoked(const std::string& url) {
   dispatch_.wake_relays();
 }
 
+void RelayUplink::adopt_publishers(const std::string& url) {
+  const auto o = parent_call(*poll_clients_, url, "GET", "/v1/agent/publishers", nullptr, 30);
+  auto text = json::get_string(o, "signed");
+  try {
+    auto set = security::verify_publishers(text, ctx_.client_ca_pem(), fs::now_unix());
+    const auto v = set.version;
+    if (ctx_.publishers.replace(std::move(set), std::move(text)))
+      spdlog::info("trusted publisher set version {} from the parent", v);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::integrity) throw;
+    spdlog::error("{}; keeping version {}", e.what(), ctx_.publishers.version());
+  }
+}
+
 void RelayUplink::poll_loop() {
   int backoff = 0;
   std::set<std::pair<std::int64_t, std::int64_t>> done_own;  // (entry, attempt) finished here
@@ -407,6 +421,9 @@ void RelayUplink::poll_loop() {
                                  "&wait=" + std::to_string(ctx_.settings.poll_timeout_seconds),
                              nullptr, ctx_.settings.poll_timeout_seconds + 15);
       backoff = 0;
+      // Before the entries: work signed by a newly trusted publisher must find the set here.
+      if (const auto v = json::get_int(res, "publishers_version", 0); v > ctx_.publishers.version())
+        adopt_publishers(url);
       if (auto it = res.find("routed"); it != res.end() && it->value().is_array()) {
         std::vector<RoutedEntry> routed;
         for (const auto& v : it->value().as_array())

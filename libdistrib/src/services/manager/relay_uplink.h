@@ -51,6 +51,8 @@ class RelayUplink final : public Uplink {
   void flush_own_reports();
   void process_own(const bj::object& item);
   void poll_loop();
+  /// Fetches, verifies and keeps the parent's newer trusted publisher set.
+  void adopt_publishers(const std::string& url);
   void adopt_revoked(const std::string& url);
   void renew_if_due();
   void check_parents_at_start();

@@ -54,6 +54,9 @@ po::options_description all_options() {
       "connections open at once; new ones beyond it are closed (0: the descriptor limit less 256)")(
       "max-connections-per-address", po::value<std::uint64_t>()->default_value(1000),
       "connections open at once from one address (0: no cap; raise it for agents behind one NAT)")(
+      "max-body-bytes-in-flight", po::value<std::string>()->default_value("1GiB"),
+      "request bodies received at once (by declared length); beyond it a request is told to retry "
+      "before its body is read (0: no limit)")(
       "tls-cert", po::value<std::string>(),
       "PEM certificate chain (default: one issued by the manager's own CA in STATE_DIR/pki)")(
       "tls-key", po::value<std::string>(), "PEM private key")(
@@ -69,11 +72,13 @@ po::options_description all_options() {
       "accounts: distribctl user add)")(
       "certificate-lifetime", po::value<std::string>()->default_value("30d"),
       "lifetime of the host certificates the CA issues (hosts renew when a third is left)")(
-      "key-mode", po::value<std::string>()->default_value("name"),
-      "ID key for operations: name, ip or host-id")("database",
-                                                    po::value<std::string>()->default_value("sqlite"),
-                                                    "database backend: sqlite, postgresql or odbc")(
-      "database-path", po::value<std::string>(), "sqlite file (default STATE_DIR/distrib.db)")(
+      "orphan-chunks-after", po::value<std::string>()->default_value("1d"),
+      "remove uploaded chunks no registered package uses (a failed or abandoned upload) once this old; "
+      "0 keeps them")("key-mode", po::value<std::string>()->default_value("name"),
+                      "ID key for operations: name, ip or host-id")(
+      "database", po::value<std::string>()->default_value("sqlite"),
+      "database backend: sqlite, postgresql or odbc")("database-path", po::value<std::string>(),
+                                                      "sqlite file (default STATE_DIR/distrib.db)")(
       "database-connection", po::value<std::string>(),
       "postgresql: \"host=H port=P dbname=D user=U password=W\"; odbc: \"DRIVER={...};SERVER=...;...\"")(
       "database-dialect", po::value<std::string>(),
@@ -390,6 +395,14 @@ int main(int argc, char** argv) {
       s.store_threads = get<int>(vm, "store-threads");
       s.max_connections = get<std::uint64_t>(vm, "max-connections");
       s.max_connections_per_address = get<std::uint64_t>(vm, "max-connections-per-address");
+      try {
+        const auto bodies = get<std::string>(vm, "max-body-bytes-in-flight");
+        s.max_body_bytes_in_flight = bodies == "0" ? 0 : distrib::parse_byte_size(bodies);
+      } catch (const distrib::Error& e) {
+        die(kExitConfig, std::string("--max-body-bytes-in-flight: ") + e.what());
+      }
+      if (s.max_body_bytes_in_flight != 0 && s.max_body_bytes_in_flight < (1u << 20))
+        die(kExitConfig, "--max-body-bytes-in-flight is 0 (no limit) or at least 1MiB");
       s.tls_cert_file = get<std::string>(vm, "tls-cert");
       s.tls_key_file = get<std::string>(vm, "tls-key");
       if (s.tls_cert_file.empty() != s.tls_key_file.empty())
@@ -411,6 +424,14 @@ int main(int argc, char** argv) {
       }
       if (s.certificate_lifetime_seconds < 60 || s.certificate_lifetime_seconds > 3650LL * 86400)
         die(kExitConfig, "--certificate-lifetime is from 1m to 3650d");
+      try {
+        const auto orphans = get<std::string>(vm, "orphan-chunks-after");
+        s.orphan_chunk_seconds = orphans == "0" ? 0 : distrib::parse_duration_seconds(orphans);
+      } catch (const distrib::Error& e) {
+        die(kExitConfig, std::string("--orphan-chunks-after: ") + e.what());
+      }
+      if (s.orphan_chunk_seconds < 0 || s.orphan_chunk_seconds > 3650LL * 86400)
+        die(kExitConfig, "--orphan-chunks-after is 0 (keep) or from 1s to 3650d");
       s.key_mode = distrib::parse_host_key_mode(get<std::string>(vm, "key-mode"));
       s.store.backend = get<std::string>(vm, "database");
       s.store.path = get<std::string>(vm, "database-path");

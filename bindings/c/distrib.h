@@ -22,7 +22,8 @@ typedef enum distrib_status {
   DISTRIB_E_UNAUTHORIZED = -4, /* missing or wrong credentials, or a role too low for the action */
   DISTRIB_E_UNAVAILABLE = -5,  /* the manager cannot be reached; retrying may work */
   DISTRIB_E_INTEGRITY = -6,
-  DISTRIB_E_INTERNAL = -7
+  DISTRIB_E_INTERNAL = -7,
+  DISTRIB_E_NO_SPACE = -8 /* the manager has no space left to store it; nothing was changed */
 } distrib_status;
 
 /* Library version, e.g. "0.1.0". */

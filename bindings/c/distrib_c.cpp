@@ -31,6 +31,8 @@ int status_of(distrib::ErrorKind kind) {
       return DISTRIB_E_INTEGRITY;
     case K::internal:
       return DISTRIB_E_INTERNAL;
+    case K::insufficient_storage:
+      return DISTRIB_E_NO_SPACE;
   }
   return DISTRIB_E_INTERNAL;
 }

@@ -33,6 +33,8 @@ ErrorKind kind_of_status(int status) {
       return ErrorKind::integrity;
     case 503:
       return ErrorKind::unavailable;
+    case 507:
+      return ErrorKind::insufficient_storage;
     default:
       return ErrorKind::internal;
   }

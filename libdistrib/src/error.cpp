@@ -21,6 +21,8 @@ const char* to_string(ErrorKind kind) noexcept {
       return "integrity";
     case ErrorKind::internal:
       return "internal";
+    case ErrorKind::insufficient_storage:
+      return "insufficient_storage";
   }
   return "internal";
 }

@@ -8,6 +8,15 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
 using namespace distrib::test;
 namespace bj = boost::json;
 
@@ -180,6 +189,7 @@ TEST_CASE("registrations, reports and query numbers out of bounds are refused be
         (stdfs::perms::owner_read | stdfs::perms::owner_write));
   // A good registration first: the host exists, and is what the bad ones must not change.
   REQUIRE(call("POST", "/v1/agent/register", registration({})).ends_with("200"));
+  const auto rss_before = rss_kib(m.pid());
   const auto before = ctl_json(m, {"hosts", "list"}).at("hosts").as_array();
   REQUIRE(before.size() == 1);
   bj::array many_addresses;
@@ -230,6 +240,9 @@ TEST_CASE("registrations, reports and query numbers out of bounds are refused be
   out = call("GET", "/v1/agent/transfer?host_id=" + host.host_id + "&entry_id=7e1");
   CHECK(out.ends_with("400"));
   CHECK(out.find("entry_id must be a whole number") != std::string::npos);
+  CHECK(m.running());
+  INFO("RSS " << rss_before << " KiB before, " << rss_kib(m.pid()) << " KiB after");
+  CHECK(rss_kib(m.pid()) < rss_before + 32 * 1024);
 }
 
 TEST_CASE("an install directory the agent cannot make fails its entry with the reason and blocks nothing",
@@ -256,4 +269,114 @@ TEST_CASE("an install directory the agent cannot make fails its entry with the r
   CHECK(all_succeeded(wait_job(m, fine, 30s)));
   // It was never taken for a lost parent.
   CHECK(agent.log().find("retrying in") == std::string::npos);
+}
+
+namespace {
+
+// `n` TCP connections to `port` from `source`, each left silent; how many the server closed
+// within a second.
+int closed_of(const std::string& source, int port, int n) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in from{}, to{};
+    from.sin_family = to.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+    ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    to.sin_port = htons(static_cast<std::uint16_t>(port));
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) == 0);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+    fds.push_back(fd);
+  }
+  std::this_thread::sleep_for(1s);
+  int closed = 0;
+  for (int fd : fds) {
+    pollfd p{fd, POLLIN, 0};
+    char c;
+    if (::poll(&p, 1, 0) == 1 && ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0) ++closed;
+    ::close(fd);
+  }
+  return closed;
+}
+
+}  // namespace
+
+TEST_CASE("floods of connections and of large bodies cost the manager a bounded amount", "[hardening]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager",
+                {"--max-connections-per-address", "20", "--max-body-bytes-in-flight", "64MiB"});
+  const auto host = enrol_test_host(m, tmp / "h1", "h1");
+  REQUIRE(wait_until([&] { return m.ctl({"hosts", "list"}).exit_code == 0; }, 10s));
+  const auto rss_before = rss_kib(m.pid());
+  REQUIRE(rss_before > 0);
+  // Request bodies handed to handlers so far (GET /metrics).
+  auto received_bytes = [&]() -> double {
+    const auto text =
+        run({"curl", "-s", "--cacert", m.ca_file(), "-H",
+             "Authorization: Bearer " + read_file(m.token_file()).substr(0, 64), m.url() + "/metrics"})
+            .out;
+    const std::string name = "\ndistrib_request_received_bytes_total ";
+    const auto at = text.find(name);
+    REQUIRE(at != std::string::npos);
+    return std::stod(text.substr(at + name.size()));
+  };
+  const auto received_before = received_bytes();
+  const auto hosts_before = ctl_json(m, {"hosts", "list"}).at("hosts").as_array().size();
+
+  // 200 MiB "collected files" sent for other hosts: refused from the query, before the body.
+  const auto big = tmp / "big.bin";
+  write_file(big, "");
+  stdfs::resize_file(big, 200ull << 20);  // sparse: reads as zeros
+  auto upload = [&](const std::string& host_id, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {"curl", "-s",
+                                     "-w",   "\n%{http_code}",
+                                     "-X",   "POST",
+                                     "-T",   big.string(),
+                                     "-H",   "Content-Type: application/octet-stream"};
+    for (const auto& o : host.curl()) argv.push_back(o);
+    for (const auto& o : extra) argv.push_back(o);
+    argv.push_back(m.url() + "/v1/agent/collect?host_id=" + host_id + "&job_id=1&path=/var/log/x");
+    return argv;
+  };
+  std::vector<std::unique_ptr<Process>> senders;
+  for (int i = 0; i < 6; ++i) {
+    char other[40];
+    std::snprintf(other, sizeof other, "%08x-0000-4000-8000-%012d", 0x1000 + i, i);
+    senders.push_back(
+        std::make_unique<Process>(upload(other), tmp / ("sender" + std::to_string(i) + ".log")));
+  }
+  for (std::size_t i = 0; i < senders.size(); ++i) {
+    REQUIRE(wait_until([&] { return !senders[i]->running(); }, 30s));
+    const auto out = read_file(tmp / ("sender" + std::to_string(i) + ".log"));
+    INFO(out);
+    CHECK(out.ends_with("403"));
+    CHECK(out.find("cannot send files collected on host") != std::string::npos);
+  }
+  // None of the 1.2 GiB reached a handler, and the manager did not grow for them.
+  CHECK(received_bytes() - received_before < 1024 * 1024);
+  CHECK(rss_kib(m.pid()) < rss_before + 64 * 1024);
+
+  // Bodies being received count against --max-body-bytes-in-flight: a slow 200 MiB upload of the
+  // host's own holds it, and the next body is told to come back (503, Retry-After).
+  Process slow(upload(host.host_id, {"--limit-rate", "1M"}), tmp / "slow.log");
+  std::this_thread::sleep_for(1s);
+  const auto second = run(upload(host.host_id, {"-D", "-"}), 30s);
+  INFO(second.out);
+  CHECK(second.out.ends_with("503"));
+  CHECK(second.out.find("Retry-After: 5") != std::string::npos);
+  CHECK(second.out.find("too many request bodies at once") != std::string::npos);
+  slow.kill_now();
+
+  // Connections from one address beyond --max-connections-per-address are closed as they come;
+  // everyone else is still served.
+  CHECK(closed_of("127.0.0.61", m.port(), 50) == 30);
+  CHECK(m.ctl({"hosts", "list"}).exit_code == 0);
+  CHECK(m.log().find("connections from that address are open (the limit)") != std::string::npos);
+
+  CHECK(m.running());
+  const auto rss_after = rss_kib(m.pid());
+  INFO("RSS " << rss_before << " KiB before, " << rss_after << " KiB after");
+  CHECK(rss_after < rss_before + 64 * 1024);
+  CHECK(ctl_json(m, {"hosts", "list"}).at("hosts").as_array().size() == hosts_before);
+  CHECK(!stdfs::exists(m.state_dir() / "collected"));  // not one byte of the files was kept
 }

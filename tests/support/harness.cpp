@@ -151,6 +151,14 @@ std::string read_file(const stdfs::path& p) {
   return ss.str();
 }
 
+std::uint64_t rss_kib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+  return 0;
+}
+
 void write_file(const stdfs::path& p, const std::string& content, bool executable) {
   stdfs::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary) << content;

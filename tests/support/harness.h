@@ -3,6 +3,7 @@
 // agents on loopback addresses, and running distribctl. Every process started here is killed by
 // pid when its owner goes out of scope.
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -63,6 +64,8 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds dea
                 std::chrono::milliseconds every = 100ms);
 
 std::string read_file(const stdfs::path& p);
+/// Resident memory of process `pid` in KiB (VmRSS), 0 when it cannot be read.
+std::uint64_t rss_kib(int pid);
 void write_file(const stdfs::path& p, const std::string& content, bool executable = false);
 
 const std::string& distribd_path();
@@ -105,6 +108,8 @@ class ManagerProc {
   /// distribctl against this manager; `json` adds --json.
   RunResult ctl(std::vector<std::string> args, bool json = false, std::chrono::seconds timeout = 60s) const;
   std::string log() const { return proc_ ? proc_->log() : ""; }
+  int pid() const { return proc_ ? proc_->pid() : -1; }
+  bool running() { return proc_ && proc_->running(); }
 
  private:
   stdfs::path state_dir_;

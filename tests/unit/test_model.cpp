@@ -492,6 +492,17 @@ TEST_CASE("group names are letters, digits, dots, dashes and underscores", "[mod
   CHECK_THROWS_AS(validate_group_name("web;drop", "ID group"), Error);
 }
 
+TEST_CASE("descriptions are one line of at most 1024 bytes", "[model]") {
+  CHECK_NOTHROW(validate_description("", "a host group's"));
+  CHECK_NOTHROW(validate_description(std::string(1024, 'x'), "a host group's"));
+  CHECK_NOTHROW(validate_description("tabs\tare fine, and UTF-8: \xc3\xa9", "a host group's"));
+  CHECK_THROWS_WITH(validate_description(std::string(1025, 'x'), "a host group's"),
+                    Catch::Contains("a host group's description is longer than 1024 bytes (1025)"));
+  CHECK_THROWS_WITH(validate_description("two\nlines", "an ID group's"),
+                    Catch::Contains("control characters"));
+  CHECK_THROWS_AS(validate_description(std::string("nul\0", 4), "an ID group's"), Error);
+}
+
 TEST_CASE("globs match case-insensitively with stars, marks and classes", "[model]") {
   CHECK(glob_matches("web-*", "web-01"));
   CHECK(glob_matches("web-*", "WEB-01"));

@@ -12,14 +12,15 @@ namespace distrib {
 
 /// Broad class of a failure, stable for scripts (mapped onto HTTP statuses and CLI exit codes).
 enum class ErrorKind {
-  invalid_argument,  ///< the caller sent something malformed (400)
-  not_found,         ///< the named object does not exist (404)
-  conflict,          ///< the request contradicts existing state (409)
-  unauthorized,      ///< missing or wrong credentials (401)
-  forbidden,         ///< credentials do not allow this (403)
-  unavailable,       ///< a dependency is down; retrying later may work (503)
-  integrity,         ///< content failed verification
-  internal,          ///< a bug or an unexpected environment failure (500)
+  invalid_argument,      ///< the caller sent something malformed (400)
+  not_found,             ///< the named object does not exist (404)
+  conflict,              ///< the request contradicts existing state (409)
+  unauthorized,          ///< missing or wrong credentials (401)
+  forbidden,             ///< credentials do not allow this (403)
+  unavailable,           ///< a dependency is down; retrying later may work (503)
+  integrity,             ///< content failed verification
+  internal,              ///< a bug or an unexpected environment failure (500)
+  insufficient_storage,  ///< no space left where it must be written; nothing was changed (507)
 };
 
 const char* to_string(ErrorKind kind) noexcept;

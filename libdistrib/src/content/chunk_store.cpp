@@ -51,6 +51,7 @@ namespace {
 void store_file(const std::filesystem::path& path, std::string_view data) {
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec) throw fs::write_error(path.parent_path(), ec.value());
   fs::write_file_atomic(path, data);
 }
 }  // namespace

@@ -24,6 +24,17 @@ void validate_group_name(std::string_view name, std::string_view what) {
       throw bad("may only hold letters, digits, '.', '-' and '_'");
 }
 
+void validate_description(std::string_view text, std::string_view what) {
+  if (text.size() > kMaxDescriptionLength)
+    throw Error(ErrorKind::invalid_argument, std::string(what) + " description is longer than " +
+                                                 std::to_string(kMaxDescriptionLength) + " bytes (" +
+                                                 std::to_string(text.size()) + ")");
+  for (const char ch : text)
+    if (const auto c = static_cast<unsigned char>(ch); (c < 0x20 && c != '\t') || c == 0x7f)
+      throw Error(ErrorKind::invalid_argument,
+                  std::string(what) + " description holds control characters; write it on one line");
+}
+
 std::string_view to_string(JoinMethod how) noexcept {
   switch (how) {
     case JoinMethod::config:

@@ -240,6 +240,38 @@ struct HttpServer::Impl {
   std::unordered_map<std::string, std::uint64_t> per_address;
   std::uint64_t total_limit = 0;
   std::atomic<std::uint64_t> refused{0};
+  // Request bodies being received or handled, by their declared length.
+  std::mutex bodies_mutex;
+  std::uint64_t body_bytes = 0;
+  std::chrono::steady_clock::time_point last_budget_log{};
+
+  // Holds `bytes` of the body budget until the request's answer is written.
+  struct BodyReservation {
+    Impl& impl;
+    std::uint64_t bytes = 0;
+    ~BodyReservation() {
+      if (bytes == 0) return;
+      std::lock_guard lock(impl.bodies_mutex);
+      impl.body_bytes -= bytes;
+    }
+  };
+  bool reserve_body(BodyReservation& r, std::uint64_t bytes, const std::string& remote) {
+    std::lock_guard lock(bodies_mutex);
+    if (body_bytes + bytes > settings.max_body_bytes_in_flight && body_bytes > 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_budget_log > std::chrono::seconds(10)) {
+        last_budget_log = now;
+        spdlog::warn(
+            "request body of {} bytes from {} refused for now: {} bytes of bodies are being received "
+            "(the limit is {})",
+            bytes, remote, body_bytes, settings.max_body_bytes_in_flight);
+      }
+      return false;
+    }
+    body_bytes += bytes;
+    r.bytes = bytes;
+    return true;
+  }
   std::chrono::steady_clock::time_point last_refusal_log{};
   std::uint16_t port = 0;
   bool running = false;
@@ -427,7 +459,32 @@ struct HttpServer::Impl {
       parser.body_limit(limit);
       // The declared length was parsed with the header, before the limit was known.
       const auto declared = parser.content_length();
-      if (!(declared && *declared > limit)) {
+      const bool has_body = declared ? *declared > 0 : parser.chunked();
+      // Before a body is read: does the handler want it at all (who is sending it, for whom), and
+      // is there room for it among the bodies being received?
+      std::string withheld;
+      BodyReservation reservation{*this};
+      if (has_body && !(declared && *declared > limit)) {
+        if (settings.check_before_body) {
+          HttpRequest head_only;
+          if (convert(head, head_only)) {
+            head_only.remote_address = remote;
+            head_only.peer = peer;
+            withheld = settings.check_before_body(head_only);
+          }
+        }
+        if (withheld.empty() && settings.max_body_bytes_in_flight &&
+            !reserve_body(reservation, declared ? *declared : limit, remote)) {
+          auto busy = error_response(503, "unavailable",
+                                     "the server is receiving too many request bodies at once; send it again "
+                                     "in a few seconds");
+          busy.headers.emplace_back("Retry-After", "5");
+          co_await write_response(stream, std::move(busy), head.version(), false);
+          co_await linger(stream);
+          co_return;
+        }
+      }
+      if (!(declared && *declared > limit) && withheld.empty()) {
         const auto expected = declared ? *declared : limit;
         beast::get_lowest_layer(stream).expires_after(
             std::chrono::seconds(settings.header_timeout_seconds) +
@@ -454,7 +511,8 @@ struct HttpServer::Impl {
         co_return;
       }
       auto req = parser.release();
-      const bool keep_alive = req.keep_alive();
+      // A body not read leaves the connection unusable for another request.
+      const bool keep_alive = withheld.empty() && req.keep_alive();
       const unsigned version = req.version();
 
       HttpRequest plain;
@@ -463,6 +521,7 @@ struct HttpServer::Impl {
         response = error_response(400, "invalid_argument", "malformed request target");
       } else {
         plain.body = std::move(req.body());
+        plain.withheld = withheld;
         plain.remote_address = remote;
         plain.peer = peer;
         auto state = std::make_shared<Responder::State>(co_await asio::this_coro::executor, io);
@@ -482,6 +541,7 @@ struct HttpServer::Impl {
       }
       beast::get_lowest_layer(stream).expires_after(idle);
       if (!co_await write_response(stream, std::move(response), version, keep_alive)) co_return;
+      if (!withheld.empty()) co_await linger(stream);  // the client reads the answer, not a reset
       if (!keep_alive) co_return;
     }
   }

@@ -2,6 +2,7 @@
 // file): builds them, declares the route table's realms and admin check, and starts and stops
 // them in one explicit order.
 #include "services/manager/administrators.h"
+#include "services/manager/audit_trail.h"
 #include "services/manager/collection.h"
 #include "services/manager/common.h"
 #include "services/manager/content.h"
@@ -57,7 +58,8 @@ struct Manager::Impl {
         collection(ctx, *uplink),
         enrolment(ctx, *uplink, dispatch),
         publishers(ctx),
-        observe(ctx, router, content, *uplink) {
+        audit(ctx),
+        observe(ctx, router, content, *uplink, audit) {
     declare_routes();
   }
 
@@ -80,6 +82,7 @@ struct Manager::Impl {
   Collection collection;
   Enrolments enrolment;
   Publishers publishers;
+  AuditTrail audit;
   ObserveApi observe;
 
   void declare_routes();
@@ -150,6 +153,7 @@ void Manager::start() {
   if (i.started) return;
   ctx.work_cache.mark(ctx.store->children_with_work());
   ctx.pool = std::make_unique<BlockingPool>(ctx.settings.store_threads);
+  i.audit.start();
   i.uplink->prepare();
   HttpServerSettings hs;
   hs.address = ctx.settings.listen_address;
@@ -165,11 +169,15 @@ void Manager::start() {
   hs.body_limit_for = [this](std::string_view method, std::string_view target) {
     return impl_->router.body_limit(method, target);
   };
+  // And whether the caller may send it at all, and whether there is room for it.
+  hs.check_before_body = [this](const HttpRequest& head) { return impl_->router.check_before_body(head); };
+  hs.max_body_bytes_in_flight = ctx.settings.max_body_bytes_in_flight;
   i.server = std::make_unique<HttpServer>(
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });
   i.server->start();
   ctx.certificate_renewed = [this] { impl_->server->reload_certificate(); };
   i.content.start();
+  i.packages.start();
   ctx.started_unix = fs::now_unix();
   ctx.store->set_event_listener([d = ctx.events.get()] { d->notify(); });
   ctx.events->start();
@@ -200,9 +208,11 @@ void Manager::stop() {
   // Agents in a long poll get an empty answer and come back to whoever serves next.
   for (auto& r : ctx.work_cache.stop()) (*r)(json_response(200, bj::object{{"work", bj::array{}}}));
   i.content.stop();
+  i.packages.stop();
   ctx.events->stop();  // closes event streams
   ctx.pool->stop();
   i.server->stop();
+  i.audit.stop();  // after the last answer: what it could not write yet is tried once more
   ctx.store->set_event_listener(nullptr);
 }
 

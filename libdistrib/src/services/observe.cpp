@@ -110,6 +110,12 @@ std::string render_metrics(const MetricsSnapshot& m) {
   x.sample("distrib_events_last_id", m.last_event_id);
   x.family("distrib_event_streams", "gauge", "Clients following GET /v1/events/stream.");
   x.sample("distrib_event_streams", m.event_streams);
+  x.family("distrib_audit_records_pending", "gauge",
+           "Audit records the store could not take yet (retried every 5 s).");
+  x.sample("distrib_audit_records_pending", m.audit_pending);
+  x.family("distrib_audit_records_lost_total", "counter",
+           "Audit records given up (too many waiting, or still waiting at stop); each is logged in full.");
+  x.sample("distrib_audit_records_lost_total", m.audit_lost);
   auto per_sink = [&](const std::string& name, const char* type, const char* help, auto value) {
     x.family(name, type, help);
     for (const auto& s : m.sinks) x.sample(name, value(s), "sink=\"" + label(s.name) + "\"");

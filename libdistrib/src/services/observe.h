@@ -28,6 +28,8 @@ struct MetricsSnapshot {
   std::vector<EventSinkStatus> sinks;
   std::int64_t last_event_id = 0;
   std::int64_t event_streams = 0;
+  std::uint64_t audit_pending = 0;  ///< audit records waiting to be written (the store refused them)
+  std::uint64_t audit_lost = 0;     ///< audit records given up (logged in full instead)
 };
 
 /// Prometheus text format 0.0.4 (HELP and TYPE for every family; counters end in _total).

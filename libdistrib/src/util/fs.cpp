@@ -36,36 +36,40 @@ std::string read_file(const stdfs::path& path) {
   return out;
 }
 
+Error write_error(const stdfs::path& path, int err) {
+  if (err == ENOSPC || err == EDQUOT)
+    return Error(ErrorKind::insufficient_storage, "cannot write " + path.string() + ": " +
+                                                      std::strerror(err) +
+                                                      "; free space on its file system, then send it again");
+  return Error("cannot write " + path.string() + ": " + std::strerror(err));
+}
+
 void write_file_atomic(const stdfs::path& path, std::string_view data) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   auto tmp = path;
   tmp += ".tmp" + std::to_string(rng() % 1000000000);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error("cannot write " + tmp.string() + ": " + std::strerror(errno));
+  if (fd < 0) throw write_error(tmp, errno);
+  // On any failure the temporary file goes: a full disk leaves nothing half-written behind.
+  auto fail = [&](int err, bool open) {
+    if (open) ::close(fd);
+    ::unlink(tmp.c_str());
+    return write_error(path, err);
+  };
   const char* p = data.data();
   std::size_t left = data.size();
   while (left > 0) {
     const auto n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error("cannot write " + tmp.string() + ": " + std::strerror(err));
+      throw fail(errno, true);
     }
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error("cannot write " + path.string() + ": " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error("cannot write " + path.string() + ": " + std::strerror(err));
-  }
+  if (::fsync(fd) != 0) throw fail(errno, true);
+  if (::close(fd) != 0) throw fail(errno, false);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) throw fail(errno, false);
 }
 
 void ensure_writable_dir(const stdfs::path& dir, std::string_view what) {

@@ -13,6 +13,10 @@ namespace distrib {
 /// Group names: 1-64 characters of letters, digits, '.', '-', '_'; must start with a letter or
 /// digit. Throws Error(invalid_argument) naming the text otherwise.
 void validate_group_name(std::string_view name, std::string_view what);
+/// A description an operator writes (groups, ID groups, inventory fields): at most
+/// kMaxDescriptionLength bytes, no control characters but tab. Throws Error(invalid_argument).
+constexpr std::size_t kMaxDescriptionLength = 1024;
+void validate_description(std::string_view text, std::string_view what);
 
 struct HostGroup {
   std::string name;

@@ -36,6 +36,9 @@ struct HttpRequest {
   /// Every request header, names in lower case.
   std::map<std::string, std::string> headers;
   PeerCertificate peer;  ///< the verified client certificate of the connection, if any
+  /// Why the body was not read (HttpServerSettings::check_before_body): the handler must refuse
+  /// the request (the body is empty, not what was sent).
+  std::string withheld;
 };
 
 /// A response body written piece by piece while the connection stays open (server-sent events).
@@ -128,6 +131,15 @@ struct HttpServerSettings {
   std::uint64_t max_connections = 0;
   /// Connections open at once from one address (0: no limit besides max_connections).
   std::uint64_t max_connections_per_address = 0;
+  /// Checks a request's head (method, target, headers, client certificate) before its body is
+  /// read; called on network threads, so it must not block. A non-empty answer says why the body
+  /// is not wanted: the request reaches the handler without it (HttpRequest::withheld) and the
+  /// connection closes after the answer. Nothing is checked when unset.
+  std::function<std::string(const HttpRequest& head)> check_before_body;
+  /// Request bodies received or handled at once, counted by their declared length (a chunked body
+  /// by its limit) until the answer is written: beyond it a request gets 503 with Retry-After
+  /// before its body is read (one body is always let through). 0: no limit.
+  std::uint64_t max_body_bytes_in_flight = 0;
 };
 
 class HttpServer {

@@ -26,6 +26,9 @@ struct ManagerSettings {
   /// cap); beyond them new connections are closed as they come (HttpServerSettings).
   std::uint64_t max_connections = 0;
   std::uint64_t max_connections_per_address = 1000;
+  /// Request bodies received at once, by their declared length: beyond it a request gets 503
+  /// (Retry-After) before its body is read (HttpServerSettings). 0: no limit.
+  std::uint64_t max_body_bytes_in_flight = 1ull << 30;
   std::string tls_cert_file;
   std::string tls_key_file;
   HostKeyMode key_mode = HostKeyMode::name;
@@ -92,6 +95,9 @@ struct ManagerSettings {
   /// Lifetime of the host certificates this manager's CA issues (agents and relays renew them
   /// when a third is left).
   std::int64_t certificate_lifetime_seconds = 30LL * 86400;
+  /// Chunks no registered package uses (an upload that failed half-way, a package never
+  /// registered) and unfinished temporary files are removed once this old; 0 keeps them.
+  std::int64_t orphan_chunk_seconds = 86400;
   /// A relay's enrolment with its parent: a bundle (distribctl enrol-bundle), or a CA (ca_file or
   /// ca_fingerprint) and optionally a token that has it accepted at once.
   std::filesystem::path enrol_bundle;

@@ -29,7 +29,45 @@ auto Installer::install_target(const Manifest& m) const -> stdfs::path {
   return root / m.name / m.version;
 }
 
-// Puts the verified payload into place: extract beside the target, then swap directories.
+namespace {
+
+// Swaps the contents of `target` for the payload, inside it: a mount point cannot be renamed
+// (EBUSY), and every move here stays on its file system. Not atomic like the swap of directories,
+// but put back as it was when a move fails.
+void replace_contents(const stdfs::path& archive, const stdfs::path& target, std::int64_t entry_id) {
+  const auto staging = target / (".distrib-staging-" + std::to_string(entry_id));
+  const auto old = target / (".distrib-old-" + std::to_string(entry_id));
+  std::error_code ec;
+  stdfs::remove_all(staging, ec);
+  stdfs::remove_all(old, ec);
+  extract_payload(archive, staging);
+  stdfs::create_directory(old);
+  std::vector<stdfs::path> moved_out, moved_in;
+  try {
+    for (const auto& e : stdfs::directory_iterator(target)) {
+      if (e.path() == staging || e.path() == old) continue;
+      stdfs::rename(e.path(), old / e.path().filename());
+      moved_out.push_back(e.path().filename());
+    }
+    for (const auto& e : stdfs::directory_iterator(staging)) {
+      stdfs::rename(e.path(), target / e.path().filename());
+      moved_in.push_back(e.path().filename());
+    }
+  } catch (...) {
+    for (const auto& name : moved_in) stdfs::remove_all(target / name, ec);
+    for (const auto& name : moved_out) stdfs::rename(old / name, target / name, ec);
+    stdfs::remove_all(staging, ec);
+    stdfs::remove_all(old, ec);
+    throw;
+  }
+  stdfs::remove_all(staging, ec);
+  stdfs::remove_all(old, ec);
+}
+
+}  // namespace
+
+// Puts the verified payload into place: extract beside the target, then swap directories; a
+// target that is a mount point has its contents swapped instead.
 void Installer::place_payload(const stdfs::path& archive, const stdfs::path& target, std::int64_t entry_id) {
   std::error_code ec;
   stdfs::create_directories(target.parent_path(), ec);
@@ -40,10 +78,24 @@ void Installer::place_payload(const stdfs::path& archive, const stdfs::path& tar
   stdfs::remove_all(staging, ec);
   extract_payload(archive, staging);
   const bool had = stdfs::exists(target, ec);
-  if (had) stdfs::rename(target, old);
+  if (had) {
+    stdfs::rename(target, old, ec);
+    if (ec == std::errc::device_or_resource_busy || ec == std::errc::cross_device_link) {
+      spdlog::info("entry {}: {} is a mount point; replacing its contents in place", entry_id,
+                   target.string());
+      stdfs::remove_all(staging, ec);
+      return replace_contents(archive, target, entry_id);
+    }
+    if (ec) {
+      const auto why = ec;
+      stdfs::remove_all(staging, ec);
+      throw stdfs::filesystem_error("cannot move the installed version aside", target, old, why);
+    }
+  }
   try {
     stdfs::rename(staging, target);
   } catch (...) {
+    stdfs::remove_all(staging, ec);
     if (had) stdfs::rename(old, target, ec);
     throw;
   }

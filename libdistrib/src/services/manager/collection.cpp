@@ -10,7 +10,7 @@ namespace distrib::manager {
 void Collection::register_routes(Router& t) {
   // Collected files carry up to the largest per-file limit.
   t.add(Route{"POST", "/v1/agent/collect", Access::agent, bind(this, &Collection::agent_collect),
-              kMaxCollectFile});
+              kMaxCollectFile, [this](const HttpRequest& head) { check_sender(head); }});
   t.add(Route{"GET", "/v1/jobs/{id}/files", Access::view, bind(this, &Collection::job_files)});
   t.add(Route{"GET", "/v1/jobs/{id}/files/{host}", Access::operate, bind(this, &Collection::job_file)});
 }
@@ -34,6 +34,17 @@ void validate_collected_path(const std::string& path) {
 }  // namespace
 
 // POST /v1/agent/collect?host_id=&job_id=&path=&sha256= with the file's bytes as the body.
+// Before a file's bytes are read: a well-formed host id, and an agent sends only its own files
+// (a relay, which forwards those of the hosts below it, is checked against the store later).
+void Collection::check_sender(const HttpRequest& head) const {
+  const auto it = head.query.find("host_id");
+  if (it == head.query.end() || !is_valid_host_id(it->second))
+    throw Error(ErrorKind::invalid_argument, "query parameter host_id must be a host UUID");
+  if (const auto id = ctx_.callers.of(head); id && id->role != "relay" && id->host_id != it->second)
+    throw Error(ErrorKind::forbidden,
+                "host " + id->host_id + " cannot send files collected on host " + it->second);
+}
+
 void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegments&) {
   const auto host_id = req.query["host_id"];
   if (!is_valid_host_id(host_id))
@@ -84,7 +95,9 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
       throw Error(ErrorKind::integrity,
                   "file " + path + " arrived damaged (SHA-256 differs from the sender's); send it again");
     const auto target = collected_path(job_id, host_id, path);
-    std::filesystem::create_directories(target.parent_path());
+    std::error_code ec;
+    std::filesystem::create_directories(target.parent_path(), ec);
+    if (ec) throw fs::write_error(target.parent_path(), ec.value());
     std::filesystem::permissions(target.parent_path(), std::filesystem::perms::owner_all);
     fs::write_file_atomic(target, data);
     std::filesystem::permissions(target, std::filesystem::perms::owner_read |
@@ -95,7 +108,12 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
     f.path = path;
     f.size = static_cast<std::int64_t>(data.size());
     f.sha256 = digest;
-    ctx_.store->record_collected_file(f);
+    try {
+      ctx_.store->record_collected_file(f);
+    } catch (...) {
+      std::filesystem::remove(target, ec);  // not recorded (a full database, say): not kept either
+      throw;
+    }
     return json_response(200, bj::object{{"path", path}, {"size", f.size}, {"sha256", digest}});
   });
 }

@@ -15,6 +15,7 @@ class Collection {
  private:
   std::filesystem::path collected_path(std::int64_t job, const std::string& host,
                                        const std::string& path) const;
+  void check_sender(const HttpRequest& head) const;
   void agent_collect(HttpRequest&& req, Responder& r, const PathSegments&);
   void job_files(HttpRequest&&, Responder& r, const PathSegments& p);
   void job_file(HttpRequest&& req, Responder& r, const PathSegments& p);

@@ -167,6 +167,7 @@ void Groups::group_create(HttpRequest&& req, Responder& r, const PathSegments&) 
   g.name = json::get_string(body, "name");
   validate_group_name(g.name, "host group");
   g.description = json::get_string(body, "description", false);
+  validate_description(g.description, "a host group's");
   g.query = json::get_string(body, "query", false);
   auto keys = optional_strings(body, "hosts");
   if (!g.query.empty()) {
@@ -236,6 +237,7 @@ void Groups::id_group_create(HttpRequest&& req, Responder& r, const PathSegments
   require_json(req);
   auto body = json::parse_object(req.body);
   IdGroup g = json::id_group_from_json(body);
+  validate_description(g.description, "an ID group's");
   validate_group_name(g.name, "ID group");
   validate_join_policy(g.policy);
   const auto password = json::get_string(body, "password", false);

@@ -29,6 +29,8 @@ int status_of(ErrorKind kind) noexcept {
       return 503;
     case ErrorKind::internal:
       return 500;
+    case ErrorKind::insufficient_storage:
+      return 507;
   }
   return 500;
 }

@@ -2,6 +2,8 @@
 // host's inventory and its history.
 #include "services/manager/inventory.h"
 
+#include <distrib/model/group.h>
+
 #include "services/manager/registration.h"
 #include "services/manager/uplink.h"
 
@@ -270,6 +272,7 @@ void Inventory::inventory_field_define(HttpRequest&& req, Responder& r, const Pa
   f.type = parse_inventory_field_type(type.empty() ? "text" : type);
   f.allowed = optional_strings(body, "values");
   f.description = json::get_string(body, "description", false);
+  validate_description(f.description, "an inventory field's");
   validate_inventory_field(f);
   return ctx_.blocking(std::move(r), [this, f] {
     ctx_.store->put_inventory_field(f);

@@ -1,6 +1,7 @@
 // Status, route list, cluster status, events, audit trail, metrics and content counters.
 #include "services/manager/observe_api.h"
 
+#include "services/manager/audit_trail.h"
 #include "services/manager/content.h"
 #include "services/manager/uplink.h"
 #include "services/observe.h"
@@ -70,14 +71,7 @@ void ObserveApi::audit_answer(const HttpRequest& req, Responder& r, bool host_ro
         rec.result += " (and " + std::to_string(seen.second) + " more refused from here before)";
       seen = {rec.at_ms, 0};
     }
-    ctx_.pool->submit([this, rec = std::move(rec)] {
-      try {
-        ctx_.store->append_audit({rec});
-      } catch (const std::exception& e) {
-        spdlog::error("audit trail: cannot record {} by {} ({}): {}", rec.action, rec.actor, rec.result,
-                      e.what());
-      }
-    });
+    audit_.record(std::move(rec));
   });
 }
 
@@ -235,6 +229,8 @@ void ObserveApi::get_metrics(HttpRequest&&, Responder& r, const PathSegments&) {
   m.busy_answers = c.busy_answers;
   m.active_transfers = c.active_transfers;
   m.event_streams = ctx_.events->subscribers();
+  m.audit_pending = audit_.pending();
+  m.audit_lost = audit_.lost();
   ctx_.blocking(std::move(r), [this, m]() mutable {
     m.counts = ctx_.store->counts();
     if (!m.sent_to.empty()) m.sent_to = peers_by_name(m.sent_to, ctx_.store->list_hosts());

@@ -7,13 +7,14 @@
 
 namespace distrib::manager {
 
+class AuditTrail;
 class Content;
 class Uplink;
 
 class ObserveApi {
  public:
-  ObserveApi(Context& ctx, const Router& router, Content& content, Uplink& uplink)
-      : ctx_(ctx), router_(router), content_(content), uplink_(uplink) {}
+  ObserveApi(Context& ctx, const Router& router, Content& content, Uplink& uplink, AuditTrail& audit)
+      : ctx_(ctx), router_(router), content_(content), uplink_(uplink), audit_(audit) {}
   void register_routes(Router& t);
   /// The audit trail of an admin request: the request (without its body) and its answer,
   /// written off the network thread once the answer is given (a refused token included).
@@ -39,6 +40,7 @@ class ObserveApi {
   const Router& router_;
   Content& content_;
   Uplink& uplink_;
+  AuditTrail& audit_;
   std::mutex audit_mutex_;
   std::unordered_map<std::string, std::pair<std::int64_t, int>>
       refused_by_;  // address → (last record, since)

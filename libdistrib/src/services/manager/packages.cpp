@@ -23,8 +23,15 @@ void Packages::chunks_missing(HttpRequest&& req, Responder& r, const PathSegment
   return ctx_.blocking(std::move(r), [this, digests] {
     bj::array missing;
     std::set<std::string> seen;
-    for (const auto& d : digests)
-      if (seen.insert(d).second && !ctx_.chunks->contains(d)) missing.emplace_back(d);
+    std::error_code ec;
+    const auto now = std::filesystem::file_time_type::clock::now();
+    for (const auto& d : digests) {
+      if (!seen.insert(d).second) continue;
+      if (!ctx_.chunks->contains(d))
+        missing.emplace_back(d);
+      else  // a packager counts on it now: it is not left over, whatever its age
+        std::filesystem::last_write_time(ctx_.chunks->path_of(d), now, ec);
+    }
     return json_response(200, bj::object{{"missing", std::move(missing)}});
   });
 }
@@ -62,6 +69,7 @@ void Packages::package_register(HttpRequest&& req, Responder& r, const PathSegme
                   "package \"" + manifest.name + "\" " + manifest.version + " is registered already " +
                       (held->signature.empty() ? "unsigned" : "signed by " + held->signed_by) +
                       "; packages are immutable: register the signed package as a new version");
+    std::lock_guard lock(chunks_mutex_);
     std::size_t missing = 0;
     for (const auto& c : manifest.chunks)
       if (!ctx_.chunks->contains(c.digest)) ++missing;
@@ -82,6 +90,78 @@ void Packages::package_show(HttpRequest&&, Responder& r, const PathSegments& p) 
     if (!m) throw Error(ErrorKind::not_found, "package \"" + name + "\" " + version + " does not exist");
     return json_response(200, json::to_json(*m));
   });
+}
+
+std::set<std::string> Packages::chunks_in_use(Store& store) {
+  std::set<std::string> used;
+  for (const auto& p : store.list_packages())
+    if (auto m = store.find_package(p.name, p.version))
+      for (const auto& c : m->chunks) used.insert(c.digest);
+  return used;
+}
+
+auto Packages::sweep(std::int64_t older_than_seconds) -> Swept {
+  namespace sfs = std::filesystem;
+  const auto cutoff = sfs::file_time_type::clock::now() - std::chrono::seconds(older_than_seconds);
+  struct Candidate {
+    sfs::path path;
+    std::string digest;  // empty: a temporary file
+    std::uint64_t size;
+  };
+  std::vector<Candidate> old;
+  std::error_code ec;
+  for (auto it = sfs::recursive_directory_iterator(ctx_.chunks->root(), ec);
+       !ec && it != sfs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const auto name = it->path().filename().string();
+    const auto tmp = name.find(".tmp");
+    const bool chunk = name.size() == 68 && name.ends_with(".zst") && is_sha256_hex(name.substr(0, 64));
+    if ((!chunk && tmp == std::string::npos) || it->last_write_time(ec) >= cutoff || ec) continue;
+    old.push_back({it->path(), chunk ? name.substr(0, 64) : "", it->file_size(ec)});
+  }
+  Swept swept;
+  if (old.empty()) return swept;
+  std::lock_guard lock(chunks_mutex_);
+  const auto used = chunks_in_use(*ctx_.store);
+  for (const auto& c : old) {
+    if (!c.digest.empty() && used.count(c.digest)) continue;
+    // Touched since it was listed (asked for by a packager): keep it.
+    if (const auto t = sfs::last_write_time(c.path, ec); ec || t >= cutoff) continue;
+    if (sfs::remove(c.path, ec)) {
+      ++swept.files;
+      swept.bytes += c.size;
+    }
+  }
+  if (swept.files)
+    spdlog::info(
+        "content: removed {} left-over file(s), {} (chunks no registered package uses and unfinished "
+        "writes, older than {} s)",
+        swept.files, format_byte_size(swept.bytes), older_than_seconds);
+  return swept;
+}
+
+void Packages::start() {
+  const auto grace = ctx_.settings.orphan_chunk_seconds;
+  if (grace <= 0) return;
+  timers_ = std::make_unique<TimerQueue>();
+  schedule(std::chrono::seconds(std::clamp<std::int64_t>(grace / 4, 1, 3600)));
+}
+
+void Packages::schedule(std::chrono::seconds after) {
+  timers_->at(TimerQueue::Clock::now() + after, [this, after] {
+    ctx_.pool->submit([this, after] {
+      try {
+        sweep(ctx_.settings.orphan_chunk_seconds);
+      } catch (const std::exception& e) {
+        spdlog::warn("content: left-over chunks not removed this time: {}", e.what());
+      }
+      schedule(after);  // a no-op once stopped
+    });
+  });
+}
+
+void Packages::stop() {
+  if (timers_) timers_->stop();
 }
 
 }  // namespace distrib::manager

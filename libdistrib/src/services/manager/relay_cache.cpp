@@ -1,6 +1,8 @@
 // A relay's content cache: manifests fetched on demand, eviction by size and age.
 #include "services/manager/relay_cache.h"
 
+#include "services/manager/packages.h"
+
 #include <filesystem>
 
 namespace distrib::manager {
@@ -53,10 +55,7 @@ void RelayCache::maybe_maintain() {
 
 // Removes the package's chunks that no other cached package uses.
 auto RelayCache::remove_package_chunks(const Manifest& gone) -> Freed {
-  std::set<std::string> keep;
-  for (const auto& p : ctx_.store->list_packages())
-    if (auto m = ctx_.store->find_package(p.name, p.version))
-      for (const auto& c : m->chunks) keep.insert(c.digest);
+  const auto keep = Packages::chunks_in_use(*ctx_.store);
   Freed freed;
   for (const auto& c : gone.chunks) {
     if (keep.count(c.digest)) continue;

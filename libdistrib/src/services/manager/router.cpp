@@ -145,6 +145,11 @@ void Router::dispatch(HttpRequest&& req, Responder& r) const {
   const auto p = split_path(req.path);
   if (const auto* e = find(req.method, p)) {
     admit(e->route.access, req, r);
+    if (!req.withheld.empty()) {
+      // The body was not read: refused for the reason found before it, with its own kind.
+      if (e->route.before_body) e->route.before_body(req);
+      throw Error(ErrorKind::forbidden, req.withheld);
+    }
     e->route.handler(std::move(req), r, p);
     return;
   }
@@ -171,6 +176,26 @@ std::vector<RouteInfo> Router::routes() const {
 std::uint64_t Router::body_limit(std::string_view method, std::string_view target) const {
   const auto* e = find(method, split_path(target.substr(0, target.find('?'))));
   return e ? e->route.body_limit : 0;
+}
+
+std::string Router::check_before_body(const HttpRequest& head) const {
+  const auto* e = find(head.method, split_path(head.path));
+  if (!e) return {};  // "no route", its body read against the default limit
+  try {
+    const auto access = e->route.access;
+    if (is_administrative(access)) {
+      // Credentials are checked (and a refusal audited) with the request; a body from a caller
+      // that brings none at all is not worth reading.
+      if (head.authorization.empty() && !head.peer.present())
+        return "this route needs credentials (an admin bearer token or a user's certificate)";
+    } else if (const auto& check = checks_[index_of(access)]) {
+      check(head);
+    }
+    if (e->route.before_body) e->route.before_body(head);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  }
+  return {};
 }
 
 }  // namespace distrib::manager

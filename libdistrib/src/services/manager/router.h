@@ -48,6 +48,9 @@ using PathSegments = std::vector<std::string>;
 /// router's caller answers (when `r` was not handed on).
 using RouteHandler = std::function<void(HttpRequest&& req, Responder& r, const PathSegments& p)>;
 
+/// A check of a request on its head alone (no body yet): throws Error when the request is refused.
+using HeadCheck = std::function<void(const HttpRequest&)>;
+
 struct Route {
   std::string method;                  ///< "GET", "POST", "PUT", "DELETE", "HEAD"
   std::string pattern;                 ///< "/v1/jobs/{id}"
@@ -56,6 +59,9 @@ struct Route {
   /// Largest request body accepted, checked while the request is read (413 above it); 0: the
   /// server's default (4 MiB at the manager).
   std::uint64_t body_limit = 0;
+  /// Checked before the body is read, after the access check (for routes with large bodies:
+  /// whether the caller may send it at all, from the query). Must not block: no store.
+  HeadCheck before_body;
 };
 
 /// One row of the table as listed (GET /v1/routes, the pinned test).
@@ -102,6 +108,11 @@ class Router {
   /// route takes the default. Called on network threads before the body is read: the table does
   /// not change once the server runs.
   std::uint64_t body_limit(std::string_view method, std::string_view target) const;
+  /// Why the body of this request is not worth reading (empty when it is): an administrative
+  /// route called with no credentials at all, a host route whose caller fails its check, or the
+  /// route's before_body check. On network threads, before the body is read; the request then
+  /// comes to dispatch() without its body and is refused there (audited like any refusal).
+  std::string check_before_body(const HttpRequest& head) const;
 
  private:
   struct Entry {

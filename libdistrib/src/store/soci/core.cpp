@@ -3,6 +3,7 @@
 // the direct children to wake).
 #include "store/soci/core.h"
 
+#include <cctype>
 #include <sstream>
 
 namespace distrib::store {
@@ -81,6 +82,15 @@ void SociCore::recovered() {
     std::lock_guard lock(outage_mutex_);
     ended_outage_ = std::make_pair(since, until);
   }
+}
+
+bool SociCore::disk_full(const std::string& what) {
+  std::string lower(what);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* words : {"database or disk is full", "no space left", "could not extend file", "disk full",
+                            "could not allocate space", "unable to extend"})
+    if (lower.find(words) != std::string::npos) return true;
+  return false;
 }
 
 auto SociCore::connection_lost(soci::session& sql, const soci::soci_error& e) -> bool {

@@ -174,6 +174,10 @@ class SociCore {
       } catch (const soci::soci_error& e) {
         const std::string what = first_line(e.what());
         if (!connection_lost(sql, e)) {
+          if (disk_full(what))
+            throw Error(ErrorKind::insufficient_storage,
+                        "the " + dialect_.name + " database has no space left (" + what +
+                            "); nothing was changed: free space on its disk, then retry");
           const bool busy =
               what.find("locked") != std::string::npos || what.find("busy") != std::string::npos;
           throw Error(busy ? ErrorKind::unavailable : ErrorKind::internal,
@@ -305,6 +309,8 @@ class SociCore {
   void count_call(std::chrono::steady_clock::time_point t0) noexcept;
   void recovered();
   static bool connection_lost(soci::session& sql, const soci::soci_error& e);
+  // The database's words for a full disk (SQLite, PostgreSQL, SQL Server, Oracle).
+  static bool disk_full(const std::string& what);
   void reconnect(soci::session& sql);
   void open_lease_session(soci::session& sql);
   void migrate();

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -385,13 +386,15 @@ std::string wait_job(const ManagerProc& m, const std::string& id, std::chrono::s
 std::string pg_server() {
   const char* dir = std::getenv("DISTRIB_TEST_PG_DIR");
   if (!dir || !*dir) return {};
-  static const std::string server = [&] {
+  // Never destroyed: the databases made here are dropped at exit (pg_databases below), after the
+  // function-local statics made later would already be gone.
+  static const auto* server = [&] {
     ::setenv("ODBCSYSINI", (stdfs::path(dir) / "odbc").c_str(), 1);
     std::string port = read_file(stdfs::path(dir) / "port");
     while (!port.empty() && (port.back() == '\n' || port.back() == ' ')) port.pop_back();
-    return "host=127.0.0.1 port=" + port + " user=distrib password=distrib";
+    return new std::string("host=127.0.0.1 port=" + port + " user=distrib password=distrib");
   }();
-  return server;
+  return *server;
 }
 
 std::string pg_connection(const std::string& db) {
@@ -424,25 +427,30 @@ void pg_exec(const std::string& sql, const std::string& db) {
 }
 
 namespace {
-struct PgDatabases {
-  std::vector<std::string> names;
-  ~PgDatabases() {
-    for (const auto& n : names) {
-      try {
-        pg_exec("DROP DATABASE IF EXISTS " + n + " WITH (FORCE)");
-      } catch (...) {
-      }
+// The databases made by this process, dropped at exit by a handler registered after the first
+// connection: handlers run in reverse order, so it runs before OpenSSL's own exit handler (which
+// libpq's first connection registered), never after it. Never destroyed itself.
+std::vector<std::string>& pg_databases() {
+  static auto* names = new std::vector<std::string>;
+  return *names;
+}
+void drop_pg_databases() {
+  for (const auto& n : pg_databases()) {
+    try {
+      pg_exec("DROP DATABASE IF EXISTS " + n + " WITH (FORCE)");
+    } catch (...) {
     }
   }
-};
-PgDatabases pg_databases;
+}
 }  // namespace
 
 std::string pg_create_database(const std::string& name) {
-  if (std::find(pg_databases.names.begin(), pg_databases.names.end(), name) == pg_databases.names.end()) {
+  auto& names = pg_databases();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
     pg_exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
     pg_exec("CREATE DATABASE " + name);
-    pg_databases.names.push_back(name);
+    if (names.empty()) std::atexit(drop_pg_databases);
+    names.push_back(name);
   }
   return name;
 }

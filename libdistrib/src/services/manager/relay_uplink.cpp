@@ -222,6 +222,9 @@ void RelayUplink::check_not_below(const std::string& url, const std::vector<std:
 
 // Sends acks, hosts, last contacts and entry states upward. Returns true when more is queued.
 auto RelayUplink::sync_once(const std::vector<std::pair<std::int64_t, EntryState>>& acks) -> bool {
+  // The syncer and the poller (acknowledging routed entries at once) both sync: one at a time, as
+  // their client is one connection (two threads on it freed its TLS state under each other).
+  std::lock_guard sync_lock(sync_mutex_);
   std::string url;
   {
     std::lock_guard lock(mutex_);

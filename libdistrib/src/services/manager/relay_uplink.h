@@ -66,6 +66,7 @@ class RelayUplink final : public Uplink {
   std::unique_ptr<ClientPool> join_clients_;  // joins, inventory and uploads passed to the parent
   std::thread poller_, syncer_;
   std::mutex mutex_;
+  std::mutex sync_mutex_;  // held for a whole sync: sync_clients_ serves one thread at a time
   std::condition_variable cv_;
   std::atomic<bool> stopping_{false};
   bool running_ = false;

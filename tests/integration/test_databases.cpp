@@ -18,10 +18,16 @@ namespace {
 // A PostgreSQL server of this test's own (it is restarted; the run's shared one must not be).
 struct PrivatePostgres {
   std::string dir;
-  int port;
-  PrivatePostgres()
-      : dir("/tmp/distrib-test-pgctl-" + std::to_string(::getpid())), port(54360 + ::getpid() % 30) {
-    REQUIRE(pg_script({"start", dir, std::to_string(port)}));
+  int port = 0;
+  PrivatePostgres() : dir("/tmp/distrib-test-pgctl-" + std::to_string(::getpid())) {
+    // The ports here lie in the kernel's range for outgoing connections: one of the suite's own
+    // connections may hold the port picked (the server then cannot listen). The next one, then.
+    bool started = false;
+    for (int i = 0; i < 5 && !started; ++i) {
+      port = 54360 + (::getpid() + 7 * i) % 30;
+      started = pg_script({"start", dir, std::to_string(port)});
+    }
+    REQUIRE(started);
   }
   ~PrivatePostgres() { pg_script({"destroy", dir}); }
   std::string server() const {

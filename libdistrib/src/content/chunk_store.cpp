@@ -7,6 +7,8 @@
 
 #include <zstd.h>
 
+#include <algorithm>
+
 namespace distrib {
 
 std::string compress_chunk(std::string_view raw, int level) {
@@ -62,25 +64,46 @@ std::string ChunkStore::put_raw(std::string_view raw) {
   return digest;
 }
 
+std::string short_digest(std::string_view digest) {
+  return std::string(digest.substr(0, 12));
+}
+
 namespace {
 // Decompresses a chunk, naming it in the error.
 std::string decompress_named(std::string_view digest, std::string_view compressed, std::uint64_t max_size) {
   try {
     return decompress_chunk(compressed, max_size);
   } catch (const Error& e) {
-    throw Error(ErrorKind::integrity, "chunk " + std::string(digest) + " failed verification: " + e.what());
+    throw Error(ErrorKind::integrity, "chunk " + short_digest(digest) + " failed verification: " + e.what());
   }
+}
+
+std::string verified_raw(std::string_view digest, std::string_view compressed, std::uint64_t max_size) {
+  auto raw = decompress_named(digest, compressed, max_size);
+  const auto actual = sha256_hex(raw);
+  if (actual != digest)
+    throw Error(ErrorKind::integrity, "chunk " + short_digest(digest) + " failed verification (its bytes hash to " +
+                                          short_digest(actual) + ")");
+  return raw;
 }
 }  // namespace
 
-void ChunkStore::put_compressed(std::string_view digest, std::string_view compressed,
-                                std::uint64_t max_size) {
-  const auto raw = decompress_named(digest, compressed, max_size);
-  const auto actual = sha256_hex(raw);
-  if (actual != digest)
-    throw Error(ErrorKind::integrity,
-                "chunk " + std::string(digest) + " failed verification (got " + actual + ")");
-  if (!contains(digest)) store_file(path_of(digest), compressed);
+std::uint64_t verify_chunk(std::string_view digest, std::string_view compressed, std::uint64_t max_size) {
+  return verified_raw(digest, compressed, max_size).size();
+}
+
+bool ChunkStore::put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size) {
+  verify_chunk(digest, compressed, max_size);
+  if (contains(digest)) {
+    try {
+      read_verified(digest, max_size);
+      return false;  // the copy held is good
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::integrity) throw;
+    }
+  }
+  store_file(path_of(digest), compressed);
+  return true;
 }
 
 std::string ChunkStore::read_compressed(std::string_view digest) const {
@@ -88,17 +111,55 @@ std::string ChunkStore::read_compressed(std::string_view digest) const {
 }
 
 std::string ChunkStore::read_verified(std::string_view digest, std::uint64_t max_size) const {
-  auto raw = decompress_named(digest, read_compressed(digest), max_size);
-  const auto actual = sha256_hex(raw);
-  if (actual != digest)
-    throw Error(ErrorKind::integrity,
-                "chunk " + std::string(digest) + " failed verification (got " + actual + ")");
-  return raw;
+  return verified_raw(digest, read_compressed(digest), max_size);
 }
 
 void ChunkStore::remove(std::string_view digest) {
   std::error_code ec;
   std::filesystem::remove(path_of(digest), ec);
+}
+
+bool ChunkStore::quarantine(std::string_view digest) {
+  namespace sfs = std::filesystem;
+  const auto from = path_of(digest);
+  const auto dir = quarantine_dir();
+  std::error_code ec;
+  sfs::create_directories(dir, ec);
+  sfs::rename(from, dir / (std::string(digest) + ".zst.bad"), ec);
+  if (ec) {
+    // No room to keep it (or another file system): it goes, so it counts as missing all the same.
+    const bool was = sfs::exists(from, ec);
+    sfs::remove(from, ec);
+    return was;
+  }
+  std::vector<std::pair<sfs::file_time_type, sfs::path>> kept;
+  for (auto it = sfs::directory_iterator(dir, ec); !ec && it != sfs::directory_iterator(); it.increment(ec))
+    kept.emplace_back(it->last_write_time(ec), it->path());
+  if (kept.size() > kQuarantineKept) {
+    std::sort(kept.begin(), kept.end());
+    for (std::size_t i = 0; i + kQuarantineKept < kept.size(); ++i) sfs::remove(kept[i].second, ec);
+  }
+  return true;
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> ChunkStore::list() const {
+  namespace sfs = std::filesystem;
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  std::error_code ec;
+  for (auto top = sfs::directory_iterator(root_, ec); !ec && top != sfs::directory_iterator(); top.increment(ec)) {
+    const auto sub = top->path().filename().string();
+    if (sub.size() != 2 || !top->is_directory(ec)) continue;  // the quarantine, stray files
+    std::error_code ec2;
+    for (auto it = sfs::directory_iterator(top->path(), ec2); !ec2 && it != sfs::directory_iterator();
+         it.increment(ec2)) {
+      const auto name = it->path().filename().string();
+      if (name.size() != 68 || !name.ends_with(".zst") || !is_sha256_hex(name.substr(0, 64))) continue;
+      std::error_code ec3;
+      const auto size = it->file_size(ec3);
+      if (!ec3) out.emplace_back(name.substr(0, 64), size);
+    }
+  }
+  return out;
 }
 
 }  // namespace distrib

@@ -35,7 +35,7 @@ const std::vector<std::string>& event_types() {
       "entry.failed",      "entry.retrying",   "entry.expired",   "host.registered",      "host.changed",
       "host.conflict",     "host.silent",      "host.returned",   "package.registered",   "package.deleted",
       "inventory.changed", "cluster.takeover", "database.outage", "host.enrol_requested", "host.enrolled",
-      "host.rejected",     "host.revoked",     "host.refused"};
+      "host.rejected",     "host.revoked",     "host.refused",  "content.corrupt"};
   return types;
 }
 

@@ -6,6 +6,7 @@
 #include "services/manager/collection.h"
 #include "services/manager/common.h"
 #include "services/manager/content.h"
+#include "services/manager/content_health.h"
 #include "services/manager/dispatch.h"
 #include "services/manager/enrolment.h"
 #include "services/manager/groups.h"
@@ -48,10 +49,11 @@ struct Manager::Impl {
         uplink(make_uplink(ctx, dispatch, registration)),
         dispatch(ctx, *uplink, scheduler, content),
         scheduler(ctx, dispatch),
-        content(ctx, *uplink),
+        health(ctx, *uplink),
+        content(ctx, *uplink, health),
         registration(ctx, dispatch, *uplink),
         relay_sync(ctx, dispatch, registration, scheduler, *uplink),
-        packages(ctx),
+        packages(ctx, health),
         inventory(ctx, registration, *uplink),
         jobs(ctx, registration, inventory, dispatch, scheduler, *uplink),
         groups(ctx, registration, inventory, dispatch, *uplink),
@@ -59,7 +61,7 @@ struct Manager::Impl {
         enrolment(ctx, *uplink, dispatch),
         publishers(ctx),
         audit(ctx),
-        observe(ctx, router, content, *uplink, audit) {
+        observe(ctx, router, content, health, *uplink, audit) {
     declare_routes();
   }
 
@@ -72,6 +74,7 @@ struct Manager::Impl {
   std::unique_ptr<Uplink> uplink;
   Dispatch dispatch;
   Scheduler scheduler;
+  ContentHealth health;
   Content content;
   Registration registration;
   RelaySync relay_sync;
@@ -113,6 +116,7 @@ void Manager::Impl::declare_routes() {
   dispatch.register_routes(router);
   relay_sync.register_routes(router);
   content.register_routes(router);
+  health.register_routes(router);
   packages.register_routes(router);
   jobs.register_routes(router);
   groups.register_routes(router);
@@ -176,6 +180,7 @@ void Manager::start() {
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });
   i.server->start();
   ctx.certificate_renewed = [this] { impl_->server->reload_certificate(); };
+  i.health.start();
   i.content.start();
   i.packages.start();
   ctx.started_unix = fs::now_unix();
@@ -203,6 +208,7 @@ void Manager::stop() {
   if (!i.started) return;
   i.started = false;
   i.uplink->stop();
+  i.health.stop();  // a scrub under way ends (its fetches from the parent were aborted just now)
   i.scheduler.stop();
   i.inventory.stop();
   // Agents in a long poll get an empty answer and come back to whoever serves next.

@@ -85,6 +85,15 @@ std::string render_metrics(const MetricsSnapshot& m) {
   x.family("distrib_chunk_cache_misses_total", "counter",
            "Chunks that had to be fetched from the parent first.");
   x.sample("distrib_chunk_cache_misses_total", m.cache_misses);
+  x.family("distrib_content_verification_failures_total", "counter",
+           "Chunks that failed verification, by the tier that found it (manager, relay, agent) and whose "
+           "copy it was (store: this server's own; otherwise the host below that received it).");
+  for (const auto& [key, n] : m.verification_failures)
+    x.sample("distrib_content_verification_failures_total", n,
+             "tier=\"" + label(key.first) + "\",peer=\"" + label(key.second) + "\"");
+  x.family("distrib_content_quarantined_total", "counter",
+           "Chunks of this server's store found corrupt and moved aside (then fetched or uploaded again).");
+  x.sample("distrib_content_quarantined_total", m.chunks_quarantined);
   x.family("distrib_transfers_active", "gauge", "Hosts fetching content now.");
   x.sample("distrib_transfers_active", m.active_transfers);
   x.family("distrib_transfers_busy_total", "counter", "Requests told to come back later (transfer limits).");

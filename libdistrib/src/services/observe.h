@@ -30,6 +30,10 @@ struct MetricsSnapshot {
   std::int64_t event_streams = 0;
   std::uint64_t audit_pending = 0;  ///< audit records waiting to be written (the store refused them)
   std::uint64_t audit_lost = 0;     ///< audit records given up (logged in full instead)
+  /// Chunks that failed verification: (where found: manager, relay, agent; whose copy: "store" or
+  /// a host's name) → count.
+  std::map<std::pair<std::string, std::string>, std::uint64_t> verification_failures;
+  std::uint64_t chunks_quarantined = 0;
 };
 
 /// Prometheus text format 0.0.4 (HELP and TYPE for every family; counters end in _total).

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace distrib {
 
@@ -15,6 +17,11 @@ std::string compress_chunk(std::string_view raw, int level = 3);
 /// Decompresses a stored/transferred chunk; throws Error(integrity) on corrupt input or when the
 /// result would exceed `max_size`.
 std::string decompress_chunk(std::string_view compressed, std::uint64_t max_size);
+/// The first 12 hex digits of a digest, for messages people read ("3f2a9c1e0b7d").
+std::string short_digest(std::string_view digest);
+/// Checks that `compressed` decompresses to bytes whose SHA-256 is `digest`; throws
+/// Error(integrity) naming the chunk (short) and what was wrong. Returns the uncompressed size.
+std::uint64_t verify_chunk(std::string_view digest, std::string_view compressed, std::uint64_t max_size);
 
 class ChunkStore {
  public:
@@ -29,14 +36,24 @@ class ChunkStore {
   /// Stores raw bytes under their digest; returns the digest. No-op when already present.
   std::string put_raw(std::string_view raw);
   /// Stores a compressed chunk after checking that it decompresses to bytes with `digest`.
-  /// Throws Error(integrity) naming the digest when it does not.
-  void put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size);
+  /// Throws Error(integrity) naming the digest when it does not. A copy already held is kept
+  /// when it verifies and replaced when it does not; returns true when the file was written.
+  bool put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size);
   /// Reads the compressed bytes as stored (no verification).
   std::string read_compressed(std::string_view digest) const;
   /// Reads, decompresses and verifies; throws Error(integrity) when the stored bytes are bad.
   std::string read_verified(std::string_view digest, std::uint64_t max_size) const;
   /// Removes a chunk (used when verification found it corrupt).
   void remove(std::string_view digest);
+  /// Moves a corrupt chunk aside into `quarantine_dir()` (as DIGEST.zst.bad; the newest
+  /// kQuarantineKept are kept, older ones deleted); it then counts as missing. False when it was
+  /// not here.
+  bool quarantine(std::string_view digest);
+  std::filesystem::path quarantine_dir() const { return root_ / "quarantine"; }
+  static constexpr std::size_t kQuarantineKept = 100;
+  /// The digests of every chunk file held (temporary files and the quarantine left out), with
+  /// their compressed sizes.
+  std::vector<std::pair<std::string, std::uint64_t>> list() const;
 
  private:
   std::filesystem::path root_;

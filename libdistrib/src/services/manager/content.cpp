@@ -1,6 +1,7 @@
 // Content delivery: admission and pacing of transfers, chunks (single and in segments), manifests.
 #include "services/manager/content.h"
 
+#include "services/manager/content_health.h"
 #include "services/manager/uplink.h"
 #include "services/upstream.h"
 
@@ -15,7 +16,6 @@ void Content::register_routes(Router& t) {
 
 void Content::start() {
   timers_ = std::make_unique<TimerQueue>();
-  hot_chunks_ = std::make_unique<ByteCache>(ctx_.settings.memory_cache_bytes);
   if (const char* fault = std::getenv("DISTRIB_FAULT_CORRUPT_CHUNKS"); fault && *fault) {
     corrupt_left_ = std::atoll(fault);
     spdlog::warn("fault injection: the next {} chunk(s) served in batches are corrupted on purpose",
@@ -114,21 +114,43 @@ void Content::count_served(const std::string& requester, std::uint64_t chunk_cou
   s.bytes += bytes;
 }
 
-// One chunk streamed from its file, paced for the requester; 404 when this server lacks it.
+// One chunk, verified, paced for the requester. A relay without it (or whose copy was corrupt:
+// quarantined now) fetches it from its parent once, however many ask meanwhile; elsewhere 404.
 void Content::serve_chunk(const std::string& digest, const std::string& requester,
-                          std::shared_ptr<Responder> r) {
-  HttpResponse res;
-  res.content_type = "application/zstd";
-  res.file_path = ctx_.chunks->path_of(digest).string();
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(res.file_path, ec);
-  if (ec) {
-    (*r)(error_response(
-        Error(ErrorKind::not_found, "chunk " + digest + " is not in this server's content store")));
-    return;
-  }
-  count_served(requester, 1, size);
-  send_paced(requester, size, std::move(r), std::move(res));
+                          std::shared_ptr<Responder> r, bool after_upstream) {
+  ctx_.pool->submit([this, digest, requester, r, after_upstream] {
+    try {
+      auto bytes = health_.read(digest);
+      auto* upstream = uplink_.chunk_source();
+      if (!bytes && upstream && !after_upstream) {
+        ++cache_misses_;
+        upstream->fetch(digest, [this, r, digest, requester](const std::string& error) {
+          if (!error.empty()) {
+            (*r)(error_response(Error(ErrorKind::unavailable, "chunk " + digest +
+                                                                  " is not available from this relay's "
+                                                                  "parent yet: " +
+                                                                  error + "; retry later")));
+            return;
+          }
+          serve_chunk(digest, requester, r, true);
+          uplink_.content_arrived();
+        });
+        return;
+      }
+      if (!bytes)
+        throw Error(ErrorKind::not_found, "chunk " + digest + " is not in this server's content store");
+      if (!after_upstream) ++cache_hits_;
+      HttpResponse res;
+      res.content_type = "application/zstd";
+      res.body = *bytes;
+      count_served(requester, 1, bytes->size());
+      send_paced(requester, bytes->size(), r, std::move(res));
+    } catch (const Error& e) {
+      (*r)(error_response(e));
+    } catch (const std::exception& e) {
+      (*r)(error_response(Error(ErrorKind::internal, e.what())));
+    }
+  });
 }
 
 // Answers a batch: frames "<digest> <length>\n<compressed bytes>" for a prefix of `digests`
@@ -139,18 +161,38 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
   ctx_.pool->submit([this, requester = std::move(requester), digests = std::move(digests), r,
                      after_upstream] {
     try {
+      const std::uint64_t budget = ctx_.settings.rate_limit_per_host
+                                       ? std::max<std::uint64_t>(1, ctx_.settings.rate_limit_per_host / 2)
+                                       : kMaxBatchBytes;
       std::vector<std::string> missing;
       for (const auto& d : digests)
         if (!ctx_.chunks->contains(d)) missing.push_back(d);
+      // Each chunk is verified as it is read, as far as the batch goes; one found corrupt
+      // (quarantined then) is missing: the chunks before it go now, the requester asks again.
+      std::vector<ByteCache::Bytes> held;
+      std::uint64_t held_bytes = 0;
+      for (const auto& d : digests) {
+        if (!missing.empty()) break;
+        auto bytes = health_.read(d);
+        if (!bytes) {
+          if (held.empty()) missing.push_back(d);
+          break;
+        }
+        if (!held.empty() && held_bytes + bytes->size() > budget) break;
+        held_bytes += bytes->size();
+        held.push_back(std::move(bytes));
+      }
       if (!missing.empty()) {
         const auto more = missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more)" : "";
         auto* upstream = uplink_.chunk_source();
         if (!upstream)
           throw Error(ErrorKind::not_found,
-                      "chunk " + missing.front() + more + " is not in this server's content store");
+                      "chunk " + short_digest(missing.front()) + more +
+                          " is missing or corrupt on this server (see its content.corrupt events); upload "
+                          "the package again with distribctl package create");
         if (after_upstream)
           throw Error(ErrorKind::unavailable,
-                      "chunk " + missing.front() + more +
+                      "chunk " + short_digest(missing.front()) + more +
                           " left this relay's cache while it was being served; retry");
         cache_misses_ += missing.size();
         struct Pending {
@@ -164,7 +206,7 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
           upstream->fetch(d, [this, pending, requester, digests, r, d](const std::string& error) {
             if (!error.empty()) {
               std::lock_guard lock(pending->m);
-              if (pending->error.empty()) pending->error = "chunk " + d + ": " + error;
+              if (pending->error.empty()) pending->error = "chunk " + short_digest(d) + ": " + error;
             }
             if (--pending->left != 0) return;
             if (!pending->error.empty()) {
@@ -178,20 +220,12 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
         return;
       }
       if (!after_upstream) cache_hits_ += digests.size();
-      const std::uint64_t budget = ctx_.settings.rate_limit_per_host
-                                       ? std::max<std::uint64_t>(1, ctx_.settings.rate_limit_per_host / 2)
-                                       : kMaxBatchBytes;
       std::string body;
       std::size_t n = 0;
       std::uint64_t bytes_total = 0;
-      for (const auto& d : digests) {
-        auto cached = hot_chunks_->get(d);
-        if (!cached) {
-          cached = std::make_shared<const std::string>(ctx_.chunks->read_compressed(d));
-          hot_chunks_->put(d, cached);
-        }
-        std::string_view bytes = *cached;
-        if (n > 0 && body.size() + bytes.size() > budget) break;
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        const auto& d = digests[i];
+        std::string_view bytes = *held[i];
         if (body.empty()) body.reserve(std::min<std::uint64_t>(budget, kMaxBatchBytes) + 4096);
         body += d;
         body += ' ';
@@ -245,26 +279,7 @@ void Content::content_chunk(HttpRequest&& req, Responder& r, const PathSegments&
     r(busy_response(*wait));
     return;
   }
-  auto* upstream = uplink_.chunk_source();
-  if (ctx_.chunks->contains(digest) || !upstream) {
-    ++cache_hits_;
-    serve_chunk(digest, requester, std::make_shared<Responder>(std::move(r)));
-    return;
-  }
-  // A relay without the chunk: one fetch from the parent, however many ask meanwhile.
-  ++cache_misses_;
-  auto shared = std::make_shared<Responder>(std::move(r));
-  upstream->fetch(digest, [this, shared, digest, requester](const std::string& error) {
-    if (!error.empty()) {
-      (*shared)(error_response(Error(
-          ErrorKind::unavailable,
-          "chunk " + digest + " is not available from this relay's parent yet: " + error + "; retry later")));
-      return;
-    }
-    serve_chunk(digest, requester, shared);
-    uplink_.content_arrived();
-  });
-  return;
+  serve_chunk(digest, requester, std::make_shared<Responder>(std::move(r)), false);
 }
 
 // A package's manifest goes to an agent with an open entry for it, or to a relay (which caches

@@ -1,10 +1,10 @@
 #pragma once
 // Delivery of content to hosts below: admission and pacing of transfers, single chunks and segments of
-// many (from a memory cache of compressed chunks), manifests, and the counters of what was served. At
-// a relay, chunks missing here come from the parent first.
+// many (every byte verified, through ContentHealth: its memory cache or the disk), manifests, and the
+// counters of what was served. At a relay, chunks missing here (or found corrupt) come from the
+// parent first.
 #include "services/manager/common.h"
 
-#include "util/byte_cache.h"
 #include "util/timer_queue.h"
 
 #include <optional>
@@ -13,10 +13,11 @@
 namespace distrib::manager {
 
 class Uplink;
+class ContentHealth;
 
 class Content {
  public:
-  Content(Context& ctx, Uplink& uplink) : ctx_(ctx), uplink_(uplink) {}
+  Content(Context& ctx, Uplink& uplink, ContentHealth& health) : ctx_(ctx), uplink_(uplink), health_(health) {}
   void register_routes(Router& t);
   void start();
   void stop();
@@ -46,7 +47,8 @@ class Content {
   void send_paced(const std::string& requester, std::uint64_t bytes, std::shared_ptr<Responder> r,
                   HttpResponse res);
   void count_served(const std::string& requester, std::uint64_t chunk_count, std::uint64_t bytes);
-  void serve_chunk(const std::string& digest, const std::string& requester, std::shared_ptr<Responder> r);
+  void serve_chunk(const std::string& digest, const std::string& requester, std::shared_ptr<Responder> r,
+                   bool after_upstream);
   void serve_batch(std::string requester, std::vector<std::string> digests, std::shared_ptr<Responder> r,
                    bool after_upstream);
   void content_chunk_batch(HttpRequest&& req, Responder& r, const PathSegments&);
@@ -55,8 +57,8 @@ class Content {
 
   Context& ctx_;
   Uplink& uplink_;
+  ContentHealth& health_;
   std::unique_ptr<TimerQueue> timers_;
-  std::unique_ptr<ByteCache> hot_chunks_;  // compressed chunks recently sent in segments
   std::mutex stats_mutex_;
   std::map<std::string, Served> served_by_;
   std::atomic<std::uint64_t> cache_hits_{0}, cache_misses_{0}, busy_answers_{0};

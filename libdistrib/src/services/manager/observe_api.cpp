@@ -3,6 +3,7 @@
 
 #include "services/manager/audit_trail.h"
 #include "services/manager/content.h"
+#include "services/manager/content_health.h"
 #include "services/manager/uplink.h"
 #include "services/observe.h"
 #include "services/upstream.h"
@@ -231,6 +232,8 @@ void ObserveApi::get_metrics(HttpRequest&&, Responder& r, const PathSegments&) {
   m.event_streams = ctx_.events->subscribers();
   m.audit_pending = audit_.pending();
   m.audit_lost = audit_.lost();
+  m.verification_failures = health_.failures();
+  m.chunks_quarantined = health_.quarantined();
   ctx_.blocking(std::move(r), [this, m]() mutable {
     m.counts = ctx_.store->counts();
     if (!m.sent_to.empty()) m.sent_to = peers_by_name(m.sent_to, ctx_.store->list_hosts());

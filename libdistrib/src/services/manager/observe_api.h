@@ -9,12 +9,14 @@ namespace distrib::manager {
 
 class AuditTrail;
 class Content;
+class ContentHealth;
 class Uplink;
 
 class ObserveApi {
  public:
-  ObserveApi(Context& ctx, const Router& router, Content& content, Uplink& uplink, AuditTrail& audit)
-      : ctx_(ctx), router_(router), content_(content), uplink_(uplink), audit_(audit) {}
+  ObserveApi(Context& ctx, const Router& router, Content& content, ContentHealth& health, Uplink& uplink,
+             AuditTrail& audit)
+      : ctx_(ctx), router_(router), content_(content), health_(health), uplink_(uplink), audit_(audit) {}
   void register_routes(Router& t);
   /// The audit trail of an admin request: the request (without its body) and its answer,
   /// written off the network thread once the answer is given (a refused token included).
@@ -39,6 +41,7 @@ class ObserveApi {
   Context& ctx_;
   const Router& router_;
   Content& content_;
+  ContentHealth& health_;
   Uplink& uplink_;
   AuditTrail& audit_;
   std::mutex audit_mutex_;

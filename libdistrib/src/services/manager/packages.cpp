@@ -1,6 +1,7 @@
 // Packages as the packager uploads them: missing chunks, chunk uploads, registration, list and details.
 #include "services/manager/packages.h"
 
+#include "services/manager/content_health.h"
 #include "services/manager/publishers.h"
 
 namespace distrib::manager {
@@ -27,7 +28,9 @@ void Packages::chunks_missing(HttpRequest&& req, Responder& r, const PathSegment
     const auto now = std::filesystem::file_time_type::clock::now();
     for (const auto& d : digests) {
       if (!seen.insert(d).second) continue;
-      if (!ctx_.chunks->contains(d))
+      // A copy held is checked again: a corrupt one (quarantined then) is missing, and the
+      // packager's upload repairs it.
+      if (!ctx_.chunks->contains(d) || !health_.reverify(d))
         missing.emplace_back(d);
       else  // a packager counts on it now: it is not left over, whatever its age
         std::filesystem::last_write_time(ctx_.chunks->path_of(d), now, ec);
@@ -44,7 +47,7 @@ void Packages::chunk_upload(HttpRequest&& req, Responder& r, const PathSegments&
     throw Error(ErrorKind::invalid_argument,
                 "chunk uploads must be application/zstd, not \"" + req.content_type + "\"");
   return ctx_.blocking(std::move(r), [this, digest, body = std::move(req.body)] {
-    ctx_.chunks->put_compressed(digest, body, kMaxChunkSize);
+    if (ctx_.chunks->put_compressed(digest, body, kMaxChunkSize)) health_.replaced(digest);
     return json_response(201, bj::object{{"digest", digest}});
   });
 }

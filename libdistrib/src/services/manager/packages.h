@@ -11,9 +11,11 @@
 
 namespace distrib::manager {
 
+class ContentHealth;
+
 class Packages {
  public:
-  explicit Packages(Context& ctx) : ctx_(ctx) {}
+  Packages(Context& ctx, ContentHealth& health) : ctx_(ctx), health_(health) {}
   void register_routes(Router& t);
   void start();
   void stop();
@@ -36,6 +38,7 @@ class Packages {
   void package_show(HttpRequest&&, Responder& r, const PathSegments& p);
 
   Context& ctx_;
+  ContentHealth& health_;
   std::unique_ptr<TimerQueue> timers_;
   // Held while deciding that chunks are present and registering the package, and while deciding
   // that chunks are unused and removing them: the sweep never removes a chunk a package being

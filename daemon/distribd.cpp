@@ -12,6 +12,8 @@
 #include <distrib/store/store.h>
 #include <distrib/version.h>
 
+#include "verify_store.h"
+
 #include <spdlog/spdlog.h>
 #include <boost/program_options.hpp>
 
@@ -154,8 +156,10 @@ po::options_description all_options() {
       "bind-address", po::value<std::string>(), "local address for connections to the parent")(
       "host-name", po::value<std::string>(), "host name to register (default: the system's)")(
       "packages-dir", po::value<std::string>(), "default install root (default STATE_DIR/packages)")(
-      "id-group", po::value<std::vector<std::string>>()->composing(),
-      "ID group joined at every registration, NAME or NAME:PASSWORD (repeatable)")(
+      "chunk-cache-limit", po::value<std::string>(),
+      "agent: chunks kept after installs, e.g. 1GiB (default: twice the largest package held; unlimited: "
+      "never trimmed)")("id-group", po::value<std::vector<std::string>>()->composing(),
+                        "ID group joined at every registration, NAME or NAME:PASSWORD (repeatable)")(
       "stop-install-seconds", po::value<int>()->default_value(60),
       "longest an orderly stop spends on installs timed at agent stop (0: none)")(
       "inventory-check", po::value<std::string>()->default_value("5m"),
@@ -337,6 +341,10 @@ int main(int argc, char** argv) {
       "manager: exit 0 when the manager answers on its address (--listen/--port), 7 when it does not "
       "(a cluster manager's monitor, e.g. a WSFC generic service or script resource)")(
       "migrate", "manager: bring the database to this version's schema and exit")(
+      "verify-store",
+      "check every stored chunk (corrupt ones are moved to STATE_DIR/chunks/quarantine) and, for a manager "
+      "or relay, every package's manifest against them; exit 0 when whole, 1 otherwise (run it with the "
+      "daemon stopped; distribctl content verify does it online)")(
       "export-db", po::value<std::string>(),
       "manager: write the whole database to FILE (JSON lines) and exit")(
       "import-db", po::value<std::string>(),
@@ -487,6 +495,8 @@ int main(int argc, char** argv) {
                     " is a relay or agent option (a manager with a parent is a relay: --role relay)");
       }
       if (vm.count("packages-dir")) die(kExitConfig, "--packages-dir is an agent option");
+      if (vm.count("chunk-cache-limit"))
+        die(kExitConfig, "--chunk-cache-limit is an agent option (relays: --cache-limit)");
       for (const auto& spec : get<std::vector<std::string>>(vm, "event-sink"))
         s.event_sinks.push_back(distrib::parse_event_sink(spec));
       s.silent_after_seconds = get<int>(vm, "silent-after");
@@ -557,6 +567,12 @@ int main(int argc, char** argv) {
           return 7;  // OCF_NOT_RUNNING
         }
       }
+      if (vm.count("verify-store")) {
+        if (s.store.backend == "sqlite" && s.store.path.empty())
+          s.store.path = (std::filesystem::path(s.state_dir) / "distrib.db").string();
+        auto store = stores.open(s.store);
+        return verify_store(s.state_dir, store.get(), role == "relay");
+      }
       if (vm.count("migrate") + vm.count("export-db") + vm.count("import-db") > 1)
         die(kExitConfig, "--migrate, --export-db and --import-db are separate commands: give one");
       if (vm.count("migrate") || vm.count("export-db") || vm.count("import-db")) {
@@ -595,6 +611,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (role == "agent") {
+      if (vm.count("verify-store")) return verify_store(get<std::string>(vm, "state-dir"), nullptr, false);
       if (vm.count("event-sink"))
         die(kExitConfig, "--event-sink is a manager and relay option (agents report to their parent)");
       distrib::AgentSettings s;
@@ -608,6 +625,14 @@ int main(int argc, char** argv) {
       s.bind_address = get<std::string>(vm, "bind-address");
       s.host_name = get<std::string>(vm, "host-name");
       s.packages_dir = get<std::string>(vm, "packages-dir");
+      if (const auto limit = get<std::string>(vm, "chunk-cache-limit"); !limit.empty()) {
+        try {
+          s.chunk_cache_limit = limit == "unlimited" ? UINT64_MAX : distrib::parse_byte_size(limit);
+        } catch (const distrib::Error& e) {
+          die(kExitConfig, std::string("--chunk-cache-limit: ") + e.what());
+        }
+        if (s.chunk_cache_limit == 0) die(kExitConfig, "--chunk-cache-limit must be above 0 (or unlimited)");
+      }
       s.poll_timeout_seconds = get<int>(vm, "poll-timeout");
       s.stop_install_seconds = get<int>(vm, "stop-install-seconds");
       if (s.stop_install_seconds < 0) die(kExitConfig, "--stop-install-seconds must not be negative");

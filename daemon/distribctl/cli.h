@@ -129,5 +129,7 @@ int enrol_bundle_cmd(Cli& cli);
 int events_cmd(Cli& cli);
 int audit_cmd(Cli& cli);
 int cluster_cmd(Cli& cli);
+// content.cpp
+int content_verify(Cli& cli);
 
 }  // namespace distribctl

@@ -38,6 +38,9 @@ int job_create(Cli& cli) {
       throw UsageError("usage: distribctl job create " + cli.args[2] + " DESTINATION...");
     spec.destinations.assign(cli.args.begin() + 3, cli.args.end());
   }
+  if (cli.vm.count("force") && type != JobType::install)
+    throw UsageError("--force goes with install jobs (it installs again where the package is installed)");
+  spec.force = cli.vm.count("force") > 0;
   if (type == JobType::collect_files) {
     if (cli.vm.count("path")) spec.collect.paths = cli.vm["path"].as<std::vector<std::string>>();
     try {
@@ -183,7 +186,9 @@ int job_show(Cli& cli) {
       details = c.show_job(id);
     }
     if (!cli.json && tty) std::fprintf(stderr, "\n");
-    if (code == kOk && details.progress.count(EntryState::succeeded) != details.progress.total)
+    if (code == kOk &&
+        details.progress.count(EntryState::succeeded) + details.progress.count(EntryState::not_applicable) !=
+            details.progress.total)
       code = kJobFailed;
   }
   if (cli.json) {

@@ -22,10 +22,17 @@ Commands:
   stats                         content counters: chunks served per requester, relay cache
   package create DIR --name N --version V [--install-command CMD] [--install-dir PATH]
                  [--install-timeout SECONDS] [--chunk-size SIZE]   SIZE: average chunk, e.g. 16KiB
+                 [--uninstall-command CMD]   run by uninstall jobs before the directory is removed
+                 [--check-command CMD]   detection: exit 0 on an agent means "already satisfied"
+                                (the entry ends not_applicable, nothing is fetched)
                  [--sign KEYFILE]   sign it with a publisher key (keys create)
+                 Again with the same package: uploads only what the manager lacks or holds corrupt
   package list
   package show NAME VERSION
-  job create install NAME VERSION DESTINATION... [schedule and rollout options]
+  job create install NAME VERSION DESTINATION... [--force] [schedule and rollout options]
+      an agent skips a package installed with intact files (--force: install again regardless);
+      missing or changed files are installed again
+  job create uninstall NAME VERSION DESTINATION...   run its uninstall command, remove its directory
   job create transfer-to-relay NAME VERSION RELAY...   pre-stage a package in relays' caches
   job create delete-package NAME VERSION RELAY...      remove a package from relays' caches
   job create get-system-info|get-software-info DESTINATION...   agents report that inventory now
@@ -83,6 +90,10 @@ Commands:
                                 the newest events (job, entry, host, package, inventory, cluster, database)
   events --follow [--after ID]  print events as they happen (server-sent events; resumes after a break)
   events sinks                  where events go: delivered, pending and failed per sink
+  content verify [--repair] [--rate SIZE|unlimited] [--no-wait]   check every stored chunk and
+                                manifest (paced; default 64MiB/s); --repair: a relay fetches bad
+                                chunks again; a manager lists what must be uploaded again
+  content verify --status       the last verification's result (--server a relay's URL for its cache)
   audit [--limit N]             administrative actions: who, from where, what, result (newest first)
 
 Global options:
@@ -132,6 +143,7 @@ int dispatch(Cli& cli) {
   if (a == "user") return user_cmd(cli);
   if (a == "keys") return keys_cmd(cli);
   if (a == "cluster") return cluster_cmd(cli);
+  if (a == "content" && b == "verify") return content_verify(cli);
   throw UsageError("unknown command \"" + a + " " + b + "\" (see distribctl --help)");
 }
 
@@ -155,9 +167,11 @@ int main(int argc, char** argv) {
       "ca-file", po::value<std::string>())("cert", po::value<std::string>())("key", po::value<std::string>())(
       "days", po::value<int>())("name", po::value<std::string>())("version-string", po::value<std::string>())(
       "install-command", po::value<std::string>())("install-dir", po::value<std::string>())(
-      "install-timeout", po::value<int>())("chunk-size", po::value<std::string>())(
-      "split", po::value<std::string>())("job", po::value<std::string>())("relay", po::value<std::string>())(
-      "timeout", po::value<int>())("limit", po::value<int>())("description", po::value<std::string>())(
+      "install-timeout", po::value<int>())("uninstall-command", po::value<std::string>())(
+      "check-command", po::value<std::string>())("force", "")("repair", "")("rate", po::value<std::string>())(
+      "status", "")("no-wait", "")("chunk-size", po::value<std::string>())("split", po::value<std::string>())(
+      "job", po::value<std::string>())("relay", po::value<std::string>())("timeout", po::value<int>())(
+      "limit", po::value<int>())("description", po::value<std::string>())(
       "password", po::value<std::string>())("match-name", po::value<std::string>())(
       "match-ip", po::value<std::string>())("start", po::value<std::string>())(
       "expires", po::value<std::string>())("timing", po::value<std::string>())(

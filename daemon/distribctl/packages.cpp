@@ -25,6 +25,8 @@ int package_create(Cli& cli) {
     throw UsageError("package create needs --name and --version");
   spec.install.command = cli.opt("install-command");
   spec.install.directory = cli.opt("install-dir");
+  spec.install.uninstall_command = cli.opt("uninstall-command");
+  spec.install.check_command = cli.opt("check-command");
   if (const auto key = cli.opt("sign"); !key.empty()) spec.signing_key_pem = read_text_file(key);
   if (cli.vm.count("install-timeout")) {
     const int t = cli.vm["install-timeout"].as<int>();

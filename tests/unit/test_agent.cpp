@@ -16,8 +16,8 @@ using namespace distrib;
 using namespace distrib::test;
 using distrib::agent::Context;
 using distrib::agent::FileCollector;
+using distrib::agent::InstalledSet;
 using distrib::agent::Link;
-using distrib::agent::load_installed;
 
 namespace {
 AgentSettings settings_in(const stdfs::path& dir) {
@@ -99,11 +99,16 @@ TEST_CASE("without a parent a report stays in the outbox, numbered after every q
 
 TEST_CASE("the record of installs reads as empty when missing or unreadable", "[agent]") {
   TempDir dir;
-  CHECK(load_installed(dir.path()).empty());
+  CHECK(InstalledSet::load(dir.path()).all().empty());
   std::ofstream(dir / "installed.json") << "not json";
-  CHECK(load_installed(dir.path()).empty());
-  std::ofstream(dir / "installed.json") << R"({"abc":{"name":"app","version":"1.0"}})";
-  CHECK(load_installed(dir.path()).contains("abc"));
+  CHECK(InstalledSet::load(dir.path()).all().empty());
+  // The older form, keyed by payload digest, reads as packages whose files are not known.
+  std::ofstream(dir / "installed.json") << R"({"abc":{"name":"app","version":"1.0","directory":"/nowhere"}})";
+  auto set = InstalledSet::load(dir.path());
+  REQUIRE(set.find("app", "1.0") != nullptr);
+  CHECK(set.find("app", "1.0")->payload_digest == "abc");
+  CHECK_FALSE(set.find("app", "1.0")->files_known);
+  CHECK(distrib::agent::check_installed(*set.find("app", "1.0")) == "/nowhere is missing");
 }
 
 TEST_CASE("file collection refuses before sending: no allowlist, or a file outside it", "[agent]") {

@@ -85,14 +85,19 @@ TEST_CASE("destinations resolve by the configured key", "[model]") {
 TEST_CASE("every entry state transition is allowed or refused as specified", "[model]") {
   using S = EntryState;
   const std::set<std::pair<S, S>> allowed = {
-      {S::waiting, S::transferring},     {S::waiting, S::succeeded},      {S::waiting, S::failed},
-      {S::waiting, S::cancelled},        {S::waiting, S::expired},        {S::waiting, S::suspended},
-      {S::transferring, S::transferred}, {S::transferring, S::waiting},   {S::transferring, S::suspended},
-      {S::transferring, S::succeeded},   {S::transferring, S::failed},    {S::transferring, S::cancelled},
-      {S::transferring, S::expired},     {S::transferred, S::installing}, {S::transferred, S::succeeded},
-      {S::transferred, S::failed},       {S::transferred, S::cancelled},  {S::transferred, S::expired},
-      {S::installing, S::succeeded},     {S::installing, S::failed},      {S::suspended, S::transferring},
-      {S::suspended, S::waiting},        {S::suspended, S::cancelled},    {S::suspended, S::expired},
+      {S::waiting, S::transferring},     {S::waiting, S::succeeded},
+      {S::waiting, S::failed},           {S::waiting, S::cancelled},
+      {S::waiting, S::expired},          {S::waiting, S::suspended},
+      {S::transferring, S::transferred}, {S::transferring, S::waiting},
+      {S::transferring, S::suspended},   {S::transferring, S::succeeded},
+      {S::transferring, S::failed},      {S::transferring, S::cancelled},
+      {S::transferring, S::expired},     {S::transferred, S::installing},
+      {S::transferred, S::succeeded},    {S::transferred, S::failed},
+      {S::transferred, S::cancelled},    {S::transferred, S::expired},
+      {S::installing, S::succeeded},     {S::installing, S::failed},
+      {S::suspended, S::transferring},   {S::suspended, S::waiting},
+      {S::suspended, S::cancelled},      {S::suspended, S::expired},
+      {S::waiting, S::not_applicable},   {S::transferring, S::not_applicable},
   };
   int checked = 0;
   for (auto from : kAllEntryStates) {
@@ -108,8 +113,10 @@ TEST_CASE("every entry state transition is allowed or refused as specified", "[m
       ++checked;
     }
   }
-  CHECK(checked == 81);
-  for (auto s : {S::succeeded, S::failed, S::cancelled, S::expired}) CHECK(is_final(s));
+  CHECK(checked == 100);
+  for (auto s : {S::succeeded, S::failed, S::cancelled, S::expired, S::not_applicable}) CHECK(is_final(s));
+  CHECK(is_success(S::not_applicable));
+  CHECK_FALSE(is_success(S::failed));
   for (auto s : {S::waiting, S::transferring, S::transferred, S::installing, S::suspended})
     CHECK_FALSE(is_final(s));
 }

@@ -82,8 +82,9 @@ std::string verified_raw(std::string_view digest, std::string_view compressed, s
   auto raw = decompress_named(digest, compressed, max_size);
   const auto actual = sha256_hex(raw);
   if (actual != digest)
-    throw Error(ErrorKind::integrity, "chunk " + short_digest(digest) + " failed verification (its bytes hash to " +
-                                          short_digest(actual) + ")");
+    throw Error(ErrorKind::integrity, "chunk " + short_digest(digest) +
+                                          " failed verification (its bytes hash to " + short_digest(actual) +
+                                          ")");
   return raw;
 }
 }  // namespace
@@ -92,7 +93,8 @@ std::uint64_t verify_chunk(std::string_view digest, std::string_view compressed,
   return verified_raw(digest, compressed, max_size).size();
 }
 
-bool ChunkStore::put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size) {
+bool ChunkStore::put_compressed(std::string_view digest, std::string_view compressed,
+                                std::uint64_t max_size) {
   verify_chunk(digest, compressed, max_size);
   if (contains(digest)) {
     try {
@@ -146,7 +148,8 @@ std::vector<std::pair<std::string, std::uint64_t>> ChunkStore::list() const {
   namespace sfs = std::filesystem;
   std::vector<std::pair<std::string, std::uint64_t>> out;
   std::error_code ec;
-  for (auto top = sfs::directory_iterator(root_, ec); !ec && top != sfs::directory_iterator(); top.increment(ec)) {
+  for (auto top = sfs::directory_iterator(root_, ec); !ec && top != sfs::directory_iterator();
+       top.increment(ec)) {
     const auto sub = top->path().filename().string();
     if (sub.size() != 2 || !top->is_directory(ec)) continue;  // the quarantine, stray files
     std::error_code ec2;

@@ -47,11 +47,12 @@ ScrubStatus scrub_chunk_store(ChunkStore& store, const ScrubOptions& options) {
     st.bytes_checked += compressed.size();
     if (options.bytes_per_second > 0) {
       // Paced: never ahead of the rate since the start.
-      const auto due = start + std::chrono::nanoseconds(static_cast<std::int64_t>(
-                                   static_cast<double>(st.bytes_checked) * 1e9 /
-                                   static_cast<double>(options.bytes_per_second)));
+      const auto due = start + std::chrono::nanoseconds(
+                                   static_cast<std::int64_t>(static_cast<double>(st.bytes_checked) * 1e9 /
+                                                             static_cast<double>(options.bytes_per_second)));
       const auto now = Clock::now();
-      if (due > now) std::this_thread::sleep_for(std::min<Clock::duration>(due - now, std::chrono::seconds(5)));
+      if (due > now)
+        std::this_thread::sleep_for(std::min<Clock::duration>(due - now, std::chrono::seconds(5)));
     }
     report(false);
   }
@@ -59,7 +60,8 @@ ScrubStatus scrub_chunk_store(ChunkStore& store, const ScrubOptions& options) {
   return st;
 }
 
-std::vector<ManifestProblem> check_manifests(const ChunkStore& store, const std::vector<Manifest>& manifests) {
+std::vector<ManifestProblem> check_manifests(const ChunkStore& store,
+                                             const std::vector<Manifest>& manifests) {
   std::vector<ManifestProblem> out;
   for (const auto& m : manifests) {
     ManifestProblem p{m.name, m.version, {}, {}};

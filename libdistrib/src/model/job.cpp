@@ -23,19 +23,21 @@ std::string_view to_string(JobType type) noexcept {
       return "get-software-info";
     case JobType::collect_files:
       return "collect-files";
+    case JobType::uninstall:
+      return "uninstall";
   }
   return "?";
 }
 
 JobType parse_job_type(std::string_view text) {
-  for (auto t : {JobType::install, JobType::transfer_to_relay, JobType::delete_package,
-                 JobType::get_system_info, JobType::get_software_info, JobType::collect_files})
+  for (auto t :
+       {JobType::install, JobType::transfer_to_relay, JobType::delete_package, JobType::get_system_info,
+        JobType::get_software_info, JobType::collect_files, JobType::uninstall})
     if (text == to_string(t)) return t;
-  throw Error(
-      ErrorKind::invalid_argument,
-      "unknown job type \"" + std::string(text) +
-          "\" (expected install, transfer-to-relay, delete-package, get-system-info, get-software-info "
-          "or collect-files)");
+  throw Error(ErrorKind::invalid_argument,
+              "unknown job type \"" + std::string(text) +
+                  "\" (expected install, uninstall, transfer-to-relay, delete-package, get-system-info, "
+                  "get-software-info or collect-files)");
 }
 
 bool targets_agents(JobType type) noexcept {
@@ -43,7 +45,12 @@ bool targets_agents(JobType type) noexcept {
 }
 
 bool needs_package(JobType type) noexcept {
-  return type == JobType::install || type == JobType::transfer_to_relay || type == JobType::delete_package;
+  return type == JobType::install || type == JobType::transfer_to_relay || type == JobType::delete_package ||
+         type == JobType::uninstall;
+}
+
+std::string order_type(const Job& job) {
+  return std::string(to_string(job.type)) + (job.force ? "+force" : "");
 }
 
 bool collect_requested(const CollectSpec& spec, const std::string& path) {
@@ -100,6 +107,8 @@ std::string_view to_string(EntryState state) noexcept {
       return "cancelled";
     case EntryState::expired:
       return "expired";
+    case EntryState::not_applicable:
+      return "not_applicable";
   }
   return "?";
 }
@@ -122,6 +131,7 @@ bool is_final(EntryState state) noexcept {
     case EntryState::failed:
     case EntryState::cancelled:
     case EntryState::expired:
+    case EntryState::not_applicable:
       return true;
     default:
       return false;
@@ -134,10 +144,10 @@ bool can_transition(EntryState from, EntryState to) noexcept {
   switch (from) {
     case S::waiting:
       return to == S::transferring || to == S::succeeded || to == S::failed || to == S::cancelled ||
-             to == S::expired || to == S::suspended;
+             to == S::expired || to == S::suspended || to == S::not_applicable;
     case S::transferring:
       return to == S::transferred || to == S::waiting || to == S::suspended || to == S::succeeded ||
-             to == S::failed || to == S::cancelled || to == S::expired;
+             to == S::failed || to == S::cancelled || to == S::expired || to == S::not_applicable;
     case S::transferred:
       return to == S::installing || to == S::succeeded || to == S::failed || to == S::cancelled ||
              to == S::expired;

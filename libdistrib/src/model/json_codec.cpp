@@ -135,6 +135,10 @@ bj::object to_json(const Manifest& m) {
                                         {"timeout_seconds", m.install.timeout_seconds}}},
                  {"files", std::move(files)},
                  {"chunks", std::move(chunks)}};
+  // Only when set: the canonical text of a package without them (and its digest) is unchanged.
+  auto& install = out["install"].as_object();
+  if (!m.install.uninstall_command.empty()) install["uninstall_command"] = m.install.uninstall_command;
+  if (!m.install.check_command.empty()) install["check_command"] = m.install.check_command;
   // Only when signed: the canonical text of an unsigned manifest (and its digest) is unchanged.
   if (!m.signature.empty()) out["signature"] = bj::object{{"key", m.signed_by}, {"value", m.signature}};
   return out;
@@ -154,6 +158,8 @@ Manifest manifest_from_json_object(const bj::object& o) {
     m.install.command = get_string(io, "command", false);
     m.install.directory = get_string(io, "directory", false);
     m.install.timeout_seconds = static_cast<std::uint32_t>(get_int(io, "timeout_seconds", 600));
+    m.install.uninstall_command = get_string(io, "uninstall_command", false);
+    m.install.check_command = get_string(io, "check_command", false);
   }
   for (const auto& fv : get_array(o, "files")) {
     const auto& fo = as_obj(fv, "files");
@@ -302,6 +308,7 @@ bj::object to_json(const Job& j) {
                {"id_groups", strings(j.id_groups)},
                {"split", to_json(j.split)}};
   if (j.type == JobType::collect_files) o["collect"] = to_json(j.collect);
+  if (j.force) o["force"] = true;
   if (!j.rollout.waves.empty())
     o["rollout"] = bj::object{{"waves", std::move(waves)},
                               {"success_threshold", j.rollout.success_threshold},
@@ -325,6 +332,10 @@ Job job_from_json(const bj::object& o) {
     bad_field("package", "is missing");
   }
   if (auto c = o.find("collect"); c != o.end()) j.collect = collect_from_json(as_obj(c->value(), "collect"));
+  if (auto f = o.find("force"); f != o.end()) {
+    if (!f->value().is_bool()) bad_field("force", "must be true or false");
+    j.force = f->value().as_bool();
+  }
   j.destinations = get_string_array(o, "destinations");
   j.key_mode = get_string(o, "key_mode", false);
   j.created_by = get_string(o, "created_by", false);
@@ -455,6 +466,7 @@ bj::object to_json(const RoutedEntry& r) {
           {"schedule", to_json(r.job.schedule)},
           {"split", to_json(r.job.split)},
           {"collect", to_json(r.job.collect)},
+          {"force", r.job.force},
           {"signed_order", r.entry.signed_order}};
 }
 
@@ -477,6 +489,7 @@ RoutedEntry routed_entry_from_json(const bj::object& o) {
   }
   if (auto c = o.find("collect"); c != o.end())
     r.job.collect = collect_from_json(as_obj(c->value(), "collect"));
+  if (auto f = o.find("force"); f != o.end() && f->value().is_bool()) r.job.force = f->value().as_bool();
   r.entry.signed_order = get_string(o, "signed_order", false);
   if (r.entry.signed_order.size() > 8192) bad_field("signed_order", "is longer than 8192 bytes");
   r.job.created_at = get_int(o, "created_at", 0);

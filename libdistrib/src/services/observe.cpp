@@ -64,7 +64,7 @@ std::string render_metrics(const MetricsSnapshot& m) {
   x.sample("distrib_jobs", m.counts.jobs - m.counts.open_jobs, "state=\"finished\"");
   x.family("distrib_job_entries", "gauge", "Job entries by state.");
   for (const char* state : {"waiting", "transferring", "transferred", "installing", "suspended", "succeeded",
-                            "failed", "cancelled", "expired"}) {
+                            "failed", "cancelled", "expired", "not_applicable"}) {
     auto it = m.counts.entries_by_state.find(state);
     x.sample("distrib_job_entries", it == m.counts.entries_by_state.end() ? 0 : it->second,
              std::string("state=\"") + state + "\"");

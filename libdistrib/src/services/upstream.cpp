@@ -91,11 +91,21 @@ void UpstreamFetcher::fetch(const std::string& digest, Done done) {
 void UpstreamFetcher::run_fetch(const std::string& digest) {
   std::string error;
   try {
-    if (!chunks_.contains(digest)) {
+    for (int attempt = 1; !chunks_.contains(digest); ++attempt) {
       const auto body = get("/v1/content/chunks/" + digest + "?host_id=" + host_id_);
-      chunks_.put_compressed(digest, body, kMaxChunkSize);
       ++fetches_;
       bytes_ += body.size();
+      try {
+        chunks_.put_compressed(digest, body, kMaxChunkSize);
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::integrity) throw;
+        ++bad_;
+        // The parent verifies its copy again (quarantining a bad one) before the second try.
+        spdlog::warn("chunk {} from parent: {}{}", short_digest(digest), e.what(),
+                     attempt < 2 ? "; telling the parent and fetching it once more" : "");
+        report_bad(digest);
+        if (attempt >= 2) throw;
+      }
     }
   } catch (const Error& e) {
     error = e.what();
@@ -113,6 +123,18 @@ void UpstreamFetcher::run_fetch(const std::string& digest) {
     }
   }
   for (auto& w : waiters) w(error);
+}
+
+void UpstreamFetcher::report_bad(const std::string& digest) {
+  auto clients = checkout();
+  const auto url = link_.current();
+  try {
+    const std::string body = "{\"host_id\":\"" + host_id_ + "\",\"digests\":[\"" + digest + "\"]}";
+    clients->get(url).request("POST", "/v1/content/bad-chunks", body);
+  } catch (const std::exception& e) {
+    spdlog::warn("could not tell the parent that chunk {} arrived bad: {}", short_digest(digest), e.what());
+  }
+  checkin(std::move(clients));
 }
 
 void UpstreamFetcher::fetch_all(const std::vector<std::string>& digests) {

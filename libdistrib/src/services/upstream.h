@@ -40,11 +40,14 @@ class UpstreamFetcher {
   std::uint64_t fetches() const noexcept { return fetches_; }
   std::uint64_t bytes() const noexcept { return bytes_; }
   std::uint64_t joined() const noexcept { return joined_; }
+  /// Chunks that arrived from the parent and failed verification.
+  std::uint64_t bad() const noexcept { return bad_; }
 
  private:
   std::unique_ptr<ClientSet> checkout();
   void checkin(std::unique_ptr<ClientSet> c);
   void run_fetch(const std::string& digest);
+  void report_bad(const std::string& digest);
 
   ChunkStore& chunks_;
   ParentLink& link_;
@@ -54,7 +57,7 @@ class UpstreamFetcher {
   std::vector<std::unique_ptr<ClientSet>> idle_;
   std::vector<ClientSet*> busy_;
   bool stopping_ = false;
-  std::atomic<std::uint64_t> fetches_{0}, bytes_{0}, joined_{0};
+  std::atomic<std::uint64_t> fetches_{0}, bytes_{0}, joined_{0}, bad_{0};
   BlockingPool pool_;
 };
 

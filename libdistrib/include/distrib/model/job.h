@@ -11,18 +11,20 @@ namespace distrib {
 /// install: deliver and install a package on agents. transfer_to_relay: pre-stage a package in
 /// relays' caches. delete_package: remove a package from relays' caches. get_system_info,
 /// get_software_info: agents report that part of their inventory now. collect_files: agents send
-/// files back to the manager.
+/// files back to the manager. uninstall: agents run the package's uninstall command and remove
+/// its install directory.
 enum class JobType {
   install,
   transfer_to_relay,
   delete_package,
   get_system_info,
   get_software_info,
-  collect_files
+  collect_files,
+  uninstall
 };
 std::string_view to_string(JobType type) noexcept;
 /// Parses "install", "transfer-to-relay", "delete-package", "get-system-info",
-/// "get-software-info" or "collect-files"; throws Error listing them.
+/// "get-software-info", "collect-files" or "uninstall"; throws Error listing them.
 JobType parse_job_type(std::string_view text);
 /// Does the job go to agents (otherwise to relays)?
 bool targets_agents(JobType type) noexcept;
@@ -56,7 +58,9 @@ bool collect_requested(const CollectSpec& spec, const std::string& path);
 ///           which can only end in succeeded or failed)
 ///
 /// `succeeded` may also be reached straight from waiting/transferring/transferred when the
-/// agent already holds the payload (re-delivery is a no-op).
+/// agent already holds the payload (re-delivery is a no-op). `not_applicable` is final and ends
+/// an entry from waiting or transferring when the package's check command says the host already
+/// satisfies it: nothing was fetched or installed; rollouts count it as a success.
 enum class EntryState {
   waiting,
   transferring,
@@ -67,11 +71,16 @@ enum class EntryState {
   failed,
   cancelled,
   expired,
+  not_applicable,
 };
 inline constexpr EntryState kAllEntryStates[] = {
-    EntryState::waiting,    EntryState::transferring, EntryState::transferred,
-    EntryState::installing, EntryState::suspended,    EntryState::succeeded,
-    EntryState::failed,     EntryState::cancelled,    EntryState::expired};
+    EntryState::waiting,   EntryState::transferring,  EntryState::transferred, EntryState::installing,
+    EntryState::suspended, EntryState::succeeded,     EntryState::failed,      EntryState::cancelled,
+    EntryState::expired,   EntryState::not_applicable};
+/// Did the entry end well (succeeded, or not applicable)?
+constexpr bool is_success(EntryState state) noexcept {
+  return state == EntryState::succeeded || state == EntryState::not_applicable;
+}
 
 std::string_view to_string(EntryState state) noexcept;
 /// Parses a state name; throws Error(invalid_argument) listing the known names.
@@ -203,7 +212,11 @@ struct Job {
   std::vector<std::string> id_groups;
   SplitSpec split;      ///< split distribution (none by default)
   CollectSpec collect;  ///< collect-files jobs
+  bool force = false;   ///< install jobs: install again even where the package is installed intact
 };
+/// The type an order names for the job (security/orders.h): the job type, "+force" appended when
+/// forced, so that no relay can force or unforce an install.
+std::string order_type(const Job& job);
 
 /// How a wave of the job's rollout stands: "done", "running", "held" or "stopped".
 std::string_view wave_state(const Job& job, const WaveCounts& wave) noexcept;

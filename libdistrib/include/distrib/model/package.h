@@ -26,9 +26,14 @@ struct ChunkRef {
 
 /// What the agent does once the payload is verified.
 struct InstallInstructions {
-  std::string command;    ///< run through /bin/sh in the install directory; may be empty
-  std::string directory;  ///< where the payload goes; empty: the agent's own package dir
-  std::uint32_t timeout_seconds = 600;
+  std::string command;                  ///< run through /bin/sh in the install directory; may be empty
+  std::string directory;                ///< where the payload goes; empty: the agent's own package dir
+  std::uint32_t timeout_seconds = 600;  ///< for each of the commands
+  /// Run before the install directory is removed by an uninstall job; may be empty.
+  std::string uninstall_command;
+  /// Detection: run before anything is fetched; exit 0 means the host already satisfies the
+  /// package (the entry ends not_applicable). May be empty.
+  std::string check_command;
 };
 
 /// The description of a package; its payload is the concatenation of `chunks`.

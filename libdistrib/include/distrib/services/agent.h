@@ -29,6 +29,10 @@ struct AgentSettings {
   std::string bind_address;            ///< local address for outgoing connections (optional)
   std::string host_name;               ///< overrides the system host name (tests, containers)
   std::filesystem::path packages_dir;  ///< default install root; empty: state_dir/packages
+  /// Bytes of chunks kept after installs (compressed, as stored). 0: twice the largest package
+  /// held; UINT64_MAX: no limit. Chunks no installed or in-flight package needs go first, oldest
+  /// first, then the oldest of installed packages (fetched again when a repair needs them).
+  std::uint64_t chunk_cache_limit = 0;
   int poll_timeout_seconds = 30;
   int retry_min_ms = 200;  ///< backoff after a failed contact, doubled up to retry_max_ms (at most 1 s
                            ///< during the first 30 s of an outage), each wait jittered

@@ -78,14 +78,10 @@ auto InventoryReporter::collect_inventory(InventoryScope scope) -> InventoryItem
   if (scope != InventoryScope::system) {
     // Packages distrib installed: the newest install of each name.
     std::map<std::string, std::pair<std::int64_t, std::string>> newest;
-    for (const auto& [digest, v] : load_installed(ctx_.settings.state_dir)) {
-      if (!v.is_object()) continue;
-      const auto& o = v.as_object();
-      const auto name = json::get_string(o, "name", false);
-      const auto at = json::get_int(o, "installed_at", 0);
-      if (!name.empty() && (!newest.count(name) || newest[name].first <= at))
-        newest[name] = {at, json::get_string(o, "version", false)};
-    }
+    const auto installed = InstalledSet::load(ctx_.settings.state_dir);
+    for (const auto& p : installed.all())
+      if (!newest.count(p.name) || newest[p.name].first <= p.installed_at)
+        newest[p.name] = {p.installed_at, p.version};
     for (const auto& [name, v] : newest) items["software.distrib." + name] = v.second;
   }
   if (scope != InventoryScope::software) add_user_items(items);

@@ -48,6 +48,8 @@ void WorkLoop::run_item(const bj::object& item, std::int64_t entry_id, std::int3
     switch (type_text.empty() ? JobType::install : parse_job_type(type_text)) {
       case JobType::install:
         return installer_.install(item, entry_id, attempt, order);
+      case JobType::uninstall:
+        return installer_.uninstall(item, entry_id, attempt);
       case JobType::get_system_info:
         return inventory_.report_inventory_now(InventoryScope::system, entry_id, attempt);
       case JobType::get_software_info:

@@ -24,7 +24,8 @@ std::optional<security::Order> OrderCheck::verify(const bj::object& item) const 
                                   ctx_.settings.accept_relay_orders ? ctx_.server_id : std::string());
   same("host", o.host_id, ctx_.host_id);
   const auto type = json::get_string(item, "type", false);
-  same("job type", o.type, type.empty() ? "install" : type);
+  const bool force = item.contains("force") && item.at("force").is_bool() && item.at("force").as_bool();
+  same("job type", o.type, (type.empty() ? std::string("install") : type) + (force ? "+force" : ""));
   same("attempt", std::to_string(o.attempt), std::to_string(json::get_int(item, "attempt", 1)));
   if (auto p = item.find("package"); p != item.end() && p->value().is_object()) {
     const auto& pkg = p->value().as_object();

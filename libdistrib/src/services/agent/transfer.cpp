@@ -32,10 +32,20 @@ void Fetcher::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Tran
       if (!pause(wait)) return;
       continue;
     }
+    if (res.status == 404) {
+      // The parent lacks a chunk, or held it corrupt: the reason first, for tables that cut.
+      std::string why = res.body;
+      try {
+        why = json::get_string(json::parse_object(res.body).at("error").as_object(), "message");
+      } catch (const std::exception&) {
+      }
+      throw Error(ErrorKind::not_found, "source copy missing or corrupt at the parent: " + why);
+    }
     require_ok(res, "chunks of package \"" + m.name + "\" " + m.version);
     std::map<std::string, std::uint64_t> size_of;
     for (const auto& c : wanted) size_of[c.digest] = c.size;
     std::set<std::string> stored;
+    std::vector<std::string> reported_bad;
     std::string_view body = res.body;
     std::size_t frames = 0;
     while (!body.empty()) {
@@ -67,13 +77,32 @@ void Fetcher::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Tran
         const int tries = ++bad[digest];
         spdlog::warn("package {} {}: {} (fetch {} of {})", m.name, m.version, e.what(), tries,
                      std::max(1, ctx_.settings.chunk_retries));
-        if (tries >= std::max(1, ctx_.settings.chunk_retries))
-          throw Error(ErrorKind::integrity, std::string(e.what()) + " on each of " + std::to_string(tries) +
-                                                " fetches; the source copy is bad");
+        reported_bad.push_back(digest);
+        if (tries >= std::max(1, ctx_.settings.chunk_retries)) {
+          report_bad(reported_bad);
+          throw Error(ErrorKind::integrity, "source copy is bad: " + std::string(e.what()) + " on each of " +
+                                                std::to_string(tries) + " fetches");
+        }
       }
     }
+    // The parent verifies its copies of what arrived bad before anyone else gets them.
+    report_bad(reported_bad);
     if (frames == 0) throw Error(ErrorKind::unavailable, "empty chunk batch from " + ctx_.parent_url);
     std::erase_if(wanted, [&](const ChunkRef& c) { return stored.count(c.digest) > 0; });
+  }
+}
+
+// Tells the parent which chunks arrived bad (it verifies its copies again); best effort.
+void Fetcher::report_bad(std::vector<std::string>& digests) {
+  if (digests.empty()) return;
+  bj::array list;
+  for (const auto& d : digests) list.emplace_back(d);
+  digests.clear();
+  try {
+    link_.call("POST", "/v1/content/bad-chunks",
+               bj::object{{"host_id", ctx_.host_id}, {"digests", std::move(list)}});
+  } catch (const std::exception& e) {
+    spdlog::warn("could not tell the parent which chunks arrived bad: {}", e.what());
   }
 }
 

@@ -26,6 +26,7 @@ class Fetcher {
  private:
   bool pause(int seconds);
   void fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Transfer& t);
+  void report_bad(std::vector<std::string>& digests);
   SplitSpec check_transfer(Transfer& t);
   bool pause_between_segments(Transfer& t, SplitSpec& split);
 

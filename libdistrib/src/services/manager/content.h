@@ -17,7 +17,8 @@ class ContentHealth;
 
 class Content {
  public:
-  Content(Context& ctx, Uplink& uplink, ContentHealth& health) : ctx_(ctx), uplink_(uplink), health_(health) {}
+  Content(Context& ctx, Uplink& uplink, ContentHealth& health)
+      : ctx_(ctx), uplink_(uplink), health_(health) {}
   void register_routes(Router& t);
   void start();
   void stop();

@@ -81,9 +81,10 @@ void ContentHealth::corrupt(const std::string& digest, const std::string& why) {
   } catch (const std::exception& e) {
     spdlog::warn("content.corrupt event not recorded: {}", e.what());
   }
-  if (relay) uplink_.chunk_source()->fetch(digest, [digest](const std::string& error) {
-    if (error.empty()) spdlog::info("chunk {} fetched again from the parent", short_digest(digest));
-  });
+  if (relay)
+    uplink_.chunk_source()->fetch(digest, [digest](const std::string& error) {
+      if (error.empty()) spdlog::info("chunk {} fetched again from the parent", short_digest(digest));
+    });
 }
 
 void ContentHealth::count_failure(const std::string& tier, const std::string& peer, std::uint64_t n) {
@@ -139,8 +140,8 @@ void ContentHealth::bad_chunks(HttpRequest&& req, Responder& r, const PathSegmen
     }
     spdlog::warn("{} {} reported {} chunk(s) that failed verification on arrival; here {} good, {} bad", tier,
                  peer, digests.size(), good.size(), bad.size());
-    return json_response(200, bj::object{{"good", std::move(good)}, {"bad", std::move(bad)},
-                                         {"skipped", std::move(skipped)}});
+    return json_response(
+        200, bj::object{{"good", std::move(good)}, {"bad", std::move(bad)}, {"skipped", std::move(skipped)}});
   });
 }
 
@@ -163,8 +164,9 @@ void ContentHealth::verify_start(HttpRequest&& req, Responder& r, const PathSegm
   }
   std::lock_guard lock(mutex_);
   if (scrub_.running)
-    throw Error(ErrorKind::conflict, "a verification is under way (" + std::to_string(scrub_.status.chunks_checked) +
-                                         " of " + std::to_string(scrub_.status.chunks_total) +
+    throw Error(ErrorKind::conflict, "a verification is under way (" +
+                                         std::to_string(scrub_.status.chunks_checked) + " of " +
+                                         std::to_string(scrub_.status.chunks_total) +
                                          " chunks); follow it with distribctl content verify --status");
   if (scrub_thread_.joinable()) scrub_thread_.join();  // the last one, finished
   scrub_ = ScrubState{};
@@ -192,7 +194,9 @@ bj::object ContentHealth::scrub_json() {
   for (const auto& p : scrub_.packages) {
     bj::array missing;
     for (std::size_t i = 0; i < p.missing.size() && i < kMaxListed; ++i) missing.emplace_back(p.missing[i]);
-    bj::object o{{"name", p.name}, {"version", p.version}, {"missing_count", p.missing.size()},
+    bj::object o{{"name", p.name},
+                 {"version", p.version},
+                 {"missing_count", p.missing.size()},
                  {"missing", std::move(missing)}};
     if (!p.invalid.empty()) o["invalid"] = p.invalid;
     packages.push_back(std::move(o));
@@ -256,9 +260,10 @@ void ContentHealth::run_scrub(bool repair, std::uint64_t rate) {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  spdlog::info("content verification: {} chunk(s) checked in {:.1f} s, {} bad, {} repaired, {} package(s) "
-               "incomplete",
-               st.chunks_checked, st.seconds, st.bad.size(), repaired, problems.size());
+  spdlog::info(
+      "content verification: {} chunk(s) checked in {:.1f} s, {} bad, {} repaired, {} package(s) "
+      "incomplete",
+      st.chunks_checked, st.seconds, st.bad.size(), repaired, problems.size());
   std::lock_guard lock(mutex_);
   scrub_.status = std::move(st);
   scrub_.packages = std::move(problems);

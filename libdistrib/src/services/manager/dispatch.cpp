@@ -93,6 +93,7 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
                      {"payload_digest", orders.payload_digest(job.package_name, job.package_version)}};
     }
     if (job.type == JobType::collect_files) item["collect"] = json::to_json(job.collect);
+    if (job.force) item["force"] = true;
     if (auto order = orders.sign(e, job); !order.empty()) item["signed_order"] = std::move(order);
     work.push_back(std::move(item));
   }

@@ -187,6 +187,10 @@ void Jobs::job_create(HttpRequest&& req, Responder& r, const PathSegments&) {
     job.split = {};
   }
   if (job.type == JobType::collect_files) validate_collect(job.collect);
+  if (job.force && job.type != JobType::install)
+    throw Error(ErrorKind::invalid_argument, "force applies to install jobs only (this one is " +
+                                                 std::string(to_string(job.type)) + "); no job was created");
+  if (job.type == JobType::uninstall) job.split = {};  // nothing is transferred
   job.key_mode = std::string(to_string(ctx_.settings.key_mode));
   // Who, as the audit trail has it: the client's word for its user, and its address.
   job.created_by = req.remote_address;

@@ -46,7 +46,7 @@ std::string OrderSigner::Batch::signed_with(const JobEntry& e, const Job& job, c
   o.host_id = e.host_id;
   o.entry = e.id;
   o.attempt = e.attempt;
-  o.type = std::string(to_string(job.type));
+  o.type = order_type(job);
   if (needs_package(job.type)) {
     o.package = job.package_name;
     o.version = job.package_version;

@@ -176,7 +176,8 @@ void SociCore::emit_job_end(soci::session& sql, ll job_id) {
              " ORDER BY job_id" + dialect_.limit(1),
       soci::into(open), soci::use(job_id);
   if (sql.got_data()) return;
-  sql << "SELECT COUNT(*), SUM(CASE WHEN state = 'succeeded' THEN 0 ELSE 1 END) FROM job_entries WHERE "
+  sql << "SELECT COUNT(*), SUM(CASE WHEN state IN ('succeeded', 'not_applicable') THEN 0 ELSE 1 END) FROM "
+         "job_entries WHERE "
          "job_id = :j",
       soci::into(total), soci::into(failed), soci::use(job_id);
   std::string name, version;
@@ -186,7 +187,7 @@ void SociCore::emit_job_end(soci::session& sql, ll job_id) {
   if (failed == 0)
     emit(sql, "job.completed", Severity::info, job_id, "", subject,
          "job " + std::to_string(job_id) + " completed: " + std::to_string(total) + " of " +
-             std::to_string(total) + " succeeded");
+             std::to_string(total) + " succeeded or not applicable");
   else
     emit(sql, "job.failed", Severity::error, job_id, "", subject,
          "job " + std::to_string(job_id) + " ended with " + std::to_string(failed) + " of " +
@@ -218,10 +219,10 @@ auto SociCore::insert_job(soci::session& sql, const Job& job, const std::vector<
   const std::string groups = join_addresses(job.id_groups);
   const ll split_size = static_cast<ll>(job.split.size);
   const int split_interval = job.split.interval_seconds;
-  const std::string params =
-      job.type == JobType::collect_files
-          ? boost::json::serialize(boost::json::object{{"collect", json::to_json(job.collect)}})
-          : std::string();
+  boost::json::object param_object;
+  if (job.type == JobType::collect_files) param_object["collect"] = json::to_json(job.collect);
+  if (job.force) param_object["force"] = true;
+  const std::string params = param_object.empty() ? std::string() : boost::json::serialize(param_object);
   sql << "INSERT INTO jobs (type, package_name, package_version, destinations, key_mode, "
          "created_by, created_at, cancel_requested, upstream_id, start_at, expires_at, timing, "
          "window_spec, max_retries, retry_installs, retry_backoff, waves, success_threshold, "

@@ -214,10 +214,12 @@ auto SociJobs::apply_report(const std::string& reporter, const EntryReport& rep,
         soci::use(state), soci::use(new_attempt_no), soci::use(seq), soci::use(exit_code, exit_ind),
         soci::use(rep.message), soci::use(rep.output_tail), soci::use(now), soci::use(seg_done),
         soci::use(seg_total), soci::use(bytes_received), soci::use(bad_chunks), soci::use(id);
-    if (rep.state != current && (rep.state == EntryState::succeeded || rep.state == EntryState::failed)) {
-      const bool ok = rep.state == EntryState::succeeded;
-      core_.emit(sql, ok ? "entry.succeeded" : "entry.failed", ok ? Severity::info : Severity::warning,
-                 job_id, owner, host_name,
+    if (rep.state != current && (is_success(rep.state) || rep.state == EntryState::failed)) {
+      const bool ok = is_success(rep.state);
+      const char* type = rep.state == EntryState::not_applicable ? "entry.not_applicable"
+                         : ok                                    ? "entry.succeeded"
+                                                                 : "entry.failed";
+      core_.emit(sql, type, ok ? Severity::info : Severity::warning, job_id, owner, host_name,
                  "job " + std::to_string(job_id) + " on " + (host_name.empty() ? owner : host_name) + ": " +
                      state +
                      (rep.message.empty() ? std::string() : " (" + SociCore::first_line(rep.message) + ")"));

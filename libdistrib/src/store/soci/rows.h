@@ -116,12 +116,13 @@ inline JobEntry entry_from_row(const soci::row& r) {
   return e;
 }
 
-// The job's type-specific parameters (jobs.params): the collect specification.
+// The job's type-specific parameters (jobs.params): the collect specification, force.
 inline void read_params(const std::string& params, Job& j) {
   if (params.empty()) return;
   const auto o = json::parse_object(params);
   if (auto c = o.find("collect"); c != o.end() && c->value().is_object())
     j.collect = json::collect_from_json(c->value().as_object());
+  if (auto f = o.find("force"); f != o.end() && f->value().is_bool()) j.force = f->value().as_bool();
 }
 
 inline const char* kJobColumns =

@@ -194,7 +194,7 @@ auto SociSchedule::wave_counts(std::int64_t job_id) -> std::vector<WaveCounts> {
       auto& w = by[wave];
       w.wave = wave;
       w.total += n;
-      if (state == EntryState::succeeded) w.succeeded += n;
+      if (is_success(state)) w.succeeded += n;
       if (state == EntryState::failed || state == EntryState::expired) w.failed += n;
       if (is_final(state)) w.final_count += n;
     }

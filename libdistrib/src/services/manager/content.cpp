@@ -186,10 +186,11 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
         const auto more = missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more)" : "";
         auto* upstream = uplink_.chunk_source();
         if (!upstream)
-          throw Error(ErrorKind::not_found,
-                      "chunk " + short_digest(missing.front()) + more +
-                          " is missing or corrupt on this server (see its content.corrupt events); upload "
-                          "the package again with distribctl package create");
+          throw Error(
+              ErrorKind::not_found,
+              "chunk " + short_digest(missing.front()) + more +
+                  " is not in this server's content store (missing, or corrupt and quarantined: see "
+                  "its content.corrupt events); upload the package again with distribctl package create");
         if (after_upstream)
           throw Error(ErrorKind::unavailable,
                       "chunk " + short_digest(missing.front()) + more +

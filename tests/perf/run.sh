@@ -32,3 +32,6 @@ build/tests/perf/bench_events "${EVENT_ENTRIES:-10000}" "${EVENT_REPORTERS:-4}" 
 echo
 echo "== bench_orders (signed orders: signing at the manager, checking at the agent, vs unsigned items)"
 build/tests/perf/bench_orders "${ORDER_ITEMS:-5000}"
+echo
+echo "== bench_scrub (content verify: read, decompress and hash every stored chunk, vs sha256sum over the same files)"
+build/tests/perf/bench_scrub "${SCRUB_MIB:-512}"

@@ -96,7 +96,11 @@ void ContentHealth::count_failure(const std::string& tier, const std::string& pe
 
 auto ContentHealth::failures() -> std::map<std::pair<std::string, std::string>, std::uint64_t> {
   std::lock_guard lock(mutex_);
-  return failures_;
+  auto out = failures_;
+  // Chunks that arrived bad from the parent (a relay's fetches count them).
+  if (const auto* upstream = uplink_.chunk_source(); upstream && upstream->bad() > 0)
+    out[{ctx_.role(), "parent"}] = upstream->bad();
+  return out;
 }
 
 // A host below received chunks that failed verification: the copies here are verified again

@@ -59,8 +59,8 @@ int64_t distrib_client_create_install_job(distrib_client* client, const char* na
                                           const char* const* destinations, size_t destination_count,
                                           char* err, size_t errlen);
 
-/* Creates a job of any type: "install" (agents), "transfer-to-relay" or "delete-package"
-   (relays). Returns the job id (> 0) or a negative distrib_status; an unknown type is
+/* Creates a job of any type: "install" or "uninstall" (agents), "transfer-to-relay" or
+   "delete-package" (relays). Returns the job id (> 0) or a negative distrib_status; an unknown type is
    DISTRIB_E_INVALID with the known types in `err`. */
 int64_t distrib_client_create_job(distrib_client* client, const char* type, const char* name,
                                   const char* version, const char* const* destinations,
@@ -68,8 +68,9 @@ int64_t distrib_client_create_job(distrib_client* client, const char* type, cons
 
 typedef struct distrib_job_status {
   int64_t total;
-  int64_t done; /* entries in a final state */
-  int64_t succeeded;
+  int64_t done;      /* entries in a final state */
+  int64_t succeeded; /* succeeded, or not applicable (the package's check command found the host
+                        satisfied it already) */
   int64_t failed;
   int64_t cancelled;
 } distrib_job_status;

@@ -163,7 +163,8 @@ int distrib_client_job_status(distrib_client* client, int64_t job_id, distrib_jo
     const auto d = client->client.show_job(job_id);
     out->total = d.progress.total;
     out->done = d.progress.final_count;
-    out->succeeded = d.progress.count(distrib::EntryState::succeeded);
+    out->succeeded = d.progress.count(distrib::EntryState::succeeded) +
+                     d.progress.count(distrib::EntryState::not_applicable);
     out->failed = d.progress.count(distrib::EntryState::failed);
     out->cancelled = d.progress.count(distrib::EntryState::cancelled);
     return DISTRIB_OK;

@@ -180,7 +180,6 @@ void Manager::start() {
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });
   i.server->start();
   ctx.certificate_renewed = [this] { impl_->server->reload_certificate(); };
-  i.health.start();
   i.content.start();
   i.packages.start();
   ctx.started_unix = fs::now_unix();

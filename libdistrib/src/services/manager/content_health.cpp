@@ -21,10 +21,6 @@ void ContentHealth::register_routes(Router& t) {
   t.add(Route{"GET", "/v1/content/verify", Access::view, bind(this, &ContentHealth::verify_status)});
 }
 
-void ContentHealth::start() {
-  hot_ = std::make_unique<ByteCache>(ctx_.settings.memory_cache_bytes);
-}
-
 void ContentHealth::stop() {
   scrub_stop_ = true;
   if (scrub_thread_.joinable()) scrub_thread_.join();
@@ -57,7 +53,7 @@ bool ContentHealth::reverify(const std::string& digest) {
 }
 
 void ContentHealth::replaced(const std::string& digest) {
-  if (hot_) hot_->erase(digest);
+  hot_->erase(digest);
 }
 
 // A chunk of this server's store is corrupt: aside with it, counted, told; a relay fetches it again.

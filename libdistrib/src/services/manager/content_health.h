@@ -22,10 +22,11 @@ class Uplink;
 
 class ContentHealth {
  public:
-  ContentHealth(Context& ctx, Uplink& uplink) : ctx_(ctx), uplink_(uplink) {}
+  ContentHealth(Context& ctx, Uplink& uplink)
+      : ctx_(ctx), uplink_(uplink), hot_(std::make_unique<ByteCache>(ctx.settings.memory_cache_bytes)) {}
   ~ContentHealth() { stop(); }
   void register_routes(Router& t);
-  void start();
+  /// Ends a scrub under way (joins its thread).
   void stop();
 
   /// The compressed bytes of a chunk, verified: from the memory cache, or read from disk and

@@ -197,6 +197,14 @@ TEST_CASE("a chunk corrupted in a relay's cache is fetched again from the parent
             "distrib_content_verification_failures_total{tier=\"relay\",peer=\"store\"} 1\n") !=
         std::string::npos);
 
+  // Force and uninstall travel through the relay like any job (force is signed into the order).
+  auto forced = install(m, {"rapp", "1", "c-leaf1", "--force"});
+  CHECK(entry(forced, "state") == "succeeded");
+  CHECK(entry(forced, "message").find("forced") != std::string::npos);
+  auto removed = wait_job(m, create_job(m, {"uninstall", "rapp", "1", "c-leaf1"}));
+  CHECK(entry(removed, "state") == "succeeded");
+  CHECK_FALSE(stdfs::exists(tmp / "a1/packages/rapp/1"));
+
   SECTION("the scrub on the relay finds exactly what was planted, and --repair fetches it again") {
     std::set<std::string> planted;
     const auto now = chunk_files(relay.state_dir());

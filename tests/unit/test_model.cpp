@@ -877,6 +877,17 @@ TEST_CASE("inventory queries parse and evaluate", "[inventory]") {
   CHECK(q.conditions[1].value == "12");
   CHECK(q.conditions[2].op == InventoryCondition::Op::exists);
   CHECK(to_string(parse_inventory_query(to_string(q))) == to_string(q));
+  // Printed queries read back the same, whatever the values hold (found by the fuzzer: a quoted
+  // value holding the other quote and a space, a line break, a leading quote).
+  for (const char* text : {"user.a = '\"and system.b exists' and user.c = 1", "user.a = \"it's here\"",
+                           "user.a = \"x\ny\" and user.b = 2", "user.a = \"'x\"", "user.a = ''"}) {
+    INFO(text);
+    const auto parsed = parse_inventory_query(text);
+    const auto again = parse_inventory_query(to_string(parsed));
+    REQUIRE(again.conditions.size() == parsed.conditions.size());
+    for (std::size_t i = 0; i < parsed.conditions.size(); ++i)
+      CHECK(again.conditions[i].value == parsed.conditions[i].value);
+  }
 
   InventoryItems items{{"software.dpkg.bash", "5.2.15-2+b8"},
                        {"system.os.version", "12"},

@@ -332,9 +332,14 @@ std::string to_string(const InventoryQuery& query) {
   for (const auto& c : query.conditions) {
     if (!out.empty()) out += " and ";
     out += c.field + " " + std::string(op_text(c.op));
-    if (c.op != InventoryCondition::Op::exists && c.op != InventoryCondition::Op::missing)
-      out += c.value.find_first_of(" \t") == std::string::npos && !c.value.empty() ? " " + c.value
-                                                                                   : " \"" + c.value + "\"";
+    if (c.op == InventoryCondition::Op::exists || c.op == InventoryCondition::Op::missing) continue;
+    // Bare when it reads back as one word; quoted otherwise, with the quote it does not contain
+    // (a parsed value never holds both kinds together with white space).
+    const bool bare = !c.value.empty() && c.value.front() != '"' && c.value.front() != '\'' &&
+                      std::none_of(c.value.begin(), c.value.end(),
+                                   [](char ch) { return std::isspace(static_cast<unsigned char>(ch)); });
+    const char quote = c.value.find('"') == std::string::npos ? '"' : '\'';
+    out += bare ? " " + c.value : std::string(" ") + quote + c.value + quote;
   }
   return out;
 }

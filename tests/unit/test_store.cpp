@@ -1808,6 +1808,145 @@ TEST_CASE("store conformance: a fenced store writes nothing once its lease is go
   a->touch_hosts({{kA, 5}});
 }
 
+TEST_CASE("store conformance: a fenced store refuses every write method", "[store][cluster]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto a = open_store(backend, tmp);
+  auto b = open_store(backend, tmp);
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const auto la = a->acquire_lease("c", "node-a", now, 60000);
+  a->set_fencing("c", la.token);
+  // What the write methods below act on, written while node-a holds the lease.
+  a->upsert_host(host(kA, "web1"));
+  a->insert_package(manifest("app", "1.0"));
+  auto expiring = app_job({"web1"});
+  expiring.schedule.expires_at = now / 1000 + 3600;
+  const auto job = a->create_job(expiring, {kA}).job;
+  const auto entry = a->job_entries(job.id).front();
+  HostGroup hg;
+  hg.name = "hg";
+  a->create_host_group(hg);
+  IdGroup ig;
+  ig.name = "ig";
+  a->create_id_group(ig);
+  a->request_enrolment(enrolment_request(kB, "web2", 'a', 1));
+  InventoryField field;
+  field.name = "site";
+  a->put_inventory_field(field);
+  // node-a sleeps past its lease; node-b takes over.
+  const auto lb = b->acquire_lease("c", "node-b", now + 60001, 60000);
+  REQUIRE(lb.holder == "node-b");
+  b->set_fencing("c", lb.token);
+  const auto before = b->summarize();
+
+  EntryReport report;
+  report.entry_id = entry.id;
+  report.attempt = 1;
+  report.seq = 1;
+  report.state = EntryState::transferring;
+  InventoryReport inv;
+  inv.host_id = kA;
+  inv.items = {{"system.os.name", "x"}};
+  CollectedFile file;
+  file.job_id = job.id;
+  file.host_id = kA;
+  file.path = "/var/log/x";
+  Event ev;
+  ev.type = "host.changed";
+  AuditRecord audit;
+  audit.action = "POST /v1/jobs";
+  EnrolToken token;
+  token.id = "t1";
+  token.secret_hash = std::string(64, 'e');
+  RoutedEntry routed;
+  routed.entry = entry;
+  routed.entry.id = 999;
+  routed.job = job;
+  auto decision = enrolment_request(kB, "web2", 'a', 1);
+  decision.state = EnrolmentState::rejected;
+  const std::vector<std::pair<std::string, std::function<void()>>> writes = {
+      {"upsert_host", [&] { a->upsert_host(host(kB, "web2")); }},
+      {"approve_hosts", [&] { a->approve_hosts({kA}); }},
+      {"remove_host", [&] { a->remove_host(kA); }},
+      {"touch_hosts",
+       [&] {
+         a->touch_hosts({{kA, 5}});
+       }},
+      // These read first and write only when there is something to do: given something.
+      {"mark_silent_hosts", [&] { a->mark_silent_hosts(now / 1000 + 1000000); }},
+      {"insert_package", [&] { a->insert_package(manifest("other", "1.0", 'b')); }},
+      {"touch_package", [&] { a->touch_package("app", "1.0", 5); }},
+      {"delete_package", [&] { a->delete_package("app", "1.0"); }},
+      {"create_host_group",
+       [&] {
+         a->create_host_group(HostGroup{"hg2", "", 0, {}, ""});
+       }},
+      {"change_host_group", [&] { a->change_host_group("hg", {kA}, {}); }},
+      {"delete_host_group", [&] { a->delete_host_group("hg"); }},
+      {"create_id_group",
+       [&] {
+         IdGroup other;
+         other.name = "ig2";
+         a->create_id_group(other);
+       }},
+      {"delete_id_group", [&] { a->delete_id_group("ig"); }},
+      {"join_id_group", [&] { a->join_id_group("ig", {kA}, JoinMethod::admin); }},
+      {"leave_id_group", [&] { a->leave_id_group("ig", {kA}); }},
+      {"create_job", [&] { a->create_job(app_job({"web1"}), {kA}); }},
+      {"apply_report", [&] { a->apply_report(kA, report); }},
+      {"cancel_job_entries", [&] { a->cancel_job_entries(job.id); }},
+      {"retry_failed", [&] { a->retry_failed(job.id); }},
+      {"mark_pushed",
+       [&] {
+         a->mark_pushed(kA, {{entry.id, EntryState::waiting}});
+       }},
+      {"import_entries", [&] { a->import_entries({routed}); }},
+      {"hosts_reported",
+       [&] {
+         a->hosts_reported({{kA, 1}});
+       }},
+      {"reports_forwarded",
+       [&] {
+         a->reports_forwarded({{entry.id, 1}});
+       }},
+      {"suspend_transfers", [&] { a->suspend_transfers(job.id, {}, true); }},
+      {"clear_split", [&] { a->clear_split(job.id); }},
+      {"expire_entries", [&] { a->expire_entries(0, now / 1000 + 7200); }},
+      {"release_wave", [&] { a->release_wave(job.id, 1); }},
+      {"stop_rollout", [&] { a->stop_rollout(job.id, "why"); }},
+      {"ingest_inventory", [&] { a->ingest_inventory(inv, now / 1000); }},
+      {"ingest_inventory_batch", [&] { a->ingest_inventory_batch({inv}, now / 1000); }},
+      {"put_inventory_field", [&] { a->put_inventory_field(field); }},
+      {"delete_inventory_field", [&] { a->delete_inventory_field("site"); }},
+      {"record_collected_file", [&] { a->record_collected_file(file); }},
+      {"set_event_cursor", [&] { a->set_event_cursor("sink", 5); }},
+      {"prune_events", [&] { a->prune_events(now + 1000000000, 1000000); }},
+      {"record_events", [&] { a->record_events({ev}); }},
+      {"append_audit", [&] { a->append_audit({audit}); }},
+      {"request_enrolment", [&] { a->request_enrolment(enrolment_request(kC, "web3", 'b', 2)); }},
+      {"decide_enrolment", [&] { a->decide_enrolment(decision); }},
+      {"renew_certificate", [&] { a->renew_certificate(kB, fingerprint_of('a'), "req", "cert", 7, 9); }},
+      {"revoke_enrolment", [&] { a->revoke_enrolment(kB, 5, "admin"); }},
+      {"create_enrol_token", [&] { a->create_enrol_token(token); }},
+      {"use_enrol_token", [&] { a->use_enrol_token(std::string(64, 'e'), now / 1000); }},
+      {"revoke_enrol_token", [&] { a->revoke_enrol_token("t1"); }},
+  };
+  for (const auto& [name, call] : writes) {
+    INFO(name);
+    CHECK_THROWS_WITH(call(), Catch::Contains("fenced"));
+  }
+  // Nothing of node-a's late writes reached the database.
+  const auto after = b->summarize();
+  REQUIRE(after.tables.size() == before.tables.size());
+  for (std::size_t i = 0; i < after.tables.size(); ++i) {
+    INFO(after.tables[i].name);
+    CHECK(after.tables[i].checksum == before.tables[i].checksum);
+  }
+}
+
 TEST_CASE("store conformance: events are written with the changes that cause them", "[store][events]") {
   const std::string backend = GENERATE(from_range(backends()));
   INFO("backend " << backend);

@@ -82,9 +82,11 @@ void SociEvents::set_event_listener(std::function<void()> listener) {
   core_.set_event_listener(std::move(listener));
 }
 
+// Fenced like every other write: a node outside its tenure records nothing (its records wait in
+// the AuditTrail and are logged in full when it stops).
 void SociEvents::append_audit(const std::vector<AuditRecord>& records) {
   if (records.empty()) return;
-  core_.write_unfenced([&](soci::session& sql) {
+  core_.write([&](soci::session& sql) {
     for (const auto& a : records) {
       const ll at = a.at_ms;
       const int status = a.status;

@@ -147,6 +147,7 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
                   "1", "--install-command", "./install.sh"},
                  true, 300s);  // a loaded machine uploads slowly
   INFO(pkg.err);
+  INFO("node-a's log:\n" << a->proc->log());
   REQUIRE(pkg.exit_code == 0);
   std::vector<std::string> args = {"job", "create", "install", "ha", "1"};
   args.insert(args.end(), hosts.begin(), hosts.end());

@@ -196,6 +196,7 @@ const Dialect& postgresql_dialect() {
     x.connection_setup = {"SET client_min_messages TO WARNING"};
     x.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
     x.lock_rows = " FOR UPDATE";
+    x.share_rows = " FOR SHARE";
     x.max_identifier = 63;
     x.reserved = kPostgresReserved;
     x.last_insert_id = "SELECT currval(pg_get_serial_sequence('%T', 'id'))";
@@ -258,6 +259,7 @@ const Dialect& oracle_dialect() {
     x.transactional_ddl = false;
     x.snapshot = "SET TRANSACTION READ ONLY";
     x.lock_rows = " FOR UPDATE";
+    x.share_rows = " FOR UPDATE";  // Oracle locks rows only exclusively
     return x;
   }();
   return d;

@@ -50,6 +50,11 @@ struct Dialect {
   /// Appended to a SELECT of one row to lock it until the transaction ends ("" where the
   /// database serialises writers anyway, as SQLite does).
   std::string lock_rows;
+  /// Appended to a SELECT to hold its rows against change (not against other readers holding
+  /// them too) until the transaction ends: " FOR SHARE" where the database has it, else as
+  /// lock_rows. The fence check of every write takes it on the lease row, so writers do not
+  /// queue behind each other, and a takeover (an UPDATE of that row) waits for those under way.
+  std::string share_rows;
   /// DDL is transactional (a failed migration leaves nothing behind).
   bool transactional_ddl = true;
 

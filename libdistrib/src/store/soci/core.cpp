@@ -282,7 +282,7 @@ auto SociCore::select_lease(soci::session& sql, const std::string& name, bool lo
     -> std::optional<LeaseRecord> {
   soci::rowset<soci::row> rs =
       (sql.prepare << "SELECT name, holder, token, expires_at, since FROM cluster_lease WHERE name = :n" +
-                          (lock ? dialect_.lock_rows : std::string()),
+                          (lock ? dialect_.share_rows : std::string()),
        soci::use(name));
   for (const auto& r : rs) return lease_from_row(r);
   return std::nullopt;
@@ -297,8 +297,8 @@ void SociCore::check_fence(soci::session& sql) {
     token = fence_token_;
   }
   if (token == 0) return;
-  // Locked until this transaction ends: a takeover waits for it, so no write of the old
-  // holder can commit after the new one took the lease.
+  // Held until this transaction ends (shared: writers do not wait for each other): a takeover
+  // waits for it, so no write of the old holder can commit after the new one took the lease.
   const auto cur = select_lease(sql, name, true);
   const ll now = std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())

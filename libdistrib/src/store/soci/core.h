@@ -298,6 +298,7 @@ class SociCore {
                  const std::vector<int>& waves = {});
   // The direct children (hosts' `via`) of the entries `where` selects, binding `a` and `b`.
   std::vector<std::string> distinct_vias(soci::session& sql, const std::string& where, ll a, ll b);
+  /// `lock`: held in share mode until the transaction ends (Dialect::share_rows).
   std::optional<LeaseRecord> select_lease(soci::session& sql, const std::string& name, bool lock = false);
   int read_version(soci::session& sql);
 

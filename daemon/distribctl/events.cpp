@@ -127,8 +127,9 @@ int cluster_cmd(Cli& cli) {
   if (cli.json) return print_json(o), kOk;
   const auto now = num(o, "now_ms");
   const auto expires = num(o, "expires_at_ms");
-  std::cout << fmt::format("active node: {} (answered by {}, coordinator {})\n", str(o, "holder"),
-                           str(o, "node"), str(o, "coordinator"));
+  std::cout << fmt::format("active node: {} (answered by {}{}, coordinator {})\n", str(o, "holder"),
+                           str(o, "node"), o.contains("state") ? ", " + str(o, "state") : std::string(),
+                           str(o, "coordinator"));
   const auto left = expires - now;
   std::cout << fmt::format(
       "active since {} · {} · fencing token {}\n", format_time(num(o, "since_ms") / 1000),

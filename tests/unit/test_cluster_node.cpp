@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 
 using namespace distrib;
 using namespace distrib::test;
@@ -102,6 +103,26 @@ bool answers(const std::string& url, const std::string& state_dir) {
 
 }  // namespace
 
+TEST_CASE("a node's states change only along the table", "[cluster]") {
+  using S = NodeState;
+  const std::set<std::pair<S, S>> allowed = {
+      {S::standby, S::promoting}, {S::promoting, S::active}, {S::promoting, S::demoting},
+      {S::active, S::demoting},   {S::demoting, S::standby}, {S::demoting, S::fenced},
+      {S::fenced, S::promoting},  {S::fenced, S::standby},
+  };
+  int checked = 0;
+  for (auto from : kAllNodeStates)
+    for (auto to : kAllNodeStates) {
+      INFO(to_string(from) << " -> " << to_string(to));
+      CHECK(can_transition(from, to) == (allowed.count({from, to}) > 0));
+      ++checked;
+    }
+  CHECK(checked == 25);
+  std::set<std::string_view> names;
+  for (auto s : kAllNodeStates) names.insert(to_string(s));
+  CHECK(names == std::set<std::string_view>{"standby", "promoting", "active", "demoting", "fenced"});
+}
+
 TEST_CASE("a cluster node serves only while it holds the role, with the role's token", "[cluster]") {
   Fixture f;
   ClusterNode node(f.manager, f.stores, f.coordinators, f.node);
@@ -113,11 +134,14 @@ TEST_CASE("a cluster node serves only while it holds the role, with the role's t
   CHECK_FALSE(node.serving());
   CHECK(node.url().empty());
   CHECK(status.request("GET", "/v1/cluster/status").body.find("\"active\":false") != std::string::npos);
+  CHECK(node.state() == NodeState::standby);
+  CHECK(status.request("GET", "/v1/cluster/status").body.find("\"state\":\"standby\"") != std::string::npos);
 
   // promoted: a manager serves with token 1 and its store is fenced with it
   f.sw.grant = true;
   REQUIRE(wait_until([&] { return node.serving(); }, std::chrono::seconds(10)));
   CHECK(node.token() == 1);
+  CHECK(node.state() == NodeState::active);
   const auto first = node.url();
   CHECK(answers(first, f.manager.state_dir.string()));
   CHECK(status.request("GET", "/v1/cluster/status").body.find("\"active\":true") != std::string::npos);
@@ -126,6 +150,9 @@ TEST_CASE("a cluster node serves only while it holds the role, with the role's t
   f.sw.grant = false;
   REQUIRE(wait_until([&] { return !node.serving(); }, std::chrono::seconds(10)));
   CHECK(node.token() == 0);
+  // lost, not given up: fenced until it takes the role again
+  CHECK(wait_until([&] { return node.state() == NodeState::fenced; }, std::chrono::seconds(5)));
+  CHECK(status.request("GET", "/v1/cluster/status").body.find("\"state\":\"fenced\"") != std::string::npos);
   // The role is dropped first (nothing is written after it); the listener closes right after.
   CHECK(wait_until([&] { return !answers(first, f.manager.state_dir.string()); }, std::chrono::seconds(2)));
 
@@ -133,6 +160,7 @@ TEST_CASE("a cluster node serves only while it holds the role, with the role's t
   f.sw.grant = true;
   REQUIRE(wait_until([&] { return node.serving(); }, std::chrono::seconds(10)));
   CHECK(node.token() == 2);
+  CHECK(node.state() == NodeState::active);
   CHECK(answers(node.url(), f.manager.state_dir.string()));
 
   // a coordinator that cannot be reached demotes the node (the watchdog, or keep() false)
@@ -144,6 +172,7 @@ TEST_CASE("a cluster node serves only while it holds the role, with the role's t
 
   node.stop();
   CHECK_FALSE(node.serving());
+  CHECK(node.state() == NodeState::standby);  // given up
   // every transition ran its hook with the node and the token
   const auto hooks = read_file(f.tmp / "hooks");
   CHECK(hooks.find("promote node-a 1\n") != std::string::npos);

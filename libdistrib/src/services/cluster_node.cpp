@@ -30,6 +30,39 @@ void run_hook(const std::string& command, const std::string& node, std::int64_t 
 
 }  // namespace
 
+std::string_view to_string(NodeState state) noexcept {
+  switch (state) {
+    case NodeState::standby:
+      return "standby";
+    case NodeState::promoting:
+      return "promoting";
+    case NodeState::active:
+      return "active";
+    case NodeState::demoting:
+      return "demoting";
+    case NodeState::fenced:
+      return "fenced";
+  }
+  return "?";
+}
+
+bool can_transition(NodeState from, NodeState to) noexcept {
+  using S = NodeState;
+  switch (from) {
+    case S::standby:
+      return to == S::promoting;
+    case S::promoting:
+      return to == S::active || to == S::demoting;
+    case S::active:
+      return to == S::demoting;
+    case S::demoting:
+      return to == S::standby || to == S::fenced;
+    case S::fenced:
+      return to == S::promoting || to == S::standby;
+  }
+  return false;
+}
+
 struct ClusterNode::Impl {
   ManagerSettings manager_settings;
   const StoreRegistry& stores;
@@ -50,6 +83,8 @@ struct ClusterNode::Impl {
   std::int64_t want_token = 0;  // 0: standby
   std::int64_t serving_token = 0;
   std::uint64_t generation = 0;  // every promote and demote: a promote overtaken by a demote is void
+  NodeState state = NodeState::standby;
+  bool giving_up = false;  // stop() under way: a demotion gives the role up (standby, not fenced)
   bool quit = false;
   bool started = false;
   std::thread server;
@@ -58,6 +93,18 @@ struct ClusterNode::Impl {
       : manager_settings(std::move(m)), stores(s), coordinators(c), settings(std::move(n)) {}
 
   bool fenced() const { return settings.coordinator != "standalone"; }
+
+  // Moves to `to` (mutex held), logging the change; a change the table does not allow is a
+  // fault of this code: logged as an error, and the state follows what happened.
+  void set_state_locked(NodeState to, const std::string& why) {
+    if (state == to) return;
+    if (!can_transition(state, to))
+      spdlog::error("node {}: state {} -> {} is not an allowed transition ({})", settings.failover.node,
+                    to_string(state), to_string(to), why);
+    else
+      spdlog::info("node {}: {} -> {} ({})", settings.failover.node, to_string(state), to_string(to), why);
+    state = to;
+  }
 
   // A hold under this node's name that is still running (not a crashed self's expired one).
   bool held_by_this_name(const LeaseRecord& lease) const {
@@ -102,11 +149,14 @@ struct ClusterNode::Impl {
                                    {"at_ms", t.at_ms},
                                    {"gap_ms", t.gap_ms}});
     bool active = false;
+    NodeState now_state = NodeState::standby;
     {
       std::lock_guard lock(mutex);
       active = manager != nullptr;
+      now_state = state;
     }
     return bj::serialize(bj::object{{"node", settings.failover.node},
+                                    {"state", std::string(to_string(now_state))},
                                     {"coordinator", coordinator->kind()},
                                     {"active", active},
                                     {"holder", lease.holder},
@@ -172,6 +222,7 @@ struct ClusterNode::Impl {
         if (m && want_token == token) {
           manager = std::move(m);
           serving_token = token;
+          set_state_locked(NodeState::active, "serving with token " + std::to_string(token));
           spdlog::info("node {} serves {} (fencing token {})", settings.failover.node, manager->url(), token);
         } else if (m) {
           lock.unlock();
@@ -193,6 +244,7 @@ struct ClusterNode::Impl {
     {
       std::lock_guard lock(mutex);
       mine = ++generation;
+      set_state_locked(NodeState::promoting, "took the role, token " + std::to_string(token));
     }
     run_hook(settings.on_promote, settings.failover.node, token, "promote");
     {
@@ -203,7 +255,7 @@ struct ClusterNode::Impl {
     changed.notify_all();
   }
 
-  void demote() {
+  void demote(const std::string& why) {
     std::unique_ptr<Manager> m;
     {
       std::lock_guard lock(mutex);
@@ -211,9 +263,17 @@ struct ClusterNode::Impl {
       want_token = 0;
       serving_token = 0;
       m = std::move(manager);  // stopped here, at once: the lease may already be elsewhere
+      set_state_locked(NodeState::demoting, why);
     }
     changed.notify_all();
     retire(std::move(m));
+    {
+      std::lock_guard lock(mutex);
+      // Given up (the node stops) or lost while held: fenced until the role is taken again.
+      if (state == NodeState::demoting)
+        set_state_locked(giving_up ? NodeState::standby : NodeState::fenced,
+                         giving_up ? "role given up" : "role lost; writes refused");
+    }
     run_hook(settings.on_demote, settings.failover.node, 0, "demote");
   }
 };
@@ -247,7 +307,7 @@ void ClusterNode::start() {
   i.server = std::thread([&i] { i.serve_loop(); });
   FailoverDriver::Callbacks callbacks;
   callbacks.promote = [&i](std::int64_t token) { i.promote(token); };
-  callbacks.demote = [&i](const std::string&) { i.demote(); };
+  callbacks.demote = [&i](const std::string& why) { i.demote(why); };
   i.driver = std::make_unique<FailoverDriver>(i.settings.failover, std::move(coordinator), callbacks);
   spdlog::info("node {} standing by ({} coordinator, lease {} ms, renew {} ms)", i.settings.failover.node,
                i.settings.coordinator, i.settings.failover.lease.count(), i.settings.failover.renew.count());
@@ -259,6 +319,10 @@ void ClusterNode::stop() {
   auto& i = *impl_;
   if (!i.started) return;
   i.started = false;
+  {
+    std::lock_guard lock(i.mutex);
+    i.giving_up = true;
+  }
   i.driver->stop();  // demotes (the Manager stops) and gives the role up
   {
     std::lock_guard lock(i.mutex);
@@ -267,6 +331,13 @@ void ClusterNode::stop() {
   i.changed.notify_all();
   if (i.server.joinable()) i.server.join();
   if (i.status_server) i.status_server->stop();
+  std::lock_guard lock(i.mutex);
+  if (i.state == NodeState::fenced) i.set_state_locked(NodeState::standby, "stopped");
+}
+
+NodeState ClusterNode::state() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->state;
 }
 
 bool ClusterNode::serving() const {

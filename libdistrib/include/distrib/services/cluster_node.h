@@ -16,8 +16,27 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace distrib {
+
+/// The state of a manager node, with its allowed transitions in one table (can_transition):
+///   standby   ──► promoting ──► active ──► demoting ──► standby (the role given up: stop)
+///      ▲             │                        │
+///      │             └──────► demoting        └──────► fenced (the role lost, not given up)
+///      └─────────────────────────── fenced ◄───────────┘   fenced ──► promoting | standby
+/// standby: no role, no Manager; the node tries to take the role. promoting: the role is held
+/// (its token); the promotion hook runs and a Manager starts. active: a Manager serves with the
+/// role's token. demoting: the role is gone or given up; the Manager stops, its store refusing
+/// writes first. fenced: the role was lost while the node held it (expired, taken, or the
+/// coordinator unreachable): its store refuses every write; it stays fenced until it takes the
+/// role again (promoting) or stops (standby).
+enum class NodeState { standby, promoting, active, demoting, fenced };
+inline constexpr NodeState kAllNodeStates[] = {NodeState::standby, NodeState::promoting, NodeState::active,
+                                               NodeState::demoting, NodeState::fenced};
+std::string_view to_string(NodeState state) noexcept;
+/// Is `from` → `to` an allowed transition (the table above)? Staying is not a transition.
+bool can_transition(NodeState from, NodeState to) noexcept;
 
 struct ClusterNodeSettings {
   std::string coordinator = "db-lease";        ///< a name in the CoordinatorRegistry
@@ -53,7 +72,9 @@ class ClusterNode {
   std::string url() const;
   /// The fencing token the node serves with; 0 while standing by.
   std::int64_t token() const;
-  /// {node, coordinator, active, holder, token, since_ms, expires_at_ms, now_ms, lease_ms,
+  /// Where the node is in its state model (each change is logged).
+  NodeState state() const;
+  /// {node, state, coordinator, active, holder, token, since_ms, expires_at_ms, now_ms, lease_ms,
   /// takeovers}; throws Error when the coordinator cannot be reached.
   std::string status_json() const;
   /// Port of the status server (after start(), when one is configured).

@@ -152,6 +152,8 @@ TEST_CASE("kill -9 of the active manager on PostgreSQL: the standby takes over a
   std::vector<std::string> args = {"job", "create", "install", "ha", "1"};
   args.insert(args.end(), hosts.begin(), hosts.end());
   auto created = ctl(logical, shared, args);
+  INFO(created.err);
+  INFO("node-a's log:\n" << a->proc->log());
   REQUIRE(created.exit_code == 0);
   const auto id = json_at(created.out, "/job/id");
 

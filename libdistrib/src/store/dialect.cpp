@@ -196,7 +196,7 @@ const Dialect& postgresql_dialect() {
     x.connection_setup = {"SET client_min_messages TO WARNING"};
     x.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
     x.lock_rows = " FOR UPDATE";
-    x.share_rows = " FOR SHARE";
+    x.share_rows = " FOR KEY SHARE";
     x.max_identifier = 63;
     x.reserved = kPostgresReserved;
     x.last_insert_id = "SELECT currval(pg_get_serial_sequence('%T', 'id'))";

@@ -50,10 +50,12 @@ struct Dialect {
   /// Appended to a SELECT of one row to lock it until the transaction ends ("" where the
   /// database serialises writers anyway, as SQLite does).
   std::string lock_rows;
-  /// Appended to a SELECT to hold its rows against change (not against other readers holding
-  /// them too) until the transaction ends: " FOR SHARE" where the database has it, else as
-  /// lock_rows. The fence check of every write takes it on the lease row, so writers do not
-  /// queue behind each other, and a takeover (an UPDATE of that row) waits for those under way.
+  /// Appended to a SELECT to hold its rows against deletion and exclusive locks, not against
+  /// other holders or updates of non-key columns, until the transaction ends: " FOR KEY SHARE"
+  /// where the database has it (PostgreSQL), else as lock_rows. The fence check of every write
+  /// takes it on the lease row: writers do not queue behind each other, a renewal (an update of
+  /// the expiry alone) does not wait for them, and a takeover, which locks the row exclusively
+  /// first (lock_rows), waits for the writes under way.
   std::string share_rows;
   /// DDL is transactional (a failed migration leaves nothing behind).
   bool transactional_ddl = true;

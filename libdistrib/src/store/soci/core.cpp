@@ -278,11 +278,14 @@ auto SociCore::distinct_vias(soci::session& sql, const std::string& where, ll a,
   return out;
 }
 
-auto SociCore::select_lease(soci::session& sql, const std::string& name, bool lock)
+auto SociCore::select_lease(soci::session& sql, const std::string& name, LeaseLock lock)
     -> std::optional<LeaseRecord> {
+  const std::string& suffix = lock == LeaseLock::share       ? dialect_.share_rows
+                              : lock == LeaseLock::exclusive ? dialect_.lock_rows
+                                                             : std::string();
   soci::rowset<soci::row> rs =
       (sql.prepare << "SELECT name, holder, token, expires_at, since FROM cluster_lease WHERE name = :n" +
-                          (lock ? dialect_.share_rows : std::string()),
+                          suffix,
        soci::use(name));
   for (const auto& r : rs) return lease_from_row(r);
   return std::nullopt;
@@ -297,9 +300,10 @@ void SociCore::check_fence(soci::session& sql) {
     token = fence_token_;
   }
   if (token == 0) return;
-  // Held until this transaction ends (shared: writers do not wait for each other): a takeover
-  // waits for it, so no write of the old holder can commit after the new one took the lease.
-  const auto cur = select_lease(sql, name, true);
+  // Held until this transaction ends in key-share mode: writers and renewals do not wait for
+  // each other, and a takeover (which locks the row exclusively first) waits for it, so no write
+  // of the old holder can commit after the new one took the lease.
+  const auto cur = select_lease(sql, name, LeaseLock::share);
   const ll now = std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();

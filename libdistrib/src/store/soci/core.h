@@ -298,8 +298,11 @@ class SociCore {
                  const std::vector<int>& waves = {});
   // The direct children (hosts' `via`) of the entries `where` selects, binding `a` and `b`.
   std::vector<std::string> distinct_vias(soci::session& sql, const std::string& where, ll a, ll b);
-  /// `lock`: held in share mode until the transaction ends (Dialect::share_rows).
-  std::optional<LeaseRecord> select_lease(soci::session& sql, const std::string& name, bool lock = false);
+  /// How select_lease holds the row until the transaction ends: not at all, in key-share mode
+  /// (Dialect::share_rows: the fence check) or exclusively (Dialect::lock_rows: a takeover).
+  enum class LeaseLock { none, share, exclusive };
+  std::optional<LeaseRecord> select_lease(soci::session& sql, const std::string& name,
+                                          LeaseLock lock = LeaseLock::none);
   int read_version(soci::session& sql);
 
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }

@@ -24,6 +24,11 @@ auto SociLease::acquire_lease(const std::string& name, const std::string& node, 
           return *cur;
         }
         if (!cur->holder.empty() && cur->expires_at_ms > now) return *cur;  // held by another
+        // A takeover: the row is locked exclusively first, which waits for the old holder's writes
+        // under way (they hold it in key-share mode), then looked at again (renewed meanwhile?).
+        cur = core_.select_lease(sql, name, SociCore::LeaseLock::exclusive);
+        if (!cur) return LeaseRecord{name, "", 0, 0, 0};
+        if (cur->holder != node && !cur->holder.empty() && cur->expires_at_ms > now) return *cur;
         const ll token = cur->token + 1;
         soci::statement st =
             (sql.prepare << "UPDATE cluster_lease SET holder = :h, token = :t, expires_at = :e, since = :s "
@@ -99,7 +104,8 @@ auto SociLease::raise_fence(const std::string& name, const std::string& node, st
   return core_.write_unfenced(
       [&](soci::session& sql) {
         const ll t = token, now = now_ms, forever = std::numeric_limits<ll>::max();
-        auto cur = core_.select_lease(sql, name);
+        // Exclusively: a change of holder waits for the old holder's writes under way.
+        auto cur = core_.select_lease(sql, name, SociCore::LeaseLock::exclusive);
         if (cur && cur->token > token) return false;
         if (cur && cur->token == token && cur->holder == node) return true;
         if (!cur) {

@@ -103,6 +103,54 @@ bool answers(const std::string& url, const std::string& state_dir) {
 
 }  // namespace
 
+// Grants the role at once; every renewal after the first blocks for `block` (a renewal held
+// back behind a lock, or a coordinator that does not answer).
+class SlowKeepCoordinator final : public FailoverCoordinator {
+ public:
+  explicit SlowKeepCoordinator(std::chrono::milliseconds block) : block_(block) {}
+  std::string kind() const override { return "slow"; }
+  bool acquire(const std::string&, std::chrono::milliseconds) override { return true; }
+  bool keep(const std::string&, std::chrono::milliseconds) override {
+    std::this_thread::sleep_for(block_);
+    return true;
+  }
+  void lose(const std::string&) override {}
+  LeaseRecord observe() override { return {}; }
+  std::int64_t token() const override { return 1; }
+
+ private:
+  std::chrono::milliseconds block_;
+};
+
+TEST_CASE("a node whose renewal is held back past the lease steps down, saying how late it is", "[cluster]") {
+  FailoverSettings s;
+  s.node = "late";
+  s.lease = std::chrono::milliseconds(600);
+  s.renew = std::chrono::milliseconds(100);
+  std::mutex m;
+  std::string why;
+  std::atomic<bool> promoted{false};
+  FailoverDriver::Callbacks cb;
+  cb.promote = [&](std::int64_t) { promoted = true; };
+  cb.demote = [&](const std::string& w) {
+    std::lock_guard lock(m);
+    if (why.empty()) why = w;
+  };
+  FailoverDriver driver(s, std::make_unique<SlowKeepCoordinator>(std::chrono::milliseconds(2000)), cb);
+  driver.start();
+  REQUIRE(wait_until([&] { return promoted.load(); }, std::chrono::seconds(5)));
+  REQUIRE(wait_until(
+      [&] {
+        std::lock_guard lock(m);
+        return !why.empty();
+      },
+      std::chrono::seconds(5)));
+  driver.stop();
+  INFO(why);
+  CHECK(why.rfind("no lease renewal for 600 ms (last one started ", 0) == 0);
+  CHECK(why.find("the renewal under way has waited") != std::string::npos);
+}
+
 TEST_CASE("a node's states change only along the table", "[cluster]") {
   using S = NodeState;
   const std::set<std::pair<S, S>> allowed = {

@@ -158,7 +158,9 @@ struct FailoverDriver::Impl {
   std::condition_variable wake;
   bool stopping = false;
   bool active = false;
-  std::chrono::steady_clock::time_point last_kept;  // start of the last successful acquire/keep
+  std::chrono::steady_clock::time_point last_kept;        // start of the last successful acquire/keep
+  std::chrono::steady_clock::time_point attempt_started;  // start of the acquire/keep under way
+  bool attempting = false;
   std::thread runner, watchdog;
   bool reported_unreachable = false;
 
@@ -176,6 +178,8 @@ struct FailoverDriver::Impl {
     while (!stopping) {
       const bool was_active = active;
       const auto started = std::chrono::steady_clock::now();
+      attempt_started = started;
+      attempting = true;
       lock.unlock();
       bool ok = false;
       std::string why;
@@ -192,6 +196,7 @@ struct FailoverDriver::Impl {
         reported_unreachable = true;
       }
       lock.lock();
+      attempting = false;
       if (stopping) break;
       if (was_active && active) {
         if (ok)
@@ -219,8 +224,20 @@ struct FailoverDriver::Impl {
     while (!stopping) {
       wake.wait_for(lock, settings.renew / 4, [&] { return stopping; });
       if (stopping) break;
-      if (active && std::chrono::steady_clock::now() - last_kept > limit)
-        demote_locked(lock, "no lease renewal for " + std::to_string(settings.lease.count()) + " ms");
+      const auto now = std::chrono::steady_clock::now();
+      if (active && now - last_kept > limit) {
+        // The measured lateness, and where the renewal is: blocked in the coordinator, or not run.
+        const auto ms = [](auto d) {
+          return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+        };
+        demote_locked(lock,
+                      "no lease renewal for " + std::to_string(settings.lease.count()) +
+                          " ms (last one started " + std::to_string(ms(now - last_kept)) + " ms ago; " +
+                          (attempting ? "the renewal under way has waited " +
+                                            std::to_string(ms(now - attempt_started)) + " ms"
+                                      : std::string("no renewal under way: this process was not scheduled")) +
+                          ")");
+      }
     }
   }
 };

@@ -36,22 +36,16 @@ int verify_store(const std::filesystem::path& state_dir, distrib::Store* store, 
             << " bad\n";
   bool whole = st.bad.empty();
   if (store) {
-    std::vector<distrib::Manifest> manifests;
-    for (const auto& p : store->list_packages())
-      if (auto m = store->find_package(p.name, p.version)) manifests.push_back(std::move(*m));
-    auto problems = distrib::check_manifests(chunks, manifests);
-    std::size_t shown = 0;
-    for (auto& p : problems) {
-      if (partial_cache) p.missing.clear();
-      if (p.invalid.empty() && p.missing.empty()) continue;
-      whole = false;
-      ++shown;
+    const auto check = distrib::check_manifests(chunks, *store, partial_cache);
+    const auto shown = check.problems.size();
+    if (shown) whole = false;
+    for (const auto& p : check.problems) {
       std::cout << "package " << p.name << " " << p.version << ": "
                 << (p.invalid.empty() ? std::to_string(p.missing.size()) + " chunk(s) missing or corrupt"
                                       : "manifest not valid: " + p.invalid)
                 << "\n";
     }
-    std::cout << manifests.size() << " package(s) checked, " << shown << " incomplete";
+    std::cout << check.packages << " package(s) checked, " << shown << " incomplete";
     if (shown && !partial_cache)
       std::cout << "; run distribctl package create again for each (only what is missing is uploaded)";
     std::cout << "\n";

@@ -267,9 +267,12 @@ TEST_CASE(
   // now, so the package lacks them), and one more corrupted file is caught.
   const auto extra = corrupt(chunk_files(m->state_dir()).front());
   m->stop();
-  const auto offline =
-      run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "manager").string(), "--verify-store"},
-          60s);
+  const auto verify_offline = [&] {
+    return run(
+        {distribd_path(), "--role", "manager", "--state-dir", (tmp / "manager").string(), "--verify-store"},
+        60s);
+  };
+  const auto offline = verify_offline();
   INFO(offline.out << offline.err);
   CHECK(offline.exit_code == 1);
   CHECK(offline.out.find("1 bad") != std::string::npos);
@@ -280,9 +283,7 @@ TEST_CASE(
   create_package(*m, src, "sapp", "1");
   create_package(*m, random_dir(tmp, "other", 64, 4), "other", "1");
   m->stop();
-  const auto whole =
-      run({distribd_path(), "--role", "manager", "--state-dir", (tmp / "manager").string(), "--verify-store"},
-          60s);
+  const auto whole = verify_offline();
   INFO(whole.out << whole.err);
   CHECK(whole.exit_code == 0);
   CHECK(whole.out.find("0 bad") != std::string::npos);

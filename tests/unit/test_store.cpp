@@ -51,6 +51,12 @@ Manifest manifest(const std::string& name, const std::string& version, char dige
   return m;
 }
 
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // An install job of app 1.0 to `destinations` (names).
 Job app_job(std::vector<std::string> destinations) {
   Job job;
@@ -1788,9 +1794,7 @@ TEST_CASE("store conformance: a fenced store writes nothing once its lease is go
   TempDir tmp;
   auto a = open_store(backend, tmp);
   auto b = open_store(backend, tmp);
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_ms_now();
   const auto la = a->acquire_lease("c", "node-a", now, 60000);
   a->set_fencing("c", la.token);
   a->upsert_host(host(kA, "web1"));  // holds the lease: writes
@@ -1814,9 +1818,7 @@ TEST_CASE("store conformance: a fenced store refuses every write method", "[stor
   TempDir tmp;
   auto a = open_store(backend, tmp);
   auto b = open_store(backend, tmp);
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_ms_now();
   const auto la = a->acquire_lease("c", "node-a", now, 60000);
   a->set_fencing("c", la.token);
   // What the write methods below act on, written while node-a holds the lease.

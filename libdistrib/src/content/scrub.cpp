@@ -60,20 +60,23 @@ ScrubStatus scrub_chunk_store(ChunkStore& store, const ScrubOptions& options) {
   return st;
 }
 
-std::vector<ManifestProblem> check_manifests(const ChunkStore& store,
-                                             const std::vector<Manifest>& manifests) {
-  std::vector<ManifestProblem> out;
-  for (const auto& m : manifests) {
-    ManifestProblem p{m.name, m.version, {}, {}};
+ManifestCheck check_manifests(const ChunkStore& store, PackageStore& packages, bool partial_cache) {
+  ManifestCheck out;
+  for (const auto& summary : packages.list_packages()) {
+    const auto m = packages.find_package(summary.name, summary.version);
+    if (!m) continue;  // deleted since it was listed
+    ++out.packages;
+    ManifestProblem p{m->name, m->version, {}, {}};
     try {
-      validate_manifest(m);
+      validate_manifest(*m);
     } catch (const Error& e) {
       p.invalid = e.what();
     }
     std::set<std::string> seen;
-    for (const auto& c : m.chunks)
-      if (seen.insert(c.digest).second && !store.contains(c.digest)) p.missing.push_back(c.digest);
-    if (!p.invalid.empty() || !p.missing.empty()) out.push_back(std::move(p));
+    if (!partial_cache)
+      for (const auto& c : m->chunks)
+        if (seen.insert(c.digest).second && !store.contains(c.digest)) p.missing.push_back(c.digest);
+    if (!p.invalid.empty() || !p.missing.empty()) out.problems.push_back(std::move(p));
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <distrib/error.h>
 
 #include <spdlog/spdlog.h>
+#include <boost/json.hpp>
 
 #include <condition_variable>
 
@@ -129,8 +130,9 @@ void UpstreamFetcher::report_bad(const std::string& digest) {
   auto clients = checkout();
   const auto url = link_.current();
   try {
-    const std::string body = "{\"host_id\":\"" + host_id_ + "\",\"digests\":[\"" + digest + "\"]}";
-    clients->get(url).request("POST", "/v1/content/bad-chunks", body);
+    clients->get(url).request("POST", "/v1/content/bad-chunks",
+                              boost::json::serialize(boost::json::object{
+                                  {"host_id", host_id_}, {"digests", boost::json::array{digest}}}));
   } catch (const std::exception& e) {
     spdlog::warn("could not tell the parent that chunk {} arrived bad: {}", short_digest(digest), e.what());
   }

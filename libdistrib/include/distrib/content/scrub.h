@@ -6,6 +6,7 @@
 // (distribctl content verify), paced so it does not starve serving.
 #include <distrib/content/chunk_store.h>
 #include <distrib/model/package.h>
+#include <distrib/store/package_store.h>
 
 #include <cstdint>
 #include <functional>
@@ -46,7 +47,13 @@ struct ManifestProblem {
   std::vector<std::string> missing;  ///< digests
   std::string invalid;               ///< why the manifest itself is not valid (empty: it is)
 };
-/// The packages among `manifests` with a problem; the others are whole.
-std::vector<ManifestProblem> check_manifests(const ChunkStore& store, const std::vector<Manifest>& manifests);
+struct ManifestCheck {
+  std::size_t packages = 0;               ///< packages checked
+  std::vector<ManifestProblem> problems;  ///< those with a problem; the others are whole
+};
+/// Every package `packages` holds, against the chunks in `store`. `partial_cache`: a relay's
+/// cache, which holds what was asked for: a chunk it lacks is not a fault there, only a manifest
+/// that is not valid is.
+ManifestCheck check_manifests(const ChunkStore& store, PackageStore& packages, bool partial_cache);
 
 }  // namespace distrib

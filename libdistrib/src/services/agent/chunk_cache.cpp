@@ -1,16 +1,13 @@
 // The agent's chunk store kept within its limit.
 #include "services/agent/chunk_cache.h"
 
-#include "services/agent/installed.h"
-
 #include <algorithm>
 
 namespace distrib::agent {
 
-auto ChunkCache::trim(const Manifest* in_flight) -> Trimmed {
+auto ChunkCache::trim(const InstalledSet& installed, const Manifest* in_flight) -> Trimmed {
   Trimmed out;
   if (ctx_.settings.chunk_cache_limit == UINT64_MAX) return out;
-  const auto installed = InstalledSet::load(ctx_.settings.state_dir);
   std::set<std::string> keep, needed;
   std::uint64_t largest = 0;
   for (const auto& p : installed.all()) {

@@ -4,6 +4,7 @@
 // first; then, when that is not enough, the oldest chunks of installed packages (a repair fetches
 // them again). The package being installed is never trimmed.
 #include "services/agent/context.h"
+#include "services/agent/installed.h"
 
 namespace distrib::agent {
 
@@ -17,9 +18,9 @@ class ChunkCache {
     std::uint64_t held = 0;   ///< left
     std::uint64_t limit = 0;
   };
-  /// Trims the store to the limit. `in_flight`: the package being installed (kept whole, and
-  /// counted in the default limit).
-  Trimmed trim(const Manifest* in_flight = nullptr);
+  /// Trims the store to the limit, keeping first what `installed` needs. `in_flight`: the
+  /// package being installed (kept whole, and counted in the default limit).
+  Trimmed trim(const InstalledSet& installed, const Manifest* in_flight = nullptr);
 
  private:
   Context& ctx_;

@@ -165,7 +165,7 @@ void Installer::install(const bj::object& item, std::int64_t entry_id, std::int3
   }
 
   link_.report(entry_id, attempt, EntryState::transferring);
-  cache_.trim(&m);  // room for this package first
+  cache_.trim(installed, &m);  // room for this package first
   Transfer t;
   t.entry_id = entry_id;
   t.attempt = attempt;
@@ -222,7 +222,7 @@ void Installer::install(const bj::object& item, std::int64_t entry_id, std::int3
   }
   installed.put(record_install(m, target));
   installed.save();
-  cache_.trim();
+  cache_.trim(installed);
   inventory_.poke_inventory();  // the software inventory changed
   spdlog::info("entry {}: {} {} installed in {}{}", entry_id, m.name, m.version, target.string(),
                force ? " (forced)" : "");
@@ -268,7 +268,7 @@ void Installer::uninstall(const bj::object& item, std::int64_t entry_id, std::in
   }
   installed.remove(name, version);
   installed.save();
-  cache_.trim();
+  cache_.trim(installed);
   inventory_.poke_inventory();
   spdlog::info("entry {}: {} {} uninstalled from {}", entry_id, name, version, p.directory);
   link_.report(entry_id, attempt, EntryState::succeeded, "uninstalled: " + p.directory + " removed",

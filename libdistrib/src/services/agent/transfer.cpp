@@ -34,12 +34,8 @@ void Fetcher::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Tran
     }
     if (res.status == 404) {
       // The parent lacks a chunk, or held it corrupt: the reason first, for tables that cut.
-      std::string why = res.body;
-      try {
-        why = json::get_string(json::parse_object(res.body).at("error").as_object(), "message");
-      } catch (const std::exception&) {
-      }
-      throw Error(ErrorKind::not_found, "source copy missing or corrupt at the parent: " + why);
+      throw Error(ErrorKind::not_found, "source copy missing or corrupt at the parent: " +
+                                            json::error_message(res.body, res.status));
     }
     require_ok(res, "chunks of package \"" + m.name + "\" " + m.version);
     std::map<std::string, std::uint64_t> size_of;

@@ -227,7 +227,7 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
       for (std::size_t i = 0; i < held.size(); ++i) {
         const auto& d = digests[i];
         std::string_view bytes = *held[i];
-        if (body.empty()) body.reserve(std::min<std::uint64_t>(budget, kMaxBatchBytes) + 4096);
+        if (body.empty()) body.reserve(held_bytes + held.size() * 80);  // and the frames' heads
         body += d;
         body += ' ';
         body += std::to_string(bytes.size());

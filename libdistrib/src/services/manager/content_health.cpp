@@ -247,16 +247,8 @@ void ContentHealth::run_scrub(bool repair, std::uint64_t rate) {
         }
       }
     }
-    std::vector<Manifest> manifests;
-    for (const auto& p : ctx_.store->list_packages())
-      if (auto m = ctx_.store->find_package(p.name, p.version)) manifests.push_back(std::move(*m));
-    problems = check_manifests(*ctx_.chunks, manifests);
     // A relay caches chunks on demand: a chunk it never fetched is not a fault.
-    if (upstream)
-      std::erase_if(problems, [](ManifestProblem& p) {
-        p.missing.clear();
-        return p.invalid.empty();
-      });
+    problems = check_manifests(*ctx_.chunks, *ctx_.store, upstream != nullptr).problems;
   } catch (const std::exception& e) {
     error = e.what();
   }

@@ -230,7 +230,11 @@ TEST_CASE("split brain: a node stopped past its lease steps down when it wakes a
   CHECK(json_at(cs.out, "/node") == "node-b");
   CHECK(json_at(cs.out, "/token") == "2");
   CHECK(boost::json::parse(cs.out).at("takeovers").as_array().size() == 2);
+  CHECK(json_at(cs.out, "/state") == "active");
   CHECK(a.status().at("active").as_bool() == false);
+  CHECK(a.status().at("state").as_string() == "fenced");  // lost the role while it held it
+  CHECK(ctl(logical, shared, {"cluster", "status"}, false).out.find("answered by node-b, active") !=
+        std::string::npos);
   auto mon = run({distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
                   "127.0.7.1", "--port", std::to_string(port), "--monitor"});
   CHECK(mon.exit_code == 0);

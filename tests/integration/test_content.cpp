@@ -498,6 +498,28 @@ TEST_CASE(
   res = admin.request("POST", "/v1/content/verify", R"({"rate":"1KiB"})", "application/json", token);
   CHECK(res.status == 400);
   CHECK(res.body.find("rate must be between") != std::string::npos);
+  // --no-wait answers at once; the scrub's result is there afterwards.
+  CHECK(m.ctl({"content", "verify", "--no-wait"}).exit_code == 0);
+  CHECK(wait_until(
+      [&] {
+        return json_at(m.ctl({"content", "verify", "--status"}, true).out, "/running") == "false";
+      },
+      30s, 100ms));
+
+  // The agent's chunk cache limit: a size above 0, and an agent option only.
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--role", "agent", "--chunk-cache-limit", "0"}, "must be above 0"},
+           {{"--role", "agent", "--chunk-cache-limit", "lots"}, "is not a size"},
+           {{"--role", "manager", "--chunk-cache-limit", "1GiB"}, "is an agent option"}}) {
+    std::vector<std::string> argv = {distribd_path(), "--state-dir",         (tmp / "cfg").string(),
+                                     "--server",      "https://127.0.0.1:1", "--check-config"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (args[1] == "manager") argv.erase(argv.begin() + 3, argv.begin() + 5);  // no --server for a manager
+    const auto r = run(argv, 10s);
+    INFO(r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(says) != std::string::npos);
+  }
 
   // Reports of bad chunks come from enrolled hosts, with at most 64 well-formed digests.
   const auto h = enrol_test_host(m, tmp / "reporter", "c-reporter");

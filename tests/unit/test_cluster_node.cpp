@@ -151,6 +151,24 @@ TEST_CASE("a node whose renewal is held back past the lease steps down, saying h
   CHECK(why.find("the renewal under way has waited") != std::string::npos);
 }
 
+TEST_CASE("renewal lateness is measured against the schedule", "[cluster]") {
+  FailoverSettings s;
+  s.node = "timed";
+  s.lease = std::chrono::milliseconds(2000);
+  s.renew = std::chrono::milliseconds(100);
+  FailoverDriver driver(s, std::make_unique<SlowKeepCoordinator>(std::chrono::milliseconds(60)), {});
+  driver.start();
+  REQUIRE(wait_until([&] { return driver.renewal_stats().renewals >= 5; }, std::chrono::seconds(10)));
+  const auto r = driver.renewal_stats();
+  driver.stop();
+  // Each renewal takes 60 ms after it was due (a renew interval after the previous one ended).
+  CHECK(r.p50_ms >= 55);
+  CHECK(r.p50_ms < 1000);
+  CHECK(r.p99_ms >= r.p50_ms);
+  CHECK(r.max_ms >= r.p99_ms);
+  CHECK(r.step_downs == 0);
+}
+
 TEST_CASE("a node's states change only along the table", "[cluster]") {
   using S = NodeState;
   const std::set<std::pair<S, S>> allowed = {
@@ -193,6 +211,23 @@ TEST_CASE("a cluster node serves only while it holds the role, with the role's t
   const auto first = node.url();
   CHECK(answers(first, f.manager.state_dir.string()));
   CHECK(status.request("GET", "/v1/cluster/status").body.find("\"active\":true") != std::string::npos);
+  // The state and token on /metrics of the physical address (and of the manager's own /metrics).
+  auto metrics = status.request("GET", "/metrics").body;
+  CHECK(metrics.find("distrib_cluster_node_state{node=\"node-a\",state=\"active\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.find("distrib_cluster_node_state{node=\"node-a\",state=\"standby\"} 0\n") !=
+        std::string::npos);
+  CHECK(metrics.find("distrib_cluster_fencing_token{node=\"node-a\"} 1\n") != std::string::npos);
+  // Renewals are timed once the node is active.
+  REQUIRE(wait_until(
+      [&] {
+        return status.request("GET", "/metrics")
+                   .body.find("distrib_cluster_renewal_lateness_seconds_count{node=\"node-a\"} 0\n") ==
+               std::string::npos;
+      },
+      std::chrono::seconds(5)));
+  CHECK(status.request("GET", "/v1/cluster/status").body.find("\"promotion\":{\"token\":1,") !=
+        std::string::npos);
 
   // demoted when the role may have passed: the manager stops at once
   f.sw.grant = false;
@@ -201,6 +236,10 @@ TEST_CASE("a cluster node serves only while it holds the role, with the role's t
   // lost, not given up: fenced until it takes the role again
   CHECK(wait_until([&] { return node.state() == NodeState::fenced; }, std::chrono::seconds(5)));
   CHECK(status.request("GET", "/v1/cluster/status").body.find("\"state\":\"fenced\"") != std::string::npos);
+  metrics = status.request("GET", "/metrics").body;
+  CHECK(metrics.find("distrib_cluster_node_state{node=\"node-a\",state=\"fenced\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.find("distrib_cluster_step_downs_total{node=\"node-a\"} 1\n") != std::string::npos);
   // The role is dropped first (nothing is written after it); the listener closes right after.
   CHECK(wait_until([&] { return !answers(first, f.manager.state_dir.string()); }, std::chrono::seconds(2)));
 

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -154,6 +155,113 @@ TEST_CASE("hostile connections cost little: slow headers and bodies are dropped,
 TEST_CASE("an unreachable server is an unavailable error naming the URL", "[net]") {
   HttpClient client({"http://127.0.0.1:1", "", "", 2, 2});
   CHECK_THROWS_WITH(client.request("GET", "/"), Catch::Contains("cannot reach http://127.0.0.1:1"));
+}
+
+// A listening socket nobody accepts from: the kernel completes connections and takes requests
+// into its buffers, and nothing ever answers (a stopped or hung process looks exactly like this).
+struct SilentListener {
+  int fd = -1;
+  std::uint16_t port = 0;
+  SilentListener() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 16) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~SilentListener() { ::close(fd); }
+};
+
+TEST_CASE("a peer that stops answering fails the request at its deadline, not never", "[net]") {
+  SilentListener silent;
+  const auto url = "http://127.0.0.1:" + std::to_string(silent.port);
+  SECTION("no answer to a request") {
+    HttpClient client({url, "", "", 2, 1});
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK_THROWS_WITH(client.request("GET", "/v1/agent/work?wait=30"), Catch::Contains("timed out"));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(took >= std::chrono::milliseconds(900));
+    CHECK(took < std::chrono::seconds(5));
+  }
+  SECTION("the event stream of a peer that stops answering") {
+    HttpClient client({url, "", "", 2, 1});
+    CHECK_THROWS_WITH(
+        client.stream("GET", "/v1/events/stream", {}, "", [](std::string_view) { return true; }),
+        Catch::Contains("timed out"));
+  }
+  SECTION("an answer that stalls halfway") {
+    // Headers and half the body, then silence: the deadline counts from the last byte.
+    std::thread peer([&] {
+      const int c = ::accept(silent.fd, nullptr, nullptr);
+      char buf[4096];
+      (void)::recv(c, buf, sizeof buf, 0);
+      const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf";
+      (void)::send(c, head.data(), head.size(), MSG_NOSIGNAL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      ::close(c);
+    });
+    HttpClient client({url, "", "", 2, 1});
+    CHECK_THROWS_WITH(client.request("GET", "/"), Catch::Contains("timed out"));
+    peer.join();
+  }
+  SECTION("a slow body that keeps coming is not cut off") {
+    std::thread peer([&] {
+      const int c = ::accept(silent.fd, nullptr, nullptr);
+      char buf[4096];
+      (void)::recv(c, buf, sizeof buf, 0);
+      const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n";
+      (void)::send(c, head.data(), head.size(), MSG_NOSIGNAL);
+      for (int i = 0; i < 4; ++i) {  // 2.4 s in all, longer than the 1 s deadline
+        std::this_thread::sleep_for(std::chrono::milliseconds(600));
+        (void)::send(c, "x", 1, MSG_NOSIGNAL);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      ::close(c);
+    });
+    HttpClient client({url, "", "", 2, 1});
+    const auto res = client.request("GET", "/");
+    CHECK(res.status == 200);
+    CHECK(res.body == "xxxx");
+    peer.join();
+  }
+}
+
+TEST_CASE("a POST whose connection breaks after it was sent is not sent again, a GET is", "[net]") {
+  // Each connection: the first request is answered (kept alive), the second is read and the
+  // connection closed without an answer — a server that died after acting, or before.
+  SilentListener peer;
+  std::atomic<int> requests{0};
+  std::thread server([&] {
+    for (int conn = 0; conn < 2; ++conn) {
+      const int c = ::accept(peer.fd, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      for (int i = 0; i < 2; ++i) {
+        if (::recv(c, buf, sizeof buf, 0) <= 0) break;
+        ++requests;
+        if (i == 0) {
+          const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+          (void)::send(c, ok.data(), ok.size(), MSG_NOSIGNAL);
+        }
+      }
+      ::close(c);
+    }
+  });
+  HttpClient client({"http://127.0.0.1:" + std::to_string(peer.port), "", "", 2, 2});
+  REQUIRE(client.request("GET", "/first").status == 200);
+  CHECK_THROWS_WITH(client.request("POST", "/v1/jobs", "{}"),
+                    Catch::Contains("may or may not have been applied"));
+  CHECK(requests == 2);                                    // sent once, not again on a new connection
+  REQUIRE(client.request("GET", "/first").status == 200);  // a new connection
+  CHECK(requests == 3);
+  // A GET is sent again on a fresh connection (it fails there too: nothing listens any more).
+  CHECK_THROWS(client.request("GET", "/again"));
+  CHECK(requests == 4);
+  server.join();
 }
 
 TEST_CASE("TLS: a client trusting the CA connects; one that does not is refused", "[net]") {

@@ -31,13 +31,13 @@ Severity parse_severity(std::string_view s) {
 
 const std::vector<std::string>& event_types() {
   static const std::vector<std::string> types = {
-      "job.created",         "job.completed",      "job.failed",           "job.cancelled",
-      "entry.succeeded",     "entry.failed",       "entry.retrying",       "entry.expired",
-      "host.registered",     "host.changed",       "host.conflict",        "host.silent",
-      "host.returned",       "package.registered", "package.deleted",      "inventory.changed",
-      "cluster.takeover",    "database.outage",    "host.enrol_requested", "host.enrolled",
-      "host.rejected",       "host.revoked",       "host.refused",         "content.corrupt",
-      "entry.not_applicable"};
+      "job.created",          "job.completed",      "job.failed",           "job.cancelled",
+      "entry.succeeded",      "entry.failed",       "entry.retrying",       "entry.expired",
+      "host.registered",      "host.changed",       "host.conflict",        "host.silent",
+      "host.returned",        "package.registered", "package.deleted",      "inventory.changed",
+      "cluster.takeover",     "database.outage",    "host.enrol_requested", "host.enrolled",
+      "host.rejected",        "host.revoked",       "host.refused",         "content.corrupt",
+      "entry.not_applicable", "cluster.state"};
   return types;
 }
 

@@ -85,6 +85,7 @@ struct HttpClient::Impl {
   bool connected = false;
   std::atomic<int> fd{-1};
   std::atomic<bool> aborted{false};
+  bool request_sent = false;  // the last exchange sent its whole request (the server may have acted)
 
   beast::tcp_stream& lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
 
@@ -94,6 +95,40 @@ struct HttpClient::Impl {
     plain.reset();
     buffer.clear();
     connected = false;
+  }
+
+  // Runs one asynchronous operation to its end on this thread. Beast's stream deadlines
+  // (expires_after) apply only to asynchronous operations: a blocking read from a peer that
+  // stopped answering (a hung process keeps its connections open) would never end.
+  template <class Start>
+  beast::error_code run_op(Start&& start) {
+    beast::error_code result = asio::error::would_block;
+    start([&result](beast::error_code ec, auto&&...) { result = ec; });
+    io.restart();
+    io.run();
+    return result;
+  }
+  // A deadline for the next step: no progress for timeout_seconds ends the request.
+  void arm() { lowest().expires_after(std::chrono::seconds(settings.timeout_seconds)); }
+
+  // Sends the request; each piece written renews the deadline, so a large body only fails when
+  // the peer stops taking it.
+  template <class Stream>
+  beast::error_code send(Stream& stream, http::request<http::string_body>& req) {
+    http::request_serializer<http::string_body> sr{req};
+    beast::error_code ec;
+    while (!ec && !sr.is_done()) {
+      arm();
+      ec = run_op([&](auto h) { http::async_write_some(stream, sr, std::move(h)); });
+    }
+    return ec;
+  }
+
+  // Reads what has arrived into `parser` (renewing the deadline), up to the whole message.
+  template <class Stream, class Parser>
+  beast::error_code receive_some(Stream& stream, Parser& parser) {
+    arm();
+    return run_op([&](auto h) { http::async_read_some(stream, buffer, parser, std::move(h)); });
   }
 
   [[noreturn]] void fail(std::string_view what, const beast::error_code& ec) {
@@ -122,13 +157,13 @@ struct HttpClient::Impl {
     if (!settings.bind_address.empty()) {
       ec = asio::error::host_not_found;
       for (const auto& r : results) {
-        stream.socket().connect(r.endpoint(), ec);
-        if (!ec) break;
+        ec = run_op([&](auto h) { stream.async_connect(r.endpoint(), std::move(h)); });
+        if (!ec || !stream.socket().is_open()) break;  // a timed-out attempt closed the bound socket
       }
     } else {
-      stream.connect(results, ec);
+      ec = run_op([&](auto h) { stream.async_connect(results, std::move(h)); });
     }
-    if (ec) fail("connect failed", ec);
+    if (ec) fail(ec == beast::error::timeout ? "connect timed out" : "connect failed", ec);
     stream.socket().set_option(tcp::no_delay(true), ec);
     fd = stream.socket().native_handle();
     if (aborted) fail("aborted", asio::error::operation_aborted);
@@ -143,7 +178,8 @@ struct HttpClient::Impl {
       } else {
         secure->set_verify_mode(asio::ssl::verify_none);
       }
-      secure->handshake(asio::ssl::stream_base::client, ec);
+      beast::get_lowest_layer(*secure).expires_after(std::chrono::seconds(settings.connect_timeout_seconds));
+      ec = run_op([&](auto h) { secure->async_handshake(asio::ssl::stream_base::client, std::move(h)); });
       if (ec) fail("TLS handshake failed", ec);
     } else {
       plain.emplace(std::move(stream));
@@ -156,14 +192,13 @@ struct HttpClient::Impl {
   template <class Stream>
   HttpResponse exchange_stream(Stream& stream, http::request<http::string_body>& req,
                                const std::function<bool(std::string_view)>& on_body) {
-    beast::error_code ec;
-    lowest().expires_after(std::chrono::seconds(settings.timeout_seconds));
-    http::write(stream, req, ec);
+    beast::error_code ec = send(stream, req);
     if (ec) fail("sending the request failed", ec);
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(boost::none);
-    http::read_header(stream, buffer, parser, ec);
-    if (ec) fail("reading the response failed", ec);
+    arm();
+    ec = run_op([&](auto h) { http::async_read_header(stream, buffer, parser, std::move(h)); });
+    if (ec) fail(ec == beast::error::timeout ? "no answer (timed out)" : "reading the response failed", ec);
     HttpResponse out;
     out.status = static_cast<int>(parser.get().result_int());
     out.content_type = std::string(parser.get()[http::field::content_type]);
@@ -174,10 +209,11 @@ struct HttpClient::Impl {
     while (!parser.is_done()) {
       parser.get().body().data = piece.data();
       parser.get().body().size = piece.size();
-      lowest().expires_after(std::chrono::seconds(settings.timeout_seconds));
-      http::read_some(stream, buffer, parser, ec);  // what has arrived, not the whole body
+      ec = receive_some(stream, parser);  // what has arrived, not the whole body
       if (ec == http::error::need_buffer) ec = {};
-      if (ec) fail("reading the response failed", ec);
+      if (ec)
+        fail(ec == beast::error::timeout ? "the answer stalled (timed out)" : "reading the response failed",
+             ec);
       const auto n = piece.size() - parser.get().body().size;
       if (n == 0) continue;
       if (!ok) {
@@ -192,17 +228,21 @@ struct HttpClient::Impl {
 
   template <class Stream>
   HttpResponse exchange(Stream& stream, http::request<http::string_body>& req) {
-    beast::error_code ec;
-    lowest().expires_after(std::chrono::seconds(settings.timeout_seconds));
-    http::write(stream, req, ec);
-    const auto write_error = ec;
+    request_sent = false;
+    const auto write_error = send(stream, req);
+    request_sent = !write_error;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64ull * 1024 * 1024);
     // A server refusing a request early (413) answers before reading it all: read the answer
-    // even when sending failed.
-    http::read(stream, buffer, parser, ec);
+    // even when sending failed. Each piece that arrives renews the deadline: a long body only
+    // fails when it stalls.
+    beast::error_code ec;
+    while (!ec && !parser.is_done()) ec = receive_some(stream, parser);
     if (ec)
-      fail(write_error ? "sending the request failed" : "reading the response failed",
+      fail(write_error ? "sending the request failed"
+           : ec == beast::error::timeout
+               ? "no answer within " + std::to_string(settings.timeout_seconds) + " s (timed out)"
+               : "reading the response failed",
            write_error ? write_error : ec);
     auto res = parser.release();
     HttpResponse out;
@@ -281,16 +321,23 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view targe
   }
   req.keep_alive(true);
   req.prepare_payload();
-  // A kept-alive connection may have been closed by the server meanwhile: one fresh retry.
+  // A kept-alive connection may have been closed by the server meanwhile: one fresh retry, unless
+  // the request may have been acted on — a whole POST sent and no answer — since the server may
+  // have applied it before the connection broke (RFC 9110, 9.2.2: only idempotent methods are
+  // retried on their own). The caller learns that the outcome is unknown.
   const bool reused = impl_->connected;
+  const bool idempotent = method != "POST" && method != "PATCH";
   for (int attempt = 0;; ++attempt) {
     if (impl_->aborted)
       throw Error(ErrorKind::unavailable, "request to " + impl_->settings.base_url + " aborted");
     if (!impl_->connected) impl_->connect();
     try {
       return impl_->secure ? impl_->exchange(*impl_->secure, req) : impl_->exchange(*impl_->plain, req);
-    } catch (const Error&) {
+    } catch (const Error& e) {
       if (!reused || attempt > 0) throw;
+      if (!idempotent && impl_->request_sent)
+        throw Error(ErrorKind::unavailable,
+                    std::string(e.what()) + " (the request was sent: it may or may not have been applied)");
     }
   }
 }

@@ -15,12 +15,15 @@
 #include <openssl/x509v3.h>
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 #include <optional>
@@ -711,8 +714,25 @@ void HttpServer::start() {
   auto& acc = impl_->acceptor.emplace(*impl_->io);
   acc.open(ep.protocol(), ec);
   if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && s.take_over_address) {
+    const int one = 1;
+    if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      ec.assign(errno, boost::system::system_category());
+  }
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec && s.take_over_address) {
+    // The group's listeners are numbered in the order they joined: this one is the last. A
+    // program answering 1 picks it while a predecessor is still open; alone, 1 is out of range
+    // and the kernel picks the only listener.
+    sock_filter code[] = {{BPF_RET | BPF_K, 0, 0, 1}};
+    sock_fprog prog{1, code};
+    if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0)
+      spdlog::warn(
+          "listener on {}:{}: cannot steer new connections to it ({}); a stopped predecessor "
+          "still gets some until it closes",
+          s.address, s.port, std::strerror(errno));
+  }
   if (ec)
     throw Error(ErrorKind::unavailable,
                 "cannot listen on " + s.address + ":" + std::to_string(s.port) + ": " + ec.message());

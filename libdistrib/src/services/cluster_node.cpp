@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -88,6 +89,12 @@ struct ClusterNode::Impl {
   bool quit = false;
   bool started = false;
   std::thread server;
+  // The phases of the last promotion (mutex held): what a takeover spent its time on.
+  struct Promotion {
+    std::int64_t token = 0;
+    double hook_ms = 0, open_ms = 0, start_ms = 0;
+    int attempts = 0;
+  } promotion;
 
   Impl(ManagerSettings m, const StoreRegistry& s, const CoordinatorRegistry& c, ClusterNodeSettings n)
       : manager_settings(std::move(m)), stores(s), coordinators(c), settings(std::move(n)) {}
@@ -150,11 +157,14 @@ struct ClusterNode::Impl {
                                    {"gap_ms", t.gap_ms}});
     bool active = false;
     NodeState now_state = NodeState::standby;
+    Promotion last;
     {
       std::lock_guard lock(mutex);
       active = manager != nullptr;
       now_state = state;
+      last = promotion;
     }
+    const auto r = driver ? driver->renewal_stats() : FailoverDriver::RenewalStats{};
     return bj::serialize(bj::object{{"node", settings.failover.node},
                                     {"state", std::string(to_string(now_state))},
                                     {"coordinator", coordinator->kind()},
@@ -165,7 +175,63 @@ struct ClusterNode::Impl {
                                     {"expires_at_ms", lease.expires_at_ms},
                                     {"now_ms", fs::now_unix_ms()},
                                     {"lease_ms", settings.failover.lease.count()},
+                                    {"renewals", bj::object{{"count", r.renewals},
+                                                            {"p50_ms", r.p50_ms},
+                                                            {"p99_ms", r.p99_ms},
+                                                            {"max_ms", r.max_ms},
+                                                            {"step_downs", r.step_downs}}},
+                                    {"promotion", bj::object{{"token", last.token},
+                                                             {"hook_ms", last.hook_ms},
+                                                             {"open_ms", last.open_ms},
+                                                             {"start_ms", last.start_ms},
+                                                             {"attempts", last.attempts}}},
                                     {"takeovers", std::move(history)}});
+  }
+
+  std::string metrics_text() const {
+    NodeState now_state = NodeState::standby;
+    std::int64_t token = 0;
+    {
+      std::lock_guard lock(mutex);
+      now_state = state;
+      token = serving_token;
+    }
+    const auto r = driver ? driver->renewal_stats() : FailoverDriver::RenewalStats{};
+    const auto node = "node=\"" + settings.failover.node + "\"";  // letters, digits, . _ - only
+    std::string out =
+        "# HELP distrib_cluster_node_state The state this manager node is in (1), by state.\n"
+        "# TYPE distrib_cluster_node_state gauge\n";
+    for (const auto st : kAllNodeStates)
+      out += "distrib_cluster_node_state{" + node + ",state=\"" + std::string(to_string(st)) + "\"} " +
+             (st == now_state ? "1" : "0") + "\n";
+    const auto num = [](double v) { return fmt::format("{:.6f}", v); };
+    out +=
+        "# HELP distrib_cluster_fencing_token The fencing token this node serves with (0: not serving).\n"
+        "# TYPE distrib_cluster_fencing_token gauge\n"
+        "distrib_cluster_fencing_token{" +
+        node + "} " + std::to_string(token) +
+        "\n"
+        "# HELP distrib_cluster_renewal_lateness_seconds How late the active node's lease renewals "
+        "completed against their schedule (last 4096).\n"
+        "# TYPE distrib_cluster_renewal_lateness_seconds summary\n"
+        "distrib_cluster_renewal_lateness_seconds{" +
+        node + ",quantile=\"0.5\"} " + num(r.p50_ms / 1000) +
+        "\n"
+        "distrib_cluster_renewal_lateness_seconds{" +
+        node + ",quantile=\"0.99\"} " + num(r.p99_ms / 1000) +
+        "\n"
+        "distrib_cluster_renewal_lateness_seconds_sum{" +
+        node + "} " + num(r.sum_ms / 1000) +
+        "\n"
+        "distrib_cluster_renewal_lateness_seconds_count{" +
+        node + "} " + std::to_string(r.renewals) +
+        "\n"
+        "# HELP distrib_cluster_step_downs_total Times this node stepped down while active (an orderly "
+        "stop not counted).\n"
+        "# TYPE distrib_cluster_step_downs_total counter\n"
+        "distrib_cluster_step_downs_total{" +
+        node + "} " + std::to_string(r.step_downs) + "\n";
+    return out;
   }
 
   void start_status_server() {
@@ -176,7 +242,10 @@ struct ClusterNode::Impl {
     hs.threads = 1;
     status_server = std::make_unique<HttpServer>(hs, [this](HttpRequest&& req, Responder r) {
       HttpResponse res;
-      if (req.path == "/v1/cluster/status") {
+      if (req.path == "/metrics") {
+        res.content_type = "text/plain; version=0.0.4";
+        res.body = metrics_text();
+      } else if (req.path == "/v1/cluster/status") {
         try {
           res.body = status_json();
         } catch (const std::exception& e) {
@@ -185,11 +254,30 @@ struct ClusterNode::Impl {
         }
       } else {
         res.status = 404;
-        res.body = R"({"error":"only /v1/cluster/status is served on the physical address"})";
+        res.body = R"({"error":"only /v1/cluster/status and /metrics are served on the physical address"})";
       }
       r(std::move(res));
     });
     status_server->start();
+  }
+
+  bool giving_up_now() const {
+    std::lock_guard lock(mutex);
+    return giving_up;
+  }
+
+  // A cluster.state event through the serving Manager's store (fenced by the role's token).
+  void record_state_event(Manager& m, const std::string& what) {
+    Event e;
+    e.type = "cluster.state";
+    e.at_ms = fs::now_unix_ms();
+    e.subject = settings.failover.node;
+    e.message = "node " + settings.failover.node + ": " + what;
+    try {
+      m.store().record_events({e});
+    } catch (const std::exception& ex) {
+      spdlog::warn("node {}: cluster.state event not recorded: {}", settings.failover.node, ex.what());
+    }
   }
 
   // Stops a Manager that no longer may serve: its store refuses writes first.
@@ -207,12 +295,18 @@ struct ClusterNode::Impl {
       if (quit) break;
       if (want_token != 0 && !manager) {
         const auto token = want_token;
+        if (promotion.token == token) ++promotion.attempts;
         lock.unlock();
         std::unique_ptr<Manager> m;
+        double open_ms = 0, start_ms = 0;
         try {
+          const auto t0 = std::chrono::steady_clock::now();
           m = std::make_unique<Manager>(manager_settings, stores);
           m->store().set_fencing(settings.cluster, fenced() ? token : 0);
+          const auto t1 = std::chrono::steady_clock::now();
           m->start();
+          open_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+          start_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
         } catch (const std::exception& e) {
           m.reset();
           spdlog::warn("node {} cannot serve yet: {}; retrying", settings.failover.node, e.what());
@@ -222,8 +316,21 @@ struct ClusterNode::Impl {
         if (m && want_token == token) {
           manager = std::move(m);
           serving_token = token;
+          promotion.open_ms = open_ms;
+          promotion.start_ms = start_ms;
           set_state_locked(NodeState::active, "serving with token " + std::to_string(token));
-          spdlog::info("node {} serves {} (fencing token {})", settings.failover.node, manager->url(), token);
+          const auto p = promotion;
+          auto* serving = manager.get();
+          lock.unlock();
+          spdlog::info(
+              "node {} serves {} (fencing token {}): promotion hook {:.0f} ms, store opened {:.0f} ms, "
+              "started {:.0f} ms, {} attempt(s)",
+              settings.failover.node, serving->url(), token, p.hook_ms, p.open_ms, p.start_ms, p.attempts);
+          record_state_event(*serving, "active (fencing token " + std::to_string(token) +
+                                           "; store opened in " +
+                                           std::to_string(static_cast<long>(p.open_ms)) + " ms, started in " +
+                                           std::to_string(static_cast<long>(p.start_ms)) + " ms)");
+          lock.lock();
         } else if (m) {
           lock.unlock();
           retire(std::move(m));
@@ -245,10 +352,14 @@ struct ClusterNode::Impl {
       std::lock_guard lock(mutex);
       mine = ++generation;
       set_state_locked(NodeState::promoting, "took the role, token " + std::to_string(token));
+      promotion = Promotion{token, 0, 0, 0, 0};
     }
+    const auto t0 = std::chrono::steady_clock::now();
     run_hook(settings.on_promote, settings.failover.node, token, "promote");
     {
       std::lock_guard lock(mutex);
+      promotion.hook_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (generation != mine) return;  // demoted while the hook ran
       want_token = token;
     }
@@ -266,6 +377,9 @@ struct ClusterNode::Impl {
       set_state_locked(NodeState::demoting, why);
     }
     changed.notify_all();
+    // An orderly stop still holds the role: its store may say so. A role lost is told by the new
+    // holder (cluster.takeover): this node may not write any more.
+    if (m && giving_up_now()) record_state_event(*m, "gives the active role up (" + why + ")");
     retire(std::move(m));
     {
       std::lock_guard lock(mutex);
@@ -291,6 +405,8 @@ void ClusterNode::start() {
   if (i.started) return;
   validate_failover(i.settings.failover);
   auto& s = i.manager_settings;
+  // The logical address passes from node to node; a stopped old active may still hold it.
+  s.take_over_address = i.fenced();
   if (s.store.backend == "sqlite" && s.store.path.empty())
     s.store.path = (std::filesystem::path(s.state_dir) / "distrib.db").string();
   std::filesystem::create_directories(s.state_dir);
@@ -303,6 +419,7 @@ void ClusterNode::start() {
   i.coordinator = coordinator.get();
   i.check_coordinator();
   s.cluster_status = [&i] { return i.status_json(); };
+  s.cluster_metrics = [&i] { return i.metrics_text(); };
   i.start_status_server();
   i.server = std::thread([&i] { i.serve_loop(); });
   FailoverDriver::Callbacks callbacks;

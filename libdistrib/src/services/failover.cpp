@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -159,14 +160,37 @@ struct FailoverDriver::Impl {
   bool stopping = false;
   bool active = false;
   std::chrono::steady_clock::time_point last_kept;        // start of the last successful acquire/keep
+  std::chrono::steady_clock::time_point last_done;        // its end
   std::chrono::steady_clock::time_point attempt_started;  // start of the acquire/keep under way
   bool attempting = false;
   std::thread runner, watchdog;
   bool reported_unreachable = false;
+  std::vector<double> lateness_ms;  // ring of the last kLatenessSamples renewals
+  std::size_t lateness_next = 0;
+  RenewalStats totals;
+  static constexpr std::size_t kLatenessSamples = 4096;
+
+  // A renewal just completed. It was due a renew interval after the previous one completed; how
+  // late it is counts the waits for the thread to run and the renewal's own time.
+  void note_renewal_locked() {
+    const auto now = std::chrono::steady_clock::now();
+    const double late =
+        std::max(0.0, std::chrono::duration<double, std::milli>(now - (last_done + settings.renew)).count());
+    last_done = now;
+    if (lateness_ms.size() < kLatenessSamples)
+      lateness_ms.push_back(late);
+    else
+      lateness_ms[lateness_next] = late;
+    lateness_next = (lateness_next + 1) % kLatenessSamples;
+    ++totals.renewals;
+    totals.sum_ms += late;
+    totals.max_ms = std::max(totals.max_ms, late);
+  }
 
   void demote_locked(std::unique_lock<std::mutex>& lock, const std::string& why) {
     if (!active) return;
     active = false;
+    if (!stopping) ++totals.step_downs;
     lock.unlock();
     spdlog::warn("node {} steps down: {}", settings.node, why);
     if (callbacks.demote) callbacks.demote(why);
@@ -199,20 +223,27 @@ struct FailoverDriver::Impl {
       attempting = false;
       if (stopping) break;
       if (was_active && active) {
-        if (ok)
+        if (ok) {
+          note_renewal_locked();
           last_kept = started;
-        else
+        } else {
           demote_locked(lock, why.empty() ? "the lease was lost (expired or taken by another node)" : why);
+        }
       } else if (!was_active && ok && !active) {
         active = true;
         last_kept = started;
+        last_done = std::chrono::steady_clock::now();
         const auto token = coordinator->token();
         lock.unlock();
         spdlog::info("node {} is active (fencing token {})", settings.node, token);
         if (callbacks.promote) callbacks.promote(token);
         lock.lock();
       }
-      wake.wait_for(lock, settings.renew, [&] { return stopping; });
+      // A standby tries four times a renew interval: it takes an expired lease within a quarter
+      // of one (an attempt is one conditional update, or one etcd transaction).
+      const auto pause =
+          active ? settings.renew : std::max(settings.renew / 4, std::chrono::milliseconds(50));
+      wake.wait_for(lock, pause, [&] { return stopping; });
     }
   }
 
@@ -280,6 +311,22 @@ void FailoverDriver::stop() {
 bool FailoverDriver::active() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->active;
+}
+
+FailoverDriver::RenewalStats FailoverDriver::renewal_stats() const {
+  std::lock_guard lock(impl_->mutex);
+  auto out = impl_->totals;
+  auto sorted = impl_->lateness_ms;
+  if (!sorted.empty()) {
+    std::sort(sorted.begin(), sorted.end());
+    const auto at = [&](double q) {
+      return sorted[std::min(sorted.size() - 1,
+                             static_cast<std::size_t>(q * static_cast<double>(sorted.size())))];
+    };
+    out.p50_ms = at(0.50);
+    out.p99_ms = at(0.99);
+  }
+  return out;
 }
 
 }  // namespace distrib

@@ -176,6 +176,7 @@ void Manager::start() {
   // And whether the caller may send it at all, and whether there is room for it.
   hs.check_before_body = [this](const HttpRequest& head) { return impl_->router.check_before_body(head); };
   hs.max_body_bytes_in_flight = ctx.settings.max_body_bytes_in_flight;
+  hs.take_over_address = ctx.settings.take_over_address;
   i.server = std::make_unique<HttpServer>(
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });
   i.server->start();

@@ -140,6 +140,12 @@ struct HttpServerSettings {
   /// by its limit) until the answer is written: beyond it a request gets 503 with Retry-After
   /// before its body is read (one body is always let through). 0: no limit.
   std::uint64_t max_body_bytes_in_flight = 0;
+  /// Takes the address over from a predecessor that still holds it (an active/standby pair on
+  /// one address: the old active may be stopped, not dead). Linux: the listener shares the
+  /// address (SO_REUSEPORT) and steers every new connection to the newer of the two listeners,
+  /// so a hung predecessor gets none; once it closes, this one holds the address alone. Two
+  /// listeners at most: a pair.
+  bool take_over_address = false;
 };
 
 class HttpServer {

@@ -75,8 +75,12 @@ class ClusterNode {
   /// Where the node is in its state model (each change is logged).
   NodeState state() const;
   /// {node, state, coordinator, active, holder, token, since_ms, expires_at_ms, now_ms, lease_ms,
-  /// takeovers}; throws Error when the coordinator cannot be reached.
+  /// renewals: {count, p50_ms, p99_ms, max_ms, step_downs}, promotion: {token, hook_ms, open_ms,
+  /// start_ms, attempts} (the last one), takeovers}; throws Error when the coordinator cannot be
+  /// reached.
   std::string status_json() const;
+  /// Prometheus text: the node's state, fencing token, renewal lateness and step-downs.
+  std::string metrics_text() const;
   /// Port of the status server (after start(), when one is configured).
   std::uint16_t status_port() const;
 

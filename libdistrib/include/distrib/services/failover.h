@@ -70,6 +70,14 @@ void validate_failover(const FailoverSettings& settings);
 /// (a keep() that hangs, a process that was stopped): the role may be elsewhere by then.
 class FailoverDriver {
  public:
+  /// How late the active node's renewals completed against their schedule (the previous
+  /// renewal's start plus the renew interval), over the last 4096 renewals; and how many times
+  /// the node stepped down since it started.
+  struct RenewalStats {
+    std::uint64_t renewals = 0;
+    double p50_ms = 0, p99_ms = 0, max_ms = 0, sum_ms = 0;
+    std::uint64_t step_downs = 0;
+  };
   struct Callbacks {
     std::function<void(std::int64_t token)> promote;     ///< become active (start serving)
     std::function<void(const std::string& why)> demote;  ///< stop serving and writing now
@@ -83,6 +91,7 @@ class FailoverDriver {
   /// Demotes (if active), gives the role up and stops.
   void stop();
   bool active() const;
+  RenewalStats renewal_stats() const;
   FailoverCoordinator& coordinator() { return *coordinator_; }
 
  private:

@@ -29,6 +29,9 @@ struct ManagerSettings {
   /// Request bodies received at once, by their declared length: beyond it a request gets 503
   /// (Retry-After) before its body is read (HttpServerSettings). 0: no limit.
   std::uint64_t max_body_bytes_in_flight = 1ull << 30;
+  /// An active/standby node: take the listen address over from a predecessor that still holds
+  /// it (HttpServerSettings::take_over_address). Set by ClusterNode.
+  bool take_over_address = false;
   std::string tls_cert_file;
   std::string tls_key_file;
   HostKeyMode key_mode = HostKeyMode::name;
@@ -67,6 +70,8 @@ struct ManagerSettings {
   /// JSON object describing the cluster (node, holder, token, takeovers), served at
   /// GET /v1/cluster/status. Unset: the route answers that this manager is not clustered.
   std::function<std::string()> cluster_status;
+  /// Prometheus text appended to GET /metrics (a cluster node's state, token and renewals).
+  std::function<std::string()> cluster_metrics;
 
   // --- events, audit, metrics
   /// Where events go (distribd --event-sink); the outbox and GET /v1/events work without any.

@@ -33,4 +33,8 @@ namespace distrib::agent {
 namespace bj = boost::json;
 namespace stdfs = std::filesystem;
 
+/// Seconds a request to the parent may go without progress (no byte sent or received) before
+/// it is abandoned and the parent tried again: a hung parent keeps its connections open.
+inline constexpr int kDataTimeoutSeconds = 30;
+
 }  // namespace distrib::agent

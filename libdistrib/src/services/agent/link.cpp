@@ -176,7 +176,7 @@ bool Link::ensure_enrolled() {
 void Link::register_with_parent() {
   ctx_.parent_url = ctx_.parents->current();
   ctx_.http = &ctx_.clients->get(ctx_.parent_url);
-  ctx_.http->set_timeout(120);
+  ctx_.http->set_timeout(kDataTimeoutSeconds);
   const Host me =
       describe_this_host(ctx_.host_id, HostRole::agent, ctx_.settings.host_name, ctx_.settings.bind_address);
   auto body = json::to_json(me);

@@ -83,13 +83,15 @@ void WorkLoop::run() {
       }
       if (!ctx_.registered) link_.register_with_parent();
       link_.flush_outbox();
-      ctx_.http->set_timeout(ctx_.settings.poll_timeout_seconds + 15);
+      // A held poll is answered by its wait at the latest; a parent silent for 5 s more is
+      // hung (a stopped process keeps its connections open): give up and reconnect.
+      ctx_.http->set_timeout(std::max(10, ctx_.settings.poll_timeout_seconds + 5));
       // The first contact after starting asks for at-start installs too, and does not wait.
       const auto target = "/v1/agent/work?host_id=" + ctx_.host_id +
                           (fresh_start_ ? std::string("&start=1&wait=0")
                                         : "&wait=" + std::to_string(ctx_.settings.poll_timeout_seconds));
       auto res = link_.call("GET", target, nullptr);
-      ctx_.http->set_timeout(120);
+      ctx_.http->set_timeout(kDataTimeoutSeconds);
       link_.contact_succeeded();
       installer_.publishers().announced(json::get_int(res, "publishers_version", 0));
       const bool did_something = process_work(json::get_array(res, "work"));

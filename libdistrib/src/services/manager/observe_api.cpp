@@ -243,6 +243,7 @@ void ObserveApi::get_metrics(HttpRequest&&, Responder& r, const PathSegments&) {
     HttpResponse res;
     res.content_type = "text/plain; version=0.0.4";
     res.body = render_metrics(m);
+    if (ctx_.settings.cluster_metrics) res.body += ctx_.settings.cluster_metrics();
     return res;
   });
 }

@@ -338,6 +338,62 @@ TEST_CASE(
   CHECK(occurrences(alog, "node node-a is active") == 1);
 }
 
+// The active node on a machine with no idle core: agents transferring, install and uninstall jobs
+// in turn, and two busy loops. Its renewals have a thread and connections of their own: it keeps
+// the role. (bench_failover --keep runs the same for 10 minutes per coordinator.)
+TEST_CASE("a loaded active keeps its lease: no step-down under transfers and CPU hogs", "[cluster]") {
+  TempDir tmp;
+  const auto shared = tmp / "shared";
+  const int port = cluster_port() + 7;
+  const PairBackend backend(tmp, "db-lease", "cluster_keep_" + std::to_string(::getpid()), 0);
+  const std::string logical = "https://127.0.4.1:" + std::to_string(port);
+  Node a(tmp, shared, "node-a", "127.0.4.1", port, "127.0.4.2", backend.options);
+  REQUIRE(wait_until([&] { return a.active(); }, 20s));
+  register_server(logical, shared);
+  Node b(tmp, shared, "node-b", "127.0.4.1", port, "127.0.4.3", backend.options);
+  const Fleet fleet(tmp, shared, logical, "kp", "127.0.4.", 10);
+  auto pkg = ctl(logical, shared,
+                 {"package", "create", counting_package(tmp, 4 << 20).string(), "--name", "busy", "--version",
+                  "1", "--install-command", "./install.sh"},
+                 true, 120s);
+  REQUIRE(pkg.exit_code == 0);
+  std::vector<std::unique_ptr<Process>> hogs;
+  for (int i = 0; i < 2; ++i)
+    hogs.push_back(std::make_unique<Process>(std::vector<std::string>{"sh", "-c", "while :; do :; done"},
+                                             (tmp / ("hog" + std::to_string(i) + ".log")).string()));
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  int jobs = 0;
+  std::string id;
+  while (std::chrono::steady_clock::now() < until) {
+    auto shown = id.empty() ? RunResult{} : ctl(logical, shared, {"job", "show", id}, true, 20s);
+    if (id.empty() || (shown.exit_code == 0 && json_at(shown.out, "/progress/final") == "10")) {
+      std::vector<std::string> args = {"job", "create", jobs % 2 == 0 ? "install" : "uninstall", "busy", "1"};
+      if (jobs % 2 == 0) args.insert(args.end(), {"--split", "1MiB/1s"});
+      args.insert(args.end(), fleet.hosts.begin(), fleet.hosts.end());
+      auto created = ctl(logical, shared, args, true, 20s);
+      INFO(created.err);
+      REQUIRE(created.exit_code == 0);
+      id = json_at(created.out, "/job/id");
+      ++jobs;
+    }
+    std::this_thread::sleep_for(1s);
+  }
+  hogs.clear();
+  const auto st = a.status();
+  INFO(boost::json::serialize(st));
+  REQUIRE(st.contains("renewals"));
+  const auto& r = st.at("renewals").as_object();
+  WARN("loaded active for 60 s (" << jobs << " jobs, 2 CPU hogs): renewal lateness p99 "
+                                  << r.at("p99_ms").to_number<double>() << " ms, max "
+                                  << r.at("max_ms").to_number<double>() << " ms");
+  CHECK(jobs >= 2);
+  CHECK(st.at("holder").as_string() == "node-a");
+  CHECK(st.at("token").as_int64() == 1);
+  CHECK(r.at("step_downs").as_int64() == 0);
+  CHECK(r.at("count").as_int64() >= 40);
+  CHECK(read_file(tmp / "node-a.log").find("steps down") == std::string::npos);
+}
+
 TEST_CASE("split brain: a node stopped past its lease steps down when it wakes and writes nothing",
           "[cluster]") {
   TempDir tmp;

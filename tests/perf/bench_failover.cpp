@@ -4,7 +4,8 @@
 //   lease   kill → the standby took the lease (the takeover's time in the database)
 //   active  kill → the standby reports itself active (its Manager started)
 //   serving kill → an administrator's request through the logical address is answered
-//   agents  kill → every agent was served by the new active (its entry moved on or is final)
+//   agents  kill → every agent was served by the new active (its entry reported another segment,
+//           or is final)
 // with the new active's promotion phases (hook, store opened, started) and the old active's
 // renewal lateness (p99, max) just before it was killed. The killed node comes back as the new
 // standby before the next trial, so later takeovers are made by a node that was restarted.
@@ -95,7 +96,7 @@ struct Pair {
   }
 };
 
-// Per host: bytes received so far and whether the entry is final.
+// Per host: segments done so far (counted across a resumed transfer) and whether the entry is final.
 std::map<std::string, std::pair<std::int64_t, bool>> entry_progress(const std::string& show) {
   std::map<std::string, std::pair<std::int64_t, bool>> out;
   boost::system::error_code ec;
@@ -104,13 +105,13 @@ std::map<std::string, std::pair<std::int64_t, bool>> entry_progress(const std::s
   for (const auto& e : v.as_object().at("entries").as_array()) {
     const auto& o = e.as_object();
     const std::string state(o.at("state").as_string());
-    std::int64_t bytes = 0;
+    std::int64_t segments = 0;
     if (o.contains("progress") && o.at("progress").is_object())
-      if (const auto* b = o.at("progress").as_object().if_contains("bytes_received"); b && b->is_int64())
-        bytes = b->as_int64();
+      if (const auto* n = o.at("progress").as_object().if_contains("segments_done"); n && n->is_int64())
+        segments = n->as_int64();
     const bool final = state == "succeeded" || state == "failed" || state == "cancelled" ||
                        state == "expired" || state == "not_applicable";
-    out[std::string(o.at("host_name").as_string())] = {bytes, final};
+    out[std::string(o.at("host_name").as_string())] = {segments, final};
   }
   return out;
 }
@@ -264,6 +265,12 @@ std::vector<Trial> measure(const std::string& coordinator, int trials, int agent
       tr.start_ms = p.at("start_ms").to_number<double>();
     }
     out.push_back(tr);
+    if (const char* keep = std::getenv("DISTRIB_BENCH_LOGS")) {  // each agent's log, to see where time went
+      const auto dir = stdfs::path(keep) / (coordinator + "-" + std::to_string(t + 1));
+      stdfs::create_directories(dir);
+      for (const auto& a : s.agents) write_file(dir / (a->name() + ".log"), a->log());
+      write_file(dir / "kill.txt", std::to_string(kill_wall) + "\n");
+    }
     std::printf(
         "  %s trial %2d: lease %.2f s, active %.2f s, serving %.2f s, every agent served %.2f s"
         " | promotion: hook %.0f ms, store %.0f ms, start %.0f ms | old active's renewals: p99 %.0f ms, max "

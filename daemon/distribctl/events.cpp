@@ -136,6 +136,13 @@ int cluster_cmd(Cli& cli) {
       left > 100'000'000'000 ? std::string("held until the node stops (no expiry)")
                              : fmt::format("lease expires in {:.1f} s", static_cast<double>(left) / 1000.0),
       num(o, "token"));
+  if (const auto* r = o.if_contains("renewals"); r && r->is_object() && num(r->as_object(), "count") > 0) {
+    const auto& x = r->as_object();
+    const auto ms = [&](const char* k) { return x.contains(k) ? x.at(k).to_number<double>() : 0.0; };
+    std::cout << fmt::format(
+        "renewals by {}: {} · late by p50 {:.0f} ms, p99 {:.0f} ms, max {:.0f} ms · {} step-down(s)\n",
+        str(o, "node"), num(x, "count"), ms("p50_ms"), ms("p99_ms"), ms("max_ms"), num(x, "step_downs"));
+  }
   Table t({"TOKEN", "NODE", "TOOK OVER FROM", "AT", "GAP"});
   for (const auto& v : o.at("takeovers").as_array()) {
     const auto& x = v.as_object();

@@ -434,8 +434,16 @@ TEST_CASE("split brain: a node stopped past its lease steps down when it wakes a
   CHECK(json_at(cs.out, "/state") == "active");
   CHECK(a.status().at("active").as_bool() == false);
   CHECK(a.status().at("state").as_string() == "fenced");  // lost the role while it held it
-  CHECK(ctl(logical, shared, {"cluster", "status"}, false).out.find("answered by node-b, active") !=
-        std::string::npos);
+  std::string text;  // once node-b has renewed: how late its renewals are, its step-downs
+  CHECK(wait_until(
+      [&] {
+        text = ctl(logical, shared, {"cluster", "status"}, false).out;
+        return text.find("renewals by node-b: ") != std::string::npos;
+      },
+      10s, 300ms));
+  INFO(text);
+  CHECK(text.find("answered by node-b, active") != std::string::npos);
+  CHECK(text.find(" 0 step-down(s)") != std::string::npos);
   auto mon = run({distribd_path(), "--role", "manager", "--state-dir", shared.string(), "--listen",
                   "127.0.7.1", "--port", std::to_string(port), "--monitor"});
   CHECK(mon.exit_code == 0);

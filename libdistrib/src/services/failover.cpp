@@ -239,10 +239,10 @@ struct FailoverDriver::Impl {
         if (callbacks.promote) callbacks.promote(token);
         lock.lock();
       }
-      // A standby tries four times a renew interval: it takes an expired lease within a quarter
-      // of one (an attempt is one conditional update, or one etcd transaction).
+      // A standby tries ten times a renew interval: it takes an expired lease within a tenth of
+      // one (an attempt is one conditional update, or one read of the etcd key while it is held).
       const auto pause =
-          active ? settings.renew : std::max(settings.renew / 4, std::chrono::milliseconds(50));
+          active ? settings.renew : std::max(settings.renew / 10, std::chrono::milliseconds(50));
       wake.wait_for(lock, pause, [&] { return stopping; });
     }
   }

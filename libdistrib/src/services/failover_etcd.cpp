@@ -58,6 +58,10 @@ class EtcdCoordinator final : public FailoverCoordinator {
   std::string kind() const override { return "etcd"; }
 
   bool acquire(const std::string& node, std::chrono::milliseconds ttl) override {
+    // While another node holds the key, one read answers (a standby asks ten times a renew
+    // interval); a lease is granted only when the key is gone.
+    const auto held = call("/v3/kv/range", bj::object{{"key", b64(key_)}, {"count_only", true}});
+    if (as_i64(held, "count") > 0) return false;
     const auto seconds = std::max<std::int64_t>(1, (ttl.count() + 999) / 1000);
     const auto grant = call("/v3/lease/grant", bj::object{{"TTL", seconds}});
     const auto id = as_i64(grant, "ID");

@@ -230,6 +230,30 @@ TEST_CASE("a peer that stops answering fails the request at its deadline, not ne
   }
 }
 
+TEST_CASE("a held answer with a heartbeat keeps a strict client waiting, and the connection is reused",
+          "[net]") {
+  auto handler = [](HttpRequest&& req, Responder r) {
+    if (req.path == "/held") r.heartbeat(" ", std::chrono::milliseconds(300), "application/json");
+    if (req.path == "/now") return r(HttpResponse{200, "application/json", R"({"now":true})", {}, {}});
+    std::thread([r = std::move(r)]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1800));
+      r(HttpResponse{200, "application/json", R"({"work":[]})", {}, {}});
+    }).detach();
+  };
+  HttpServer server(local(), handler);
+  server.start();
+  // The client gives up after 1 s of silence; the answer takes 1.8 s.
+  HttpClient client({"http://127.0.0.1:" + std::to_string(server.port()), "", "", 2, 1});
+  const auto held = client.request("GET", "/held");
+  CHECK(held.status == 200);
+  CHECK(held.body.find_first_not_of(' ') >= 3);  // beats first (every 300 ms), then the answer
+  CHECK(held.body.substr(held.body.find_first_not_of(' ')) == R"({"work":[]})");
+  CHECK(client.request("GET", "/now").body == R"({"now":true})");  // the same connection serves on
+  // Without a heartbeat the same wait is silence: the client gives up.
+  CHECK_THROWS_WITH(client.request("GET", "/silent"), Catch::Contains("timed out"));
+  server.stop();
+}
+
 TEST_CASE("a POST whose connection breaks after it was sent is not sent again, a GET is", "[net]") {
   // Each connection: the first request is answered (kept alive), the second is read and the
   // connection closed without an answer — a server that died after acting, or before.

@@ -80,6 +80,9 @@ struct Responder::State {
   asio::steady_timer timer;
   std::shared_ptr<asio::io_context> io;  // keeps the executor valid for late responders
   std::function<void(const HttpResponse&)> on_answer;
+  // heartbeat(): filler sent every `heartbeat_every` while the answer is awaited (0: none).
+  std::string heartbeat_filler, heartbeat_type;
+  std::chrono::milliseconds heartbeat_every{0};
 };
 
 Responder::Responder(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
@@ -101,6 +104,14 @@ Responder::~Responder() {
     } catch (...) {
     }
   }
+}
+
+void Responder::heartbeat(std::string filler, std::chrono::milliseconds every, std::string content_type) {
+  if (!state_) return;
+  std::lock_guard lock(state_->mutex);
+  state_->heartbeat_filler = std::move(filler);
+  state_->heartbeat_every = every;
+  state_->heartbeat_type = std::move(content_type);
 }
 
 void Responder::on_answer(std::function<void(const HttpResponse&)> hook) {
@@ -533,12 +544,56 @@ struct HttpServer::Impl {
         } catch (const std::exception& e) {
           Responder{state}(error_response(500, "internal", e.what()));
         }
+        bool heartbeats_sent = false;  // the header went out: the answer follows as the last chunk
+        std::optional<http::response<http::empty_body>> chunked_head;
+        std::optional<http::response_serializer<http::empty_body>> chunked_sr;
         for (;;) {
+          std::chrono::milliseconds every{0};
+          std::string filler, type;
+          {
+            std::lock_guard lock(state->mutex);
+            if (state->response) break;
+            every = state->heartbeat_every;
+            filler = state->heartbeat_filler;
+            type = state->heartbeat_type;
+            if (every.count() > 0) state->timer.expires_after(every);
+          }
+          co_await state->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          if (every.count() <= 0 || ec == asio::error::operation_aborted) continue;
           {
             std::lock_guard lock(state->mutex);
             if (state->response) break;
           }
-          co_await state->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          // Still no answer after `every`: show the client this peer is alive.
+          beast::get_lowest_layer(stream).expires_after(idle);
+          if (!heartbeats_sent) {
+            chunked_head.emplace(http::status::ok, version);
+            chunked_head->set(http::field::content_type, type);
+            chunked_head->set(http::field::cache_control, "no-cache");
+            chunked_head->keep_alive(keep_alive);
+            chunked_head->chunked(true);
+            chunked_sr.emplace(*chunked_head);
+            co_await http::async_write_header(stream, *chunked_sr,
+                                              asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return;
+            heartbeats_sent = true;
+          }
+          co_await asio::async_write(stream, http::make_chunk(asio::buffer(filler)),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+          if (ec) co_return;
+        }
+        if (heartbeats_sent) {
+          auto answer = std::move(*state->response);
+          state.reset();
+          beast::get_lowest_layer(stream).expires_after(idle);
+          if (!answer.body.empty())
+            co_await asio::async_write(stream, http::make_chunk(asio::buffer(answer.body)),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+          if (!ec)
+            co_await asio::async_write(stream, http::make_chunk_last(),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+          if (ec || !keep_alive) co_return;
+          continue;
         }
         response = std::move(*state->response);
         // Let go of it here: the state keeps the io_context alive, and a connection waiting for its

@@ -1,6 +1,7 @@
 #pragma once
 // HTTP/1.1 (+TLS) server and client. Boost.Beast and Asio stay inside libdistrib's sources; this
 // header uses plain types only.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -96,6 +97,12 @@ class Responder {
   /// Called with the response when it is given, on the answering thread, before it is sent
   /// (an audit trail, metrics). Set it before handing the responder on.
   void on_answer(std::function<void(const HttpResponse&)> hook);
+  /// A long wait before the answer (a held poll): once `every` has passed without one, the server
+  /// sends the header (200, chunked, this content type) and then `filler` every `every`, so the
+  /// client sees a live peer and can give up on a silent one in seconds. The answer's body
+  /// follows as the last chunk (its status can no longer be sent: the body must say it). Set it
+  /// before handing the responder on.
+  void heartbeat(std::string filler, std::chrono::milliseconds every, std::string content_type);
 
  private:
   std::shared_ptr<State> state_;

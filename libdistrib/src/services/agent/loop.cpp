@@ -83,16 +83,22 @@ void WorkLoop::run() {
       }
       if (!ctx_.registered) link_.register_with_parent();
       link_.flush_outbox();
-      // A held poll is answered by its wait at the latest; a parent silent for 5 s more is
-      // hung (a stopped process keeps its connections open): give up and reconnect.
-      ctx_.http->set_timeout(std::max(10, ctx_.settings.poll_timeout_seconds + 5));
+      // A hung parent keeps its connections open. A parent that keeps held polls alive (it said
+      // so: heartbeat_seconds) and is silent for three beats is hung; otherwise a held poll is
+      // answered by its wait at the latest, and 5 s more of silence is enough. Then reconnect.
+      const bool beats = parent_heartbeat_ > 0;
+      ctx_.http->set_timeout(beats ? std::max(3, 3 * parent_heartbeat_)
+                                   : std::max(10, ctx_.settings.poll_timeout_seconds + 5));
       // The first contact after starting asks for at-start installs too, and does not wait.
       const auto target = "/v1/agent/work?host_id=" + ctx_.host_id +
                           (fresh_start_ ? std::string("&start=1&wait=0")
-                                        : "&wait=" + std::to_string(ctx_.settings.poll_timeout_seconds));
+                                        : "&wait=" + std::to_string(ctx_.settings.poll_timeout_seconds)) +
+                          (beats ? "&heartbeat=1" : "");
       auto res = link_.call("GET", target, nullptr);
       ctx_.http->set_timeout(kDataTimeoutSeconds);
       link_.contact_succeeded();
+      parent_heartbeat_ =
+          static_cast<int>(std::clamp<std::int64_t>(json::get_int(res, "heartbeat_seconds", 0), 0, 60));
       installer_.publishers().announced(json::get_int(res, "publishers_version", 0));
       const bool did_something = process_work(json::get_array(res, "work"));
       fresh_start_ = false;
@@ -100,9 +106,11 @@ void WorkLoop::run() {
       if (!json::get_array(res, "work").empty() && !did_something) ctx_.sleep_ms(ctx_.settings.retry_max_ms);
     } catch (const Error& e) {
       if (ctx_.stopping) break;
+      parent_heartbeat_ = 0;  // the next parent may not keep polls alive: learn it again
       link_.failed_contact(e.what());
     } catch (const std::exception& e) {
       if (ctx_.stopping) break;
+      parent_heartbeat_ = 0;
       link_.failed_contact(std::string("unexpected: ") + e.what());
     }
   }

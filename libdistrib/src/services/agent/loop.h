@@ -31,7 +31,8 @@ class WorkLoop {
   InventoryReporter& inventory_;
   FileCollector& files_;
   OrderCheck orders_;
-  bool fresh_start_ = true;  // the first work answer after starting (at-start installs are due)
+  bool fresh_start_ = true;   // the first work answer after starting (at-start installs are due)
+  int parent_heartbeat_ = 0;  // seconds between the bytes of a held poll, as the parent said (0: none)
   std::unique_ptr<HttpClient> stop_client_;
 };
 

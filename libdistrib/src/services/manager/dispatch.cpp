@@ -107,6 +107,8 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
   for (const auto& h : ctx_.work_cache.take_released(host_id)) gone.emplace_back(h);
   if (!flags.start && !flags.stopping) settle(host_id, seen, !entries.empty() || !routed.empty());
   bj::object out{{"work", std::move(work)}};
+  // Polls that ask for it (heartbeat=1) are kept alive while held: see agent_work.
+  out["heartbeat_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(kHeartbeat).count();
   if (!routed.empty()) out["routed"] = std::move(routed);
   if (!gone.empty()) out["released"] = std::move(gone);
   // Relays keep a copy of the revoked certificates (GET /v1/relay/revoked when this changes).
@@ -158,12 +160,18 @@ void Dispatch::agent_work(HttpRequest&& req, Responder& r, const PathSegments&) 
   ++ctx_.polls;
   // The first contact after a start and the last before a stop are answered at once.
   const bool answer_now = flags.start || flags.stopping;
+  // A held poll shows it is alive (a space, which JSON ignores, every kHeartbeat): the agent
+  // gives up on a silent parent in seconds rather than at the poll's end.
+  if (req.query["heartbeat"] == "1") r.heartbeat(" ", kHeartbeat, "application/json");
   const auto park = [&r] { return std::make_shared<Responder>(std::move(r)); };
   switch (ctx_.work_cache.poll(host_id, fs::now_unix(), answer_now, std::chrono::seconds(wait), park)) {
     case manager::WorkCache::Poll::work:
       return ctx_.blocking(std::move(r), [this, host_id, flags] { return work_for(host_id, flags); });
     case manager::WorkCache::Poll::nothing:
-      r(json_response(200, bj::object{{"work", bj::array{}}}));
+      r(json_response(200,
+                      bj::object{{"work", bj::array{}},
+                                 {"heartbeat_seconds",
+                                  std::chrono::duration_cast<std::chrono::seconds>(kHeartbeat).count()}}));
       return;
     case manager::WorkCache::Poll::parked:
       return;

@@ -1,6 +1,7 @@
 #pragma once
 // Agents asking for work: due entries, long polls answered from the work cache, the check between two
 // segments of a transfer, and state reports.
+#include <chrono>
 #include "services/manager/common.h"
 #include "services/manager/orders.h"
 
@@ -24,6 +25,8 @@ class Dispatch {
  public:
   /// Reports in one request (an agent sends at most 500 at a time).
   static constexpr std::size_t kMaxReports = 1000;
+  /// A held poll that asks for it gets a byte this often while it waits (heartbeat=1).
+  static constexpr std::chrono::milliseconds kHeartbeat{2000};
 
   Dispatch(Context& ctx, Uplink& uplink, Scheduler& scheduler, Content& content)
       : ctx_(ctx), uplink_(uplink), scheduler_(scheduler), content_(content), signer_(ctx) {}

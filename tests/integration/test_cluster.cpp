@@ -72,23 +72,35 @@ int cluster_port() {
   return 47300 + ::getpid() % 200;
 }
 
-// A one-member etcd on loopback.
+// A one-member etcd on loopback, on a port below the kernel's range for outgoing connections
+// (an outgoing connection may hold a port in it); another port is tried when one is taken.
 struct Etcd {
   std::unique_ptr<Process> proc;
   std::string url;
-  Etcd(const TempDir& tmp, int port) : url("http://127.0.0.1:" + std::to_string(port)) {
-    const auto peer = "http://127.0.0.1:" + std::to_string(port + 1);
-    proc = std::make_unique<Process>(
-        std::vector<std::string>{"etcd", "--name", "t", "--data-dir", (tmp / "etcd").string(),
-                                 "--listen-client-urls", url, "--advertise-client-urls", url,
-                                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                                 "--initial-cluster", "t=" + peer},
-        (tmp / "etcd.log").string());
-    REQUIRE(wait_until(
-        [&] {
-          return run({"curl", "-sf", url + "/health"}, 5s).out.find("true") != std::string::npos;
-        },
-        20s, 100ms));
+  Etcd(const TempDir& tmp, int port) {
+    std::string log;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      const int p = port - 20000 + 400 * attempt;  // 27xxx, 27xxx + 400, ...
+      url = "http://127.0.0.1:" + std::to_string(p);
+      const auto peer = "http://127.0.0.1:" + std::to_string(p + 1);
+      const auto data = tmp / ("etcd" + std::to_string(attempt));
+      proc = std::make_unique<Process>(
+          std::vector<std::string>{"etcd", "--name", "t", "--data-dir", data.string(), "--listen-client-urls",
+                                   url, "--advertise-client-urls", url, "--listen-peer-urls", peer,
+                                   "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer},
+          (tmp / ("etcd" + std::to_string(attempt) + ".log")).string());
+      if (wait_until(
+              [&] {
+                return !proc->running() ||
+                       run({"curl", "-sf", url + "/health"}, 5s).out.find("true") != std::string::npos;
+              },
+              20s, 100ms) &&
+          proc->running())
+        return;
+      log += proc->log();
+      proc.reset();
+    }
+    FAIL("etcd did not start on any of five ports:\n" << log);
   }
 };
 

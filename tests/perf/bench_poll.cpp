@@ -20,6 +20,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
 using namespace distrib::net;
@@ -30,6 +33,7 @@ namespace {
 
 struct Stats {
   std::atomic<long> registered{0}, polls{0}, holding{0}, errors{0}, handshake_errors{0};
+  std::atomic<long> returned{0}, holding_beats{0};
 };
 
 // What each agent's TLS needs: a context trusting the manager's CA, the key all agents share
@@ -86,7 +90,27 @@ asio::awaitable<void> session(Stream& stream, const std::string& id, int index, 
   }
   // Hold a long poll open, as idle agents do.
   ++st.holding;
-  co_await call(http::verb::get, "/v1/agent/work?wait=30&host_id=" + id, "");
+  co_await call(http::verb::get, "/v1/agent/work?wait=20&host_id=" + id, "");
+  ++st.returned;
+  while (phase.load() < 3) {
+    asio::steady_timer t(ex, std::chrono::milliseconds(20));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  // Again with a heartbeat: the manager sends a byte every 2 s while the poll is held.
+  ++st.holding_beats;
+  co_await call(http::verb::get, "/v1/agent/work?wait=20&heartbeat=1&host_id=" + id, "");
+}
+
+// CPU seconds (user + system) the process has used.
+double cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream rest(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i)
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 asio::awaitable<void> agent(int index, tcp::endpoint server, Stats& st, Clock::time_point& poll_end,
@@ -148,6 +172,7 @@ std::unique_ptr<Tls> issue_agents(const stdfs::path& state_dir, int n) {
 
 struct Result {
   double registrations_per_s = 0, polls_per_s = 0, peak_rss_mib = 0, holding_rss_mib = 0;
+  double hold_cpu = 0, hold_beats_cpu = 0;  // the manager's share of a core while polls are held
   long errors = 0;
 };
 
@@ -212,6 +237,26 @@ Result measure(int agents, int poll_seconds, bool mutual_tls) {
   out.errors = st.errors.load();
   std::printf("long poll: %ld agents holding a poll open; manager RSS %.1f MiB (peak %.1f MiB)\n",
               st.holding.load(), out.holding_rss_mib, out.peak_rss_mib);
+  // The manager's CPU while every agent holds a poll: 10 s without heartbeats, then (once those
+  // polls ended) 10 s of polls asking for one.
+  const auto share = [&](double seconds) {
+    const double c0 = cpu_seconds(pid);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    return (cpu_seconds(pid) - c0) / seconds;
+  };
+  out.hold_cpu = share(10);
+  const auto r0 = Clock::now();
+  while (st.returned < st.holding && Clock::now() - r0 < std::chrono::seconds(30))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  phase = 3;
+  while (st.holding_beats < st.returned && Clock::now() - r0 < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // past the first beat
+  out.hold_beats_cpu = share(10);
+  std::printf(
+      "held polls, manager CPU: %.1f %% of a core without heartbeats, %.1f %% with a heartbeat every 2 s "
+      "(%ld polls)\n",
+      100 * out.hold_cpu, 100 * out.hold_beats_cpu, st.holding_beats.load());
   m.stop();
   io.stop();
   runner.join();
@@ -237,6 +282,10 @@ int main(int argc, char** argv) {
   std::printf(
       "RESULT agents=%d mtls: registrations_per_s=%.0f polls_per_s=%.0f peak_rss_mib=%.1f errors=%ld\n",
       agents, mtls.registrations_per_s, mtls.polls_per_s, mtls.peak_rss_mib, mtls.errors);
+  std::printf(
+      "RESULT held polls, manager CPU (share of a core): plain %.3f, with heartbeats %.3f; mtls %.3f, "
+      "with heartbeats %.3f\n",
+      plain.hold_cpu, plain.hold_beats_cpu, mtls.hold_cpu, mtls.hold_beats_cpu);
   std::printf("RESULT ratio mtls/plain: registrations %.2f polls %.2f peak_rss %.2f\n",
               mtls.registrations_per_s / plain.registrations_per_s, mtls.polls_per_s / plain.polls_per_s,
               mtls.peak_rss_mib / plain.peak_rss_mib);

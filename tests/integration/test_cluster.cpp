@@ -62,6 +62,17 @@ struct Node {
   }
 };
 
+// Is every thread of `pid` stopped (state T in /proc/PID/task/TID/stat)?
+bool all_threads_stopped(int pid) {
+  std::error_code ec;
+  for (const auto& t : stdfs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    const auto stat = read_file(t.path() / "stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') return false;
+  }
+  return !ec;
+}
+
 int occurrences(const std::string& text, const std::string& what) {
   int n = 0;
   for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
@@ -289,6 +300,9 @@ TEST_CASE(
 
   ::kill(a.proc->pid(), SIGSTOP);
   const auto stopped = std::chrono::steady_clock::now();
+  // kill() returns before the process has stopped: wait until every thread has, so the request
+  // below cannot be served while node-a still holds the role.
+  REQUIRE(wait_until([&] { return all_threads_stopped(a.proc->pid()); }, 10s, 10ms));
   distrib::HttpResponse queued;
   std::string queued_error;
   std::thread late([&] {

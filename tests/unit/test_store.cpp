@@ -119,8 +119,10 @@ std::optional<ErrorKind> error_kind(Fn&& fn) {
   return std::nullopt;
 }
 
+// The store's clock (std::time reads a coarse clock that may still show the last second).
 std::int64_t now_unix() {
-  return static_cast<std::int64_t>(std::time(nullptr));
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 // Registers `n` agents "pc000", "pc001", ... and returns their ids in that order.

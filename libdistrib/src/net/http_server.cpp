@@ -1,5 +1,8 @@
 // HTTP/1.1 server on Beast with C++20 coroutines. One coroutine per connection on its own strand;
 // handlers complete requests through a Responder from any thread.
+// Longer than our usual file: it is one connection's life — admission and limits, TLS, reading
+// with deadlines, the answer (plain, file, stream, or a held answer's heartbeats) — whose steps
+// share the coroutine's state; split, each part would need that state passed around.
 #include <distrib/content/digest.h>
 #include <distrib/error.h>
 #include <distrib/net/http.h>

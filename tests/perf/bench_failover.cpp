@@ -356,9 +356,9 @@ void summary(const std::string& what, const std::vector<Trial>& v, double lease_
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool keep_mode = argc > 1 && std::string(argv[1]) == "--keep";
+  const bool keep_mode = argc > 1 && std::string(argv[1]) == "--keep";
   const int shift = keep_mode ? 1 : 0;
-  const int first = argc > 1 + shift ? std::atoi(argv[1 + shift]) : (keep_mode ? 10 : 10);
+  const int first = argc > 1 + shift ? std::atoi(argv[1 + shift]) : 10;
   const int agents = argc > 2 + shift ? std::atoi(argv[2 + shift]) : 30;
   std::printf("machine: %s\n", bench::machine().c_str());
   const std::string pg_dir = "/tmp/distrib-bench-pg-" + std::to_string(::getpid());

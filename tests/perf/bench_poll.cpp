@@ -73,10 +73,14 @@ asio::awaitable<void> session(Stream& stream, const std::string& id, int index, 
     co_return;
   }
   ++st.registered;
-  while (phase.load() < 1) {
-    asio::steady_timer t(ex, std::chrono::milliseconds(20));
-    co_await t.async_wait(asio::use_awaitable);
-  }
+  // The main thread moves every agent to the next phase at once.
+  const auto until_phase = [&](int n) -> asio::awaitable<void> {
+    while (phase.load() < n) {
+      asio::steady_timer t(ex, std::chrono::milliseconds(20));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+  };
+  co_await until_phase(1);
   while (Clock::now() < poll_end) {
     if (co_await call(http::verb::get, "/v1/agent/work?wait=0&host_id=" + id, "") != 200) {
       ++st.errors;
@@ -84,18 +88,12 @@ asio::awaitable<void> session(Stream& stream, const std::string& id, int index, 
     }
     ++st.polls;
   }
-  while (phase.load() < 2) {
-    asio::steady_timer t(ex, std::chrono::milliseconds(20));
-    co_await t.async_wait(asio::use_awaitable);
-  }
+  co_await until_phase(2);
   // Hold a long poll open, as idle agents do.
   ++st.holding;
   co_await call(http::verb::get, "/v1/agent/work?wait=20&host_id=" + id, "");
   ++st.returned;
-  while (phase.load() < 3) {
-    asio::steady_timer t(ex, std::chrono::milliseconds(20));
-    co_await t.async_wait(asio::use_awaitable);
-  }
+  co_await until_phase(3);
   // Again with a heartbeat: the manager sends a byte every 2 s while the poll is held.
   ++st.holding_beats;
   co_await call(http::verb::get, "/v1/agent/work?wait=20&heartbeat=1&host_id=" + id, "");

@@ -219,6 +219,17 @@ int migrate_database(const distrib::StoreRegistry& stores, const distrib::StoreS
     std::cout << describe(st) << " is at schema version " << now << " already; nothing to do\n";
   else
     std::cout << describe(st) << " migrated from schema version " << before << " to " << now << "\n";
+  // What a DBA wants to know next: does every query run per agent contact have its index?
+  const auto plans = store->query_plans();
+  std::size_t scans = 0;
+  for (const auto& p : plans)
+    if (p.full_scan) {
+      ++scans;
+      std::cout << "warning: the query for " << p.name << " reads a whole table:\n" << p.plan << "\n";
+    }
+  if (!plans.empty())
+    std::cout << plans.size() - scans << " of " << plans.size()
+              << " queries run for each registration, poll and wake-up are served by an index\n";
   return 0;
 }
 

@@ -273,9 +273,8 @@ TEST_CASE("an install directory the agent cannot make fails its entry with the r
 
 namespace {
 
-// `n` TCP connections to `port` from `source`, each left silent; how many the server closed
-// within a second.
-int closed_of(const std::string& source, int port, int n) {
+// `n` TCP connections to `port` from `source`, left silent (closed by the caller).
+std::vector<int> idle_connections(const std::string& source, int port, int n) {
   std::vector<int> fds;
   for (int i = 0; i < n; ++i) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -288,14 +287,26 @@ int closed_of(const std::string& source, int port, int n) {
     REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
     fds.push_back(fd);
   }
-  std::this_thread::sleep_for(1s);
-  int closed = 0;
+  return fds;
+}
+
+// How many of `fds` the server has ended.
+int ended_of(const std::vector<int>& fds) {
+  int ended = 0;
   for (int fd : fds) {
     pollfd p{fd, POLLIN, 0};
     char c;
-    if (::poll(&p, 1, 0) == 1 && ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0) ++closed;
-    ::close(fd);
+    if (::poll(&p, 1, 0) == 1 && ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0) ++ended;
   }
+  return ended;
+}
+
+// `n` silent connections to `port` from `source`: how many the server closed within a second.
+int closed_of(const std::string& source, int port, int n) {
+  const auto fds = idle_connections(source, port, n);
+  std::this_thread::sleep_for(1s);
+  const int closed = ended_of(fds);
+  for (int fd : fds) ::close(fd);
   return closed;
 }
 
@@ -379,4 +390,48 @@ TEST_CASE("floods of connections and of large bodies cost the manager a bounded 
   CHECK(rss_after < rss_before + 64 * 1024);
   CHECK(ctl_json(m, {"hosts", "list"}).at("hosts").as_array().size() == hosts_before);
   CHECK(!stdfs::exists(m.state_dir() / "collected"));  // not one byte of the files was kept
+}
+
+TEST_CASE("near the connection limit agents are told to come back and administrators still get in",
+          "[hardening]") {
+  TempDir tmp;
+  // 400 open files: the manager keeps 200 connections (half) and the last 64 for administrators.
+  ManagerProc m(tmp / "manager", {"--test-open-files", "400", "--log-level", "info"});
+  auto held = idle_connections("127.0.0.63", m.port(), 150);
+  std::this_thread::sleep_for(500ms);
+
+  // An agent's request on a connection in the reserve: 503 with a time to come back, at once.
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto agent = run({"curl", "-s", "-i", "--max-time", "10", "--cacert", m.ca_file(),
+                          m.url() + "/v1/agent/work?host_id=00000000-0000-4000-8000-000000000001"});
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK(agent.out.find("503") != std::string::npos);
+  CHECK(agent.out.find("Retry-After: ") != std::string::npos);
+  CHECK(agent.out.find("connection limit") != std::string::npos);
+  // An administrator is served.
+  CHECK(m.ctl({"hosts", "list"}).exit_code == 0);
+  CHECK(m.log().find("new connections serve administrators only") != std::string::npos);
+
+  // Beyond the limit, connections are closed as they come, not left waiting.
+  CHECK(closed_of("127.0.0.64", m.port(), 80) >= 20);
+  for (int fd : held) ::close(fd);
+  CHECK(wait_until([&] { return m.ctl({"hosts", "list"}).exit_code == 0; }, 10s));
+  CHECK(m.running());
+}
+
+TEST_CASE("out of file descriptors the manager closes waiting connections at once and recovers",
+          "[hardening]") {
+  TempDir tmp;
+  // A connection limit above what the process may open: the descriptors run out first.
+  ManagerProc m(tmp / "manager", {"--test-open-files", "300", "--max-connections", "5000"});
+  auto held = idle_connections("127.0.0.65", m.port(), 320);
+  std::this_thread::sleep_for(1s);
+  // Those the manager could not take were accepted and closed (the connection ended), not left
+  // hanging in the backlog.
+  CHECK(ended_of(held) >= 20);
+  CHECK(wait_until([&] { return m.log().find("no file descriptors left") != std::string::npos; }, 5s));
+  for (int fd : held) ::close(fd);
+  // Descriptors back: served again.
+  CHECK(wait_until([&] { return m.ctl({"hosts", "list"}).exit_code == 0; }, 10s));
+  CHECK(m.running());
 }

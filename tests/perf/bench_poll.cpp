@@ -6,6 +6,7 @@
 //
 // usage: bench_poll [AGENTS=10000] [POLL_SECONDS=10]
 #include "bench_common.h"
+#include "bench_http.h"
 #include "harness.h"
 #include "net/asio_fwd.h"
 #include "security/authority.h"
@@ -51,20 +52,8 @@ asio::awaitable<void> session(Stream& stream, const std::string& id, int index, 
   auto ex = co_await asio::this_coro::executor;
   beast::flat_buffer buf;
   auto call = [&](http::verb verb, std::string target, std::string body) -> asio::awaitable<int> {
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, "manager");
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = std::move(body);
-    }
-    req.prepare_payload();
-    beast::error_code e;
-    co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, e));
-    if (e) co_return -1;
-    http::response<http::string_body> res;
-    co_await http::async_read(stream, buf, res, asio::redirect_error(asio::use_awaitable, e));
-    if (e) co_return -1;
-    co_return static_cast<int>(res.result_int());
+    const auto [status, answer] = co_await bench::http_call(stream, buf, verb, target, std::move(body));
+    co_return status;
   };
   const auto body = "{\"host_id\":\"" + id + "\",\"name\":\"sim" + std::to_string(index) +
                     "\",\"addresses\":[],\"os\":\"simulated\"}";
@@ -97,18 +86,6 @@ asio::awaitable<void> session(Stream& stream, const std::string& id, int index, 
   // Again with a heartbeat: the manager sends a byte every 2 s while the poll is held.
   ++st.holding_beats;
   co_await call(http::verb::get, "/v1/agent/work?wait=20&heartbeat=1&host_id=" + id, "");
-}
-
-// CPU seconds (user + system) the process has used.
-double cpu_seconds(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::istringstream rest(text.substr(text.rfind(')') + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i)
-    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 asio::awaitable<void> agent(int index, tcp::endpoint server, Stats& st, Clock::time_point& poll_end,
@@ -238,9 +215,9 @@ Result measure(int agents, int poll_seconds, bool mutual_tls) {
   // The manager's CPU while every agent holds a poll: 10 s without heartbeats, then (once those
   // polls ended) 10 s of polls asking for one.
   const auto share = [&](double seconds) {
-    const double c0 = cpu_seconds(pid);
+    const double c0 = bench::cpu_seconds(pid);
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-    return (cpu_seconds(pid) - c0) / seconds;
+    return (bench::cpu_seconds(pid) - c0) / seconds;
   };
   out.hold_cpu = share(10);
   const auto r0 = Clock::now();

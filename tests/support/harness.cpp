@@ -302,6 +302,13 @@ void ManagerProc::start() {
        {std::pair<std::string, std::string>{"--poll-timeout", "10"}, {"--log-level", "debug"}})
     if (std::find(extra_.begin(), extra_.end(), key) == extra_.end()) argv.insert(argv.end(), {key, value});
   argv.insert(argv.end(), extra_.begin(), extra_.end());
+  // "--test-open-files N" is the harness's: the process runs with at most N descriptors.
+  if (auto at = std::find(argv.begin(), argv.end(), "--test-open-files");
+      at != argv.end() && at + 1 != argv.end()) {
+    const auto n = *(at + 1);
+    argv.erase(at, at + 2);
+    argv.insert(argv.begin(), {"prlimit", "--nofile=" + n + ":" + n, "--"});
+  }
   // A relay enrols with its parent's tree at once.
   const auto parent = option_after(extra_, "--parent");
   if (relay && !has_trust_option(extra_))

@@ -88,7 +88,9 @@ std::string pg_create_database(const std::string& name);
 /// false when it failed.
 bool pg_script(const std::vector<std::string>& args);
 
-/// A manager process on a loopback address with its own state directory.
+/// A manager process (or a relay, given --parent) on a loopback address with its own state
+/// directory. `extra` may hold the harness's own "--test-open-files N": the process then runs
+/// with at most N open files.
 class ManagerProc {
  public:
   explicit ManagerProc(const stdfs::path& state_dir, std::vector<std::string> extra = {},

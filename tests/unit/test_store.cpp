@@ -2421,9 +2421,12 @@ TEST_CASE("store conformance: a schema 8 database is migrated to the enrolment t
   auto store = open_store(backend, tmp);
   CHECK(store->version_at_open() == 8);
   CHECK(store->schema_version() == latest_schema_version());
-  CHECK(latest_schema_version() == 10);
+  CHECK(latest_schema_version() == 11);
   REQUIRE(store->find_host(kA));
   CHECK(store->find_host(kA)->name == "old-host");
+  // The host keys (schema 11) were derived from the hosts already stored.
+  REQUIRE(store->hosts_with_key(HostKeyMode::name, "Old-Host").size() == 1);
+  CHECK(store->hosts_with_key(HostKeyMode::ip, "10.0.0.9").at(0).host_id == kA);
 
   const auto req = enrolment_request(kA, "old-host", 'a', 1000);
   CHECK(store->request_enrolment(req).state == EnrolmentState::pending);
@@ -2445,4 +2448,48 @@ TEST_CASE("store conformance: a schema 8 database is migrated to the enrolment t
   store = open_store(backend, tmp);
   CHECK(store->version_at_open() == latest_schema_version());
   CHECK(store->find_enrolment(kA)->state == EnrolmentState::revoked);
+}
+
+TEST_CASE("store conformance: hosts are found by their keys through indexes", "[store]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  auto store = open_store(backend, tmp);
+  auto a = host(kA, "Web1");
+  a.addresses = {"10.0.0.1", "10.0.0.12"};
+  store->upsert_host(a);
+  store->upsert_host(host(kB, "web2"));
+
+  // An address is matched whole: 10.0.0.1 is not found inside 10.0.0.12.
+  CHECK(store->hosts_with_key(HostKeyMode::name, "WEB1").at(0).host_id == kA);
+  CHECK(store->hosts_with_key(HostKeyMode::ip, "10.0.0.12").size() == 1);
+  CHECK(store->hosts_with_key(HostKeyMode::ip, "10.0.0.").empty());
+  CHECK(store->hosts_with_key(HostKeyMode::name, "web").empty());
+
+  // Renamed and readdressed: the keys follow; the old ones find nothing.
+  a.name = "db1";
+  a.addresses = {"10.0.0.7"};
+  store->upsert_host(a);
+  CHECK(store->hosts_with_key(HostKeyMode::name, "web1").empty());
+  CHECK(store->hosts_with_key(HostKeyMode::name, "DB1").size() == 1);
+  CHECK(store->hosts_with_key(HostKeyMode::ip, "10.0.0.12").empty());
+  CHECK(store->hosts_with_key(HostKeyMode::ip, "10.0.0.7").at(0).host_id == kA);
+
+  // Two hosts on one address are both candidates; a removed host is none.
+  auto b = host(kB, "web2");
+  b.addresses = {"10.0.0.7"};
+  store->upsert_host(b);
+  CHECK(store->hosts_with_key(HostKeyMode::ip, "10.0.0.7").size() == 2);
+  store->remove_host(kA);
+  CHECK(store->hosts_with_key(HostKeyMode::ip, "10.0.0.7").size() == 1);
+  CHECK(store->hosts_with_key(HostKeyMode::name, "db1").empty());
+
+  // Every query of the registration and poll paths is served by an index.
+  const auto plans = store->query_plans();
+  if (backend == "sqlite" || backend == "postgresql") CHECK(plans.size() >= 9);
+  for (const auto& p : plans) {
+    INFO(p.name << ":\n" << p.plan);
+    CHECK_FALSE(p.plan.empty());
+    CHECK_FALSE(p.full_scan);
+  }
 }

@@ -78,9 +78,26 @@ TEST_CASE("releases are told once and dropped when the host comes back; contacts
   cache.contact("a", 100);
   cache.contact("b", 200);
   cache.poll("c", 50, false, 30s, [] { return WorkCache::Waiter{}; });  // waiting: in contact now
-  auto seen = cache.contacts_since(150, 300);
+  // First: every host's contact (c waiting: in contact now).
+  auto seen = cache.contacts_to_write(300, 60);
   std::sort(seen.begin(), seen.end());
-  CHECK(seen == std::vector<std::pair<std::string, std::int64_t>>{{"b", 200}, {"c", 300}});
+  CHECK(seen == std::vector<std::pair<std::string, std::int64_t>>{{"a", 100}, {"b", 200}, {"c", 300}});
+  // Then each host's again only once it moved on by the refresh interval: c, still waiting, is
+  // handed out again within 60 s of its first (by its hash), then every 60 s; a and b not
+  // until they are in contact again.
+  CHECK(cache.contacts_to_write(300, 60).empty());
+  std::vector<std::int64_t> c_at;
+  for (std::int64_t t = 310; t <= 600; t += 10)
+    for (const auto& [h, at] : cache.contacts_to_write(t, 60)) {
+      CHECK(h == "c");
+      c_at.push_back(at);
+    }
+  REQUIRE(c_at.size() >= 4);
+  CHECK(c_at.front() <= 360);
+  for (std::size_t i = 1; i < c_at.size(); ++i) CHECK(c_at[i] - c_at[i - 1] == 60);
+  cache.contact("a", 610);
+  seen = cache.contacts_to_write(610, 60);
+  CHECK(std::count(seen.begin(), seen.end(), std::pair<std::string, std::int64_t>{"a", 610}) == 1);
   CHECK(cache.last_contacts().at("a") == 100);
   CHECK(cache.load(100).connected == 2);  // a and b (c's contact was at 50)
   CHECK(cache.load(100).waiting == 1);

@@ -145,13 +145,14 @@ std::vector<std::string> keys_of(const Host& host, HostKeyMode mode) {
   return {};
 }
 
-std::string normalise_key(HostKeyMode mode, std::string_view key) {
-  return mode == HostKeyMode::ip ? std::string(key) : lower(key);
-}
 }  // namespace
 
+std::string normalise_host_key(HostKeyMode mode, std::string_view key) {
+  return mode == HostKeyMode::ip ? std::string(key) : lower(key);
+}
+
 bool host_matches(const Host& host, HostKeyMode mode, std::string_view key) {
-  const auto wanted = normalise_key(mode, key);
+  const auto wanted = normalise_host_key(mode, key);
   const auto keys = keys_of(host, mode);
   return std::find(keys.begin(), keys.end(), wanted) != keys.end();
 }
@@ -165,7 +166,7 @@ DestinationResolution resolve_destinations(const std::vector<Host>& hosts, HostK
   DestinationResolution out;
   std::set<std::string> seen;
   for (const auto& key : keys) {
-    auto [first, last] = index.equal_range(normalise_key(mode, key));
+    auto [first, last] = index.equal_range(normalise_host_key(mode, key));
     const auto n = std::distance(first, last);
     if (n == 0) {
       out.unknown.push_back(key);

@@ -257,6 +257,14 @@ struct HttpServer::Impl {
   std::unordered_map<std::string, std::uint64_t> per_address;
   std::uint64_t total_limit = 0;
   std::atomic<std::uint64_t> refused{0};
+  std::atomic<std::uint64_t> in_reserve{0};            // connections admitted in the reserve
+  std::atomic<std::uint32_t> reserve_retry_spread{0};  // Retry-After 5..30 s, spread
+  std::chrono::steady_clock::time_point last_reserve_log{};
+  // A descriptor held for the moment the process has none left: closed to accept and close the
+  // connections waiting in the backlog (they would hang there otherwise), then taken again.
+  int spare_fd = -1;
+  std::uint64_t dropped_at_limit = 0;
+  std::chrono::steady_clock::time_point last_drop_log{};
   // Request bodies being received or handled, by their declared length.
   std::mutex bodies_mutex;
   std::uint64_t body_bytes = 0;
@@ -438,7 +446,7 @@ struct HttpServer::Impl {
   template <class Stream>
   // `peer` is passed as a named object, never a default argument: GCC 12 destroys a coroutine's
   // default-argument temporaries twice.
-  asio::awaitable<void> serve(Stream& stream, std::string remote, PeerCertificate peer) {
+  asio::awaitable<void> serve(Stream& stream, std::string remote, PeerCertificate peer, bool reserve) {
     beast::flat_buffer buffer;
     const auto idle = std::chrono::seconds(settings.idle_timeout_seconds);
     for (;;) {
@@ -470,6 +478,16 @@ struct HttpServer::Impl {
         co_return;
       }
       const auto& head = parser.get();
+      // A connection in the reserve kept for administrators (near the descriptor limit) serves
+      // requests with credentials only; every other caller hears at once when to come back.
+      if (reserve && head.find(http::field::authorization) == head.end()) {
+        auto busy = error_response(503, "unavailable",
+                                   "the server is at its connection limit; connect again in a few seconds");
+        busy.headers.emplace_back("Retry-After", std::to_string(5 + reserve_retry_spread++ % 26));
+        co_await write_response(stream, std::move(busy), head.version(), false);
+        co_await linger(stream);
+        co_return;
+      }
       std::uint64_t limit = 0;
       if (settings.body_limit_for) limit = settings.body_limit_for(head.method_string(), head.target());
       if (limit == 0) limit = settings.body_limit;
@@ -615,7 +633,8 @@ struct HttpServer::Impl {
     beast::error_code ec;
     auto ep = socket.remote_endpoint(ec);
     std::string remote = ec ? std::string() : ep.address().to_string();
-    if (!admit(remote)) {
+    const auto admission = admit(remote);
+    if (admission == Admission::refused) {
       socket.close(ec);
       co_return;
     }
@@ -644,13 +663,13 @@ struct HttpServer::Impl {
           co_return;
         }
         const auto peer = peer_of(stream.native_handle());
-        co_await serve(stream, remote, peer);
+        co_await serve(stream, remote, peer, admission == Admission::reserve);
         beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
         co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
       } else {
         beast::tcp_stream stream(std::move(socket));
         const PeerCertificate nobody;
-        co_await serve(stream, remote, nobody);
+        co_await serve(stream, remote, nobody, admission == Admission::reserve);
         stream.socket().shutdown(tcp::socket::shutdown_send, ec);
       }
     } catch (const std::exception& e) {
@@ -659,8 +678,12 @@ struct HttpServer::Impl {
   }
 
   // Counts a new connection from `remote`, or refuses it when a limit is reached (logged at most
-  // every 10 s).
-  bool admit(const std::string& remote) {
+  // every 10 s). The last kAdminReserve connections below the limit are the reserve: admitted,
+  // but serving only requests with credentials (serve), so an administrator can still reach a
+  // server that agents have filled.
+  enum class Admission { refused, normal, reserve };
+  static constexpr std::uint64_t kAdminReserve = 64;
+  Admission admit(const std::string& remote) {
     std::lock_guard lock(limits_mutex);
     auto& mine = per_address[remote];
     const bool over_total = connections >= total_limit;
@@ -678,17 +701,54 @@ struct HttpServer::Impl {
                                               settings.max_connections_per_address),
                      refused.load());
       }
-      return false;
+      return Admission::refused;
     }
     ++mine;
     ++connections;
-    return true;
+    const bool reserve = total_limit > 2 * kAdminReserve && connections > total_limit - kAdminReserve;
+    if (reserve) {
+      ++in_reserve;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_reserve_log > std::chrono::seconds(10)) {
+        last_reserve_log = now;
+        spdlog::warn(
+            "{} connections are open, {} below the limit: new connections serve administrators only "
+            "({} so far), others are told to come back (503)",
+            connections.load(), total_limit - connections.load(), in_reserve.load());
+      }
+    }
+    return reserve ? Admission::reserve : Admission::normal;
   }
   void leave(const std::string& remote) {
     std::lock_guard lock(limits_mutex);
     --connections;
     if (auto it = per_address.find(remote); it != per_address.end() && --it->second == 0)
       per_address.erase(it);
+  }
+
+  // Out of descriptors: every connection waiting to be accepted is accepted and closed at once
+  // with the spare descriptor (its client sees the connection end, not a silent hang); logged once
+  // per 10 s with the count.
+  void drop_waiting_connections() {
+    if (spare_fd >= 0) {
+      ::close(spare_fd);
+      spare_fd = -1;
+    }
+    for (;;) {
+      const int fd = ::accept4(acceptor->native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) break;
+      ::close(fd);
+      ++dropped_at_limit;
+    }
+    spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_drop_log > std::chrono::seconds(10)) {
+      last_drop_log = now;
+      spdlog::warn(
+          "the process has no file descriptors left ({} connections open): {} connection(s) closed at once "
+          "so far; raise the limit (LimitNOFILE) or spread agents over relays",
+          connections.load(), dropped_at_limit);
+    }
   }
 
   asio::awaitable<void> accept_loop() {
@@ -698,8 +758,12 @@ struct HttpServer::Impl {
                                                            asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-        // Out of descriptors and similar: back off briefly rather than spin.
-        spdlog::warn("accept failed: {}", ec.message());
+        if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+          drop_waiting_connections();
+        } else {
+          spdlog::warn("accept failed: {}", ec.message());
+        }
+        // Back off briefly rather than spin.
         asio::steady_timer t(*io, std::chrono::milliseconds(50));
         co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
@@ -795,6 +859,7 @@ void HttpServer::start() {
     throw Error(ErrorKind::unavailable,
                 "cannot listen on " + s.address + ":" + std::to_string(s.port) + ": " + ec.message());
   impl_->port = acc.local_endpoint().port();
+  if (impl_->spare_fd < 0) impl_->spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   asio::co_spawn(*impl_->io, impl_->accept_loop(), asio::detached);
   impl_->running = true;
   for (int i = 0; i < std::max(1, s.threads); ++i)
@@ -821,6 +886,10 @@ void HttpServer::stop() {
   for (auto& t : impl_->threads)
     if (t.joinable()) t.join();
   impl_->threads.clear();
+  if (impl_->spare_fd >= 0) {
+    ::close(impl_->spare_fd);
+    impl_->spare_fd = -1;
+  }
 }
 
 std::uint16_t HttpServer::port() const noexcept {

@@ -179,6 +179,8 @@ const Dialect& sqlite_dialect() {
                           "PRAGMA wal_autocheckpoint=10000"};
     x.max_identifier = 128;
     x.last_insert_id = "SELECT last_insert_rowid()";
+    x.explain = "EXPLAIN QUERY PLAN ";
+    x.full_scan = "SCAN ";  // "SEARCH t USING INDEX ..." when an index serves
     // AUTOINCREMENT keeps its counter above explicit ids by itself.
     x.create_version_table =
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at BIGINT NOT NULL)";
@@ -200,6 +202,11 @@ const Dialect& postgresql_dialect() {
     x.snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
     x.lock_rows = " FOR UPDATE";
     x.share_rows = " FOR KEY SHARE";
+    // The planner reads a small table whole even where an index would serve; with sequential
+    // scans priced out, a plan that still holds one has no index to use.
+    x.explain = "EXPLAIN ";
+    x.explain_setup = "SET LOCAL enable_seqscan = off";
+    x.full_scan = "Seq Scan";
     x.max_identifier = 63;
     x.reserved = kPostgresReserved;
     x.last_insert_id = "SELECT currval(pg_get_serial_sequence('%T', 'id'))";
@@ -422,6 +429,17 @@ const std::vector<Migration>& migrations() {
       // Signed orders: at a relay, the order the top manager signed for each entry, forwarded
       // untouched to the agent (security/orders.h).
       {10, {"ALTER TABLE job_entries ADD signed_order ${TEXT}"}},
+      // Hosts found by the keys they answer to through indexes (a registration checks its name
+      // and addresses for conflicts; a scan of every host made it slower as hosts accumulated):
+      // the name lower-cased, and one row per address. Filled from the hosts already stored by
+      // rebuild_host_keys (soci/hosts.cpp), which this version runs once.
+      {11,
+       {"ALTER TABLE hosts ADD name_key VARCHAR(255) DEFAULT '' NOT NULL",
+        "CREATE INDEX hosts_name_key ON hosts (name_key)",
+        "CREATE TABLE host_addresses (address VARCHAR(64) NOT NULL, host_id VARCHAR(36) NOT NULL, PRIMARY "
+        "KEY "
+        "(address, host_id))",
+        "CREATE INDEX host_addresses_host ON host_addresses (host_id)"}},
   };
   return m;
 }

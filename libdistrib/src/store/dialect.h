@@ -59,6 +59,10 @@ struct Dialect {
   std::string share_rows;
   /// DDL is transactional (a failed migration leaves nothing behind).
   bool transactional_ddl = true;
+  /// Prefix that makes a SELECT return its plan instead of rows ("" = not offered here), a
+  /// statement run first in the same transaction so a plan shows a full scan only where no index
+  /// can serve ("" = none needed), and the text a plan line holds when it reads a whole table.
+  std::string explain, explain_setup, full_scan;
 
   /// Appended after ORDER BY: at most n rows.
   std::string limit(long n) const;

@@ -56,6 +56,8 @@ std::string make_host_id();
 /// Does `host` answer to `key` in `mode`? For `ip` any of its addresses matches; names compare
 /// case-insensitively.
 bool host_matches(const Host& host, HostKeyMode mode, std::string_view key);
+/// A key as hosts are looked up by it in `mode`: names lower-cased (ASCII), addresses as given.
+std::string normalise_host_key(HostKeyMode mode, std::string_view key);
 
 /// Result of turning operator-given destination keys into host ids.
 struct DestinationResolution {

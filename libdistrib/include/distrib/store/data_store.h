@@ -63,6 +63,16 @@ class DataStore {
   virtual DataSummary import_data(std::istream& in, const DataProgress& progress) = 0;
   /// Counts and checksums of every table as stored now.
   virtual DataSummary summarize() = 0;
+
+  // --- how the database serves the hot paths
+  struct QueryPlan {
+    std::string name;        ///< what the query is for ("hosts by name (registration conflicts)")
+    std::string plan;        ///< the database's plan, one line per step
+    bool full_scan = false;  ///< a step reads a whole table: no index serves the query
+  };
+  /// The plan of every query run for each registration, poll and wake-up, as this database
+  /// makes it (empty where the database offers no plan through this store: SQL Server, Oracle).
+  virtual std::vector<QueryPlan> query_plans() { return {}; }
 };
 
 }  // namespace distrib

@@ -28,6 +28,9 @@ class JobStore {
   virtual std::vector<JobEntry> job_entries(std::int64_t job_id) = 0;
   /// Entries of the host that are not in a final state, oldest first.
   virtual std::vector<JobEntry> open_entries_for_host(const std::string& host_id) = 0;
+  /// The same for many hosts in one query (host ids, at most 1,000), oldest first: what waking
+  /// a batch of waiting polls reads.
+  virtual std::vector<JobEntry> open_entries_for_hosts(const std::vector<std::string>& host_ids) = 0;
   /// Direct children (hosts' `via`) with work: their own open entries, or entries of their
   /// subtree not yet pushed to them. Rebuilds the manager's work cache.
   virtual std::vector<std::string> children_with_work() = 0;

@@ -21,6 +21,8 @@ class RoutingStore {
   /// Entries of hosts reached through relay `via` (not the relay's own) whose current state
   /// the relay has not acknowledged, oldest first.
   virtual std::vector<RoutedEntry> entries_to_push(const std::string& via, int limit) = 0;
+  /// Which of `vias` (at most 1,000) have entries to push now (entries_to_push not empty).
+  virtual std::vector<std::string> vias_with_entries_to_push(const std::vector<std::string>& vias) = 0;
   /// The relay stored these entries in these states; entries changed since are pushed again.
   virtual void mark_pushed(const std::string& via,
                            const std::vector<std::pair<std::int64_t, EntryState>>& acks) = 0;

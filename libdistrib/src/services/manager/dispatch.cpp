@@ -47,25 +47,27 @@ bool due(const JobEntry& e, const Job& job, PollFlags flags, std::int64_t now, i
 }
 }  // namespace
 
-// The host's open entries due on this contact, with their jobs.
-auto Dispatch::due_entries(const std::string& host_id, PollFlags flags)
-    -> std::vector<std::pair<JobEntry, Job>> {
-  std::vector<std::pair<JobEntry, Job>> out;
-  std::map<std::int64_t, std::optional<Job>> jobs;  // one lookup per job
+// The due entries of each host given, with their jobs: one query for all their open entries,
+// one lookup per job.
+auto Dispatch::due_entries_of(const std::vector<std::string>& host_ids, PollFlags flags)
+    -> std::unordered_map<std::string, std::vector<std::pair<JobEntry, Job>>> {
+  std::unordered_map<std::string, std::vector<std::pair<JobEntry, Job>>> out;
+  std::map<std::int64_t, std::optional<Job>> jobs;
   const auto now = fs::now_unix();
   const int minute = minute_of_day_now();
-  for (auto& e : ctx_.store->open_entries_for_host(host_id)) {
+  for (auto& e : ctx_.store->open_entries_for_hosts(host_ids)) {
     auto [it, fresh] = jobs.try_emplace(e.job_id);
     if (fresh) it->second = ctx_.store->find_job(e.job_id);
     if (!it->second || !due(e, *it->second, flags, now, minute)) continue;
-    out.emplace_back(std::move(e), *it->second);
+    auto host = e.host_id;
+    out[host].emplace_back(std::move(e), *it->second);
   }
   return out;
 }
 
 // Does the direct child have work due: its own entries, or entries to push below it?
 auto Dispatch::has_work(const std::string& child) -> bool {
-  return !due_entries(child, {}).empty() || !ctx_.store->entries_to_push(child, 1).empty();
+  return !due_entries_of({child}, {}).empty() || !ctx_.store->entries_to_push(child, 1).empty();
 }
 
 // Clears the host's work flag when it has no open entries and nothing arrived since `seen`.
@@ -74,48 +76,72 @@ void Dispatch::settle(const std::string& host_id, std::uint64_t seen, bool has_o
 }
 
 auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResponse {
-  const auto seen = ctx_.work_cache.generation(host_id);
-  const auto entries = due_entries(host_id, flags);
-  bj::array work;
+  return std::move(work_for_many({host_id}, flags).front());
+}
+
+// The work answers of many hosts from a few store queries, whatever their number: their open
+// entries in one, each job and package once, entries to push only from the hosts that have any.
+auto Dispatch::work_for_many(const std::vector<std::string>& host_ids, PollFlags flags)
+    -> std::vector<HttpResponse> {
+  std::vector<std::uint64_t> seen;
+  seen.reserve(host_ids.size());
+  for (const auto& h : host_ids) seen.push_back(ctx_.work_cache.generation(h));
+  auto due = due_entries_of(host_ids, flags);
+  const auto pushing = ctx_.store->vias_with_entries_to_push(host_ids);
   OrderSigner::Batch orders(signer_);  // one store lookup per package
-  for (const auto& [e, job] : entries) {
-    bj::object item{{"entry_id", e.id},
-                    {"job_id", e.job_id},
-                    {"attempt", e.attempt},
-                    {"state", std::string(to_string(e.state))},
-                    {"type", std::string(to_string(job.type))},
-                    {"timing", std::string(to_string(job.schedule.timing))}};
-    if (needs_package(job.type)) {
-      item["split"] = json::to_json(hop_split(job.split, ctx_.settings.split_max));
-      item["package"] =
-          bj::object{{"name", job.package_name},
-                     {"version", job.package_version},
-                     {"payload_digest", orders.payload_digest(job.package_name, job.package_version)}};
+  std::vector<HttpResponse> answers;
+  answers.reserve(host_ids.size());
+  for (std::size_t i = 0; i < host_ids.size(); ++i) {
+    const auto& host_id = host_ids[i];
+    bj::array work;
+    bool has_entries = false;
+    if (auto d = due.find(host_id); d != due.end()) {
+      has_entries = !d->second.empty();
+      for (const auto& [e, job] : d->second) work.push_back(work_item(e, job, orders));
     }
-    if (job.type == JobType::collect_files) item["collect"] = json::to_json(job.collect);
-    if (job.force) item["force"] = true;
-    if (auto order = orders.sign(e, job); !order.empty()) item["signed_order"] = std::move(order);
-    work.push_back(std::move(item));
+    // Entries of the subtree below a relay that it has not stored yet (none for an agent).
+    bj::array routed;
+    if (std::find(pushing.begin(), pushing.end(), host_id) != pushing.end())
+      for (auto& x : ctx_.store->entries_to_push(host_id, 500)) {
+        x.entry.signed_order = orders.pass_on(x.entry, x.job);
+        routed.push_back(json::to_json(x));
+      }
+    bj::array gone;
+    for (const auto& h : ctx_.work_cache.take_released(host_id)) gone.emplace_back(h);
+    if (!flags.start && !flags.stopping) settle(host_id, seen[i], has_entries || !routed.empty());
+    bj::object out{{"work", std::move(work)}};
+    // Polls that ask for it (heartbeat=1) are kept alive while held: see agent_work.
+    out["heartbeat_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(kHeartbeat).count();
+    if (!routed.empty()) out["routed"] = std::move(routed);
+    if (!gone.empty()) out["released"] = std::move(gone);
+    // Relays keep a copy of the revoked certificates (GET /v1/relay/revoked when this changes).
+    if (ctx_.callers.enabled()) out["revoked_count"] = ctx_.callers.revoked_count();
+    // Hosts fetch a newer trusted publisher set (GET /v1/agent/publishers).
+    if (const auto v = ctx_.publishers.version(); v > 0) out["publishers_version"] = v;
+    answers.push_back(json_response(200, out));
   }
-  // Entries of the subtree below a relay that it has not stored yet (none for an agent).
-  bj::array routed;
-  for (auto& x : ctx_.store->entries_to_push(host_id, 500)) {
-    x.entry.signed_order = orders.pass_on(x.entry, x.job);
-    routed.push_back(json::to_json(x));
+  return answers;
+}
+
+// One entry of a work answer.
+auto Dispatch::work_item(const JobEntry& e, const Job& job, OrderSigner::Batch& orders) -> bj::object {
+  bj::object item{{"entry_id", e.id},
+                  {"job_id", e.job_id},
+                  {"attempt", e.attempt},
+                  {"state", std::string(to_string(e.state))},
+                  {"type", std::string(to_string(job.type))},
+                  {"timing", std::string(to_string(job.schedule.timing))}};
+  if (needs_package(job.type)) {
+    item["split"] = json::to_json(hop_split(job.split, ctx_.settings.split_max));
+    item["package"] =
+        bj::object{{"name", job.package_name},
+                   {"version", job.package_version},
+                   {"payload_digest", orders.payload_digest(job.package_name, job.package_version)}};
   }
-  bj::array gone;
-  for (const auto& h : ctx_.work_cache.take_released(host_id)) gone.emplace_back(h);
-  if (!flags.start && !flags.stopping) settle(host_id, seen, !entries.empty() || !routed.empty());
-  bj::object out{{"work", std::move(work)}};
-  // Polls that ask for it (heartbeat=1) are kept alive while held: see agent_work.
-  out["heartbeat_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(kHeartbeat).count();
-  if (!routed.empty()) out["routed"] = std::move(routed);
-  if (!gone.empty()) out["released"] = std::move(gone);
-  // Relays keep a copy of the revoked certificates (GET /v1/relay/revoked when this changes).
-  if (ctx_.callers.enabled()) out["revoked_count"] = ctx_.callers.revoked_count();
-  // Hosts fetch a newer trusted publisher set (GET /v1/agent/publishers).
-  if (const auto v = ctx_.publishers.version(); v > 0) out["publishers_version"] = v;
-  return json_response(200, out);
+  if (job.type == JobType::collect_files) item["collect"] = json::to_json(job.collect);
+  if (job.force) item["force"] = true;
+  if (auto order = orders.sign(e, job); !order.empty()) item["signed_order"] = std::move(order);
+  return item;
 }
 
 void Dispatch::wake_relays() {
@@ -126,15 +152,25 @@ void Dispatch::wake_relays() {
 }
 
 void Dispatch::wake(const std::vector<std::string>& host_ids, bool has_work) {
-  for (auto& [h, r] : ctx_.work_cache.wake(host_ids, has_work)) {
-    ctx_.pool->submit([this, h = h, r = r] {
+  auto waiting = ctx_.work_cache.wake(host_ids, has_work);
+  // Answered in batches: a job to thousands of waiting hosts costs a few queries per batch, not
+  // several per host, and the batches share the store pool's threads.
+  for (std::size_t first = 0; first < waiting.size(); first += kWakeBatch) {
+    const auto last = std::min(waiting.size(), first + kWakeBatch);
+    std::vector<std::pair<std::string, WorkCache::Waiter>> batch(
+        std::make_move_iterator(waiting.begin() + static_cast<std::ptrdiff_t>(first)),
+        std::make_move_iterator(waiting.begin() + static_cast<std::ptrdiff_t>(last)));
+    ctx_.pool->submit([this, batch = std::move(batch)] {
+      std::vector<std::string> ids;
+      for (const auto& [h, r] : batch) ids.push_back(h);
       try {
-        (*r)(work_for(h));
+        auto answers = work_for_many(ids, {});
+        for (std::size_t i = 0; i < batch.size(); ++i) (*batch[i].second)(std::move(answers[i]));
       } catch (const Error& e) {
-        (*r)(error_response(e));
+        for (const auto& [h, r] : batch) (*r)(error_response(e));
       } catch (const std::exception& e) {
-        spdlog::error("work for {}: {}", h, e.what());
-        (*r)(error_response(Error(ErrorKind::internal, e.what())));
+        spdlog::error("work for {} waiting host(s): {}", batch.size(), e.what());
+        for (const auto& [h, r] : batch) (*r)(error_response(Error(ErrorKind::internal, e.what())));
       }
     });
   }

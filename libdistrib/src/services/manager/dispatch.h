@@ -2,6 +2,7 @@
 // Agents asking for work: due entries, long polls answered from the work cache, the check between two
 // segments of a transfer, and state reports.
 #include <chrono>
+#include <unordered_map>
 #include "services/manager/common.h"
 #include "services/manager/orders.h"
 
@@ -27,6 +28,8 @@ class Dispatch {
   static constexpr std::size_t kMaxReports = 1000;
   /// A held poll that asks for it gets a byte this often while it waits (heartbeat=1).
   static constexpr std::chrono::milliseconds kHeartbeat{2000};
+  /// Waiting polls answered together when they are woken (one task on the store pool).
+  static constexpr std::size_t kWakeBatch = 256;
 
   Dispatch(Context& ctx, Uplink& uplink, Scheduler& scheduler, Content& content)
       : ctx_(ctx), uplink_(uplink), scheduler_(scheduler), content_(content), signer_(ctx) {}
@@ -47,7 +50,10 @@ class Dispatch {
   void wake(const std::vector<std::string>& host_ids, bool has_work);
 
  private:
-  std::vector<std::pair<JobEntry, Job>> due_entries(const std::string& host_id, PollFlags flags);
+  std::unordered_map<std::string, std::vector<std::pair<JobEntry, Job>>> due_entries_of(
+      const std::vector<std::string>& host_ids, PollFlags flags);
+  std::vector<HttpResponse> work_for_many(const std::vector<std::string>& host_ids, PollFlags flags);
+  bj::object work_item(const JobEntry& e, const Job& job, OrderSigner::Batch& orders);
   void agent_work(HttpRequest&& req, Responder& r, const PathSegments&);
   void agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&);
   void agent_report(HttpRequest&& req, Responder& r, const PathSegments&);

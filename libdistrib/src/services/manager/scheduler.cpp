@@ -28,12 +28,16 @@ void Scheduler::poke() {
   cv_.notify_all();
 }
 
-// Last contacts go to the store every 10 s (they are kept in memory between), then hosts
-// silent for longer than silent_after_seconds are reported (host.silent / host.returned).
+// Last contacts go to the store every 10 s (they are kept in memory between), each host's
+// once it moved on by a fifth of silent_after_seconds (at most a minute): an idle fleet waiting
+// in long polls costs a few writes a second, not one per host every 10 s. Then hosts silent for
+// longer than silent_after_seconds are reported (host.silent / host.returned).
 void Scheduler::flush_contacts(State& st, std::int64_t now) {
   if (now - st.contacts_flushed < 10) return;
+  const std::int64_t silent = ctx_.settings.silent_after_seconds;
+  const std::int64_t refresh = silent > 0 ? std::clamp<std::int64_t>(silent / 5, 1, 60) : 60;
   // A host waiting in a long poll is in contact now.
-  ctx_.store->touch_hosts(ctx_.work_cache.contacts_since(st.contacts_flushed, now));
+  ctx_.store->touch_hosts(ctx_.work_cache.contacts_to_write(now, refresh));
   st.contacts_flushed = now;
   // Silence is judged once this process has been up for the whole period: a restarted (or
   // newly active) manager does not call everyone silent before they had a chance to poll.

@@ -102,15 +102,24 @@ std::vector<std::string> WorkCache::take_released(const std::string& via) {
   return out;
 }
 
-std::vector<std::pair<std::string, std::int64_t>> WorkCache::contacts_since(std::int64_t since,
-                                                                            std::int64_t now) const {
-  std::vector<std::pair<std::string, std::int64_t>> seen;
+std::vector<std::pair<std::string, std::int64_t>> WorkCache::contacts_to_write(std::int64_t now,
+                                                                               std::int64_t refresh) {
+  refresh = std::max<std::int64_t>(1, refresh);
+  std::vector<std::pair<std::string, std::int64_t>> out;
   std::lock_guard lock(mutex_);
-  for (const auto& [h, t] : last_contact_)
-    if (t > since) seen.emplace_back(h, t);
+  const auto consider = [&](const std::string& h, std::int64_t t) {
+    auto [it, fresh] = written_.try_emplace(h, 0);
+    if (!fresh && t < it->second + refresh) return;
+    it->second =
+        fresh ? t - static_cast<std::int64_t>(std::hash<std::string>{}(h) % static_cast<std::size_t>(refresh))
+              : t;
+    out.emplace_back(h, t);
+  };
   for (const auto& [h, list] : waiters_)
-    if (!list.empty()) seen.emplace_back(h, now);
-  return seen;
+    if (!list.empty()) consider(h, now);
+  for (const auto& [h, t] : last_contact_)
+    if (auto w = waiters_.find(h); w == waiters_.end() || w->second.empty()) consider(h, t);
+  return out;
 }
 
 std::unordered_map<std::string, std::int64_t> WorkCache::last_contacts() const {

@@ -68,9 +68,12 @@ class WorkCache {
   /// The hosts `via` must forget, once.
   std::vector<std::string> take_released(const std::string& via);
 
-  /// Contacts after `since`, with every host waiting in a long poll counted as in contact `now`.
-  std::vector<std::pair<std::string, std::int64_t>> contacts_since(std::int64_t since,
-                                                                   std::int64_t now) const;
+  /// Last contacts to write to the store: each host's (a host waiting in a long poll is in
+  /// contact `now`) once it is `refresh` seconds newer than the one last handed out for it.
+  /// A host's first is handed out at once and counted as written up to `refresh` seconds
+  /// earlier (by its name's hash), so a fleet's writes spread over the interval rather than
+  /// coming all at once. What is handed out counts as written.
+  std::vector<std::pair<std::string, std::int64_t>> contacts_to_write(std::int64_t now, std::int64_t refresh);
   /// Every last contact held in memory.
   std::unordered_map<std::string, std::int64_t> last_contacts() const;
   Load load(std::int64_t cutoff) const;
@@ -90,6 +93,7 @@ class WorkCache {
   std::unordered_set<std::string> hosts_with_work_;
   std::unordered_map<std::string, std::vector<Waiting>> waiters_;
   std::unordered_map<std::string, std::int64_t> last_contact_;
+  std::unordered_map<std::string, std::int64_t> written_;  // contact last handed out, per host
   std::unordered_map<std::string, std::uint64_t> generation_;
   std::unordered_map<std::string, std::set<std::string>> released_;
 };

@@ -148,6 +148,7 @@ void SociCore::migrate() {
       soci::transaction tr(sql);
       for (const auto& s : m.statements)
         for (const auto& r : render(s, dialect_)) sql << r;
+      if (m.version == kHostKeysVersion) rebuild_host_keys(sql);
       const ll now = fs::now_unix();
       sql << "INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)", soci::use(m.version),
           soci::use(now);

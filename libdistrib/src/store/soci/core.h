@@ -35,6 +35,12 @@ namespace distrib::store {
 // Events written by the current thread's transaction in progress (the listener is told after
 // its commit).
 inline thread_local int tl_events_written = 0;
+// The schema version that added the host key columns (hosts.name_key, host_addresses).
+constexpr int kHostKeysVersion = 11;
+// Fills the host key columns from the hosts stored (hosts.cpp): run by the migration that adds
+// them and after importing an export made before it.
+void rebuild_host_keys(soci::session& sql);
+
 // A database unreachable at least this long is told as a database.outage event.
 constexpr long long kOutageEventMs = 2000;
 

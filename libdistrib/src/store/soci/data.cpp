@@ -2,6 +2,8 @@
 // summaries over the schema's tables.
 #include "store/soci/soci_store.h"
 
+#include <cctype>
+
 namespace distrib::store {
 
 auto SociData::schema_version() -> int {
@@ -252,10 +254,49 @@ auto SociData::import_data(std::istream& in, const DataProgress& progress) -> Da
                                                  "not the " +
                                                  std::to_string(want.rows) + " written; nothing was kept");
         }
+        // An export made before the host key columns existed carries no keys: derive them.
+        if (declared.schema_version < kHostKeysVersion) rebuild_host_keys(sql);
         tr.commit();
         return declared;
       },
       0);
+}
+
+auto SociData::query_plans() -> std::vector<QueryPlan> {
+  const auto& d = core_.dialect();
+  if (d.explain.empty()) return {};
+  return core_.guarded([&](soci::session& sql) {
+    std::vector<QueryPlan> out;
+    soci::transaction tr(sql);
+    if (!d.explain_setup.empty()) sql << d.explain_setup;
+    for (const auto& q : hot_queries()) {
+      // A plan for literal values: a parameter of a statement cannot be explained everywhere.
+      std::string text;
+      for (std::size_t i = 0; i < q.sql.size(); ++i) {
+        if (q.sql[i] == ':' && i + 1 < q.sql.size() &&
+            std::isalpha(static_cast<unsigned char>(q.sql[i + 1]))) {
+          while (i + 1 < q.sql.size() &&
+                 (std::isalnum(static_cast<unsigned char>(q.sql[i + 1])) || q.sql[i + 1] == '_'))
+            ++i;
+          text += "'1'";
+        } else {
+          text += q.sql[i];
+        }
+      }
+      QueryPlan p;
+      p.name = q.name;
+      soci::rowset<soci::row> rs = (sql.prepare << d.explain << text);
+      for (const auto& r : rs) {
+        // SQLite: id, parent, notused, detail; PostgreSQL: one line of text.
+        const auto line = get_str(r, r.size() - 1);
+        p.plan += (p.plan.empty() ? "" : "\n") + line;
+        if (line.find(d.full_scan) != std::string::npos) p.full_scan = true;
+      }
+      out.push_back(std::move(p));
+    }
+    tr.rollback();
+    return out;
+  });
 }
 
 auto SociData::replace_table(std::string s, const std::string& table) -> std::string {

@@ -182,9 +182,7 @@ auto SociGroups::standing_jobs(const std::string& name) -> std::vector<Job> {
 auto SociGroups::id_groups_of(const std::string& host_id) -> std::vector<std::string> {
   return core_.guarded([&](soci::session& sql) {
     std::vector<std::string> out;
-    soci::rowset<soci::row> rs = (sql.prepare << "SELECT group_name FROM id_group_members WHERE host_id = :h "
-                                                 "ORDER BY group_name",
-                                  soci::use(host_id));
+    soci::rowset<soci::row> rs = (sql.prepare << kIdGroupsOfHostSql, soci::use(host_id));
     for (const auto& r : rs) out.push_back(get_str(r, 0));
     return out;
   });

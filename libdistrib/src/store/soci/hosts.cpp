@@ -3,6 +3,35 @@
 
 namespace distrib::store {
 
+namespace {
+// The keys a host is found by (hosts_with_key): its name lower-cased and one row per address.
+void write_host_keys(soci::session& sql, const std::string& host_id, const std::string& name,
+                     const std::vector<std::string>& addresses, bool replace) {
+  const auto key = normalise_host_key(HostKeyMode::name, name);
+  sql << "UPDATE hosts SET name_key = :k WHERE host_id = :i", soci::use(key), soci::use(host_id);
+  if (replace) sql << "DELETE FROM host_addresses WHERE host_id = :i", soci::use(host_id);
+  std::vector<std::string> distinct = addresses;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  std::string address;
+  soci::statement st = (sql.prepare << "INSERT INTO host_addresses (address, host_id) VALUES (:a, :i)",
+                        soci::use(address), soci::use(host_id));
+  for (const auto& a : distinct) {
+    address = a;
+    st.execute(true);
+  }
+}
+}  // namespace
+
+void rebuild_host_keys(soci::session& sql) {
+  std::vector<std::tuple<std::string, std::string, std::string>> hosts;
+  soci::rowset<soci::row> rs = (sql.prepare << "SELECT host_id, name, addresses FROM hosts");
+  for (const auto& r : rs) hosts.emplace_back(get_str(r, 0), get_str(r, 1), get_str(r, 2));
+  sql << "DELETE FROM host_addresses";
+  for (const auto& [id, name, addresses] : hosts)
+    write_host_keys(sql, id, name, split_addresses(addresses), false);
+}
+
 auto SociHosts::upsert_host(const Host& h, bool report_upward) -> HostChange {
   return core_.write([&](soci::session& sql) {
     HostChange out;
@@ -21,6 +50,7 @@ auto SociHosts::upsert_host(const Host& h, bool report_upward) -> HostChange {
           soci::use(h.host_id), soci::use(h.name), soci::use(addresses), soci::use(h.os), soci::use(role),
           soci::use(h.parent), soci::use(h.agent_version), soci::use(registered), soci::use(seen),
           soci::use(via), soci::use(approved);
+      write_host_keys(sql, h.host_id, h.name, h.addresses, false);
       core_.emit(sql, "host.registered", Severity::info, 0, h.host_id, h.name,
                  std::string(to_string(h.role)) + " " + h.name + " registered" +
                      (h.addresses.empty() ? std::string() : " from " + h.addresses.front()));
@@ -47,6 +77,8 @@ auto SociHosts::upsert_host(const Host& h, bool report_upward) -> HostChange {
            "WHERE host_id = :i",
         soci::use(h.name), soci::use(addresses), soci::use(h.os), soci::use(role), soci::use(h.parent),
         soci::use(h.agent_version), soci::use(seen), soci::use(via), soci::use(bump), soci::use(h.host_id);
+    if (old->name != h.name || old->addresses != h.addresses)
+      write_host_keys(sql, h.host_id, h.name, h.addresses, true);
     return out;
   });
 }
@@ -66,7 +98,10 @@ auto SociHosts::approve_hosts(const std::vector<std::string>& host_ids) -> int {
 }
 
 void SociHosts::remove_host(const std::string& host_id) {
-  core_.write([&](soci::session& sql) { sql << "DELETE FROM hosts WHERE host_id = :h", soci::use(host_id); });
+  core_.write([&](soci::session& sql) {
+    sql << "DELETE FROM host_addresses WHERE host_id = :h", soci::use(host_id);
+    sql << "DELETE FROM hosts WHERE host_id = :h", soci::use(host_id);
+  });
 }
 
 void SociHosts::touch_hosts(const std::vector<std::pair<std::string, std::int64_t>>& seen) {
@@ -74,9 +109,7 @@ void SociHosts::touch_hosts(const std::vector<std::pair<std::string, std::int64_
   core_.write([&](soci::session& sql) {
     std::string id;
     ll when = 0;
-    soci::statement st = (sql.prepare << "UPDATE hosts SET last_seen = :t WHERE host_id = :h "
-                                         "AND last_seen < :t2",
-                          soci::use(when), soci::use(id), soci::use(when));
+    soci::statement st = (sql.prepare << kTouchHostSql, soci::use(when), soci::use(id), soci::use(when));
     for (const auto& [h, t] : seen) {
       id = h;
       when = t;
@@ -93,16 +126,10 @@ auto SociHosts::hosts_with_key(HostKeyMode mode, const std::string& key) -> std:
   if (mode == HostKeyMode::host_id) return {};
   return core_.guarded([&](soci::session& sql) {
     std::vector<Host> out;
-    std::string value = key;
-    if (mode == HostKeyMode::name)
-      std::transform(value.begin(), value.end(), value.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    else
-      value = "%" + key + "%";
+    const std::string value = normalise_host_key(mode, key);
+    // Through an index (hosts_name_key, the key of host_addresses): every registration asks.
     soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT " << kHostColumns << " FROM hosts WHERE "
-                     << (mode == HostKeyMode::name ? "LOWER(name) = :k" : "addresses LIKE :k"),
-         soci::use(value));
+        (sql.prepare << (mode == HostKeyMode::name ? kHostsByNameSql : kHostsByAddressSql), soci::use(value));
     for (const auto& r : rs) out.push_back(host_from_row(r));
     return out;
   });
@@ -119,8 +146,7 @@ auto SociHosts::list_hosts() -> std::vector<Host> {
 }
 
 auto SociHosts::select_host(soci::session& sql, const std::string& host_id) -> std::optional<Host> {
-  soci::rowset<soci::row> rs =
-      (sql.prepare << "SELECT " << kHostColumns << " FROM hosts WHERE host_id = :id", soci::use(host_id));
+  soci::rowset<soci::row> rs = (sql.prepare << kHostByIdSql, soci::use(host_id));
   for (const auto& r : rs) return host_from_row(r);
   return std::nullopt;
 }

@@ -54,8 +54,7 @@ auto SociJobs::create_job(const Job& job, const std::vector<std::string>& host_i
 auto SociJobs::find_job(std::int64_t job_id) -> std::optional<Job> {
   return core_.guarded([&](soci::session& sql) -> std::optional<Job> {
     const ll id = job_id;
-    soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT " << kJobColumns << " FROM jobs WHERE id = :id", soci::use(id));
+    soci::rowset<soci::row> rs = (sql.prepare << kJobByIdSql, soci::use(id));
     for (const auto& r : rs) return job_from_row(r);
     return std::nullopt;
   });
@@ -103,10 +102,18 @@ auto SociJobs::job_entries(std::int64_t job_id) -> std::vector<JobEntry> {
 auto SociJobs::open_entries_for_host(const std::string& host_id) -> std::vector<JobEntry> {
   return core_.guarded([&](soci::session& sql) {
     std::vector<JobEntry> out;
-    soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT " << kEntryColumns << kEntrySignedOrder << kEntryFrom
-                     << "WHERE e.host_id = :h AND e.state IN " << kOpen << " ORDER BY e.id",
-         soci::use(host_id));
+    soci::rowset<soci::row> rs = (sql.prepare << kOpenEntriesForHostSql, soci::use(host_id));
+    for (const auto& r : rs) out.push_back(entry_from_row(r));
+    return out;
+  });
+}
+
+auto SociJobs::open_entries_for_hosts(const std::vector<std::string>& host_ids) -> std::vector<JobEntry> {
+  if (host_ids.empty()) return {};
+  if (host_ids.size() > 1000) throw Error(ErrorKind::invalid_argument, "at most 1,000 hosts in one query");
+  return core_.guarded([&](soci::session& sql) {
+    std::vector<JobEntry> out;
+    soci::rowset<soci::row> rs = (sql.prepare << open_entries_for_hosts_sql(host_id_list(host_ids)));
     for (const auto& r : rs) out.push_back(entry_from_row(r));
     return out;
   });

@@ -35,8 +35,7 @@ auto SociPackages::find_package(const std::string& name, const std::string& vers
   return core_.guarded([&](soci::session& sql) -> std::optional<Manifest> {
     std::string manifest;
     soci::indicator ind = soci::i_null;
-    sql << "SELECT manifest FROM packages WHERE name = :n AND version = :v", soci::into(manifest, ind),
-        soci::use(name), soci::use(version);
+    sql << kPackageManifestSql, soci::into(manifest, ind), soci::use(name), soci::use(version);
     if (!sql.got_data() || ind != soci::i_ok) return std::nullopt;
     return manifest_from_json(manifest);
   });

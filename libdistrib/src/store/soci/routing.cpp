@@ -3,20 +3,27 @@
 
 namespace distrib::store {
 
+auto SociRouting::vias_with_entries_to_push(const std::vector<std::string>& vias)
+    -> std::vector<std::string> {
+  if (vias.empty()) return {};
+  if (vias.size() > 1000) throw Error(ErrorKind::invalid_argument, "at most 1,000 hosts in one query");
+  return core_.guarded([&](soci::session& sql) {
+    std::vector<std::string> out;
+    const ll now = fs::now_unix();
+    soci::rowset<soci::row> rs =
+        (sql.prepare << vias_with_entries_to_push_sql(host_id_list(vias)), soci::use(now));
+    for (const auto& r : rs) out.push_back(get_str(r, 0));
+    return out;
+  });
+}
+
 auto SociRouting::entries_to_push(const std::string& via, int limit) -> std::vector<RoutedEntry> {
   return core_.guarded([&](soci::session& sql) {
     std::vector<RoutedEntry> out;
     const ll now = fs::now_unix();
     soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT e.id, e.job_id, e.host_id, e.state, e.attempt, j.type, "
-                        "j.package_name, j.package_version, j.created_at, j.cancel_requested, "
-                        "j.expires_at, j.timing, j.window_spec, j.max_retries, j.retry_installs, "
-                        "j.retry_backoff, j.split_size, j.split_interval, j.params, e.signed_order "
-                        "FROM job_entries e JOIN hosts h ON h.host_id = e.host_id JOIN jobs j "
-                        "ON j.id = e.job_id WHERE h.via = :v AND e.host_id <> :v2 AND "
-                        "e.pushed_to <> :v3 AND e.ready_at <= :n ORDER BY e.id"
-                     << core_.dialect().limit(std::max(1, limit)),
-         soci::use(via), soci::use(via), soci::use(via), soci::use(now));
+        (sql.prepare << kEntriesToPushSql << core_.dialect().limit(std::max(1, limit)), soci::use(via),
+         soci::use(via), soci::use(via), soci::use(now));
     for (const auto& r : rs) {
       RoutedEntry x;
       x.entry.id = get_i64(r, 0);

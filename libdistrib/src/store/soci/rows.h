@@ -191,4 +191,77 @@ inline LeaseRecord lease_from_row(const soci::row& r) {
   return {get_str(r, 0), get_str(r, 1), get_i64(r, 2), get_i64(r, 3), get_i64(r, 4)};
 }
 
+// --- The queries of the hot paths: every registration, poll and wake-up runs these, so an
+// index must serve each (a full scan costs more with every host). The facilities run them as
+// written here; DataStore::query_plans explains them, and a test fails on a full scan.
+inline const std::string kHostByIdSql =
+    std::string("SELECT ") + kHostColumns + " FROM hosts WHERE host_id = :id";
+inline const std::string kHostsByNameSql =
+    std::string("SELECT ") + kHostColumns + " FROM hosts WHERE name_key = :k";
+inline const std::string kHostsByAddressSql =
+    std::string("SELECT ") + kHostColumns +
+    " FROM hosts WHERE host_id IN (SELECT host_id FROM host_addresses WHERE address = :k)";
+inline const std::string kTouchHostSql =
+    "UPDATE hosts SET last_seen = :t WHERE host_id = :h AND last_seen < :t2";
+inline const std::string kOpenEntriesForHostSql = std::string("SELECT ") + kEntryColumns + kEntrySignedOrder +
+                                                  kEntryFrom + "WHERE e.host_id = :h AND e.state IN " +
+                                                  kOpen + " ORDER BY e.id";
+// The same for several hosts: `in_list` is "(:a, :b, ...)" or "('id', 'id', ...)" (host_id_list).
+inline std::string open_entries_for_hosts_sql(const std::string& in_list) {
+  return std::string("SELECT ") + kEntryColumns + kEntrySignedOrder + kEntryFrom + "WHERE e.host_id IN " +
+         in_list + " AND e.state IN " + kOpen + " ORDER BY e.id";
+}
+inline const std::string kOpenEntriesForHostsSql = open_entries_for_hosts_sql("(:a, :b)");
+inline const std::string kJobByIdSql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = :id";
+// Entries of the subtree below a child that it has not stored yet (routing.cpp adds the limit).
+inline const std::string kEntriesToPushSql =
+    "SELECT e.id, e.job_id, e.host_id, e.state, e.attempt, j.type, j.package_name, j.package_version, "
+    "j.created_at, j.cancel_requested, j.expires_at, j.timing, j.window_spec, j.max_retries, "
+    "j.retry_installs, "
+    "j.retry_backoff, j.split_size, j.split_interval, j.params, e.signed_order FROM job_entries e JOIN hosts "
+    "h "
+    "ON h.host_id = e.host_id JOIN jobs j ON j.id = e.job_id WHERE h.via = :v AND e.host_id <> :v2 AND "
+    "e.pushed_to <> :v3 AND e.ready_at <= :n ORDER BY e.id";
+// Which of several children have entries to push (`in_list` as above).
+inline std::string vias_with_entries_to_push_sql(const std::string& in_list) {
+  return "SELECT DISTINCT h.via FROM job_entries e JOIN hosts h ON h.host_id = e.host_id WHERE h.via IN " +
+         in_list + " AND e.host_id <> h.via AND e.pushed_to <> h.via AND e.ready_at <= :n";
+}
+inline const std::string kViasWithEntriesToPushSql = vias_with_entries_to_push_sql("(:a, :b)");
+inline const std::string kPackageManifestSql =
+    "SELECT manifest FROM packages WHERE name = :n AND version = :v";
+inline const std::string kIdGroupsOfHostSql =
+    "SELECT group_name FROM id_group_members WHERE host_id = :h ORDER BY group_name";
+
+// "('id1', 'id2', ...)" of host ids checked to be UUIDs (nothing else can reach the SQL text).
+inline std::string host_id_list(const std::vector<std::string>& ids) {
+  std::string out = "(";
+  for (const auto& id : ids) {
+    if (!is_valid_host_id(id)) throw Error(ErrorKind::invalid_argument, "not a host id: " + id.substr(0, 64));
+    out += (out.size() > 1 ? ", '" : "'") + id + "'";
+  }
+  return out + ")";
+}
+
+struct HotQuery {
+  const char* name;
+  const std::string& sql;
+};
+inline const std::vector<HotQuery>& hot_queries() {
+  static const std::vector<HotQuery> q = {
+      {"host by id (registration, callers)", kHostByIdSql},
+      {"hosts by name (registration conflicts)", kHostsByNameSql},
+      {"hosts by address (registration conflicts)", kHostsByAddressSql},
+      {"last contact (polls)", kTouchHostSql},
+      {"open entries of a host (work)", kOpenEntriesForHostSql},
+      {"open entries of a batch of hosts (waking polls)", kOpenEntriesForHostsSql},
+      {"job by id (work)", kJobByIdSql},
+      {"children with entries to push (waking polls)", kViasWithEntriesToPushSql},
+      {"entries to push below a child (work)", kEntriesToPushSql},
+      {"package manifest (work, orders)", kPackageManifestSql},
+      {"ID groups of a host (registration)", kIdGroupsOfHostSql},
+  };
+  return q;
+}
+
 }  // namespace distrib::store

@@ -125,6 +125,7 @@ class SociJobs : public virtual JobStore {
   std::vector<JobListing> list_jobs(int limit) override;
   std::vector<JobEntry> job_entries(std::int64_t job_id) override;
   std::vector<JobEntry> open_entries_for_host(const std::string& host_id) override;
+  std::vector<JobEntry> open_entries_for_hosts(const std::vector<std::string>& host_ids) override;
   std::vector<std::string> children_with_work() override;
   ReportOutcome apply_report(const std::string& reporter, const EntryReport& rep, bool forwarded) override;
   JobCancel cancel_job_entries(std::int64_t job_id) override;
@@ -139,6 +140,7 @@ class SociRouting : public virtual RoutingStore {
   explicit SociRouting(SociCore& core) : core_(core) {}
 
   std::vector<RoutedEntry> entries_to_push(const std::string& via, int limit) override;
+  std::vector<std::string> vias_with_entries_to_push(const std::vector<std::string>& vias) override;
   void mark_pushed(const std::string& via,
                    const std::vector<std::pair<std::int64_t, EntryState>>& acks) override;
   std::vector<std::string> import_entries(const std::vector<RoutedEntry>& entries) override;
@@ -297,6 +299,7 @@ class SociData : public virtual DataStore {
   DataSummary export_data(std::ostream& out, const DataProgress& progress) override;
   DataSummary import_data(std::istream& in, const DataProgress& progress) override;
   DataSummary summarize() override;
+  std::vector<QueryPlan> query_plans() override;
 
  private:
   struct Checksum {

@@ -6,7 +6,10 @@
 #include "security/publishers.h"
 
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
+#include <exception>
+#include <mutex>
 #include <thread>
 
 namespace distrib {
@@ -92,9 +95,19 @@ Manifest AdminClient::show_package(const std::string& name, const std::string& v
   return manifest_from_json(call("GET", "/v1/packages/" + url_encode(name) + "/" + url_encode(version)));
 }
 
+namespace {
+// Chunks asked about in one POST /v1/chunks/missing, and sent in one POST /v1/chunks/batch.
+constexpr std::size_t kMissingPerRequest = 10000;
+constexpr std::size_t kChunksPerBatch = 1024;
+constexpr std::size_t kBytesPerBatch = 8u << 20;
+// Batches in flight at once, each on its own connection.
+constexpr unsigned kUploadStreams = 3;
+}  // namespace
+
 UploadResult AdminClient::upload_package(const PackageSpec& spec,
                                          const std::function<void(std::size_t, std::size_t)>& progress) {
-  // Chunks are cut into a private temporary store, then only the missing ones travel.
+  // Chunks are cut into a private spool (one file, gone when we are done), then only the
+  // missing ones travel.
   char tmpl[] = "/tmp/distrib-package-XXXXXX";
   if (!::mkdtemp(tmpl)) throw Error("cannot create a temporary directory under /tmp");
   const stdfs::path tmp(tmpl);
@@ -105,29 +118,104 @@ UploadResult AdminClient::upload_package(const PackageSpec& spec,
       stdfs::remove_all(p, ec);
     }
   } cleanup{tmp};
-  ChunkStore store(tmp);
+  ChunkSpool store(tmp);
   UploadResult result;
   result.manifest = create_package(spec, store);
   result.chunks_total = result.manifest.chunks.size();
 
-  bj::array digests;
-  for (const auto& c : result.manifest.chunks) digests.emplace_back(c.digest);
-  auto missing_obj =
-      json::parse_object(call("POST", "/v1/chunks/missing", bj::serialize(bj::object{{"digests", digests}})));
-  const auto missing = json::get_string_array(missing_obj, "missing");
-  std::size_t done = 0;
-  for (const auto& d : missing) {
-    const auto bytes = store.read_compressed(d);
-    call("PUT", "/v1/chunks/" + d, bytes, "application/zstd");
-    result.bytes_uploaded += bytes.size();
-    ++result.chunks_uploaded;
-    if (progress) progress(++done, missing.size());
+  std::vector<std::string> missing;
+  for (std::size_t i = 0; i < result.manifest.chunks.size(); i += kMissingPerRequest) {
+    bj::array digests;
+    for (std::size_t j = i; j < std::min(result.manifest.chunks.size(), i + kMissingPerRequest); ++j)
+      digests.emplace_back(result.manifest.chunks[j].digest);
+    auto answer = json::parse_object(
+        call("POST", "/v1/chunks/missing", bj::serialize(bj::object{{"digests", digests}})));
+    for (auto& d : json::get_string_array(answer, "missing")) missing.push_back(std::move(d));
   }
+  // The manifest may name one chunk twice: it travels once.
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+  upload_chunks(store, missing, progress, result);
   if (missing.empty() && progress) progress(0, 0);
   auto reg = json::parse_object(call("POST", "/v1/packages", manifest_to_json(result.manifest)));
   if (auto it = reg.find("created"); it != reg.end() && it->value().is_bool())
     result.already_registered = !it->value().as_bool();
   return result;
+}
+
+// Sends `digests` from `store` in batches (POST /v1/chunks/batch: the manager verifies a batch
+// whole and flushes it to disk once), several in flight on connections of their own. A manager
+// without the batch route gets one PUT per chunk.
+void AdminClient::upload_chunks(const ChunkSpool& store, const std::vector<std::string>& digests,
+                                const std::function<void(std::size_t, std::size_t)>& progress,
+                                UploadResult& result) {
+  std::vector<std::pair<std::size_t, std::size_t>> batches;  // [first, last)
+  for (std::size_t i = 0; i < digests.size();) {
+    std::size_t j = i, bytes = 0;
+    while (j < digests.size() && j - i < kChunksPerBatch && (j == i || bytes < kBytesPerBatch)) {
+      bytes += static_cast<std::size_t>(store.compressed_size(digests[j]));
+      ++j;
+    }
+    batches.emplace_back(i, j);
+    i = j;
+  }
+  std::mutex mutex;
+  std::size_t next = 0, done = 0;
+  std::exception_ptr error;
+  bool per_chunk = false;
+  auto worker = [&] {
+    AdminClient client(settings_);
+    for (;;) {
+      std::pair<std::size_t, std::size_t> b;
+      {
+        std::lock_guard lock(mutex);
+        if (error || next == batches.size()) return;
+        b = batches[next++];
+      }
+      try {
+        std::uint64_t sent = 0;
+        if (!per_chunk) {
+          std::string body;
+          for (auto k = b.first; k < b.second; ++k) {
+            const auto bytes = store.read_compressed(digests[k]);
+            body += digests[k] + " " + std::to_string(bytes.size()) + "\n";
+            body += bytes;
+            sent += bytes.size();
+          }
+          try {
+            client.call("POST", "/v1/chunks/batch", body, "application/x-distrib-chunks");
+          } catch (const Error& e) {
+            if (e.kind() != ErrorKind::not_found) throw;
+            std::lock_guard lock(mutex);
+            per_chunk = true;  // an older manager: one request per chunk
+          }
+        }
+        if (per_chunk) {
+          sent = 0;
+          for (auto k = b.first; k < b.second; ++k) {
+            const auto bytes = store.read_compressed(digests[k]);
+            client.call("PUT", "/v1/chunks/" + digests[k], bytes, "application/zstd");
+            sent += bytes.size();
+          }
+        }
+        std::lock_guard lock(mutex);
+        result.bytes_uploaded += sent;
+        result.chunks_uploaded += b.second - b.first;
+        done += b.second - b.first;
+        if (progress) progress(done, digests.size());
+      } catch (...) {
+        std::lock_guard lock(mutex);
+        if (!error) error = std::current_exception();
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < std::min<std::size_t>(kUploadStreams, batches.size()); ++i)
+    threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 Job AdminClient::create_install_job(const std::string& name, const std::string& version,

@@ -1,4 +1,6 @@
 // Bad input gets a clear error and changes nothing; the daemon keeps serving.
+#include <distrib/content/chunk_store.h>
+#include <distrib/content/packager.h>
 #include <distrib/net/http.h>
 
 #include "harness.h"
@@ -255,4 +257,77 @@ TEST_CASE("distribctl exit codes and messages", "[integration]") {
   auto empty = m.ctl({"hosts", "list"});
   CHECK(empty.exit_code == 0);
   CHECK(empty.out.find("(none)") != std::string::npos);
+}
+
+TEST_CASE("chunk batches are verified whole: a bad frame or a bad chunk stores nothing", "[integration]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  const auto token = read_file(m.token_file()).substr(0, 64);
+  HttpClient c({m.url(), m.ca_file(), "", 5, 30});
+  auto send = [&](const std::string& body, const std::string& type = "application/x-distrib-chunks") {
+    return c.request("POST", "/v1/chunks/batch", body, type, token);
+  };
+  auto frame = [](const std::string& digest, const std::string& bytes) {
+    return digest + " " + std::to_string(bytes.size()) + "\n" + bytes;
+  };
+  auto missing = [&](const std::vector<std::string>& digests) {
+    std::string list;
+    for (const auto& d : digests) list += (list.empty() ? "\"" : ",\"") + d + "\"";
+    const auto res =
+        c.request("POST", "/v1/chunks/missing", "{\"digests\":[" + list + "]}", "application/json", token);
+    REQUIRE(res.status == 200);
+    // {"missing":["d1","d2"]}: two quotes for the key, two per digest.
+    return static_cast<std::size_t>(std::count(res.body.begin(), res.body.end(), '"') - 2) / 2;
+  };
+  // A package cut locally: its first chunks go in batches, the last is kept back.
+  const auto src = tmp / "src";
+  stdfs::create_directories(src);
+  std::string data;
+  for (long long i = 0; i < 300000; ++i) data += std::to_string(i * 7919 % 100003) + (i % 13 ? " " : "\n");
+  write_file(src / "data.txt", data);
+  ChunkSpool spool(tmp / "spool");
+  PackageSpec spec;
+  spec.name = "batched";
+  spec.version = "1";
+  spec.source_dir = src;
+  spec.install.command = "true";
+  const auto manifest = create_package(spec, spool);
+  REQUIRE(manifest.chunks.size() >= 4);
+  const auto& d0 = manifest.chunks[0].digest;
+  const auto& d1 = manifest.chunks[1].digest;
+
+  SECTION("a chunk that does not match its digest refuses the batch, naming it") {
+    const auto res = send(frame(d0, spool.read_compressed(d0)) + frame(d1, spool.read_compressed(d0)));
+    CHECK(res.status == 422);
+    CHECK(res.body.find(short_digest(d1)) != std::string::npos);
+    CHECK(res.body.find("nothing of this batch was stored") != std::string::npos);
+    CHECK(missing({d0, d1}) == 2);  // not even the good one
+  }
+  SECTION("frames that are not frames are refused before any work") {
+    const auto good = frame(d0, spool.read_compressed(d0));
+    CHECK(send("zz 12\nxxxxxxxxxxxx").status == 400);
+    CHECK(send(good + d1 + " 99999999\nshort").body.find("more than the batch holds") != std::string::npos);
+    CHECK(send(good + d1 + " twelve\n").body.find("does not start with a line") != std::string::npos);
+    CHECK(send(good + "no header line at all").status == 400);
+    CHECK(send(good, "application/zstd").body.find("application/x-distrib-chunks") != std::string::npos);
+    CHECK(missing({d0}) == 1);
+  }
+  SECTION("good batches are stored once; a package missing a chunk is not registered") {
+    std::string batch;
+    for (std::size_t i = 0; i + 1 < manifest.chunks.size(); ++i)
+      batch += frame(manifest.chunks[i].digest, spool.read_compressed(manifest.chunks[i].digest));
+    auto res = send(batch);
+    REQUIRE(res.status == 200);
+    CHECK(res.body.find("\"stored\":" + std::to_string(manifest.chunks.size() - 1)) != std::string::npos);
+    res = send(batch);  // again: held already
+    CHECK(res.body.find("\"stored\":0") != std::string::npos);
+    const auto reg = c.request("POST", "/v1/packages", manifest_to_json(manifest), "application/json", token);
+    CHECK(reg.status == 409);
+    CHECK(reg.body.find("1 chunk(s) have not been uploaded") != std::string::npos);
+    const auto& last = manifest.chunks.back().digest;
+    REQUIRE(send(frame(last, spool.read_compressed(last))).status == 200);
+    CHECK(c.request("POST", "/v1/packages", manifest_to_json(manifest), "application/json", token).status ==
+          201);
+  }
+  CHECK(c.request("GET", "/v1/status").status == 200);
 }

@@ -159,6 +159,19 @@ TEST_CASE("a directory packages, assembles and extracts to the same tree", "[con
     auto again = create_package(spec, chunks);
     CHECK(again.payload_digest == m.payload_digest);
   }
+  SECTION("chunks cut on every core keep their order; a spool holds the same chunks") {
+    ChunkSpool spool(tmp / "spool");
+    const auto spooled = create_package(spec, spool);
+    REQUIRE(spooled.chunks.size() == m.chunks.size());
+    for (std::size_t i = 0; i < m.chunks.size(); ++i) {
+      CHECK(spooled.chunks[i].digest == m.chunks[i].digest);
+      CHECK(spooled.chunks[i].size == m.chunks[i].size);
+      CHECK(spool.read_compressed(m.chunks[i].digest) == chunks.read_compressed(m.chunks[i].digest));
+      CHECK(spool.compressed_size(m.chunks[i].digest) == chunks.read_compressed(m.chunks[i].digest).size());
+    }
+    CHECK(spool.compressed_size(std::string(64, 'a')) == 0);
+    CHECK_THROWS_WITH(spool.read_compressed(std::string(64, 'a')), Catch::Contains("not in the spool"));
+  }
 
   const auto archive = tmp / "payload.tar";
   assemble_payload(m, chunks, archive);

@@ -155,6 +155,9 @@ class AdminClient {
                    std::string_view content_type = "application/json");
 
  private:
+  void upload_chunks(const ChunkSpool& store, const std::vector<std::string>& digests,
+                     const std::function<void(std::size_t, std::size_t)>& progress, UploadResult& result);
+
   AdminClientSettings settings_;
   HttpClient http_;
 };

@@ -7,7 +7,13 @@
 
 #include <zstd.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 namespace distrib {
 
@@ -50,18 +56,98 @@ bool ChunkStore::contains(std::string_view digest) const {
 }
 
 namespace {
-void store_file(const std::filesystem::path& path, std::string_view data) {
+void store_file(const std::filesystem::path& path, std::string_view data, bool durable) {
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
   if (ec) throw fs::write_error(path.parent_path(), ec.value());
-  fs::write_file_atomic(path, data);
+  fs::write_file_atomic(path, data, durable);
 }
 }  // namespace
 
 std::string ChunkStore::put_raw(std::string_view raw) {
   auto digest = sha256_hex(raw);
-  if (!contains(digest)) store_file(path_of(digest), compress_chunk(raw));
+  if (!contains(digest)) store_file(path_of(digest), compress_chunk(raw), true);
   return digest;
+}
+
+void ChunkStore::sync() const {
+  const int fd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw fs::write_error(root_, errno);
+  const int rc = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw fs::write_error(root_, err);
+}
+
+struct ChunkSpool::Impl {
+  std::filesystem::path path;
+  int fd = -1;
+  mutable std::mutex mutex;
+  std::uint64_t end = 0;
+  std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>> at;  // offset, size
+};
+
+ChunkSpool::ChunkSpool(const std::filesystem::path& dir) : impl_(std::make_unique<Impl>()) {
+  fs::ensure_writable_dir(dir, "chunk spool directory");
+  impl_->path = dir / "chunks.spool";
+  impl_->fd = ::open(impl_->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (impl_->fd < 0) throw fs::write_error(impl_->path, errno);
+}
+
+ChunkSpool::~ChunkSpool() {
+  ::close(impl_->fd);
+  ::unlink(impl_->path.c_str());
+}
+
+std::string ChunkSpool::put_raw(std::string_view raw) {
+  auto digest = sha256_hex(raw);
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->at.count(digest)) return digest;
+  }
+  const auto compressed = compress_chunk(raw);
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->at.count(digest)) return digest;
+  std::size_t done = 0;
+  while (done < compressed.size()) {
+    const auto n = ::pwrite(impl_->fd, compressed.data() + done, compressed.size() - done,
+                            static_cast<off_t>(impl_->end + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw fs::write_error(impl_->path, errno);
+    done += static_cast<std::size_t>(n);
+  }
+  impl_->at.emplace(digest, std::make_pair(impl_->end, compressed.size()));
+  impl_->end += compressed.size();
+  return digest;
+}
+
+std::uint64_t ChunkSpool::compressed_size(std::string_view digest) const {
+  std::lock_guard lock(impl_->mutex);
+  const auto it = impl_->at.find(std::string(digest));
+  return it == impl_->at.end() ? 0 : it->second.second;
+}
+
+std::string ChunkSpool::read_compressed(std::string_view digest) const {
+  std::pair<std::uint64_t, std::uint64_t> where;
+  {
+    std::lock_guard lock(impl_->mutex);
+    const auto it = impl_->at.find(std::string(digest));
+    if (it == impl_->at.end())
+      throw Error(ErrorKind::not_found,
+                  "chunk " + std::string(digest.substr(0, 12)) + " is not in the spool");
+    where = it->second;
+  }
+  std::string out(static_cast<std::size_t>(where.second), '\0');
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const auto n =
+        ::pread(impl_->fd, out.data() + done, out.size() - done, static_cast<off_t>(where.first + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw Error("cannot read " + impl_->path.string() + ": " + std::strerror(n < 0 ? errno : EIO));
+    done += static_cast<std::size_t>(n);
+  }
+  return out;
 }
 
 std::string short_digest(std::string_view digest) {
@@ -93,9 +179,14 @@ std::uint64_t verify_chunk(std::string_view digest, std::string_view compressed,
   return verified_raw(digest, compressed, max_size).size();
 }
 
-bool ChunkStore::put_compressed(std::string_view digest, std::string_view compressed,
-                                std::uint64_t max_size) {
+bool ChunkStore::put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size,
+                                bool durable) {
   verify_chunk(digest, compressed, max_size);
+  return put_verified(digest, compressed, max_size, durable);
+}
+
+bool ChunkStore::put_verified(std::string_view digest, std::string_view compressed, std::uint64_t max_size,
+                              bool durable) {
   if (contains(digest)) {
     try {
       read_verified(digest, max_size);
@@ -104,7 +195,7 @@ bool ChunkStore::put_compressed(std::string_view digest, std::string_view compre
       if (e.kind() != ErrorKind::integrity) throw;
     }
   }
-  store_file(path_of(digest), compressed);
+  store_file(path_of(digest), compressed, durable);
   return true;
 }
 

@@ -14,7 +14,12 @@
 #include <unistd.h>
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 namespace distrib {
 
@@ -22,17 +27,90 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
+// Hashes, compresses and stores the chunks cut from the archive stream on every core. Each
+// chunk keeps its place in the manifest by its index; at most four per worker wait in the
+// queue, so memory stays a few chunks per core whatever the package's size.
+class ChunkWorkers {
+ public:
+  explicit ChunkWorkers(ChunkOutput& store) : store_(store) {
+    const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
+    max_queued_ = 4 * n;
+  }
+  ~ChunkWorkers() { close(); }
+  ChunkWorkers(const ChunkWorkers&) = delete;
+  ChunkWorkers& operator=(const ChunkWorkers&) = delete;
+
+  void submit(std::string raw) {
+    std::unique_lock lock(mutex_);
+    space_.wait(lock, [&] { return queue_.size() < max_queued_ || error_; });
+    if (error_) std::rethrow_exception(error_);
+    const auto size = raw.size();
+    queue_.emplace_back(refs_.size(), std::move(raw));
+    refs_.push_back({"", size});
+    work_.notify_one();
+  }
+  // Every chunk stored, in order; the first failure is thrown.
+  std::vector<ChunkRef> finish() {
+    close();
+    if (error_) std::rethrow_exception(error_);
+    return std::move(refs_);
+  }
+
+ private:
+  void close() {
+    {
+      std::lock_guard lock(mutex_);
+      closing_ = true;
+    }
+    work_.notify_all();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  void work() {
+    for (;;) {
+      std::pair<std::size_t, std::string> job;
+      {
+        std::unique_lock lock(mutex_);
+        work_.wait(lock, [&] { return !queue_.empty() || closing_; });
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      space_.notify_one();
+      try {
+        auto digest = store_.put_raw(job.second);
+        std::lock_guard lock(mutex_);
+        refs_[job.first].digest = std::move(digest);
+      } catch (...) {
+        std::lock_guard lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+        space_.notify_all();
+      }
+    }
+  }
+
+  ChunkOutput& store_;
+  std::mutex mutex_;
+  std::condition_variable work_, space_;
+  std::deque<std::pair<std::size_t, std::string>> queue_;
+  std::vector<ChunkRef> refs_;
+  std::exception_ptr error_;
+  std::size_t max_queued_ = 4;
+  bool closing_ = false;
+  std::vector<std::thread> threads_;
+};
+
 // Receives the archive stream, hashes it and cuts it into content-defined chunks.
 struct ChunkSink {
-  ChunkStore* store = nullptr;
+  ChunkWorkers* workers = nullptr;
   ChunkingParams params;
   std::string pending;
   Sha256 payload;
   std::uint64_t total = 0;
-  std::vector<ChunkRef> chunks;
   std::string error;
 
-  void cut(std::string_view bytes) { chunks.push_back({store->put_raw(bytes), bytes.size()}); }
+  void cut(std::string_view bytes) { workers->submit(std::string(bytes)); }
   // Cuts while at least one maximal chunk is buffered (a cut never looks further than max).
   void drain(bool final) {
     std::size_t off = 0;
@@ -127,7 +205,7 @@ std::vector<SourceEntry> walk(const stdfs::path& root, const std::string& label)
 
 }  // namespace
 
-Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
+Manifest create_package(const PackageSpec& spec, ChunkOutput& chunks) {
   Manifest m;
   m.name = spec.name;
   m.version = spec.version;
@@ -141,8 +219,9 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
 
   const auto entries = walk(spec.source_dir, label);
 
+  ChunkWorkers workers(chunks);
   ChunkSink sink;
-  sink.store = &chunks;
+  sink.workers = &workers;
   sink.params = params;
   ArchiveWriter w;
   archive_write_set_format_pax_restricted(w.a);
@@ -209,7 +288,7 @@ Manifest create_package(const PackageSpec& spec, ChunkStore& chunks) {
     archive_fail(w.a, label);
   }
   sink.flush();
-  m.chunks = std::move(sink.chunks);
+  m.chunks = workers.finish();
   m.payload_size = sink.total;
   m.payload_digest = sink.payload.finish();
   m.created_at = fs::now_unix();

@@ -44,7 +44,7 @@ Error write_error(const stdfs::path& path, int err) {
   return Error("cannot write " + path.string() + ": " + std::strerror(err));
 }
 
-void write_file_atomic(const stdfs::path& path, std::string_view data) {
+void write_file_atomic(const stdfs::path& path, std::string_view data, bool durable) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   auto tmp = path;
   tmp += ".tmp" + std::to_string(rng() % 1000000000);
@@ -67,7 +67,7 @@ void write_file_atomic(const stdfs::path& path, std::string_view data) {
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0) throw fail(errno, true);
+  if (durable && ::fsync(fd) != 0) throw fail(errno, true);
   if (::close(fd) != 0) throw fail(errno, false);
   if (::rename(tmp.c_str(), path.c_str()) != 0) throw fail(errno, false);
 }

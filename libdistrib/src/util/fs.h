@@ -15,8 +15,9 @@ Error write_error(const std::filesystem::path& path, int err);
 std::string read_file(const std::filesystem::path& path);
 /// Writes via a temporary file in the same directory, fsync and rename: readers see the old
 /// content or the new, never a torn file. A full file system (ENOSPC, EDQUOT) throws
-/// Error(insufficient_storage); whatever the failure, the temporary file is removed.
-void write_file_atomic(const std::filesystem::path& path, std::string_view data);
+/// Error(insufficient_storage); whatever the failure, the temporary file is removed. Without
+/// `durable` the fsync is left to the caller (many files, then one syncfs: ChunkStore::sync).
+void write_file_atomic(const std::filesystem::path& path, std::string_view data, bool durable = true);
 /// Creates the directory (and parents) and checks that it is writable; throws Error naming it.
 void ensure_writable_dir(const std::filesystem::path& dir, std::string_view what);
 std::int64_t now_unix();

@@ -4,6 +4,7 @@
 // either wholly present and verified or absent.
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,7 +24,36 @@ std::string short_digest(std::string_view digest);
 /// Error(integrity) naming the chunk (short) and what was wrong. Returns the uncompressed size.
 std::uint64_t verify_chunk(std::string_view digest, std::string_view compressed, std::uint64_t max_size);
 
-class ChunkStore {
+/// Where the packager puts the chunks it cuts (create_package): a ChunkStore, or a ChunkSpool.
+class ChunkOutput {
+ public:
+  virtual ~ChunkOutput() = default;
+  /// Stores raw bytes under their digest and returns the digest; thread-safe.
+  virtual std::string put_raw(std::string_view raw) = 0;
+  /// The compressed bytes of a chunk put here.
+  virtual std::string read_compressed(std::string_view digest) const = 0;
+};
+
+/// Chunks cut for one upload: compressed and appended to one scratch file (deleted with the
+/// spool), not a file each: the upload reads them back once. Thread-safe.
+class ChunkSpool : public ChunkOutput {
+ public:
+  /// Creates the spool file in `dir`.
+  explicit ChunkSpool(const std::filesystem::path& dir);
+  ~ChunkSpool() override;
+  ChunkSpool(const ChunkSpool&) = delete;
+  ChunkSpool& operator=(const ChunkSpool&) = delete;
+  std::string put_raw(std::string_view raw) override;
+  std::string read_compressed(std::string_view digest) const override;
+  /// Compressed size of a chunk put here (0 when it is not).
+  std::uint64_t compressed_size(std::string_view digest) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class ChunkStore : public ChunkOutput {
  public:
   /// Creates `root` when missing; throws Error when it cannot.
   explicit ChunkStore(std::filesystem::path root);
@@ -34,13 +64,21 @@ class ChunkStore {
   std::filesystem::path path_of(std::string_view digest) const;
 
   /// Stores raw bytes under their digest; returns the digest. No-op when already present.
-  std::string put_raw(std::string_view raw);
+  /// Thread-safe, as every write of the store is.
+  std::string put_raw(std::string_view raw) override;
   /// Stores a compressed chunk after checking that it decompresses to bytes with `digest`.
   /// Throws Error(integrity) naming the digest when it does not. A copy already held is kept
   /// when it verifies and replaced when it does not; returns true when the file was written.
-  bool put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size);
+  bool put_compressed(std::string_view digest, std::string_view compressed, std::uint64_t max_size,
+                      bool durable = true);
+  /// put_compressed for bytes verify_chunk has accepted already (a batch checked whole first).
+  bool put_verified(std::string_view digest, std::string_view compressed, std::uint64_t max_size,
+                    bool durable = true);
+  /// Flushes every write of the store's file system to disk (syncfs): one flush for a batch of
+  /// writes made without `durable`.
+  void sync() const;
   /// Reads the compressed bytes as stored (no verification).
-  std::string read_compressed(std::string_view digest) const;
+  std::string read_compressed(std::string_view digest) const override;
   /// Reads, decompresses and verifies; throws Error(integrity) when the stored bytes are bad.
   std::string read_verified(std::string_view digest, std::uint64_t max_size) const;
   /// Removes a chunk (used when verification found it corrupt).

@@ -33,7 +33,7 @@ struct PackageSpec {
 /// archive into content-defined chunks (see chunker.h) stored in `chunks`, and returns the manifest. Refuses
 /// (Error invalid_argument) names or versions that are not valid, special files, and symlinks whose target is
 /// absolute or escapes the directory.
-Manifest create_package(const PackageSpec& spec, ChunkStore& chunks);
+Manifest create_package(const PackageSpec& spec, ChunkOutput& chunks);
 
 /// Writes the payload of `manifest` from `chunks` to `out`, verifying every chunk and the whole
 /// payload digest. Throws Error(integrity) naming the first chunk or digest that does not match.

@@ -15,6 +15,10 @@ class ContentHealth;
 
 class Packages {
  public:
+  /// A chunk batch (POST /v1/chunks/batch): at most this many chunks and bytes.
+  static constexpr std::size_t kMaxBatchChunks = 4096;
+  static constexpr std::uint64_t kMaxBatchBytes = 48ull << 20;
+
   Packages(Context& ctx, ContentHealth& health) : ctx_(ctx), health_(health) {}
   void register_routes(Router& t);
   void start();
@@ -33,6 +37,7 @@ class Packages {
   void schedule(std::chrono::seconds after);
   void chunks_missing(HttpRequest&& req, Responder& r, const PathSegments&);
   void chunk_upload(HttpRequest&& req, Responder& r, const PathSegments& p);
+  void chunk_batch(HttpRequest&& req, Responder& r, const PathSegments&);
   void package_list(HttpRequest&&, Responder& r, const PathSegments&);
   void package_register(HttpRequest&& req, Responder& r, const PathSegments&);
   void package_show(HttpRequest&&, Responder& r, const PathSegments& p);

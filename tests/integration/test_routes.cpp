@@ -145,6 +145,7 @@ TEST_CASE("the route table is pinned and the router enforces each route's access
   CHECK(limits.at("POST /v1/jobs") == 4u << 20);
   CHECK(limits.at("PUT /v1/chunks/{digest}") == (16u << 20) + 64 * 1024);
   CHECK(limits.at("POST /v1/chunks/batch") == 48u << 20);
+  CHECK(limits.at("POST /v1/packages") == 64u << 20);
   CHECK(limits.at("POST /v1/agent/collect") == 256u << 20);
   CHECK(limits.at("POST /v1/agent/inventory") == 64u << 20);
   // ... and the server holds to it before reading the body: 5 MiB of JSON is refused at

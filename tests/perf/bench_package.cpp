@@ -4,10 +4,11 @@
 // `tar -cf - DIR | zstd -T0 -3 > /dev/null` of the same tree, in the same run.
 //
 // Trees: 1 GiB of random data (16 files of 64 MiB: nothing to compress, nothing shared), and a
-// real tree (default /usr/include). Each is packaged twice: to a manager that holds none of its
-// chunks, then again (everything held: the missing-chunk check alone).
+// real tree (default /usr/include/boost, 180 MiB of headers: /usr/include itself holds a symlink
+// out of the tree, which packages refuse). Each is packaged twice: to a manager that holds none
+// of its chunks, then again (everything held: the missing-chunk check alone).
 //
-// usage: bench_package [RANDOM_MIB=1024] [TREE=/usr/include]
+// usage: bench_package [RANDOM_MIB=1024] [TREE=/usr/include/boost]
 #include "bench_common.h"
 #include "harness.h"
 
@@ -107,7 +108,7 @@ Figures measure(const std::string& label, const stdfs::path& tree, TempDir& tmp)
 
 int main(int argc, char** argv) {
   const int random_mib = argc > 1 ? std::atoi(argv[1]) : 1024;
-  const stdfs::path tree = argc > 2 ? argv[2] : "/usr/include";
+  const stdfs::path tree = argc > 2 ? argv[2] : "/usr/include/boost";
   std::printf("machine: %s\n", bench::machine().c_str());
   try {
     TempDir tmp;

@@ -15,7 +15,8 @@ void Packages::register_routes(Router& t) {
   t.add(
       Route{"POST", "/v1/chunks/batch", Access::operate, bind(this, &Packages::chunk_batch), kMaxBatchBytes});
   t.add(Route{"GET", "/v1/packages", Access::view, bind(this, &Packages::package_list)});
-  t.add(Route{"POST", "/v1/packages", Access::operate, bind(this, &Packages::package_register)});
+  // A manifest lists every chunk: ~100 bytes each, some 600,000 (10 GiB at 16 KiB) in 64 MiB.
+  t.add(Route{"POST", "/v1/packages", Access::operate, bind(this, &Packages::package_register), 64ull << 20});
   t.add(Route{"GET", "/v1/packages/{name}/{version}", Access::view, bind(this, &Packages::package_show)});
 }
 

@@ -6,6 +6,12 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== bench_poll (simulated agents: register + poll)"
 build/tests/perf/bench_poll "${AGENTS:-10000}" "${POLL_SECONDS:-10}"
 echo
+echo "== bench_fleet (registrations at 1,000 and 100,000 stored hosts; one job to 10,000 and 19,000 waiting agents)"
+build/tests/perf/bench_fleet "${FLEET_REGISTRATIONS:-5000}" "${FLEET_STORED:-100000}" "${FLEET_AGENTS:-10000,19000}"
+echo
+echo "== bench_package (distribctl package create vs tar | zstd -T0 -3: 1 GiB of random data, a real tree)"
+build/tests/perf/bench_package "${PACKAGE_RANDOM_MIB:-1024}" "${PACKAGE_TREE:-/usr/include/boost}"
+echo
 echo "== bench_delivery (concurrent package fetch vs nginx)"
 build/tests/perf/bench_delivery "${CLIENTS:-50}" "${PAYLOAD_MIB:-100}"
 echo

@@ -48,21 +48,34 @@ bool due(const JobEntry& e, const Job& job, PollFlags flags, std::int64_t now, i
 }  // namespace
 
 // The due entries of each host given, with their jobs: one query for all their open entries,
-// one lookup per job.
-auto Dispatch::due_entries_of(const std::vector<std::string>& host_ids, PollFlags flags)
-    -> std::unordered_map<std::string, std::vector<std::pair<JobEntry, Job>>> {
-  std::unordered_map<std::string, std::vector<std::pair<JobEntry, Job>>> out;
-  std::map<std::int64_t, std::optional<Job>> jobs;
+// one lookup per job. Entries share their job (a job lists every destination: a copy per entry
+// made waking 19,000 hosts quadratic).
+auto Dispatch::due_entries_of(const std::vector<std::string>& host_ids, PollFlags flags, JobCache* cache)
+    -> DueEntries {
+  DueEntries out;
+  JobCache own;
+  if (!cache) cache = &own;
   const auto now = fs::now_unix();
   const int minute = minute_of_day_now();
   for (auto& e : ctx_.store->open_entries_for_hosts(host_ids)) {
-    auto [it, fresh] = jobs.try_emplace(e.job_id);
-    if (fresh) it->second = ctx_.store->find_job(e.job_id);
-    if (!it->second || !due(e, *it->second, flags, now, minute)) continue;
+    auto job = cache->get(e.job_id, [&] { return ctx_.store->find_job(e.job_id); });
+    if (!job || !due(e, *job, flags, now, minute)) continue;
     auto host = e.host_id;
-    out[host].emplace_back(std::move(e), *it->second);
+    out[host].emplace_back(std::move(e), std::move(job));
   }
   return out;
+}
+
+auto Dispatch::JobCache::get(std::int64_t id, const std::function<std::optional<Job>()>& load)
+    -> std::shared_ptr<const Job> {
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = jobs.find(id); it != jobs.end()) return it->second;
+  }
+  auto loaded = load();
+  auto job = loaded ? std::make_shared<const Job>(std::move(*loaded)) : nullptr;
+  std::lock_guard lock(mutex);
+  return jobs.try_emplace(id, std::move(job)).first->second;
 }
 
 // Does the direct child have work due: its own entries, or entries to push below it?
@@ -81,12 +94,12 @@ auto Dispatch::work_for(const std::string& host_id, PollFlags flags) -> HttpResp
 
 // The work answers of many hosts from a few store queries, whatever their number: their open
 // entries in one, each job and package once, entries to push only from the hosts that have any.
-auto Dispatch::work_for_many(const std::vector<std::string>& host_ids, PollFlags flags)
+auto Dispatch::work_for_many(const std::vector<std::string>& host_ids, PollFlags flags, JobCache* jobs)
     -> std::vector<HttpResponse> {
   std::vector<std::uint64_t> seen;
   seen.reserve(host_ids.size());
   for (const auto& h : host_ids) seen.push_back(ctx_.work_cache.generation(h));
-  auto due = due_entries_of(host_ids, flags);
+  auto due = due_entries_of(host_ids, flags, jobs);
   const auto pushing = ctx_.store->vias_with_entries_to_push(host_ids);
   OrderSigner::Batch orders(signer_);  // one store lookup per package
   std::vector<HttpResponse> answers;
@@ -97,7 +110,7 @@ auto Dispatch::work_for_many(const std::vector<std::string>& host_ids, PollFlags
     bool has_entries = false;
     if (auto d = due.find(host_id); d != due.end()) {
       has_entries = !d->second.empty();
-      for (const auto& [e, job] : d->second) work.push_back(work_item(e, job, orders));
+      for (const auto& [e, job] : d->second) work.push_back(work_item(e, *job, orders));
     }
     // Entries of the subtree below a relay that it has not stored yet (none for an agent).
     bj::array routed;
@@ -153,6 +166,8 @@ void Dispatch::wake_relays() {
 
 void Dispatch::wake(const std::vector<std::string>& host_ids, bool has_work) {
   auto waiting = ctx_.work_cache.wake(host_ids, has_work);
+  // The batches of one wake-up read each job once (a job to many hosts lists them all).
+  auto jobs = std::make_shared<JobCache>();
   // Answered in batches: a job to thousands of waiting hosts costs a few queries per batch, not
   // several per host, and the batches share the store pool's threads.
   for (std::size_t first = 0; first < waiting.size(); first += kWakeBatch) {
@@ -160,11 +175,11 @@ void Dispatch::wake(const std::vector<std::string>& host_ids, bool has_work) {
     std::vector<std::pair<std::string, WorkCache::Waiter>> batch(
         std::make_move_iterator(waiting.begin() + static_cast<std::ptrdiff_t>(first)),
         std::make_move_iterator(waiting.begin() + static_cast<std::ptrdiff_t>(last)));
-    ctx_.pool->submit([this, batch = std::move(batch)] {
+    ctx_.pool->submit([this, jobs, batch = std::move(batch)] {
       std::vector<std::string> ids;
       for (const auto& [h, r] : batch) ids.push_back(h);
       try {
-        auto answers = work_for_many(ids, {});
+        auto answers = work_for_many(ids, {}, jobs.get());
         for (std::size_t i = 0; i < batch.size(); ++i) (*batch[i].second)(std::move(answers[i]));
       } catch (const Error& e) {
         for (const auto& [h, r] : batch) (*r)(error_response(e));

@@ -2,6 +2,11 @@
 // Agents asking for work: due entries, long polls answered from the work cache, the check between two
 // segments of a transfer, and state reports.
 #include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <unordered_map>
 #include "services/manager/common.h"
 #include "services/manager/orders.h"
@@ -50,9 +55,18 @@ class Dispatch {
   void wake(const std::vector<std::string>& host_ids, bool has_work);
 
  private:
-  std::unordered_map<std::string, std::vector<std::pair<JobEntry, Job>>> due_entries_of(
-      const std::vector<std::string>& host_ids, PollFlags flags);
-  std::vector<HttpResponse> work_for_many(const std::vector<std::string>& host_ids, PollFlags flags);
+  using DueEntries =
+      std::unordered_map<std::string, std::vector<std::pair<JobEntry, std::shared_ptr<const Job>>>>;
+  // Jobs read once for the batches of one wake-up, shared by their entries.
+  struct JobCache {
+    std::mutex mutex;
+    std::map<std::int64_t, std::shared_ptr<const Job>> jobs;
+    std::shared_ptr<const Job> get(std::int64_t id, const std::function<std::optional<Job>()>& load);
+  };
+  DueEntries due_entries_of(const std::vector<std::string>& host_ids, PollFlags flags,
+                            JobCache* cache = nullptr);
+  std::vector<HttpResponse> work_for_many(const std::vector<std::string>& host_ids, PollFlags flags,
+                                          JobCache* jobs = nullptr);
   bj::object work_item(const JobEntry& e, const Job& job, OrderSigner::Batch& orders);
   void agent_work(HttpRequest&& req, Responder& r, const PathSegments&);
   void agent_transfer(HttpRequest&& req, Responder& r, const PathSegments&);

@@ -123,10 +123,11 @@ RegResult registrations_at(long existing, int new_hosts) {
             auto [status, body] =
                 co_await conn.call(http::verb::post, "/v1/agent/register",
                                    register_body(make_host_id(), "new" + std::to_string(i), i));
-            if (status == 200)
+            if (status == 200) {
               ++done;
-            else
-              ++errors;
+            } else if (errors++ == 0) {
+              std::printf("  first failed registration: %d %s\n", status, body.substr(0, 300).c_str());
+            }
             if (status < 0) co_return;
           }
         },

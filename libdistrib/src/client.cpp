@@ -1,6 +1,7 @@
 #include <distrib/client.h>
 #include <distrib/error.h>
 
+#include "content/frames.h"
 #include "model/json_codec.h"
 #include "security/pki.h"
 #include "security/publishers.h"
@@ -178,7 +179,7 @@ void AdminClient::upload_chunks(const ChunkSpool& store, const std::vector<std::
           std::string body;
           for (auto k = b.first; k < b.second; ++k) {
             const auto bytes = store.read_compressed(digests[k]);
-            body += digests[k] + " " + std::to_string(bytes.size()) + "\n";
+            body += chunk_frame_head(digests[k], bytes.size());
             body += bytes;
             sent += bytes.size();
           }

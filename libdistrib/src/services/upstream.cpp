@@ -4,10 +4,14 @@
 #include <distrib/content/packager.h>
 #include <distrib/error.h>
 
+#include "content/frames.h"
+
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <condition_variable>
+#include <mutex>
 
 namespace distrib {
 
@@ -56,12 +60,17 @@ void UpstreamFetcher::checkin(std::unique_ptr<ClientSet> c) {
 }
 
 std::string UpstreamFetcher::get(const std::string& target) {
+  return call("GET", target, "");
+}
+
+std::string UpstreamFetcher::call(const std::string& method, const std::string& target,
+                                  const std::string& body) {
   auto clients = checkout();
   const auto url = link_.current();
   try {
-    auto res = clients->get(url).request("GET", target);
+    auto res = clients->get(url).request(method, target, body);
     checkin(std::move(clients));
-    require_ok(res, "parent " + url + ": GET " + target);
+    require_ok(res, "parent " + url + ": " + method + " " + target);
     return std::move(res.body);
   } catch (const Error& e) {
     if (clients) {
@@ -70,6 +79,84 @@ std::string UpstreamFetcher::get(const std::string& target) {
     }
     throw;
   }
+}
+
+void UpstreamFetcher::fetch_many(const std::vector<std::string>& digests, Done done) {
+  struct Group {
+    std::atomic<std::size_t> left;
+    std::mutex m;
+    std::string error;
+    Done done;
+  };
+  auto group = std::make_shared<Group>();
+  group->left = digests.size();
+  group->done = std::move(done);
+  if (digests.empty()) return group->done("");
+  std::vector<std::string> mine;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return group->done("relay is stopping");
+    for (const auto& d : digests) {
+      auto [it, first] = inflight_.try_emplace(d);
+      it->second.push_back([group, d](const std::string& error) {
+        if (!error.empty()) {
+          std::lock_guard group_lock(group->m);
+          if (group->error.empty()) group->error = "chunk " + short_digest(d) + ": " + error;
+        }
+        if (--group->left == 0) group->done(group->error);
+      });
+      if (first)
+        mine.push_back(d);
+      else
+        ++joined_;
+    }
+  }
+  // Segments of kSegmentChunks, fetched side by side on the fetch threads: a relay killed
+  // meanwhile loses at most those in flight.
+  for (std::size_t i = 0; i < mine.size(); i += kSegmentChunks) {
+    std::vector<std::string> part(
+        mine.begin() + static_cast<std::ptrdiff_t>(i),
+        mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), i + kSegmentChunks)));
+    pool_.submit([this, part = std::move(part)] { run_segments(part); });
+  }
+}
+
+// Segments while they bring something; then each digest through run_fetch, which stores what is
+// still missing alone (or finds it stored) and answers its waiters.
+void UpstreamFetcher::run_segments(const std::vector<std::string>& digests) {
+  std::vector<std::string> left;
+  for (const auto& d : digests)
+    if (!chunks_.contains(d)) left.push_back(d);
+  try {
+    while (!left.empty()) {
+      boost::json::array list;
+      for (const auto& d : left) list.emplace_back(d);
+      const auto body =
+          call("POST", "/v1/content/chunks",
+               boost::json::serialize(boost::json::object{{"host_id", host_id_}, {"digests", list}}));
+      std::size_t stored = 0;
+      for (const auto& f : parse_chunk_frames(body, kSegmentChunks, kMaxChunkSize + 64 * 1024)) {
+        ++fetches_;
+        bytes_ += f.bytes.size();
+        try {
+          chunks_.put_compressed(f.digest, f.bytes, kMaxChunkSize);
+          ++stored;
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::integrity) throw;
+          ++bad_;  // fetched alone below, after the parent checks its copy
+          spdlog::warn("chunk {} from parent: {}; telling the parent and fetching it once more",
+                       short_digest(f.digest), e.what());
+          report_bad(f.digest);
+        }
+      }
+      const auto before = left.size();
+      std::erase_if(left, [&](const std::string& d) { return chunks_.contains(d); });
+      if (stored == 0 || left.size() == before) break;
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("segment of {} chunk(s) from parent: {}; fetching them one by one", left.size(), e.what());
+  }
+  for (const auto& d : digests) run_fetch(d);
 }
 
 void UpstreamFetcher::fetch(const std::string& digest, Done done) {

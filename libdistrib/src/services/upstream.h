@@ -29,6 +29,13 @@ class UpstreamFetcher {
   using Done = std::function<void(const std::string& error)>;
   /// Fetches `digest` unless a fetch of it is already under way, in which case `done` joins it.
   void fetch(const std::string& digest, Done done);
+  /// Fetches `digests` in segments (POST /v1/content/chunks, as agents do: one request brings
+  /// many chunks) and calls `done` once with the first failure, or "" when all are stored. A
+  /// digest already being fetched is joined; a chunk a segment does not bring, or brings bad, is
+  /// fetched alone.
+  void fetch_many(const std::vector<std::string>& digests, Done done);
+  /// Chunks asked for in one request to the parent.
+  static constexpr std::size_t kSegmentChunks = 32;
   /// Fetches every digest not already stored, several at a time; throws Error naming the first
   /// failure. Must not be called from a fetch thread.
   void fetch_all(const std::vector<std::string>& digests);
@@ -47,6 +54,8 @@ class UpstreamFetcher {
   std::unique_ptr<ClientSet> checkout();
   void checkin(std::unique_ptr<ClientSet> c);
   void run_fetch(const std::string& digest);
+  void run_segments(const std::vector<std::string>& digests);
+  std::string call(const std::string& method, const std::string& target, const std::string& body);
   void report_bad(const std::string& digest);
 
   ChunkStore& chunks_;

@@ -1,6 +1,8 @@
 // Fetching a package: segments of chunks verified on arrival, checks between segments, split pauses.
 #include "services/agent/transfer.h"
 
+#include "content/frames.h"
+
 namespace distrib::agent {
 
 // Sleeps `seconds` unless stopping; false when the agent is stopping.
@@ -42,25 +44,18 @@ void Fetcher::fetch_chunks(const Manifest& m, std::vector<ChunkRef> wanted, Tran
     for (const auto& c : wanted) size_of[c.digest] = c.size;
     std::set<std::string> stored;
     std::vector<std::string> reported_bad;
-    std::string_view body = res.body;
+    std::vector<ChunkFrame> received;
+    try {
+      received = parse_chunk_frames(res.body, 4096, kMaxChunkSize + 64 * 1024);
+    } catch (const Error& e) {
+      throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url + ": " + e.what());
+    }
     std::size_t frames = 0;
-    while (!body.empty()) {
-      const auto nl = body.find('\n');
-      const auto sp = body.find(' ');
-      if (nl == std::string_view::npos || sp == std::string_view::npos || sp > nl)
-        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url);
-      const std::string digest(body.substr(0, sp));
-      std::uint64_t len = 0;
-      try {
-        len = std::stoull(std::string(body.substr(sp + 1, nl - sp - 1)));
-      } catch (const std::exception&) {
-        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url);
-      }
-      body.remove_prefix(nl + 1);
-      if (len > body.size() || !size_of.count(digest))
-        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url);
-      const auto bytes = body.substr(0, len);
-      body.remove_prefix(len);
+    for (const auto& [digest, bytes] : received) {
+      if (!size_of.count(digest))
+        throw Error(ErrorKind::unavailable, "malformed chunk batch from " + ctx_.parent_url + ": chunk " +
+                                                short_digest(digest) + " was not asked for");
+      const auto len = bytes.size();
       ++frames;
       t.progress.bytes_received += static_cast<std::int64_t>(len);
       try {

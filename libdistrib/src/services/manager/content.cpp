@@ -1,6 +1,7 @@
 // Content delivery: admission and pacing of transfers, chunks (single and in segments), manifests.
 #include "services/manager/content.h"
 
+#include "content/frames.h"
 #include "services/manager/content_health.h"
 #include "services/manager/uplink.h"
 #include "services/upstream.h"
@@ -196,28 +197,16 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
                       "chunk " + short_digest(missing.front()) + more +
                           " left this relay's cache while it was being served; retry");
         cache_misses_ += missing.size();
-        struct Pending {
-          std::atomic<std::size_t> left;
-          std::mutex m;
-          std::string error;
-        };
-        auto pending = std::make_shared<Pending>();
-        pending->left = missing.size();
-        for (const auto& d : missing)
-          upstream->fetch(d, [this, pending, requester, digests, r, d](const std::string& error) {
-            if (!error.empty()) {
-              std::lock_guard lock(pending->m);
-              if (pending->error.empty()) pending->error = "chunk " + short_digest(d) + ": " + error;
-            }
-            if (--pending->left != 0) return;
-            if (!pending->error.empty()) {
-              (*r)(error_response(Error(ErrorKind::unavailable,
-                                        pending->error + " (from this relay's parent); retry later")));
-              return;
-            }
-            serve_batch(requester, digests, r, true);
-            uplink_.content_arrived();
-          });
+        // Fetched from the parent in segments too, not a request per chunk.
+        upstream->fetch_many(missing, [this, requester, digests, r](const std::string& error) {
+          if (!error.empty()) {
+            (*r)(error_response(
+                Error(ErrorKind::unavailable, error + " (from this relay's parent); retry later")));
+            return;
+          }
+          serve_batch(requester, digests, r, true);
+          uplink_.content_arrived();
+        });
         return;
       }
       if (!after_upstream) cache_hits_ += digests.size();
@@ -228,10 +217,7 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
         const auto& d = digests[i];
         std::string_view bytes = *held[i];
         if (body.empty()) body.reserve(held_bytes + held.size() * 80);  // and the frames' heads
-        body += d;
-        body += ' ';
-        body += std::to_string(bytes.size());
-        body += '\n';
+        body += chunk_frame_head(d, bytes.size());
         const auto at = body.size();
         body += bytes;
         if (corrupt_left_.load() > 0 && corrupt_left_.fetch_sub(1) > 0 && !bytes.empty())

@@ -1,6 +1,8 @@
 // Packages as the packager uploads them: missing chunks, chunk uploads, registration, list and details.
 #include "services/manager/packages.h"
 
+#include "content/frames.h"
+
 #include "services/manager/content_health.h"
 #include "services/manager/publishers.h"
 
@@ -60,44 +62,15 @@ void Packages::chunk_batch(HttpRequest&& req, Responder& r, const PathSegments&)
   if (req.content_type != "application/x-distrib-chunks")
     throw Error(ErrorKind::invalid_argument,
                 "chunk batches must be application/x-distrib-chunks, not \"" + req.content_type + "\"");
-  // The frames are read before any work: a batch that is not one is refused whole.
-  struct Frame {
-    std::string digest;
-    std::size_t at = 0, size = 0;
-  };
-  std::vector<Frame> frames;
-  const std::string& body = req.body;
-  for (std::size_t pos = 0; pos < body.size();) {
-    if (frames.size() == kMaxBatchChunks)
-      throw Error(ErrorKind::invalid_argument,
-                  "a chunk batch holds at most " + std::to_string(kMaxBatchChunks) + " chunks");
-    const auto eol = body.find('\n', pos);
-    const auto line = std::string_view(body).substr(pos, eol == std::string::npos ? 0 : eol - pos);
-    const auto space = line.find(' ');
-    Frame f;
-    if (space != std::string::npos) f.digest = std::string(line.substr(0, space));
-    const auto size_text = space == std::string::npos ? std::string_view() : line.substr(space + 1);
-    const bool digits =
-        !size_text.empty() && size_text.size() <= 9 &&
-        std::all_of(size_text.begin(), size_text.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (eol == std::string::npos || !is_sha256_hex(f.digest) || !digits)
-      throw Error(ErrorKind::invalid_argument,
-                  "chunk " + std::to_string(frames.size() + 1) +
-                      " of the batch does not start with a line \"DIGEST SIZE\"");
-    f.size = std::stoul(std::string(size_text));
-    f.at = eol + 1;
-    if (f.size > kMaxChunkSize + 64 * 1024 || f.at + f.size > body.size())
-      throw Error(ErrorKind::invalid_argument, "chunk " + short_digest(f.digest) + " declares " +
-                                                   std::to_string(f.size) +
-                                                   " bytes, more than the batch holds");
-    pos = f.at + f.size;
-    frames.push_back(std::move(f));
-  }
-  return ctx_.blocking(std::move(r), [this, frames = std::move(frames), body = std::move(req.body)] {
+  // The frames are read before any work: a batch that is not one is refused whole. They point
+  // into the body, which the task below keeps.
+  auto body = std::make_shared<std::string>(std::move(req.body));
+  auto frames = parse_chunk_frames(*body, kMaxBatchChunks, kMaxChunkSize + 64 * 1024);
+  return ctx_.blocking(std::move(r), [this, frames = std::move(frames), body] {
     // Every chunk is verified before any is kept: a bad one refuses the batch, nothing stored.
     for (const auto& f : frames) {
       try {
-        verify_chunk(f.digest, std::string_view(body).substr(f.at, f.size), kMaxChunkSize);
+        verify_chunk(f.digest, f.bytes, kMaxChunkSize);
       } catch (const Error& e) {
         throw Error(
             ErrorKind::integrity,
@@ -106,8 +79,7 @@ void Packages::chunk_batch(HttpRequest&& req, Responder& r, const PathSegments&)
     }
     std::size_t stored = 0;
     for (const auto& f : frames)
-      if (ctx_.chunks->put_verified(f.digest, std::string_view(body).substr(f.at, f.size), kMaxChunkSize,
-                                    false)) {
+      if (ctx_.chunks->put_verified(f.digest, f.bytes, kMaxChunkSize, false)) {
         ++stored;
         health_.replaced(f.digest);
       }

@@ -195,7 +195,6 @@ TEST_CASE("a relay killed in the middle of a transfer loses nothing and the job 
   // only what it had not verified and stored before the kill: at most the segments in flight
   // then were sent twice (4 fetch threads, 32 chunks a segment).
   CHECK(chunks_served_to(m, host_id_of(r1)) <= total_chunks + 4 * 32);
-  CHECK(chunks_served_to(m, host_id_of(r1)) < served_before + total_chunks);
 }
 
 TEST_CASE("relays pre-stage and drop packages and the cache keeps to its limit", "[relay]") {

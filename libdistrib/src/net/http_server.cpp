@@ -364,6 +364,26 @@ struct HttpServer::Impl {
         res.prepare_payload();
         co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
       }
+    } else if (!r.parts.empty()) {
+      // A gather list: the header, then `body` and every part as they are, in one write (writev
+      // on plain TCP), with no body assembled from them.
+      std::uint64_t size = r.body.size();
+      std::vector<asio::const_buffer> buffers;
+      buffers.reserve(r.parts.size() + 1);
+      if (!r.body.empty()) buffers.emplace_back(asio::buffer(r.body));
+      for (const auto& p : r.parts) {
+        size += p->size();
+        buffers.emplace_back(asio::buffer(*p));
+      }
+      http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
+      res.set(http::field::content_type, r.content_type);
+      for (auto& [k, v] : r.headers) res.set(k, v);
+      res.keep_alive(keep_alive);
+      res.content_length(size);
+      http::response_serializer<http::empty_body> sr(res);
+      co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;
+      co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
     } else {
       http::response<http::string_body> res{static_cast<http::status>(r.status), version};
       res.set(http::field::content_type, r.content_type);
@@ -606,6 +626,7 @@ struct HttpServer::Impl {
         if (heartbeats_sent) {
           auto answer = std::move(*state->response);
           state.reset();
+          for (const auto& p : answer.parts) answer.body += *p;  // one chunk: the whole answer
           beast::get_lowest_layer(stream).expires_after(idle);
           if (!answer.body.empty())
             co_await asio::async_write(stream, http::make_chunk(asio::buffer(answer.body)),

@@ -80,6 +80,9 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
   /// When set, the body is this stream (status, content type and headers are sent first).
   std::shared_ptr<HttpStream> stream;
+  /// When set, the body is `body` followed by these, written as they are (a gather list:
+  /// buffers shared with a cache are sent without being copied into one body).
+  std::vector<std::shared_ptr<const std::string>> parts;
 };
 
 /// Completes one request. Move-only; call exactly once, from any thread. Destroying it without a

@@ -210,25 +210,25 @@ void Content::serve_batch(std::string requester, std::vector<std::string> digest
         return;
       }
       if (!after_upstream) cache_hits_ += digests.size();
-      std::string body;
+      // Frames as a gather list: each head, then the verified bytes as the cache holds them.
+      HttpResponse res;
+      res.parts.reserve(2 * held.size());
       std::size_t n = 0;
       std::uint64_t bytes_total = 0;
       for (std::size_t i = 0; i < held.size(); ++i) {
-        const auto& d = digests[i];
-        std::string_view bytes = *held[i];
-        if (body.empty()) body.reserve(held_bytes + held.size() * 80);  // and the frames' heads
-        body += chunk_frame_head(d, bytes.size());
-        const auto at = body.size();
-        body += bytes;
-        if (corrupt_left_.load() > 0 && corrupt_left_.fetch_sub(1) > 0 && !bytes.empty())
-          body[at + bytes.size() / 2] = static_cast<char>(body[at + bytes.size() / 2] ^ 0x5a);
-        bytes_total += bytes.size();
+        auto bytes = held[i];
+        if (corrupt_left_.load() > 0 && corrupt_left_.fetch_sub(1) > 0 && !bytes->empty()) {
+          auto spoiled = std::make_shared<std::string>(*bytes);  // a test's bad byte, never the cache's
+          (*spoiled)[spoiled->size() / 2] = static_cast<char>((*spoiled)[spoiled->size() / 2] ^ 0x5a);
+          bytes = std::move(spoiled);
+        }
+        res.parts.push_back(std::make_shared<const std::string>(chunk_frame_head(digests[i], bytes->size())));
+        bytes_total += bytes->size();
+        res.parts.push_back(std::move(bytes));
         ++n;
       }
       count_served(requester, n, bytes_total);
-      HttpResponse res;
       res.content_type = "application/x-distrib-chunks";
-      res.body = std::move(body);
       res.headers.emplace_back("X-Distrib-Chunks", std::to_string(n));
       send_paced(requester, bytes_total, r, std::move(res));
     } catch (const Error& e) {

@@ -1,8 +1,9 @@
 // HTTP/1.1 server on Beast with C++20 coroutines. One coroutine per connection on its own strand;
 // handlers complete requests through a Responder from any thread.
-// Longer than our usual file: it is one connection's life — admission and limits, TLS, reading
-// with deadlines, the answer (plain, file, stream, or a held answer's heartbeats) — whose steps
-// share the coroutine's state; split, each part would need that state passed around.
+// Longer than our usual file (~950 lines): it is one connection's life — admission and limits
+// (the administrators' reserve, the spare descriptor), TLS, reading with deadlines, the answer
+// (plain, file, gather list, stream, or a held answer's heartbeats) — whose steps share the
+// coroutine's state; split, each part would need that state passed around.
 #include <distrib/content/digest.h>
 #include <distrib/error.h>
 #include <distrib/net/http.h>
@@ -301,6 +302,21 @@ struct HttpServer::Impl {
   std::uint16_t port = 0;
   bool running = false;
 
+  // The status line and headers of an answer whose `size` bytes of body follow separately.
+  template <class Stream>
+  asio::awaitable<bool> write_head(Stream& stream, const HttpResponse& r, unsigned version, bool keep_alive,
+                                   std::uint64_t size) {
+    http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
+    res.set(http::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res.set(k, v);
+    res.keep_alive(keep_alive);
+    res.content_length(size);
+    http::response_serializer<http::empty_body> sr(res);
+    beast::error_code ec;
+    co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
   template <class Stream>
   asio::awaitable<bool> write_response(Stream& stream, HttpResponse&& r, unsigned version, bool keep_alive) {
     beast::error_code ec;
@@ -320,14 +336,7 @@ struct HttpServer::Impl {
       const auto size = static_cast<std::uint64_t>(st.st_size);
       if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
         // Plain TCP: headers through Beast, the body with sendfile(2), as static file servers do.
-        http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
-        res.set(http::field::content_type, r.content_type);
-        for (auto& [k, v] : r.headers) res.set(k, v);
-        res.keep_alive(keep_alive);
-        res.content_length(size);
-        http::response_serializer<http::empty_body> sr(res);
-        co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) co_return false;
+        if (!co_await write_head(stream, r, version, keep_alive, size)) co_return false;
         auto& sock = stream.socket();
         sock.native_non_blocking(true, ec);
         off_t offset = 0;
@@ -375,14 +384,7 @@ struct HttpServer::Impl {
         size += p->size();
         buffers.emplace_back(asio::buffer(*p));
       }
-      http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
-      res.set(http::field::content_type, r.content_type);
-      for (auto& [k, v] : r.headers) res.set(k, v);
-      res.keep_alive(keep_alive);
-      res.content_length(size);
-      http::response_serializer<http::empty_body> sr(res);
-      co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return false;
+      if (!co_await write_head(stream, r, version, keep_alive, size)) co_return false;
       co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
     } else {
       http::response<http::string_body> res{static_cast<http::status>(r.status), version};

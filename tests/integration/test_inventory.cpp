@@ -77,6 +77,16 @@ std::string random_bytes(std::size_t n, std::uint64_t seed) {
   return data;
 }
 
+// Client settings to call the manager as the agent itself (its own certificate).
+distrib::HttpClientSettings as_agent(const ManagerProc& m, const AgentProc& a) {
+  distrib::HttpClientSettings hs;
+  hs.base_url = m.url();
+  hs.ca_file = m.ca_file();
+  hs.cert_file = (a.state_dir() / "identity/host.crt").string();
+  hs.key_file = (a.state_dir() / "identity/host.key").string();
+  return hs;
+}
+
 bj::object entry_of(const ManagerProc& m, const std::string& job) {
   const auto show = bj::parse(wait_job(m, job));
   return show.at("entries").as_array().at(0).as_object();
@@ -339,6 +349,54 @@ TEST_CASE("collection outside the allowlist or over a limit is refused and repor
   CHECK(m.ctl({"job", "create", "collect-files", "bad1"}).exit_code == 2);
 }
 
+TEST_CASE(
+    "periodic reports of unchanged items carry digests only, and a manager that differs gets the full report",
+    "[inventory]") {
+  TempDir tmp;
+  ManagerProc m(tmp / "manager");
+  AgentProc a(tmp / "a1", m.url(), "dig1", "127.0.0.96",
+              {"--inventory-check", "1", "--inventory-interval", "2"});
+  REQUIRE(inventory_of(m, "dig1").contains("items"));
+  const auto items = inventory_of(m, "dig1").at("items").as_object().size();
+  // The next periodic reports name the digests the manager acknowledged.
+  REQUIRE(
+      wait_until([&] { return a.log().find("(periodic, digests only)") != std::string::npos; }, 20s, 200ms));
+  CHECK(inventory_of(m, "dig1").at("items").as_object().size() == items);
+
+  distrib::HttpClient http(as_agent(m, a));
+  const auto host = id_by_name(m, "dig1");
+  auto post = [&](const std::string& body) { return http.request("POST", "/v1/agent/inventory", body); };
+  const std::string other(64, 'a');
+  // Digests the manager does not hold: 409, nothing stored.
+  auto unknown = post(R"({"host_id":")" + host + R"(","digests":{"system":")" + other + R"(","software":")" +
+                      other + R"("},"items":{"system.uptime_seconds":"1"}})");
+  CHECK(unknown.status == 409);
+  CHECK(unknown.body.find("send the full report") != std::string::npos);
+  CHECK(item(inventory_of(m, "dig1"), "system.uptime_seconds") != "1");
+  // Malformed handshakes: the part named, nothing stored.
+  auto bad_digest = post(R"({"host_id":")" + host + R"(","digests":{"system":"xyz","software":")" + other +
+                         R"("},"items":{}})");
+  CHECK(bad_digest.status == 400);
+  CHECK(bad_digest.body.find("digests.system") != std::string::npos);
+  auto stable_item = post(R"({"host_id":")" + host + R"(","digests":{"system":")" + other +
+                          R"(","software":")" + other + R"("},"items":{"system.os.name":"x"}})");
+  CHECK(stable_item.status == 400);
+  CHECK(stable_item.body.find("not a volatile value") != std::string::npos);
+  CHECK(post(R"({"host_id":")" + host + R"(","digests":"x","items":{}})").status == 400);
+
+  // The manager's software items now differ from the agent's: its next digest-only report is
+  // refused, and it sends the full report, which puts them back.
+  auto planted =
+      post(R"({"host_id":")" + host + R"(","scope":"software","items":{"software.dpkg.planted":"1"}})");
+  REQUIRE(planted.status == 200);
+  CHECK(item(inventory_of(m, "dig1"), "software.dpkg.planted") == "1");
+  CHECK(
+      wait_until([&] { return a.log().find("asked for the full report") != std::string::npos; }, 20s, 200ms));
+  CHECK(wait_until([&] { return item(inventory_of(m, "dig1"), "software.dpkg.planted") == "<missing>"; }, 20s,
+                   200ms));
+  CHECK(inventory_of(m, "dig1").at("items").as_object().size() == items);
+}
+
 TEST_CASE("malformed queries, unknown hosts, fields and reports get clear errors", "[inventory]") {
   TempDir tmp;
   ManagerProc m(tmp / "manager");
@@ -380,13 +438,7 @@ TEST_CASE("malformed queries, unknown hosts, fields and reports get clear errors
   CHECK(history_has(m, "err1", "added", "user.site", "osaka"));
 
   // Reports and uploads that break the protocol are refused with the part named; nothing is stored.
-  distrib::HttpClientSettings hs;
-  hs.base_url = m.url();
-  hs.ca_file = m.ca_file();
-  // As the agent err1 itself: its own certificate.
-  hs.cert_file = (a.state_dir() / "identity/host.crt").string();
-  hs.key_file = (a.state_dir() / "identity/host.key").string();
-  distrib::HttpClient http(hs);
+  distrib::HttpClient http(as_agent(m, a));  // as the agent err1 itself: its own certificate
   const auto host = id_by_name(m, "err1");
   auto post = [&](const std::string& body) { return http.request("POST", "/v1/agent/inventory", body); };
   auto r1 = post(R"({"host_id":")" + host + R"(","items":{"os":"x"}})");

@@ -3,9 +3,12 @@
 // package, disks, interfaces) over CLIENTS kept-alive connections. Three rounds:
 //   first     every host's first report (all items written)
 //   periodic  the periodic report: only volatile values (free space, uptime) differ
+//   digests   the periodic report as the digest handshake sends it: volatile values and digests
 //   changed   CHANGED package versions differ per host (diff, history rows)
 // Prints reports/s for each, the database's growth per 10,000 hosts, and, as the baseline, the
-// same first-report rows inserted straight into SQLite (256 reports per transaction).
+// same first-report rows inserted straight into SQLite (256 reports per transaction). Then times
+// inventory queries over the whole fleet (an exact key, a value, a wildcard over volatile values,
+// a prefix over every package), as an administrator and a dynamic group ask them.
 //
 // usage: bench_inventory [HOSTS=10000] [CLIENTS=8] [CHANGED=3]
 #include "bench_common.h"
@@ -13,6 +16,7 @@
 #include "harness.h"
 
 #include <distrib/model/host.h>
+#include <distrib/net/http.h>
 #include <distrib/services/inventory.h>
 
 #include <sqlite3.h>
@@ -79,6 +83,52 @@ std::string report_body(const std::string& host_id, const distrib::InventoryItem
       bj::object{{"host_id", host_id}, {"scope", "full"}, {"collected_at", 1}, {"items", std::move(o)}});
 }
 
+// The digest handshake: volatile values only, the stable items' digests named.
+std::string digest_body(const std::string& host_id, const distrib::InventoryItems& items) {
+  bj::object o;
+  for (const auto& [k, v] : items)
+    if (distrib::is_volatile_key(k)) o[k] = v;
+  return bj::serialize(bj::object{
+      {"host_id", host_id},
+      {"scope", "full"},
+      {"collected_at", 1},
+      {"digests",
+       bj::object{{"system", distrib::inventory_digest(items, distrib::InventoryScope::system)},
+                  {"software", distrib::inventory_digest(items, distrib::InventoryScope::software)}}},
+      {"items", std::move(o)}});
+}
+
+// What sets one machine apart from its twins: its name, network addresses, and hardware serials.
+bool host_specific(const std::string& key) {
+  return key == "system.hostname" || key.starts_with("system.net.") ||
+         (key.starts_with("system.dmi.") &&
+          (key.find("serial") != std::string::npos || key.find("uuid") != std::string::npos));
+}
+
+// Median wall time of an inventory query (GET /v1/inventory) over `runs` runs; prints the hosts
+// it matched.
+void time_query(const std::string& url, const std::string& token, const std::string& query, int runs) {
+  distrib::HttpClientSettings cs;
+  cs.base_url = url;
+  cs.timeout_seconds = 300;
+  distrib::HttpClient admin(cs);
+  std::vector<double> ms;
+  std::int64_t count = -1;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto res = admin.request("GET", "/v1/inventory?query=" + distrib::url_encode(query), "", "", token);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (res.status != 200) {
+      std::printf("query %-50s refused: %d %s\n", query.c_str(), res.status, res.body.substr(0, 200).c_str());
+      return;
+    }
+    count = bj::parse(res.body).as_object().at("count").as_int64();
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf("query %-50s %6lld hosts  median %8.1f ms  (min %.1f, max %.1f)\n", query.c_str(),
+              static_cast<long long>(count), ms[ms.size() / 2], ms.front(), ms.back());
+}
+
 std::uint64_t file_size_or_zero(const std::filesystem::path& p) {
   std::error_code ec;
   const auto n = std::filesystem::file_size(p, ec);
@@ -137,15 +187,20 @@ int main(int argc, char** argv) {
   std::size_t software = 0;
   for (const auto& [k, v] : model) software += k.starts_with("software.");
   std::vector<std::string> ids;
-  std::vector<std::string> first, periodic, changes;
+  std::vector<std::string> first, periodic, digests_only, changes;
+  std::size_t specific = 0;
+  for (const auto& [k, v] : model) specific += host_specific(k);
   for (int i = 0; i < hosts; ++i) {
     ids.push_back(distrib::make_host_id());
     auto items = model;
-    items["system.hostname"] = "sim" + std::to_string(i);
+    for (auto& [k, v] : items)
+      if (host_specific(k)) v += "-sim" + std::to_string(i);
     first.push_back(report_body(ids.back(), items));
     items["system.uptime_seconds"] = std::to_string(100000 + i);
     items["system.disk./.free_bytes"] = std::to_string(1000000000ull + static_cast<unsigned long long>(i));
     periodic.push_back(report_body(ids.back(), items));
+    items["system.uptime_seconds"] = std::to_string(200000 + i);
+    digests_only.push_back(digest_body(ids.back(), items));
     int n = 0;
     for (auto& [k, v] : items)
       if (k.starts_with("software.") && n < changed && (static_cast<int>(k.size()) + i) % 7 == 0) {
@@ -154,8 +209,10 @@ int main(int argc, char** argv) {
       }
     changes.push_back(report_body(ids.back(), items));
   }
-  std::printf("report: %zu items (%zu software), %zu bytes of JSON\n", model.size(), software,
-              first.front().size());
+  std::printf(
+      "report: %zu items (%zu software, %zu host-specific), %zu bytes of JSON; digest-only report %zu "
+      "bytes\n",
+      model.size(), software, specific, first.front().size(), digests_only.front().size());
 
   TempDir tmp;
   ManagerProc m(tmp / "manager", {"--log-level", "warn", "--insecure-http"});
@@ -172,14 +229,18 @@ int main(int argc, char** argv) {
     std::printf("registered %d hosts in %.1f s\n", hosts, s);
   }
   const auto db = m.state_dir() / "distrib.db";
+  // Measured after orderly stops, which checkpoint the WAL into the database file.
+  m.stop();
   const auto size_before = file_size_or_zero(db) + file_size_or_zero(db.string() + "-wal");
+  m.start();
 
   struct Round {
     const char* name;
     const std::vector<std::string>* bodies;
   };
   double first_rate = 0;
-  for (const auto& r : {Round{"first", &first}, Round{"periodic", &periodic}, Round{"changed", &changes}}) {
+  for (const auto& r : {Round{"first", &first}, Round{"periodic", &periodic}, Round{"digests", &digests_only},
+                        Round{"changed", &changes}}) {
     long errors = 0;
     const double s = post_round(m.port(), "/v1/agent/inventory", *r.bodies, clients, errors);
     const double rate = static_cast<double>(hosts - errors) / s;
@@ -198,6 +259,21 @@ int main(int argc, char** argv) {
               (static_cast<double>(hosts) * static_cast<double>(model.size())));
       m.start();
     }
+  }
+  {
+    // Queries over the fleet: the first package key of the model, its value, free space of every
+    // disk (volatile values), and a value over every package key.
+    std::string pkg, pkg_value;
+    for (const auto& [k, v] : model)
+      if (k.starts_with("software.") && pkg.empty()) {
+        pkg = k;
+        pkg_value = v;
+      }
+    const auto token = read_file(m.token_file()).substr(0, 64);
+    for (const auto& q :
+         {pkg + " exists", pkg + " = \"" + pkg_value + "\"", std::string("system.disk.*.free_bytes > 1000"),
+          std::string("software.* = \"none\"")})
+      time_query(m.url(), token, q, 5);
   }
   const double raw_s = raw_sqlite_seconds(tmp / "raw.db", ids, model);
   const double raw_rate = hosts / raw_s;

@@ -7,6 +7,7 @@
 #include "harness.h"
 #include "store/connection.h"
 #include "store/dialect.h"
+#include "store/soci/item_catalogue.h"
 
 #include <catch2/catch.hpp>
 
@@ -936,6 +937,77 @@ TEST_CASE("store conformance: inventory", "[store]") {
   CHECK(disks.size() == 2);
   CHECK(store->inventoried_hosts().size() == 2);
   CHECK_FALSE(store->find_inventory(kC));
+
+  // Matching by key: each stored value judged by the predicates, hosts told apart by their items.
+  {
+    int asked = 0;
+    auto m = store->match_inventory(
+        "software.dpkg.bash", false, [](std::string_view) { return true; },
+        [&](std::string_view, std::string_view v) {
+          ++asked;
+          return v == "5.3";
+        });
+    CHECK(m.having.size() == 2);
+    CHECK(m.accepted == std::vector<std::string>{kA});
+    CHECK(asked <= 3);  // three distinct values stored (5.2 stays in the catalogue), whatever the hosts
+    m = store->match_inventory(
+        "system.disk.", true, [](std::string_view k) { return k.ends_with(".free_bytes"); },
+        [](std::string_view, std::string_view v) { return v == "7"; });
+    CHECK(m.having.size() == 2);
+    CHECK(m.accepted == std::vector<std::string>{kB});
+    m = store->match_inventory(
+        "software.dpkg.zsh", false, [](std::string_view) { return true; },
+        [](std::string_view, std::string_view) { return true; });
+    CHECK(m.having.empty());
+  }
+
+  // The digest handshake: stable items left out, their digests named.
+  {
+    auto inv_b = store->find_inventory(kB);
+    REQUIRE(inv_b);
+    InventoryReport digest_only;
+    digest_only.host_id = kB;
+    digest_only.stable_elided = true;
+    digest_only.system_digest = inventory_digest(inv_b->items, InventoryScope::system);
+    digest_only.software_digest = inventory_digest(inv_b->items, InventoryScope::software);
+    digest_only.items = {{"system.disk./data.free_bytes", "6"}};
+    auto res = store->ingest_inventory(digest_only, 1035);
+    CHECK(res.unchanged);
+    CHECK_FALSE(res.digest_unknown);
+    CHECK(res.system_digest == digest_only.system_digest);
+    inv_b = store->find_inventory(kB);
+    CHECK(inv_b->items.at("system.disk./data.free_bytes") == "6");
+    CHECK(inv_b->items.at("software.dpkg.bash") == "5.1");
+    CHECK(inv_b->reported_at == 1035);
+    // Digests of items the store does not hold: nothing stored, the full report asked for.
+    digest_only.software_digest = std::string(64, 'e');
+    digest_only.items = {{"system.disk./data.free_bytes", "1"}};
+    res = store->ingest_inventory(digest_only, 1036);
+    CHECK(res.digest_unknown);
+    CHECK(store->find_inventory(kB)->items.at("system.disk./data.free_bytes") == "6");
+    CHECK(store->find_inventory(kB)->reported_at == 1035);
+  }
+
+  // Pairs are interned: a third host with the same items adds nothing to the catalogue.
+  {
+    auto catalogue_rows = [&] {
+      for (const auto& t : store->summarize().tables)
+        if (t.name == "inventory_catalogue") return t.rows;
+      return std::int64_t{-1};
+    };
+    const auto before = catalogue_rows();
+    CHECK(before >= 4);
+    const std::string kD = "55555555-5555-4555-8555-555555555555";
+    store->upsert_host(host(kD, "web4"));
+    InventoryReport same_as_b;
+    same_as_b.host_id = kD;
+    same_as_b.items = {{"software.dpkg.bash", "5.1"}, {"system.disk./data.free_bytes", "3"}};
+    CHECK(store->ingest_inventory(same_as_b, 1037).first);
+    CHECK(catalogue_rows() == before);
+    CHECK(store->find_inventory(kD)->items ==
+          InventoryItems{{"software.dpkg.bash", "5.1"}, {"system.disk./data.free_bytes", "3"}});
+    CHECK(store->inventory_values("software.dpkg.bash", false).size() == 3);
+  }
 
   // A host that never registered is refused, and nothing is written for it.
   InventoryReport stranger;
@@ -2383,7 +2455,8 @@ TEST_CASE("store conformance: enrolment tokens", "[store][enrolment]") {
 namespace {
 // A database at schema version `version`, as the distribd of that version made it: the shared
 // migrations up to it, run straight on the database (not through the store), and one host.
-void make_old_database(const std::string& backend, const TempDir& tmp, int version) {
+void make_old_database(const std::string& backend, const TempDir& tmp, int version,
+                       const std::vector<std::string>& extra = {}) {
   const bool pg = backend == "postgresql" || backend == "odbc-postgresql";
   const auto& dialect = pg ? distrib::store::postgresql_dialect() : distrib::store::sqlite_dialect();
   std::vector<std::string> statements = {dialect.create_version_table};
@@ -2397,6 +2470,7 @@ void make_old_database(const std::string& backend, const TempDir& tmp, int versi
   statements.push_back(
       "INSERT INTO hosts (host_id, name, addresses, role, registered_at, last_seen) VALUES ('" + kA +
       "', 'old-host', '10.0.0.9', 'agent', 1, 1)");
+  statements.insert(statements.end(), extra.begin(), extra.end());
   if (pg) {
     const auto db = pg_database(tmp, backend == "postgresql" ? "n_" : "o_");
     for (const auto& st : statements) pg_exec(st, db);
@@ -2421,7 +2495,7 @@ TEST_CASE("store conformance: a schema 8 database is migrated to the enrolment t
   auto store = open_store(backend, tmp);
   CHECK(store->version_at_open() == 8);
   CHECK(store->schema_version() == latest_schema_version());
-  CHECK(latest_schema_version() == 11);
+  CHECK(latest_schema_version() == 12);
   REQUIRE(store->find_host(kA));
   CHECK(store->find_host(kA)->name == "old-host");
   // The host keys (schema 11) were derived from the hosts already stored.
@@ -2448,6 +2522,74 @@ TEST_CASE("store conformance: a schema 8 database is migrated to the enrolment t
   store = open_store(backend, tmp);
   CHECK(store->version_at_open() == latest_schema_version());
   CHECK(store->find_enrolment(kA)->state == EnrolmentState::revoked);
+}
+
+TEST_CASE("store conformance: a schema 11 inventory is interned", "[store]") {
+  const std::string backend = GENERATE(from_range(backends()));
+  INFO("backend " << backend);
+  TempDir tmp;
+  const InventoryItems items{{"software.dpkg.bash", "5.2"},
+                             {"system.os.version", "12"},
+                             {"system.disk./.free_bytes", "100"},
+                             {"user.site", "tokyo"}};
+  std::vector<std::string> extra = {
+      "INSERT INTO inventory_hosts (host_id, collected_at, reported_at, system_digest, software_digest) "
+      "VALUES "
+      "('" +
+      kA + "', 5, 6, '" + inventory_digest(items, InventoryScope::system) + "', '" +
+      inventory_digest(items, InventoryScope::software) + "')"};
+  for (const auto& [k, v] : items)
+    extra.push_back("INSERT INTO inventory_items (host_id, item_key, item_value) VALUES ('" + kA + "', '" +
+                    k + "', '" + v + "')");
+  make_old_database(backend, tmp, 11, extra);
+  auto store = open_store(backend, tmp);
+  CHECK(store->version_at_open() == 11);
+  const auto inv = store->find_inventory(kA);
+  REQUIRE(inv);
+  CHECK(inv->items == items);
+  CHECK(inv->reported_at == 6);
+  std::map<std::string, std::int64_t> rows;
+  for (const auto& t : store->summarize().tables) rows[t.name] = t.rows;
+  CHECK(rows.at("inventory_items") == 0);
+  CHECK(rows.at("inventory_catalogue") == 3);  // the volatile value is kept apart
+  CHECK(store->inventory_values("user.site", false).size() == 1);
+  CHECK(store->inventory_values("system.disk.", true).at(0).value == "100");
+  // The digests carried over: the handshake works on the migrated row.
+  InventoryReport digest_only;
+  digest_only.host_id = kA;
+  digest_only.stable_elided = true;
+  digest_only.system_digest = inventory_digest(items, InventoryScope::system);
+  digest_only.software_digest = inventory_digest(items, InventoryScope::software);
+  digest_only.items = {{"system.disk./.free_bytes", "99"}};
+  CHECK(store->ingest_inventory(digest_only, 10).unchanged);
+  // A changed package is a change against the migrated items.
+  InventoryReport sw;
+  sw.host_id = kA;
+  sw.scope = InventoryScope::software;
+  sw.items = {{"software.dpkg.bash", "5.3"}};
+  const auto res = store->ingest_inventory(sw, 11);
+  REQUIRE(res.changes.size() == 1);
+  CHECK(res.changes[0].old_value == "5.2");
+  CHECK(store->find_inventory(kA)->items.at("system.disk./.free_bytes") == "99");
+}
+
+TEST_CASE("inventory item sets: the text form", "[store]") {
+  using distrib::store::decode_item_set;
+  using distrib::store::encode_item_set;
+  const distrib::store::ItemSet ids = {1, 2, 3, 31, 32, 33, 1000, 1001, 1u << 20, (1u << 31) + 7};
+  const auto text = encode_item_set(ids);
+  CHECK(decode_item_set(text) == ids);
+  CHECK(encode_item_set({1, 2, 3}) == "111");
+  CHECK(encode_item_set({}).empty());
+  CHECK(decode_item_set("").empty());
+  // Text it did not write is refused, not misread.
+  CHECK_THROWS_AS(decode_item_set("1!"), distrib::Error);
+  CHECK_THROWS_AS(decode_item_set("w"), distrib::Error);  // a number cut short
+  // A host's ~860 dense ids take about a byte each.
+  distrib::store::ItemSet many;
+  for (distrib::store::ItemId i = 1; i <= 860; ++i) many.push_back(i * 3);
+  CHECK(encode_item_set(many).size() == 860);
+  CHECK(distrib::store::pair_hash("a", "bc") != distrib::store::pair_hash("ab", "c"));
 }
 
 TEST_CASE("store conformance: hosts are found by their keys through indexes", "[store]") {

@@ -440,6 +440,18 @@ const std::vector<Migration>& migrations() {
         "KEY "
         "(address, host_id))",
         "CREATE INDEX host_addresses_host ON host_addresses (host_id)"}},
+      // Inventory items interned (soci/item_catalogue.h): each distinct (key, value) pair once
+      // in the catalogue, a host's stable items as the sorted ids of its pairs in its one
+      // inventory_hosts row, its volatile values beside them. inventory_items is emptied by
+      // intern_inventory, which this version runs once (and after importing an older export).
+      {12,
+       {"CREATE TABLE inventory_catalogue (id BIGINT PRIMARY KEY, pair_hash BIGINT NOT NULL, item_key "
+        "VARCHAR(255) NOT NULL, item_value ${TEXT})",
+        "CREATE INDEX inventory_catalogue_hash ON inventory_catalogue (pair_hash)",
+        "CREATE INDEX inventory_catalogue_key ON inventory_catalogue (item_key)",
+        "ALTER TABLE inventory_hosts ADD system_items ${TEXT}",
+        "ALTER TABLE inventory_hosts ADD software_items ${TEXT}",
+        "ALTER TABLE inventory_hosts ADD volatile_items ${TEXT}"}},
   };
   return m;
 }

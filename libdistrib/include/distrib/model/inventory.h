@@ -39,6 +39,11 @@ struct InventoryReport {
   InventoryScope scope = InventoryScope::full;
   std::int64_t collected_at = 0;
   InventoryItems items;
+  /// The digest handshake: the agent left its stable items out because their digests
+  /// (inventory_digest of each scope) equal what the manager acknowledged last; `items` holds
+  /// volatile values only. Stored only when the digests match what is stored.
+  bool stable_elided = false;
+  std::string system_digest, software_digest;  ///< with stable_elided, for the scopes reported
 };
 
 /// SHA-256 over the stable items of `scope` (volatile ones left out), to tell "nothing changed".
@@ -134,6 +139,11 @@ struct InventoryIngest {
   std::size_t items = 0;   ///< items the report carried
   std::vector<InventoryChange> changes;  ///< recorded in the history
   std::string error;                     ///< batches only: why this report was not stored (the others were)
+  /// A report with its stable items left out whose digests are not what is stored (a restored or
+  /// new database): nothing was stored, the agent must send its full report.
+  bool digest_unknown = false;
+  /// The host's stored digests after the report (what an agent may name in its next report).
+  std::string system_digest, software_digest;
 };
 
 /// One stored inventory value (query results).

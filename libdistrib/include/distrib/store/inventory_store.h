@@ -6,8 +6,10 @@
 #include <distrib/model/inventory.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace distrib {
@@ -32,8 +34,22 @@ class InventoryStore {
   virtual std::vector<InventoryChange> inventory_history(const std::string& host_id, int limit) = 0;
   /// Stored values of `key` (exact) or of every key starting with `key` (prefix).
   virtual std::vector<InventoryValue> inventory_values(const std::string& key, bool prefix) = 0;
+  /// As inventory_values, for the hosts in `hosts` only (host ids, sorted): what a query shows of
+  /// the hosts it matched. This default filters inventory_values.
+  virtual std::vector<InventoryValue> inventory_values_of(const std::string& key, bool prefix,
+                                                          const std::vector<std::string>& hosts);
   /// Hosts that have reported an inventory.
   virtual std::vector<std::string> inventoried_hosts() = 0;
+  /// Hosts by their items whose key is `key` (exact) or starts with it (`prefix`): `having` those
+  /// with an item `key_ok` accepts, `accepted` those with such an item `value_ok` accepts too.
+  /// The predicates may be asked once per distinct stored (key, value) pair rather than once per
+  /// host (how queries and dynamic groups are evaluated). This default asks inventory_values.
+  struct ItemMatch {
+    std::vector<std::string> having, accepted;  ///< host ids, each once
+  };
+  virtual ItemMatch match_inventory(
+      const std::string& key, bool prefix, const std::function<bool(std::string_view key)>& key_ok,
+      const std::function<bool(std::string_view key, std::string_view value)>& value_ok);
   /// Creates or replaces a field definition.
   virtual void put_inventory_field(const InventoryField& field) = 0;
   virtual std::vector<InventoryField> list_inventory_fields() = 0;

@@ -97,15 +97,17 @@ auto InventoryReporter::collect_inventory(InventoryScope scope) -> InventoryItem
   return items;
 }
 
-auto InventoryReporter::send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items)
-    -> bj::object {
+auto InventoryReporter::send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items,
+                                       const bj::object* digests) -> bj::object {
   bj::object o;
-  for (const auto& [k, v] : items) o[k] = v;
-  auto res = call_parent(client, "POST", "/v1/agent/inventory",
-                         bj::object{{"host_id", ctx_.host_id},
-                                    {"scope", std::string(to_string(scope))},
-                                    {"collected_at", fs::now_unix()},
-                                    {"items", std::move(o)}});
+  for (const auto& [k, v] : items)
+    if (!digests || is_volatile_key(k)) o[k] = v;
+  bj::object body{{"host_id", ctx_.host_id},
+                  {"scope", std::string(to_string(scope))},
+                  {"collected_at", fs::now_unix()},
+                  {"items", std::move(o)}};
+  if (digests) body["digests"] = *digests;
+  auto res = call_parent(client, "POST", "/v1/agent/inventory", body);
   if (auto it = res.find("rejected"); it != res.end() && it->value().is_array())
     for (const auto& v : it->value().as_array())
       if (v.is_string())
@@ -149,6 +151,8 @@ void InventoryReporter::inventory_check() {
   }
   const auto items = collect_inventory(InventoryScope::full);
   const auto digest = inventory_digest(items);
+  const bj::object digests{{"system", inventory_digest(items, InventoryScope::system)},
+                           {"software", inventory_digest(items, InventoryScope::software)}};
   bj::object st;
   try {
     st = json::parse_object(fs::read_file(inventory_state_file()));
@@ -160,13 +164,32 @@ void InventoryReporter::inventory_check() {
   const bool periodic = ctx_.settings.inventory_interval_seconds > 0 &&
                         now - json::get_int(st, "sent_at", 0) >= ctx_.settings.inventory_interval_seconds;
   if (!owed && !changed && !periodic) return;
+  // The digest handshake: when the stable items are what the parent acknowledged last, the
+  // periodic report names their digests and carries only the volatile values.
+  const auto acked = st.find("acknowledged");
+  const bool elide = !owed && !changed && acked != st.end() && acked->value() == bj::value(digests);
   st["owed"] = true;
   fs::write_file_atomic(inventory_state_file(), bj::serialize(st));
-  const auto res = send_inventory(*client, InventoryScope::full, items);
-  fs::write_file_atomic(inventory_state_file(),
-                        bj::serialize(bj::object{{"digest", digest}, {"sent_at", now}, {"owed", false}}));
-  spdlog::info("inventory reported: {} items ({}), {} change(s) at the manager", items.size(),
-               changed ? "changed" : (owed ? "owed" : "periodic"), json::get_int(res, "changes", 0));
+  bj::object res;
+  bool elided = false;
+  if (elide) {
+    try {
+      res = send_inventory(*client, InventoryScope::full, items, &digests);
+      elided = true;
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::conflict) throw;
+      spdlog::info("inventory: the manager asked for the full report ({})", e.what());
+    }
+  }
+  if (!elided) res = send_inventory(*client, InventoryScope::full, items);
+  bj::object next{{"digest", digest}, {"sent_at", now}, {"owed", false}};
+  // Acknowledged: the manager holds exactly these items (it answers with the digests it stored).
+  if (auto d = res.find("digests"); d != res.end() && d->value() == bj::value(digests))
+    next["acknowledged"] = digests;
+  fs::write_file_atomic(inventory_state_file(), bj::serialize(next));
+  spdlog::info("inventory reported: {} items ({}{}), {} change(s) at the manager", items.size(),
+               changed ? "changed" : (owed ? "owed" : "periodic"), elided ? ", digests only" : "",
+               json::get_int(res, "changes", 0));
 }
 
 void InventoryReporter::inventory_loop() {

@@ -35,7 +35,9 @@ class InventoryReporter {
  private:
   void add_user_items(InventoryItems& items);
   InventoryItems collect_inventory(InventoryScope scope);
-  bj::object send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items);
+  /// With `digests`: the digest handshake (volatile values only, the stable items' digests named).
+  bj::object send_inventory(HttpClient& client, InventoryScope scope, const InventoryItems& items,
+                            const bj::object* digests = nullptr);
   void inventory_check();
   void inventory_loop();
   stdfs::path fields_file() const { return ctx_.settings.state_dir / "inventory-fields.json"; }

@@ -79,27 +79,32 @@ void Inventory::agent_inventory_fields(HttpRequest&& req, Responder& r, const Pa
 }
 
 // Stored values of a query or display field; '*' and '?' stand for any part of a key.
-auto Inventory::values_of(const std::string& field) -> std::vector<InventoryValue> {
+auto Inventory::values_of(const std::string& field, const std::vector<std::string>& hosts)
+    -> std::vector<InventoryValue> {
   const auto wild = field.find_first_of("*?");
-  if (wild == std::string::npos) return ctx_.store->inventory_values(field, false);
-  auto values = ctx_.store->inventory_values(field.substr(0, wild), true);
+  if (wild == std::string::npos) return ctx_.store->inventory_values_of(field, false, hosts);
+  auto values = ctx_.store->inventory_values_of(field.substr(0, wild), true, hosts);
   std::erase_if(values, [&](const InventoryValue& v) { return !glob_matches(field, v.key); });
   return values;
 }
 
-// Hosts whose latest inventory satisfies every condition (all inventoried hosts for none).
+// Hosts whose latest inventory satisfies every condition (all inventoried hosts for none). The
+// store judges each distinct stored value once, not each host's.
 auto Inventory::hosts_matching(const InventoryQuery& q) -> std::vector<std::string> {
   const auto all = ctx_.store->inventoried_hosts();
   std::set<std::string> result(all.begin(), all.end());
   for (const auto& c : q.conditions) {
-    std::set<std::string> have, ok;
-    for (const auto& v : values_of(c.field)) {
-      have.insert(v.host_id);
-      if (condition_holds(c, v.value)) ok.insert(v.host_id);
-    }
+    const auto wild = c.field.find_first_of("*?");
+    const bool prefix = wild != std::string::npos;
+    const auto m = ctx_.store->match_inventory(
+        prefix ? c.field.substr(0, wild) : c.field, prefix,
+        [&](std::string_view key) { return !prefix || glob_matches(c.field, key); },
+        [&](std::string_view, std::string_view value) { return condition_holds(c, value); });
+    const auto& wanted = c.op == InventoryCondition::Op::missing ? m.having : m.accepted;
+    const std::set<std::string> in(wanted.begin(), wanted.end());
     std::set<std::string> next;
     for (const auto& h : result)
-      if (c.op == InventoryCondition::Op::missing ? !have.count(h) : ok.count(h) > 0) next.insert(h);
+      if (c.op == InventoryCondition::Op::missing ? !in.count(h) : in.count(h) > 0) next.insert(h);
     result = std::move(next);
   }
   return {result.begin(), result.end()};
@@ -129,6 +134,24 @@ void Inventory::agent_inventory(HttpRequest&& req, Responder& r, const PathSegme
   const auto scope = json::get_string(body, "scope", false);
   rep.scope = parse_inventory_scope(scope.empty() ? "full" : scope);
   rep.collected_at = json::get_int(body, "collected_at", 0);
+  if (auto d = body.find("digests"); d != body.end()) {
+    // The digest handshake: stable items left out, their digests named.
+    if (!d->value().is_object())
+      throw Error(ErrorKind::invalid_argument, "digests must be an object {system, software}");
+    const auto& digests = d->value().as_object();
+    auto digest = [&](const char* part, bool wanted) -> std::string {
+      if (!wanted) return {};
+      const auto text = json::get_string(digests, part, false);
+      if (!is_sha256_hex(text))
+        throw Error(ErrorKind::invalid_argument, std::string("digests.") + part +
+                                                     " must be the 64-hex-digit digest of the report's " +
+                                                     part + " items");
+      return text;
+    };
+    rep.stable_elided = true;
+    rep.system_digest = digest("system", rep.scope != InventoryScope::software);
+    rep.software_digest = digest("software", rep.scope != InventoryScope::system);
+  }
   auto it = body.find("items");
   if (it == body.end() || !it->value().is_object())
     throw Error(ErrorKind::invalid_argument, "items must be an object of \"key\": \"value\" pairs");
@@ -140,6 +163,11 @@ void Inventory::agent_inventory(HttpRequest&& req, Responder& r, const PathSegme
     validate_inventory_key(key);
     if (!in_scope(rep.scope, key))
       throw Error(ErrorKind::invalid_argument, "item \"" + key + "\" is outside the report's scope " + scope);
+    if (rep.stable_elided && !is_volatile_key(key))
+      throw Error(ErrorKind::invalid_argument,
+                  "item \"" + key +
+                      "\" is not a volatile value: a report that names its digests "
+                      "carries volatile values only");
     if (!kv.value().is_string())
       throw Error(ErrorKind::invalid_argument, "item \"" + key + "\" must be a string");
     const auto& v = kv.value().as_string();
@@ -201,15 +229,25 @@ void Inventory::ingest_loop() {
           (*batch[i].responder)(error_response(Error(ErrorKind::not_found, res.error)));
           continue;
         }
+        if (res.digest_unknown) {
+          (*batch[i].responder)(
+              error_response(Error(ErrorKind::conflict,
+                                   "the manager does not hold the inventory these digests name (a "
+                                   "restored or new database, or items it refused): send the full report")));
+          continue;
+        }
         if (res.first || !res.changes.empty())
           spdlog::info("inventory of host {}: {}", reports[i].host_id,
                        res.first ? std::to_string(res.items) + " items (first report)"
                                  : std::to_string(res.changes.size()) + " change(s)");
-        (*batch[i].responder)(json_response(200, bj::object{{"items", res.items},
-                                                            {"changes", res.changes.size()},
-                                                            {"first", res.first},
-                                                            {"unchanged", res.unchanged},
-                                                            {"rejected", std::move(rejected[i])}}));
+        (*batch[i].responder)(json_response(
+            200, bj::object{{"items", res.items},
+                            {"changes", res.changes.size()},
+                            {"first", res.first},
+                            {"unchanged", res.unchanged},
+                            {"digests",
+                             bj::object{{"system", res.system_digest}, {"software", res.software_digest}}},
+                            {"rejected", std::move(rejected[i])}}));
       }
     } catch (const Error& e) {
       spdlog::warn("inventory batch of {} report(s) not stored: {}", batch.size(), e.what());
@@ -232,13 +270,11 @@ void Inventory::inventory_query(HttpRequest&& req, Responder& r, const PathSegme
   return ctx_.blocking(std::move(r), [this, q, fields] {
     const auto ids = hosts_matching(q);
     std::map<std::string, std::map<std::string, std::string>> shown;  // host → key → value
-    const std::set<std::string> wanted(ids.begin(), ids.end());
     std::vector<std::string> columns = fields;
     if (columns.empty())
       for (const auto& c : q.conditions) columns.push_back(c.field);
     for (const auto& f : columns)
-      for (auto& v : values_of(f))
-        if (wanted.count(v.host_id)) shown[v.host_id][v.key] = std::move(v.value);
+      for (auto& v : values_of(f, ids)) shown[v.host_id][v.key] = std::move(v.value);
     std::map<std::string, std::string> names;
     for (const auto& h : ctx_.store->list_hosts()) names[h.host_id] = h.name;
     std::vector<std::string> order = ids;

@@ -25,7 +25,8 @@ class Inventory {
   std::vector<std::string> hosts_matching(const InventoryQuery& q);
 
  private:
-  std::vector<InventoryValue> values_of(const std::string& field);
+  /// Stored values of a field (with '*' and '?') on the given hosts (sorted ids).
+  std::vector<InventoryValue> values_of(const std::string& field, const std::vector<std::string>& hosts);
   std::vector<InventoryField> inventory_fields();
   bj::array drop_undefined_fields(InventoryReport& rep);
   void forget_fields();

@@ -2,6 +2,7 @@
 // and the statements several facilities run inside their own transactions (events, a job's rows,
 // the direct children to wake).
 #include "store/soci/core.h"
+#include "store/soci/item_catalogue.h"
 
 #include <cctype>
 #include <sstream>
@@ -149,6 +150,7 @@ void SociCore::migrate() {
       for (const auto& s : m.statements)
         for (const auto& r : render(s, dialect_)) sql << r;
       if (m.version == kHostKeysVersion) rebuild_host_keys(sql);
+      if (m.version == kInternedInventoryVersion) intern_inventory(sql);
       const ll now = fs::now_unix();
       sql << "INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)", soci::use(m.version),
           soci::use(now);
@@ -241,6 +243,29 @@ auto SociCore::insert_job(soci::session& sql, const Job& job, const std::vector<
   sql << dialect_.last_id_query("jobs"), soci::into(id);
   out.id = id;
   if (host_ids.empty()) return out;
+  if (dialect_.name == "postgresql") {
+    // One statement per 50,000 entries: the columns that differ travel as arrays (rows.h).
+    for (std::size_t i = 0; i < host_ids.size(); i += 50000) {
+      const std::size_t end = std::min(host_ids.size(), i + 50000);
+      std::vector<ll> wave_nos, readies;
+      for (std::size_t k = i; k < end; ++k) {
+        const int wave = waves.empty() ? 0 : waves[k];
+        wave_nos.push_back(wave);
+        readies.push_back(wave > 1 ? kHeldUntilReleased : start);
+      }
+      const auto host_array = pg_text_array(host_ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                            host_ids.begin() + static_cast<std::ptrdiff_t>(end));
+      const auto wave_array = pg_int_array(wave_nos.begin(), wave_nos.end());
+      const auto ready_array = pg_int_array(readies.begin(), readies.end());
+      sql << "INSERT INTO job_entries (job_id, host_id, state, attempt, last_seq, message, output_tail, "
+             "updated_at, wave, ready_at) SELECT :j, t.h, 'waiting', 1, 0, '', '', :u, t.w, t.r FROM "
+             "unnest(CAST(:hs AS VARCHAR(36)[]), CAST(:ws AS INTEGER[]), CAST(:rs AS BIGINT[])) AS t(h, w, "
+             "r)",
+          soci::use(id), soci::use(created), soci::use(host_array), soci::use(wave_array),
+          soci::use(ready_array);
+    }
+    return out;
+  }
   // Bound in bulk, 1,000 rows per execution: drivers with array binding (ODBC) send them in
   // one round trip.
   std::vector<std::string> hosts;

@@ -40,6 +40,8 @@ constexpr int kHostKeysVersion = 11;
 // Fills the host key columns from the hosts stored (hosts.cpp): run by the migration that adds
 // them and after importing an export made before it.
 void rebuild_host_keys(soci::session& sql);
+// The schema version that interned inventory items (item_catalogue.h, intern_inventory).
+constexpr int kInternedInventoryVersion = 12;
 
 // A database unreachable at least this long is told as a database.outage event.
 constexpr long long kOutageEventMs = 2000;

@@ -1,5 +1,6 @@
 // SociData: the schema version, counts and call figures, and whole-database export, import and
 // summaries over the schema's tables.
+#include "store/soci/item_catalogue.h"
 #include "store/soci/soci_store.h"
 
 #include <cctype>
@@ -256,6 +257,9 @@ auto SociData::import_data(std::istream& in, const DataProgress& progress) -> Da
         }
         // An export made before the host key columns existed carries no keys: derive them.
         if (declared.schema_version < kHostKeysVersion) rebuild_host_keys(sql);
+        // ... nor interned inventory items: intern them (the catalogue's cache is empty, as the
+        // database was).
+        if (declared.schema_version < kInternedInventoryVersion) intern_inventory(sql);
         tr.commit();
         return declared;
       },

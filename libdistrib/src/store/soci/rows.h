@@ -45,6 +45,29 @@ inline std::string get_str(const soci::row& r, std::size_t i) {
   return r.get<std::string>(i);
 }
 
+// PostgreSQL array literals ({"a","b"}, {1,2}) for statements that insert many rows from arrays
+// bound as one parameter each and unnested by the server: one round trip where SOCI's
+// PostgreSQL backend would run a bulk-bound statement once per row.
+template <class It>
+std::string pg_text_array(It first, It last) {
+  std::string a = "{";
+  for (auto it = first; it != last; ++it) {
+    a += it == first ? "\"" : ",\"";
+    for (char c : *it) {
+      if (c == '"' || c == '\\') a += '\\';
+      a += c;
+    }
+    a += '"';
+  }
+  return a + "}";
+}
+template <class It>
+std::string pg_int_array(It first, It last) {
+  std::string a = "{";
+  for (auto it = first; it != last; ++it) a += (it == first ? "" : ",") + std::to_string(*it);
+  return a + "}";
+}
+
 inline std::string join_addresses(const std::vector<std::string>& a) {
   std::string out;
   for (const auto& s : a) out += (out.empty() ? "" : ",") + s;

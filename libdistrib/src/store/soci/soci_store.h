@@ -16,6 +16,7 @@
 #include "store/connection.h"
 #include "store/dialect.h"
 #include "store/soci/core.h"
+#include "store/soci/item_catalogue.h"
 #include "store/soci/rows.h"
 #include "util/fs.h"
 
@@ -185,7 +186,7 @@ class SociSchedule : public virtual ScheduleStore {
 
 class SociInventory : public virtual InventoryStore {
  public:
-  explicit SociInventory(SociCore& core) : core_(core) {}
+  explicit SociInventory(SociCore& core) : core_(core), catalogue_(core.dialect().name == "postgresql") {}
 
   InventoryIngest ingest_inventory(const InventoryReport& rep, std::int64_t received_at) override;
   std::vector<InventoryIngest> ingest_inventory_batch(const std::vector<InventoryReport>& reports,
@@ -193,7 +194,12 @@ class SociInventory : public virtual InventoryStore {
   std::optional<HostInventory> find_inventory(const std::string& host_id) override;
   std::vector<InventoryChange> inventory_history(const std::string& host_id, int limit) override;
   std::vector<InventoryValue> inventory_values(const std::string& key, bool prefix) override;
+  std::vector<InventoryValue> inventory_values_of(const std::string& key, bool prefix,
+                                                  const std::vector<std::string>& hosts) override;
   std::vector<std::string> inventoried_hosts() override;
+  ItemMatch match_inventory(
+      const std::string& key, bool prefix, const std::function<bool(std::string_view key)>& key_ok,
+      const std::function<bool(std::string_view key, std::string_view value)>& value_ok) override;
   void put_inventory_field(const InventoryField& f) override;
   std::vector<InventoryField> list_inventory_fields() override;
   bool delete_inventory_field(const std::string& name) override;
@@ -203,10 +209,17 @@ class SociInventory : public virtual InventoryStore {
   std::vector<CollectedFile> collected_files(std::int64_t job_id) override;
 
  private:
-  InventoryIngest ingest_one(soci::session& sql, const InventoryReport& rep, const std::string& dsys,
-                             const std::string& dsoft, std::int64_t received_at);
+  InventoryIngest ingest_one(soci::session& sql, ItemCatalogue::Staged& st, const InventoryReport& rep,
+                             const std::string& dsys, const std::string& dsoft, std::int64_t received_at);
+  std::vector<InventoryValue> values_under(const std::string& key, bool prefix,
+                                           const std::vector<std::string>* hosts);
+  // Calls fn(host_id, volatile_text, set texts...) for every inventoried host, reading the sets
+  // a key under `key` can be in.
+  template <class Fn>
+  void scan_item_sets(soci::session& sql, const std::string& key, bool with_volatile, Fn&& fn);
 
   SociCore& core_;
+  ItemCatalogue catalogue_;
 };
 
 class SociEvents : public virtual EventStore {

@@ -338,16 +338,19 @@ TEST_CASE("floods of connections and of large bodies cost the manager a bounded 
   const auto big = tmp / "big.bin";
   write_file(big, "");
   stdfs::resize_file(big, 200ull << 20);  // sparse: reads as zeros
-  auto upload = [&](const std::string& host_id, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {"curl", "-s",
-                                     "-w",   "\n%{http_code}",
-                                     "-X",   "POST",
-                                     "-T",   big.string(),
-                                     "-H",   "Content-Type: application/octet-stream"};
+  // curl POSTing a file as the host, printing the answer and its status.
+  auto curl_post = [&](const stdfs::path& file, const std::string& type, const std::string& target,
+                       const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {"curl", "-s",          "-w", "\n%{http_code}",       "-X", "POST",
+                                     "-T",   file.string(), "-H", "Content-Type: " + type};
     for (const auto& o : host.curl()) argv.push_back(o);
     for (const auto& o : extra) argv.push_back(o);
-    argv.push_back(m.url() + "/v1/agent/collect?host_id=" + host_id + "&job_id=1&path=/var/log/x");
+    argv.push_back(m.url() + target);
     return argv;
+  };
+  auto upload = [&](const std::string& host_id, const std::vector<std::string>& extra = {}) {
+    return curl_post(big, "application/octet-stream",
+                     "/v1/agent/collect?host_id=" + host_id + "&job_id=1&path=/var/log/x", extra);
   };
   std::vector<std::unique_ptr<Process>> senders;
   for (int i = 0; i < 6; ++i) {
@@ -367,16 +370,40 @@ TEST_CASE("floods of connections and of large bodies cost the manager a bounded 
   CHECK(received_bytes() - received_before < 1024 * 1024);
   CHECK(rss_kib(m.pid()) < rss_before + 64 * 1024);
 
-  // Bodies being received count against --max-body-bytes-in-flight: a slow 200 MiB upload of the
-  // host's own holds it, and the next body is told to come back (503, Retry-After).
-  Process slow(upload(host.host_id, {"--limit-rate", "1M"}), tmp / "slow.log");
+  // Bodies being received count against --max-body-bytes-in-flight: a slow 60 MiB inventory
+  // report of the host's own holds it, and the next body is told to come back (503, Retry-After).
+  const auto report = tmp / "report.bin";
+  write_file(report, "");
+  stdfs::resize_file(report, 60ull << 20);
+  auto post_report = [&](const std::vector<std::string>& extra) {
+    return curl_post(report, "application/json", "/v1/agent/inventory", extra);
+  };
+  Process slow(post_report({"--limit-rate", "1M"}), tmp / "slow.log");
   std::this_thread::sleep_for(1s);
-  const auto second = run(upload(host.host_id, {"-D", "-"}), 30s);
+  const auto second = run(post_report({"-D", "-"}), 30s);
   INFO(second.out);
   CHECK(second.out.ends_with("503"));
   CHECK(second.out.find("Retry-After: 5") != std::string::npos);
   CHECK(second.out.find("too many request bodies at once") != std::string::npos);
   slow.kill_now();
+
+  // A collected file is written to disk as it arrives, outside that budget: a slow one of the
+  // host's own grows a file in the spool, not the manager, and the part received goes with the
+  // sender.
+  const auto spool = m.state_dir() / "spool";
+  auto spooled_bytes = [&] {
+    std::uintmax_t n = 0;
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator(spool, ec)) n += stdfs::file_size(e.path(), ec);
+    return n;
+  };
+  {
+    Process slow_file(upload(host.host_id, {"--limit-rate", "4M"}), tmp / "slow-file.log");
+    CHECK(wait_until([&] { return spooled_bytes() > (4u << 20); }, 20s));
+    CHECK(rss_kib(m.pid()) < rss_before + 64 * 1024);
+    slow_file.kill_now();
+  }
+  CHECK(wait_until([&] { return stdfs::is_empty(spool); }, 20s));
 
   // Connections from one address beyond --max-connections-per-address are closed as they come;
   // everyone else is still served.

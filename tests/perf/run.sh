@@ -27,6 +27,9 @@ echo
 echo "== bench_inventory (full inventory reports into the embedded database; growth per 10,000 hosts)"
 build/tests/perf/bench_inventory "${INVENTORY_HOSTS:-10000}" "${INVENTORY_CLIENTS:-16}" "${INVENTORY_CHANGED:-3}"
 echo
+echo "== bench_collect (50 collected files of 256 MiB arriving at once: manager memory)"
+build/tests/perf/bench_collect "${COLLECT_HOSTS:-50}" "${COLLECT_MIB:-256}"
+echo
 echo "== bench_databases (job expansion and inventory ingest on SQLite, PostgreSQL, and both through ODBC, vs raw inserts)"
 build/tests/perf/bench_databases "${DB_HOSTS:-10000}" "${DB_INVENTORY_HOSTS:-200}"
 echo

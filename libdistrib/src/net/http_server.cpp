@@ -10,6 +10,7 @@
 
 #include "model/json_codec.h"
 #include "net/asio_fwd.h"
+#include "util/random.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/url/parse.hpp>
@@ -215,7 +216,7 @@ HttpResponse error_response(int status, std::string_view kind, std::string_view 
 }
 
 // Fills the plain request from Beast's; returns false when the target cannot be parsed.
-bool convert(const http::request<http::string_body>& in, HttpRequest& out) {
+bool convert(const http::request_header<>& in, HttpRequest& out) {
   out.method = std::string(in.method_string());
   out.target = std::string(in.target());
   auto parsed = boost::urls::parse_origin_form(in.target());
@@ -272,6 +273,13 @@ struct HttpServer::Impl {
   std::chrono::steady_clock::time_point last_budget_log{};
 
   // Holds `bytes` of the body budget until the request's answer is written.
+  // A body written to a file: removed at the end of its request unless the handler moved it.
+  struct Spooled {
+    std::string dir, path;
+    ~Spooled() {
+      if (!path.empty()) ::unlink(path.c_str());
+    }
+  };
   struct BodyReservation {
     Impl& impl;
     std::uint64_t bytes = 0;
@@ -517,6 +525,10 @@ struct HttpServer::Impl {
       // The declared length was parsed with the header, before the limit was known.
       const auto declared = parser.content_length();
       const bool has_body = declared ? *declared > 0 : parser.chunked();
+      // A body written to a file as it arrives (large files): disk, not memory.
+      Spooled spooled;
+      if (has_body && settings.spool_dir_for)
+        spooled.dir = settings.spool_dir_for(head.method_string(), head.target());
       // Before a body is read: does the handler want it at all (who is sending it, for whom), and
       // is there room for it among the bodies being received?
       std::string withheld;
@@ -530,7 +542,7 @@ struct HttpServer::Impl {
             withheld = settings.check_before_body(head_only);
           }
         }
-        if (withheld.empty() && settings.max_body_bytes_in_flight &&
+        if (withheld.empty() && settings.max_body_bytes_in_flight && spooled.dir.empty() &&
             !reserve_body(reservation, declared ? *declared : limit, remote)) {
           auto busy = error_response(503, "unavailable",
                                      "the server is receiving too many request bodies at once; send it again "
@@ -541,14 +553,45 @@ struct HttpServer::Impl {
           co_return;
         }
       }
+      std::optional<http::request_parser<http::file_body>> file_parser;
+      bool spool_failed = false;
       if (!(declared && *declared > limit) && withheld.empty()) {
         const auto expected = declared ? *declared : limit;
         beast::get_lowest_layer(stream).expires_after(
             std::chrono::seconds(settings.header_timeout_seconds) +
             std::chrono::seconds(expected / std::max<std::uint64_t>(1, settings.min_body_rate)));
-        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+        if (!spooled.dir.empty()) {
+          // The same parser, its header read, continues with a file as the body.
+          file_parser.emplace(std::move(parser));
+          file_parser->body_limit(limit);
+          spooled.path = spooled.dir + "/body-" + util::random_hex(12, "a spooled body's file name");
+          file_parser->get().body().open(spooled.path.c_str(), beast::file_mode::write_new, ec);
+          if (ec) {
+            spool_failed = true;
+          } else {
+            co_await http::async_read(stream, buffer, *file_parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+            // The disk, not the peer: full, failing, or read-only.
+            spool_failed = ec == beast::errc::no_space_on_device || ec == beast::errc::io_error ||
+                           ec == beast::errc::file_too_large || ec == beast::errc::read_only_file_system;
+          }
+          beast::error_code closed;
+          file_parser->get().body().file().close(closed);
+        } else {
+          co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+        }
       }
       beast::get_lowest_layer(stream).expires_never();
+      if (spool_failed) {
+        spdlog::warn("a request body could not be written to {}: {}", spooled.dir, ec.message());
+        co_await write_response(stream,
+                                error_response(507, "insufficient_storage",
+                                               "the server could not store the request body (" +
+                                                   ec.message() + "); send it again later"),
+                                head.version(), false);
+        co_await linger(stream);
+        co_return;
+      }
       if (ec == http::error::body_limit || (declared && *declared > limit)) {
         co_await write_response(
             stream,
@@ -567,9 +610,17 @@ struct HttpServer::Impl {
             false);
         co_return;
       }
-      auto req = parser.release();
+      std::optional<http::request<http::string_body>> in_memory;
+      std::optional<http::request<http::file_body>> on_disk;
+      if (file_parser)
+        on_disk.emplace(file_parser->release());
+      else
+        in_memory.emplace(parser.release());
+      const http::request_header<>& req = in_memory ? static_cast<const http::request_header<>&>(*in_memory)
+                                                    : static_cast<const http::request_header<>&>(*on_disk);
       // A body not read leaves the connection unusable for another request.
-      const bool keep_alive = withheld.empty() && req.keep_alive();
+      const bool keep_alive =
+          withheld.empty() && (in_memory ? in_memory->keep_alive() : on_disk->keep_alive());
       const unsigned version = req.version();
 
       HttpRequest plain;
@@ -577,7 +628,10 @@ struct HttpServer::Impl {
       if (!convert(req, plain)) {
         response = error_response(400, "invalid_argument", "malformed request target");
       } else {
-        plain.body = std::move(req.body());
+        if (in_memory)
+          plain.body = std::move(in_memory->body());
+        else
+          plain.body_file = spooled.path;
         plain.withheld = withheld;
         plain.remote_address = remote;
         plain.peer = peer;

@@ -176,6 +176,14 @@ void Manager::start() {
   // And whether the caller may send it at all, and whether there is room for it.
   hs.check_before_body = [this](const HttpRequest& head) { return impl_->router.check_before_body(head); };
   hs.max_body_bytes_in_flight = ctx.settings.max_body_bytes_in_flight;
+  // Large files (collected files) go to disk as they arrive; what a crash left there goes.
+  const auto spool = ctx.settings.state_dir / "spool";
+  std::error_code spool_ec;
+  std::filesystem::remove_all(spool, spool_ec);
+  fs::ensure_writable_dir(spool, "the spool directory for received files");
+  hs.spool_dir_for = [this, spool = spool.string()](std::string_view method, std::string_view target) {
+    return impl_->router.spools_body(method, target) ? spool : std::string();
+  };
   hs.take_over_address = ctx.settings.take_over_address;
   i.server = std::make_unique<HttpServer>(
       hs, [this](HttpRequest&& req, Responder r) { impl_->handle(std::move(req), std::move(r)); });

@@ -72,6 +72,18 @@ void write_file_atomic(const stdfs::path& path, std::string_view data, bool dura
   if (::rename(tmp.c_str(), path.c_str()) != 0) throw fail(errno, false);
 }
 
+void move_file_durable(const stdfs::path& from, const stdfs::path& to) {
+  const int fd = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw write_error(to, errno);
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw write_error(to, err);
+  }
+  ::close(fd);
+  if (::rename(from.c_str(), to.c_str()) != 0) throw write_error(to, errno);
+}
+
 void ensure_writable_dir(const stdfs::path& dir, std::string_view what) {
   if (dir.empty()) throw Error(ErrorKind::invalid_argument, std::string(what) + " is not set");
   std::error_code ec;

@@ -19,6 +19,9 @@ std::string read_file(const std::filesystem::path& path);
 /// `durable` the fsync is left to the caller (many files, then one syncfs: ChunkStore::sync).
 void write_file_atomic(const std::filesystem::path& path, std::string_view data, bool durable = true);
 /// Creates the directory (and parents) and checks that it is writable; throws Error naming it.
+/// Flushes `from` to disk and renames it to `to` (same filesystem): a file received elsewhere put in
+/// place whole. Throws Error naming `to` on failure.
+void move_file_durable(const std::filesystem::path& from, const std::filesystem::path& to);
 void ensure_writable_dir(const std::filesystem::path& dir, std::string_view what);
 std::int64_t now_unix();
 /// Milliseconds since the epoch.

@@ -40,6 +40,9 @@ struct HttpRequest {
   /// Why the body was not read (HttpServerSettings::check_before_body): the handler must refuse
   /// the request (the body is empty, not what was sent).
   std::string withheld;
+  /// The body as a file the server wrote it to (HttpServerSettings::spool_dir_for); `body` is then
+  /// empty. The server removes the file after the answer unless the handler moved it away.
+  std::string body_file;
 };
 
 /// A response body written piece by piece while the connection stays open (server-sent events).
@@ -150,6 +153,10 @@ struct HttpServerSettings {
   /// by its limit) until the answer is written: beyond it a request gets 503 with Retry-After
   /// before its body is read (one body is always let through). 0: no limit.
   std::uint64_t max_body_bytes_in_flight = 0;
+  /// Optional (method, target) → a directory: the request's body is written to a new file there as
+  /// it arrives (HttpRequest::body_file) instead of being held in memory, and it is not counted in
+  /// max_body_bytes_in_flight. Empty answer: in memory. For routes whose bodies are large files.
+  std::function<std::string(std::string_view, std::string_view)> spool_dir_for;
   /// Takes the address over from a predecessor that still holds it (an active/standby pair on
   /// one address: the old active may be stopped, not dead). Linux: the listener shares the
   /// address (SO_REUSEPORT) and steers every new connection to the newer of the two listeners,

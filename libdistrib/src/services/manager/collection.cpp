@@ -8,9 +8,13 @@
 namespace distrib::manager {
 
 void Collection::register_routes(Router& t) {
-  // Collected files carry up to the largest per-file limit.
-  t.add(Route{"POST", "/v1/agent/collect", Access::agent, bind(this, &Collection::agent_collect),
-              kMaxCollectFile, [this](const HttpRequest& head) { check_sender(head); }});
+  // Collected files carry up to the largest per-file limit; at the manager they are written to
+  // disk as they arrive (a relay, which forwards them, holds them in memory within its budget).
+  Route collect{"POST",          "/v1/agent/collect",
+                Access::agent,   bind(this, &Collection::agent_collect),
+                kMaxCollectFile, [this](const HttpRequest& head) { check_sender(head); }};
+  collect.spool_body = !uplink_.has_parent();
+  t.add(std::move(collect));
   t.add(Route{"GET", "/v1/jobs/{id}/files", Access::view, bind(this, &Collection::job_files)});
   t.add(Route{"GET", "/v1/jobs/{id}/files/{host}", Access::operate, bind(this, &Collection::job_file)});
 }
@@ -69,7 +73,13 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
   }
   auto shared = std::make_shared<HttpRequest>(std::move(req));
   return ctx_.blocking(std::move(r), [this, shared, host_id, job_id, path, sha] {
+    // Received into a file (the manager spools these bodies to disk), or in memory.
     const auto& data = shared->body;
+    const auto& spooled = shared->body_file;
+    std::error_code ec;
+    const std::uint64_t size = spooled.empty() ? data.size() : std::filesystem::file_size(spooled, ec);
+    if (ec)
+      throw Error(ErrorKind::internal, "the received file " + spooled + " cannot be read: " + ec.message());
     auto job = ctx_.store->find_job(job_id);
     if (!job || job->type != JobType::collect_files)
       throw Error(ErrorKind::not_found, "job " + std::to_string(job_id) + " is not a collect-files job");
@@ -79,34 +89,36 @@ void Collection::agent_collect(HttpRequest&& req, Responder& r, const PathSegmen
                   "host " + host_id + " has no open entry in job " + std::to_string(job_id));
     if (!collect_requested(job->collect, path))
       throw Error(ErrorKind::forbidden, "job " + std::to_string(job_id) + " did not ask for " + path);
-    if (data.size() > job->collect.max_file_bytes)
-      throw Error(ErrorKind::invalid_argument, "file " + path + " is " + format_byte_size(data.size()) +
+    if (size > job->collect.max_file_bytes)
+      throw Error(ErrorKind::invalid_argument, "file " + path + " is " + format_byte_size(size) +
                                                    ", over the job's per-file limit of " +
                                                    format_byte_size(job->collect.max_file_bytes));
-    std::uint64_t total = data.size();
+    std::uint64_t total = size;
     for (const auto& f : ctx_.store->collected_files(job_id))
       if (f.host_id == host_id && f.path != path) total += static_cast<std::uint64_t>(f.size);
     if (total > job->collect.max_total_bytes)
       throw Error(ErrorKind::invalid_argument,
                   "files from host " + host_id + " would reach " + format_byte_size(total) +
                       ", over the job's per-host limit of " + format_byte_size(job->collect.max_total_bytes));
-    const auto digest = sha256_hex(data);
+    const auto digest = spooled.empty() ? sha256_hex(data) : sha256_file(spooled);
     if (!sha.empty() && sha != digest)
       throw Error(ErrorKind::integrity,
                   "file " + path + " arrived damaged (SHA-256 differs from the sender's); send it again");
     const auto target = collected_path(job_id, host_id, path);
-    std::error_code ec;
     std::filesystem::create_directories(target.parent_path(), ec);
     if (ec) throw fs::write_error(target.parent_path(), ec.value());
     std::filesystem::permissions(target.parent_path(), std::filesystem::perms::owner_all);
-    fs::write_file_atomic(target, data);
+    if (spooled.empty())
+      fs::write_file_atomic(target, data);
+    else
+      fs::move_file_durable(spooled, target);
     std::filesystem::permissions(target, std::filesystem::perms::owner_read |
                                              std::filesystem::perms::owner_write);  // logs may hold secrets
     CollectedFile f;
     f.job_id = job_id;
     f.host_id = host_id;
     f.path = path;
-    f.size = static_cast<std::int64_t>(data.size());
+    f.size = static_cast<std::int64_t>(size);
     f.sha256 = digest;
     try {
       ctx_.store->record_collected_file(f);

@@ -178,6 +178,11 @@ std::uint64_t Router::body_limit(std::string_view method, std::string_view targe
   return e ? e->route.body_limit : 0;
 }
 
+bool Router::spools_body(std::string_view method, std::string_view target) const {
+  const auto* e = find(method, split_path(target.substr(0, target.find('?'))));
+  return e && e->route.spool_body;
+}
+
 std::string Router::check_before_body(const HttpRequest& head) const {
   const auto* e = find(head.method, split_path(head.path));
   if (!e) return {};  // "no route", its body read against the default limit

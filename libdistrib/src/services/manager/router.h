@@ -62,6 +62,8 @@ struct Route {
   /// Checked before the body is read, after the access check (for routes with large bodies:
   /// whether the caller may send it at all, from the query). Must not block: no store.
   HeadCheck before_body;
+  /// The body is written to a file as it arrives (HttpRequest::body_file), not held in memory.
+  bool spool_body = false;
 };
 
 /// One row of the table as listed (GET /v1/routes, the pinned test).
@@ -113,6 +115,8 @@ class Router {
   /// route's before_body check. On network threads, before the body is read; the request then
   /// comes to dispatch() without its body and is refused there (audited like any refusal).
   std::string check_before_body(const HttpRequest& head) const;
+  /// Does the route of (method, target) take its body as a file (Route::spool_body)?
+  bool spools_body(std::string_view method, std::string_view target) const;
 
  private:
   struct Entry {

@@ -100,12 +100,12 @@ int main(int argc, char** argv) {
   }
   const auto job_id = bj::parse(job.body).as_object().at("job").as_object().at("id").as_int64();
 
-  const long rss_before = proc_status_kib(m.pid(), "VmRSS:");
+  const long rss_before = proc_status_kib(m.pid(), "VmRSS");
   std::atomic<bool> done{false};
   std::atomic<long> peak{rss_before};
   std::thread sampler([&] {
     while (!done) {
-      const long kib = proc_status_kib(m.pid(), "VmRSS:");
+      const long kib = proc_status_kib(m.pid(), "VmRSS");
       if (kib > peak) peak = kib;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   done = true;
   sampler.join();
-  const long hwm = proc_status_kib(m.pid(), "VmHWM:");
+  const long hwm = proc_status_kib(m.pid(), "VmHWM");
   const double total_mib = static_cast<double>(hosts) * static_cast<double>(mib);
   std::printf(
       "%d uploads of %llu MiB at once: %.1f s, %.0f MiB/s, %ld refused for later (503) and sent again, "

@@ -48,16 +48,28 @@ auto SociInventory::ingest_one(soci::session& sql, ItemCatalogue::Staged& st, co
   const bool sys = rep.scope != InventoryScope::software, soft = rep.scope != InventoryScope::system;
   InventoryIngest out;
   out.items = rep.items.size();
+  // The digests first: a report of nothing new needs no more (through ODBC, reading the text
+  // columns of the row costs more than the rest of the report).
   std::string old_sys, old_soft, old_sets[2], old_volatile;
-  soci::indicator ind[5] = {soci::i_null, soci::i_null, soci::i_null, soci::i_null, soci::i_null};
-  sql << "SELECT system_digest, software_digest, system_items, software_items, volatile_items FROM "
-         "inventory_hosts WHERE host_id = :h",
-      soci::into(old_sys, ind[0]), soci::into(old_soft, ind[1]), soci::into(old_sets[0], ind[2]),
-      soci::into(old_sets[1], ind[3]), soci::into(old_volatile, ind[4]), soci::use(rep.host_id);
+  soci::indicator i1 = soci::i_null, i2 = soci::i_null;
+  sql << "SELECT system_digest, software_digest FROM inventory_hosts WHERE host_id = :h",
+      soci::into(old_sys, i1), soci::into(old_soft, i2), soci::use(rep.host_id);
   const bool exists = sql.got_data();
-  for (int i = 0; i < 5; ++i)
-    if (ind[i] == soci::i_null)
-      (i == 0 ? old_sys : i == 1 ? old_soft : i == 4 ? old_volatile : old_sets[i - 2]).clear();
+  if (i1 != soci::i_ok) old_sys.clear();
+  if (i2 != soci::i_ok) old_soft.clear();
+  auto read_sets = [&](bool sets) {
+    soci::rowset<soci::row> rs = (sql.prepare << std::string("SELECT volatile_items") +
+                                                     (sets ? ", system_items, software_items" : "") +
+                                                     " FROM inventory_hosts WHERE host_id = :h",
+                                  soci::use(rep.host_id));
+    for (const auto& r : rs) {
+      old_volatile = get_str(r, 0);
+      if (sets) {
+        old_sets[0] = get_str(r, 1);
+        old_sets[1] = get_str(r, 2);
+      }
+    }
+  };
   if (!exists) {  // a host with an inventory is registered; others are checked
     int known = 0;
     sql << "SELECT COUNT(*) FROM hosts WHERE host_id = :h", soci::into(known), soci::use(rep.host_id);
@@ -78,7 +90,8 @@ auto SociInventory::ingest_one(soci::session& sql, ItemCatalogue::Staged& st, co
   }
   out.first = !exists;
   const ll collected = rep.collected_at ? rep.collected_at : received_at, received = received_at;
-  // Volatile values: the report's replace those of its scope.
+  // Volatile values: the report's replace those of its scope (a full report's replace them all).
+  if (exists && (!same || rep.scope != InventoryScope::full)) read_sets(!same);
   auto vol = parse_volatile(old_volatile);
   std::erase_if(vol, [&](const auto& kv) { return in_scope(rep.scope, kv.first); });
   for (const auto& [k, v] : rep.items)
